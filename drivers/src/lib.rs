@@ -1,0 +1,9 @@
+//! Transports, decoders, encoders, protocol clients and simulators for
+//! point-of-sale devices.
+//!
+//! This crate knows nothing of the posbridge daemon: no configuration files,
+//! no ledger, no JSON-RPC. Everything here works on `AsyncRead + AsyncWrite`
+//! byte streams so any POS program can reuse it.
+
+pub mod discover;
+pub mod transport;

@@ -1,0 +1,136 @@
+//! The methods, one file per family, and the table that says who may call
+//! what.
+
+mod auth;
+mod devices;
+mod events;
+mod system;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::rpc::{RpcError, code};
+use super::session::Session;
+use crate::app::App;
+use crate::auth::Role;
+
+/// A method's entry in the table.
+pub struct MethodSpec {
+    /// Wire name.
+    pub name: &'static str,
+    /// Lowest role allowed to call it.
+    pub role: Role,
+    /// Whether a TCP client may call it before logging in.
+    pub before_login: bool,
+    /// One line for `system.methods` and the docs.
+    pub summary: &'static str,
+}
+
+const fn m(name: &'static str, role: Role, summary: &'static str) -> MethodSpec {
+    MethodSpec {
+        name,
+        role,
+        before_login: false,
+        summary,
+    }
+}
+
+/// Every method, in documentation order.
+pub const METHODS: &[MethodSpec] = &[
+    MethodSpec {
+        before_login: true,
+        ..m(
+            "auth.login",
+            Role::Cashier,
+            "present a token; the reply names the role granted",
+        )
+    },
+    m(
+        "system.ping",
+        Role::Cashier,
+        "liveness check; answers \"pong\"",
+    ),
+    m(
+        "system.info",
+        Role::Cashier,
+        "version, uptime, configuration path, socket, device summary, your role",
+    ),
+    m(
+        "system.methods",
+        Role::Cashier,
+        "the methods and the role each needs",
+    ),
+    m(
+        "system.reload",
+        Role::Admin,
+        "re-read the configuration file, as SIGHUP does",
+    ),
+    m(
+        "devices.list",
+        Role::Cashier,
+        "every configured device and its status",
+    ),
+    m(
+        "devices.restart",
+        Role::Admin,
+        "close and reopen one device",
+    ),
+    m(
+        "events.subscribe",
+        Role::Cashier,
+        "receive event notifications for the given topics",
+    ),
+    m(
+        "events.unsubscribe",
+        Role::Cashier,
+        "stop receiving some or all topics",
+    ),
+];
+
+/// Runs one call after checking the caller may make it.
+pub async fn dispatch(
+    app: &Arc<App>,
+    session: &Arc<Session>,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let Some(spec) = METHODS.iter().find(|s| s.name == method) else {
+        return Err(RpcError::new(
+            code::METHOD_NOT_FOUND,
+            format!("unknown method \"{method}\""),
+        )
+        .with_data(json!({ "method": method })));
+    };
+    match session.role() {
+        None if !spec.before_login => {
+            return Err(RpcError::new(
+                code::LOGIN_REQUIRED,
+                "log in first: call auth.login with your token",
+            ));
+        }
+        Some(role) if role < spec.role => {
+            return Err(RpcError::new(
+                code::FORBIDDEN,
+                format!("{method} needs the {:?} role", spec.role).to_lowercase(),
+            )
+            .with_data(json!({ "required": spec.role, "role": role })));
+        }
+        _ => {}
+    }
+    match method {
+        "auth.login" => auth::login(app, session, params),
+        "system.ping" => Ok(json!("pong")),
+        "system.info" => system::info(app, session),
+        "system.methods" => Ok(system::methods()),
+        "system.reload" => system::reload(app).await,
+        "devices.list" => devices::list(app),
+        "devices.restart" => devices::restart(app, params),
+        "events.subscribe" => events::subscribe(app, session, params),
+        "events.unsubscribe" => events::unsubscribe(session, params),
+        other => Err(RpcError::internal(
+            "method in table without a handler",
+            other,
+        )),
+    }
+}

@@ -1,0 +1,248 @@
+//! JSON-RPC 2.0 messages: parsing requests, building responses, and the one
+//! table of error codes.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Stable error codes. `docs/protocol.md` lists the same table; the codes
+/// never change meaning once released.
+pub mod code {
+    /// The line is not JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// JSON, but not a valid request object (or the line is too long).
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Params do not fit the method; `data.field` names the offending one.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// A bug or an unexpected failure inside the daemon.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// A TCP client called something before `auth.login`.
+    pub const LOGIN_REQUIRED: i64 = 1001;
+    /// The caller's role may not call this method.
+    pub const FORBIDDEN: i64 = 1002;
+    /// `auth.login` with a token that is not in the token file.
+    pub const BAD_TOKEN: i64 = 1003;
+    /// The daemon already serves `daemon.max_clients` connections.
+    pub const TOO_MANY_CLIENTS: i64 = 1004;
+    /// The daemon is shutting down and takes no new work.
+    pub const SHUTTING_DOWN: i64 = 1005;
+    /// A reload was refused: the configuration file is invalid.
+    pub const CONFIG_INVALID: i64 = 1101;
+    /// No device has that name.
+    pub const DEVICE_NOT_FOUND: i64 = 1201;
+}
+
+/// The longest request line accepted, newline excluded.
+pub const MAX_LINE: usize = 1024 * 1024;
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// One of [`code`].
+    pub code: i64,
+    /// For humans.
+    pub message: String,
+    /// For programs: the details a client needs to react.
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error with no data.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds a `data` object.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Invalid params naming the field.
+    pub fn invalid_params(field: &str, message: impl std::fmt::Display) -> Self {
+        let message = if field.is_empty() {
+            format!("invalid params: {message}")
+        } else {
+            format!("invalid params: {field}: {message}")
+        };
+        RpcError::new(code::INVALID_PARAMS, message).with_data(json!({ "field": field }))
+    }
+
+    /// An internal failure; the details go to the log, not the client.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        RpcError::new(code::INTERNAL_ERROR, format!("internal error: {context}"))
+    }
+}
+
+/// A request id: string, number or null.
+pub type Id = Value;
+
+/// A well-formed request.
+#[derive(Debug)]
+pub struct Request {
+    /// `None` for a notification (no reply is sent).
+    pub id: Option<Id>,
+    /// Method name.
+    pub method: String,
+    /// Params, if given.
+    pub params: Option<Value>,
+}
+
+/// Validates one request object. On error returns the id (when it could be
+/// read) with the error, so the reply can still be matched.
+pub fn parse_request(v: Value) -> Result<Request, (Id, RpcError)> {
+    let Value::Object(mut obj) = v else {
+        return Err((
+            Value::Null,
+            RpcError::new(code::INVALID_REQUEST, "a request must be a JSON object"),
+        ));
+    };
+    let id = match obj.remove("id") {
+        None => None,
+        Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
+        Some(_) => {
+            return Err((
+                Value::Null,
+                RpcError::new(code::INVALID_REQUEST, "id must be a string, number or null"),
+            ));
+        }
+    };
+    let reply_id = id.clone().unwrap_or(Value::Null);
+    let invalid = |m: &str| (reply_id.clone(), RpcError::new(code::INVALID_REQUEST, m));
+    match obj.remove("jsonrpc") {
+        Some(Value::String(v)) if v == "2.0" => {}
+        _ => return Err(invalid("jsonrpc must be \"2.0\"")),
+    }
+    let method = match obj.remove("method") {
+        Some(Value::String(m)) => m,
+        _ => return Err(invalid("method must be a string")),
+    };
+    let params = match obj.remove("params") {
+        None => None,
+        Some(p @ (Value::Object(_) | Value::Array(_))) => Some(p),
+        Some(_) => return Err(invalid("params must be an object or an array")),
+    };
+    if let Some(extra) = obj.keys().next() {
+        return Err(invalid(&format!("unknown member \"{extra}\"")));
+    }
+    Ok(Request { id, method, params })
+}
+
+/// Deserializes params into `T`, naming the offending field on error.
+/// Absent params read as `{}`.
+pub fn params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
+    let v = params.unwrap_or_else(|| Value::Object(Default::default()));
+    if v.is_array() {
+        return Err(RpcError::invalid_params("", "params must be an object"));
+    }
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = e.into_inner().to_string();
+        // serde names a missing or unknown field in the message, not in
+        // the path.
+        let named = inner
+            .strip_prefix("missing field `")
+            .or_else(|| inner.strip_prefix("unknown field `"));
+        let field = match named {
+            Some(rest) => {
+                let name = rest.split('`').next().unwrap_or_default();
+                if path.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                }
+            }
+            None => path,
+        };
+        RpcError::invalid_params(&field, inner)
+    })
+}
+
+/// A success reply line.
+pub fn success(id: &Id, result: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+/// An error reply line.
+pub fn failure(id: &Id, err: &RpcError) -> String {
+    let mut e = json!({"code": err.code, "message": err.message});
+    if let Some(d) = &err.data {
+        e["data"] = d.clone();
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": e}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests_and_notifications() {
+        let r = parse_request(json!({"jsonrpc":"2.0","id":7,"method":"system.ping"})).unwrap();
+        assert_eq!(r.id, Some(json!(7)));
+        assert_eq!(r.method, "system.ping");
+        let n = parse_request(json!({"jsonrpc":"2.0","method":"x","params":{}})).unwrap();
+        assert_eq!(n.id, None);
+    }
+
+    #[test]
+    fn rejects_malformed_requests_keeping_the_id() {
+        let cases = [
+            (json!([1]), Value::Null),
+            (json!({"jsonrpc":"1.0","id":"a","method":"m"}), json!("a")),
+            (json!({"jsonrpc":"2.0","id":1,"method":5}), json!(1)),
+            (
+                json!({"jsonrpc":"2.0","id":2,"method":"m","params":3}),
+                json!(2),
+            ),
+            (json!({"jsonrpc":"2.0","id":{},"method":"m"}), Value::Null),
+            (
+                json!({"jsonrpc":"2.0","id":3,"method":"m","extra":1}),
+                json!(3),
+            ),
+        ];
+        for (v, id) in cases {
+            let (got, e) = parse_request(v.clone()).unwrap_err();
+            assert_eq!(got, id, "{v}");
+            assert_eq!(e.code, code::INVALID_REQUEST, "{v}");
+        }
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct P {
+        name: String,
+        inner: Option<Inner>,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u8,
+    }
+
+    #[test]
+    fn params_errors_name_the_field() {
+        let e = params::<P>(Some(json!({"name": 1}))).unwrap_err();
+        assert_eq!(e.data, Some(json!({"field": "name"})));
+        let e = params::<P>(Some(json!({}))).unwrap_err();
+        assert_eq!(e.data, Some(json!({"field": "name"})));
+        let e = params::<P>(Some(json!({"name": "a", "inner": {"n": 300}}))).unwrap_err();
+        assert_eq!(e.data, Some(json!({"field": "inner.n"})));
+        let e = params::<P>(Some(json!({"name": "a", "inner": {}}))).unwrap_err();
+        assert_eq!(e.data, Some(json!({"field": "inner.n"})));
+        let e = params::<P>(Some(json!({"name": "a", "zzz": 1}))).unwrap_err();
+        assert!(e.message.contains("zzz"), "{}", e.message);
+        assert_eq!(e.data, Some(json!({"field": "zzz"})));
+        assert_eq!(e.code, code::INVALID_PARAMS);
+        assert!(params::<P>(Some(json!(["a"]))).is_err());
+    }
+}

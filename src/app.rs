@@ -1,0 +1,148 @@
+//! The daemon's shared state, as the API and the main loop see it, and the
+//! reload procedure both SIGHUP and `system.reload` use.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::auth::{TokenError, Tokens};
+use crate::config::{Config, ConfigError, Source};
+use crate::devices::{ApplyReport, DeviceEntry, Devices};
+use crate::events::{EventBus, now_rfc3339};
+use crate::store::Store;
+
+/// Why a reload was refused; the old configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The token file is invalid.
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    /// The loader thread died; nothing was changed.
+    #[error("configuration loader failed: {0}")]
+    Loader(String),
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// Device changes.
+    pub devices: ApplyReport,
+    /// Settings that changed but only take effect after a restart
+    /// (socket path, TCP listener, state dir, ledger file).
+    pub restart_required: Vec<&'static str>,
+}
+
+/// Everything the API can reach.
+pub struct App {
+    /// When the daemon started, for uptime.
+    pub started: Instant,
+    /// The same, as wall-clock time.
+    pub started_at: String,
+    /// Where the configuration came from; SIGHUP re-reads it.
+    pub source: Source,
+    config: RwLock<Arc<Config>>,
+    tokens: RwLock<Arc<Tokens>>,
+    /// The event bus.
+    pub bus: EventBus,
+    /// Device actors.
+    pub devices: Devices,
+    /// The embedded database.
+    pub store: Store,
+    /// The socket actually bound (may come from systemd).
+    pub socket_path: PathBuf,
+    // Serialises reloads: two SIGHUPs in a row must not interleave.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    /// Builds the state and starts the configured devices.
+    pub fn start(
+        config: Config,
+        source: Source,
+        store: Store,
+        socket_path: PathBuf,
+    ) -> Result<Arc<App>, TokenError> {
+        let tokens = load_tokens(&config)?;
+        let bus = EventBus::new();
+        let devices = Devices::new(bus.clone());
+        devices.apply(DeviceEntry::from_config(&config));
+        Ok(Arc::new(App {
+            started: Instant::now(),
+            started_at: now_rfc3339(),
+            source,
+            config: RwLock::new(Arc::new(config)),
+            tokens: RwLock::new(Arc::new(tokens)),
+            bus,
+            devices,
+            store,
+            socket_path,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The tokens in force.
+    pub fn tokens(&self) -> Arc<Tokens> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the configuration: validate everything first, then swap and
+    /// restart only the devices whose entries changed. On error nothing
+    /// changes.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let source = self.source.clone();
+        let new = tokio::task::spawn_blocking(move || source.load())
+            .await
+            .map_err(|e| ReloadError::Loader(e.to_string()))??;
+        let tokens = load_tokens(&new)?;
+        let old = self.config();
+
+        let mut restart_required = Vec::new();
+        if old.socket_path() != new.socket_path()
+            || old.daemon.socket_mode != new.daemon.socket_mode
+            || old.daemon.socket_group != new.daemon.socket_group
+        {
+            restart_required.push("daemon.socket");
+        }
+        if old.daemon.tcp != new.daemon.tcp {
+            restart_required.push("daemon.tcp");
+        }
+        if old.state_dir() != new.state_dir() || old.ledger != new.ledger {
+            restart_required.push("ledger");
+        }
+        if old.daemon.log_level != new.daemon.log_level {
+            restart_required.push("daemon.log_level");
+        }
+
+        let devices = self.devices.apply(DeviceEntry::from_config(&new));
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tokens);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        Ok(ReloadReport {
+            devices,
+            restart_required,
+        })
+    }
+}
+
+fn load_tokens(config: &Config) -> Result<Tokens, TokenError> {
+    match &config.daemon.token_file {
+        Some(p) => Tokens::load(p),
+        None => Ok(Tokens::default()),
+    }
+}

@@ -1,0 +1,61 @@
+//! Command-line interface: the daemon and the technician's tools.
+
+pub mod call;
+pub mod config;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// posbridge: the hardware bridge for Linux point-of-sale terminals.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (else $POSBRIDGE_CONFIG, /etc/posbridge/posbridge.toml,
+    /// the user config dir, or built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (what systemd starts).
+    Run,
+    /// Validate or print configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Call one API method and print the result.
+    Call(call::CallArgs),
+    /// Subscribe to events and print them as they arrive.
+    Events(call::EventsArgs),
+}
+
+/// `posbridge config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file without starting anything; exit 1 on error.
+    Check {
+        /// The file; default: the one the daemon would use.
+        file: Option<PathBuf>,
+    },
+    /// Print a fully commented sample configuration.
+    Example,
+}

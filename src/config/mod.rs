@@ -1,0 +1,712 @@
+//! The daemon's configuration: one TOML file a technician edits.
+//!
+//! Parsing is strict: unknown keys and wrong types are errors carrying the
+//! file, line, column and dotted key path. After parsing, [`Config::validate`]
+//! checks the rules serde cannot express (exactly one transport per device,
+//! unique names, no two devices on one port).
+
+mod error;
+mod load;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use posbridge_drivers::transport::{FlowControl, Parity, SerialSettings, TransportSpec};
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use error::ConfigError;
+pub use load::{Located, SYSTEM_CONFIG, Source, default_socket_path, locate};
+
+/// The commented sample printed by `posbridge config example`.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Socket, roles, logging and paths.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Where loyalty balances live.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    /// Card readers: magnetic stripe and QR/barcode scanners.
+    #[serde(default, rename = "reader")]
+    pub readers: Vec<ReaderConfig>,
+    /// Receipt and fiscal printers.
+    #[serde(default, rename = "printer")]
+    pub printers: Vec<PrinterConfig>,
+    /// How receipts are laid out.
+    #[serde(default)]
+    pub receipt: ReceiptConfig,
+}
+
+/// `[daemon]`: the local API and the process itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Unix socket path; default `$RUNTIME_DIRECTORY/posbridge.sock`, else
+    /// the XDG runtime dir.
+    pub socket: Option<PathBuf>,
+    /// Socket file mode, octal as a string ("0660") so it reads as chmod does.
+    pub socket_mode: String,
+    /// Group given to the socket file, so POS software in that group may connect.
+    pub socket_group: Option<String>,
+    /// Unix uids treated as admin on the socket (root always is).
+    pub admin_uids: Vec<u32>,
+    /// File of `role token` lines for `auth.login` (required when TCP is on).
+    pub token_file: Option<PathBuf>,
+    /// Directory for the embedded ledger and queues; default
+    /// `$STATE_DIRECTORY`, else the user data dir.
+    pub state_dir: Option<PathBuf>,
+    /// Log filter (`info`, `posbridge=debug`); `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// Connections accepted at once, Unix and TCP together.
+    pub max_clients: usize,
+    /// Time allowed on SIGTERM for in-flight requests and jobs.
+    pub shutdown_grace_ms: u64,
+    /// Optional TCP listener for POS software that cannot open Unix sockets.
+    pub tcp: Option<TcpConfig>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: None,
+            socket_mode: "0660".into(),
+            socket_group: None,
+            admin_uids: Vec::new(),
+            token_file: None,
+            state_dir: None,
+            log_level: "info".into(),
+            max_clients: 1024,
+            shutdown_grace_ms: 10_000,
+            tcp: None,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The socket mode as a number.
+    pub fn socket_mode_bits(&self) -> u32 {
+        // Validated in `Config::validate`; 0o660 is the documented default.
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// `[daemon.tcp]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Address to listen on, such as `127.0.0.1:7450`.
+    pub listen: Spanned<SocketAddr>,
+    /// Must be true to listen on a non-loopback address: the API moves
+    /// money, so exposure to the shop network has to be deliberate.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// `embedded` (SQLite in the state dir) is the only backend so far.
+    pub backend: LedgerBackend,
+    /// Database file; default `<state_dir>/posbridge.sqlite3`.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            backend: LedgerBackend::Embedded,
+            path: None,
+        }
+    }
+}
+
+/// Ledger backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerBackend {
+    /// SQLite on this terminal.
+    Embedded,
+}
+
+/// `[receipt]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptConfig {
+    /// Language of the labels posbridge prints.
+    pub language: Language,
+}
+
+impl Default for ReceiptConfig {
+    fn default() -> Self {
+        ReceiptConfig {
+            language: Language::Ru,
+        }
+    }
+}
+
+/// Receipt label language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    /// Russian (the default: the loyalty programmes are Russian).
+    Ru,
+    /// English.
+    En,
+}
+
+/// What a reader reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaderKind {
+    /// Magnetic stripe reader.
+    Msr,
+    /// QR or barcode scanner.
+    Scanner,
+}
+
+/// One `[[reader]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// Unique device name used in the API and events.
+    pub name: Spanned<String>,
+    /// `msr` or `scanner`.
+    #[serde(rename = "type")]
+    pub kind: ReaderKind,
+    /// Attached as a serial or USB-CDC port.
+    pub serial: Option<SerialConfig>,
+    /// Attached as a USB keyboard (keyboard wedge), read through evdev.
+    pub evdev: Option<EvdevConfig>,
+    /// Attached as a HID device, read through hidraw.
+    pub hid: Option<HidConfig>,
+}
+
+/// What a printer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrinterKind {
+    /// ESC/POS receipt printer.
+    Escpos,
+    /// Shtrih-M fiscal register.
+    Shtrih,
+}
+
+/// One `[[printer]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterConfig {
+    /// Unique device name used in the API and events.
+    pub name: Spanned<String>,
+    /// `escpos` or `shtrih`.
+    #[serde(rename = "type")]
+    pub kind: PrinterKind,
+    /// Serial port.
+    pub serial: Option<SerialConfig>,
+    /// Network printer.
+    pub tcp: Option<TcpDeviceConfig>,
+    /// USB printer class device node (`/dev/usb/lp0`).
+    pub usb: Option<UsbLpConfig>,
+    /// Output appended to a file, for debugging without a printer.
+    pub file: Option<FileConfig>,
+}
+
+/// `[reader.serial]` / `[printer.serial]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// Device path; prefer the stable `/dev/serial/by-id/...` name.
+    pub port: PathBuf,
+    /// Baud rate.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// Data bits, 5 to 8.
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    /// Stop bits, 1 or 2.
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// `none`, `odd` or `even`.
+    #[serde(default)]
+    pub parity: ParityConfig,
+    /// `none`, `rts_cts` or `xon_xoff`.
+    #[serde(default)]
+    pub flow_control: FlowControlConfig,
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+
+/// Parity as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParityConfig {
+    /// No parity.
+    #[default]
+    None,
+    /// Odd parity.
+    Odd,
+    /// Even parity.
+    Even,
+}
+
+/// Flow control as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowControlConfig {
+    /// None.
+    #[default]
+    None,
+    /// Hardware RTS/CTS.
+    RtsCts,
+    /// Software XON/XOFF.
+    XonXoff,
+}
+
+/// `[reader.evdev]`: a keyboard-wedge reader.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvdevConfig {
+    /// Input device path, preferably `/dev/input/by-id/...-event-kbd`.
+    pub device: Option<PathBuf>,
+    /// Or the USB `VID:PID[:serial]`, resolved through sysfs.
+    pub usb: Option<Spanned<UsbId>>,
+}
+
+/// `[reader.hid]`: a HID POS reader.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HidConfig {
+    /// USB `VID:PID[:serial]`.
+    pub usb: Spanned<UsbId>,
+}
+
+/// `[printer.tcp]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpDeviceConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port; 9100 is the raw printing port.
+    #[serde(default = "default_printer_port")]
+    pub port: u16,
+    /// Connection attempt limit.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_printer_port() -> u16 {
+    9100
+}
+fn default_connect_timeout_ms() -> u64 {
+    3000
+}
+
+/// `[printer.usb]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsbLpConfig {
+    /// Device node, such as `/dev/usb/lp0`.
+    pub device: PathBuf,
+}
+
+/// `[printer.file]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// File the printer's bytes are appended to.
+    pub path: PathBuf,
+}
+
+/// A USB device identity: `VID:PID` with an optional serial number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsbId {
+    /// Vendor id.
+    pub vid: u16,
+    /// Product id.
+    pub pid: u16,
+    /// Serial number string, when several identical devices are attached.
+    pub serial: Option<String>,
+}
+
+impl std::str::FromStr for UsbId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.splitn(3, ':');
+        let hex = |p: Option<&str>, what: &str| -> Result<u16, String> {
+            let p = p.filter(|p| !p.is_empty()).ok_or(format!(
+                "expected VID:PID[:serial] in hex, such as \"0c2e:0b61\"; {what} is missing"
+            ))?;
+            u16::from_str_radix(p, 16)
+                .map_err(|_| format!("{what} \"{p}\" is not a 4-digit hex number"))
+        };
+        let vid = hex(parts.next(), "vendor id")?;
+        let pid = hex(parts.next(), "product id")?;
+        let serial = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
+        Ok(UsbId { vid, pid, serial })
+    }
+}
+
+impl std::fmt::Display for UsbId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vid, self.pid)?;
+        if let Some(s) = &self.serial {
+            write!(f, ":{s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for UsbId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The exclusive resource a device holds. Two entries on one resource would
+/// fight over it, so that is a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// A device node or file path.
+    Path(PathBuf),
+    /// A USB device.
+    Usb(UsbId),
+    /// A TCP peer.
+    Tcp(String, u16),
+}
+
+impl Resource {
+    /// Whether two resources denote the same thing. A USB id without a
+    /// serial matches every device with that VID:PID.
+    pub fn overlaps(&self, other: &Resource) -> bool {
+        match (self, other) {
+            (Resource::Path(a), Resource::Path(b)) => canonical(a) == canonical(b),
+            (Resource::Usb(a), Resource::Usb(b)) => {
+                a.vid == b.vid
+                    && a.pid == b.pid
+                    && (a.serial.is_none() || b.serial.is_none() || a.serial == b.serial)
+            }
+            (Resource::Tcp(h1, p1), Resource::Tcp(h2, p2)) => {
+                p1 == p2 && h1.eq_ignore_ascii_case(h2)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::Path(p) => write!(f, "{}", p.display()),
+            Resource::Usb(u) => write!(f, "usb {u}"),
+            Resource::Tcp(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
+}
+
+/// `/dev/serial/by-id/x` and `/dev/ttyUSB0` are the same port when the link
+/// resolves there; paths that do not exist yet compare as written.
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl SerialConfig {
+    fn settings(&self) -> SerialSettings {
+        SerialSettings {
+            path: self.port.clone(),
+            baud: self.baud,
+            data_bits: self.data_bits,
+            stop_bits: self.stop_bits,
+            parity: match self.parity {
+                ParityConfig::None => Parity::None,
+                ParityConfig::Odd => Parity::Odd,
+                ParityConfig::Even => Parity::Even,
+            },
+            flow_control: match self.flow_control {
+                FlowControlConfig::None => FlowControl::None,
+                FlowControlConfig::RtsCts => FlowControl::RtsCts,
+                FlowControlConfig::XonXoff => FlowControl::XonXoff,
+            },
+        }
+    }
+}
+
+/// How a reader is attached, after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReaderAttachment {
+    /// Byte stream over a serial port.
+    Serial(SerialSettings),
+    /// Keyboard wedge through evdev.
+    Evdev {
+        /// Device node, when given.
+        device: Option<PathBuf>,
+        /// USB id, when given.
+        usb: Option<UsbId>,
+    },
+    /// HID reports through hidraw.
+    Hid(UsbId),
+}
+
+impl ReaderConfig {
+    /// The attachment; `validate` guarantees exactly one is set.
+    pub fn attachment(&self) -> Option<ReaderAttachment> {
+        match (&self.serial, &self.evdev, &self.hid) {
+            (Some(s), None, None) => Some(ReaderAttachment::Serial(s.settings())),
+            (None, Some(e), None) => Some(ReaderAttachment::Evdev {
+                device: e.device.clone(),
+                usb: e.usb.as_ref().map(|u| u.get_ref().clone()),
+            }),
+            (None, None, Some(h)) => Some(ReaderAttachment::Hid(h.usb.get_ref().clone())),
+            _ => None,
+        }
+    }
+
+    fn resource(&self) -> Option<Resource> {
+        Some(match self.attachment()? {
+            ReaderAttachment::Serial(s) => Resource::Path(s.path),
+            ReaderAttachment::Evdev {
+                device: Some(d), ..
+            } => Resource::Path(d),
+            ReaderAttachment::Evdev { usb: Some(u), .. } | ReaderAttachment::Hid(u) => {
+                Resource::Usb(u)
+            }
+            ReaderAttachment::Evdev { .. } => return None,
+        })
+    }
+}
+
+impl PrinterConfig {
+    /// The transport; `validate` guarantees exactly one is set.
+    pub fn transport(&self) -> Option<TransportSpec> {
+        match (&self.serial, &self.tcp, &self.usb, &self.file) {
+            (Some(s), None, None, None) => Some(TransportSpec::Serial(s.settings())),
+            (None, Some(t), None, None) => Some(TransportSpec::Tcp {
+                host: t.host.clone(),
+                port: t.port,
+                connect_timeout: Duration::from_millis(t.connect_timeout_ms),
+            }),
+            (None, None, Some(u), None) => Some(TransportSpec::CharDevice {
+                path: u.device.clone(),
+            }),
+            (None, None, None, Some(f)) => Some(TransportSpec::File {
+                path: f.path.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn resource(&self) -> Option<Resource> {
+        Some(match self.transport()? {
+            TransportSpec::Serial(s) => Resource::Path(s.path),
+            TransportSpec::Tcp { host, port, .. } => Resource::Tcp(host, port),
+            TransportSpec::CharDevice { path } | TransportSpec::File { path } => {
+                Resource::Path(path)
+            }
+        })
+    }
+}
+
+impl Config {
+    /// Parses and validates `src`, naming `file` in errors.
+    pub fn parse(src: &str, file: &Path) -> Result<Config, ConfigError> {
+        let de = toml::de::Deserializer::parse(src).map_err(|e| toml_error(src, file, "", &e))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            // Spanned<T> shows up in the path as a private field: hide it.
+            let path = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
+            let path = if path == "." { String::new() } else { path };
+            toml_error(src, file, &path, e.inner())
+        })?;
+        config.validate(src, file)?;
+        Ok(config)
+    }
+
+    /// Checks the rules serde cannot express.
+    fn validate(&self, src: &str, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |offset: usize, path: String, message: String| {
+            let (line, column) = error::line_col(src, offset);
+            ConfigError::Invalid {
+                file: file.to_path_buf(),
+                line,
+                column,
+                path,
+                message,
+            }
+        };
+        let d = &self.daemon;
+        if u32::from_str_radix(d.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .is_none()
+        {
+            let off = find_key(src, "socket_mode");
+            return Err(invalid(
+                off,
+                "daemon.socket_mode".into(),
+                format!(
+                    "\"{}\" is not an octal file mode such as \"0660\"",
+                    d.socket_mode
+                ),
+            ));
+        }
+        if d.max_clients == 0 {
+            let off = find_key(src, "max_clients");
+            return Err(invalid(
+                off,
+                "daemon.max_clients".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(tcp) = &d.tcp {
+            let addr = tcp.listen.get_ref();
+            if !addr.ip().is_loopback() && !tcp.allow_remote {
+                return Err(invalid(
+                    tcp.listen.span().start,
+                    "daemon.tcp.listen".into(),
+                    format!(
+                        "{addr} is not a loopback address; set daemon.tcp.allow_remote = true \
+                         to expose the API to the network deliberately"
+                    ),
+                ));
+            }
+            if d.token_file.is_none() {
+                return Err(invalid(
+                    tcp.listen.span().start,
+                    "daemon.token_file".into(),
+                    "the TCP listener needs daemon.token_file: TCP clients must log in".into(),
+                ));
+            }
+        }
+
+        // Devices: names unique across readers and printers, exactly one
+        // attachment each, and no two on one resource.
+        let mut seen: HashMap<&str, String> = HashMap::new();
+        let mut taken: Vec<(Resource, String)> = Vec::new();
+        let entries = self
+            .readers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let path = format!("reader[{i}]");
+                (
+                    path,
+                    &r.name,
+                    r.resource(),
+                    r.attachment().is_some(),
+                    "serial, evdev or hid",
+                )
+            })
+            .chain(self.printers.iter().enumerate().map(|(i, p)| {
+                let path = format!("printer[{i}]");
+                (
+                    path,
+                    &p.name,
+                    p.resource(),
+                    p.transport().is_some(),
+                    "serial, tcp, usb or file",
+                )
+            }));
+        for (path, name, resource, attached, choices) in entries {
+            let at = name.span().start;
+            let n = name.get_ref();
+            if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c == '/') {
+                return Err(invalid(
+                    at,
+                    format!("{path}.name"),
+                    "a device name is 1 to 64 characters, without '/' or control characters".into(),
+                ));
+            }
+            if let Some(first) = seen.insert(n.as_str(), path.clone()) {
+                return Err(invalid(
+                    at,
+                    format!("{path}.name"),
+                    format!("device name \"{n}\" is already used by {first}"),
+                ));
+            }
+            if !attached {
+                return Err(invalid(
+                    at,
+                    path,
+                    format!("give exactly one of the sub-tables {choices}"),
+                ));
+            }
+            match resource {
+                Some(r) => {
+                    if let Some((_, other)) = taken.iter().find(|(t, _)| t.overlaps(&r)) {
+                        return Err(invalid(
+                            at,
+                            path,
+                            format!("{r} is already used by {other}: one device, one entry"),
+                        ));
+                    }
+                    taken.push((r, format!("\"{n}\"")));
+                }
+                None => {
+                    return Err(invalid(
+                        at,
+                        format!("{path}.evdev"),
+                        "give device (an /dev/input path) or usb (VID:PID)".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Offset of `key =` in `src`, for errors on plain (unspanned) values.
+fn find_key(src: &str, key: &str) -> usize {
+    src.lines()
+        .scan(0usize, |off, line| {
+            let start = *off;
+            *off += line.len() + 1;
+            Some((start, line))
+        })
+        .find(|(_, line)| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(0, |(start, line)| {
+            start + (line.len() - line.trim_start().len())
+        })
+}
+
+fn toml_error(src: &str, file: &Path, path: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e
+        .span()
+        .map_or((1, 1), |span| error::line_col(src, span.start));
+    ConfigError::Invalid {
+        file: file.to_path_buf(),
+        line,
+        column,
+        path: path.to_owned(),
+        message: e.message().trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(src: &str) -> Result<Config, ConfigError> {
+    Config::parse(src, Path::new("test.toml"))
+}
+
+fn invalid(src: &str) -> (usize, usize, String, String) {
+    match parse(src) {
+        Err(ConfigError::Invalid {
+            line,
+            column,
+            path,
+            message,
+            ..
+        }) => (line, column, path, message),
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[test]
+fn empty_file_is_the_defaults() {
+    assert_eq!(parse("").unwrap(), Config::default());
+}
+
+#[test]
+fn the_example_parses() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.daemon.socket_mode_bits(), 0o660);
+    assert!(c.readers.is_empty());
+}
+
+#[test]
+fn the_example_with_every_comment_removed_still_parses() {
+    // The commented entries are what technicians copy: uncomment them all
+    // and the result must be a valid file.
+    let uncommented: String = EXAMPLE
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.contains(" = ") && !rest.starts_with(' ') && !rest.contains("::") =>
+            {
+                rest.split("  #").next().unwrap_or(rest)
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert_eq!(c.readers.len(), 2);
+    assert_eq!(c.printers.len(), 2);
+    assert!(c.daemon.tcp.is_some());
+}
+
+#[test]
+fn unknown_key_names_line_column_and_path() {
+    let (line, column, path, message) = invalid("[daemon]\nsocket_mode = \"0660\"\n  colour = 1\n");
+    assert_eq!((line, column), (3, 3));
+    assert_eq!(path, "daemon.colour");
+    assert!(message.contains("colour"), "{message}");
+}
+
+#[test]
+fn wrong_type_in_a_device_names_the_index() {
+    let src = "[[printer]]\nname = \"a\"\ntype = \"escpos\"\n[printer.file]\npath = \"/tmp/a\"\n\n\
+               [[printer]]\nname = \"b\"\ntype = \"escpos\"\n[printer.tcp]\nhost = \"h\"\nport = \"x\"\n";
+    let (line, column, path, _) = invalid(src);
+    assert_eq!(path, "printer[1].tcp.port");
+    assert_eq!((line, column), (12, 8));
+}
+
+#[test]
+fn bad_enum_value_is_rejected() {
+    let (line, _, path, message) = invalid("[[reader]]\nname = \"r\"\ntype = \"laser\"\n");
+    assert_eq!(line, 3);
+    assert_eq!(path, "reader[0].type");
+    assert!(message.contains("msr"), "{message}");
+}
+
+#[test]
+fn syntax_error_has_a_position() {
+    let (line, _, path, _) = invalid("[daemon]\nsocket_mode = \n");
+    assert_eq!(line, 2);
+    assert_eq!(path, "");
+}
+
+#[test]
+fn two_devices_on_one_port_are_rejected() {
+    let src = "[[reader]]\nname = \"a\"\ntype = \"msr\"\n[reader.serial]\nport = \"/dev/ttyS9\"\n\
+               [[printer]]\nname = \"b\"\ntype = \"escpos\"\n[printer.serial]\nport = \"/dev/ttyS9\"\n";
+    let (line, _, path, message) = invalid(src);
+    assert_eq!(line, 7);
+    assert_eq!(path, "printer[0]");
+    assert!(message.contains("already used by \"a\""), "{message}");
+}
+
+#[test]
+fn usb_id_without_serial_overlaps_one_with_serial() {
+    let src = "[[reader]]\nname = \"a\"\ntype = \"msr\"\n[reader.hid]\nusb = \"0801:0011:AB12\"\n\
+               [[reader]]\nname = \"b\"\ntype = \"scanner\"\n[reader.evdev]\nusb = \"0801:0011\"\n";
+    let (_, _, path, _) = invalid(src);
+    assert_eq!(path, "reader[1]");
+    let ok = src.replace("usb = \"0801:0011\"", "usb = \"0801:0011:CD34\"");
+    assert_eq!(parse(&ok).unwrap().readers.len(), 2);
+}
+
+#[test]
+fn tcp_printers_on_one_address_conflict() {
+    let src = "[[printer]]\nname = \"a\"\ntype = \"escpos\"\n[printer.tcp]\nhost = \"Printer\"\n\
+               [[printer]]\nname = \"b\"\ntype = \"shtrih\"\n[printer.tcp]\nhost = \"printer\"\nport = 9100\n";
+    assert_eq!(invalid(src).2, "printer[1]");
+}
+
+#[test]
+fn bad_usb_id_is_explained() {
+    let (_, _, path, message) =
+        invalid("[[reader]]\nname = \"a\"\ntype = \"msr\"\n[reader.hid]\nusb = \"zz:01\"\n");
+    assert_eq!(path, "reader[0].hid.usb");
+    assert!(message.contains("hex"), "{message}");
+}
+
+#[test]
+fn duplicate_names_and_missing_transport() {
+    let dup = "[[reader]]\nname = \"x\"\ntype = \"msr\"\n[reader.serial]\nport = \"/dev/a\"\n\
+               [[printer]]\nname = \"x\"\ntype = \"escpos\"\n[printer.file]\npath = \"/tmp/x\"\n";
+    let (_, _, path, message) = invalid(dup);
+    assert_eq!(path, "printer[0].name");
+    assert!(message.contains("reader[0]"), "{message}");
+
+    let none = "[[printer]]\nname = \"p\"\ntype = \"escpos\"\n";
+    assert!(invalid(none).3.contains("exactly one"));
+    let two = "[[printer]]\nname = \"p\"\ntype = \"escpos\"\n[printer.file]\npath = \"/a\"\n\
+               [printer.usb]\ndevice = \"/dev/usb/lp0\"\n";
+    assert!(invalid(two).3.contains("exactly one"));
+}
+
+#[test]
+fn remote_tcp_needs_consent_and_tokens() {
+    let remote = "[daemon]\ntoken_file = \"/t\"\n[daemon.tcp]\nlisten = \"0.0.0.0:7450\"\n";
+    let (line, _, path, _) = invalid(remote);
+    assert_eq!((line, path.as_str()), (4, "daemon.tcp.listen"));
+    let ok = format!("{remote}allow_remote = true\n");
+    assert!(parse(&ok).is_ok());
+    let no_tokens = "[daemon.tcp]\nlisten = \"127.0.0.1:7450\"\n";
+    assert_eq!(invalid(no_tokens).2, "daemon.token_file");
+}
+
+#[test]
+fn socket_mode_must_be_octal() {
+    let (line, column, path, _) = invalid("[daemon]\n  socket_mode = \"rw-rw----\"\n");
+    assert_eq!((line, column, path.as_str()), (2, 3, "daemon.socket_mode"));
+}
+
+#[test]
+fn error_display_is_file_line_column_path() {
+    let e = parse("[ledger]\nbackend = \"central\"\n").unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("test.toml:2:11: ledger.backend: "), "{s}");
+}

@@ -1,0 +1,191 @@
+//! `posbridge run`: bind, start devices, tell systemd we are ready, serve
+//! until SIGTERM, then shut down in order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::listener::{self, ListenError, Listener};
+use crate::app::App;
+use crate::auth::TokenError;
+use crate::config::{Config, Source};
+use crate::store::{Store, StoreError};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listener could not be set up.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The token file is unusable.
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    /// Signal handlers could not be installed.
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+
+    let store = Store::open(&config.database_path())?;
+    tracing::info!(db = %store.path().display(), terminal = store.terminal_id(), "database open");
+
+    // A socket from systemd belongs to systemd: it is neither created nor
+    // removed here.
+    let (unix, socket_path, owned) = match listener::from_systemd()? {
+        Some((l, path)) => {
+            tracing::info!(socket = %path.display(), "using the socket passed by systemd");
+            (l, path, false)
+        }
+        None => {
+            let path = config.socket_path();
+            let l = listener::bind_unix(
+                &path,
+                config.daemon.socket_mode_bits(),
+                config.daemon.socket_group.as_deref(),
+            )?;
+            (l, path, true)
+        }
+    };
+    // From here on the socket file is ours to remove, whatever happens.
+    let _socket_guard = owned.then(|| SocketFile(socket_path.clone()));
+    let tcp = match &config.daemon.tcp {
+        Some(t) => {
+            let addr = *t.listen.get_ref();
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ListenError::Io {
+                    what: format!("bind tcp {addr}"),
+                    source,
+                })?;
+            tracing::info!(addr = %l.local_addr().unwrap_or(addr), "TCP listener on");
+            Some(l)
+        }
+        None => None,
+    };
+
+    let grace = config.daemon.shutdown_grace();
+    let max_clients = config.daemon.max_clients;
+    let app = App::start(config, source, store, socket_path.clone())?;
+
+    let shutdown = CancellationToken::new();
+    let acceptors = TaskTracker::new();
+    let conns = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(max_clients));
+    let mut listeners = vec![Listener::Unix(unix)];
+    listeners.extend(tcp.map(Listener::Tcp));
+    for l in listeners {
+        acceptors.spawn(listener::accept_loop(
+            l,
+            app.clone(),
+            shutdown.clone(),
+            conns.clone(),
+            slots.clone(),
+        ));
+    }
+    acceptors.close();
+
+    tracing::info!(socket = %socket_path.display(), version = env!("CARGO_PKG_VERSION"), "ready");
+    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let mut tick = tokio::time::interval(if watchdog {
+        Duration::from_micros(watchdog_usec / 2).max(Duration::from_millis(100))
+    } else {
+        Duration::from_secs(3600)
+    });
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break }
+            _ = sighup.recv() => {
+                notify(&[NotifyState::Reloading]);
+                match app.reload().await {
+                    Ok(report) => tracing::info!(?report, "configuration reloaded"),
+                    Err(e) => tracing::error!(error = %e, "reload refused; the old configuration stays in force"),
+                }
+                notify(&[NotifyState::Ready]);
+            }
+            _ = tick.tick() => {
+                if watchdog {
+                    if healthy(&app, &acceptors).await {
+                        notify(&[NotifyState::Watchdog]);
+                    } else {
+                        tracing::error!("health check failed; withholding the watchdog ping");
+                    }
+                }
+            }
+        }
+    }
+
+    notify(&[NotifyState::Stopping]);
+    shutdown.cancel();
+    acceptors.wait().await;
+    conns.close();
+    if tokio::time::timeout(grace, conns.wait()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "connections still busy after the grace period; closing them"
+        );
+    }
+    if tokio::time::timeout(grace, app.devices.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("devices did not stop within the grace period");
+    }
+    if let Err(e) = app.store.checkpoint().await {
+        tracing::error!(error = %e, "final checkpoint failed; the WAL will be replayed on start");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The main loop is alive (it is running this), both listeners still
+/// accept, and the database answers: then, and only then, systemd gets its
+/// watchdog ping.
+async fn healthy(app: &App, acceptors: &TaskTracker) -> bool {
+    let listening = !acceptors.is_empty();
+    let db = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.store.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))),
+    )
+    .await;
+    listening && matches!(db, Ok(Ok(())))
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Removes the socket file when dropped, so a clean exit leaves no stale
+/// socket behind.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(socket = %self.0.display(), error = %e, "could not remove the socket");
+        }
+    }
+}

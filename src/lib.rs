@@ -1,0 +1,17 @@
+//! posbridge: the hardware bridge daemon for Linux point-of-sale terminals.
+//!
+//! Floors, each importing only from those below: `main`/`cli` (wiring),
+//! `api` (JSON-RPC), `devices`, `store`/`events`/`config`, and the
+//! `posbridge-drivers` crate at the bottom. See `docs/architecture.md`.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod devices;
+pub mod events;
+pub mod redact;
+pub mod store;

@@ -1,0 +1,81 @@
+//! posbridge entry point: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use posbridge::cli::{Cli, Command, ConfigCommand, LogFormat, call, config as config_cmd};
+use posbridge::config::locate;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let flag = cli.config.clone();
+    match cli.command {
+        Command::Config(ConfigCommand::Check { file }) => {
+            return if config_cmd::check(file.as_deref(), flag.as_deref()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Command::Config(ConfigCommand::Example) => {
+            config_cmd::example();
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run => run(flag.as_deref(), cli.log_format).await,
+            Command::Call(args) => call::call(args, flag.as_deref()).await,
+            Command::Events(args) => call::events(args, flag.as_deref()).await,
+            Command::Config(_) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(flag: Option<&std::path::Path>, format: LogFormat) -> anyhow::Result<()> {
+    let source = locate(flag);
+    let config = source.load()?;
+    init_logging(&config.daemon.log_level, format)?;
+    match source.path() {
+        Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file; running on built-in defaults"),
+    }
+    posbridge::daemon::run(config, source)
+        .await
+        .context("posbridge run")
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::try_new(level).with_context(|| format!("daemon.log_level \"{level}\""))?,
+    };
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // journald and log files want plain text, terminals want colour.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! The embedded database: one SQLite file in the state dir, opened with the
+//! durability settings every table in it relies on, and versioned
+//! migrations.
+//!
+//! WAL with `synchronous=FULL` fsyncs the log on every commit: a commit that
+//! returned survives a power cut. Writers use `BEGIN IMMEDIATE` so two
+//! writers never deadlock upgrading read locks.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, params};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how
+/// many ran. Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: identity of this terminal's store.
+    "CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) STRICT;",
+];
+
+/// Database errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state directory could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("database {}: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database worker thread died (a bug); the call had no effect
+    /// beyond what SQLite rolled back.
+    #[error("database worker failed: {0}")]
+    Worker(String),
+    /// The file was written by a newer posbridge.
+    #[error("database {} has schema version {found}, newer than this build's {known}; refusing to touch it", path.display())]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Latest version this build knows.
+        known: i64,
+    },
+}
+
+/// The open database, shared by the daemon's modules.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    // One connection for writes: SQLite allows one writer anyway, and a
+    // mutex makes the queue explicit instead of busy-waiting on locks.
+    conn: Arc<Mutex<Connection>>,
+    terminal_id: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        migrate(&mut conn, path)?;
+        let terminal_id = terminal_id(&mut conn).map_err(err)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+            terminal_id,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A random id minted when this database was created; it names the
+    /// terminal to a central ledger and binds card tokens to this till.
+    pub fn terminal_id(&self) -> &str {
+        &self.terminal_id
+    }
+
+    /// Runs `f` on the connection in a blocking-safe thread.
+    pub async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|join| StoreError::Worker(join.to_string()))?
+        .map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    /// Moves the WAL into the main file and truncates it: called on
+    /// shutdown so the file on disk is complete by itself.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .await
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let known = MIGRATIONS.len() as i64;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+fn terminal_id(conn: &mut Connection) -> rusqlite::Result<String> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let existing: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'terminal_id'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            let id: String = tx.query_row("SELECT lower(hex(randomblob(16)))", [], |r| r.get(0))?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('terminal_id', ?1)",
+                params![id],
+            )?;
+            id
+        }
+    };
+    tx.commit()?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn opens_with_wal_full_sync_and_keeps_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/db.sqlite3");
+        let store = Store::open(&path).unwrap();
+        let id = store.terminal_id().to_owned();
+        assert_eq!(id.len(), 32);
+        let (mode, sync, version): (String, i64, i64) = store
+            .with(|c| {
+                Ok((
+                    c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+                    c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "synchronous=FULL");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        store.checkpoint().await.unwrap();
+        drop(store);
+        assert_eq!(Store::open(&path).unwrap().terminal_id(), id);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 999).unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 999, .. })
+        ));
+    }
+}
