@@ -124,7 +124,9 @@ pub fn parse_request(v: Value) -> Result<Request, (Id, RpcError)> {
         _ => return Err(invalid("method must be a string")),
     };
     let params = match obj.remove("params") {
-        None => None,
+        // Strictly, params is an object or array when present; many
+        // client libraries send null for "none", so read it as absent.
+        None | Some(Value::Null) => None,
         Some(p @ (Value::Object(_) | Value::Array(_))) => Some(p),
         Some(_) => return Err(invalid("params must be an object or an array")),
     };

@@ -142,7 +142,13 @@ impl Devices {
             detail: None,
             since: now_rfc3339(),
         });
-        let actor = supervisor::supervise(entry.clone(), tx, self.bus.clone(), cancel.clone());
+        let actor = supervisor::supervise(
+            entry.clone(),
+            instance,
+            tx,
+            self.bus.clone(),
+            cancel.clone(),
+        );
         let guard = finished.clone().drop_guard();
         self.tracker.spawn(async move {
             let _guard = guard;

@@ -28,6 +28,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Runs until `cancel` fires.
 pub(super) async fn supervise(
     entry: DeviceEntry,
+    instance: u64,
     status: watch::Sender<DeviceStatus>,
     bus: EventBus,
     cancel: CancellationToken,
@@ -64,6 +65,7 @@ pub(super) async fn supervise(
                     "type": entry.type_name(),
                     "status": state,
                     "detail": detail,
+                    "instance": instance,
                 }),
             );
         }

@@ -119,6 +119,22 @@ mod tests {
         assert_eq!(&buf, b";123?\r");
     }
 
+    #[tokio::test]
+    async fn a_hang_up_ends_reading() {
+        let (device, host) = tokio_serial::SerialStream::pair().unwrap();
+        use tokio_serial::SerialPort;
+        let path = host.name().expect("pty has a name");
+        drop(host);
+        let mut t = open(&SerialSettings::new(path, 9600)).unwrap();
+        drop(device);
+        let mut buf = [0u8; 16];
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), t.read(&mut buf)).await;
+        match r {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            other => panic!("expected EOF or an error after hang-up, got {other:?}"),
+        }
+    }
+
     #[test]
     fn missing_port_is_not_found() {
         let err = open(&SerialSettings::new("/dev/does-not-exist-posbridge", 9600))

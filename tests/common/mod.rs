@@ -1,0 +1,243 @@
+//! The one helper every integration test uses: start the real daemon binary
+//! on a temporary state dir with a small config, and talk to its socket.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use posbridge::client::Client;
+use serde_json::Value;
+
+/// Path of the daemon binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
+
+/// A running daemon in its own temp dir; killed on drop.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Config text with the socket and state dir inside `dir`; `extra` is
+/// appended inside `[daemon]` (`daemon_extra`) and after it (`rest`).
+pub fn config_text(dir: &Path, daemon_extra: &str, rest: &str) -> String {
+    format!(
+        "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"debug\"\n{daemon_extra}\n{rest}\n",
+        dir.join("posbridge.sock").display(),
+        dir.join("state").display(),
+    )
+}
+
+impl Daemon {
+    /// Starts with `[daemon]` extras and further sections.
+    pub fn start(daemon_extra: &str, rest: &str) -> Daemon {
+        Self::start_with(daemon_extra, rest, |_| {})
+    }
+
+    /// Starts with a hook to adjust the command (environment, fds).
+    pub fn start_with(daemon_extra: &str, rest: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("posbridge.toml");
+        std::fs::write(&config, config_text(dir.path(), daemon_extra, rest)).unwrap();
+        let socket = dir.path().join("posbridge.sock");
+        let mut d = Daemon {
+            child: None,
+            socket,
+            config,
+            dir,
+        };
+        d.spawn(adjust);
+        d
+    }
+
+    /// Spawns the process and waits until the socket answers.
+    pub fn spawn(&mut self, adjust: impl FnOnce(&mut Command)) {
+        let _no_pty_leaks = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        adjust(&mut cmd);
+        self.child = Some(cmd.spawn().expect("spawn posbridge"));
+        drop(_no_pty_leaks);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited early ({status}); log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not come up; log:\n{}", self.log());
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits for the process to exit (panics after `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.child = None;
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("daemon did not exit; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Rewrites the config file.
+    pub fn write_config(&self, daemon_extra: &str, rest: &str) {
+        std::fs::write(
+            &self.config,
+            config_text(self.dir.path(), daemon_extra, rest),
+        )
+        .unwrap();
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Client {
+        Client::unix(&self.socket).await.expect("connect")
+    }
+
+    /// A raw connection for malformed input.
+    pub async fn raw(&self) -> RawConn {
+        let s = tokio::net::UnixStream::connect(&self.socket).await.unwrap();
+        RawConn::new(s)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A line-oriented raw connection.
+pub struct RawConn {
+    rd: tokio::io::BufReader<tokio::io::ReadHalf<tokio::net::UnixStream>>,
+    wr: tokio::io::WriteHalf<tokio::net::UnixStream>,
+}
+
+impl RawConn {
+    fn new(s: tokio::net::UnixStream) -> Self {
+        let (r, w) = tokio::io::split(s);
+        RawConn {
+            rd: tokio::io::BufReader::new(r),
+            wr: w,
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.wr.write_all(bytes).await
+    }
+
+    /// Next line as JSON, or None at EOF. Fails the test after 10 s.
+    pub async fn recv(&mut self) -> Option<Value> {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), self.rd.read_line(&mut line))
+            .await
+            .expect("no reply within 10 s")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}")))
+    }
+}
+
+/// Polls `f` until it returns Some, up to 10 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A printer entry writing to a file in `dir`.
+pub fn file_printer(name: &str, dir: &Path) -> String {
+    format!(
+        "[[printer]]\nname = \"{name}\"\ntype = \"escpos\"\n[printer.file]\npath = \"{}\"\n",
+        dir.join(format!("{name}.bin")).display()
+    )
+}
+
+/// Held while spawning daemons and while creating pty pairs: serialport
+/// opens the pty master without close-on-exec, and a daemon spawned by a
+/// parallel test in between would inherit it and keep the pty from ever
+/// hanging up.
+static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A pseudo-terminal pair: the device end (kept by the test) and the path
+/// of the port the daemon opens.
+pub fn pty_pair() -> (tokio_serial::SerialStream, String) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use tokio_serial::SerialPort;
+    let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let (device, host) = tokio_serial::SerialStream::pair().expect("pty pair");
+    // SAFETY: the descriptor belongs to `device`, alive for this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(device.as_raw_fd()) };
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .expect("cloexec");
+    let path = host.name().expect("pty name");
+    (device, path)
+}
