@@ -147,12 +147,9 @@ pub fn params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError>
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let inner = e.into_inner().to_string();
-        // serde names a missing or unknown field in the message, not in
-        // the path.
-        let named = inner
-            .strip_prefix("missing field `")
-            .or_else(|| inner.strip_prefix("unknown field `"));
-        let field = match named {
+        // serde names a missing field in the message, not in the path (an
+        // unknown field is already the last path segment).
+        let field = match inner.strip_prefix("missing field `") {
             Some(rest) => {
                 let name = rest.split('`').next().unwrap_or_default();
                 if path.is_empty() {
