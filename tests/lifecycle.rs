@@ -460,3 +460,54 @@ fn the_call_command_prints_results_and_fails_on_errors() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["socket"], json!(d.socket));
 }
+
+#[tokio::test]
+async fn the_socket_file_gets_the_configured_mode_and_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = Daemon::start("", "");
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    drop(d);
+    // Group "root" exists everywhere.
+    let d = Daemon::start("socket_mode = \"0600\"\nsocket_group = \"root\"", "");
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.gid(), 0);
+}
+
+#[tokio::test]
+async fn the_events_command_prints_events_as_they_arrive() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start("", &file_printer("p1", dir.path()));
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "events",
+            "--raw",
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "device.*",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut c = d.client().await;
+    // The subscription is set up asynchronously: restart until an event shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        assert!(std::time::Instant::now() < deadline, "no event line");
+        c.call("devices.restart", json!({"name": "p1"}))
+            .await
+            .unwrap();
+        if let Ok(Ok(Some(l))) =
+            tokio::time::timeout(Duration::from_millis(300), lines.next_line()).await
+        {
+            break l;
+        }
+    };
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["params"]["topic"], "device.status");
+    assert_eq!(v["params"]["device"], "p1");
+}
