@@ -6,4 +6,5 @@
 //! byte streams so any POS program can reuse it.
 
 pub mod discover;
+pub mod reader;
 pub mod transport;
