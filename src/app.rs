@@ -8,8 +8,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::auth::{TokenError, Tokens};
+use crate::cards::Cards;
 use crate::config::{Config, ConfigError, Source};
-use crate::devices::{ApplyReport, DeviceEntry, Devices};
+use crate::devices::{ApplyReport, DeviceEntry, Devices, ReaderOutput};
 use crate::events::{EventBus, now_rfc3339};
 use crate::store::Store;
 
@@ -46,11 +47,17 @@ pub struct App {
     /// Where the configuration came from; SIGHUP re-reads it.
     pub source: Source,
     config: RwLock<Arc<Config>>,
+    // The configuration the process started with: settings read only at
+    // start-up (socket, TCP, database, limits) are compared against it, so
+    // a reload reports what is still waiting for a restart.
+    boot: Arc<Config>,
     tokens: RwLock<Arc<Tokens>>,
     /// The event bus.
     pub bus: EventBus,
     /// Device actors.
     pub devices: Devices,
+    /// Card tokens and `card.read`.
+    pub cards: Arc<Cards>,
     /// The embedded database.
     pub store: Store,
     /// The socket actually bound (may come from systemd).
@@ -69,16 +76,33 @@ impl App {
     ) -> Result<Arc<App>, TokenError> {
         let tokens = load_tokens(&config)?;
         let bus = EventBus::new();
-        let devices = Devices::new(bus.clone());
+        let cards = Arc::new(Cards::new(bus.clone(), store.terminal_id().to_owned()));
+        let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(64);
+        // Reader actors hand their output here; the card service turns it
+        // into tokens and events. The task ends when every reader is gone.
+        let service = cards.clone();
+        tokio::spawn(async move {
+            while let Some(out) = reads_rx.recv().await {
+                match out {
+                    ReaderOutput::Card(read) => {
+                        service.accept(read);
+                    }
+                    ReaderOutput::Error { reader, reason } => service.read_error(&reader, &reason),
+                }
+            }
+        });
+        let devices = Devices::new(bus.clone(), reads_tx);
         devices.apply(DeviceEntry::from_config(&config));
         Ok(Arc::new(App {
             started: Instant::now(),
             started_at: now_rfc3339(),
             source,
+            boot: Arc::new(config.clone()),
             config: RwLock::new(Arc::new(config)),
             tokens: RwLock::new(Arc::new(tokens)),
             bus,
             devices,
+            cards,
             store,
             socket_path,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -111,7 +135,7 @@ impl App {
             .await
             .map_err(|e| ReloadError::Loader(e.to_string()))??;
         let tokens = load_tokens(&new)?;
-        let old = self.config();
+        let old = &self.boot;
 
         let mut restart_required = Vec::new();
         if old.socket_path() != new.socket_path()
@@ -128,6 +152,12 @@ impl App {
         }
         if old.daemon.log_level != new.daemon.log_level {
             restart_required.push("daemon.log_level");
+        }
+        if old.daemon.max_clients != new.daemon.max_clients {
+            restart_required.push("daemon.max_clients");
+        }
+        if old.daemon.shutdown_grace_ms != new.daemon.shutdown_grace_ms {
+            restart_required.push("daemon.shutdown_grace_ms");
         }
 
         let devices = self.devices.apply(DeviceEntry::from_config(&new));

@@ -88,6 +88,7 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     let slots = Arc::new(Semaphore::new(max_clients));
     let mut listeners = vec![Listener::Unix(unix)];
     listeners.extend(tcp.map(Listener::Tcp));
+    let listener_count = listeners.len();
     for l in listeners {
         acceptors.spawn(listener::accept_loop(
             l,
@@ -124,7 +125,7 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
             }
             _ = tick.tick() => {
                 if watchdog {
-                    if healthy(&app, &acceptors).await {
+                    if healthy(&app, &acceptors, listener_count).await {
                         notify(&[NotifyState::Watchdog]);
                     } else {
                         tracing::error!("health check failed; withholding the watchdog ping");
@@ -157,11 +158,11 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// The main loop is alive (it is running this), both listeners still
-/// accept, and the database answers: then, and only then, systemd gets its
+/// The main loop is alive (it is running this), every accept loop still
+/// runs, and the database answers: then, and only then, systemd gets its
 /// watchdog ping.
-async fn healthy(app: &App, acceptors: &TaskTracker) -> bool {
-    let listening = !acceptors.is_empty();
+async fn healthy(app: &App, acceptors: &TaskTracker, listeners: usize) -> bool {
+    let listening = acceptors.len() == listeners;
     let db = tokio::time::timeout(
         Duration::from_secs(5),
         app.store.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))),

@@ -12,6 +12,10 @@ use crate::api::session::{Outbound, Session};
 use crate::app::App;
 use crate::events::{Topics, now_rfc3339};
 
+/// Topic patterns one connection may hold, so a client cannot make every
+/// event's matching cost grow without bound.
+const MAX_PATTERNS: usize = 64;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeParams {
@@ -26,8 +30,11 @@ struct UnsubscribeParams {
 }
 
 fn check(topics: &[String]) -> Result<(), RpcError> {
-    if topics.len() > 64 {
-        return Err(RpcError::invalid_params("topics", "at most 64 patterns"));
+    if topics.len() > MAX_PATTERNS {
+        return Err(RpcError::invalid_params(
+            "topics",
+            format!("at most {MAX_PATTERNS} patterns"),
+        ));
     }
     for (i, t) in topics.iter().enumerate() {
         if !Topics::valid_pattern(t) {
@@ -51,7 +58,15 @@ pub(super) fn subscribe(
     check(&p.topics)?;
     let now = {
         let mut t = session.topics.lock().unwrap_or_else(|e| e.into_inner());
-        t.add(p.topics);
+        let mut merged = t.clone();
+        merged.add(p.topics);
+        if merged.patterns().len() > MAX_PATTERNS {
+            return Err(RpcError::invalid_params(
+                "topics",
+                format!("a connection holds at most {MAX_PATTERNS} patterns"),
+            ));
+        }
+        *t = merged;
         t.patterns().to_vec()
     };
     let mut forwarding = session.forwarding.lock().unwrap_or_else(|e| e.into_inner());

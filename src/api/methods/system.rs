@@ -16,14 +16,13 @@ pub(super) fn info(app: &Arc<App>, session: &Arc<Session>) -> Result<Value, RpcE
     for d in &devices {
         *by_status.entry(d.status.as_str()).or_default() += 1;
     }
-    let config = app.config();
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": app.started_at,
         "uptime_s": app.started.elapsed().as_secs(),
         "config_path": app.source.path(),
         "socket": app.socket_path,
-        "state_dir": config.state_dir(),
+        "database": app.store.path(),
         "terminal_id": app.store.terminal_id(),
         "devices": { "total": devices.len(), "by_status": by_status },
         "role": session.role(),
