@@ -7,6 +7,7 @@
 
 mod error;
 mod load;
+mod reader;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +20,10 @@ use toml::Spanned;
 
 pub use error::ConfigError;
 pub use load::{Located, SYSTEM_CONFIG, Source, default_socket_path, locate};
+pub use reader::{
+    CardRuleConfig, CheckConfig, FramingConfig, PresetConfig, RuleError, SecretField, SuffixConfig,
+    TrackField, frame_codec, rules,
+};
 
 /// The commented sample printed by `posbridge config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -192,6 +197,12 @@ pub struct ReaderConfig {
     pub evdev: Option<EvdevConfig>,
     /// Attached as a HID device, read through hidraw.
     pub hid: Option<HidConfig>,
+    /// How a serial reader's messages are delimited.
+    #[serde(default)]
+    pub framing: FramingConfig,
+    /// Where the card number and secret are.
+    #[serde(default)]
+    pub card: CardRuleConfig,
 }
 
 /// What a printer is.
@@ -290,6 +301,13 @@ pub struct EvdevConfig {
     pub device: Option<PathBuf>,
     /// Or the USB `VID:PID[:serial]`, resolved through sysfs.
     pub usb: Option<Spanned<UsbId>>,
+    /// Silence between keys that ends a message when no Enter comes.
+    #[serde(default = "default_gap_ms")]
+    pub gap_ms: u64,
+}
+
+fn default_gap_ms() -> u64 {
+    50
 }
 
 /// `[reader.hid]`: a HID POS reader.
@@ -298,6 +316,26 @@ pub struct EvdevConfig {
 pub struct HidConfig {
     /// USB `VID:PID[:serial]`.
     pub usb: Spanned<UsbId>,
+    /// Report format: `boot_keyboard` (8-byte keyboard reports) or
+    /// `pos_scanner` (HID POS bar code scanner, usage page 0x8C).
+    #[serde(default)]
+    pub report: HidReport,
+    /// Report ID in front of each report, when the device numbers them.
+    pub report_id: Option<u8>,
+    /// Silence between keys that ends a message (boot keyboard reports).
+    #[serde(default = "default_gap_ms")]
+    pub gap_ms: u64,
+}
+
+/// HID report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HidReport {
+    /// Boot-protocol keyboard reports.
+    #[default]
+    BootKeyboard,
+    /// HID POS bar code scanner reports.
+    PosScanner,
 }
 
 /// `[printer.tcp]`.
@@ -629,6 +667,23 @@ impl Config {
                     "serial, tcp, usb or file",
                 )
             }));
+        for (i, r) in self.readers.iter().enumerate() {
+            let problem = rules(&r.card)
+                .err()
+                .or_else(|| frame_codec(&r.framing).err());
+            if let Some(e) = problem {
+                let key = match e {
+                    RuleError::Regex(_) => "regex",
+                    RuleError::Prefix(_) => "prefix_hex",
+                    RuleError::Framing(_) => "suffix",
+                };
+                let at = match find_key(src, key) {
+                    0 => r.name.span().start,
+                    off => off,
+                };
+                return Err(invalid(at, format!("reader[{i}]"), e.to_string()));
+            }
+        }
         for (path, name, resource, attached, choices) in entries {
             let at = name.span().start;
             let n = name.get_ref();

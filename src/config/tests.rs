@@ -159,3 +159,21 @@ fn error_display_is_file_line_column_path() {
     let s = e.to_string();
     assert!(s.starts_with("test.toml:2:11: ledger.backend: "), "{s}");
 }
+
+#[test]
+fn a_reader_regex_without_a_number_group_is_rejected_at_load() {
+    let src = "[[reader]]\nname = \"q\"\ntype = \"scanner\"\n[reader.serial]\nport = \"/dev/q\"\n\
+               [reader.card]\nregex = \"(?P<code>\\\\d+)\"\n";
+    let (line, column, path, message) = invalid(src);
+    assert_eq!((line, column, path.as_str()), (7, 1, "reader[0]"));
+    assert!(message.contains("card.regex"), "{message}");
+}
+
+#[test]
+fn a_bad_framing_prefix_is_rejected_at_load() {
+    let src = "[[reader]]\nname = \"q\"\ntype = \"msr\"\n[reader.serial]\nport = \"/dev/q\"\n\
+               [reader.framing]\nprefix_hex = \"zz\"\n";
+    let (line, _, _, message) = invalid(src);
+    assert_eq!(line, 7);
+    assert!(message.contains("prefix_hex"), "{message}");
+}

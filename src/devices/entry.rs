@@ -8,7 +8,7 @@ use crate::config::{Config, PrinterConfig, ReaderAttachment, ReaderConfig};
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceEntry {
     /// A card reader.
-    Reader(ReaderConfig),
+    Reader(Box<ReaderConfig>),
     /// A printer.
     Printer(PrinterConfig),
 }
@@ -16,7 +16,10 @@ pub enum DeviceEntry {
 impl DeviceEntry {
     /// All device entries of a configuration, in file order.
     pub fn from_config(config: &Config) -> Vec<DeviceEntry> {
-        let readers = config.readers.iter().cloned().map(DeviceEntry::Reader);
+        let readers = config
+            .readers
+            .iter()
+            .map(|r| DeviceEntry::Reader(Box::new(r.clone())));
         let printers = config.printers.iter().cloned().map(DeviceEntry::Printer);
         readers.chain(printers).collect()
     }

@@ -2,6 +2,8 @@
 //! stopped and restarted as the configuration changes.
 
 mod entry;
+mod reader;
+mod reads;
 mod supervisor;
 
 use std::sync::Mutex;
@@ -13,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use entry::{DeviceEntry, Endpoint};
+pub use reads::{CardRead, ReadSource, ReaderOutput};
 
 use crate::events::{EventBus, now_rfc3339};
 
@@ -116,6 +119,8 @@ struct Slot {
 pub struct Devices {
     slots: Mutex<Vec<Slot>>,
     bus: EventBus,
+    /// Where reader actors send cards.
+    reads: tokio::sync::mpsc::Sender<ReaderOutput>,
     next_instance: AtomicU64,
     // Every actor is tracked so shutdown can wait for them to release
     // their ports.
@@ -124,10 +129,11 @@ pub struct Devices {
 
 impl Devices {
     /// No devices yet.
-    pub fn new(bus: EventBus) -> Self {
+    pub fn new(bus: EventBus, reads: tokio::sync::mpsc::Sender<ReaderOutput>) -> Self {
         Devices {
             slots: Mutex::new(Vec::new()),
             bus,
+            reads,
             next_instance: AtomicU64::new(1),
             tracker: TaskTracker::new(),
         }
@@ -147,6 +153,7 @@ impl Devices {
             instance,
             tx,
             self.bus.clone(),
+            self.reads.clone(),
             cancel.clone(),
         );
         let guard = finished.clone().drop_guard();

@@ -14,9 +14,21 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use std::time::Instant;
+
+use posbridge_drivers::reader::framing;
+use posbridge_drivers::reader::keyboard::{
+    BootKeyboardDecoder, EvdevError, EvdevReader, KeyMessage, PosScanDecoder, PosScanLayout,
+    WedgeConfig,
+};
+use tokio::sync::mpsc;
+
 use super::entry::{DeviceEntry, Endpoint};
+use super::reader::Decoder;
+use super::reads::ReaderOutput;
 use super::{DeviceState, DeviceStatus};
-use crate::config::ReaderAttachment;
+use crate::config::frame_codec;
+use crate::config::{HidConfig, HidReport, ReaderAttachment};
 use crate::events::{EventBus, now_rfc3339};
 
 /// First wait before reopening a device that failed.
@@ -31,6 +43,7 @@ pub(super) async fn supervise(
     instance: u64,
     status: watch::Sender<DeviceStatus>,
     bus: EventBus,
+    reads: mpsc::Sender<ReaderOutput>,
     cancel: CancellationToken,
 ) {
     let report = |state: DeviceState, detail: Option<String>| {
@@ -71,6 +84,21 @@ pub(super) async fn supervise(
         }
     };
 
+    // Rules are validated with the configuration; a failure here means the
+    // entry cannot work at all, which is reported and retried like a link.
+    let decoder = match &entry {
+        DeviceEntry::Reader(r) => match Decoder::new(r, reads) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                report(DeviceState::Error, Some(e.to_string()));
+                cancel.cancelled().await;
+                report(DeviceState::Stopped, None);
+                return;
+            }
+        },
+        DeviceEntry::Printer(_) => None,
+    };
+
     let mut backoff = BACKOFF_START;
     loop {
         let opened = tokio::select! {
@@ -83,7 +111,7 @@ pub(super) async fn supervise(
                 backoff = BACKOFF_START;
                 let ended = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    r = run_link(&entry, link) => r,
+                    r = run_link(&entry, decoder.as_ref(), link) => r,
                 };
                 report(DeviceState::Disconnected, Some(ended));
             }
@@ -110,8 +138,10 @@ pub(super) async fn supervise(
 enum Link {
     /// A byte stream (serial, TCP, character device, file).
     Stream(BoxTransport, LinkWatch),
-    /// An input node read through evdev or hidraw.
-    Input(tokio::fs::File),
+    /// A keyboard-wedge reader, grabbed.
+    Evdev(Box<EvdevReader>),
+    /// A hidraw node: one report per read.
+    Hid(tokio::fs::File),
 }
 
 /// How a dropped link shows itself.
@@ -136,10 +166,31 @@ async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
         }
         Some(Endpoint::Input(attachment)) => {
             let path = input_path(&attachment)?;
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| TransportError::from_io(path.display().to_string(), e))?;
-            Ok(Link::Input(file))
+            let what = path.display().to_string();
+            match (&attachment, entry) {
+                (ReaderAttachment::Evdev { .. }, DeviceEntry::Reader(r)) => {
+                    let gap = r.evdev.as_ref().map_or(50, |e| e.gap_ms);
+                    let config = WedgeConfig {
+                        gap: Duration::from_millis(gap),
+                        ..WedgeConfig::default()
+                    };
+                    match EvdevReader::open(&path, config) {
+                        Ok(reader) => Ok(Link::Evdev(Box::new(reader))),
+                        Err(EvdevError::Open { source, .. }) => {
+                            Err(TransportError::from_io(what, source))
+                        }
+                        Err(e) => Err(TransportError::Busy {
+                            what: format!("{what}: {e}"),
+                        }),
+                    }
+                }
+                _ => {
+                    let file = tokio::fs::File::open(&path)
+                        .await
+                        .map_err(|e| TransportError::from_io(what, e))?;
+                    Ok(Link::Hid(file))
+                }
+            }
         }
         None => Err(TransportError::NotFound {
             what: "device entry without an attachment".into(),
@@ -180,26 +231,130 @@ fn input_path(a: &ReaderAttachment) -> Result<PathBuf, TransportError> {
 
 /// Drives an open link until it drops; returns why it ended.
 ///
-/// Card decoding (issue 3) and print jobs (issue 4) plug in here. Until a
-/// reader's decoder exists its bytes are counted and discarded: they are
-/// track data and must not be logged.
-async fn run_link(entry: &DeviceEntry, link: Link) -> String {
+/// Readers decode what arrives into cards. Printers hold the link (print
+/// jobs plug in here): a printer's stray bytes are counted and dropped.
+async fn run_link(entry: &DeviceEntry, decoder: Option<&Decoder>, link: Link) -> String {
     let mut buf = vec![0u8; 4096];
-    match link {
-        Link::Stream(_transport, LinkWatch::Hold) => std::future::pending().await,
-        Link::Stream(mut t, LinkWatch::Read) => loop {
+    match (link, decoder, entry) {
+        (Link::Stream(t, _), Some(decoder), DeviceEntry::Reader(r)) => {
+            let codec = match frame_codec(&r.framing) {
+                Ok(c) => c,
+                Err(e) => return e.to_string(),
+            };
+            let mut frames = framing::FramedReader::new(t, codec);
+            loop {
+                match frames.next().await {
+                    Ok(Some(framing::FrameEvent::Message(m))) => decoder.message(&m).await,
+                    Ok(Some(framing::FrameEvent::Overflow { len })) => {
+                        decoder
+                            .error(format!(
+                                "message of {len} bytes exceeds reader.framing.max_len"
+                            ))
+                            .await
+                    }
+                    Ok(None) => return "closed by the device".into(),
+                    Err(e) => return format!("read failed: {e}"),
+                }
+            }
+        }
+        (Link::Stream(_transport, LinkWatch::Hold), _, _) => std::future::pending().await,
+        (Link::Stream(mut t, LinkWatch::Read), _, _) => loop {
             match t.read(&mut buf).await {
                 Ok(0) => return "closed by the device".into(),
                 Ok(n) => tracing::debug!(device = entry.name(), bytes = n, "device data"),
                 Err(e) => return format!("read failed: {e}"),
             }
         },
-        Link::Input(mut f) => loop {
-            match f.read(&mut buf).await {
-                Ok(0) => return "input device closed".into(),
-                Ok(n) => tracing::debug!(device = entry.name(), bytes = n, "input events"),
-                Err(e) => return format!("read failed: {e}"),
+        (Link::Evdev(mut reader), Some(decoder), _) => loop {
+            match reader.next_message().await {
+                Ok(KeyMessage::Text(t)) => decoder.message(t.as_bytes()).await,
+                Ok(KeyMessage::Overflow { len }) => {
+                    decoder
+                        .error(format!("{len} keystrokes without an end exceed the limit"))
+                        .await
+                }
+                Err(EvdevError::Disconnected) => return "input device unplugged".into(),
+                Err(e) => return e.to_string(),
             }
         },
+        (Link::Hid(f), Some(decoder), DeviceEntry::Reader(r)) => {
+            let Some(hid) = &r.hid else {
+                return "hid reader without [reader.hid]".into();
+            };
+            run_hid(f, hid, decoder).await
+        }
+        (Link::Evdev(_) | Link::Hid(_), None, _) | (Link::Hid(_), _, DeviceEntry::Printer(_)) => {
+            "input link without a reader".into()
+        }
+    }
+}
+
+/// Reads HID reports (one per `read` on hidraw) and decodes them.
+async fn run_hid(mut f: tokio::fs::File, hid: &HidConfig, decoder: &Decoder) -> String {
+    let mut buf = [0u8; 256];
+    let wedge = WedgeConfig {
+        gap: Duration::from_millis(hid.gap_ms),
+        ..WedgeConfig::default()
+    };
+    let mut boot = BootKeyboardDecoder::new(wedge, hid.report_id);
+    let layout = PosScanLayout {
+        report_id: hid.report_id.or(PosScanLayout::default().report_id),
+        ..PosScanLayout::default()
+    };
+    let mut pos = PosScanDecoder::new(layout);
+    loop {
+        // Boot-keyboard messages may end by silence rather than Enter.
+        let deadline = boot.deadline();
+        let read = tokio::select! {
+            r = f.read(&mut buf) => r,
+            _ = sleep_until_opt(deadline) => {
+                if let Some(KeyMessage::Text(t)) = boot.flush_if_idle(Instant::now()) {
+                    decoder.message(t.as_bytes()).await;
+                }
+                continue;
+            }
+        };
+        let n = match read {
+            Ok(0) => return "hid device closed".into(),
+            Ok(n) => n,
+            Err(e) => return format!("read failed: {e}"),
+        };
+        let report = &buf[..n];
+        match hid.report {
+            HidReport::BootKeyboard => match boot.report(report, Instant::now()) {
+                Ok(messages) => {
+                    for m in messages {
+                        match m {
+                            KeyMessage::Text(t) => decoder.message(t.as_bytes()).await,
+                            KeyMessage::Overflow { len } => {
+                                decoder
+                                    .error(format!("{len} keystrokes exceed the limit"))
+                                    .await
+                            }
+                        }
+                    }
+                }
+                Err(e) => decoder.error(format!("bad keyboard report: {e}")).await,
+            },
+            HidReport::PosScanner => match pos.report(report) {
+                Ok(Some(scan)) => {
+                    let mut bytes = Vec::with_capacity(scan.data.len() + 3);
+                    if let Some(aim) = scan.aim {
+                        bytes.extend_from_slice(&aim);
+                    }
+                    bytes.extend_from_slice(&scan.data);
+                    decoder.message(&bytes).await;
+                }
+                Ok(None) => {}
+                Err(e) => decoder.error(format!("bad scanner report: {e}")).await,
+            },
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -2,6 +2,7 @@
 //! what.
 
 mod auth;
+mod cards;
 mod devices;
 mod events;
 mod system;
@@ -67,6 +68,11 @@ pub const METHODS: &[MethodSpec] = &[
         "re-read the configuration file, as SIGHUP does",
     ),
     m(
+        "card.enter",
+        Role::Cashier,
+        "a card typed by the cashier: validated, tokenised and announced as card.read",
+    ),
+    m(
         "devices.list",
         Role::Cashier,
         "every configured device and its status",
@@ -124,6 +130,7 @@ pub async fn dispatch(
         "system.info" => system::info(app, session),
         "system.methods" => Ok(system::methods()),
         "system.reload" => system::reload(app).await,
+        "card.enter" => cards::enter(app, params),
         "devices.list" => devices::list(app),
         "devices.restart" => devices::restart(app, params),
         "events.subscribe" => events::subscribe(app, session, params),

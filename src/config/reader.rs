@@ -1,0 +1,237 @@
+//! `[reader.framing]` and `[reader.card]`: how a reader's messages are
+//! delimited and where the card number and secret are in them.
+
+use std::time::Duration;
+
+use posbridge_drivers::reader::extract::{
+    Check, Field, ScanPreset, ScanRegex, ScanRule, ScanRules, SwipeRule,
+};
+use posbridge_drivers::reader::framing;
+use serde::Deserialize;
+
+/// `[reader.framing]` (serial readers): how messages are delimited.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FramingConfig {
+    /// Message terminator: `cr` (also accepts LF and CRLF), `lf`, `crlf`,
+    /// `etx`, or `none` (then `gap_ms` alone ends a message).
+    pub suffix: SuffixConfig,
+    /// Bytes the reader puts before each message, in hex (`"02"` for STX).
+    pub prefix_hex: Option<String>,
+    /// Silence after which pending bytes form a message; 0 turns it off.
+    pub gap_ms: u64,
+    /// Longest message; longer ones are dropped with a `card.read_error`.
+    pub max_len: usize,
+}
+
+impl Default for FramingConfig {
+    fn default() -> Self {
+        FramingConfig {
+            suffix: SuffixConfig::Cr,
+            prefix_hex: None,
+            gap_ms: 0,
+            max_len: 4096,
+        }
+    }
+}
+
+/// Message terminators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuffixConfig {
+    /// CR, LF or CRLF.
+    Cr,
+    /// LF only.
+    Lf,
+    /// CR LF.
+    Crlf,
+    /// ETX (0x03).
+    Etx,
+    /// No terminator: the gap ends a message.
+    None,
+}
+
+/// `[reader.card]`: where the card is in what the reader sends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardRuleConfig {
+    /// Magstripe: tracks holding the number, tried in order.
+    pub number: Vec<TrackField>,
+    /// Magstripe: where the secret code is.
+    pub secret: SecretField,
+    /// For `secret = "track2_discretionary"` or `"track3"`: first character.
+    pub secret_offset: usize,
+    /// Its length (required for track 2 discretionary data).
+    pub secret_len: Option<usize>,
+    /// Check digit on the number: `none`, `luhn` or `ean13`.
+    pub check: CheckConfig,
+    /// Scanners: built-in payload formats tried in order after `regex`.
+    pub presets: Vec<PresetConfig>,
+    /// Scanners: URL preset's query parameter holding the number.
+    pub url_number_param: String,
+    /// Scanners: URL preset's query parameter holding the secret.
+    pub url_secret_param: Option<String>,
+    /// Scanners: a regular expression with named groups `number` and
+    /// optionally `secret`, matched against the whole payload.
+    pub regex: Option<String>,
+}
+
+impl Default for CardRuleConfig {
+    fn default() -> Self {
+        CardRuleConfig {
+            number: vec![TrackField::Track2, TrackField::Track1],
+            secret: SecretField::None,
+            secret_offset: 0,
+            secret_len: None,
+            check: CheckConfig::None,
+            presets: vec![PresetConfig::Digits, PresetConfig::NumberSecret],
+            url_number_param: "card".into(),
+            url_secret_param: None,
+            regex: None,
+        }
+    }
+}
+
+/// A track that may hold the card number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackField {
+    /// Track 1 primary account number.
+    Track1,
+    /// Track 2 primary account number.
+    Track2,
+}
+
+/// Where a magstripe card keeps its secret code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretField {
+    /// The card has none.
+    None,
+    /// Inside track 2's discretionary data.
+    Track2Discretionary,
+    /// On track 3.
+    Track3,
+}
+
+/// Check-digit validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckConfig {
+    /// None.
+    None,
+    /// Luhn (mod 10), as on payment-style numbers.
+    Luhn,
+    /// EAN-13.
+    Ean13,
+}
+
+/// Built-in scan payload formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresetConfig {
+    /// Digits only: the whole payload is the number.
+    Digits,
+    /// `NUMBER;SECRET`.
+    NumberSecret,
+    /// A URL whose query parameters hold number and secret.
+    Url,
+    /// EAN-13 with a valid check digit.
+    Ean13,
+}
+
+/// Why a reader's rules could not be built (bad regex, bad framing).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The regex is invalid or lacks a `number` group.
+    #[error("card.regex: {0}")]
+    Regex(String),
+    /// `prefix_hex` is not hex.
+    #[error("framing.prefix_hex: \"{0}\" is not a hex byte string such as \"02\"")]
+    Prefix(String),
+    /// The framing settings contradict each other.
+    #[error("framing: {0}")]
+    Framing(String),
+}
+
+/// The frame decoder of a serial reader.
+pub fn frame_codec(f: &FramingConfig) -> Result<framing::FrameCodec, RuleError> {
+    let prefix = match &f.prefix_hex {
+        None => None,
+        Some(h) => Some(parse_hex(h).ok_or_else(|| RuleError::Prefix(h.clone()))?),
+    };
+    let config = framing::FrameConfig {
+        prefix,
+        suffix: match f.suffix {
+            SuffixConfig::Cr => framing::Suffix::Cr,
+            SuffixConfig::Lf => framing::Suffix::Lf,
+            SuffixConfig::Crlf => framing::Suffix::CrLf,
+            SuffixConfig::Etx => framing::Suffix::Etx,
+            SuffixConfig::None => framing::Suffix::None,
+        },
+        inter_char_timeout: (f.gap_ms > 0).then(|| Duration::from_millis(f.gap_ms)),
+        max_len: f.max_len,
+    };
+    framing::FrameCodec::new(config).map_err(|e| RuleError::Framing(e.to_string()))
+}
+
+fn parse_hex(h: &str) -> Option<Vec<u8>> {
+    let h: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+    if h.is_empty() || !h.len().is_multiple_of(2) || h.len() > 16 {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The extraction rules of a reader entry.
+pub fn rules(c: &CardRuleConfig) -> Result<(SwipeRule, ScanRules), RuleError> {
+    let check = match c.check {
+        CheckConfig::None => Check::None,
+        CheckConfig::Luhn => Check::Luhn,
+        CheckConfig::Ean13 => Check::Ean13,
+    };
+    let swipe = SwipeRule {
+        number: c
+            .number
+            .iter()
+            .map(|t| match t {
+                TrackField::Track1 => Field::Track1Account,
+                TrackField::Track2 => Field::Track2Account,
+            })
+            .collect(),
+        secret: match c.secret {
+            SecretField::None => None,
+            SecretField::Track2Discretionary => Some(Field::Track2Discretionary {
+                offset: c.secret_offset,
+                len: c.secret_len.unwrap_or(4),
+            }),
+            SecretField::Track3 => Some(Field::Track3 {
+                offset: c.secret_offset,
+                len: c.secret_len,
+            }),
+        },
+        check,
+        ..SwipeRule::default()
+    };
+    let mut scan = Vec::new();
+    if let Some(re) = &c.regex {
+        scan.push(ScanRule::Regex(
+            ScanRegex::new(re).map_err(|e| RuleError::Regex(e.to_string()))?,
+        ));
+    }
+    for p in &c.presets {
+        scan.push(ScanRule::Preset(match p {
+            PresetConfig::Digits => ScanPreset::Digits,
+            PresetConfig::NumberSecret => ScanPreset::NumberSemicolonSecret,
+            PresetConfig::Url => ScanPreset::UrlQuery {
+                number_param: c.url_number_param.clone(),
+                secret_param: c.url_secret_param.clone(),
+            },
+            PresetConfig::Ean13 => ScanPreset::Ean13,
+        }));
+    }
+    Ok((swipe, ScanRules { rules: scan, check }))
+}
