@@ -14,5 +14,6 @@ pub mod config;
 pub mod daemon;
 pub mod devices;
 pub mod events;
+pub mod ledger;
 pub mod redact;
 pub mod store;

@@ -6,5 +6,7 @@
 //! byte streams so any POS program can reuse it.
 
 pub mod discover;
+pub mod printer;
 pub mod reader;
+pub mod sim;
 pub mod transport;

@@ -1,0 +1,5 @@
+//! Simulated devices for tests and `posbridge demo`: they speak the real
+//! protocols over the same transports (pty pairs, TCP on loopback).
+
+pub mod escpos;
+pub mod shtrih;
