@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use posbridge::cli::{Cli, Command, ConfigCommand, LogFormat, call, config as config_cmd};
+use posbridge::cli::{Cli, Command, ConfigCommand, LogFormat, call, config as config_cmd, devices};
 use posbridge::config::locate;
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +18,10 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             };
+        }
+        Command::Devices => {
+            devices::list();
+            return ExitCode::SUCCESS;
         }
         Command::Config(ConfigCommand::Example) => {
             config_cmd::example();
@@ -37,7 +41,7 @@ fn main() -> ExitCode {
             Command::Run => run(flag.as_deref(), cli.log_format).await,
             Command::Call(args) => call::call(args, flag.as_deref()).await,
             Command::Events(args) => call::events(args, flag.as_deref()).await,
-            Command::Config(_) => Ok(()),
+            Command::Config(_) | Command::Devices => Ok(()),
         }
     });
     match result {

@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod config;
+pub mod devices;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,9 @@ pub enum Command {
     Call(call::CallArgs),
     /// Subscribe to events and print them as they arrive.
     Events(call::EventsArgs),
+    /// List serial, HID, input and USB printer devices, flag those that
+    /// cannot be opened, and print a configuration snippet for each.
+    Devices,
 }
 
 /// `posbridge config ...`.
