@@ -12,6 +12,7 @@ use crate::cards::Cards;
 use crate::config::{Config, ConfigError, Source};
 use crate::devices::{ApplyReport, DeviceEntry, Devices, ReaderOutput};
 use crate::events::{EventBus, now_rfc3339};
+use crate::ledger::Embedded;
 use crate::store::Store;
 
 /// Why a reload was refused; the old configuration stays in force.
@@ -58,6 +59,8 @@ pub struct App {
     pub devices: Devices,
     /// Card tokens and `card.read`.
     pub cards: Arc<Cards>,
+    /// The loyalty ledger.
+    pub ledger: Embedded,
     /// The embedded database.
     pub store: Store,
     /// The socket actually bound (may come from systemd).
@@ -80,12 +83,21 @@ impl App {
         let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(64);
         // Reader actors hand their output here; the card service turns it
         // into tokens and events. The task ends when every reader is gone.
+        let ledger = Embedded::new(store.clone(), config.ledger.programme.clone());
         let service = cards.clone();
+        let resolver = ledger.clone();
         tokio::spawn(async move {
             while let Some(out) = reads_rx.recv().await {
                 match out {
                     ReaderOutput::Card(read) => {
-                        service.accept(read);
+                        let account = resolver
+                            .resolve(read.number.expose().to_owned())
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::error!(error = %e, "resolving a card failed");
+                                None
+                            });
+                        service.accept(read, account);
                     }
                     ReaderOutput::Error { reader, reason } => service.read_error(&reader, &reason),
                 }
@@ -103,6 +115,7 @@ impl App {
             bus,
             devices,
             cards,
+            ledger,
             store,
             socket_path,
             reload_lock: tokio::sync::Mutex::new(()),

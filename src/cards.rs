@@ -16,6 +16,7 @@ use serde_json::json;
 
 pub use crate::devices::{CardRead, ReadSource};
 use crate::events::EventBus;
+use crate::ledger::AccountSummary;
 use crate::redact::{CardNumber, Secret};
 
 /// How long a card token stays valid by default.
@@ -58,7 +59,7 @@ impl Cards {
 
     /// Takes a read: mints its token and publishes `card.read`. Returns the
     /// event payload (also the reply to `card.enter`).
-    pub fn accept(&self, read: CardRead) -> serde_json::Value {
+    pub fn accept(&self, read: CardRead, account: Option<AccountSummary>) -> serde_json::Value {
         let token = format!("ct_{}", random_hex::<16>());
         let now = Instant::now();
         {
@@ -99,6 +100,7 @@ impl Cards {
             "card_token": token,
             "token_expires_in_s": self.ttl.as_secs(),
             "terminal_id": self.terminal_id,
+            "account": account,
         });
         self.bus.publish("card.read", payload.clone());
         payload
@@ -158,13 +160,16 @@ mod tests {
         let bus = EventBus::new();
         let mut rx = bus.subscribe();
         let cards = Cards::new(bus, "t1".into());
-        let payload = cards.accept(CardRead {
-            reader: "msr".into(),
-            source: ReadSource::Msr,
-            number: CardNumber::new("6035123412341234"),
-            secret: Some(Secret::new("4711")),
-            symbology: None,
-        });
+        let payload = cards.accept(
+            CardRead {
+                reader: "msr".into(),
+                source: ReadSource::Msr,
+                number: CardNumber::new("6035123412341234"),
+                secret: Some(Secret::new("4711")),
+                symbology: None,
+            },
+            None,
+        );
         let token = payload["card_token"].as_str().unwrap().to_owned();
         assert!(token.starts_with("ct_") && token.len() == 35);
         let ev = rx.recv().await.unwrap();

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use posbridge::cli::{Cli, Command, ConfigCommand, LogFormat, call, config as config_cmd, devices};
+use posbridge::cli::{
+    Cli, Command, ConfigCommand, LedgerCommand, LogFormat, call, config as config_cmd, devices,
+};
 use posbridge::config::locate;
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
             Command::Run => run(flag.as_deref(), cli.log_format).await,
             Command::Call(args) => call::call(args, flag.as_deref()).await,
             Command::Events(args) => call::events(args, flag.as_deref()).await,
+            Command::Ledger(LedgerCommand::Verify) => ledger_verify(flag.as_deref()).await,
             Command::Config(_) | Command::Devices => Ok(()),
         }
     });
@@ -82,4 +85,21 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+async fn ledger_verify(flag: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = locate(flag).load()?;
+    let store = posbridge::store::Store::open(&config.database_path())?;
+    let problems = store
+        .with(|c| posbridge::ledger::embedded::verify(c))
+        .await?;
+    if problems.is_empty() {
+        println!("{}: every invariant holds", store.path().display());
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("violation: {p}");
+        }
+        anyhow::bail!("{} invariant violation(s)", problems.len())
+    }
 }

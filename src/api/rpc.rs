@@ -31,6 +31,18 @@ pub mod code {
     pub const CONFIG_INVALID: i64 = 1101;
     /// No device has that name.
     pub const DEVICE_NOT_FOUND: i64 = 1201;
+    /// The card token is unknown or expired (they live 5 minutes).
+    pub const CARD_TOKEN_INVALID: i64 = 1301;
+    /// No account holds the card.
+    pub const UNKNOWN_CARD: i64 = 2001;
+    /// The card or its account is blocked or lost.
+    pub const CARD_INACTIVE: i64 = 2002;
+    /// Redemption over the cap or the balance; `data` has `max` and `limit`.
+    pub const REDEEM_TOO_HIGH: i64 = 2003;
+    /// Redemption without a card read that carried the secret.
+    pub const CARD_NOT_PRESENT: i64 = 2004;
+    /// The idempotency key was used for a different request.
+    pub const IDEMPOTENCY_CONFLICT: i64 = 2005;
 }
 
 /// The longest request line accepted, newline excluded.

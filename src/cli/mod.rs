@@ -47,6 +47,9 @@ pub enum Command {
     Call(call::CallArgs),
     /// Subscribe to events and print them as they arrive.
     Events(call::EventsArgs),
+    /// Ledger tools.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// List serial, HID, input and USB printer devices, flag those that
     /// cannot be opened, and print a configuration snippet for each.
     Devices,
@@ -62,4 +65,12 @@ pub enum ConfigCommand {
     },
     /// Print a fully commented sample configuration.
     Example,
+}
+
+/// `posbridge ledger ...`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check every ledger invariant (balances equal entries equal lots, no
+    /// lot out of range); exit 1 on a violation.
+    Verify,
 }

@@ -18,6 +18,10 @@ use posbridge_drivers::transport::{FlowControl, Parity, SerialSettings, Transpor
 use serde::Deserialize;
 use toml::Spanned;
 
+// The programme's rules are plain data with pure functions: the config
+// owns their shape, the ledger their arithmetic.
+use crate::ledger::rules::{AccrualRounding, Programme};
+
 pub use error::ConfigError;
 pub use load::{Located, SYSTEM_CONFIG, Source, default_socket_path, locate};
 pub use reader::{
@@ -127,6 +131,8 @@ pub struct LedgerConfig {
     pub backend: LedgerBackend,
     /// Database file; default `<state_dir>/posbridge.sqlite3`.
     pub path: Option<PathBuf>,
+    /// The loyalty programme's rules (`[ledger.programme]`).
+    pub programme: Programme,
 }
 
 impl Default for LedgerConfig {
@@ -134,7 +140,30 @@ impl Default for LedgerConfig {
         LedgerConfig {
             backend: LedgerBackend::Embedded,
             path: None,
+            programme: default_programme(),
         }
+    }
+}
+
+/// The programme a till runs without `[ledger.programme]`: 5 % back in
+/// whole points, up to half a receipt payable with points, points valid
+/// for 6 months, Moscow time.
+pub fn default_programme() -> Programme {
+    use rust_decimal::Decimal;
+    Programme {
+        name: "default".into(),
+        precision: 2,
+        accrual_rounding: AccrualRounding::DownToWhole,
+        default_accrual_percent: Decimal::from(5),
+        categories: Vec::new(),
+        excluded_skus: Vec::new(),
+        cap_percent: Decimal::from(50),
+        accrue_on_discounted: true,
+        accrue_on_points_part: false,
+        expiry_months: Some(6),
+        welcome_bonus: None,
+        welcome_expiry_days: None,
+        utc_offset_minutes: 180,
     }
 }
 
@@ -637,6 +666,14 @@ impl Config {
                     "the TCP listener needs daemon.token_file: TCP clients must log in".into(),
                 ));
             }
+        }
+
+        if let Err(e) = self.ledger.programme.validate() {
+            let at = match find_key(src, "programme") {
+                0 => 0,
+                off => off,
+            };
+            return Err(invalid(at, "ledger.programme".into(), e.to_string()));
         }
 
         // Devices: names unique across readers and printers, exactly one

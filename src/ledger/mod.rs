@@ -1,3 +1,10 @@
-//! The loyalty ledger: programme rules, accounts and the money path.
+//! The loyalty ledger: programme rules and the money path.
+//!
+//! [`rules`] is pure arithmetic on `rust_decimal` (quotes, caps, accrual,
+//! refund shares, expiry dates); [`embedded`] keeps accounts, lots and
+//! entries in the daemon's SQLite file.
 
+pub mod embedded;
 pub mod rules;
+
+pub use embedded::{AccountSummary, CommitResult, Embedded, LedgerError};

@@ -19,6 +19,52 @@ const MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
     ) STRICT;",
+    // 2: the embedded ledger. Amounts are integers in units of 0.0001 so
+    // sums are exact in SQL (SQLite's SUM over text would go through
+    // floats). Every operation is one `txns` row with its entries; lots
+    // carry accruals with their expiry and what is left of them.
+    "CREATE TABLE accounts (
+        id          INTEGER PRIMARY KEY,
+        status      TEXT NOT NULL DEFAULT 'active',
+        accrual_pct TEXT,
+        cap_pct     TEXT,
+        created_at  TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE cards (
+        number     TEXT PRIMARY KEY NOT NULL,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        status     TEXT NOT NULL DEFAULT 'active'
+    ) STRICT;
+    CREATE TABLE txns (
+        id              INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        kind            TEXT NOT NULL,
+        account_id      INTEGER NOT NULL REFERENCES accounts(id),
+        receipt_id      TEXT,
+        request         TEXT NOT NULL,
+        result          TEXT NOT NULL,
+        created_at      TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE lots (
+        id         INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        txn_id     INTEGER NOT NULL REFERENCES txns(id),
+        amount     INTEGER NOT NULL CHECK (amount > 0),
+        remaining  INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= amount),
+        expires_at TEXT,
+        created_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX lots_open ON lots(account_id, expires_at) WHERE remaining > 0;
+    CREATE TABLE entries (
+        id         INTEGER PRIMARY KEY,
+        txn_id     INTEGER NOT NULL REFERENCES txns(id),
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        lot_id     INTEGER REFERENCES lots(id),
+        kind       TEXT NOT NULL,
+        amount     INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX entries_account ON entries(account_id, id);",
 ];
 
 /// Database errors.

@@ -17,7 +17,7 @@ struct EnterParams {
     secret: Option<Secret>,
 }
 
-pub(super) fn enter(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+pub(super) async fn enter(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: EnterParams = rpc::params(params)?;
     let number = p.number.expose().trim();
     if !(4..=32).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
@@ -35,11 +35,19 @@ pub(super) fn enter(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcE
             ));
         }
     }
-    Ok(app.cards.accept(CardRead {
-        reader: "manual".into(),
-        source: ReadSource::Manual,
-        number: CardNumber::new(number),
-        secret: p.secret,
-        symbology: None,
-    }))
+    let account = app
+        .ledger
+        .resolve(number.to_owned())
+        .await
+        .map_err(|e| RpcError::internal("ledger", e))?;
+    Ok(app.cards.accept(
+        CardRead {
+            reader: "manual".into(),
+            source: ReadSource::Manual,
+            number: CardNumber::new(number),
+            secret: p.secret,
+            symbology: None,
+        },
+        account,
+    ))
 }

@@ -5,6 +5,7 @@ mod auth;
 mod cards;
 mod devices;
 mod events;
+mod sale;
 mod system;
 
 use std::sync::Arc;
@@ -83,6 +84,21 @@ pub const METHODS: &[MethodSpec] = &[
         "close and reopen one device",
     ),
     m(
+        "card.resolve",
+        Role::Cashier,
+        "the account behind a card token or number: balance, next expiry, status",
+    ),
+    m(
+        "sale.quote",
+        Role::Cashier,
+        "rates, caps, the most redeemable and the expected accrual for a sale",
+    ),
+    m(
+        "sale.commit",
+        Role::Cashier,
+        "a paid sale: redeem and accrue, once per idempotency key",
+    ),
+    m(
         "events.subscribe",
         Role::Cashier,
         "receive event notifications for the given topics",
@@ -130,7 +146,10 @@ pub async fn dispatch(
         "system.info" => system::info(app, session),
         "system.methods" => Ok(system::methods()),
         "system.reload" => system::reload(app).await,
-        "card.enter" => cards::enter(app, params),
+        "card.enter" => cards::enter(app, params).await,
+        "card.resolve" => sale::resolve(app, params).await,
+        "sale.quote" => sale::quote(app, params).await,
+        "sale.commit" => sale::commit(app, params).await,
         "devices.list" => devices::list(app),
         "devices.restart" => devices::restart(app, params),
         "events.subscribe" => events::subscribe(app, session, params),

@@ -1,0 +1,203 @@
+//! `card.resolve`, `sale.quote`, `sale.commit`: where a sale meets the
+//! ledger.
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::rpc::{self, RpcError, code};
+use crate::app::App;
+use crate::ledger::LedgerError;
+use crate::ledger::rules::{RulesError, SaleLine};
+use crate::redact::CardNumber;
+
+/// A resolved card: the number, and whether a secret came with the read
+/// (the proof of presence that redemption needs).
+struct Card {
+    number: CardNumber,
+    present_with_secret: bool,
+}
+
+/// Who the sale is for: a card token from a read, or a typed number.
+fn card(app: &App, token: Option<String>, number: Option<CardNumber>) -> Result<Card, RpcError> {
+    match (token, number) {
+        (Some(t), None) => {
+            let entry = app.cards.resolve(&t).ok_or_else(|| {
+                RpcError::new(code::CARD_TOKEN_INVALID, "card token unknown or expired")
+                    .with_data(json!({ "field": "card_token" }))
+            })?;
+            Ok(Card {
+                number: entry.number,
+                present_with_secret: entry.secret.is_some(),
+            })
+        }
+        (None, Some(n)) => {
+            let digits = n.expose();
+            if !(4..=32).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(RpcError::invalid_params(
+                    "number",
+                    "a card number is 4 to 32 digits",
+                ));
+            }
+            Ok(Card {
+                number: n,
+                present_with_secret: false,
+            })
+        }
+        _ => Err(RpcError::invalid_params(
+            "card_token",
+            "give exactly one of card_token and number",
+        )),
+    }
+}
+
+fn ledger_error(e: LedgerError) -> RpcError {
+    match e {
+        LedgerError::Rules(RulesError::Invalid { field, reason }) => {
+            RpcError::invalid_params(&field, reason)
+        }
+        LedgerError::Rules(RulesError::RedeemTooHigh {
+            requested,
+            max,
+            limit,
+        }) => RpcError::new(
+            code::REDEEM_TOO_HIGH,
+            format!("cannot redeem {requested}: at most {max} ({limit})"),
+        )
+        .with_data(json!({
+            "requested": requested.to_string(),
+            "max": max.to_string(),
+            "limit": limit,
+        })),
+        LedgerError::Rules(e) => RpcError::new(code::INVALID_PARAMS, e.to_string()),
+        LedgerError::UnknownCard => RpcError::new(code::UNKNOWN_CARD, "unknown card"),
+        LedgerError::Inactive(status) => {
+            RpcError::new(code::CARD_INACTIVE, format!("the card is {status}"))
+                .with_data(json!({ "status": status }))
+        }
+        LedgerError::KeyReused => RpcError::new(
+            code::IDEMPOTENCY_CONFLICT,
+            "idempotency key already used for a different request",
+        ),
+        LedgerError::Store(e) => RpcError::internal("ledger", e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveParams {
+    card_token: Option<String>,
+    number: Option<CardNumber>,
+}
+
+pub(super) async fn resolve(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ResolveParams = rpc::params(params)?;
+    let card = card(app, p.card_token, p.number)?;
+    let summary = app
+        .ledger
+        .resolve(card.number.expose().to_owned())
+        .await
+        .map_err(ledger_error)?;
+    match summary {
+        Some(s) => Ok(json!({ "card_masked": card.number.masked(), "account": s })),
+        None => Err(
+            RpcError::new(code::UNKNOWN_CARD, "no account holds this card")
+                .with_data(json!({ "card_masked": card.number.masked() })),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuoteParams {
+    card_token: Option<String>,
+    number: Option<CardNumber>,
+    lines: Vec<SaleLine>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    redeem: Option<Decimal>,
+}
+
+pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: QuoteParams = rpc::params(params)?;
+    let card = card(app, p.card_token, p.number)?;
+    let (summary, q) = app
+        .ledger
+        .quote(
+            card.number.expose().to_owned(),
+            p.lines,
+            p.redeem.unwrap_or_default(),
+        )
+        .await
+        .map_err(ledger_error)?;
+    Ok(json!({
+        "card_masked": card.number.masked(),
+        "account": summary,
+        "balance": summary.as_ref().map_or(Decimal::ZERO, |s| s.balance).to_string(),
+        "quote": q,
+        "redeem_allowed": card.present_with_secret,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitParams {
+    idempotency_key: String,
+    card_token: Option<String>,
+    number: Option<CardNumber>,
+    receipt_id: String,
+    lines: Vec<SaleLine>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    redeem: Option<Decimal>,
+}
+
+pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: CommitParams = rpc::params(params)?;
+    if p.idempotency_key.is_empty() || p.idempotency_key.len() > 128 {
+        return Err(RpcError::invalid_params(
+            "idempotency_key",
+            "1 to 128 characters",
+        ));
+    }
+    if p.receipt_id.is_empty() || p.receipt_id.len() > 128 {
+        return Err(RpcError::invalid_params(
+            "receipt_id",
+            "1 to 128 characters",
+        ));
+    }
+    let card = card(app, p.card_token, p.number)?;
+    let redeem = p.redeem.unwrap_or_default();
+    if redeem > Decimal::ZERO && !card.present_with_secret {
+        return Err(RpcError::new(
+            code::CARD_NOT_PRESENT,
+            "redeeming points needs a card_token from a read that carried the card's secret",
+        )
+        .with_data(json!({ "field": "card_token" })));
+    }
+    let r = app
+        .ledger
+        .commit(
+            p.idempotency_key,
+            card.number.expose().to_owned(),
+            p.receipt_id,
+            p.lines,
+            redeem,
+        )
+        .await
+        .map_err(ledger_error)?;
+    let result = json!(r);
+    app.bus.publish(
+        "ledger.transaction",
+        json!({
+            "kind": "sale",
+            "transaction": r.transaction,
+            "account": r.account,
+            "card_masked": card.number.masked(),
+            "redeemed": r.redeemed.to_string(),
+            "accrued": r.accrued.to_string(),
+            "balance_after": r.balance_after.to_string(),
+        }),
+    );
+    Ok(result)
+}

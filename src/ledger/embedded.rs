@@ -1,0 +1,504 @@
+//! The embedded ledger: accounts, lots and entries in the daemon's SQLite
+//! file.
+//!
+//! Every state change runs in one `BEGIN IMMEDIATE` transaction on the one
+//! writer connection, keyed by the client's idempotency key: a repeat of a
+//! key returns the stored result and writes nothing. Amounts are stored as
+//! integers in units of 0.0001 point (see the schema in `store`).
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::rules::{self, AccountOverrides, Programme, Quote, RulesError, SaleLine};
+use crate::store::{Store, StoreError};
+
+/// Units per point in the database.
+const SCALE: i64 = 10_000;
+
+/// Ledger errors; each maps to a stable API code.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The rules refused (bad line, redemption over a limit).
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// No account holds this card.
+    #[error("unknown card")]
+    UnknownCard,
+    /// The card or account is blocked.
+    #[error("the card is {0}")]
+    Inactive(String),
+    /// The key was used before for a different request.
+    #[error("idempotency key already used for a different request")]
+    KeyReused,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a card resolves to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccountSummary {
+    /// Account id.
+    pub account: i64,
+    /// Status (`active`, `blocked`).
+    pub status: String,
+    /// Spendable points now.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance: Decimal,
+    /// The soonest-expiring points: amount and when (RFC 3339, UTC).
+    pub next_expiry: Option<NextExpiry>,
+}
+
+/// The next points to expire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NextExpiry {
+    /// How many points.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    /// When they are gone.
+    pub at: String,
+}
+
+/// The result of a committed sale, stored with its key and returned again
+/// on a repeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommitResult {
+    /// Transaction id.
+    pub transaction: i64,
+    /// Account id.
+    pub account: i64,
+    /// The POS's receipt id.
+    pub receipt_id: String,
+    /// Sale total.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total: Decimal,
+    /// Points spent.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub redeemed: Decimal,
+    /// Money paid.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub money_paid: Decimal,
+    /// Points accrued.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub accrued: Decimal,
+    /// When the accrued points expire (RFC 3339, UTC), if they do.
+    pub accrued_expires_at: Option<String>,
+    /// Balance before.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_before: Decimal,
+    /// Balance after.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
+}
+
+/// The embedded ledger.
+#[derive(Clone)]
+pub struct Embedded {
+    store: Store,
+    programme: Arc<Programme>,
+}
+
+fn units(d: Decimal) -> i64 {
+    // Amounts are validated by the rules (≤ 10^12, ≤ 4 places), so this
+    // neither overflows nor drops digits.
+    (d * Decimal::from(SCALE))
+        .trunc()
+        .try_into()
+        .unwrap_or(i64::MAX)
+}
+
+fn points(u: i64) -> Decimal {
+    Decimal::new(u, 4).normalize()
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    // UTC with a fixed width so text comparison in SQL is time order.
+    t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Embedded {
+    /// A ledger on `store` with `programme`'s rules.
+    pub fn new(store: Store, programme: Programme) -> Self {
+        Embedded {
+            store,
+            programme: Arc::new(programme),
+        }
+    }
+
+    /// The programme in force.
+    pub fn programme(&self) -> &Programme {
+        &self.programme
+    }
+
+    /// The account behind a card, with expired lots posted first.
+    pub async fn resolve(&self, number: String) -> Result<Option<AccountSummary>, LedgerError> {
+        let now = OffsetDateTime::now_utc();
+        let r = self
+            .store
+            .with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let Some((account, status)) = card_account(&tx, &number)? else {
+                    return Ok(None);
+                };
+                expire_due(&tx, account, now)?;
+                let summary = summary(&tx, account, status, now)?;
+                tx.commit()?;
+                Ok(Some(summary))
+            })
+            .await?;
+        Ok(r)
+    }
+
+    /// Quotes a sale for the card (balance 0 if it has no account yet).
+    pub async fn quote(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
+        let summary = self.resolve(number).await?;
+        let (balance, overrides) = match &summary {
+            Some(s) => (s.balance, self.overrides(s.account).await?),
+            None => (Decimal::ZERO, AccountOverrides::default()),
+        };
+        let q = rules::quote(&self.programme, &overrides, &lines, balance, redeem)?;
+        Ok((summary, q))
+    }
+
+    async fn overrides(&self, account: i64) -> Result<AccountOverrides, LedgerError> {
+        let (a, c): (Option<String>, Option<String>) = self
+            .store
+            .with(move |c| {
+                c.query_row(
+                    "SELECT accrual_pct, cap_pct FROM accounts WHERE id = ?1",
+                    [account],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await?;
+        Ok(AccountOverrides {
+            accrual_percent: a.and_then(|s| s.parse().ok()),
+            cap_percent: c.and_then(|s| s.parse().ok()),
+        })
+    }
+
+    /// Commits a paid sale: redeems from the soonest-expiring lots, accrues
+    /// a new lot. A card without an account is enrolled (programmes without
+    /// registration; registration itself is the accounts module's).
+    pub async fn commit(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> Result<CommitResult, LedgerError> {
+        let programme = self.programme.clone();
+        let request = json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string();
+        let now = OffsetDateTime::now_utc();
+        self.store
+            .with(move |c| {
+                commit_tx(
+                    c,
+                    &programme,
+                    &key,
+                    &request,
+                    &number,
+                    &receipt_id,
+                    &lines,
+                    redeem,
+                    now,
+                )
+            })
+            .await?
+    }
+}
+
+type TxResult<T> = rusqlite::Result<Result<T, LedgerError>>;
+
+#[allow(clippy::too_many_arguments)]
+fn commit_tx(
+    c: &mut Connection,
+    p: &Programme,
+    key: &str,
+    request: &str,
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+    now: OffsetDateTime,
+) -> TxResult<CommitResult> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(r) = replay(&tx, key, request)? {
+        return Ok(r);
+    }
+    let (account, status) = match card_account(&tx, number)? {
+        Some(a) => a,
+        None => (enrol(&tx, number, now)?, "active".to_owned()),
+    };
+    if status != "active" {
+        return Ok(Err(LedgerError::Inactive(status)));
+    }
+    expire_due(&tx, account, now)?;
+    let before = balance_units(&tx, account)?;
+    let overrides = {
+        let (a, cp): (Option<String>, Option<String>) = tx.query_row(
+            "SELECT accrual_pct, cap_pct FROM accounts WHERE id = ?1",
+            [account],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        AccountOverrides {
+            accrual_percent: a.and_then(|s| s.parse().ok()),
+            cap_percent: cp.and_then(|s| s.parse().ok()),
+        }
+    };
+    let q = match rules::quote(p, &overrides, lines, points(before.max(0)), redeem) {
+        Ok(q) => q,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let stamp = ts(now);
+    tx.execute(
+        "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result, created_at)
+         VALUES (?1, 'sale', ?2, ?3, ?4, '', ?5)",
+        params![key, account, receipt_id, request, stamp],
+    )?;
+    let txn = tx.last_insert_rowid();
+
+    // Redeem: soonest-expiring lots first (lots without expiry last).
+    let mut left = units(q.redeem);
+    if left > 0 {
+        let mut lots = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
+                 ORDER BY expires_at IS NULL, expires_at, id",
+            )?;
+            let rows = stmt.query_map([account], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for r in rows {
+                lots.push(r?);
+            }
+        }
+        for (lot, remaining) in lots {
+            if left == 0 {
+                break;
+            }
+            let take = remaining.min(left);
+            tx.execute(
+                "UPDATE lots SET remaining = remaining - ?1 WHERE id = ?2",
+                params![take, lot],
+            )?;
+            tx.execute(
+                "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+                 VALUES (?1, ?2, ?3, 'redeem', ?4, ?5)",
+                params![txn, account, lot, -take, stamp],
+            )?;
+            left -= take;
+        }
+        if left != 0 {
+            // The balance said yes but the lots say no: a broken invariant.
+            return Err(rusqlite::Error::InvalidQuery);
+        }
+    }
+
+    // Accrue as a new lot.
+    let accrued = units(q.accrual);
+    let expires = match rules::expiry_of(p, now) {
+        Ok(e) => e.map(ts),
+        Err(e) => return Ok(Err(e.into())),
+    };
+    if accrued > 0 {
+        tx.execute(
+            "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+            params![account, txn, accrued, expires, stamp],
+        )?;
+        let lot = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+             VALUES (?1, ?2, ?3, 'accrue', ?4, ?5)",
+            params![txn, account, lot, accrued, stamp],
+        )?;
+    }
+    let after = balance_units(&tx, account)?;
+    let result = CommitResult {
+        transaction: txn,
+        account,
+        receipt_id: receipt_id.to_owned(),
+        total: q.total,
+        redeemed: q.redeem,
+        money_paid: q.money_paid,
+        accrued: q.accrual,
+        accrued_expires_at: if accrued > 0 { expires } else { None },
+        balance_before: points(before),
+        balance_after: points(after),
+    };
+    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    tx.execute(
+        "UPDATE txns SET result = ?1 WHERE id = ?2",
+        params![stored, txn],
+    )?;
+    tx.commit()?;
+    Ok(Ok(result))
+}
+
+/// The stored result of `key`, if it was used: the same request gets it
+/// back; a different one is refused.
+fn replay(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    request: &str,
+) -> rusqlite::Result<Option<Result<CommitResult, LedgerError>>> {
+    let row: Option<(String, String)> = tx
+        .query_row(
+            "SELECT request, result FROM txns WHERE idempotency_key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(req, result)| {
+        if req != request {
+            Err(LedgerError::KeyReused)
+        } else {
+            serde_json::from_str(&result).map_err(|_| LedgerError::KeyReused)
+        }
+    }))
+}
+
+fn card_account(tx: &Connection, number: &str) -> rusqlite::Result<Option<(i64, String)>> {
+    tx.query_row(
+        "SELECT a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END
+         FROM cards c JOIN accounts a ON a.id = c.account_id WHERE c.number = ?1",
+        [number],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+fn enrol(tx: &Connection, number: &str, now: OffsetDateTime) -> rusqlite::Result<i64> {
+    tx.execute("INSERT INTO accounts (created_at) VALUES (?1)", [ts(now)])?;
+    let account = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO cards (number, account_id) VALUES (?1, ?2)",
+        params![number, account],
+    )?;
+    Ok(account)
+}
+
+fn balance_units(tx: &Connection, account: i64) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "SELECT COALESCE(SUM(amount), 0) FROM entries WHERE account_id = ?1",
+        [account],
+        |r| r.get(0),
+    )
+}
+
+/// Posts an `expire` entry for every lot whose time has come, in its own
+/// transaction row so the history shows it.
+fn expire_due(tx: &Connection, account: i64, now: OffsetDateTime) -> rusqlite::Result<()> {
+    let stamp = ts(now);
+    let due: Vec<(i64, i64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, remaining FROM lots
+             WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?2",
+        )?;
+        let rows = stmt.query_map(params![account, stamp], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if due.is_empty() {
+        return Ok(());
+    }
+    let key = format!("expire:{account}:{stamp}");
+    tx.execute(
+        "INSERT INTO txns (idempotency_key, kind, account_id, request, result, created_at)
+         VALUES (?1, 'expire', ?2, '', '', ?3)",
+        params![key, account, stamp],
+    )?;
+    let txn = tx.last_insert_rowid();
+    for (lot, remaining) in due {
+        tx.execute("UPDATE lots SET remaining = 0 WHERE id = ?1", [lot])?;
+        tx.execute(
+            "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+             VALUES (?1, ?2, ?3, 'expire', ?4, ?5)",
+            params![txn, account, lot, -remaining, stamp],
+        )?;
+    }
+    Ok(())
+}
+
+fn summary(
+    tx: &Connection,
+    account: i64,
+    status: String,
+    now: OffsetDateTime,
+) -> rusqlite::Result<AccountSummary> {
+    let balance = balance_units(tx, account)?;
+    let next: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT expires_at, SUM(remaining) FROM lots
+             WHERE account_id = ?1 AND remaining > 0 AND expires_at > ?2
+             GROUP BY expires_at ORDER BY expires_at LIMIT 1",
+            params![account, ts(now)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(AccountSummary {
+        account,
+        status,
+        balance: points(balance),
+        next_expiry: next.map(|(at, amount)| NextExpiry {
+            amount: points(amount),
+            at,
+        }),
+    })
+}
+
+/// Every invariant of every account: balance = Σ entries = Σ lot
+/// remainders, no lot below zero or above its amount. Returns the
+/// violations found, empty when all hold.
+pub fn verify(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut stmt = c.prepare(
+        "SELECT a.id,
+                (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.account_id = a.id),
+                (SELECT COALESCE(SUM(remaining), 0) FROM lots l WHERE l.account_id = a.id)
+         FROM accounts a",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for r in rows {
+        let (account, entries, lots) = r?;
+        if entries != lots {
+            problems.push(format!(
+                "account {account}: entries sum to {} but lots hold {}",
+                points(entries),
+                points(lots)
+            ));
+        }
+    }
+    let bad: i64 = c.query_row(
+        "SELECT COUNT(*) FROM lots WHERE remaining < 0 OR remaining > amount",
+        [],
+        |r| r.get(0),
+    )?;
+    if bad > 0 {
+        problems.push(format!("{bad} lots outside 0..=amount"));
+    }
+    Ok(problems)
+}

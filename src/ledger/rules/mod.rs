@@ -1,0 +1,683 @@
+//! The pure rules engine of the loyalty money path: no database, no I/O.
+//!
+//! Given a [`Programme`], an account's [`AccountOverrides`] and the lines of a
+//! sale, [`quote`] computes what the customer may pay with points, how a
+//! redemption is spread over the lines and how many points the sale accrues.
+//! [`refund_share`] splits a return into points to claw back and points to
+//! give back, and [`expiry_of`] dates a lot of accrued points.
+//!
+//! All money is [`Decimal`]; one point is one rouble (one unit of the sale's
+//! currency). Every rounding in this module is explicit and goes towards zero
+//! (`RoundingStrategy::ToZero`) except the line total of weighed goods, which
+//! is rounded like a fiscal register does (half away from zero); banker's
+//! rounding (`Decimal::round_dp`) is never used.
+//!
+//! # Which percentage applies to a line
+//!
+//! The most specific setting wins, separately for the accrual rate and for the
+//! redemption cap:
+//!
+//! 1. a line whose SKU is in [`Programme::excluded_skus`] or whose category
+//!    rule has `excluded = true` takes no part in the programme: it accrues
+//!    nothing and no points can be spent on it (rate 0, cap 0);
+//! 2. the category rule's `accrual_percent` / `cap_percent`, when set (e.g. the
+//!    pharmacy's 1 % on essential medicines, which a customer tier must not
+//!    raise);
+//! 3. the account's override ([`AccountOverrides`]: a per-customer percentage
+//!    or the customer's tier);
+//! 4. the programme default ([`Programme::default_accrual_percent`],
+//!    [`Programme::cap_percent`]).
+//!
+//! A discounted line (`discount > 0`) accrues nothing when
+//! [`Programme::accrue_on_discounted`] is false; points can still be spent on
+//! it.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
+
+#[cfg(test)]
+mod tests;
+
+/// The largest sale this engine accepts.
+pub const MAX_LINES: usize = 1000;
+/// The largest quantity, price, discount, line amount, balance or redemption
+/// accepted (10^12). Keeps every intermediate product far from `Decimal`'s
+/// 96-bit limit.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);
+/// The largest [`Programme::precision`] accepted.
+pub const MAX_PRECISION: u32 = 4;
+/// The largest UTC offset accepted, in minutes (±18:00).
+pub const MAX_OFFSET_MINUTES: i32 = 18 * 60;
+
+const HUNDRED: Decimal = Decimal::ONE_HUNDRED;
+
+/// How the accrual of a sale is rounded (once, on the sale's total).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccrualRounding {
+    /// Floor to a whole point (0.9995 -> 0).
+    DownToWhole,
+    /// Floor to a hundredth of a point (0.9995 -> 0.99).
+    DownToCents,
+}
+
+impl AccrualRounding {
+    fn scale(self) -> u32 {
+        match self {
+            Self::DownToWhole => 0,
+            Self::DownToCents => 2,
+        }
+    }
+}
+
+/// A loyalty programme's rules, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Programme {
+    /// Display name ("Аптека", "Кинобар").
+    pub name: String,
+    /// Decimal places of money and points (2 = kopecks). Caps, the maximum
+    /// redeemable amount and redemption parts are floored to it; a
+    /// redemption with more places is rejected. At most [`MAX_PRECISION`].
+    #[serde(default = "default_precision")]
+    pub precision: u32,
+    /// How the sale's accrual is rounded.
+    pub accrual_rounding: AccrualRounding,
+    /// Accrual percentage of lines without a more specific rate (5 = 5 %).
+    pub default_accrual_percent: Decimal,
+    /// Per-category rates, caps and exclusions.
+    #[serde(default)]
+    pub categories: Vec<CategoryRule>,
+    /// SKUs that neither accrue nor can be paid with points.
+    #[serde(default)]
+    pub excluded_skus: Vec<String>,
+    /// Programme-wide redemption cap: the percentage of a line payable with
+    /// points (50 = half the receipt).
+    pub cap_percent: Decimal,
+    /// Whether lines with a discount accrue points.
+    #[serde(default)]
+    pub accrue_on_discounted: bool,
+    /// Whether accrual is computed on the whole line (true) or only on the
+    /// part paid with money (false: the line's redeemed part is subtracted).
+    #[serde(default)]
+    pub accrue_on_points_part: bool,
+    /// Lifetime of accrued points in calendar months; `None` = no expiry.
+    /// See [`expiry_of`].
+    #[serde(default)]
+    pub expiry_months: Option<u32>,
+    /// Points granted on registration; `None` = no welcome bonus.
+    #[serde(default)]
+    pub welcome_bonus: Option<Decimal>,
+    /// Lifetime of the welcome bonus in days; `None` = no expiry. See
+    /// [`welcome_expiry_of`].
+    #[serde(default)]
+    pub welcome_expiry_days: Option<u32>,
+    /// The programme's UTC offset in minutes (Moscow = 180). The expiry
+    /// boundary: points expire at the start of the day (00:00 at this offset)
+    /// following their last day of validity.
+    pub utc_offset_minutes: i32,
+}
+
+fn default_precision() -> u32 {
+    2
+}
+
+/// Rules for one product category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryRule {
+    /// The category, as sent on [`SaleLine::category`] (exact match).
+    pub category: String,
+    /// Accrual percentage of this category; beats account overrides.
+    #[serde(default)]
+    pub accrual_percent: Option<Decimal>,
+    /// Redemption cap of this category; beats account overrides.
+    #[serde(default)]
+    pub cap_percent: Option<Decimal>,
+    /// The category takes no part in the programme (no accrual, no
+    /// redemption).
+    #[serde(default)]
+    pub excluded: bool,
+}
+
+/// An account's own percentages: per-customer settings or the customer's
+/// tier. They replace the programme defaults but not category rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountOverrides {
+    /// Accrual percentage for this account.
+    #[serde(default)]
+    pub accrual_percent: Option<Decimal>,
+    /// Redemption cap percentage for this account.
+    #[serde(default)]
+    pub cap_percent: Option<Decimal>,
+}
+
+/// One line of a sale. Its total is `qty × price − discount`, the product
+/// rounded half away from zero to the programme's precision (as a fiscal
+/// register does for weighed goods).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleLine {
+    /// Article code, matched against [`Programme::excluded_skus`].
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Category, matched against [`CategoryRule::category`].
+    pub category: String,
+    /// Quantity, > 0 (may be fractional for weighed goods).
+    pub qty: Decimal,
+    /// Unit price, ≥ 0.
+    pub price: Decimal,
+    /// Discount on the whole line, 0 ≤ discount ≤ qty × price.
+    #[serde(default)]
+    pub discount: Decimal,
+}
+
+/// Which limit a too-large redemption hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedeemLimit {
+    /// The redemption caps of the lines.
+    Cap,
+    /// The account's balance.
+    Balance,
+}
+
+impl std::fmt::Display for RedeemLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cap => "cap",
+            Self::Balance => "balance",
+        })
+    }
+}
+
+/// Why a quote, refund or expiry could not be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RulesError {
+    /// A field is out of range; `field` is its path (`lines[2].discount`,
+    /// `programme.cap_percent`, `overrides.accrual_percent`, `redeem`).
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// More points requested than may be spent on this sale.
+    #[error("cannot redeem {requested}: at most {max} ({limit})")]
+    RedeemTooHigh {
+        requested: Decimal,
+        max: Decimal,
+        limit: RedeemLimit,
+    },
+    /// The refunds add up to more than the sale.
+    #[error("refund of {requested} exceeds the {remaining} not yet refunded")]
+    RefundTooHigh {
+        requested: Decimal,
+        remaining: Decimal,
+    },
+    /// A date computation left the supported calendar.
+    #[error("date out of range")]
+    DateOutOfRange,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RulesError {
+    RulesError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The quote of one line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineQuote {
+    /// `qty × price − discount`, at the programme's precision.
+    pub total: Decimal,
+    /// Accrual percentage applied (0 for excluded lines, and for discounted
+    /// lines when the programme does not accrue on them).
+    pub rate: Decimal,
+    /// The amount accrual is computed on: the line total, minus this line's
+    /// redeemed part unless `accrue_on_points_part`; 0 when `rate` is 0.
+    pub eligible: Decimal,
+    /// The most that may be paid with points on this line (floored).
+    pub cap: Decimal,
+    /// This line's part of the redemption.
+    pub redeemed: Decimal,
+    /// `rate % × eligible`, unrounded: the sale's accrual is rounded once,
+    /// on the sum (so the rounded [`Quote::accrual`] may be below the sum of
+    /// these by less than one rounding unit).
+    pub accrual: Decimal,
+}
+
+/// The outcome of [`quote`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    /// One entry per sale line, in order.
+    pub lines: Vec<LineQuote>,
+    /// Sum of the line totals.
+    pub total: Decimal,
+    /// Sum of the lines' `eligible`.
+    pub eligible_total: Decimal,
+    /// `min(sum of line caps, balance)`, floored to the precision.
+    pub max_redeemable: Decimal,
+    /// The redemption, as requested and validated.
+    pub redeem: Decimal,
+    /// `total − redeem`.
+    pub money_paid: Decimal,
+    /// Points this sale accrues with this redemption, rounded once per
+    /// [`Programme::accrual_rounding`].
+    pub accrual: Decimal,
+}
+
+/// What a sale committed, as needed to split its refunds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommittedSale {
+    /// The sale's total.
+    pub total: Decimal,
+    /// Points accrued by the sale.
+    pub accrued: Decimal,
+    /// Points spent on the sale.
+    pub redeemed: Decimal,
+    /// Decimal places to floor the shares to (the programme's precision at
+    /// the time of the sale).
+    pub precision: u32,
+}
+
+/// The points side of one refund.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundShare {
+    /// Accrued points to take back.
+    pub clawback: Decimal,
+    /// Spent points to give back.
+    pub return_points: Decimal,
+}
+
+fn check_percent(field: &str, v: Decimal) -> Result<(), RulesError> {
+    if v < Decimal::ZERO || v > HUNDRED {
+        return Err(invalid(field, format!("{v} is not within 0..=100")));
+    }
+    Ok(())
+}
+
+fn check_amount(field: &str, v: Decimal) -> Result<(), RulesError> {
+    if v < Decimal::ZERO {
+        return Err(invalid(field, format!("{v} is negative")));
+    }
+    if v > MAX_AMOUNT {
+        return Err(invalid(field, format!("{v} exceeds {MAX_AMOUNT}")));
+    }
+    Ok(())
+}
+
+impl Programme {
+    /// Checks the configuration: percentages within 0..=100, precision at
+    /// most [`MAX_PRECISION`], offset within ±18:00, non-negative bonus.
+    /// [`quote`] calls it too.
+    pub fn validate(&self) -> Result<(), RulesError> {
+        if self.precision > MAX_PRECISION {
+            return Err(invalid(
+                "programme.precision",
+                format!("{} exceeds {MAX_PRECISION}", self.precision),
+            ));
+        }
+        check_percent(
+            "programme.default_accrual_percent",
+            self.default_accrual_percent,
+        )?;
+        check_percent("programme.cap_percent", self.cap_percent)?;
+        for (i, c) in self.categories.iter().enumerate() {
+            if let Some(v) = c.accrual_percent {
+                check_percent(&format!("programme.categories[{i}].accrual_percent"), v)?;
+            }
+            if let Some(v) = c.cap_percent {
+                check_percent(&format!("programme.categories[{i}].cap_percent"), v)?;
+            }
+        }
+        if let Some(b) = self.welcome_bonus {
+            check_amount("programme.welcome_bonus", b)?;
+        }
+        if self.utc_offset_minutes.abs() > MAX_OFFSET_MINUTES {
+            return Err(invalid(
+                "programme.utc_offset_minutes",
+                format!(
+                    "{} is not within ±{MAX_OFFSET_MINUTES}",
+                    self.utc_offset_minutes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn category(&self, name: &str) -> Option<&CategoryRule> {
+        self.categories.iter().find(|c| c.category == name)
+    }
+
+    fn offset(&self) -> Result<UtcOffset, RulesError> {
+        UtcOffset::from_whole_seconds(self.utc_offset_minutes.saturating_mul(60)).map_err(|_| {
+            invalid(
+                "programme.utc_offset_minutes",
+                format!("{} is not a valid offset", self.utc_offset_minutes),
+            )
+        })
+    }
+}
+
+impl AccountOverrides {
+    fn validate(&self) -> Result<(), RulesError> {
+        if let Some(v) = self.accrual_percent {
+            check_percent("overrides.accrual_percent", v)?;
+        }
+        if let Some(v) = self.cap_percent {
+            check_percent("overrides.cap_percent", v)?;
+        }
+        Ok(())
+    }
+}
+
+fn floor_to(v: Decimal, dp: u32) -> Decimal {
+    v.round_dp_with_strategy(dp, RoundingStrategy::ToZero)
+}
+
+/// `v` in units of 10^-precision; `v` must already be at that precision.
+fn to_units(v: Decimal, precision: u32) -> i128 {
+    let mut v = v;
+    v.rescale(precision);
+    v.mantissa()
+}
+
+fn from_units(units: i128, precision: u32) -> Decimal {
+    // |units| ≤ 10^19 here (totals ≤ 10^15, precision ≤ 4): fits 96 bits.
+    Decimal::from_i128_with_scale(units, precision)
+}
+
+fn line_total(i: usize, line: &SaleLine, precision: u32) -> Result<Decimal, RulesError> {
+    if line.qty <= Decimal::ZERO {
+        return Err(invalid(format!("lines[{i}].qty"), "must be > 0"));
+    }
+    check_amount(&format!("lines[{i}].qty"), line.qty)?;
+    check_amount(&format!("lines[{i}].price"), line.price)?;
+    check_amount(&format!("lines[{i}].discount"), line.discount)?;
+    // Both factors ≤ 10^12: the product cannot overflow.
+    let gross = line.qty * line.price;
+    if gross > MAX_AMOUNT {
+        return Err(invalid(
+            format!("lines[{i}].price"),
+            format!("qty × price exceeds {MAX_AMOUNT}"),
+        ));
+    }
+    if line.discount > gross {
+        return Err(invalid(
+            format!("lines[{i}].discount"),
+            format!("{} exceeds qty × price {gross}", line.discount),
+        ));
+    }
+    Ok((gross - line.discount)
+        .round_dp_with_strategy(precision, RoundingStrategy::MidpointAwayFromZero))
+}
+
+/// Splits `redeem` (in units) across lines proportionally to their `caps`
+/// (in units) by the largest remainder method: each line gets
+/// `floor(redeem × cap / Σcaps)`, and the units left over go one each to the
+/// lines with the largest remainders, ties to the earlier line. The parts sum
+/// exactly to `redeem` and, as `redeem ≤ Σcaps`, no part exceeds its cap.
+fn allocate(redeem: i128, caps: &[i128]) -> Vec<i128> {
+    let sum: i128 = caps.iter().sum();
+    if sum == 0 || redeem == 0 {
+        return vec![0; caps.len()];
+    }
+    // redeem, cap ≤ 10^19: the product stays below i128::MAX (1.7 × 10^38).
+    let mut parts = Vec::with_capacity(caps.len());
+    let mut rems = Vec::with_capacity(caps.len());
+    for (i, &c) in caps.iter().enumerate() {
+        let share = redeem * c;
+        parts.push(share / sum);
+        rems.push((share % sum, i));
+    }
+    let left = redeem - parts.iter().sum::<i128>();
+    rems.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(rem, i) in rems.iter().take(usize::try_from(left).unwrap_or(0)) {
+        debug_assert!(rem > 0);
+        parts[i] += 1;
+    }
+    parts
+}
+
+/// Quotes a sale: line totals, caps, the maximum redeemable, the split of
+/// `redeem` across lines and the accrual that follows.
+///
+/// `balance` is the account's spendable balance (a negative balance counts as
+/// 0). `redeem` must be ≥ 0, have at most `precision` decimal places and not
+/// exceed `max_redeemable`; otherwise [`RulesError::RedeemTooHigh`] names the
+/// binding limit (the balance when it is below the sum of the caps).
+pub fn quote(
+    p: &Programme,
+    o: &AccountOverrides,
+    lines: &[SaleLine],
+    balance: Decimal,
+    redeem: Decimal,
+) -> Result<Quote, RulesError> {
+    p.validate()?;
+    o.validate()?;
+    if lines.len() > MAX_LINES {
+        return Err(invalid(
+            "lines",
+            format!("{} lines exceed {MAX_LINES}", lines.len()),
+        ));
+    }
+    if balance > MAX_AMOUNT {
+        return Err(invalid(
+            "balance",
+            format!("{balance} exceeds {MAX_AMOUNT}"),
+        ));
+    }
+    check_amount("redeem", redeem)?;
+    let prec = p.precision;
+    if redeem != floor_to(redeem, prec) {
+        return Err(invalid(
+            "redeem",
+            format!("{redeem} has more than {prec} decimal places"),
+        ));
+    }
+
+    struct Pre {
+        total: Decimal,
+        rate: Decimal,
+        cap: Decimal,
+    }
+    let mut pre = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let total = line_total(i, line, prec)?;
+        let rule = p.category(&line.category);
+        let excluded = rule.is_some_and(|r| r.excluded) || p.excluded_skus.contains(&line.sku);
+        let (rate, cap_pct) = if excluded {
+            (Decimal::ZERO, Decimal::ZERO)
+        } else {
+            let rate = rule
+                .and_then(|r| r.accrual_percent)
+                .or(o.accrual_percent)
+                .unwrap_or(p.default_accrual_percent);
+            let cap = rule
+                .and_then(|r| r.cap_percent)
+                .or(o.cap_percent)
+                .unwrap_or(p.cap_percent);
+            let rate = if line.discount > Decimal::ZERO && !p.accrue_on_discounted {
+                Decimal::ZERO
+            } else {
+                rate
+            };
+            (rate, cap)
+        };
+        let cap = floor_to(total * cap_pct / HUNDRED, prec);
+        pre.push(Pre { total, rate, cap });
+    }
+
+    let total: Decimal = pre.iter().map(|l| l.total).sum();
+    let cap_sum: Decimal = pre.iter().map(|l| l.cap).sum();
+    let balance = floor_to(balance.max(Decimal::ZERO), prec);
+    let (max_redeemable, limit) = if balance < cap_sum {
+        (balance, RedeemLimit::Balance)
+    } else {
+        (cap_sum, RedeemLimit::Cap)
+    };
+    if redeem > max_redeemable {
+        return Err(RulesError::RedeemTooHigh {
+            requested: redeem,
+            max: max_redeemable,
+            limit,
+        });
+    }
+
+    let caps: Vec<i128> = pre.iter().map(|l| to_units(l.cap, prec)).collect();
+    let parts = allocate(to_units(redeem, prec), &caps);
+
+    let mut out = Vec::with_capacity(pre.len());
+    for (l, part) in pre.into_iter().zip(parts) {
+        let redeemed = from_units(part, prec);
+        let eligible = if l.rate.is_zero() {
+            Decimal::ZERO
+        } else if p.accrue_on_points_part {
+            l.total
+        } else {
+            l.total - redeemed
+        };
+        out.push(LineQuote {
+            total: l.total,
+            rate: l.rate,
+            eligible,
+            cap: l.cap,
+            redeemed,
+            accrual: eligible * l.rate / HUNDRED,
+        });
+    }
+    let eligible_total = out.iter().map(|l| l.eligible).sum();
+    let accrual_sum: Decimal = out.iter().map(|l| l.accrual).sum();
+    Ok(Quote {
+        lines: out,
+        total,
+        eligible_total,
+        max_redeemable,
+        redeem,
+        money_paid: total - redeem,
+        accrual: floor_to(accrual_sum, p.accrual_rounding.scale()),
+    })
+}
+
+/// The points side of refunding `amount` of `original`, after
+/// `already_refunded` was refunded by earlier returns.
+///
+/// Cumulative: with `f(x) = floor(v × x / total)` to the sale's precision,
+/// each share is `f(already + amount) − f(already)`. `f` never decreases and
+/// `f(total) = v`, so the shares of successive partial refunds are never
+/// negative, never add up to more than the original, and add up to exactly
+/// the original accrual/redemption once the whole sale is refunded (the
+/// flooring only delays a fraction to a later return).
+pub fn refund_share(
+    original: &CommittedSale,
+    already_refunded: Decimal,
+    amount: Decimal,
+) -> Result<RefundShare, RulesError> {
+    check_amount("original.total", original.total)?;
+    check_amount("original.accrued", original.accrued)?;
+    check_amount("original.redeemed", original.redeemed)?;
+    check_amount("already_refunded", already_refunded)?;
+    check_amount("amount", amount)?;
+    if original.precision > MAX_PRECISION {
+        return Err(invalid(
+            "original.precision",
+            format!("{} exceeds {MAX_PRECISION}", original.precision),
+        ));
+    }
+    let remaining = (original.total - already_refunded).max(Decimal::ZERO);
+    if amount > remaining {
+        return Err(RulesError::RefundTooHigh {
+            requested: amount,
+            remaining,
+        });
+    }
+    if original.total.is_zero() {
+        return Ok(RefundShare {
+            clawback: Decimal::ZERO,
+            return_points: Decimal::ZERO,
+        });
+    }
+    let prec = original.precision;
+    let done = already_refunded + amount;
+    let f = |v: Decimal, x: Decimal| -> Decimal {
+        if x == original.total {
+            // Exactly v, whatever v's own number of places.
+            v
+        } else {
+            floor_to(v * x / original.total, prec).min(v)
+        }
+    };
+    Ok(RefundShare {
+        clawback: f(original.accrued, done) - f(original.accrued, already_refunded),
+        return_points: f(original.redeemed, done) - f(original.redeemed, already_refunded),
+    })
+}
+
+/// `date + months` calendar months, the day clamped to the month's end
+/// (Aug 31 + 6 months = Feb 28/29).
+fn add_months(date: Date, months: u32) -> Result<Date, RulesError> {
+    let index =
+        i64::from(date.year()) * 12 + i64::from(u8::from(date.month()) - 1) + i64::from(months);
+    let year = i32::try_from(index.div_euclid(12)).map_err(|_| RulesError::DateOutOfRange)?;
+    let month = u8::try_from(index.rem_euclid(12) + 1).map_err(|_| RulesError::DateOutOfRange)?;
+    let month = Month::try_from(month).map_err(|_| RulesError::DateOutOfRange)?;
+    let day = date.day().min(month.length(year));
+    Date::from_calendar_date(year, month, day).map_err(|_| RulesError::DateOutOfRange)
+}
+
+/// 00:00 at `offset` of the day after `last_valid_day`.
+fn start_of_next_day(
+    last_valid_day: Date,
+    offset: UtcOffset,
+) -> Result<OffsetDateTime, RulesError> {
+    let next = last_valid_day
+        .next_day()
+        .ok_or(RulesError::DateOutOfRange)?;
+    Ok(next.midnight().assume_offset(offset))
+}
+
+/// When a lot accrued at `accrued_at` expires; `None` if the programme's
+/// points do not expire.
+///
+/// The lot's last day of validity is the local date of `accrued_at` (at the
+/// programme's offset) plus [`Programme::expiry_months`] calendar months,
+/// clamped to the month's end; it expires at 00:00 (programme offset) of the
+/// following day. A lot with `expires_at` is spendable strictly before
+/// `expires_at`: at `expires_at` itself it is gone. The result carries the
+/// programme's offset.
+pub fn expiry_of(
+    p: &Programme,
+    accrued_at: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, RulesError> {
+    let Some(months) = p.expiry_months else {
+        return Ok(None);
+    };
+    let offset = p.offset()?;
+    let local = accrued_at
+        .checked_to_offset(offset)
+        .ok_or(RulesError::DateOutOfRange)?;
+    let last = add_months(local.date(), months)?;
+    start_of_next_day(last, offset).map(Some)
+}
+
+/// When a welcome bonus granted at `granted_at` expires; `None` if it does
+/// not. Same boundary as [`expiry_of`], the last day of validity being the
+/// local date of `granted_at` plus [`Programme::welcome_expiry_days`] days.
+pub fn welcome_expiry_of(
+    p: &Programme,
+    granted_at: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, RulesError> {
+    let Some(days) = p.welcome_expiry_days else {
+        return Ok(None);
+    };
+    let offset = p.offset()?;
+    let local = granted_at
+        .checked_to_offset(offset)
+        .ok_or(RulesError::DateOutOfRange)?;
+    let last = local
+        .date()
+        .checked_add(Duration::days(i64::from(days)))
+        .ok_or(RulesError::DateOutOfRange)?;
+    start_of_next_day(last, offset).map(Some)
+}

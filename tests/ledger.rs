@@ -1,0 +1,169 @@
+//! The money path through the socket: quote, commit, idempotency, limits,
+//! concurrency and durability across a hard kill.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Daemon;
+use posbridge::client::{Client, ClientError};
+use serde_json::{Value, json};
+
+const CARD: &str = "6035000011112222";
+
+fn lines(total: u32) -> Value {
+    json!([{"sku": "A1", "name": "Товар", "category": "general", "qty": "1", "price": total.to_string()}])
+}
+
+fn code(r: Result<Value, ClientError>) -> (i64, Value) {
+    match r {
+        Err(ClientError::Rpc { error }) => (error["code"].as_i64().unwrap(), error["data"].clone()),
+        other => panic!("expected an RPC error, got {other:?}"),
+    }
+}
+
+async fn token(c: &mut Client) -> String {
+    let r = c
+        .call("card.enter", json!({"number": CARD, "secret": "4711"}))
+        .await
+        .unwrap();
+    r["card_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_sale_accrues_once_and_redemption_respects_limits() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    c.call(
+        "events.subscribe",
+        json!({"topics": ["ledger.transaction"]}),
+    )
+    .await
+    .unwrap();
+
+    // Accrual needs only the number: 5 % of 1000, whole points.
+    let sale =
+        json!({"idempotency_key": "k1", "number": CARD, "receipt_id": "R1", "lines": lines(1000)});
+    let r = c.call("sale.commit", sale.clone()).await.unwrap();
+    assert_eq!(r["accrued"], "50");
+    assert_eq!(r["balance_before"], "0");
+    assert_eq!(r["balance_after"], "50");
+    assert!(r["accrued_expires_at"].as_str().unwrap().ends_with('Z'));
+    let ev = c.next_notification().await.unwrap();
+    assert_eq!(ev["params"]["topic"], "ledger.transaction");
+    assert_eq!(ev["params"]["card_masked"], "****2222");
+
+    // The same key again: the same answer, nothing written.
+    assert_eq!(c.call("sale.commit", sale).await.unwrap(), r);
+    let resolved = c
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(resolved["account"]["balance"], "50");
+    // The same key for another request is refused.
+    let other =
+        json!({"idempotency_key": "k1", "number": CARD, "receipt_id": "R2", "lines": lines(10)});
+    assert_eq!(code(c.call("sale.commit", other).await).0, 2005);
+
+    // Redeeming needs a card read with its secret.
+    let bare = json!({"idempotency_key": "k2", "number": CARD, "receipt_id": "R2", "lines": lines(1000), "redeem": "10"});
+    assert_eq!(code(c.call("sale.commit", bare).await).0, 2004);
+
+    let t = token(&mut c).await;
+    let q = c
+        .call("sale.quote", json!({"card_token": t, "lines": lines(1000)}))
+        .await
+        .unwrap();
+    assert_eq!(q["quote"]["max_redeemable"], "50");
+    assert_eq!(q["redeem_allowed"], true);
+    let over = json!({"idempotency_key": "k3", "card_token": t, "receipt_id": "R3", "lines": lines(1000), "redeem": "60"});
+    let (code_, data) = code(c.call("sale.commit", over).await);
+    assert_eq!(code_, 2003);
+    assert_eq!(
+        (data["max"].clone(), data["limit"].clone()),
+        (json!("50"), json!("balance"))
+    );
+    // A 100 sale with a 50 % cap allows 50 even with more points.
+    let ok = json!({"idempotency_key": "k4", "card_token": t, "receipt_id": "R4", "lines": lines(1000), "redeem": "30"});
+    let r = c.call("sale.commit", ok).await.unwrap();
+    assert_eq!(r["redeemed"], "30");
+    assert_eq!(r["money_paid"], "970");
+    // 5 % of the money part (970) = 48.5, floored.
+    assert_eq!(r["accrued"], "48");
+    assert_eq!(r["balance_after"], "68");
+
+    // The read of a known card carries the account summary.
+    let read = c.call("card.enter", json!({"number": CARD})).await.unwrap();
+    assert_eq!(read["account"]["balance"], "68");
+    assert!(!d.log().contains(CARD));
+}
+
+#[tokio::test]
+async fn two_terminals_redeeming_the_same_points_one_wins() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    let seed =
+        json!({"idempotency_key": "seed", "number": CARD, "receipt_id": "S", "lines": lines(2000)});
+    assert_eq!(
+        c.call("sale.commit", seed).await.unwrap()["balance_after"],
+        "100"
+    );
+    let t = token(&mut c).await;
+    let mut a = d.client().await;
+    let mut b = d.client().await;
+    let sale = |k: &str| json!({"idempotency_key": k, "card_token": t, "receipt_id": k, "lines": lines(1000), "redeem": "100"});
+    let (ra, rb) = tokio::join!(
+        a.call("sale.commit", sale("ta")),
+        b.call("sale.commit", sale("tb"))
+    );
+    let results = [ra, rb];
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    for r in results {
+        if let Err(ClientError::Rpc { error }) = r {
+            assert_eq!(error["code"], 2003);
+            assert_eq!(error["data"]["limit"], "balance");
+        }
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_commits_survive_a_hard_kill() {
+    let mut d = Daemon::start("", "");
+    let mut c = d.client().await;
+    for i in 0..20 {
+        let sale = json!({"idempotency_key": format!("k{i}"), "number": CARD, "receipt_id": format!("R{i}"), "lines": lines(100)});
+        c.call("sale.commit", sale).await.unwrap();
+    }
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_file(&d.socket);
+    d.spawn(|_| {});
+    let mut c = d.client().await;
+    let r = c
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(r["account"]["balance"], "100", "20 sales of 5 points each");
+    // Retrying an acknowledged commit after the crash changes nothing.
+    let again =
+        json!({"idempotency_key": "k0", "number": CARD, "receipt_id": "R0", "lines": lines(100)});
+    assert_eq!(
+        c.call("sale.commit", again).await.unwrap()["balance_after"],
+        "5"
+    );
+    let r = c
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(r["account"]["balance"], "100");
+    let out = std::process::Command::new(common::BIN)
+        .args(["--config", d.config.to_str().unwrap(), "ledger", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
