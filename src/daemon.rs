@@ -136,16 +136,22 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     }
 
     notify(&[NotifyState::Stopping]);
+    // One grace period for everything, so systemd's TimeoutStopSec (a few
+    // seconds above it) is never what ends the process.
+    let deadline = tokio::time::Instant::now() + grace;
     shutdown.cancel();
     acceptors.wait().await;
     conns.close();
-    if tokio::time::timeout(grace, conns.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, conns.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             ?grace,
             "connections still busy after the grace period; closing them"
         );
     }
-    if tokio::time::timeout(grace, app.devices.shutdown())
+    if tokio::time::timeout_at(deadline, app.devices.shutdown())
         .await
         .is_err()
     {

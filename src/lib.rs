@@ -15,5 +15,6 @@ pub mod daemon;
 pub mod devices;
 pub mod events;
 pub mod ledger;
+pub mod receipt;
 pub mod redact;
 pub mod store;

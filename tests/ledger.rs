@@ -91,6 +91,18 @@ async fn a_sale_accrues_once_and_redemption_respects_limits() {
     // 5 % of the money part (970) = 48.5, floored.
     assert_eq!(r["accrued"], "48");
     assert_eq!(r["balance_after"], "68");
+    let block: Vec<String> = serde_json::from_value(r["bonus_lines"].clone()).unwrap();
+    assert!(
+        block
+            .iter()
+            .any(|l| l.starts_with("Списано бонусов") && l.ends_with("30,00")),
+        "{block:#?}"
+    );
+    assert!(
+        block
+            .iter()
+            .any(|l| l.starts_with("Карта") && l.ends_with("****2222"))
+    );
 
     // The read of a known card carries the account summary.
     let read = c.call("card.enter", json!({"number": CARD})).await.unwrap();

@@ -86,8 +86,11 @@ async fn a_swipe_on_a_serial_reader_arrives_as_one_card_read() {
 
     // Every swipe is exactly one event: five swipes, then a bad one as a
     // marker; exactly five card.read come before the marker's error.
+    // Swipes are seconds apart at a till; 100 ms keeps them apart from
+    // the 30 ms window that joins the lines of one swipe.
     for _ in 0..5 {
         device.write_all(SWIPE).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     device.write_all(b"%E?;E?\r").await.unwrap();
     let mut reads = 0;
@@ -183,4 +186,34 @@ async fn card_enter_validates_and_tokenises_a_typed_card() {
     };
     assert_eq!(error["data"]["field"], "number");
     assert!(!d.log().contains("4711"));
+}
+
+#[tokio::test]
+async fn tracks_on_separate_lines_are_one_swipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("msr");
+    let (mut device, pts) = pty_pair();
+    std::os::unix::fs::symlink(&pts, &link).unwrap();
+    let card = "[reader.card]\nsecret = \"track2_discretionary\"\nsecret_len = 4\n";
+    let d = Daemon::start("", &reader("msr", "msr", &link, card));
+    let mut sub = d.client().await;
+    sub.call("events.subscribe", json!({"topics": ["card.*"]}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Track 1, CR, track 2, CR: one swipe, one event, nothing else.
+    device
+        .write_all(b"%B6035123412341234^IVANOV/IVAN^4912101?\r;6035123412341234=49121014711?\r")
+        .await
+        .unwrap();
+    let e = next_event(&mut sub, "card.read").await;
+    assert_eq!(e["card_number"], NUMBER);
+    assert_eq!(e["has_secret"], true);
+    // A marker: exactly one event came before its error.
+    device.write_all(b";E?\r").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), sub.next_notification())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n["params"]["topic"], "card.read_error");
 }

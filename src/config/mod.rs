@@ -181,12 +181,16 @@ pub enum LedgerBackend {
 pub struct ReceiptConfig {
     /// Language of the labels posbridge prints.
     pub language: Language,
+    /// Characters per line of the bonus block (32 for 58 mm paper, 42 or
+    /// 48 for 80 mm).
+    pub width: usize,
 }
 
 impl Default for ReceiptConfig {
     fn default() -> Self {
         ReceiptConfig {
             language: Language::Ru,
+            width: 32,
         }
     }
 }
@@ -669,10 +673,7 @@ impl Config {
         }
 
         if let Err(e) = self.ledger.programme.validate() {
-            let at = match find_key(src, "programme") {
-                0 => 0,
-                off => off,
-            };
+            let at = find_key(src, "programme");
             return Err(invalid(at, "ledger.programme".into(), e.to_string()));
         }
 

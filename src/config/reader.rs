@@ -22,6 +22,11 @@ pub struct FramingConfig {
     pub gap_ms: u64,
     /// Longest message; longer ones are dropped with a `card.read_error`.
     pub max_len: usize,
+    /// Magstripe readers: lines arriving within this many milliseconds of
+    /// each other are one swipe (readers that end every track with CR or
+    /// Enter). It is added to every swipe's latency; 0 for readers that
+    /// send a whole swipe as one line.
+    pub swipe_gap_ms: u64,
 }
 
 impl Default for FramingConfig {
@@ -31,6 +36,7 @@ impl Default for FramingConfig {
             prefix_hex: None,
             gap_ms: 0,
             max_len: 4096,
+            swipe_gap_ms: 30,
         }
     }
 }

@@ -242,18 +242,47 @@ async fn run_link(entry: &DeviceEntry, decoder: Option<&Decoder>, link: Link) ->
                 Err(e) => return e.to_string(),
             };
             let mut frames = framing::FramedReader::new(t, codec);
+            let join = swipe_gap(r);
             loop {
-                match frames.next().await {
-                    Ok(Some(framing::FrameEvent::Message(m))) => decoder.message(&m).await,
+                let mut msg = match frames.next().await {
+                    Ok(Some(framing::FrameEvent::Message(m))) => m,
                     Ok(Some(framing::FrameEvent::Overflow { len })) => {
                         decoder
                             .error(format!(
                                 "message of {len} bytes exceeds reader.framing.max_len"
                             ))
-                            .await
+                            .await;
+                        continue;
                     }
                     Ok(None) => return "closed by the device".into(),
                     Err(e) => return format!("read failed: {e}"),
+                };
+                // Readers that end every track with CR: the tracks of one
+                // swipe arrive within a few milliseconds of each other.
+                let mut ended = None;
+                while let Some(gap) = join {
+                    match tokio::time::timeout(gap, frames.next()).await {
+                        Ok(Ok(Some(framing::FrameEvent::Message(more))))
+                            if msg.len() + more.len() < MAX_SWIPE =>
+                        {
+                            msg.push(b'\r');
+                            msg.extend_from_slice(&more);
+                        }
+                        Ok(Ok(Some(_))) => break,
+                        Ok(Ok(None)) => {
+                            ended = Some("closed by the device".to_string());
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            ended = Some(format!("read failed: {e}"));
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                decoder.message(&msg).await;
+                if let Some(why) = ended {
+                    return why;
                 }
             }
         }
@@ -265,28 +294,63 @@ async fn run_link(entry: &DeviceEntry, decoder: Option<&Decoder>, link: Link) ->
                 Err(e) => return format!("read failed: {e}"),
             }
         },
-        (Link::Evdev(mut reader), Some(decoder), _) => loop {
-            match reader.next_message().await {
-                Ok(KeyMessage::Text(t)) => decoder.message(t.as_bytes()).await,
-                Ok(KeyMessage::Overflow { len }) => {
-                    decoder
-                        .error(format!("{len} keystrokes without an end exceed the limit"))
-                        .await
+        (Link::Evdev(mut reader), Some(decoder), DeviceEntry::Reader(r)) => {
+            let join = swipe_gap(r);
+            loop {
+                let mut msg = match reader.next_message().await {
+                    Ok(KeyMessage::Text(t)) => t,
+                    Ok(KeyMessage::Overflow { len }) => {
+                        decoder
+                            .error(format!("{len} keystrokes without an end exceed the limit"))
+                            .await;
+                        continue;
+                    }
+                    Err(EvdevError::Disconnected) => return "input device unplugged".into(),
+                    Err(e) => return e.to_string(),
+                };
+                // Wedge readers press Enter after each track.
+                let mut ended = None;
+                while let Some(gap) = join {
+                    match tokio::time::timeout(gap, reader.next_message()).await {
+                        Ok(Ok(KeyMessage::Text(more))) if msg.len() + more.len() < MAX_SWIPE => {
+                            msg.push('\r');
+                            msg.push_str(&more);
+                        }
+                        Ok(Ok(_)) => break,
+                        Ok(Err(e)) => {
+                            ended = Some(e.to_string());
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
-                Err(EvdevError::Disconnected) => return "input device unplugged".into(),
-                Err(e) => return e.to_string(),
+                decoder.message(msg.as_bytes()).await;
+                if let Some(why) = ended {
+                    return why;
+                }
             }
-        },
+        }
         (Link::Hid(f), Some(decoder), DeviceEntry::Reader(r)) => {
             let Some(hid) = &r.hid else {
                 return "hid reader without [reader.hid]".into();
             };
             run_hid(f, hid, decoder).await
         }
-        (Link::Evdev(_) | Link::Hid(_), None, _) | (Link::Hid(_), _, DeviceEntry::Printer(_)) => {
+        (Link::Evdev(_) | Link::Hid(_), None, _)
+        | (Link::Evdev(_) | Link::Hid(_), _, DeviceEntry::Printer(_)) => {
             "input link without a reader".into()
         }
     }
+}
+
+/// Longest joined swipe: the magstripe parser refuses more anyway.
+const MAX_SWIPE: usize = 512;
+
+/// How long a magstripe reader's next line may take to count as part of
+/// the same swipe; `None` for scanners and when turned off.
+fn swipe_gap(r: &crate::config::ReaderConfig) -> Option<Duration> {
+    (r.kind == crate::config::ReaderKind::Msr && r.framing.swipe_gap_ms > 0)
+        .then(|| Duration::from_millis(r.framing.swipe_gap_ms))
 }
 
 /// Reads HID reports (one per `read` on hidraw) and decodes them.

@@ -11,6 +11,7 @@ use crate::api::rpc::{self, RpcError, code};
 use crate::app::App;
 use crate::ledger::LedgerError;
 use crate::ledger::rules::{RulesError, SaleLine};
+use crate::receipt::bonus;
 use crate::redact::CardNumber;
 
 /// A resolved card: the number, and whether a secret came with the read
@@ -186,7 +187,29 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         )
         .await
         .map_err(ledger_error)?;
-    let result = json!(r);
+    let mut result = json!(r);
+    let summary = app
+        .ledger
+        .resolve(card.number.expose().to_owned())
+        .await
+        .map_err(ledger_error)?;
+    let next = summary.as_ref().and_then(|s| s.next_expiry.clone());
+    let config = app.config();
+    let masked = card.number.masked();
+    result["bonus_lines"] = json!(bonus::lines(
+        &bonus::BonusFacts {
+            card_masked: &masked,
+            before: r.balance_before,
+            redeemed: r.redeemed,
+            accrued: r.accrued,
+            after: r.balance_after,
+            next_expiry: next
+                .as_ref()
+                .map(|n| (n.amount, n.at.get(..10).unwrap_or(&n.at))),
+        },
+        config.receipt.language,
+        config.receipt.width,
+    ));
     app.bus.publish(
         "ledger.transaction",
         json!({

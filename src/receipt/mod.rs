@@ -1,0 +1,3 @@
+//! What posbridge prints on receipts: the bonus block.
+
+pub mod bonus;
