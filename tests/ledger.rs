@@ -179,3 +179,144 @@ async fn acknowledged_commits_survive_a_hard_kill() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn refunds_claw_back_and_return_in_proportion() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    let commit = |k: &str, total: u32, redeem: &str, t: &str| json!({"idempotency_key": k, "card_token": t, "receipt_id": k, "lines": lines(total), "redeem": redeem});
+    let t = token(&mut c).await;
+    c.call("sale.commit", commit("a", 1000, "0", &t))
+        .await
+        .unwrap(); // +50
+    let b = c
+        .call("sale.commit", commit("b", 1000, "30", &t))
+        .await
+        .unwrap();
+    assert_eq!(b["balance_after"], "68"); // 50 - 30 + 48
+
+    // Half of sale b: half its accrual back (24), half its spent points returned (15).
+    let r = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "r1", "receipt_id": "b", "amount": "500"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["clawback"].clone(), r["returned"].clone()),
+        (json!("24"), json!("15"))
+    );
+    assert_eq!(r["balance_after"], "59");
+    // The rest of it, by transaction id.
+    let r = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "r2", "transaction": b["transaction"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["balance_after"], "50");
+    assert_eq!(r["refunded"], "500");
+    // Nothing is left to refund.
+    let (code_, _) = code(
+        c.call(
+            "sale.refund",
+            json!({"idempotency_key": "r3", "receipt_id": "b", "amount": "1"}),
+        )
+        .await,
+    );
+    assert_eq!(code_, -32602);
+    // A repeated key changes nothing.
+    let again = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "r2", "transaction": b["transaction"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again["balance_after"], "50");
+
+    // Spend everything, then refund the sale that earned it: the clawback
+    // is clamped at zero and the shortfall recorded.
+    let s = c
+        .call("sale.commit", commit("c", 1000, "50", &t))
+        .await
+        .unwrap();
+    assert_eq!(s["balance_after"], "47"); // 5 % of 950
+    let r = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "r4", "receipt_id": "a"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["clawback"], "47");
+    assert_eq!(r["clawback_shortfall"], "3");
+    assert_eq!(r["balance_after"], "0");
+    let out = std::process::Command::new(common::BIN)
+        .args(["--config", d.config.to_str().unwrap(), "ledger", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn manual_adjustments_are_for_admins() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        tokens.path(),
+        "cashier cashier-token-0123456789\nadmin admin-token-0123456789ab\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:{port}\"\n",
+        tokens.path().display()
+    );
+    let d = Daemon::start(&extra, "");
+    let mut root = d.client().await;
+    root.call(
+        "sale.commit",
+        json!({"idempotency_key": "s", "number": CARD, "receipt_id": "s", "lines": lines(200)}),
+    )
+    .await
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cashier = Client::tcp(&addr).await.unwrap();
+    cashier
+        .call("auth.login", json!({"token": "cashier-token-0123456789"}))
+        .await
+        .unwrap();
+    let adj =
+        json!({"idempotency_key": "adj1", "number": CARD, "amount": "25", "reason": "goodwill"});
+    assert_eq!(
+        code(cashier.call("ledger.adjust", adj.clone()).await).0,
+        1002
+    );
+
+    let mut admin = Client::tcp(&addr).await.unwrap();
+    admin
+        .call("auth.login", json!({"token": "admin-token-0123456789ab"}))
+        .await
+        .unwrap();
+    let r = admin.call("ledger.adjust", adj).await.unwrap();
+    assert_eq!(r["balance_after"], "35");
+    let too_much =
+        json!({"idempotency_key": "adj2", "number": CARD, "amount": "-36", "reason": "error"});
+    let (c2, data) = code(admin.call("ledger.adjust", too_much).await);
+    assert_eq!((c2, data["balance"].clone()), (2007, json!("35")));
+    let ok = json!({"idempotency_key": "adj3", "number": CARD, "amount": "-35", "reason": "error"});
+    assert_eq!(
+        admin.call("ledger.adjust", ok).await.unwrap()["balance_after"],
+        "0"
+    );
+}

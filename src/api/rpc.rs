@@ -43,6 +43,10 @@ pub mod code {
     pub const CARD_NOT_PRESENT: i64 = 2004;
     /// The idempotency key was used for a different request.
     pub const IDEMPOTENCY_CONFLICT: i64 = 2005;
+    /// The sale to refund does not exist.
+    pub const UNKNOWN_SALE: i64 = 2006;
+    /// A deduction larger than the balance; `data.balance` says what there is.
+    pub const INSUFFICIENT_BALANCE: i64 = 2007;
 }
 
 /// The longest request line accepted, newline excluded.

@@ -36,6 +36,15 @@ pub enum LedgerError {
     /// The key was used before for a different request.
     #[error("idempotency key already used for a different request")]
     KeyReused,
+    /// The sale to refund does not exist.
+    #[error("no such sale")]
+    UnknownSale,
+    /// A deduction larger than the balance.
+    #[error("insufficient balance: {balance} available")]
+    InsufficientBalance {
+        /// What there is.
+        balance: Decimal,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -222,9 +231,393 @@ impl Embedded {
             })
             .await?
     }
+
+    /// Refunds all or part of a sale: the accrual's share is clawed back
+    /// (clamped at a zero balance, the shortfall recorded), the redeemed
+    /// share goes back to its lots.
+    pub async fn refund(
+        &self,
+        key: String,
+        sale: SaleRef,
+        amount: Option<Decimal>,
+    ) -> Result<RefundResult, LedgerError> {
+        let programme = self.programme.clone();
+        let request = json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string();
+        let now = OffsetDateTime::now_utc();
+        self.store
+            .with(move |c| refund_tx(c, &programme, &key, &request, &sale, amount, now))
+            .await?
+    }
+
+    /// A manual accrual (positive) or deduction (negative), with the reason
+    /// and operator recorded in the transaction.
+    pub async fn adjust(
+        &self,
+        key: String,
+        number: String,
+        amount: Decimal,
+        reason: String,
+        operator: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<AdjustResult, LedgerError> {
+        let programme = self.programme.clone();
+        let request = json!({
+            "number": number, "amount": amount.to_string(), "reason": reason,
+            "operator": operator, "expires_at": expires_at.map(ts),
+        })
+        .to_string();
+        let now = OffsetDateTime::now_utc();
+        self.store
+            .with(move |c| {
+                adjust_tx(
+                    c, &programme, &key, &request, &number, amount, expires_at, now,
+                )
+            })
+            .await?
+    }
 }
 
 type TxResult<T> = rusqlite::Result<Result<T, LedgerError>>;
+
+/// Which sale a refund is for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleRef {
+    /// By transaction id.
+    Transaction(i64),
+    /// By the POS's receipt id (the latest sale with it).
+    Receipt(String),
+}
+
+/// The result of a refund, stored with its key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefundResult {
+    /// This refund's transaction id.
+    pub transaction: i64,
+    /// The sale refunded.
+    pub sale_transaction: i64,
+    /// Account id.
+    pub account: i64,
+    /// Money refunded by this refund.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub refunded: Decimal,
+    /// Accrued points taken back.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub clawback: Decimal,
+    /// Points the clawback could not take because they were already spent
+    /// (the balance is clamped at zero; the shortfall is recorded here).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub clawback_shortfall: Decimal,
+    /// Spent points given back to their lots.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub returned: Decimal,
+    /// Of those, points whose lot had already expired: they expire at once.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub returned_expired: Decimal,
+    /// Balance before.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_before: Decimal,
+    /// Balance after.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
+}
+
+/// The result of a manual adjustment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdjustResult {
+    /// Transaction id.
+    pub transaction: i64,
+    /// Account id.
+    pub account: i64,
+    /// Points added (positive) or deducted (negative).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    /// When added points expire, if they do.
+    pub expires_at: Option<String>,
+    /// Balance before.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_before: Decimal,
+    /// Balance after.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
+}
+
+fn new_txn(
+    tx: &Connection,
+    key: &str,
+    kind: &str,
+    account: i64,
+    receipt: Option<&str>,
+    request: &str,
+    stamp: &str,
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6)",
+        params![key, kind, account, receipt, request, stamp],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn entry(
+    tx: &Connection,
+    txn: i64,
+    account: i64,
+    lot: Option<i64>,
+    kind: &str,
+    amount: i64,
+    stamp: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![txn, account, lot, kind, amount, stamp],
+    )?;
+    Ok(())
+}
+
+/// Takes up to `want` units from the account's lots, `first` (a lot id)
+/// before the rest, then soonest-expiring first. Returns what it took.
+fn take_from_lots(
+    tx: &Connection,
+    txn: i64,
+    account: i64,
+    first: Option<i64>,
+    want: i64,
+    kind: &str,
+    stamp: &str,
+) -> rusqlite::Result<i64> {
+    let lots: Vec<(i64, i64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
+             ORDER BY id != ?2, expires_at IS NULL, expires_at, id",
+        )?;
+        let rows = stmt.query_map(params![account, first.unwrap_or(-1)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut left = want;
+    for (lot, remaining) in lots {
+        if left == 0 {
+            break;
+        }
+        let take = remaining.min(left);
+        tx.execute(
+            "UPDATE lots SET remaining = remaining - ?1 WHERE id = ?2",
+            params![take, lot],
+        )?;
+        entry(tx, txn, account, Some(lot), kind, -take, stamp)?;
+        left -= take;
+    }
+    Ok(want - left)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn refund_tx(
+    c: &mut Connection,
+    p: &Programme,
+    key: &str,
+    request: &str,
+    sale: &SaleRef,
+    amount: Option<Decimal>,
+    now: OffsetDateTime,
+) -> TxResult<RefundResult> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(r) = replay(&tx, key, request)? {
+        return Ok(r);
+    }
+    let row: Option<(i64, i64, String)> = match sale {
+        SaleRef::Transaction(id) => tx
+            .query_row(
+                "SELECT id, account_id, result FROM txns WHERE kind = 'sale' AND id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?,
+        SaleRef::Receipt(rid) => tx
+            .query_row(
+                "SELECT id, account_id, result FROM txns WHERE kind = 'sale' AND receipt_id = ?1
+                 ORDER BY id DESC LIMIT 1",
+                [rid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?,
+    };
+    let Some((sale_txn, account, sale_result)) = row else {
+        return Ok(Err(LedgerError::UnknownSale));
+    };
+    let Ok(original) = serde_json::from_str::<CommitResult>(&sale_result) else {
+        return Err(rusqlite::Error::InvalidQuery);
+    };
+    // What earlier refunds of this sale already covered.
+    let marker = format!("refund-of:{sale_txn}");
+    let already: Decimal = {
+        let mut stmt =
+            tx.prepare("SELECT result FROM txns WHERE kind = 'refund' AND receipt_id = ?1")?;
+        let rows = stmt.query_map([&marker], |r| r.get::<_, String>(0))?;
+        let mut sum = Decimal::ZERO;
+        for r in rows {
+            if let Ok(prev) = serde_json::from_str::<RefundResult>(&r?) {
+                sum += prev.refunded;
+            }
+        }
+        sum
+    };
+    let amount = amount.unwrap_or(original.total - already);
+    let share = match rules::refund_share(
+        &rules::CommittedSale {
+            total: original.total,
+            accrued: original.accrued,
+            redeemed: original.redeemed,
+            precision: p.precision,
+        },
+        already,
+        amount,
+    ) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    expire_due(&tx, account, now)?;
+    let before = balance_units(&tx, account)?;
+    let stamp = ts(now);
+    let txn = new_txn(&tx, key, "refund", account, Some(&marker), request, &stamp)?;
+
+    // Claw back the accrual, from the sale's own lot first.
+    let sale_lot: Option<i64> = tx
+        .query_row("SELECT id FROM lots WHERE txn_id = ?1", [sale_txn], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let want = units(share.clawback);
+    let took = take_from_lots(&tx, txn, account, sale_lot, want, "clawback", &stamp)?;
+
+    // Give spent points back to the lots they came from, newest first.
+    let spent: Vec<(i64, i64, Option<String>)> = {
+        let mut stmt = tx.prepare(
+            "SELECT e.lot_id, -e.amount, l.expires_at FROM entries e JOIN lots l ON l.id = e.lot_id
+             WHERE e.txn_id = ?1 AND e.kind = 'redeem' ORDER BY e.id DESC",
+        )?;
+        let rows = stmt.query_map([sale_txn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut left = units(share.return_points);
+    let mut expired = 0;
+    for (lot, taken, expires) in spent {
+        if left == 0 {
+            break;
+        }
+        let room: i64 = tx.query_row(
+            "SELECT amount - remaining FROM lots WHERE id = ?1",
+            [lot],
+            |r| r.get(0),
+        )?;
+        let give = left.min(taken).min(room);
+        if give == 0 {
+            continue;
+        }
+        tx.execute(
+            "UPDATE lots SET remaining = remaining + ?1 WHERE id = ?2",
+            params![give, lot],
+        )?;
+        entry(&tx, txn, account, Some(lot), "refund_return", give, &stamp)?;
+        if expires.as_deref().is_some_and(|e| e <= stamp.as_str()) {
+            // Returned to a lot that has expired meanwhile: it expires now.
+            tx.execute(
+                "UPDATE lots SET remaining = remaining - ?1 WHERE id = ?2",
+                params![give, lot],
+            )?;
+            entry(&tx, txn, account, Some(lot), "expire", -give, &stamp)?;
+            expired += give;
+        }
+        left -= give;
+    }
+    let after = balance_units(&tx, account)?;
+    let result = RefundResult {
+        transaction: txn,
+        sale_transaction: sale_txn,
+        account,
+        refunded: amount,
+        clawback: points(took),
+        clawback_shortfall: points(want - took),
+        returned: points(units(share.return_points) - left),
+        returned_expired: points(expired),
+        balance_before: points(before),
+        balance_after: points(after),
+    };
+    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    tx.execute(
+        "UPDATE txns SET result = ?1 WHERE id = ?2",
+        params![stored, txn],
+    )?;
+    tx.commit()?;
+    Ok(Ok(result))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn adjust_tx(
+    c: &mut Connection,
+    p: &Programme,
+    key: &str,
+    request: &str,
+    number: &str,
+    amount: Decimal,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> TxResult<AdjustResult> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(r) = replay(&tx, key, request)? {
+        return Ok(r);
+    }
+    let Some((account, _)) = card_account(&tx, number)? else {
+        return Ok(Err(LedgerError::UnknownCard));
+    };
+    expire_due(&tx, account, now)?;
+    let before = balance_units(&tx, account)?;
+    let stamp = ts(now);
+    let delta = units(amount);
+    if delta < 0 && before < -delta {
+        return Ok(Err(LedgerError::InsufficientBalance {
+            balance: points(before.max(0)),
+        }));
+    }
+    let txn = new_txn(&tx, key, "adjust", account, None, request, &stamp)?;
+    let mut expires = None;
+    if delta > 0 {
+        expires = match expires_at {
+            Some(t) => Some(ts(t)),
+            None => match rules::expiry_of(p, now) {
+                Ok(e) => e.map(ts),
+                Err(e) => return Ok(Err(e.into())),
+            },
+        };
+        tx.execute(
+            "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+            params![account, txn, delta, expires, stamp],
+        )?;
+        let lot = tx.last_insert_rowid();
+        entry(&tx, txn, account, Some(lot), "adjust", delta, &stamp)?;
+    } else if delta < 0 {
+        take_from_lots(&tx, txn, account, None, -delta, "adjust", &stamp)?;
+    }
+    let after = balance_units(&tx, account)?;
+    let result = AdjustResult {
+        transaction: txn,
+        account,
+        amount,
+        expires_at: expires,
+        balance_before: points(before),
+        balance_after: points(after),
+    };
+    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    tx.execute(
+        "UPDATE txns SET result = ?1 WHERE id = ?2",
+        params![stored, txn],
+    )?;
+    tx.commit()?;
+    Ok(Ok(result))
+}
 
 #[allow(clippy::too_many_arguments)]
 fn commit_tx(
@@ -355,11 +748,11 @@ fn commit_tx(
 
 /// The stored result of `key`, if it was used: the same request gets it
 /// back; a different one is refused.
-fn replay(
+fn replay<T: serde::de::DeserializeOwned>(
     tx: &rusqlite::Transaction<'_>,
     key: &str,
     request: &str,
-) -> rusqlite::Result<Option<Result<CommitResult, LedgerError>>> {
+) -> rusqlite::Result<Option<Result<T, LedgerError>>> {
     let row: Option<(String, String)> = tx
         .query_row(
             "SELECT request, result FROM txns WHERE idempotency_key = ?1",

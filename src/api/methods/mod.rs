@@ -99,6 +99,16 @@ pub const METHODS: &[MethodSpec] = &[
         "a paid sale: redeem and accrue, once per idempotency key",
     ),
     m(
+        "sale.refund",
+        Role::Cashier,
+        "a whole or partial return: the accrual's share back, spent points returned",
+    ),
+    m(
+        "ledger.adjust",
+        Role::Admin,
+        "a manual accrual or deduction, with the reason and operator recorded",
+    ),
+    m(
         "events.subscribe",
         Role::Cashier,
         "receive event notifications for the given topics",
@@ -150,6 +160,8 @@ pub async fn dispatch(
         "card.resolve" => sale::resolve(app, params).await,
         "sale.quote" => sale::quote(app, params).await,
         "sale.commit" => sale::commit(app, params).await,
+        "sale.refund" => sale::refund(app, params).await,
+        "ledger.adjust" => sale::adjust(app, session, params).await,
         "devices.list" => devices::list(app),
         "devices.restart" => devices::restart(app, params),
         "events.subscribe" => events::subscribe(app, session, params),

@@ -82,6 +82,12 @@ fn ledger_error(e: LedgerError) -> RpcError {
             code::IDEMPOTENCY_CONFLICT,
             "idempotency key already used for a different request",
         ),
+        LedgerError::UnknownSale => RpcError::new(code::UNKNOWN_SALE, "no such sale"),
+        LedgerError::InsufficientBalance { balance } => RpcError::new(
+            code::INSUFFICIENT_BALANCE,
+            format!("insufficient balance: {balance} available"),
+        )
+        .with_data(json!({ "balance": balance.to_string() })),
         LedgerError::Store(e) => RpcError::internal("ledger", e),
     }
 }
@@ -223,4 +229,120 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         }),
     );
     Ok(result)
+}
+
+/// The sale a refund is for.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundParams {
+    idempotency_key: String,
+    transaction: Option<i64>,
+    receipt_id: Option<String>,
+    /// Money refunded; absent: whatever of the sale is not refunded yet.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    amount: Option<Decimal>,
+}
+
+fn check_key(key: &str) -> Result<(), RpcError> {
+    if key.is_empty() || key.len() > 128 {
+        return Err(RpcError::invalid_params(
+            "idempotency_key",
+            "1 to 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    use crate::ledger::embedded::SaleRef;
+    let p: RefundParams = rpc::params(params)?;
+    check_key(&p.idempotency_key)?;
+    let sale = match (p.transaction, p.receipt_id) {
+        (Some(t), None) => SaleRef::Transaction(t),
+        (None, Some(r)) => SaleRef::Receipt(r),
+        _ => {
+            return Err(RpcError::invalid_params(
+                "transaction",
+                "give exactly one of transaction and receipt_id",
+            ));
+        }
+    };
+    let r = app
+        .ledger
+        .refund(p.idempotency_key, sale, p.amount)
+        .await
+        .map_err(ledger_error)?;
+    app.bus.publish(
+        "ledger.transaction",
+        json!({
+            "kind": "refund",
+            "transaction": r.transaction,
+            "account": r.account,
+            "clawback": r.clawback.to_string(),
+            "returned": r.returned.to_string(),
+            "balance_after": r.balance_after.to_string(),
+        }),
+    );
+    Ok(json!(r))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdjustParams {
+    idempotency_key: String,
+    number: CardNumber,
+    #[serde(with = "rust_decimal::serde::str")]
+    amount: Decimal,
+    reason: String,
+    /// RFC 3339; default: the programme's expiry.
+    expires_at: Option<String>,
+}
+
+pub(super) async fn adjust(
+    app: &Arc<App>,
+    session: &Arc<crate::api::session::Session>,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let p: AdjustParams = rpc::params(params)?;
+    check_key(&p.idempotency_key)?;
+    if p.amount.is_zero() || p.amount.abs() > Decimal::from(1_000_000_000) || p.amount.scale() > 4 {
+        return Err(RpcError::invalid_params(
+            "amount",
+            "a non-zero amount within ±1e9 with at most 4 decimal places",
+        ));
+    }
+    if p.reason.trim().is_empty() || p.reason.len() > 256 {
+        return Err(RpcError::invalid_params("reason", "1 to 256 characters"));
+    }
+    let expires_at = match &p.expires_at {
+        None => None,
+        Some(s) => Some(
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| RpcError::invalid_params("expires_at", e))?,
+        ),
+    };
+    let operator = format!("{:?}", session.peer);
+    let r = app
+        .ledger
+        .adjust(
+            p.idempotency_key,
+            p.number.expose().to_owned(),
+            p.amount,
+            p.reason,
+            operator,
+            expires_at,
+        )
+        .await
+        .map_err(ledger_error)?;
+    app.bus.publish(
+        "ledger.transaction",
+        json!({
+            "kind": "adjust",
+            "transaction": r.transaction,
+            "account": r.account,
+            "amount": r.amount.to_string(),
+            "balance_after": r.balance_after.to_string(),
+        }),
+    );
+    Ok(json!(r))
 }
