@@ -84,7 +84,10 @@ pub fn lines(f: &BonusFacts<'_>, lang: Language, width: usize) -> Vec<String> {
     };
     let mut out = vec![
         "-".repeat(width),
-        format!("{:^width$}", l.title),
+        format!(
+            "{:^width$}",
+            l.title.chars().take(width).collect::<String>()
+        ),
         row(l.card, f.card_masked.to_owned()),
         row(l.before, amount(f.before, lang)),
     ];
