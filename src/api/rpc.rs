@@ -31,6 +31,12 @@ pub mod code {
     pub const CONFIG_INVALID: i64 = 1101;
     /// No device has that name.
     pub const DEVICE_NOT_FOUND: i64 = 1201;
+    /// The print job id was used for a different job.
+    pub const JOB_CONFLICT: i64 = 1202;
+    /// No print job with that id.
+    pub const JOB_NOT_FOUND: i64 = 1203;
+    /// The job is printing or finished; `data.state` says which.
+    pub const JOB_NOT_CANCELLABLE: i64 = 1204;
     /// The card token is unknown or expired (they live 5 minutes).
     pub const CARD_TOKEN_INVALID: i64 = 1301;
     /// No account holds the card.

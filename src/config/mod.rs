@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use posbridge_drivers::printer::document::PaperWidth;
+use posbridge_drivers::printer::escpos::Profile;
 use posbridge_drivers::transport::{FlowControl, Parity, SerialSettings, TransportSpec};
 use serde::Deserialize;
 use toml::Spanned;
@@ -257,6 +259,14 @@ pub struct PrinterConfig {
     /// `escpos` or `shtrih`.
     #[serde(rename = "type")]
     pub kind: PrinterKind,
+    /// ESC/POS profile: code pages, columns, QR and cutter support
+    /// (`generic-80`, `generic-58`, `epson-tm-t20`, `epson-tm-t88`,
+    /// `xprinter`, `pos-5890`, `rongta`, `star`).
+    #[serde(default = "default_profile")]
+    pub profile: Spanned<String>,
+    /// Paper roll: `58mm` or `80mm`.
+    #[serde(default = "default_paper")]
+    pub paper: PaperWidth,
     /// Serial port.
     pub serial: Option<SerialConfig>,
     /// Network printer.
@@ -383,6 +393,14 @@ pub struct TcpDeviceConfig {
     /// Connection attempt limit.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+}
+
+fn default_profile() -> Spanned<String> {
+    Spanned::new(0..0, "generic-80".to_owned())
+}
+
+fn default_paper() -> PaperWidth {
+    PaperWidth::Mm80
 }
 
 fn default_printer_port() -> u16 {
@@ -705,6 +723,19 @@ impl Config {
                     "serial, tcp, usb or file",
                 )
             }));
+        for (i, p) in self.printers.iter().enumerate() {
+            if Profile::builtin(p.profile.get_ref()).is_none() {
+                return Err(invalid(
+                    p.profile.span().start,
+                    format!("printer[{i}].profile"),
+                    format!(
+                        "unknown profile \"{}\"; built in: {}",
+                        p.profile.get_ref(),
+                        Profile::builtin_names().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
         for (i, r) in self.readers.iter().enumerate() {
             let problem = rules(&r.card)
                 .err()

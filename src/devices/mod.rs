@@ -2,6 +2,8 @@
 //! stopped and restarted as the configuration changes.
 
 mod entry;
+mod printer;
+mod queue;
 mod reader;
 mod reads;
 mod supervisor;
@@ -15,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use entry::{DeviceEntry, Endpoint};
+pub use printer::PrinterStatus;
+pub use queue::{Job, Queue, QueueError};
 pub use reads::{CardRead, ReadSource, ReaderOutput};
 
 use crate::events::{EventBus, now_rfc3339};
@@ -121,6 +125,11 @@ pub struct Devices {
     bus: EventBus,
     /// Where reader actors send cards.
     reads: tokio::sync::mpsc::Sender<ReaderOutput>,
+    /// The durable print queue.
+    pub queue: Queue,
+    // One wake-up per printer name, shared by its successive actors, so a
+    // job enqueued while an actor restarts is still noticed.
+    wakes: Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
     next_instance: AtomicU64,
     // Every actor is tracked so shutdown can wait for them to release
     // their ports.
@@ -129,11 +138,17 @@ pub struct Devices {
 
 impl Devices {
     /// No devices yet.
-    pub fn new(bus: EventBus, reads: tokio::sync::mpsc::Sender<ReaderOutput>) -> Self {
+    pub fn new(
+        bus: EventBus,
+        reads: tokio::sync::mpsc::Sender<ReaderOutput>,
+        queue: Queue,
+    ) -> Self {
         Devices {
             slots: Mutex::new(Vec::new()),
             bus,
             reads,
+            queue,
+            wakes: Mutex::new(Default::default()),
             next_instance: AtomicU64::new(1),
             tracker: TaskTracker::new(),
         }
@@ -154,6 +169,10 @@ impl Devices {
             tx,
             self.bus.clone(),
             self.reads.clone(),
+            supervisor::PrintSide {
+                queue: self.queue.clone(),
+                wake: self.wake(entry.name()),
+            },
             cancel.clone(),
         );
         let guard = finished.clone().drop_guard();
@@ -203,6 +222,28 @@ impl Devices {
             report.stopped.push(slot.entry.name().to_owned());
         }
         report
+    }
+
+    /// The wake-up of a printer's actor.
+    pub fn wake(&self, name: &str) -> std::sync::Arc<tokio::sync::Notify> {
+        self.wakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The configured ESC/POS printers' names.
+    pub fn is_escpos_printer(&self, name: &str) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|s| {
+                matches!(&s.entry, DeviceEntry::Printer(p)
+                    if p.kind == crate::config::PrinterKind::Escpos && p.name.get_ref() == name)
+            })
     }
 
     /// Restarts one device (closes and reopens its link).

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::time::Instant;
 
+use posbridge_drivers::printer::escpos::Profile;
 use posbridge_drivers::reader::framing;
 use posbridge_drivers::reader::keyboard::{
     BootKeyboardDecoder, EvdevError, EvdevReader, KeyMessage, PosScanDecoder, PosScanLayout,
@@ -44,6 +45,7 @@ pub(super) async fn supervise(
     status: watch::Sender<DeviceStatus>,
     bus: EventBus,
     reads: mpsc::Sender<ReaderOutput>,
+    print: PrintSide,
     cancel: CancellationToken,
 ) {
     let report = |state: DeviceState, detail: Option<String>| {
@@ -111,7 +113,7 @@ pub(super) async fn supervise(
                 backoff = BACKOFF_START;
                 let ended = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    r = run_link(&entry, decoder.as_ref(), link) => r,
+                    r = run_link(&entry, decoder.as_ref(), &print, &bus, link) => r,
                 };
                 report(DeviceState::Disconnected, Some(ended));
             }
@@ -132,6 +134,14 @@ pub(super) async fn supervise(
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     report(DeviceState::Stopped, None);
+}
+
+/// What a printer actor shares with the API.
+pub(super) struct PrintSide {
+    /// The durable queue.
+    pub queue: super::queue::Queue,
+    /// Rung when a job is enqueued.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// An open device.
@@ -233,9 +243,33 @@ fn input_path(a: &ReaderAttachment) -> Result<PathBuf, TransportError> {
 ///
 /// Readers decode what arrives into cards. Printers hold the link (print
 /// jobs plug in here): a printer's stray bytes are counted and dropped.
-async fn run_link(entry: &DeviceEntry, decoder: Option<&Decoder>, link: Link) -> String {
+async fn run_link(
+    entry: &DeviceEntry,
+    decoder: Option<&Decoder>,
+    print: &PrintSide,
+    bus: &EventBus,
+    link: Link,
+) -> String {
     let mut buf = vec![0u8; 4096];
     match (link, decoder, entry) {
+        (Link::Stream(t, watch), _, DeviceEntry::Printer(p))
+            if p.kind == crate::config::PrinterKind::Escpos =>
+        {
+            let Some(profile) = Profile::builtin(p.profile.get_ref()) else {
+                return format!("unknown profile {}", p.profile.get_ref());
+            };
+            let ctx = super::printer::PrinterCtx {
+                name: p.name.get_ref(),
+                profile: &profile,
+                paper: p.paper,
+                // A file or a printer whose profile says it never answers.
+                answers: profile.status_reply && matches!(watch, LinkWatch::Read),
+                queue: &print.queue,
+                wake: &print.wake,
+                bus,
+            };
+            super::printer::run(ctx, t).await
+        }
         (Link::Stream(t, _), Some(decoder), DeviceEntry::Reader(r)) => {
             let codec = match frame_codec(&r.framing) {
                 Ok(c) => c,

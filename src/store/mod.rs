@@ -65,6 +65,22 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     ) STRICT;
     CREATE INDEX entries_account ON entries(account_id, id);",
+    // 3: print jobs, one FIFO per printer. A row is written (and fsynced)
+    // before the client hears "queued", so an accepted job survives a
+    // restart.
+    "CREATE TABLE print_jobs (
+        id              INTEGER PRIMARY KEY,
+        job_id          TEXT NOT NULL UNIQUE,
+        printer         TEXT NOT NULL,
+        document        TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        detail          TEXT,
+        unrepresentable INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX print_jobs_open ON print_jobs(printer, id)
+        WHERE state IN ('queued', 'printing', 'held');",
 ];
 
 /// Database errors.

@@ -5,6 +5,7 @@ mod auth;
 mod cards;
 mod devices;
 mod events;
+pub(crate) mod print;
 mod sale;
 mod system;
 
@@ -109,6 +110,27 @@ pub const METHODS: &[MethodSpec] = &[
         "a manual accrual or deduction, with the reason and operator recorded",
     ),
     m(
+        "print.document",
+        Role::Cashier,
+        "queue a receipt document on a printer, once per job_id",
+    ),
+    m("print.status", Role::Cashier, "a print job's state"),
+    m(
+        "print.cancel",
+        Role::Cashier,
+        "withdraw a queued or held job",
+    ),
+    m(
+        "printers.list",
+        Role::Cashier,
+        "printers, their status and queue depth",
+    ),
+    m(
+        "drawer.open",
+        Role::Cashier,
+        "kick the cash drawer through a printer",
+    ),
+    m(
         "events.subscribe",
         Role::Cashier,
         "receive event notifications for the given topics",
@@ -162,6 +184,11 @@ pub async fn dispatch(
         "sale.commit" => sale::commit(app, params).await,
         "sale.refund" => sale::refund(app, params).await,
         "ledger.adjust" => sale::adjust(app, session, params).await,
+        "print.document" => print::document(app, params).await,
+        "print.status" => print::status(app, params).await,
+        "print.cancel" => print::cancel(app, params).await,
+        "printers.list" => print::printers(app).await,
+        "drawer.open" => print::drawer(app, params).await,
         "devices.list" => devices::list(app),
         "devices.restart" => devices::restart(app, params),
         "events.subscribe" => events::subscribe(app, session, params),

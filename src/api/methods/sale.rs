@@ -149,8 +149,16 @@ pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PrintTarget {
+    printer: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CommitParams {
     idempotency_key: String,
+    /// Print the bonus block on this receipt printer.
+    print: Option<PrintTarget>,
     card_token: Option<String>,
     number: Option<CardNumber>,
     receipt_id: String,
@@ -174,6 +182,17 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         ));
     }
     let card = card(app, p.card_token, p.number)?;
+    if let Some(t) = &p.print
+        && !app.devices.is_escpos_printer(&t.printer)
+    {
+        // Refused before anything is committed.
+        return Err(RpcError::new(
+            code::DEVICE_NOT_FOUND,
+            format!("no receipt printer named \"{}\"", t.printer),
+        )
+        .with_data(json!({ "name": t.printer })));
+    }
+    let key = p.idempotency_key.clone();
     let redeem = p.redeem.unwrap_or_default();
     if redeem > Decimal::ZERO && !card.present_with_secret {
         return Err(RpcError::new(
@@ -216,6 +235,25 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         config.receipt.language,
         config.receipt.width,
     ));
+    if let Some(t) = p.print {
+        // The job id derives from the sale's key: a retried commit queues
+        // the block once.
+        let blocks: Vec<Value> = result["bonus_lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| json!({"type": "text", "text": l}))
+            .chain([json!({"type": "cut", "partial": true})])
+            .collect();
+        let job = super::print::enqueue(
+            app,
+            t.printer,
+            format!("bonus-{key}"),
+            json!({ "blocks": blocks }),
+        )
+        .await?;
+        result["print_job"] = job;
+    }
     app.bus.publish(
         "ledger.transaction",
         json!({
