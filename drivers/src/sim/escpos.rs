@@ -376,6 +376,21 @@ fn code128_text(data: &[u8]) -> String {
     out
 }
 
+/// EAN-13 data as printed: with 12 digits the printer adds the check digit
+/// (Epson `GS k`, m = 2 / 67 take 12 or 13 digits); 13 digits print as sent.
+fn ean13_text(data: &[u8]) -> String {
+    let mut text = latin1(data);
+    if data.len() == 12 && data.iter().all(u8::is_ascii_digit) {
+        let sum: u32 = data
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| u32::from(d - b'0') * if i % 2 == 0 { 1 } else { 3 })
+            .sum();
+        text.push(char::from(b'0' + ((10 - sum % 10) % 10) as u8));
+    }
+    text
+}
+
 fn latin1(data: &[u8]) -> String {
     data.iter().map(|&b| char::from(b)).collect()
 }
@@ -941,10 +956,10 @@ impl EscPosParser {
             }
             (&b[4..4 + n], 4 + n)
         };
-        let text = if kind == "CODE128" {
-            code128_text(data)
-        } else {
-            latin1(data)
+        let text = match kind {
+            "CODE128" => code128_text(data),
+            "EAN13" => ean13_text(data),
+            _ => latin1(data),
         };
         self.flush_line_before_block();
         if self.receipt.barcodes.len() >= MAX_BARCODES {
@@ -1916,6 +1931,23 @@ mod tests {
         assert_eq!(paper.status_requests, 1);
         assert_eq!(paper.unknown_commands, 0);
         assert!(paper.errors.is_empty(), "{:?}", paper.errors);
+    }
+
+    #[test]
+    fn ean13_twelve_digits_get_the_check_digit() {
+        let paper = parse(&cat(&[
+            init(),
+            barcode(67, b"400638133393"),
+            barcode(2, b"460123456789"),
+            cut(),
+        ]));
+        assert_eq!(
+            paper.receipts[0].barcodes,
+            vec![
+                ("EAN13".to_string(), "4006381333931".to_string()),
+                ("EAN13".to_string(), "4601234567893".to_string()),
+            ]
+        );
     }
 
     #[test]
