@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::Call(args) => call::call(args, flag.as_deref()).await,
             Command::Events(args) => call::events(args, flag.as_deref()).await,
             Command::Ledger(LedgerCommand::Verify) => ledger_verify(flag.as_deref()).await,
+            Command::Demo { once } => posbridge::cli::demo::run(once).await,
             Command::Config(_) | Command::Devices => Ok(()),
         }
     });

@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod config;
+pub mod demo;
 pub mod devices;
 
 use std::path::PathBuf;
@@ -47,6 +48,14 @@ pub enum Command {
     Call(call::CallArgs),
     /// Subscribe to events and print them as they arrive.
     Events(call::EventsArgs),
+    /// The whole job on simulated devices: a reader, a scanner and a
+    /// printer simulator, the real daemon, and a short story played through
+    /// its socket.
+    Demo {
+        /// Exit after the story instead of leaving the daemon running.
+        #[arg(long)]
+        once: bool,
+    },
     /// Ledger tools.
     #[command(subcommand)]
     Ledger(LedgerCommand),

@@ -67,13 +67,32 @@ fn amount(d: Decimal, lang: Language) -> String {
     }
 }
 
-/// The block as lines fitted to `width` characters: label left, value
-/// right; a label too long for the line is cut, never the value.
-pub fn lines(f: &BonusFacts<'_>, lang: Language, width: usize) -> Vec<String> {
+/// The block's title and its (label, value) rows, for printers that lay
+/// out columns themselves.
+pub fn rows(f: &BonusFacts<'_>, lang: Language) -> (&'static str, Vec<(String, String)>) {
     let l = match lang {
         Language::Ru => &RU,
         Language::En => &EN,
     };
+    let mut rows = vec![
+        (l.card.to_owned(), f.card_masked.to_owned()),
+        (l.before.to_owned(), amount(f.before, lang)),
+    ];
+    if !f.redeemed.is_zero() {
+        rows.push((l.redeemed.to_owned(), amount(f.redeemed, lang)));
+    }
+    rows.push((l.accrued.to_owned(), amount(f.accrued, lang)));
+    rows.push((l.after.to_owned(), amount(f.after, lang)));
+    if let Some((amt, date)) = f.next_expiry {
+        rows.push((format!("{} {date}", l.expiry), amount(amt, lang)));
+    }
+    (l.title, rows)
+}
+
+/// The block as lines fitted to `width` characters: label left, value
+/// right; a label too long for the line is cut, never the value.
+pub fn lines(f: &BonusFacts<'_>, lang: Language, width: usize) -> Vec<String> {
+    let (title, rows) = rows(f, lang);
     let width = width.clamp(16, 80);
     let row = |label: &str, value: String| {
         let v = value.chars().count();
@@ -84,21 +103,9 @@ pub fn lines(f: &BonusFacts<'_>, lang: Language, width: usize) -> Vec<String> {
     };
     let mut out = vec![
         "-".repeat(width),
-        format!(
-            "{:^width$}",
-            l.title.chars().take(width).collect::<String>()
-        ),
-        row(l.card, f.card_masked.to_owned()),
-        row(l.before, amount(f.before, lang)),
+        format!("{:^width$}", title.chars().take(width).collect::<String>()),
     ];
-    if !f.redeemed.is_zero() {
-        out.push(row(l.redeemed, amount(f.redeemed, lang)));
-    }
-    out.push(row(l.accrued, amount(f.accrued, lang)));
-    out.push(row(l.after, amount(f.after, lang)));
-    if let Some((amt, date)) = f.next_expiry {
-        out.push(row(&format!("{} {date}", l.expiry), amount(amt, lang)));
-    }
+    out.extend(rows.into_iter().map(|(label, value)| row(&label, value)));
     out.push("-".repeat(width));
     out
 }

@@ -221,30 +221,38 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     let next = summary.as_ref().and_then(|s| s.next_expiry.clone());
     let config = app.config();
     let masked = card.number.masked();
+    let facts = bonus::BonusFacts {
+        card_masked: &masked,
+        before: r.balance_before,
+        redeemed: r.redeemed,
+        accrued: r.accrued,
+        after: r.balance_after,
+        next_expiry: next
+            .as_ref()
+            .map(|n| (n.amount, n.at.get(..10).unwrap_or(&n.at))),
+    };
     result["bonus_lines"] = json!(bonus::lines(
-        &bonus::BonusFacts {
-            card_masked: &masked,
-            before: r.balance_before,
-            redeemed: r.redeemed,
-            accrued: r.accrued,
-            after: r.balance_after,
-            next_expiry: next
-                .as_ref()
-                .map(|n| (n.amount, n.at.get(..10).unwrap_or(&n.at))),
-        },
+        &facts,
         config.receipt.language,
-        config.receipt.width,
+        config.receipt.width
     ));
     if let Some(t) = p.print {
-        // The job id derives from the sale's key: a retried commit queues
-        // the block once.
-        let blocks: Vec<Value> = result["bonus_lines"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| json!({"type": "text", "text": l}))
-            .chain([json!({"type": "cut", "partial": true})])
-            .collect();
+        // On paper the rows are columns, so the printer's own width and
+        // font decide the layout. The job id derives from the sale's key:
+        // a retried commit queues the block once.
+        let (title, rows) = bonus::rows(&facts, config.receipt.language);
+        let mut blocks = vec![
+            json!({"type": "separator", "char": "-"}),
+            json!({"type": "text", "text": title, "bold": true, "align": "center"}),
+        ];
+        blocks.extend(rows.into_iter().map(|(label, value)| {
+            json!({"type": "columns", "cells": [
+                {"text": label, "align": "left"},
+                {"text": value, "align": "right", "width": value.chars().count() + 1}
+            ]})
+        }));
+        blocks.push(json!({"type": "separator", "char": "-"}));
+        blocks.push(json!({"type": "cut", "partial": true}));
         let job = super::print::enqueue(
             app,
             t.printer,

@@ -1,0 +1,273 @@
+//! `posbridge demo`: the whole job on simulated devices, through the real
+//! daemon and its socket.
+//!
+//! A magstripe reader and a QR scanner are pseudo-terminals this process
+//! writes card data into; the receipt printer is the ESC/POS simulator on
+//! loopback TCP, whose paper is shown in the terminal. The daemon is this
+//! same binary, started as a child with a temporary state dir.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use posbridge_drivers::sim::escpos::{EscPosSim, EscPosSimHandle, SimConfig};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio_serial::{SerialPort, SerialStream};
+
+use crate::client::Client;
+
+/// The demo card: track 2 with the secret code 4711 in its discretionary data.
+const SWIPE: &[u8] = b"%B6035000011112222^IVANOVA/MARIA^4912101?\r;6035000011112222=49121014711?\r";
+
+fn step(n: u32, text: &str) {
+    println!("\n\x1b[1m{n}. {text}\x1b[0m");
+}
+
+fn show(label: &str, v: &Value) {
+    println!("   {label}: {v}");
+}
+
+struct Child(tokio::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn pty() -> Result<(SerialStream, String)> {
+    let (device, host) = SerialStream::pair().context("creating a pseudo-terminal")?;
+    let path = host.name().context("pty without a name")?;
+    drop(host);
+    Ok((device, path))
+}
+
+fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16) -> String {
+    format!(
+        r#"[daemon]
+socket = "{socket}"
+state_dir = "{state}"
+log_level = "warn"
+
+[ledger.programme]
+name = "Demo club"
+accrual_rounding = "down_to_whole"
+default_accrual_percent = "5"
+cap_percent = "50"
+expiry_months = 6
+utc_offset_minutes = 180
+
+[[reader]]
+name = "msr"
+type = "msr"
+[reader.serial]
+port = "{msr}"
+[reader.card]
+secret = "track2_discretionary"
+secret_len = 4
+
+[[reader]]
+name = "qr"
+type = "scanner"
+[reader.serial]
+port = "{qr}"
+[reader.card]
+presets = ["number_secret", "digits"]
+
+[[printer]]
+name = "receipt"
+type = "escpos"
+profile = "xprinter"
+paper = "58mm"
+[printer.tcp]
+host = "127.0.0.1"
+port = {printer_port}
+"#,
+        socket = dir.join("posbridge.sock").display(),
+        state = dir.join("state").display(),
+    )
+}
+
+async fn next_event(c: &mut Client, topic: &str) -> Result<Value> {
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), c.next_notification())
+            .await
+            .with_context(|| format!("no {topic} within 10 s"))??;
+        if n["params"]["topic"] == topic {
+            return Ok(n["params"].clone());
+        }
+    }
+}
+
+async fn show_receipt(printer: &EscPosSimHandle, n: usize) -> Result<()> {
+    let receipts = printer
+        .wait_receipts(n, Duration::from_secs(10))
+        .await
+        .map_err(|e| anyhow::anyhow!("the printer produced no receipt: {e:?}"))?;
+    if let Some(r) = receipts.get(n - 1) {
+        println!("   the receipt as the paper shows it:");
+        for line in r.render_text(32).lines() {
+            println!("   | {line}");
+        }
+    }
+    Ok(())
+}
+
+fn lines(total: &str) -> Value {
+    json!([
+        {"sku": "4601", "name": "Кофе в зёрнах", "category": "grocery", "qty": "1", "price": total},
+    ])
+}
+
+/// Runs the demo; with `once` it exits after the story.
+pub async fn run(once: bool) -> Result<()> {
+    let dir = tempfile::tempdir().context("temporary state dir")?;
+    let (printer_addr, printer) = EscPosSim::new(SimConfig::default())
+        .listen_tcp("127.0.0.1:0".parse()?)
+        .context("starting the printer simulator")?;
+    let (mut msr, msr_path) = pty().await?;
+    let (mut qr, qr_path) = pty().await?;
+    let cfg = dir.path().join("posbridge.toml");
+    std::fs::write(
+        &cfg,
+        config(dir.path(), &msr_path, &qr_path, printer_addr.port()),
+    )?;
+    let socket: PathBuf = dir.path().join("posbridge.sock");
+
+    println!("posbridge demo: simulated magstripe reader {msr_path}, QR scanner {qr_path},");
+    println!(
+        "ESC/POS printer on {printer_addr}, embedded ledger in {}",
+        dir.path().display()
+    );
+    let exe = std::env::current_exe()?;
+    let _daemon = Child(
+        tokio::process::Command::new(exe)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the daemon")?,
+    );
+    let mut c = loop {
+        if let Ok(c) = Client::unix(&socket).await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.call(
+        "events.subscribe",
+        json!({"topics": ["card.*", "device.status", "ledger.*"]}),
+    )
+    .await?;
+    // Readers open their ports asynchronously.
+    let mut ready = 0;
+    while ready < 2 {
+        let devs = c.call("devices.list", json!({})).await?;
+        ready = devs["devices"].as_array().map_or(0, |d| {
+            d.iter()
+                .filter(|d| d["class"] == "reader" && d["status"] == "connected")
+                .count()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    step(
+        1,
+        "A new customer swipes her loyalty card (track data written into the reader's pty)",
+    );
+    msr.write_all(SWIPE).await?;
+    let read = next_event(&mut c, "card.read").await?;
+    show(
+        "card.read",
+        &json!({"reader": read["reader"], "card": read["card_masked"], "has_secret": read["has_secret"], "account": read["account"]}),
+    );
+    let token = read["card_token"].as_str().unwrap_or_default().to_owned();
+
+    step(
+        2,
+        "First purchase of 1 000,00: she joins the programme and earns 5 %; the bonus block is printed",
+    );
+    let r = c
+        .call("sale.commit", json!({"idempotency_key": "demo-1", "card_token": token, "receipt_id": "R-0001", "lines": lines("1000"), "print": {"printer": "receipt"}}))
+        .await?;
+    show(
+        "sale.commit",
+        &json!({"accrued": r["accrued"], "balance_after": r["balance_after"], "expires": r["accrued_expires_at"]}),
+    );
+    show_receipt(&printer, 1).await?;
+
+    step(
+        3,
+        "Next visit: she scans the QR code on her card (number;secret), the card arrives resolved",
+    );
+    qr.write_all(b"]Q16035000011112222;4711\r").await?;
+    let read = next_event(&mut c, "card.read").await?;
+    show(
+        "card.read",
+        &json!({"reader": read["reader"], "source": read["source"], "symbology": read["symbology"], "balance": read["account"]["balance"]}),
+    );
+    let token = read["card_token"].as_str().unwrap_or_default().to_owned();
+
+    step(
+        4,
+        "A 700,00 sale: quote, then pay 30 points and 670,00 money",
+    );
+    let q = c
+        .call(
+            "sale.quote",
+            json!({"card_token": token, "lines": lines("700"), "redeem": "30"}),
+        )
+        .await?;
+    show(
+        "sale.quote",
+        &json!({"max_redeemable": q["quote"]["max_redeemable"], "accrual": q["quote"]["accrual"]}),
+    );
+    let r = c
+        .call("sale.commit", json!({"idempotency_key": "demo-2", "card_token": token, "receipt_id": "R-0002", "lines": lines("700"), "redeem": "30", "print": {"printer": "receipt"}}))
+        .await?;
+    let sale = r["transaction"].clone();
+    show(
+        "sale.commit",
+        &json!({"redeemed": r["redeemed"], "money_paid": r["money_paid"], "accrued": r["accrued"], "balance_after": r["balance_after"]}),
+    );
+    show_receipt(&printer, 2).await?;
+
+    step(
+        5,
+        "She returns half of it: half the accrual comes back, half the spent points return",
+    );
+    let r = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "demo-3", "transaction": sale, "amount": "350"}),
+        )
+        .await?;
+    show(
+        "sale.refund",
+        &json!({"clawback": r["clawback"], "returned": r["returned"], "balance_after": r["balance_after"]}),
+    );
+    let resolved = c
+        .call("card.resolve", json!({"number": "6035000011112222"}))
+        .await?;
+    show("card.resolve", &resolved["account"]);
+    if resolved["account"]["balance"] != r["balance_after"] {
+        bail!("the balance does not add up");
+    }
+
+    println!("\nThe daemon is running on {}.", socket.display());
+    if once {
+        return Ok(());
+    }
+    println!("Try, from another terminal:");
+    let s = socket.display();
+    println!("  posbridge call --socket {s} devices.list");
+    println!("  posbridge call --socket {s} card.resolve '{{\"number\":\"6035000011112222\"}}'");
+    println!("  posbridge events --socket {s} 'card.*'");
+    println!("Ctrl-C stops it.");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
