@@ -264,7 +264,9 @@ pub struct OperationV2 {
     /// «Налог (5 байт)»; `None` sends 0xFFFFFFFFFF («сумма налога на
     /// позицию не указана»).
     pub tax: Option<u64>,
-    /// «Налоговая ставка (1 байт)».
+    /// «Налоговая ставка (1 байт)». 1.17 gives no encoding; Shtrih devices
+    /// (and the emulator in `sim::shtrih`) read it as a bit field: bit 0 –
+    /// «Налог 1» (НДС 18%) … bit 5 – «Налог 6» (10/110), 0 – no tax.
     pub tax_rate: u8,
     /// «Номер отдела»: 0..16 free sale, 255 sale by item code.
     pub department: u8,
@@ -642,14 +644,31 @@ impl FnStatus {
 }
 
 /// Answer of FF0Ah «Найти фискальный документ по номеру».
+///
+/// Round-trip fix (client vs. emulator): FF0Ah says only «Данные
+/// фискального документа в зависимости от типа документ (N байт)», and this
+/// parser used to leave them raw, so a host could not check the fiscal sign
+/// of the document it found. The data are the FN's own record, which starts
+/// the same way for every document type: «Дата и время (5 байт) DATE_TIME»,
+/// «Номер ФД (4 байта)», «Фискальный признак (4 байта)» — the order this
+/// spec itself uses wherever it lists a document's FN data (FF09h, FF4Ch:
+/// DATE_TIME … Номер ФД, Фискальный признак; FF45h: Номер ФД, Фискальный
+/// признак). The emulator sends that header, so it is parsed here; the
+/// type-specific rest stays raw in `data` (which, as before, holds
+/// everything after the first two bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FnDocument {
     /// «Тип фискального документа».
     pub document_type: u8,
     /// «Получена ли квитанция из ОФД».
     pub ofd_receipt_received: bool,
-    /// «Данные фискального документа в зависимости от типа документ» —
-    /// the spec gives no layout, so they are left raw.
+    /// DATE_TIME of the document (YY MM DD hh mm), if the data carry it.
+    pub date_time: Option<[u8; 5]>,
+    /// «Номер ФД», if the data carry it.
+    pub fd_number: Option<u32>,
+    /// «Фискальный признак», if the data carry it.
+    pub fiscal_sign: Option<u32>,
+    /// «Данные фискального документа» raw (header included).
     pub data: Bytes,
 }
 
@@ -657,10 +676,15 @@ impl FnDocument {
     pub fn parse(r: &Response) -> Result<Self, ProtocolError> {
         r.expect(code::FN_FIND_DOCUMENT)?;
         r.need(2)?;
+        let data = r.data.slice(2..);
+        let header = data.get(..13);
         Ok(Self {
             document_type: r.data[0],
             ofd_receipt_received: r.data[1] == 1,
-            data: r.data.slice(2..),
+            date_time: header.map(|h| [h[0], h[1], h[2], h[3], h[4]]),
+            fd_number: header.map(|h| u32::from_le_bytes([h[5], h[6], h[7], h[8]])),
+            fiscal_sign: header.map(|h| u32::from_le_bytes([h[9], h[10], h[11], h[12]])),
+            data,
         })
     }
 }
@@ -916,6 +940,19 @@ mod tests {
         let d = FnDocument::parse(&r).unwrap();
         assert_eq!((d.document_type, d.ofd_receipt_received), (3, true));
         assert_eq!(&d.data[..], &[0xAA, 0xBB]);
+        assert_eq!(
+            (d.date_time, d.fd_number, d.fiscal_sign),
+            (None, None, None)
+        );
+        // With the FN header: DATE_TIME, «Номер ФД», «Фискальный признак».
+        let mut body = vec![0xFF, 0x0A, 0x00, 0x03, 0x00, 26, 1, 15, 9, 0];
+        body.extend(2u32.to_le_bytes());
+        body.extend(0xDEAD_BEEFu32.to_le_bytes());
+        body.extend([1, 0x20, 0x4E, 0, 0, 0]);
+        let d = FnDocument::parse(&resp(&body)).unwrap();
+        assert_eq!(d.date_time, Some([26, 1, 15, 9, 0]));
+        assert_eq!((d.fd_number, d.fiscal_sign), (Some(2), Some(0xDEAD_BEEF)));
+        assert_eq!(d.data.len(), 19);
 
         let mut body = vec![0xFF, 0x45, 0x00, 0x10, 0x27, 0, 0, 0];
         body.extend(77u32.to_le_bytes());
