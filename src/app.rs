@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::auth::{TokenError, Tokens};
 use crate::cards::Cards;
 use crate::config::{Config, ConfigError, Source};
-use crate::devices::{ApplyReport, DeviceEntry, Devices, Queue, ReaderOutput};
+use crate::devices::{ApplyReport, DeviceEntry, Devices, Journal, Queue, ReaderOutput};
 use crate::events::{EventBus, now_rfc3339};
 use crate::ledger::Embedded;
 use crate::store::Store;
@@ -103,7 +103,12 @@ impl App {
                 }
             }
         });
-        let devices = Devices::new(bus.clone(), reads_tx, Queue::new(store.clone()));
+        let devices = Devices::new(
+            bus.clone(),
+            reads_tx,
+            Queue::new(store.clone()),
+            Journal::new(store.clone()),
+        );
         devices.apply(DeviceEntry::from_config(&config));
         Ok(Arc::new(App {
             started: Instant::now(),

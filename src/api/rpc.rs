@@ -37,6 +37,12 @@ pub mod code {
     pub const JOB_NOT_FOUND: i64 = 1203;
     /// The job is printing or finished; `data.state` says which.
     pub const JOB_NOT_CANCELLABLE: i64 = 1204;
+    /// The fiscal printer refused the job; `data` has `device_code` and the
+    /// specification's `meaning`.
+    pub const FISCAL_DEVICE_ERROR: i64 = 1205;
+    /// The fiscal job is still running; repeat the call with the same
+    /// `job_id` to get its result.
+    pub const FISCAL_IN_PROGRESS: i64 = 1206;
     /// The card token is unknown or expired (they live 5 minutes).
     pub const CARD_TOKEN_INVALID: i64 = 1301;
     /// No account holds the card.

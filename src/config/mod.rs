@@ -267,6 +267,10 @@ pub struct PrinterConfig {
     /// Paper roll: `58mm` or `80mm`.
     #[serde(default = "default_paper")]
     pub paper: PaperWidth,
+    /// Fiscal printers: the payment type (1..=16) that records points
+    /// (16, "other", unless the shop's fiscal setup says otherwise).
+    #[serde(default = "default_points_type")]
+    pub points_payment_type: u8,
     /// Serial port.
     pub serial: Option<SerialConfig>,
     /// Network printer.
@@ -397,6 +401,10 @@ pub struct TcpDeviceConfig {
 
 fn default_profile() -> Spanned<String> {
     Spanned::new(0..0, "generic-80".to_owned())
+}
+
+fn default_points_type() -> u8 {
+    16
 }
 
 fn default_paper() -> PaperWidth {
@@ -724,6 +732,13 @@ impl Config {
                 )
             }));
         for (i, p) in self.printers.iter().enumerate() {
+            if !(1..=16).contains(&p.points_payment_type) {
+                return Err(invalid(
+                    find_key(src, "points_payment_type"),
+                    format!("printer[{i}].points_payment_type"),
+                    "a payment type is 1 to 16".into(),
+                ));
+            }
             if Profile::builtin(p.profile.get_ref()).is_none() {
                 return Err(invalid(
                     p.profile.span().start,

@@ -2,6 +2,8 @@
 //! stopped and restarted as the configuration changes.
 
 mod entry;
+pub mod fiscal;
+mod journal;
 mod printer;
 mod queue;
 mod reader;
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use entry::{DeviceEntry, Endpoint};
+pub use journal::{FiscalJob, Journal, JournalError};
 pub use printer::PrinterStatus;
 pub use queue::{Job, Queue, QueueError};
 pub use reads::{CardRead, ReadSource, ReaderOutput};
@@ -127,6 +130,11 @@ pub struct Devices {
     reads: tokio::sync::mpsc::Sender<ReaderOutput>,
     /// The durable print queue.
     pub queue: Queue,
+    /// The fiscal journal.
+    pub journal: Journal,
+    // The last status each fiscal printer reported, for fiscal.status.
+    fiscal_status:
+        Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<serde_json::Value>>>,
     // One wake-up per printer name, shared by its successive actors, so a
     // job enqueued while an actor restarts is still noticed.
     wakes: Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
@@ -142,12 +150,15 @@ impl Devices {
         bus: EventBus,
         reads: tokio::sync::mpsc::Sender<ReaderOutput>,
         queue: Queue,
+        journal: Journal,
     ) -> Self {
         Devices {
             slots: Mutex::new(Vec::new()),
             bus,
             reads,
             queue,
+            journal,
+            fiscal_status: Mutex::new(Default::default()),
             wakes: Mutex::new(Default::default()),
             next_instance: AtomicU64::new(1),
             tracker: TaskTracker::new(),
@@ -171,7 +182,9 @@ impl Devices {
             self.reads.clone(),
             supervisor::PrintSide {
                 queue: self.queue.clone(),
+                journal: self.journal.clone(),
                 wake: self.wake(entry.name()),
+                status: self.fiscal_status_sender(entry.name()),
             },
             cancel.clone(),
         );
@@ -232,6 +245,32 @@ impl Devices {
             .entry(name.to_owned())
             .or_default()
             .clone()
+    }
+
+    fn fiscal_status_sender(&self, name: &str) -> tokio::sync::watch::Sender<serde_json::Value> {
+        self.fiscal_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(serde_json::Value::Null).0)
+            .clone()
+    }
+
+    /// The last status a fiscal printer reported (null before the first).
+    pub fn fiscal_status(&self, name: &str) -> serde_json::Value {
+        self.fiscal_status_sender(name).borrow().clone()
+    }
+
+    /// Whether `name` is a configured fiscal (Shtrih-M) printer.
+    pub fn is_fiscal_printer(&self, name: &str) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|s| {
+                matches!(&s.entry, DeviceEntry::Printer(p)
+                    if p.kind == crate::config::PrinterKind::Shtrih && p.name.get_ref() == name)
+            })
     }
 
     /// The configured ESC/POS printers' names.

@@ -170,14 +170,13 @@ pub(super) async fn run(ctx: PrinterCtx<'_>, mut t: BoxTransport) -> String {
             continue;
         };
         if let Some(reason) = status.blocking() {
-            if job.state != "held" || job.detail.as_deref() != Some(reason) {
-                if let Ok(j) = ctx
+            if (job.state != "held" || job.detail.as_deref() != Some(reason))
+                && let Ok(j) = ctx
                     .queue
                     .set_state(job.job_id.clone(), "held", Some(reason.into()), None)
                     .await
-                {
-                    publish_job(ctx.bus, &j);
-                }
+            {
+                publish_job(ctx.bus, &j);
             }
             tokio::select! {
                 _ = ctx.wake.notified() => {}

@@ -88,8 +88,7 @@ impl Queue {
     ) -> Result<(Job, bool), QueueError> {
         let doc = document.to_string();
         let now = now_rfc3339();
-        let r = self
-            .store
+        self.store
             .with(move |c| {
                 let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let existing: Option<(String, String)> = tx
@@ -119,8 +118,7 @@ impl Queue {
                 tx.commit()?;
                 Ok(Ok((job, created)))
             })
-            .await?;
-        r
+            .await?
     }
 
     /// A job by id.

@@ -140,8 +140,12 @@ pub(super) async fn supervise(
 pub(super) struct PrintSide {
     /// The durable queue.
     pub queue: super::queue::Queue,
+    /// The fiscal journal.
+    pub journal: super::journal::Journal,
     /// Rung when a job is enqueued.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Where a fiscal printer's status goes.
+    pub status: tokio::sync::watch::Sender<serde_json::Value>,
 }
 
 /// An open device.
@@ -269,6 +273,17 @@ async fn run_link(
                 bus,
             };
             super::printer::run(ctx, t).await
+        }
+        (Link::Stream(t, _), _, DeviceEntry::Printer(p)) => {
+            let ctx = super::fiscal::FiscalCtx {
+                name: p.name.get_ref(),
+                journal: &print.journal,
+                wake: &print.wake,
+                bus,
+                points_type: p.points_payment_type,
+                status: &print.status,
+            };
+            super::fiscal::run(ctx, t).await
         }
         (Link::Stream(t, _), Some(decoder), DeviceEntry::Reader(r)) => {
             let codec = match frame_codec(&r.framing) {

@@ -81,6 +81,25 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX print_jobs_open ON print_jobs(printer, id)
         WHERE state IN ('queued', 'printing', 'held');",
+    // 4: the fiscal journal. A job is `pending` when accepted; it becomes
+    // `sending` (with the fiscal storage's last document number) before the
+    // first byte of the document goes out, so recovery can tell whether
+    // the device finished it.
+    "CREATE TABLE fiscal_jobs (
+        id         INTEGER PRIMARY KEY,
+        job_id     TEXT NOT NULL UNIQUE,
+        printer    TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        request    TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        fd_before  INTEGER,
+        result     TEXT,
+        error      TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX fiscal_jobs_open ON fiscal_jobs(printer, id)
+        WHERE state IN ('pending', 'sending');",
 ];
 
 /// Database errors.

@@ -5,6 +5,7 @@ mod auth;
 mod cards;
 mod devices;
 mod events;
+mod fiscal;
 pub(crate) mod print;
 mod sale;
 mod system;
@@ -131,6 +132,23 @@ pub const METHODS: &[MethodSpec] = &[
         "kick the cash drawer through a printer",
     ),
     m(
+        "fiscal.receipt",
+        Role::Cashier,
+        "a fiscal receipt on a Shtrih-M register, never printed twice for one job_id",
+    ),
+    m("fiscal.shift.open", Role::Cashier, "open the fiscal shift"),
+    m(
+        "fiscal.shift.close",
+        Role::Cashier,
+        "close the shift (Z report)",
+    ),
+    m("fiscal.x_report", Role::Cashier, "the X report"),
+    m(
+        "fiscal.status",
+        Role::Cashier,
+        "the register's last status, and a fiscal job's state",
+    ),
+    m(
         "events.subscribe",
         Role::Cashier,
         "receive event notifications for the given topics",
@@ -189,6 +207,11 @@ pub async fn dispatch(
         "print.cancel" => print::cancel(app, params).await,
         "printers.list" => print::printers(app).await,
         "drawer.open" => print::drawer(app, params).await,
+        "fiscal.receipt" => fiscal::receipt(app, params).await,
+        "fiscal.shift.open" => fiscal::shift_open(app, params).await,
+        "fiscal.shift.close" => fiscal::shift_close(app, params).await,
+        "fiscal.x_report" => fiscal::x_report(app, params).await,
+        "fiscal.status" => fiscal::status(app, params).await,
         "devices.list" => devices::list(app),
         "devices.restart" => devices::restart(app, params),
         "events.subscribe" => events::subscribe(app, session, params),

@@ -1,0 +1,245 @@
+//! `fiscal.*`: receipts and shift operations on a fiscal register, each
+//! journaled before the device hears of it and idempotent on `job_id`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::rpc::{self, RpcError, code};
+use crate::app::App;
+use crate::devices::JournalError;
+use crate::devices::fiscal::{ReceiptRequest, kopecks, millionths};
+
+/// How long a call waits for the device before answering "in progress".
+const WAIT: Duration = Duration::from_secs(120);
+
+fn journal_error(e: JournalError) -> RpcError {
+    match e {
+        JournalError::Conflict => RpcError::new(
+            code::JOB_CONFLICT,
+            "job_id already used for a different request",
+        ),
+        JournalError::NotFound => RpcError::new(code::JOB_NOT_FOUND, "no such fiscal job"),
+        JournalError::Store(e) => RpcError::internal("fiscal journal", e),
+    }
+}
+
+fn check_printer(app: &App, name: &str) -> Result<(), RpcError> {
+    if app.devices.is_fiscal_printer(name) {
+        return Ok(());
+    }
+    Err(RpcError::new(
+        code::DEVICE_NOT_FOUND,
+        format!("no fiscal printer named \"{name}\""),
+    )
+    .with_data(json!({ "name": name })))
+}
+
+/// Journals a job, wakes the printer and waits for the outcome.
+async fn run(
+    app: &Arc<App>,
+    printer: String,
+    job_id: String,
+    kind: &'static str,
+    request: Value,
+) -> Result<Value, RpcError> {
+    if job_id.is_empty() || job_id.len() > 128 {
+        return Err(RpcError::invalid_params("job_id", "1 to 128 characters"));
+    }
+    check_printer(app, &printer)?;
+    // Subscribe first: the outcome may come before the journal call returns.
+    let mut events = app.bus.subscribe();
+    let (job, _) = app
+        .devices
+        .journal
+        .accept(job_id.clone(), printer.clone(), kind, request)
+        .await
+        .map_err(journal_error)?;
+    app.devices.wake(&printer).notify_one();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut job = job;
+    loop {
+        match job.state.as_str() {
+            "done" => return Ok(job.result.unwrap_or(Value::Null)),
+            "failed" => {
+                let err = job.error.unwrap_or(Value::Null);
+                return Err(RpcError::new(
+                    code::FISCAL_DEVICE_ERROR,
+                    format!(
+                        "the fiscal printer refused: {}",
+                        err["meaning"]
+                            .as_str()
+                            .or(err["message"].as_str())
+                            .unwrap_or("error")
+                    ),
+                )
+                .with_data(err));
+            }
+            _ => {}
+        }
+        // Wait for this job's event, then read the journal (the truth).
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(e)
+                        if e.topic == "fiscal.job"
+                            && e.line.contains(&format!("\"job_id\":{}", json!(job_id))) =>
+                    {
+                        return;
+                    }
+                    Ok(_) => {}
+                    // Missed events: re-read the journal.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            }
+        };
+        if tokio::time::timeout_at(deadline, wait).await.is_err() {
+            return Err(RpcError::new(
+                code::FISCAL_IN_PROGRESS,
+                "the fiscal printer has not finished; call again with the same job_id",
+            )
+            .with_data(json!({"job_id": job_id, "state": job.state})));
+        }
+        job = app
+            .devices
+            .journal
+            .get(job_id.clone())
+            .await
+            .map_err(journal_error)?;
+    }
+}
+
+// No deny_unknown_fields here: serde does not combine it with flatten;
+// the flattened part is checked strictly as a ReceiptRequest.
+#[derive(Deserialize)]
+struct ReceiptParams {
+    printer: String,
+    job_id: String,
+    #[serde(flatten)]
+    receipt: Value,
+}
+
+fn validate(r: &ReceiptRequest) -> Result<(), RpcError> {
+    if r.items.is_empty() || r.items.len() > 500 {
+        return Err(RpcError::invalid_params("items", "1 to 500 items"));
+    }
+    let mut total = rust_decimal::Decimal::ZERO;
+    for (i, it) in r.items.iter().enumerate() {
+        if it.name.trim().is_empty() || it.name.chars().count() > 128 {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].name"),
+                "1 to 128 characters",
+            ));
+        }
+        if kopecks(it.price).is_none() {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].price"),
+                "a non-negative amount in kopecks",
+            ));
+        }
+        if millionths(it.quantity).is_none() {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].quantity"),
+                "a positive quantity with at most 6 decimals",
+            ));
+        }
+        if let Some(a) = it.amount
+            && kopecks(a).is_none()
+        {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].amount"),
+                "a non-negative amount in kopecks",
+            ));
+        }
+        if !(1..=7).contains(&it.payment_method) {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].payment_method"),
+                "1 to 7",
+            ));
+        }
+        if !(1..=19).contains(&it.payment_object) {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].payment_object"),
+                "1 to 19",
+            ));
+        }
+        total += it.amount.unwrap_or(it.price * it.quantity);
+    }
+    let mut paid = rust_decimal::Decimal::ZERO;
+    for (i, p) in r.payments.iter().enumerate() {
+        if kopecks(p.sum).is_none() {
+            return Err(RpcError::invalid_params(
+                &format!("payments[{i}].sum"),
+                "a non-negative amount in kopecks",
+            ));
+        }
+        paid += p.sum;
+    }
+    if paid < total.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    {
+        return Err(RpcError::invalid_params(
+            "payments",
+            format!("payments of {paid} do not cover the total of {total}"),
+        ));
+    }
+    for (field, lines) in [("pre_text", &r.pre_text), ("post_text", &r.post_text)] {
+        if lines.len() > 100 || lines.iter().any(|l| l.chars().count() > 200) {
+            return Err(RpcError::invalid_params(
+                field,
+                "at most 100 lines of 200 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn receipt(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ReceiptParams = rpc::params(params)?;
+    let r: ReceiptRequest = rpc::params(Some(p.receipt.clone()))?;
+    validate(&r)?;
+    // The canonical form is what the journal compares on a repeat.
+    let canonical = serde_json::to_value(&r).map_err(|e| RpcError::internal("fiscal", e))?;
+    run(app, p.printer, p.job_id, "receipt", canonical).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShiftParams {
+    printer: String,
+    job_id: String,
+}
+
+pub(super) async fn shift_open(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ShiftParams = rpc::params(params)?;
+    run(app, p.printer, p.job_id, "shift_open", json!({})).await
+}
+
+pub(super) async fn shift_close(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ShiftParams = rpc::params(params)?;
+    run(app, p.printer, p.job_id, "shift_close", json!({})).await
+}
+
+pub(super) async fn x_report(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ShiftParams = rpc::params(params)?;
+    run(app, p.printer, p.job_id, "x_report", json!({})).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusParams {
+    printer: String,
+    job_id: Option<String>,
+}
+
+pub(super) async fn status(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: StatusParams = rpc::params(params)?;
+    check_printer(app, &p.printer)?;
+    let job = match p.job_id {
+        Some(id) => Some(app.devices.journal.get(id).await.map_err(journal_error)?),
+        None => None,
+    };
+    Ok(json!({"printer": p.printer, "status": app.devices.fiscal_status(&p.printer), "job": job}))
+}

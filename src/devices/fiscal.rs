@@ -1,0 +1,481 @@
+//! The fiscal printer side of a device actor: Shtrih-M jobs from the
+//! journal, run so that one `job_id` never becomes two receipts.
+//!
+//! Before a document's first byte the fiscal storage's last document number
+//! is written to the journal. After a link loss or a crash the actor reads
+//! back a pending answer, the device mode and that number, and decides:
+//! the document exists → report it; a check is still open → cancel it and
+//! run the job again; nothing happened → run it again.
+
+use std::time::Duration;
+
+use posbridge_drivers::printer::shtrih::{
+    CheckType, CloseCheckResult, CloseCheckV2, Command, FnDocument, FnShiftParams, FnStatus,
+    OperationType, OperationV2, PrintFlags, ShortStatus, ShtrihClient, ShtrihError,
+};
+use posbridge_drivers::transport::BoxTransport;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use super::journal::{FiscalJob, Journal};
+use crate::events::EventBus;
+
+/// Operator password for fiscal commands (the administrator's by default).
+pub const DEFAULT_PASSWORD: u32 = 30;
+/// Status is read this often while idle (it also notices a dead link).
+const IDLE_POLL: Duration = Duration::from_secs(3);
+
+/// A receipt as `fiscal.receipt` accepts it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptRequest {
+    /// `sell` or `sell_return`.
+    #[serde(rename = "type")]
+    pub kind: ReceiptKind,
+    /// Taxation system bit (1 = ОСН, 2 = УСН доход, ...); default 1.
+    #[serde(default)]
+    pub taxation: Option<u8>,
+    /// Cashier name, printed before the items.
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// Items.
+    pub items: Vec<Item>,
+    /// Payments.
+    pub payments: Vec<Payment>,
+    /// Non-fiscal lines at the top of the receipt.
+    #[serde(default)]
+    pub pre_text: Vec<String>,
+    /// Non-fiscal lines after the items: where the bonus block goes.
+    #[serde(default)]
+    pub post_text: Vec<String>,
+}
+
+/// Receipt type.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    /// Приход.
+    Sell,
+    /// Возврат прихода.
+    SellReturn,
+}
+
+/// A receipt item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Name, up to 128 bytes in Windows-1251.
+    pub name: String,
+    /// Unit price.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub price: Decimal,
+    /// Quantity (up to 6 decimals).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Decimal,
+    /// Line amount if it differs from price × quantity.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub amount: Option<Decimal>,
+    /// `vat20`, `vat10`, `vat0`, `none`, `vat120`, `vat110`.
+    pub tax: Tax,
+    /// Признак способа расчёта, 1..=7 (4 = full payment).
+    #[serde(default = "default_method")]
+    pub payment_method: u8,
+    /// Признак предмета расчёта, 1..=19 (1 = goods).
+    #[serde(default = "default_object")]
+    pub payment_object: u8,
+}
+
+fn default_method() -> u8 {
+    4
+}
+fn default_object() -> u8 {
+    1
+}
+
+/// VAT, mapped onto the register's tax table positions 1..=6.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Tax {
+    /// НДС 20 % (tax 1).
+    Vat20,
+    /// НДС 10 % (tax 2).
+    Vat10,
+    /// НДС 0 % (tax 3).
+    Vat0,
+    /// Без НДС (tax 4).
+    None,
+    /// НДС 20/120 (tax 5).
+    Vat120,
+    /// НДС 10/110 (tax 6).
+    Vat110,
+}
+
+impl Tax {
+    fn bit(self) -> u8 {
+        1 << match self {
+            Tax::Vat20 => 0,
+            Tax::Vat10 => 1,
+            Tax::Vat0 => 2,
+            Tax::None => 3,
+            Tax::Vat120 => 4,
+            Tax::Vat110 => 5,
+        }
+    }
+}
+
+/// A payment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Payment {
+    /// `cash`, `electronically` or `points`.
+    #[serde(rename = "type")]
+    pub kind: PaymentKind,
+    /// Amount.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub sum: Decimal,
+}
+
+/// Payment types.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    /// Наличные (type 1).
+    Cash,
+    /// Электронными (type 2).
+    Electronically,
+    /// Loyalty points: the printer's configured payment type.
+    Points,
+}
+
+/// Kopecks of a money amount; `None` if negative, finer than a kopeck or
+/// too large for the 5-byte field.
+pub fn kopecks(d: Decimal) -> Option<u64> {
+    if d.is_sign_negative() || d.normalize().scale() > 2 {
+        return None;
+    }
+    let k: u64 = (d * Decimal::from(100)).trunc().try_into().ok()?;
+    (k < 1 << 40).then_some(k)
+}
+
+/// Millionths of a quantity.
+pub fn millionths(d: Decimal) -> Option<u64> {
+    if d <= Decimal::ZERO || d.normalize().scale() > 6 {
+        return None;
+    }
+    let q: u64 = (d * Decimal::from(1_000_000)).trunc().try_into().ok()?;
+    (q < 1 << 48).then_some(q)
+}
+
+/// Everything the fiscal actor needs besides its link.
+pub(super) struct FiscalCtx<'a> {
+    pub name: &'a str,
+    pub journal: &'a Journal,
+    pub wake: &'a Notify,
+    pub bus: &'a EventBus,
+    /// Payment type index (1..=16) used for points.
+    pub points_type: u8,
+    /// The last status read, for `fiscal.status`.
+    pub status: &'a watch::Sender<Value>,
+}
+
+/// How a job attempt ended.
+enum Outcome {
+    Done(Value),
+    Failed(Value),
+}
+
+/// Link-level trouble ends the actor's link; device-reported errors fail
+/// the job.
+fn is_link(e: &ShtrihError) -> bool {
+    matches!(e, ShtrihError::Transport(_) | ShtrihError::Protocol(_))
+}
+
+fn device_error(e: &ShtrihError) -> Value {
+    match e {
+        ShtrihError::Device(d) => {
+            json!({"device_code": d.code, "meaning": d.meaning, "english": d.english()})
+        }
+        other => json!({ "message": other.to_string() }),
+    }
+}
+
+type Client = ShtrihClient<BoxTransport>;
+
+async fn short_status(c: &mut Client) -> Result<ShortStatus, ShtrihError> {
+    let r = c.execute(&Command::short_status()).await?;
+    Ok(ShortStatus::parse(&r)?)
+}
+
+async fn fn_status(c: &mut Client) -> Result<FnStatus, ShtrihError> {
+    let r = c.execute(&Command::fn_status()).await?;
+    Ok(FnStatus::parse(&r)?)
+}
+
+async fn shift_number(c: &mut Client) -> Result<u16, ShtrihError> {
+    let r = c.execute(&Command::fn_shift_params()).await?;
+    Ok(FnShiftParams::parse(&r)?.shift_number)
+}
+
+async fn publish(ctx: &FiscalCtx<'_>, job: &FiscalJob, state: &str, detail: &Value) {
+    ctx.bus.publish(
+        "fiscal.job",
+        json!({"job_id": job.job_id, "printer": ctx.name, "kind": job.kind, "state": state, "detail": detail}),
+    );
+}
+
+/// Runs fiscal jobs until the link drops; returns why.
+pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
+    let mut c = ShtrihClient::new(t, DEFAULT_PASSWORD);
+    loop {
+        let job = match ctx.journal.next(ctx.name.to_owned()).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(printer = ctx.name, error = %e, "fiscal journal unreadable");
+                None
+            }
+        };
+        let Some(job) = job else {
+            match short_status(&mut c).await {
+                Ok(s) => {
+                    ctx.status.send_replace(json!({
+                        "mode": s.mode_number(), "submode": s.submode,
+                        "operator": s.operator, "cover_open": s.flags.cover_open(),
+                    }));
+                }
+                Err(e) if is_link(&e) => return format!("status failed: {e}"),
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = ctx.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        };
+        let attempt = if job.state == "sending" {
+            recover(&ctx, &mut c, &job).await
+        } else {
+            execute(&ctx, &mut c, &job).await
+        };
+        match attempt {
+            Ok(Outcome::Done(result)) => {
+                let _ = ctx
+                    .journal
+                    .set(&job.job_id, "done", None, Some(&result), None)
+                    .await;
+                publish(&ctx, &job, "done", &result).await;
+                tracing::info!(printer = ctx.name, job = %job.job_id, "fiscal job done");
+            }
+            Ok(Outcome::Failed(error)) => {
+                let _ = ctx
+                    .journal
+                    .set(&job.job_id, "failed", None, None, Some(&error))
+                    .await;
+                publish(&ctx, &job, "failed", &error).await;
+                tracing::warn!(printer = ctx.name, job = %job.job_id, %error, "fiscal job failed");
+            }
+            // The job stays where it is; the next link picks it up.
+            Err(why) => return why,
+        }
+    }
+}
+
+/// Finds out what became of a job that was `sending` when the link or the
+/// daemon went down.
+async fn recover(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result<Outcome, String> {
+    let link = |e: ShtrihError| format!("recovery: {e}");
+    // An answer the device still holds: the close itself, perhaps.
+    if let Some(r) = c.recover_pending().await.map_err(link)?
+        && r.command == 0xFF45
+        && r.error == 0
+        && let Ok(closed) = CloseCheckResult::parse(&r)
+    {
+        let shift = shift_number(c).await.map_err(link)?;
+        return Ok(Outcome::Done(receipt_result(
+            job,
+            closed.fd_number,
+            closed.fiscal_sign,
+            shift,
+        )));
+    }
+    let st = short_status(c).await.map_err(link)?;
+    if st.mode_number() == 8 {
+        tracing::warn!(printer = ctx.name, job = %job.job_id, "recovery: cancelling the open check");
+        c.execute(&Command::cancel_check()).await.map_err(link)?;
+        return execute(ctx, c, job).await;
+    }
+    let fs = fn_status(c).await.map_err(link)?;
+    let before = job.fd_before.unwrap_or(i64::MAX);
+    if i64::from(fs.last_fd_number) > before && job.kind == "receipt" {
+        let r = c
+            .execute(&Command::fn_find_document(fs.last_fd_number))
+            .await
+            .map_err(link)?;
+        let doc = FnDocument::parse(&r).map_err(|e| format!("recovery: {e}"))?;
+        let shift = shift_number(c).await.map_err(link)?;
+        tracing::info!(printer = ctx.name, job = %job.job_id, fd = fs.last_fd_number, "recovery: the receipt was completed");
+        return Ok(Outcome::Done(receipt_result(
+            job,
+            fs.last_fd_number,
+            doc.fiscal_sign.unwrap_or(0),
+            shift,
+        )));
+    }
+    if i64::from(fs.last_fd_number) > before {
+        // A shift open or close completed.
+        return Ok(Outcome::Done(
+            json!({"fiscal_document_number": fs.last_fd_number}),
+        ));
+    }
+    execute(ctx, c, job).await
+}
+
+fn receipt_result(job: &FiscalJob, fd: u32, sign: u32, shift: u16) -> Value {
+    let total = job
+        .request
+        .get("items")
+        .and_then(|i| serde_json::from_value::<Vec<Item>>(i.clone()).ok())
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| i.amount.unwrap_or(i.price * i.quantity))
+                .sum::<Decimal>()
+        })
+        .unwrap_or_default();
+    json!({
+        "fiscal_document_number": fd,
+        "fiscal_sign": sign,
+        "shift_number": shift,
+        "total": total.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero).to_string(),
+    })
+}
+
+/// Runs a job from the start.
+async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result<Outcome, String> {
+    let link = |e: ShtrihError| format!("{}: {e}", job.kind);
+    macro_rules! device {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) if is_link(&e) => return Err(link(e)),
+                Err(e) => {
+                    // Leave no half-built check behind a refused command.
+                    if let Ok(s) = short_status(c).await
+                        && s.mode_number() == 8
+                    {
+                        let _ = c.execute(&Command::cancel_check()).await;
+                    }
+                    return Ok(Outcome::Failed(device_error(&e)));
+                }
+            }
+        };
+    }
+    // Drain an answer left from before, and a check someone left open.
+    let _ = c.recover_pending().await.map_err(link)?;
+    let st = device!(short_status(c).await);
+    if st.mode_number() == 8 {
+        device!(c.execute(&Command::cancel_check()).await);
+    }
+    match job.kind.as_str() {
+        "shift_open" => {
+            let fs = device!(fn_status(c).await);
+            mark_sending(ctx, job, fs.last_fd_number).await?;
+            device!(c.execute(&Command::open_shift()).await);
+            let fs = device!(fn_status(c).await);
+            let shift = device!(shift_number(c).await);
+            Ok(Outcome::Done(
+                json!({"fiscal_document_number": fs.last_fd_number, "shift_number": shift}),
+            ))
+        }
+        "shift_close" => {
+            let fs = device!(fn_status(c).await);
+            let shift = device!(shift_number(c).await);
+            mark_sending(ctx, job, fs.last_fd_number).await?;
+            device!(c.execute(&Command::z_report()).await);
+            let fs = device!(fn_status(c).await);
+            Ok(Outcome::Done(
+                json!({"fiscal_document_number": fs.last_fd_number, "shift_number": shift}),
+            ))
+        }
+        "x_report" => {
+            device!(c.execute(&Command::x_report()).await);
+            Ok(Outcome::Done(json!({"printed": true})))
+        }
+        "receipt" => {
+            let Ok(req) = serde_json::from_value::<ReceiptRequest>(job.request.clone()) else {
+                return Ok(Outcome::Failed(
+                    json!({"message": "stored request unreadable"}),
+                ));
+            };
+            // A closed shift opens itself (a fiscal document of its own,
+            // before this receipt's number is taken).
+            if st.mode_number() == 4 {
+                device!(c.execute(&Command::open_shift()).await);
+            }
+            let fs = device!(fn_status(c).await);
+            mark_sending(ctx, job, fs.last_fd_number).await?;
+            let kind = match req.kind {
+                ReceiptKind::Sell => CheckType::Sale,
+                ReceiptKind::SellReturn => CheckType::SaleReturn,
+            };
+            device!(c.execute(&Command::open_check(kind)).await);
+            let flags = PrintFlags::receipt();
+            for line in req.pre_text.iter().chain(req.operator.iter()) {
+                device!(c.execute(&Command::print_string(flags, line)).await);
+            }
+            for item in &req.items {
+                let op = OperationV2 {
+                    kind: match req.kind {
+                        ReceiptKind::Sell => OperationType::Income,
+                        ReceiptKind::SellReturn => OperationType::IncomeReturn,
+                    },
+                    quantity: millionths(item.quantity).unwrap_or(0),
+                    price: kopecks(item.price).unwrap_or(0),
+                    sum: item.amount.and_then(kopecks),
+                    tax: None,
+                    tax_rate: item.tax.bit(),
+                    department: 1,
+                    payment_method: item.payment_method,
+                    payment_object: item.payment_object,
+                    name: item.name.clone(),
+                };
+                let cmd = device!(Command::operation_v2(&op));
+                device!(c.execute(&cmd).await);
+            }
+            for line in &req.post_text {
+                device!(c.execute(&Command::print_string(flags, line)).await);
+            }
+            let mut close = CloseCheckV2::cash(0, req.taxation.unwrap_or(1));
+            for p in &req.payments {
+                let idx = match p.kind {
+                    PaymentKind::Cash => 0,
+                    PaymentKind::Electronically => 1,
+                    PaymentKind::Points => usize::from(ctx.points_type.clamp(1, 16)) - 1,
+                };
+                close.payments[idx] += kopecks(p.sum).unwrap_or(0);
+            }
+            let cmd = device!(Command::close_check_v2(&close));
+            let r = device!(c.execute(&cmd).await);
+            let closed = device!(CloseCheckResult::parse(&r).map_err(ShtrihError::from));
+            let shift = device!(shift_number(c).await);
+            Ok(Outcome::Done(receipt_result(
+                job,
+                closed.fd_number,
+                closed.fiscal_sign,
+                shift,
+            )))
+        }
+        other => Ok(Outcome::Failed(
+            json!({"message": format!("unknown job kind {other}")}),
+        )),
+    }
+}
+
+/// The point of no return is written down before it is passed.
+async fn mark_sending(ctx: &FiscalCtx<'_>, job: &FiscalJob, fd: u32) -> Result<(), String> {
+    ctx.journal
+        .set(&job.job_id, "sending", Some(i64::from(fd)), None, None)
+        .await
+        .map_err(|e| format!("journal: {e}"))
+}

@@ -1,0 +1,188 @@
+//! Fiscal receipts end to end: fiscal.receipt over the socket, the journal,
+//! the fiscal actor and the Shtrih-M emulator on loopback TCP. The point:
+//! one job_id is one receipt, whatever happens to the link or the daemon.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Daemon;
+use posbridge::client::ClientError;
+use posbridge_drivers::sim::shtrih::{Fault, FiscalDocKind, ShtrihSim, ShtrihSimHandle};
+use serde_json::{Value, json};
+
+fn fiscal_entry(port: u16) -> String {
+    format!(
+        "[[printer]]\nname = \"fiscal\"\ntype = \"shtrih\"\n\
+         [printer.tcp]\nhost = \"127.0.0.1\"\nport = {port}\nconnect_timeout_ms = 500\n"
+    )
+}
+
+fn start_sim() -> (u16, ShtrihSimHandle) {
+    let sim = ShtrihSim::new();
+    let (addr, handle) = sim.spawn_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+    (addr.port(), handle)
+}
+
+fn receipt(job: &str) -> Value {
+    json!({
+        "printer": "fiscal", "job_id": job, "type": "sell",
+        "items": [
+            {"name": "Молоко 3,2%", "price": "89.90", "quantity": "2", "tax": "vat10"},
+            {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat20"}
+        ],
+        "payments": [{"type": "cash", "sum": "600.00"}, {"type": "points", "sum": "29.80"}],
+        "post_text": ["БОНУСНАЯ ПРОГРАММА", "Начислено бонусов 30,00"]
+    })
+}
+
+fn receipts(sim: &ShtrihSim) -> Vec<(u32, u64, u32)> {
+    sim.documents()
+        .iter()
+        .filter(|d| matches!(d.kind, FiscalDocKind::Receipt(_)))
+        .map(|d| (d.number, d.total, d.fiscal_sign))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_receipt_is_fiscalised_once_with_its_bonus_block() {
+    let (port, sim) = start_sim();
+    let d = Daemon::start("", &fiscal_entry(port));
+    let mut c = d.client().await;
+    let r = c.call("fiscal.receipt", receipt("f1")).await.unwrap();
+    assert_eq!(r["total"], "629.80");
+    let docs = receipts(&sim);
+    assert_eq!(docs.len(), 1);
+    assert_eq!(r["fiscal_document_number"], docs[0].0);
+    assert_eq!(r["fiscal_sign"], docs[0].2);
+    assert_eq!(docs[0].1, 62_980);
+    assert!(
+        sim.tape()
+            .iter()
+            .any(|l| l.contains("Начислено бонусов 30,00"))
+    );
+
+    // The same job again: the stored result, no second receipt.
+    assert_eq!(c.call("fiscal.receipt", receipt("f1")).await.unwrap(), r);
+    assert_eq!(receipts(&sim).len(), 1);
+    // A different request under the same id is refused.
+    let mut other = receipt("f1");
+    other["items"][0]["name"] = json!("Кефир");
+    let ClientError::Rpc { error } = c.call("fiscal.receipt", other).await.unwrap_err() else {
+        panic!()
+    };
+    assert_eq!(error["code"], 1202);
+
+    let st = c
+        .call(
+            "fiscal.status",
+            json!({"printer": "fiscal", "job_id": "f1"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st["job"]["state"], "done");
+    let z = c
+        .call(
+            "fiscal.shift.close",
+            json!({"printer": "fiscal", "job_id": "z1"}),
+        )
+        .await
+        .unwrap();
+    assert!(z["fiscal_document_number"].as_u64().unwrap() > docs[0].0 as u64);
+}
+
+#[tokio::test]
+async fn device_errors_surface_with_their_meaning_and_leave_no_open_check() {
+    let (port, sim) = start_sim();
+    let d = Daemon::start("", &fiscal_entry(port));
+    let mut c = d.client().await;
+    sim.set_fault(Fault::PaperOut);
+    let ClientError::Rpc { error } = c.call("fiscal.receipt", receipt("p1")).await.unwrap_err()
+    else {
+        panic!()
+    };
+    assert_eq!(error["code"], 1205);
+    assert_eq!(error["data"]["device_code"], 0x6B);
+    assert!(error["data"]["meaning"].as_str().unwrap().len() > 3);
+    assert!(receipts(&sim).is_empty());
+    assert_ne!(sim.state_summary().mode & 0x0F, 8, "no check left open");
+
+    let bad = json!({"printer": "fiscal", "job_id": "x", "type": "sell",
+        "items": [{"name": "A", "price": "1.001", "quantity": "1", "tax": "none"}],
+        "payments": [{"type": "cash", "sum": "2"}]});
+    let ClientError::Rpc { error } = c.call("fiscal.receipt", bad).await.unwrap_err() else {
+        panic!()
+    };
+    assert_eq!(error["data"]["field"], "items[0].price");
+}
+
+#[tokio::test]
+async fn a_link_drop_mid_receipt_still_makes_exactly_one_receipt() {
+    let (port, sim) = start_sim();
+    let d = Daemon::start("", &fiscal_entry(port));
+    let mut c = d.client().await;
+    // Let the actor connect, then drop the link after the next command.
+    c.call(
+        "fiscal.x_report",
+        json!({"printer": "fiscal", "job_id": "x1"}),
+    )
+    .await
+    .unwrap();
+    for (i, fault) in [
+        Fault::DropLinkAfterCommand,
+        Fault::CorruptNextAnswer,
+        Fault::NakNextFrame,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sim.set_fault(fault);
+        let r = c
+            .call("fiscal.receipt", receipt(&format!("l{i}")))
+            .await
+            .unwrap();
+        assert!(r["fiscal_sign"].as_u64().unwrap() > 0);
+        assert_eq!(receipts(&sim).len(), i + 1, "exactly one receipt per job");
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_killed_mid_receipt_recovers_without_a_second_receipt() {
+    // Kill at several points of a receipt whose every answer is slowed down.
+    for kill_after_ms in [450u64, 1050, 1650, 2100, 2400, 2550, 2700] {
+        let (port, sim) = start_sim();
+        let mut d = Daemon::start("", &fiscal_entry(port));
+        let mut c = d.client().await;
+        c.call(
+            "fiscal.shift.open",
+            json!({"printer": "fiscal", "job_id": "s"}),
+        )
+        .await
+        .unwrap();
+        sim.set_fault(Fault::DelayAnswer(Duration::from_millis(300)));
+        let pending = tokio::spawn(async move { c.call("fiscal.receipt", receipt("k")).await });
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        d.signal(nix::sys::signal::Signal::SIGKILL);
+        d.wait_exit(Duration::from_secs(10));
+        let _ = pending.await;
+        sim.clear_faults();
+        let _ = std::fs::remove_file(&d.socket);
+        d.spawn(|_| {});
+        let mut c = d.client().await;
+        let r = c
+            .call("fiscal.receipt", receipt("k"))
+            .await
+            .unwrap_or_else(|e| panic!("after a kill at {kill_after_ms} ms: {e:?}\n{}", d.log()));
+        let docs = receipts(&sim);
+        assert_eq!(docs.len(), 1, "kill at {kill_after_ms} ms: {docs:?}");
+        assert_eq!(r["fiscal_document_number"], docs[0].0);
+        assert_eq!(r["fiscal_sign"], docs[0].2);
+        assert_ne!(sim.state_summary().mode & 0x0F, 8);
+        let log = d.log();
+        let path = ["cancelling the open check", "the receipt was completed"]
+            .into_iter()
+            .find(|p| log.contains(p))
+            .unwrap_or("ran from the start");
+        eprintln!("kill at {kill_after_ms} ms: recovery {path}");
+    }
+}
