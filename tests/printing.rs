@@ -271,7 +271,8 @@ async fn sale_commit_prints_the_bonus_block_once() {
     assert_eq!(again["transaction"], r["transaction"]);
     wait_done(&mut c, "bonus-s1").await;
     let receipts = sim.wait_receipts(1, Duration::from_secs(10)).await.unwrap();
-    let text = receipts[0].render_text(42);
+    // The TM-T20 on 80 mm paper lays out 48 columns.
+    let text = receipts[0].render_text(48);
     assert!(text.contains("Начислено бонусов"), "{text}");
     assert!(text.contains("****2222"), "{text}");
     assert_eq!(sim.paper().receipts.len(), 1);
