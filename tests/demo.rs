@@ -21,6 +21,8 @@ fn the_demo_runs_its_story_and_exits_zero() {
         "Списано бонусов",
         "sale.refund",
         "\"source\":\"qr\"",
+        "fiscal.receipt",
+        "КАССОВЫЙ ЧЕК",
     ] {
         assert!(
             stdout.contains(expected),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use posbridge_drivers::sim::escpos::{EscPosSim, EscPosSimHandle, SimConfig};
+use posbridge_drivers::sim::shtrih::ShtrihSim;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio_serial::{SerialPort, SerialStream};
@@ -44,7 +45,7 @@ async fn pty() -> Result<(SerialStream, String)> {
     Ok((device, path))
 }
 
-fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16) -> String {
+fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16, fiscal_port: u16) -> String {
     format!(
         r#"[daemon]
 socket = "{socket}"
@@ -84,6 +85,13 @@ paper = "58mm"
 [printer.tcp]
 host = "127.0.0.1"
 port = {printer_port}
+
+[[printer]]
+name = "fiscal"
+type = "shtrih"
+[printer.tcp]
+host = "127.0.0.1"
+port = {fiscal_port}
 "#,
         socket = dir.join("posbridge.sock").display(),
         state = dir.join("state").display(),
@@ -127,12 +135,22 @@ pub async fn run(once: bool) -> Result<()> {
     let (printer_addr, printer) = EscPosSim::new(SimConfig::default())
         .listen_tcp("127.0.0.1:0".parse()?)
         .context("starting the printer simulator")?;
+    let fiscal = ShtrihSim::new();
+    let (fiscal_addr, _fiscal_handle) = fiscal
+        .spawn_tcp("127.0.0.1:0".parse()?)
+        .context("starting the fiscal register emulator")?;
     let (mut msr, msr_path) = pty().await?;
     let (mut qr, qr_path) = pty().await?;
     let cfg = dir.path().join("posbridge.toml");
     std::fs::write(
         &cfg,
-        config(dir.path(), &msr_path, &qr_path, printer_addr.port()),
+        config(
+            dir.path(),
+            &msr_path,
+            &qr_path,
+            printer_addr.port(),
+            fiscal_addr.port(),
+        ),
     )?;
     let socket: PathBuf = dir.path().join("posbridge.sock");
 
@@ -235,6 +253,25 @@ pub async fn run(once: bool) -> Result<()> {
         &json!({"redeemed": r["redeemed"], "money_paid": r["money_paid"], "accrued": r["accrued"], "balance_after": r["balance_after"]}),
     );
     show_receipt(&printer, 2).await?;
+    // The same sale on the fiscal register, the bonus block in its text.
+    let f = c
+        .call(
+            "fiscal.receipt",
+            json!({
+                "printer": "fiscal", "job_id": "demo-fiscal-2", "type": "sell",
+                "items": [{"name": "Кофе в зёрнах", "price": "700.00", "quantity": "1", "tax": "vat20"}],
+                "payments": [{"type": "cash", "sum": "670.00"}, {"type": "points", "sum": "30.00"}],
+                "post_text": r["bonus_lines"],
+            }),
+        )
+        .await?;
+    show("fiscal.receipt", &f);
+    if let Some(tape) = fiscal.receipts().last() {
+        println!("   the fiscal register's tape:");
+        for line in tape {
+            println!("   | {line}");
+        }
+    }
 
     step(
         5,

@@ -367,7 +367,14 @@ pub(super) async fn adjust(
                 .map_err(|e| RpcError::invalid_params("expires_at", e))?,
         ),
     };
-    let operator = format!("{:?}", session.peer);
+    // Who, without the TCP source port: a retry on a new connection must
+    // compare equal under the same idempotency key.
+    let operator = match &session.peer {
+        crate::api::session::Peer::Unix { uid } => {
+            format!("unix uid {}", uid.map_or("?".into(), |u| u.to_string()))
+        }
+        crate::api::session::Peer::Tcp(addr) => format!("tcp {}", addr.ip()),
+    };
     let r = app
         .ledger
         .adjust(
