@@ -22,7 +22,7 @@ use toml::Spanned;
 
 // The programme's rules are plain data with pure functions: the config
 // owns their shape, the ledger their arithmetic.
-use crate::ledger::rules::{AccrualRounding, Programme};
+use crate::ledger::rules::Programme;
 
 pub use error::ConfigError;
 pub use load::{Located, SYSTEM_CONFIG, Source, default_socket_path, locate};
@@ -147,26 +147,9 @@ impl Default for LedgerConfig {
     }
 }
 
-/// The programme a till runs without `[ledger.programme]`: 5 % back in
-/// whole points, up to half a receipt payable with points, points valid
-/// for 6 months, Moscow time.
+/// The programme a till runs without `[ledger.programme]`.
 pub fn default_programme() -> Programme {
-    use rust_decimal::Decimal;
-    Programme {
-        name: "default".into(),
-        precision: 2,
-        accrual_rounding: AccrualRounding::DownToWhole,
-        default_accrual_percent: Decimal::from(5),
-        categories: Vec::new(),
-        excluded_skus: Vec::new(),
-        cap_percent: Decimal::from(50),
-        accrue_on_discounted: true,
-        accrue_on_points_part: false,
-        expiry_months: Some(6),
-        welcome_bonus: None,
-        welcome_expiry_days: None,
-        utc_offset_minutes: 180,
-    }
+    Programme::default()
 }
 
 /// Ledger backends.

@@ -73,45 +73,39 @@ impl AccrualRounding {
 
 /// A loyalty programme's rules, as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Keys left out of a partial table keep the built-in programme's values
+// (see `Default`), not the field types' zeros.
+#[serde(deny_unknown_fields, default)]
 pub struct Programme {
     /// Display name ("Аптека", "Кинобар").
     pub name: String,
     /// Decimal places of money and points (2 = kopecks). Caps, the maximum
     /// redeemable amount and redemption parts are floored to it; a
     /// redemption with more places is rejected. At most [`MAX_PRECISION`].
-    #[serde(default = "default_precision")]
     pub precision: u32,
     /// How the sale's accrual is rounded.
     pub accrual_rounding: AccrualRounding,
     /// Accrual percentage of lines without a more specific rate (5 = 5 %).
     pub default_accrual_percent: Decimal,
     /// Per-category rates, caps and exclusions.
-    #[serde(default)]
     pub categories: Vec<CategoryRule>,
     /// SKUs that neither accrue nor can be paid with points.
-    #[serde(default)]
     pub excluded_skus: Vec<String>,
     /// Programme-wide redemption cap: the percentage of a line payable with
     /// points (50 = half the receipt).
     pub cap_percent: Decimal,
     /// Whether lines with a discount accrue points.
-    #[serde(default)]
     pub accrue_on_discounted: bool,
     /// Whether accrual is computed on the whole line (true) or only on the
     /// part paid with money (false: the line's redeemed part is subtracted).
-    #[serde(default)]
     pub accrue_on_points_part: bool,
     /// Lifetime of accrued points in calendar months; `None` = no expiry.
     /// See [`expiry_of`].
-    #[serde(default)]
     pub expiry_months: Option<u32>,
     /// Points granted on registration; `None` = no welcome bonus.
-    #[serde(default)]
     pub welcome_bonus: Option<Decimal>,
     /// Lifetime of the welcome bonus in days; `None` = no expiry. See
     /// [`welcome_expiry_of`].
-    #[serde(default)]
     pub welcome_expiry_days: Option<u32>,
     /// The programme's UTC offset in minutes (Moscow = 180). The expiry
     /// boundary: points expire at the start of the day (00:00 at this offset)
@@ -119,8 +113,26 @@ pub struct Programme {
     pub utc_offset_minutes: i32,
 }
 
-fn default_precision() -> u32 {
-    2
+impl Default for Programme {
+    /// 5 % back in whole points, up to half a receipt payable with points,
+    /// points valid for 6 months, Moscow time.
+    fn default() -> Self {
+        Programme {
+            name: "default".into(),
+            precision: 2,
+            accrual_rounding: AccrualRounding::DownToWhole,
+            default_accrual_percent: Decimal::from(5),
+            categories: Vec::new(),
+            excluded_skus: Vec::new(),
+            cap_percent: Decimal::from(50),
+            accrue_on_discounted: true,
+            accrue_on_points_part: false,
+            expiry_months: Some(6),
+            welcome_bonus: None,
+            welcome_expiry_days: None,
+            utc_offset_minutes: 180,
+        }
+    }
 }
 
 /// Rules for one product category.

@@ -442,7 +442,12 @@ fn programme_deserializes_and_rejects_unknown_fields() {
     let p: Programme = serde_json::from_str(json).unwrap();
     assert_eq!(p.precision, 2);
     assert_eq!(p.categories[0].accrual_percent, Some(dec!(1)));
-    assert!(!p.accrue_on_discounted && !p.accrue_on_points_part);
+    // Missing keys keep the built-in programme's values.
+    assert!(p.accrue_on_discounted && !p.accrue_on_points_part);
+    assert_eq!(
+        serde_json::from_str::<Programme>("{}").unwrap(),
+        Programme::default()
+    );
     p.validate().unwrap();
     let bad = json.replace("\"expiry_months\"", "\"expiry_month\"");
     assert!(serde_json::from_str::<Programme>(&bad).is_err());
