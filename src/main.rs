@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use posbridge::cli::{
     Cli, Command, ConfigCommand, LedgerCommand, LogFormat, call, config as config_cmd, devices,
+    print_test, sim,
 };
 use posbridge::config::locate;
 use tracing_subscriber::EnvFilter;
@@ -45,6 +46,8 @@ fn main() -> ExitCode {
             Command::Events(args) => call::events(args, flag.as_deref()).await,
             Command::Ledger(LedgerCommand::Verify) => ledger_verify(flag.as_deref()).await,
             Command::Demo { once } => posbridge::cli::demo::run(once).await,
+            Command::Sim(cmd) => sim::run(cmd).await,
+            Command::PrintTest(args) => print_test::run(args, flag.as_deref()).await,
             Command::Config(_) | Command::Devices => Ok(()),
         }
     });

@@ -46,7 +46,9 @@ pub struct EventsArgs {
     raw: bool,
 }
 
-async fn connect(t: &Target, config_flag: Option<&std::path::Path>) -> Result<Client> {
+/// Connects as `posbridge call` does; `print-test` shares it so both find
+/// the same daemon.
+pub(crate) async fn connect(t: &Target, config_flag: Option<&std::path::Path>) -> Result<Client> {
     let mut client = match &t.tcp {
         Some(addr) => Client::tcp(addr).await?,
         None => {

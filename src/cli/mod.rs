@@ -4,6 +4,8 @@ pub mod call;
 pub mod config;
 pub mod demo;
 pub mod devices;
+pub mod print_test;
+pub mod sim;
 
 use std::path::PathBuf;
 
@@ -62,6 +64,13 @@ pub enum Command {
     /// List serial, HID, input and USB printer devices, flag those that
     /// cannot be opened, and print a configuration snippet for each.
     Devices,
+    /// Run a device simulator standalone (no hardware needed), showing what
+    /// it prints.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
+    /// Print a test page (Cyrillic, columns, QR, barcodes, cut) on a
+    /// configured printer through the daemon; exit 1 unless it printed.
+    PrintTest(print_test::PrintTestArgs),
 }
 
 /// `posbridge config ...`.
