@@ -558,13 +558,15 @@ fn text(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// The register's tax table as fiscalised since 1 January 2019, when the
+/// standard VAT rate went from 18 % to 20 %.
 fn tax_rate(group: usize) -> (u64, u64, &'static str) {
     match group {
-        0 => (18, 118, "НДС 18%"),
+        0 => (20, 120, "НДС 20%"),
         1 => (10, 110, "НДС 10%"),
         2 => (0, 1, "НДС 0%"),
         3 => (0, 1, "БЕЗ НДС"),
-        4 => (18, 118, "НДС 18/118"),
+        4 => (20, 120, "НДС 20/120"),
         _ => (10, 110, "НДС 10/110"),
     }
 }
