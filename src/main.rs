@@ -45,6 +45,9 @@ fn main() -> ExitCode {
             Command::Call(args) => call::call(args, flag.as_deref()).await,
             Command::Events(args) => call::events(args, flag.as_deref()).await,
             Command::Ledger(LedgerCommand::Verify) => ledger_verify(flag.as_deref()).await,
+            Command::Ledger(LedgerCommand::Export { format, out }) => {
+                posbridge::cli::ledger::export(flag.as_deref(), format, out).await
+            }
             Command::Demo { once } => posbridge::cli::demo::run(once).await,
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::PrintTest(args) => print_test::run(args, flag.as_deref()).await,

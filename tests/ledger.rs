@@ -320,3 +320,102 @@ async fn manual_adjustments_are_for_admins() {
         "0"
     );
 }
+
+#[tokio::test]
+async fn account_history_pages_newest_first_with_entries() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    for i in 0..4 {
+        let sale = json!({"idempotency_key": format!("h{i}"), "number": CARD, "receipt_id": format!("H{i}"), "lines": lines(1000)});
+        c.call("sale.commit", sale).await.unwrap(); // +50 each
+    }
+    let t = token(&mut c).await;
+    let spend = json!({"idempotency_key": "h4", "card_token": t, "receipt_id": "H4", "lines": lines(100), "redeem": "30"});
+    let spend = c.call("sale.commit", spend).await.unwrap();
+    let refund = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "h5", "transaction": spend["transaction"]}),
+        )
+        .await
+        .unwrap();
+
+    let first = c
+        .call("account.history", json!({"number": CARD, "limit": 2}))
+        .await
+        .unwrap();
+    assert_eq!(first["card_masked"], "****2222");
+    assert_eq!(first["balance"], "200");
+    let txns = first["transactions"].as_array().unwrap();
+    assert_eq!(txns.len(), 2);
+    // Newest first: the refund, then the sale it refunded.
+    assert_eq!(txns[0]["transaction"], refund["transaction"]);
+    assert_eq!(txns[0]["kind"], "refund");
+    assert_eq!(txns[0]["refund_of"], spend["transaction"]);
+    assert_eq!(txns[1]["kind"], "sale");
+    assert_eq!(txns[1]["receipt_id"], "H4");
+    let entries = txns[1]["entries"].as_array().unwrap();
+    // 30 redeemed from the oldest lot, 3 accrued on the 70 paid.
+    assert_eq!(entries[0]["kind"], "redeem");
+    assert_eq!(entries[0]["amount"], "-30");
+    assert_eq!(entries.last().unwrap()["kind"], "accrue");
+    assert_eq!(entries.last().unwrap()["amount"], "3");
+    assert!(
+        entries[0]["lot_expires_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let returned: Vec<&Value> = txns[0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "refund_return")
+        .collect();
+    assert_eq!(returned[0]["amount"], "30");
+    // The cursor is an opaque string.
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+
+    // Walk the rest by account id: four sales, oldest last, then no cursor.
+    let account = first["account"].clone();
+    let mut seen = Vec::new();
+    let mut cursor = Some(cursor);
+    while let Some(cur) = cursor {
+        let page = c
+            .call(
+                "account.history",
+                json!({"account": account, "cursor": cur, "limit": 3}),
+            )
+            .await
+            .unwrap();
+        for t in page["transactions"].as_array().unwrap() {
+            seen.push(t["receipt_id"].as_str().unwrap().to_owned());
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, ["H3", "H2", "H1", "H0"]);
+
+    // The default page holds them all.
+    let all = c
+        .call("account.history", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(all["transactions"].as_array().unwrap().len(), 6);
+    assert_eq!(all["next_cursor"], Value::Null);
+
+    for (params, expected) in [
+        (json!({"number": CARD, "limit": 0}), -32602),
+        (json!({"number": CARD, "limit": 501}), -32602),
+        (json!({"number": CARD, "cursor": "x"}), -32602),
+        (json!({"number": CARD, "account": account}), -32602),
+        (json!({}), -32602),
+        (json!({"account": 999}), 2001),
+        (json!({"number": "6035000099998888"}), 2001),
+    ] {
+        assert_eq!(
+            code(c.call("account.history", params.clone()).await).0,
+            expected,
+            "{params}"
+        );
+    }
+}

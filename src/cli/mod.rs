@@ -4,6 +4,7 @@ pub mod call;
 pub mod config;
 pub mod demo;
 pub mod devices;
+pub mod ledger;
 pub mod print_test;
 pub mod sim;
 
@@ -91,4 +92,13 @@ pub enum LedgerCommand {
     /// Check every ledger invariant (balances equal entries equal lots, no
     /// lot out of range); exit 1 on a violation.
     Verify,
+    /// Write every transaction with its entries, as CSV or JSON lines.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ledger::ExportFormat::Csv)]
+        format: ledger::ExportFormat,
+        /// Output file; default stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }

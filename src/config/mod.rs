@@ -681,6 +681,13 @@ impl Config {
             }
         }
 
+        if !(16..=80).contains(&self.receipt.width) {
+            return Err(invalid(
+                find_key(src, "width"),
+                "receipt.width".into(),
+                "characters per line, 16 to 80".into(),
+            ));
+        }
         if let Err(e) = self.ledger.programme.validate() {
             let at = find_key(src, "programme");
             return Err(invalid(at, "ledger.programme".into(), e.to_string()));

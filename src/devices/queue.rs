@@ -1,9 +1,12 @@
 //! The durable print queue: one FIFO per printer in the daemon's SQLite
 //! file.
 //!
-//! States: `queued` → `printing` → `done` | `failed`, with `held` while the
-//! printer cannot print (paper end, cover open, offline, disconnected) and
-//! `cancelled` for jobs the POS withdrew. A job is idempotent on its
+//! States: `queued` → `printing` → `done` | `failed`, with `held` while a
+//! connected printer cannot print (paper end, cover open, offline, no status
+//! reply) or after a write failed (`disconnected`), and `cancelled` for jobs
+//! the POS withdrew. Jobs for a printer that is not connected stay `queued`.
+//! Printing is at least once: a job that was `printing` when the link or the
+//! daemon went down is printed again from the start. A job is idempotent on its
 //! client-chosen `job_id`.
 
 use serde::Serialize;

@@ -39,6 +39,9 @@ pub enum LedgerError {
     /// The sale to refund does not exist.
     #[error("no such sale")]
     UnknownSale,
+    /// No account has this id.
+    #[error("no such account")]
+    UnknownAccount,
     /// A deduction larger than the balance.
     #[error("insufficient balance: {balance} available")]
     InsufficientBalance {
@@ -154,18 +157,24 @@ impl Embedded {
         let now = OffsetDateTime::now_utc();
         let r = self
             .store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let Some((account, status)) = card_account(&tx, &number)? else {
-                    return Ok(None);
-                };
-                expire_due(&tx, account, now)?;
-                let summary = summary(&tx, account, status, now)?;
-                tx.commit()?;
-                Ok(Some(summary))
-            })
+            .with(move |c| resolve_tx(c, &number, now))
             .await?;
         Ok(r)
+    }
+
+    /// One page of an account's transactions, newest first, each with its
+    /// entries. Expired lots are posted first so the page shows the balance
+    /// the customer would be told at the till.
+    pub async fn history(
+        &self,
+        who: AccountRef,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<HistoryPage, LedgerError> {
+        let now = OffsetDateTime::now_utc();
+        self.store
+            .with(move |c| history_tx(c, &who, cursor, limit, now))
+            .await?
     }
 
     /// Quotes a sale for the card (balance 0 if it has no account yet).
@@ -213,7 +222,6 @@ impl Embedded {
         redeem: Decimal,
     ) -> Result<CommitResult, LedgerError> {
         let programme = self.programme.clone();
-        let request = json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string();
         let now = OffsetDateTime::now_utc();
         self.store
             .with(move |c| {
@@ -221,7 +229,6 @@ impl Embedded {
                     c,
                     &programme,
                     &key,
-                    &request,
                     &number,
                     &receipt_id,
                     &lines,
@@ -242,10 +249,9 @@ impl Embedded {
         amount: Option<Decimal>,
     ) -> Result<RefundResult, LedgerError> {
         let programme = self.programme.clone();
-        let request = json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string();
         let now = OffsetDateTime::now_utc();
         self.store
-            .with(move |c| refund_tx(c, &programme, &key, &request, &sale, amount, now))
+            .with(move |c| refund_tx(c, &programme, &key, &sale, amount, now))
             .await?
     }
 
@@ -261,23 +267,244 @@ impl Embedded {
         expires_at: Option<OffsetDateTime>,
     ) -> Result<AdjustResult, LedgerError> {
         let programme = self.programme.clone();
-        let request = json!({
-            "number": number, "amount": amount.to_string(), "reason": reason,
-            "operator": operator, "expires_at": expires_at.map(ts),
-        })
-        .to_string();
         let now = OffsetDateTime::now_utc();
         self.store
             .with(move |c| {
                 adjust_tx(
-                    c, &programme, &key, &request, &number, amount, expires_at, now,
+                    c, &programme, &key, &number, amount, &reason, &operator, expires_at, now,
                 )
             })
             .await?
     }
 }
 
-type TxResult<T> = rusqlite::Result<Result<T, LedgerError>>;
+/// [`Embedded::resolve`] at `now`, on the caller's connection.
+pub(crate) fn resolve_tx(
+    c: &mut Connection,
+    number: &str,
+    now: OffsetDateTime,
+) -> rusqlite::Result<Option<AccountSummary>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some((account, status)) = card_account(&tx, number)? else {
+        return Ok(None);
+    };
+    expire_due(&tx, account, now)?;
+    let summary = summary(&tx, account, status, now)?;
+    tx.commit()?;
+    Ok(Some(summary))
+}
+
+/// Whose history: a card number or an account id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountRef {
+    /// The account holding this card number.
+    Number(String),
+    /// The account with this id.
+    Account(i64),
+}
+
+/// The most transactions one history page returns.
+pub const HISTORY_MAX_LIMIT: u32 = 500;
+
+/// One page of [`Embedded::history`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryPage {
+    /// Account id.
+    pub account: i64,
+    /// Spendable points now (after posting what was due to expire).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance: Decimal,
+    /// Newest first.
+    pub transactions: Vec<HistoryTxn>,
+    /// Pass as `cursor` for the next (older) page; `None` on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// One transaction of a history page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryTxn {
+    /// Transaction id.
+    pub transaction: i64,
+    /// `sale`, `refund`, `adjust` or `expire`.
+    pub kind: String,
+    /// When (RFC 3339, UTC).
+    pub created_at: String,
+    /// The POS's receipt id, for sales.
+    pub receipt_id: Option<String>,
+    /// For refunds: the sale's transaction id.
+    pub refund_of: Option<i64>,
+    /// The postings, in order.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// One posting of a history transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryEntry {
+    /// `accrue`, `redeem`, `clawback`, `refund_return`, `adjust`, `expire`.
+    pub kind: String,
+    /// Signed points: positive adds to the balance.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    /// The lot posted to.
+    pub lot: Option<i64>,
+    /// When that lot expires (RFC 3339, UTC), if it does.
+    pub lot_expires_at: Option<String>,
+}
+
+/// The refund marker stored in a refund's `receipt_id` column.
+fn refund_marker_sale(receipt: &str) -> Option<i64> {
+    receipt.strip_prefix("refund-of:")?.parse().ok()
+}
+
+/// [`Embedded::history`] at `now`: transactions of the account older than
+/// `cursor` (a transaction id; `None` = the newest), at most `limit`
+/// (clamped to 1..=[`HISTORY_MAX_LIMIT`]).
+pub(crate) fn history_tx(
+    c: &mut Connection,
+    who: &AccountRef,
+    cursor: Option<i64>,
+    limit: u32,
+    now: OffsetDateTime,
+) -> TxResult<HistoryPage> {
+    let limit = limit.clamp(1, HISTORY_MAX_LIMIT);
+    // Immediate: posting due expiries writes, and the page must be one
+    // consistent snapshot with the balance next to it.
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let account = match who {
+        AccountRef::Number(n) => match card_account(&tx, n)? {
+            Some((a, _)) => a,
+            None => return Ok(Err(LedgerError::UnknownCard)),
+        },
+        AccountRef::Account(id) => {
+            let found: Option<i64> = tx
+                .query_row("SELECT id FROM accounts WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            match found {
+                Some(a) => a,
+                None => return Ok(Err(LedgerError::UnknownAccount)),
+            }
+        }
+    };
+    expire_due(&tx, account, now)?;
+    let balance = balance_units(&tx, account)?;
+    let mut txns: Vec<HistoryTxn> = {
+        // One row more than asked tells whether there is a next page.
+        let mut stmt = tx.prepare(
+            "SELECT id, kind, created_at, receipt_id FROM txns
+             WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![account, cursor.unwrap_or(i64::MAX), i64::from(limit) + 1],
+            |r| {
+                let kind: String = r.get(1)?;
+                let receipt: Option<String> = r.get(3)?;
+                let refund_of = if kind == "refund" {
+                    receipt.as_deref().and_then(refund_marker_sale)
+                } else {
+                    None
+                };
+                Ok(HistoryTxn {
+                    transaction: r.get(0)?,
+                    created_at: r.get(2)?,
+                    receipt_id: if refund_of.is_some() { None } else { receipt },
+                    refund_of,
+                    kind,
+                    entries: Vec::new(),
+                })
+            },
+        )?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let more = txns.len() > limit as usize;
+    txns.truncate(limit as usize);
+    {
+        let mut stmt = tx.prepare(
+            "SELECT e.kind, e.amount, e.lot_id, l.expires_at
+             FROM entries e LEFT JOIN lots l ON l.id = e.lot_id
+             WHERE e.txn_id = ?1 ORDER BY e.id",
+        )?;
+        for t in &mut txns {
+            let rows = stmt.query_map([t.transaction], |r| {
+                Ok(HistoryEntry {
+                    kind: r.get(0)?,
+                    amount: points(r.get(1)?),
+                    lot: r.get(2)?,
+                    lot_expires_at: r.get(3)?,
+                })
+            })?;
+            t.entries = rows.collect::<rusqlite::Result<_>>()?;
+        }
+    }
+    tx.commit()?;
+    Ok(Ok(HistoryPage {
+        account,
+        balance: points(balance),
+        next_cursor: if more {
+            txns.last().map(|t| t.transaction)
+        } else {
+            None
+        },
+        transactions: txns,
+    }))
+}
+
+/// One row of [`export`]: a transaction with one of its entries (or with
+/// none, for a transaction that posted nothing).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ExportRow {
+    /// Transaction id.
+    pub txn: i64,
+    /// Transaction kind.
+    pub kind: String,
+    /// When (RFC 3339, UTC).
+    pub created_at: String,
+    /// Account id.
+    pub account: i64,
+    /// As stored: the POS's receipt id for sales, `refund-of:<id>` for
+    /// refunds.
+    pub receipt_id: Option<String>,
+    /// The entry's kind; `None` when the transaction has no entries.
+    pub entry_kind: Option<String>,
+    /// The entry's signed points.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub amount: Option<Decimal>,
+    /// The entry's lot.
+    pub lot: Option<i64>,
+}
+
+/// Calls `f` with every transaction and entry of the ledger, in id order,
+/// stopping at the first error `f` returns (the inner result).
+pub fn export(
+    c: &Connection,
+    mut f: impl FnMut(&ExportRow) -> std::io::Result<()>,
+) -> rusqlite::Result<std::io::Result<()>> {
+    let mut stmt = c.prepare(
+        "SELECT t.id, t.kind, t.created_at, t.account_id, t.receipt_id, e.kind, e.amount, e.lot_id
+         FROM txns t LEFT JOIN entries e ON e.txn_id = t.id
+         ORDER BY t.id, e.id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let row = ExportRow {
+            txn: r.get(0)?,
+            kind: r.get(1)?,
+            created_at: r.get(2)?,
+            account: r.get(3)?,
+            receipt_id: r.get(4)?,
+            entry_kind: r.get(5)?,
+            amount: r.get::<_, Option<i64>>(6)?.map(points),
+            lot: r.get(7)?,
+        };
+        if let Err(e) = f(&row) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// A database failure (outer) or a refusal that wrote nothing (inner).
+pub(crate) type TxResult<T> = rusqlite::Result<Result<T, LedgerError>>;
 
 /// Which sale a refund is for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -413,16 +640,20 @@ fn take_from_lots(
     Ok(want - left)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn refund_tx(
+/// [`Embedded::refund`] at `now`, on the caller's connection (tests pick
+/// `now` to move through expiry boundaries).
+pub(crate) fn refund_tx(
     c: &mut Connection,
     p: &Programme,
     key: &str,
-    request: &str,
     sale: &SaleRef,
     amount: Option<Decimal>,
     now: OffsetDateTime,
 ) -> TxResult<RefundResult> {
+    // The stored request a repeat of the key is compared with: its exact
+    // text is part of every existing database, so it must not change.
+    let request = json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string();
+    let request = request.as_str();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(r) = replay(&tx, key, request)? {
         return Ok(r);
@@ -554,17 +785,26 @@ fn refund_tx(
     Ok(Ok(result))
 }
 
+/// [`Embedded::adjust`] at `now`, on the caller's connection.
 #[allow(clippy::too_many_arguments)]
-fn adjust_tx(
+pub(crate) fn adjust_tx(
     c: &mut Connection,
     p: &Programme,
     key: &str,
-    request: &str,
     number: &str,
     amount: Decimal,
+    reason: &str,
+    operator: &str,
     expires_at: Option<OffsetDateTime>,
     now: OffsetDateTime,
 ) -> TxResult<AdjustResult> {
+    // Same text as it always was: existing keys must keep replaying.
+    let request = json!({
+        "number": number, "amount": amount.to_string(), "reason": reason,
+        "operator": operator, "expires_at": expires_at.map(ts),
+    })
+    .to_string();
+    let request = request.as_str();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(r) = replay(&tx, key, request)? {
         return Ok(r);
@@ -619,18 +859,21 @@ fn adjust_tx(
     Ok(Ok(result))
 }
 
+/// [`Embedded::commit`] at `now`, on the caller's connection.
 #[allow(clippy::too_many_arguments)]
-fn commit_tx(
+pub(crate) fn commit_tx(
     c: &mut Connection,
     p: &Programme,
     key: &str,
-    request: &str,
     number: &str,
     receipt_id: &str,
     lines: &[SaleLine],
     redeem: Decimal,
     now: OffsetDateTime,
 ) -> TxResult<CommitResult> {
+    // Same text as it always was: existing keys must keep replaying.
+    let request = json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string();
+    let request = request.as_str();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(r) = replay(&tx, key, request)? {
         return Ok(r);
@@ -812,7 +1055,11 @@ fn expire_due(tx: &Connection, account: i64, now: OffsetDateTime) -> rusqlite::R
     if due.is_empty() {
         return Ok(());
     }
-    let key = format!("expire:{account}:{stamp}");
+    // The first lot's id keeps the key unique: two expiries of the same
+    // account can fall in the same second (a lot added with a past
+    // `expires_at`, then two operations within that second), and a
+    // repeated key would fail the whole operation on the UNIQUE index.
+    let key = format!("expire:{account}:{stamp}:{}", due[0].0);
     tx.execute(
         "INSERT INTO txns (idempotency_key, kind, account_id, request, result, created_at)
          VALUES (?1, 'expire', ?2, '', '', ?3)",
@@ -858,7 +1105,8 @@ fn summary(
 }
 
 /// Every invariant of every account: balance = Σ entries = Σ lot
-/// remainders, no lot below zero or above its amount. Returns the
+/// remainders, each lot's remainder = Σ its entries, no lot below zero or
+/// above its amount. Returns the
 /// violations found, empty when all hold.
 pub fn verify(c: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut problems = Vec::new();
@@ -893,5 +1141,208 @@ pub fn verify(c: &Connection) -> rusqlite::Result<Vec<String>> {
     if bad > 0 {
         problems.push(format!("{bad} lots outside 0..=amount"));
     }
+    // Every entry names its lot, so each lot's entries must add up to what
+    // is left of it; a sum that only matches per account could hide points
+    // moved between lots (spent from one, returned to another).
+    let mut stmt = c.prepare(
+        "SELECT l.id, l.remaining, COALESCE(SUM(e.amount), 0)
+         FROM lots l LEFT JOIN entries e ON e.lot_id = l.id
+         GROUP BY l.id HAVING l.remaining != COALESCE(SUM(e.amount), 0)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for r in rows {
+        let (lot, remaining, sum) = r?;
+        problems.push(format!(
+            "lot {lot}: entries sum to {} but {} remains",
+            points(sum),
+            points(remaining)
+        ));
+    }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn sale(total: u32) -> Vec<SaleLine> {
+        vec![SaleLine {
+            sku: "A1".into(),
+            name: "x".into(),
+            category: "general".into(),
+            qty: Decimal::ONE,
+            price: Decimal::from(total),
+            discount: Decimal::ZERO,
+        }]
+    }
+
+    fn open() -> (tempfile::TempDir, Store, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        (dir, store, c)
+    }
+
+    const CARD: &str = "6035000011112222";
+
+    #[test]
+    fn points_expire_at_local_midnight_after_the_last_valid_day() {
+        let (_dir, _store, mut c) = open();
+        // Moscow time; 6 months.
+        let p = Programme::default();
+        assert_eq!(p.utc_offset_minutes, 180);
+        // 01:30 on 16 January in Moscow, still 15 January in UTC: the
+        // local date is what counts. Last valid day 16 July; gone at
+        // 00:00 +03:00 on 17 July = 21:00 UTC on 16 July.
+        let accrued_at = datetime!(2026-01-15 22:30:00 UTC);
+        let boundary = datetime!(2026-07-17 00:00:00 +03:00);
+        let r = commit_tx(
+            &mut c,
+            &p,
+            "k1",
+            CARD,
+            "R1",
+            &sale(1000),
+            Decimal::ZERO,
+            accrued_at,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.accrued, Decimal::from(50));
+        assert_eq!(
+            r.accrued_expires_at.as_deref(),
+            Some("2026-07-16T21:00:00Z")
+        );
+
+        // One second before: all 50 there, and spendable.
+        let just_before = boundary - time::Duration::SECOND;
+        let s = resolve_tx(&mut c, CARD, just_before).unwrap().unwrap();
+        assert_eq!(s.balance, Decimal::from(50));
+        let spend = commit_tx(
+            &mut c,
+            &p,
+            "k2",
+            CARD,
+            "R2",
+            &sale(100),
+            Decimal::from(20),
+            just_before,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(spend.redeemed, Decimal::from(20));
+        // 5 % of the 80 paid in money.
+        assert_eq!(spend.balance_after, Decimal::from(34));
+
+        // At the boundary the first lot's last 30 points are posted as an
+        // `expire` entry; the new lot (accrued in July) stays.
+        let s = resolve_tx(&mut c, CARD, boundary).unwrap().unwrap();
+        assert_eq!(s.balance, Decimal::from(4));
+        let page = history_tx(&mut c, &AccountRef::Number(CARD.into()), None, 10, boundary)
+            .unwrap()
+            .unwrap();
+        let newest = &page.transactions[0];
+        assert_eq!(newest.kind, "expire");
+        assert_eq!(newest.created_at, "2026-07-16T21:00:00Z");
+        assert_eq!(newest.entries.len(), 1);
+        assert_eq!(newest.entries[0].kind, "expire");
+        assert_eq!(newest.entries[0].amount, Decimal::from(-30));
+        assert_eq!(
+            newest.entries[0].lot_expires_at.as_deref(),
+            Some("2026-07-16T21:00:00Z")
+        );
+        // Nothing more to spend from it: redeeming 5 is over the balance.
+        let over = commit_tx(
+            &mut c,
+            &p,
+            "k3",
+            CARD,
+            "R3",
+            &sale(100),
+            Decimal::from(5),
+            boundary,
+        )
+        .unwrap();
+        assert!(matches!(
+            over,
+            Err(LedgerError::Rules(RulesError::RedeemTooHigh { .. }))
+        ));
+        assert!(verify(&c).unwrap().is_empty());
+    }
+
+    #[test]
+    fn two_expiries_in_one_second_do_not_collide() {
+        let (_dir, _store, mut c) = open();
+        let p = Programme::default();
+        let now = datetime!(2026-03-01 12:00:00 UTC);
+        commit_tx(&mut c, &p, "s", CARD, "R", &sale(100), Decimal::ZERO, now)
+            .unwrap()
+            .unwrap();
+        let past = Some(now - time::Duration::HOUR);
+        let one = Decimal::ONE;
+        adjust_tx(&mut c, &p, "a1", CARD, one, "r", "o", past, now)
+            .unwrap()
+            .unwrap();
+        resolve_tx(&mut c, CARD, now).unwrap();
+        adjust_tx(&mut c, &p, "a2", CARD, one, "r", "o", past, now)
+            .unwrap()
+            .unwrap();
+        // Before the fix this second expiry reused the first one's key
+        // and failed on the UNIQUE index.
+        let s = resolve_tx(&mut c, CARD, now).unwrap().unwrap();
+        assert_eq!(s.balance, Decimal::from(5));
+        assert!(verify(&c).unwrap().is_empty());
+    }
+
+    #[test]
+    fn history_pages_newest_first() {
+        let (_dir, _store, mut c) = open();
+        let p = Programme::default();
+        let now = datetime!(2026-03-01 12:00:00 UTC);
+        for i in 0..5 {
+            commit_tx(
+                &mut c,
+                &p,
+                &format!("k{i}"),
+                CARD,
+                &format!("R{i}"),
+                &sale(100),
+                Decimal::ZERO,
+                now,
+            )
+            .unwrap()
+            .unwrap();
+        }
+        let who = AccountRef::Number(CARD.into());
+        let first = history_tx(&mut c, &who, None, 2, now).unwrap().unwrap();
+        let ids: Vec<i64> = first.transactions.iter().map(|t| t.transaction).collect();
+        assert_eq!(ids, [5, 4]);
+        assert_eq!(first.next_cursor, Some(4));
+        assert_eq!(first.balance, Decimal::from(25));
+        let second = history_tx(&mut c, &who, first.next_cursor, 2, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.next_cursor, Some(2));
+        let last = history_tx(&mut c, &who, second.next_cursor, 2, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.transactions.len(), 1);
+        assert_eq!(last.transactions[0].receipt_id.as_deref(), Some("R0"));
+        assert_eq!(last.next_cursor, None);
+        // Exactly a full last page: no cursor to an empty page.
+        let all = history_tx(&mut c, &who, None, 5, now).unwrap().unwrap();
+        assert_eq!(all.next_cursor, None);
+        assert!(matches!(
+            history_tx(&mut c, &AccountRef::Account(99), None, 5, now).unwrap(),
+            Err(LedgerError::UnknownAccount)
+        ));
+    }
 }

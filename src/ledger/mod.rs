@@ -5,6 +5,8 @@
 //! entries in the daemon's SQLite file.
 
 pub mod embedded;
+#[cfg(test)]
+mod proptests;
 pub mod rules;
 
-pub use embedded::{AccountSummary, CommitResult, Embedded, LedgerError};
+pub use embedded::{AccountRef, AccountSummary, CommitResult, Embedded, HistoryPage, LedgerError};

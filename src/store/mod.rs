@@ -100,6 +100,13 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX fiscal_jobs_open ON fiscal_jobs(printer, id)
         WHERE state IN ('pending', 'sending');",
+    // 5: ledger lookups that scanned whole tables: an account's history
+    // (txns by account, entries by txn), a refund finding its sale and the
+    // earlier refunds of it (txns by receipt id) and the sale's lot.
+    "CREATE INDEX txns_account ON txns(account_id, id);
+    CREATE INDEX txns_receipt ON txns(receipt_id) WHERE receipt_id IS NOT NULL;
+    CREATE INDEX entries_txn ON entries(txn_id);
+    CREATE INDEX lots_txn ON lots(txn_id);",
 ];
 
 /// Database errors.

@@ -6,6 +6,7 @@ mod cards;
 mod devices;
 mod events;
 mod fiscal;
+mod history;
 pub(crate) mod print;
 mod sale;
 mod system;
@@ -106,6 +107,11 @@ pub const METHODS: &[MethodSpec] = &[
         "a whole or partial return: the accrual's share back, spent points returned",
     ),
     m(
+        "account.history",
+        Role::Cashier,
+        "an account's transactions with their entries, newest first, paginated by cursor",
+    ),
+    m(
         "ledger.adjust",
         Role::Admin,
         "a manual accrual or deduction, with the reason and operator recorded",
@@ -201,6 +207,7 @@ pub async fn dispatch(
         "sale.quote" => sale::quote(app, params).await,
         "sale.commit" => sale::commit(app, params).await,
         "sale.refund" => sale::refund(app, params).await,
+        "account.history" => history::history(app, params).await,
         "ledger.adjust" => sale::adjust(app, session, params).await,
         "print.document" => print::document(app, params).await,
         "print.status" => print::status(app, params).await,

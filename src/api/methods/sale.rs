@@ -16,13 +16,17 @@ use crate::redact::CardNumber;
 
 /// A resolved card: the number, and whether a secret came with the read
 /// (the proof of presence that redemption needs).
-struct Card {
-    number: CardNumber,
+pub(super) struct Card {
+    pub(super) number: CardNumber,
     present_with_secret: bool,
 }
 
 /// Who the sale is for: a card token from a read, or a typed number.
-fn card(app: &App, token: Option<String>, number: Option<CardNumber>) -> Result<Card, RpcError> {
+pub(super) fn card(
+    app: &App,
+    token: Option<String>,
+    number: Option<CardNumber>,
+) -> Result<Card, RpcError> {
     match (token, number) {
         (Some(t), None) => {
             let entry = app.cards.resolve(&t).ok_or_else(|| {
@@ -54,7 +58,7 @@ fn card(app: &App, token: Option<String>, number: Option<CardNumber>) -> Result<
     }
 }
 
-fn ledger_error(e: LedgerError) -> RpcError {
+pub(super) fn ledger_error(e: LedgerError) -> RpcError {
     match e {
         LedgerError::Rules(RulesError::Invalid { field, reason }) => {
             RpcError::invalid_params(&field, reason)
@@ -83,6 +87,10 @@ fn ledger_error(e: LedgerError) -> RpcError {
             "idempotency key already used for a different request",
         ),
         LedgerError::UnknownSale => RpcError::new(code::UNKNOWN_SALE, "no such sale"),
+        // The same code as an unknown card: either way no account answers
+        // to what the client named.
+        LedgerError::UnknownAccount => RpcError::new(code::UNKNOWN_CARD, "no such account")
+            .with_data(json!({ "field": "account" })),
         LedgerError::InsufficientBalance { balance } => RpcError::new(
             code::INSUFFICIENT_BALANCE,
             format!("insufficient balance: {balance} available"),

@@ -662,7 +662,8 @@ pub fn expiry_of(
     p: &Programme,
     accrued_at: OffsetDateTime,
 ) -> Result<Option<OffsetDateTime>, RulesError> {
-    let Some(months) = p.expiry_months else {
+    // 0 is "never", since a key left out of the table means the default.
+    let Some(months) = p.expiry_months.filter(|m| *m > 0) else {
         return Ok(None);
     };
     let offset = p.offset()?;
