@@ -94,8 +94,11 @@ fn raw_sqlite(n: usize) -> (f64, Vec<Duration>) {
     for i in 0..n {
         let t = Instant::now();
         c.execute_batch("BEGIN IMMEDIATE").unwrap();
-        c.execute("INSERT INTO t (k, v) VALUES (?1, ?2)", rusqlite::params![format!("k{i}"), i as i64])
-            .unwrap();
+        c.execute(
+            "INSERT INTO t (k, v) VALUES (?1, ?2)",
+            rusqlite::params![format!("k{i}"), i as i64],
+        )
+        .unwrap();
         c.execute_batch("COMMIT").unwrap();
         lat.push(t.elapsed());
     }
@@ -131,14 +134,21 @@ fn bench(c: &mut Criterion) {
                 clients.push(Client::unix(&d.socket).await.unwrap());
             }
             let start = Instant::now();
-            let tasks = clients.into_iter().enumerate().map(|(i, mut c)| async move {
-                let mut v = Vec::with_capacity(per);
-                for _ in 0..per {
-                    v.push(commit(&mut c, i).await);
-                }
-                v
-            });
-            let lat: Vec<Duration> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
+            let tasks = clients
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut c)| async move {
+                    let mut v = Vec::with_capacity(per);
+                    for _ in 0..per {
+                        v.push(commit(&mut c, i).await);
+                    }
+                    v
+                });
+            let lat: Vec<Duration> = futures::future::join_all(tasks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
             (start.elapsed(), lat)
         });
         let n = lat.len();

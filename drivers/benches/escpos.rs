@@ -46,7 +46,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("escpos_encode_40_lines");
     for name in ["epson-tm-t20", "pos-5890"] {
         let profile = Profile::builtin(name).unwrap();
-        let bytes = encode(&doc, &profile, PaperWidth::Mm58).unwrap().bytes.len();
+        let bytes = encode(&doc, &profile, PaperWidth::Mm58)
+            .unwrap()
+            .bytes
+            .len();
         println!("{name}: {bytes} bytes per receipt");
         group.bench_function(name, |b| {
             b.iter(|| encode(&doc, &profile, PaperWidth::Mm58).unwrap())

@@ -24,16 +24,25 @@ struct Counted<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.read.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        self.read
+            .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
         r
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, b);
         if let Poll::Ready(Ok(n)) = &r {
             self.written.fetch_add(*n as u64, Ordering::Relaxed);
@@ -54,7 +63,9 @@ type Client = ShtrihClient<Counted<tokio_serial::SerialStream>>;
 /// number of command frames.
 async fn receipt(c: &mut Client) -> u64 {
     let mut frames = 0;
-    c.execute(&Command::open_check(CheckType::Sale)).await.unwrap();
+    c.execute(&Command::open_check(CheckType::Sale))
+        .await
+        .unwrap();
     frames += 1;
     for i in 0..10u64 {
         let op = OperationV2 {
@@ -69,15 +80,25 @@ async fn receipt(c: &mut Client) -> u64 {
             payment_object: 1,
             name: format!("Товар номер {i}"),
         };
-        c.execute(&Command::operation_v2(&op).unwrap()).await.unwrap();
+        c.execute(&Command::operation_v2(&op).unwrap())
+            .await
+            .unwrap();
         frames += 1;
     }
-    for line in ["БОНУСНАЯ ПРОГРАММА", "Начислено бонусов 50,00", "Баланс 150,00"] {
-        c.execute(&Command::print_string(PrintFlags::receipt(), line)).await.unwrap();
+    for line in [
+        "БОНУСНАЯ ПРОГРАММА",
+        "Начислено бонусов 50,00",
+        "Баланс 150,00",
+    ] {
+        c.execute(&Command::print_string(PrintFlags::receipt(), line))
+            .await
+            .unwrap();
         frames += 1;
     }
     let close = CloseCheckV2::cash(200_000, 1);
-    c.execute(&Command::close_check_v2(&close).unwrap()).await.unwrap();
+    c.execute(&Command::close_check_v2(&close).unwrap())
+        .await
+        .unwrap();
     frames + 1
 }
 
@@ -90,7 +111,11 @@ fn bench(cr: &mut Criterion) {
         let port = tokio_serial::new(path.to_string_lossy(), 115_200)
             .open_native_async()
             .unwrap();
-        let io = Counted { inner: port, read: read.clone(), written: written.clone() };
+        let io = Counted {
+            inner: port,
+            read: read.clone(),
+            written: written.clone(),
+        };
         let mut c = ShtrihClient::new(io, 30);
         c.execute(&Command::open_shift()).await.unwrap();
         (c, handle)
@@ -109,7 +134,10 @@ fn bench(cr: &mut Criterion) {
         })
     });
     group.finish();
-    let (r0, w0) = (read.load(Ordering::Relaxed), written.load(Ordering::Relaxed));
+    let (r0, w0) = (
+        read.load(Ordering::Relaxed),
+        written.load(Ordering::Relaxed),
+    );
     let (frames, elapsed) = rt.block_on(async {
         let t = Instant::now();
         let f = receipt(&mut client).await;
@@ -118,8 +146,14 @@ fn bench(cr: &mut Criterion) {
     let bytes = read.load(Ordering::Relaxed) - r0 + written.load(Ordering::Relaxed) - w0;
     let wire = Duration::from_secs_f64(bytes as f64 * 10.0 / 115_200.0);
     println!("\n10-item fiscal receipt over a pty to the emulator:");
-    println!("  {frames} command frames, {bytes} bytes both ways, {:.1} ms", elapsed.as_secs_f64() * 1e3);
-    println!("  the same bytes at 115 200 baud: {:.1} ms", wire.as_secs_f64() * 1e3);
+    println!(
+        "  {frames} command frames, {bytes} bytes both ways, {:.1} ms",
+        elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "  the same bytes at 115 200 baud: {:.1} ms",
+        wire.as_secs_f64() * 1e3
+    );
 }
 
 criterion_group!(benches, bench);
