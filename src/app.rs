@@ -61,6 +61,8 @@ pub struct App {
     pub cards: Arc<Cards>,
     /// The loyalty ledger.
     pub ledger: Embedded,
+    /// Customers, cards and secrets.
+    pub accounts: crate::ledger::accounts::Accounts,
     /// The embedded database.
     pub store: Store,
     /// The socket actually bound (may come from systemd).
@@ -121,6 +123,7 @@ impl App {
             devices,
             cards,
             ledger,
+            accounts: crate::ledger::accounts::Accounts::new(store.clone()),
             store,
             socket_path,
             reload_lock: tokio::sync::Mutex::new(()),

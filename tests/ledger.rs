@@ -22,6 +22,16 @@ fn code(r: Result<Value, ClientError>) -> (i64, Value) {
     }
 }
 
+/// Registers the customer with the card and its secret code 4711.
+async fn register(c: &mut Client) {
+    c.call(
+        "account.register",
+        json!({"phone": "+79161234567", "name": "Мария", "card_number": CARD, "secret": "4711"}),
+    )
+    .await
+    .unwrap();
+}
+
 async fn token(c: &mut Client) -> String {
     let r = c
         .call("card.enter", json!({"number": CARD, "secret": "4711"}))
@@ -34,6 +44,7 @@ async fn token(c: &mut Client) -> String {
 async fn a_sale_accrues_once_and_redemption_respects_limits() {
     let d = Daemon::start("", "");
     let mut c = d.client().await;
+    register(&mut c).await;
     c.call(
         "events.subscribe",
         json!({"topics": ["ledger.transaction"]}),
@@ -114,6 +125,7 @@ async fn a_sale_accrues_once_and_redemption_respects_limits() {
 async fn two_terminals_redeeming_the_same_points_one_wins() {
     let d = Daemon::start("", "");
     let mut c = d.client().await;
+    register(&mut c).await;
     let seed =
         json!({"idempotency_key": "seed", "number": CARD, "receipt_id": "S", "lines": lines(2000)});
     assert_eq!(
@@ -184,6 +196,7 @@ async fn acknowledged_commits_survive_a_hard_kill() {
 async fn refunds_claw_back_and_return_in_proportion() {
     let d = Daemon::start("", "");
     let mut c = d.client().await;
+    register(&mut c).await;
     let commit = |k: &str, total: u32, redeem: &str, t: &str| json!({"idempotency_key": k, "card_token": t, "receipt_id": k, "lines": lines(total), "redeem": redeem});
     let t = token(&mut c).await;
     c.call("sale.commit", commit("a", 1000, "0", &t))
@@ -325,6 +338,7 @@ async fn manual_adjustments_are_for_admins() {
 async fn account_history_pages_newest_first_with_entries() {
     let d = Daemon::start("", "");
     let mut c = d.client().await;
+    register(&mut c).await;
     for i in 0..4 {
         let sale = json!({"idempotency_key": format!("h{i}"), "number": CARD, "receipt_id": format!("H{i}"), "lines": lines(1000)});
         c.call("sale.commit", sale).await.unwrap(); // +50 each

@@ -59,6 +59,16 @@ pub mod code {
     pub const UNKNOWN_SALE: i64 = 2006;
     /// A deduction larger than the balance; `data.balance` says what there is.
     pub const INSUFFICIENT_BALANCE: i64 = 2007;
+    /// The secret code does not match; `data.attempts_left`.
+    pub const WRONG_SECRET: i64 = 2008;
+    /// Too many wrong secrets: the card is locked; `data.until`.
+    pub const CARD_LOCKED: i64 = 2009;
+    /// The card has no secret code registered, so points cannot be spent.
+    pub const NO_SECRET: i64 = 2010;
+    /// An account with this phone or e-mail exists; `data.field`.
+    pub const ACCOUNT_EXISTS: i64 = 2011;
+    /// The card number is already issued.
+    pub const CARD_TAKEN: i64 = 2012;
 }
 
 /// The longest request line accepted, newline excluded.

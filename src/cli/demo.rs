@@ -59,6 +59,8 @@ default_accrual_percent = "5"
 cap_percent = "50"
 expiry_months = 6
 utc_offset_minutes = 180
+welcome_bonus = "100"
+welcome_expiry_days = 30
 
 [[reader]]
 name = "msr"
@@ -156,7 +158,7 @@ pub async fn run(once: bool) -> Result<()> {
 
     println!("posbridge demo: simulated magstripe reader {msr_path}, QR scanner {qr_path},");
     println!(
-        "ESC/POS printer on {printer_addr}, embedded ledger in {}",
+        "ESC/POS printer on {printer_addr}, Shtrih-M fiscal register on {fiscal_addr},\nembedded ledger in {}",
         dir.path().display()
     );
     let exe = std::env::current_exe()?;
@@ -194,8 +196,34 @@ pub async fn run(once: bool) -> Result<()> {
     }
 
     step(
+        0,
+        "A customer registers at the till with her plastic card; the welcome bonus lands",
+    );
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+7 916 555-01-02", "name": "Мария Иванова",
+                   "card_number": "6035000011112222", "secret": "4711"}),
+        )
+        .await?;
+    show(
+        "account.register",
+        &json!({"account": reg["account"], "kind": reg["kind"], "welcome_bonus": reg["welcome_bonus"], "expires": reg["welcome_expires_at"]}),
+    );
+    let virt = c
+        .call(
+            "account.register",
+            json!({"email": "oleg@example.ru", "virtual": true}),
+        )
+        .await?;
+    show(
+        "account.register (virtual card)",
+        &json!({"card_number": virt["card_number"], "secret_shown_once": virt["secret"]}),
+    );
+
+    step(
         1,
-        "A new customer swipes her loyalty card (track data written into the reader's pty)",
+        "She swipes her card (track data written into the reader's pty): it arrives resolved",
     );
     msr.write_all(SWIPE).await?;
     let read = next_event(&mut c, "card.read").await?;
@@ -207,7 +235,7 @@ pub async fn run(once: bool) -> Result<()> {
 
     step(
         2,
-        "First purchase of 1 000,00: she joins the programme and earns 5 %; the bonus block is printed",
+        "A purchase of 1 000,00 earns 5 %; the bonus block is printed",
     );
     let r = c
         .call("sale.commit", json!({"idempotency_key": "demo-1", "card_token": token, "receipt_id": "R-0001", "lines": lines("1000"), "print": {"printer": "receipt"}}))

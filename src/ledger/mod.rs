@@ -4,6 +4,7 @@
 //! refund shares, expiry dates); [`embedded`] keeps accounts, lots and
 //! entries in the daemon's SQLite file.
 
+pub mod accounts;
 pub mod embedded;
 #[cfg(test)]
 mod proptests;

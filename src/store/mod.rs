@@ -107,6 +107,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX txns_receipt ON txns(receipt_id) WHERE receipt_id IS NOT NULL;
     CREATE INDEX entries_txn ON entries(txn_id);
     CREATE INDEX lots_txn ON lots(txn_id);",
+    // 6: customers and card secrets. A secret is kept only as an argon2id
+    // hash; wrong guesses are counted on the card and lock it for a while,
+    // and the lock is a row, so it survives a restart.
+    "ALTER TABLE accounts ADD COLUMN name TEXT;
+    ALTER TABLE accounts ADD COLUMN phone TEXT;
+    ALTER TABLE accounts ADD COLUMN email TEXT;
+    CREATE UNIQUE INDEX accounts_phone ON accounts(phone) WHERE phone IS NOT NULL;
+    CREATE UNIQUE INDEX accounts_email ON accounts(email) WHERE email IS NOT NULL;
+    ALTER TABLE cards ADD COLUMN kind TEXT NOT NULL DEFAULT 'physical';
+    ALTER TABLE cards ADD COLUMN secret_hash TEXT;
+    ALTER TABLE cards ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE cards ADD COLUMN locked_until TEXT;",
 ];
 
 /// Database errors.

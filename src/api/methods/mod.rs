@@ -1,6 +1,7 @@
 //! The methods, one file per family, and the table that says who may call
 //! what.
 
+mod accounts;
 mod auth;
 mod cards;
 mod devices;
@@ -85,6 +86,11 @@ pub const METHODS: &[MethodSpec] = &[
         "devices.restart",
         Role::Admin,
         "close and reopen one device",
+    ),
+    m(
+        "account.register",
+        Role::Cashier,
+        "a customer with a card and its secret code; the welcome bonus lands",
     ),
     m(
         "card.resolve",
@@ -203,6 +209,7 @@ pub async fn dispatch(
         "system.methods" => Ok(system::methods()),
         "system.reload" => system::reload(app).await,
         "card.enter" => cards::enter(app, params).await,
+        "account.register" => accounts::register(app, params).await,
         "card.resolve" => sale::resolve(app, params).await,
         "sale.quote" => sale::quote(app, params).await,
         "sale.commit" => sale::commit(app, params).await,

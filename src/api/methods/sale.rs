@@ -19,6 +19,8 @@ use crate::redact::CardNumber;
 pub(super) struct Card {
     pub(super) number: CardNumber,
     present_with_secret: bool,
+    /// The secret that came with the read, checked before points are spent.
+    secret: Option<crate::redact::Secret>,
 }
 
 /// Who the sale is for: a card token from a read, or a typed number.
@@ -36,6 +38,7 @@ pub(super) fn card(
             Ok(Card {
                 number: entry.number,
                 present_with_secret: entry.secret.is_some(),
+                secret: entry.secret,
             })
         }
         (None, Some(n)) => {
@@ -49,6 +52,7 @@ pub(super) fn card(
             Ok(Card {
                 number: n,
                 present_with_secret: false,
+                secret: None,
             })
         }
         _ => Err(RpcError::invalid_params(
@@ -208,6 +212,11 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             "redeeming points needs a card_token from a read that carried the card's secret",
         )
         .with_data(json!({ "field": "card_token" })));
+    }
+    if redeem > Decimal::ZERO
+        && let Some(secret) = card.secret.clone()
+    {
+        verify_secret(app, &card.number, secret).await?;
     }
     let r = app
         .ledger
@@ -406,4 +415,44 @@ pub(super) async fn adjust(
         }),
     );
     Ok(json!(r))
+}
+
+/// Checks the secret a read carried against the card's stored hash.
+async fn verify_secret(
+    app: &Arc<App>,
+    number: &CardNumber,
+    secret: crate::redact::Secret,
+) -> Result<(), RpcError> {
+    use crate::ledger::accounts::AccountError;
+    match app
+        .accounts
+        .verify_secret(number.expose().to_owned(), secret)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(AccountError::WrongSecret { attempts_left }) => Err(RpcError::new(
+            code::WRONG_SECRET,
+            format!("wrong secret code; {attempts_left} attempts left"),
+        )
+        .with_data(json!({ "attempts_left": attempts_left }))),
+        Err(AccountError::Locked { until, just_locked }) => {
+            if just_locked {
+                app.bus.publish(
+                    "card.locked",
+                    json!({ "card_masked": number.masked(), "until": until }),
+                );
+            }
+            Err(RpcError::new(
+                code::CARD_LOCKED,
+                format!("the card is locked until {until}"),
+            )
+            .with_data(json!({ "until": until })))
+        }
+        Err(AccountError::NoSecret) => Err(RpcError::new(
+            code::NO_SECRET,
+            "the card has no secret code registered; register it to spend points",
+        )),
+        Err(AccountError::UnknownCard) => Err(RpcError::new(code::UNKNOWN_CARD, "unknown card")),
+        Err(e) => Err(RpcError::internal("accounts", e)),
+    }
 }

@@ -1,0 +1,99 @@
+//! `account.register`: a customer, a card with its secret code, and the
+//! welcome bonus.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::rpc::{self, RpcError, code};
+use crate::app::App;
+use crate::ledger::accounts::{AccountError, Registration};
+use crate::redact::Secret;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterParams {
+    phone: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+    /// A physical card handed over at the till; absent: a virtual card.
+    card_number: Option<String>,
+    /// The physical card's secret code; absent: one is generated.
+    secret: Option<Secret>,
+    /// Must be true (or absent) when no card_number is given.
+    #[serde(rename = "virtual")]
+    is_virtual: Option<bool>,
+}
+
+pub(super) async fn register(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: RegisterParams = rpc::params(params)?;
+    if p.card_number.is_none() && p.is_virtual == Some(false) {
+        return Err(RpcError::invalid_params(
+            "card_number",
+            "give the physical card's number, or virtual: true",
+        ));
+    }
+    if p.name.as_ref().is_some_and(|n| n.chars().count() > 128) {
+        return Err(RpcError::invalid_params("name", "at most 128 characters"));
+    }
+    let config = app.config();
+    let r = app
+        .accounts
+        .register(
+            &config.ledger.programme,
+            Registration {
+                phone: p.phone,
+                email: p.email,
+                name: p.name,
+                card_number: p.card_number,
+                secret: p.secret,
+            },
+        )
+        .await;
+    let r = match r {
+        Ok(r) => r,
+        Err(AccountError::BadPhone) => {
+            return Err(RpcError::invalid_params(
+                "phone",
+                "not a phone number (E.164)",
+            ));
+        }
+        Err(AccountError::BadEmail) => {
+            return Err(RpcError::invalid_params("email", "not an e-mail address"));
+        }
+        Err(AccountError::NoContact) => {
+            return Err(RpcError::invalid_params("phone", "give phone or email"));
+        }
+        Err(AccountError::BadCardNumber) => {
+            return Err(RpcError::invalid_params("card_number", "4 to 32 digits"));
+        }
+        Err(AccountError::BadSecret) => {
+            return Err(RpcError::invalid_params(
+                "secret",
+                "4 to 32 letters or digits",
+            ));
+        }
+        Err(AccountError::Duplicate(field)) => {
+            return Err(RpcError::new(
+                code::ACCOUNT_EXISTS,
+                format!("an account with this {field} exists"),
+            )
+            .with_data(json!({ "field": field })));
+        }
+        Err(AccountError::CardTaken) => {
+            return Err(RpcError::new(
+                code::CARD_TAKEN,
+                "the card number is already issued",
+            ));
+        }
+        Err(e) => return Err(RpcError::internal("accounts", e)),
+    };
+    let masked = crate::redact::CardNumber::new(r.card_number.clone()).masked();
+    tracing::info!(account = r.account, card = %masked, "account registered");
+    app.bus.publish(
+        "account.registered",
+        json!({"account": r.account, "card_masked": masked, "kind": r.kind}),
+    );
+    Ok(json!(r))
+}
