@@ -322,6 +322,33 @@ pub async fn run(once: bool) -> Result<()> {
     if resolved["account"]["balance"] != r["balance_after"] {
         bail!("the balance does not add up");
     }
+    let history = c
+        .call(
+            "account.history",
+            json!({"number": "6035000011112222", "limit": 10}),
+        )
+        .await?;
+    println!("   account.history, newest first:");
+    for t in history["transactions"].as_array().into_iter().flatten() {
+        let entries: Vec<String> = t["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["kind"].as_str().unwrap_or("?"),
+                    e["amount"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        println!(
+            "   | #{:<3} {:<8} {}",
+            t["transaction"],
+            t["kind"].as_str().unwrap_or("?"),
+            entries.join(", ")
+        );
+    }
 
     println!("\nThe daemon is running on {}.", socket.display());
     if once {
