@@ -1,7 +1,36 @@
 //! `posbridge devices`: what is plugged in, whether the daemon could open
 //! it, and a configuration snippet for each.
 
+use std::path::PathBuf;
+
 use posbridge_drivers::discover::{self, Access, DeviceClass, FoundDevice};
+
+/// What is looked up per device beyond [`FoundDevice`], kept apart so
+/// [`snippet`] stays a pure function of what was found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Extra {
+    /// A hidraw node's first usage page, from its report descriptor.
+    pub usage_page: Option<u16>,
+    /// An input node's stable `/dev/input/by-id/` name.
+    pub by_id: Option<PathBuf>,
+}
+
+impl Extra {
+    /// Looks the details up on the running system.
+    fn lookup(d: &FoundDevice) -> Extra {
+        match d.class {
+            DeviceClass::Hidraw => Extra {
+                usage_page: discover::hidraw_usage_page_system(&d.node),
+                by_id: None,
+            },
+            DeviceClass::Input => Extra {
+                usage_page: None,
+                by_id: discover::input_by_id_link_system(&d.node),
+            },
+            _ => Extra::default(),
+        }
+    }
+}
 
 /// Prints every serial port, HID node, input device and USB printer found,
 /// flagging those the daemon's user could not open.
@@ -16,7 +45,15 @@ pub fn list() {
         if let Access::Denied { reason } = &d.access {
             println!("  ! {reason}");
         }
-        println!("{}", indent(&snippet(d, i)));
+        let extra = Extra::lookup(d);
+        if let Some(page) = extra.usage_page {
+            let name = discover::usage_page_name(page).unwrap_or("other");
+            println!("  usage page {page:#06x}: {name}");
+        }
+        if let Some(link) = &extra.by_id {
+            println!("  by-id: {}", link.display());
+        }
+        println!("{}", indent(&snippet(d, &extra, i)));
     }
 }
 
@@ -27,8 +64,23 @@ fn indent(s: &str) -> String {
         .join("\n")
 }
 
+/// The `[reader.hid]` report format a usage page suggests, with what the
+/// technician may still have to change.
+fn hid_report(page: Option<u16>) -> &'static str {
+    match page {
+        Some(0x8C) => "report = \"pos_scanner\"\n",
+        // Vendor pages need the reader's own layout from its manual: the
+        // snippet must stay loadable, so it suggests it in a comment.
+        Some(0xFF00..=0xFFFF) | Some(0x8E) => {
+            "report = \"boot_keyboard\"   # vendor page: probably \"vendor_msr\" with\n\
+             # track_length_offsets, track_data_offsets and track_max_len from its manual\n"
+        }
+        _ => "report = \"boot_keyboard\"   # or \"pos_scanner\" / \"vendor_msr\"\n",
+    }
+}
+
 /// A ready-to-paste configuration entry for a found device.
-pub fn snippet(d: &FoundDevice, i: usize) -> String {
+pub fn snippet(d: &FoundDevice, extra: &Extra, i: usize) -> String {
     let usb = d.usb.as_ref().map(|u| {
         let mut s = format!("{:04x}:{:04x}", u.vid, u.pid);
         if let Some(serial) = &u.serial {
@@ -50,13 +102,16 @@ pub fn snippet(d: &FoundDevice, i: usize) -> String {
                  [reader.evdev]\nusb = \"{u}\"\n"
             ),
             None => format!(
-                "[[reader]]\nname = \"wedge{i}\"\ntype = \"scanner\"\n[reader.evdev]\ndevice = \"{node}\"\n"
+                "[[reader]]\nname = \"wedge{i}\"\ntype = \"scanner\"\n[reader.evdev]\ndevice = \"{}\"\n",
+                // The by-id name survives replugging; the node may not.
+                extra.by_id.as_deref().unwrap_or(&d.node).display()
             ),
         },
         DeviceClass::Hidraw => format!(
             "[[reader]]\nname = \"hid{i}\"\ntype = \"scanner\"   # or \"msr\"\n\
-             [reader.hid]\nusb = \"{}\"\nreport = \"boot_keyboard\"   # or \"pos_scanner\"\n",
-            usb.unwrap_or_else(|| "VID:PID".into())
+             [reader.hid]\nusb = \"{}\"\n{}",
+            usb.unwrap_or_else(|| "VID:PID".into()),
+            hid_report(extra.usage_page)
         ),
         DeviceClass::UsbLp => format!(
             "[[printer]]\nname = \"printer{i}\"\ntype = \"escpos\"\n[printer.usb]\ndevice = \"{node}\"\n"
@@ -66,8 +121,6 @@ pub fn snippet(d: &FoundDevice, i: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::config::Config;
 
@@ -91,13 +144,68 @@ mod tests {
                     name: None,
                     access: Access::ReadWrite,
                 };
-                let s = snippet(&d, i);
-                if class == DeviceClass::Hidraw && d.usb.is_none() {
-                    continue; // a placeholder the technician must fill in
+                let extras = [
+                    Extra::default(),
+                    Extra {
+                        usage_page: Some(0x8C),
+                        by_id: Some("/dev/input/by-id/usb-Acme-event-kbd".into()),
+                    },
+                    Extra {
+                        usage_page: Some(0xFF00),
+                        by_id: None,
+                    },
+                    Extra {
+                        usage_page: Some(0x01),
+                        by_id: None,
+                    },
+                ];
+                for extra in &extras {
+                    let s = snippet(&d, extra, i);
+                    if class == DeviceClass::Hidraw && d.usb.is_none() {
+                        continue; // a placeholder the technician must fill in
+                    }
+                    Config::parse(&s, std::path::Path::new("snippet"))
+                        .unwrap_or_else(|e| panic!("{e}\n{s}"));
                 }
-                Config::parse(&s, std::path::Path::new("snippet"))
-                    .unwrap_or_else(|e| panic!("{e}\n{s}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod extra_tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn found(class: DeviceClass, node: &str) -> FoundDevice {
+        FoundDevice {
+            class,
+            node: PathBuf::from(node),
+            usb: Some(discover::UsbIdentity::new(0x0801, 0x0002)),
+            name: None,
+            access: Access::ReadWrite,
+        }
+    }
+
+    #[test]
+    fn snippets_use_the_details() {
+        let hid = found(DeviceClass::Hidraw, "/dev/hidraw0");
+        let page = |p| Extra {
+            usage_page: Some(p),
+            by_id: None,
+        };
+        assert!(snippet(&hid, &page(0x8C), 0).contains("report = \"pos_scanner\""));
+        assert!(snippet(&hid, &page(0xFF00), 0).contains("vendor_msr"));
+        let mut wedge = found(DeviceClass::Input, "/dev/input/event3");
+        wedge.usb = None;
+        let by_id = Extra {
+            usage_page: None,
+            by_id: Some("/dev/input/by-id/usb-Acme-event-kbd".into()),
+        };
+        assert!(
+            snippet(&wedge, &by_id, 0).contains("device = \"/dev/input/by-id/usb-Acme-event-kbd\"")
+        );
+        assert!(snippet(&wedge, &Extra::default(), 0).contains("device = \"/dev/input/event3\""));
     }
 }

@@ -340,21 +340,244 @@ fn default_gap_ms() -> u64 {
     50
 }
 
-/// `[reader.hid]`: a HID POS reader.
+/// `[reader.hid]`: a HID reader, opened by USB id through hidapi.
+///
+/// Deserialized through [`HidConfigRaw`] so that the vendor MSR layout is
+/// range-checked at load time, with errors naming the key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "HidConfigRaw")]
 pub struct HidConfig {
     /// USB `VID:PID[:serial]`.
     pub usb: Spanned<UsbId>,
-    /// Report format: `boot_keyboard` (8-byte keyboard reports) or
-    /// `pos_scanner` (HID POS bar code scanner, usage page 0x8C).
-    #[serde(default)]
+    /// Report format: `boot_keyboard` (8-byte keyboard reports),
+    /// `pos_scanner` (HID POS bar code scanner, usage page 0x8C) or
+    /// `vendor_msr` (a magstripe reader's own report layout).
     pub report: HidReport,
     /// Report ID in front of each report, when the device numbers them.
     pub report_id: Option<u8>,
     /// Silence between keys that ends a message (boot keyboard reports).
-    #[serde(default = "default_gap_ms")]
     pub gap_ms: u64,
+    /// `vendor_msr`: the byte holding each track's length, tracks 1, 2, 3
+    /// in order (one to three entries).
+    pub track_length_offsets: Option<Vec<usize>>,
+    /// `vendor_msr`: where each track's characters start, one per entry of
+    /// `track_length_offsets`.
+    pub track_data_offsets: Option<Vec<usize>>,
+    /// `vendor_msr`: the size of each track's slot, in characters.
+    pub track_max_len: Option<usize>,
+}
+
+/// `[reader.hid]` as written, before [`HidConfig`]'s checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HidConfigRaw {
+    usb: Spanned<UsbId>,
+    #[serde(default)]
+    report: HidReport,
+    report_id: Option<u8>,
+    #[serde(default = "default_gap_ms")]
+    gap_ms: u64,
+    track_length_offsets: Option<Vec<usize>>,
+    track_data_offsets: Option<Vec<usize>>,
+    track_max_len: Option<usize>,
+}
+
+impl TryFrom<HidConfigRaw> for HidConfig {
+    type Error = String;
+
+    fn try_from(raw: HidConfigRaw) -> Result<Self, String> {
+        use posbridge_drivers::reader::hid::MAX_REPORT_LEN;
+        let layout_keys = [
+            ("track_length_offsets", raw.track_length_offsets.is_some()),
+            ("track_data_offsets", raw.track_data_offsets.is_some()),
+            ("track_max_len", raw.track_max_len.is_some()),
+        ];
+        if raw.report == HidReport::VendorMsr {
+            if let Some((key, _)) = layout_keys.iter().find(|(_, set)| !set) {
+                return Err(format!("{key}: required with report = \"vendor_msr\""));
+            }
+            let lengths = raw.track_length_offsets.as_deref().unwrap_or_default();
+            let data = raw.track_data_offsets.as_deref().unwrap_or_default();
+            let max_len = raw.track_max_len.unwrap_or_default();
+            if !(1..=3).contains(&lengths.len()) {
+                return Err("track_length_offsets: one to three offsets (tracks 1, 2, 3)".into());
+            }
+            if data.len() != lengths.len() {
+                return Err(format!(
+                    "track_data_offsets: {} offsets, but track_length_offsets has {}",
+                    data.len(),
+                    lengths.len()
+                ));
+            }
+            // A length byte counts to 255 at most.
+            if !(1..=255).contains(&max_len) {
+                return Err("track_max_len: 1 to 255 characters".into());
+            }
+            // With report IDs, byte 0 is the ID: no field can be there.
+            let first = usize::from(raw.report_id.is_some());
+            for &at in lengths {
+                if !(first..MAX_REPORT_LEN).contains(&at) {
+                    return Err(format!(
+                        "track_length_offsets: {at} is outside the report ({first} to {})",
+                        MAX_REPORT_LEN - 1
+                    ));
+                }
+            }
+            for &at in data {
+                if at < first || at.saturating_add(max_len) > MAX_REPORT_LEN {
+                    return Err(format!(
+                        "track_data_offsets: {at} with track_max_len {max_len} does not fit \
+                         a report ({first} to {MAX_REPORT_LEN} bytes)"
+                    ));
+                }
+            }
+        } else if let Some((key, _)) = layout_keys.iter().find(|(_, set)| *set) {
+            return Err(format!("{key}: only used with report = \"vendor_msr\""));
+        }
+        Ok(HidConfig {
+            usb: raw.usb,
+            report: raw.report,
+            report_id: raw.report_id,
+            gap_ms: raw.gap_ms,
+            track_length_offsets: raw.track_length_offsets,
+            track_data_offsets: raw.track_data_offsets,
+            track_max_len: raw.track_max_len,
+        })
+    }
+}
+
+impl HidConfig {
+    /// The vendor MSR layout, for `report = "vendor_msr"` (checked when
+    /// the configuration was loaded).
+    pub fn vendor_msr_layout(&self) -> Option<posbridge_drivers::reader::hid::VendorMsrLayout> {
+        use posbridge_drivers::reader::hid::{TrackSlot, VendorMsrLayout};
+        if self.report != HidReport::VendorMsr {
+            return None;
+        }
+        let lengths = self.track_length_offsets.as_deref()?;
+        let data = self.track_data_offsets.as_deref()?;
+        let max_len = self.track_max_len?;
+        let mut tracks = [None; 3];
+        for (slot, (&length_offset, &data_offset)) in
+            tracks.iter_mut().zip(lengths.iter().zip(data))
+        {
+            *slot = Some(TrackSlot {
+                length_offset,
+                data_offset,
+                max_len,
+            });
+        }
+        Some(VendorMsrLayout {
+            report_id: self.report_id,
+            tracks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod hid_config_tests {
+    use super::*;
+
+    fn hid(extra: &str) -> Result<Config, ConfigError> {
+        let src = format!(
+            "[[reader]]\nname = \"m\"\ntype = \"msr\"\n[reader.hid]\nusb = \"0801:0002\"\n{extra}"
+        );
+        Config::parse(&src, Path::new("t.toml"))
+    }
+
+    fn message(extra: &str) -> String {
+        match hid(extra) {
+            Err(ConfigError::Invalid { path, message, .. }) => format!("{path}: {message}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vendor_msr_layout_loads() {
+        let c = hid(
+            "report = \"vendor_msr\"\nreport_id = 1\ntrack_length_offsets = [1, 2, 3]\n\
+                     track_data_offsets = [4, 114, 224]\ntrack_max_len = 110\n",
+        )
+        .unwrap();
+        let h = c.readers[0].hid.as_ref().unwrap();
+        let layout = h.vendor_msr_layout().unwrap();
+        assert_eq!(layout.report_id, Some(1));
+        let t3 = layout.tracks[2].unwrap();
+        assert_eq!(
+            (t3.length_offset, t3.data_offset, t3.max_len),
+            (3, 224, 110)
+        );
+        // Two tracks only.
+        let c = hid("report = \"vendor_msr\"\ntrack_length_offsets = [0, 1]\n\
+                     track_data_offsets = [2, 50]\ntrack_max_len = 40\n")
+        .unwrap();
+        let layout = c.readers[0]
+            .hid
+            .as_ref()
+            .unwrap()
+            .vendor_msr_layout()
+            .unwrap();
+        assert!(layout.tracks[2].is_none());
+        // Other formats have no layout.
+        let c = hid("").unwrap();
+        assert_eq!(c.readers[0].hid.as_ref().unwrap().vendor_msr_layout(), None);
+    }
+
+    #[test]
+    fn vendor_msr_errors_name_the_key() {
+        let base = "report = \"vendor_msr\"\n";
+        for (extra, key) in [
+            (
+                "track_data_offsets = [4]\ntrack_max_len = 10\n",
+                "track_length_offsets",
+            ),
+            (
+                "track_length_offsets = [1]\ntrack_data_offsets = [4]\n",
+                "track_max_len",
+            ),
+            (
+                "track_length_offsets = [1, 2, 3, 4]\ntrack_data_offsets = [4]\ntrack_max_len = 9\n",
+                "track_length_offsets",
+            ),
+            (
+                "track_length_offsets = [1, 2]\ntrack_data_offsets = [4]\ntrack_max_len = 9\n",
+                "track_data_offsets",
+            ),
+            (
+                "track_length_offsets = [1]\ntrack_data_offsets = [4]\ntrack_max_len = 256\n",
+                "track_max_len",
+            ),
+            (
+                "track_length_offsets = [5000]\ntrack_data_offsets = [4]\ntrack_max_len = 9\n",
+                "track_length_offsets",
+            ),
+            (
+                "track_length_offsets = [1]\ntrack_data_offsets = [4090]\ntrack_max_len = 9\n",
+                "track_data_offsets",
+            ),
+            (
+                "report_id = 2\ntrack_length_offsets = [0]\ntrack_data_offsets = [4]\ntrack_max_len = 9\n",
+                "track_length_offsets",
+            ),
+        ] {
+            let m = message(&format!("{base}{extra}"));
+            assert!(m.contains(key), "{extra}: {m}");
+            assert!(m.starts_with("reader[0].hid"), "{m}");
+        }
+        let m = message("track_max_len = 10\n");
+        assert!(
+            m.contains("track_max_len") && m.contains("only used"),
+            "{m}"
+        );
+        let m = message("track_slots = 3\n");
+        assert!(m.contains("track_slots"), "{m}");
+        // The usb key keeps its own path.
+        let src = "[[reader]]\nname = \"m\"\ntype = \"msr\"\n[reader.hid]\nusb = \"zz\"\n";
+        match Config::parse(src, Path::new("t.toml")) {
+            Err(ConfigError::Invalid { path, .. }) => assert_eq!(path, "reader[0].hid.usb"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 /// HID report formats.
@@ -366,6 +589,10 @@ pub enum HidReport {
     BootKeyboard,
     /// HID POS bar code scanner reports.
     PosScanner,
+    /// A magstripe reader's vendor report: each track's length and
+    /// characters at the offsets given by `track_length_offsets`,
+    /// `track_data_offsets` and `track_max_len`.
+    VendorMsr,
 }
 
 /// `[printer.tcp]`.

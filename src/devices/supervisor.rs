@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use posbridge_drivers::printer::escpos::Profile;
 use posbridge_drivers::reader::framing;
+use posbridge_drivers::reader::hid::{HidError, HidReader};
 use posbridge_drivers::reader::keyboard::{
     BootKeyboardDecoder, EvdevError, EvdevReader, KeyMessage, PosScanDecoder, PosScanLayout,
     WedgeConfig,
@@ -154,8 +155,8 @@ enum Link {
     Stream(BoxTransport, LinkWatch),
     /// A keyboard-wedge reader, grabbed.
     Evdev(Box<EvdevReader>),
-    /// A hidraw node: one report per read.
-    Hid(tokio::fs::File),
+    /// A HID device, its reports read on hidapi's thread.
+    Hid(HidReader),
 }
 
 /// How a dropped link shows itself.
@@ -178,6 +179,33 @@ async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
             };
             Ok(Link::Stream(spec.open().await?, watch))
         }
+        Some(Endpoint::Input(ReaderAttachment::Hid(usb))) => {
+            // hidapi enumerates sysfs and opens the node: brief, but
+            // blocking, so off the async threads.
+            let what = usb.to_string();
+            let opened = tokio::task::spawn_blocking(move || {
+                HidReader::open(usb.vid, usb.pid, usb.serial.as_deref())
+            })
+            .await
+            .map_err(|e| TransportError::Io {
+                what: what.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            opened.map(Link::Hid).map_err(|e| match e {
+                HidError::NotFound { .. } | HidError::Ambiguous { .. } => {
+                    TransportError::NotFound {
+                        what: e.to_string(),
+                    }
+                }
+                HidError::PermissionDenied { path } => TransportError::PermissionDenied {
+                    what: format!("{what} ({path})"),
+                },
+                e => TransportError::Io {
+                    what,
+                    source: std::io::Error::other(e.to_string()),
+                },
+            })
+        }
         Some(Endpoint::Input(attachment)) => {
             let path = input_path(&attachment)?;
             let what = path.display().to_string();
@@ -198,12 +226,9 @@ async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
                         }),
                     }
                 }
-                _ => {
-                    let file = tokio::fs::File::open(&path)
-                        .await
-                        .map_err(|e| TransportError::from_io(what, e))?;
-                    Ok(Link::Hid(file))
-                }
+                _ => Err(TransportError::NotFound {
+                    what: format!("{what}: not a keyboard-wedge reader entry"),
+                }),
             }
         }
         None => Err(TransportError::NotFound {
@@ -212,16 +237,17 @@ async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
     }
 }
 
-/// The device node of an evdev or HID reader, looked up through sysfs when
+/// The device node of a keyboard-wedge reader, looked up through sysfs when
 /// the entry names a USB id.
 fn input_path(a: &ReaderAttachment) -> Result<PathBuf, TransportError> {
     use posbridge_drivers::discover;
-    let (usb, hid) = match a {
+    // HID readers are opened through hidapi by their USB id; only
+    // keyboard-wedge readers come here.
+    let usb = match a {
         ReaderAttachment::Evdev {
             device: Some(d), ..
         } => return Ok(d.clone()),
-        ReaderAttachment::Evdev { usb: Some(u), .. } => (u, false),
-        ReaderAttachment::Hid(u) => (u, true),
+        ReaderAttachment::Evdev { usb: Some(u), .. } => u,
         _ => {
             return Err(TransportError::NotFound {
                 what: "evdev reader without device or usb".into(),
@@ -233,12 +259,7 @@ fn input_path(a: &ReaderAttachment) -> Result<PathBuf, TransportError> {
         pid: usb.pid,
         serial: usb.serial.clone(),
     };
-    let found = if hid {
-        discover::find_hidraw_system(&id)
-    } else {
-        discover::find_input_system(&id)
-    };
-    found.map_err(|e| TransportError::NotFound {
+    discover::find_input_system(&id).map_err(|e| TransportError::NotFound {
         what: e.to_string(),
     })
 }
@@ -402,9 +423,9 @@ fn swipe_gap(r: &crate::config::ReaderConfig) -> Option<Duration> {
         .then(|| Duration::from_millis(r.framing.swipe_gap_ms))
 }
 
-/// Reads HID reports (one per `read` on hidraw) and decodes them.
-async fn run_hid(mut f: tokio::fs::File, hid: &HidConfig, decoder: &Decoder) -> String {
-    let mut buf = [0u8; 256];
+/// Reads HID reports from hidapi's thread and decodes them by the entry's
+/// report format.
+async fn run_hid(mut reader: HidReader, hid: &HidConfig, decoder: &Decoder) -> String {
     let wedge = WedgeConfig {
         gap: Duration::from_millis(hid.gap_ms),
         ..WedgeConfig::default()
@@ -415,11 +436,13 @@ async fn run_hid(mut f: tokio::fs::File, hid: &HidConfig, decoder: &Decoder) -> 
         ..PosScanLayout::default()
     };
     let mut pos = PosScanDecoder::new(layout);
+    // Checked at config load; absent only for other report formats.
+    let vendor = hid.vendor_msr_layout();
     loop {
         // Boot-keyboard messages may end by silence rather than Enter.
         let deadline = boot.deadline();
         let read = tokio::select! {
-            r = f.read(&mut buf) => r,
+            r = reader.next_report() => r,
             _ = sleep_until_opt(deadline) => {
                 if let Some(KeyMessage::Text(t)) = boot.flush_if_idle(Instant::now()) {
                     decoder.message(t.as_bytes()).await;
@@ -427,12 +450,12 @@ async fn run_hid(mut f: tokio::fs::File, hid: &HidConfig, decoder: &Decoder) -> 
                 continue;
             }
         };
-        let n = match read {
-            Ok(0) => return "hid device closed".into(),
-            Ok(n) => n,
-            Err(e) => return format!("read failed: {e}"),
+        let report = match read {
+            Ok(r) => r,
+            Err(HidError::Disconnected) => return "hid device unplugged".into(),
+            Err(e) => return e.to_string(),
         };
-        let report = &buf[..n];
+        let report = report.as_slice();
         match hid.report {
             HidReport::BootKeyboard => match boot.report(report, Instant::now()) {
                 Ok(messages) => {
@@ -460,6 +483,13 @@ async fn run_hid(mut f: tokio::fs::File, hid: &HidConfig, decoder: &Decoder) -> 
                 }
                 Ok(None) => {}
                 Err(e) => decoder.error(format!("bad scanner report: {e}")).await,
+            },
+            HidReport::VendorMsr => match vendor.as_ref().map(|v| v.decode(report)) {
+                // The same text a serial reader sends, for the one parser.
+                Some(Ok(Some(swipe))) => decoder.message(swipe.to_serial_text().as_bytes()).await,
+                Some(Ok(None)) => {}
+                Some(Err(e)) => decoder.error(format!("bad swipe report: {e}")).await,
+                None => return "vendor_msr reader without a track layout".into(),
             },
         }
     }

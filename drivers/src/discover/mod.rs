@@ -15,6 +15,7 @@
 //! layouts are understood.
 
 mod access;
+mod details;
 mod sysfs;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use access::probe_access;
+pub use details::{
+    by_id_link, first_usage_page, hidraw_usage_page, hidraw_usage_page_system,
+    input_by_id_link_system, usage_page_name,
+};
 
 use sysfs::Entry;
 

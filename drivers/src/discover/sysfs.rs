@@ -240,7 +240,7 @@ fn usb_ancestor(
 
 /// Reads a sysfs file's bytes, or `None` if it is not a readable regular
 /// file. The file-type check keeps a FIFO in a bogus tree from blocking us.
-fn read_bytes(path: &Path) -> Option<Vec<u8>> {
+pub(super) fn read_bytes(path: &Path) -> Option<Vec<u8>> {
     if !fs::metadata(path).ok()?.is_file() {
         return None;
     }

@@ -4,11 +4,13 @@
 //! - [`msr`]: ISO/IEC 7811/7813 track data (tracks 1, 2, 3, LRC, error markers).
 //! - [`keyboard`]: keyboard-wedge input (Linux key codes, HID boot-keyboard
 //!   reports) decoded with a fixed US table, whatever the desktop layout.
+//! - [`hid`]: HID readers through hidraw, and vendor magstripe reports.
 //! - [`framing`]: byte streams from serial scanners split into messages, and
 //!   AIM symbology identifiers.
 //! - [`extract`]: rules that find the card number and secret in a swipe or scan.
 
 pub mod extract;
 pub mod framing;
+pub mod hid;
 pub mod keyboard;
 pub mod msr;
