@@ -2,60 +2,14 @@
 //! terminals, next to raw SQLite: one insert and commit per transaction
 //! with `synchronous=FULL`, the fsync floor every commit pays.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use posbridge::client::Client;
 use serde_json::json;
-
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Daemon {
-    // The state dir lives where the benchmark runs, not on a tmpfs, so the
-    // fsyncs are real.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let socket = dir.path().join("posbridge.sock");
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n",
-            socket.display(),
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        child,
-        socket,
-        _dir: dir,
-    }
-}
 
 static KEY: AtomicU64 = AtomicU64::new(0);
 
@@ -74,12 +28,6 @@ async fn commit(c: &mut Client, terminal: usize) -> Duration {
     .await
     .unwrap();
     t.elapsed()
-}
-
-fn pct(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e6;
-    (p(0.5), p(0.99))
 }
 
 fn raw_sqlite(n: usize) -> (f64, Vec<Duration>) {
@@ -107,7 +55,7 @@ fn raw_sqlite(n: usize) -> (f64, Vec<Duration>) {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let d = start();
+    let d = common::start("");
     let mut group = c.benchmark_group("sale_commit");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
@@ -152,14 +100,14 @@ fn bench(c: &mut Criterion) {
             (start.elapsed(), lat)
         });
         let n = lat.len();
-        let (p50, p99) = pct(lat);
+        let (p50, p99) = common::percentiles(lat);
         table.push(format!(
             "daemon    terminals={terminals}  {:>7.0} commits/s  p50 {p50:>8.0} us  p99 {p99:>8.0} us",
             n as f64 / wall.as_secs_f64()
         ));
     }
     let (rate, lat) = raw_sqlite(300);
-    let (p50, p99) = pct(lat);
+    let (p50, p99) = common::percentiles(lat);
     table.push(format!(
         "raw SQLite insert+commit  {rate:>7.0} tx/s       p50 {p50:>8.0} us  p99 {p99:>8.0} us"
     ));

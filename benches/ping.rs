@@ -6,9 +6,10 @@
 //! every request's latency and prints p50/p99 per case.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -17,50 +18,6 @@ use tokio::runtime::Runtime;
 
 const REQUEST: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"system.ping\"}\n";
 const CLIENTS: [usize; 3] = [1, 8, 64];
-
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_daemon() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("posbridge.sock");
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n",
-            socket.display(),
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        child,
-        socket,
-        _dir: dir,
-    }
-}
 
 /// A line echo server: reads a line, writes it back.
 fn start_echo(rt: &Runtime, dir: &Path) -> PathBuf {
@@ -147,7 +104,7 @@ fn bench(c: &mut Criterion) {
             .build()
             .unwrap(),
     );
-    let daemon = start_daemon();
+    let daemon = common::start("");
     let echo_dir = tempfile::tempdir().unwrap();
     let echo = start_echo(&rt, echo_dir.path());
 

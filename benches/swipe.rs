@@ -2,9 +2,9 @@
 //! subscribed client holds the `card.read` notification, through the real
 //! daemon. The baseline is the same bytes read straight off a pty.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use posbridge::client::Client;
@@ -14,51 +14,6 @@ use tokio_serial::{SerialPort, SerialPortBuilderExt, SerialStream};
 
 const SWIPE: &[u8] = b";6035123412341234=49121014711?\r";
 const SWIPES: usize = 1000;
-
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(port: &str) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("posbridge.sock");
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n\
-             [[reader]]\nname = \"msr\"\ntype = \"msr\"\n[reader.serial]\nport = \"{port}\"\n",
-            socket.display(),
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        child,
-        socket,
-        _dir: dir,
-    }
-}
 
 async fn swipe_once(device: &mut SerialStream, client: &mut Client) -> Duration {
     let t = Instant::now();
@@ -78,18 +33,14 @@ async fn raw_once(device: &mut SerialStream, host: &mut SerialStream, buf: &mut 
     t.elapsed()
 }
 
-fn percentiles(mut lat: Vec<Duration>) -> (f64, f64) {
-    lat.sort();
-    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6;
-    (p(0.5), p(0.99))
-}
-
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (mut device, host) = rt.block_on(async { SerialStream::pair().unwrap() });
     let port = host.name().unwrap();
     drop(host);
-    let daemon = start(&port);
+    let daemon = common::start(&format!(
+        "[[reader]]\nname = \"msr\"\ntype = \"msr\"\n[reader.serial]\nport = \"{port}\"\n"
+    ));
     let mut client = rt.block_on(async {
         let mut c = Client::unix(&daemon.socket).await.unwrap();
         c.call("events.subscribe", json!({"topics": ["card.read"]}))
@@ -158,8 +109,8 @@ fn bench(c: &mut Criterion) {
         }
         v
     });
-    let (d50, d99) = percentiles(daemon_lat);
-    let (r50, r99) = percentiles(raw_lat);
+    let (d50, d99) = common::percentiles(daemon_lat);
+    let (r50, r99) = common::percentiles(raw_lat);
     println!("\nswipe to card.read over a pty, {SWIPES} swipes:");
     println!("  daemon   p50 {d50:>8.1} us  p99 {d99:>8.1} us");
     println!("  raw pty  p50 {r50:>8.1} us  p99 {r99:>8.1} us");

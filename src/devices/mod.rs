@@ -261,27 +261,15 @@ impl Devices {
         self.fiscal_status_sender(name).borrow().clone()
     }
 
-    /// Whether `name` is a configured fiscal (Shtrih-M) printer.
-    pub fn is_fiscal_printer(&self, name: &str) -> bool {
+    /// The kind of the configured printer called `name`, if there is one.
+    pub fn printer_kind(&self, name: &str) -> Option<crate::config::PrinterKind> {
         self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|s| {
-                matches!(&s.entry, DeviceEntry::Printer(p)
-                    if p.kind == crate::config::PrinterKind::Shtrih && p.name.get_ref() == name)
-            })
-    }
-
-    /// The configured ESC/POS printers' names.
-    pub fn is_escpos_printer(&self, name: &str) -> bool {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|s| {
-                matches!(&s.entry, DeviceEntry::Printer(p)
-                    if p.kind == crate::config::PrinterKind::Escpos && p.name.get_ref() == name)
+            .find_map(|s| match &s.entry {
+                DeviceEntry::Printer(p) if p.name.get_ref() == name => Some(p.kind),
+                _ => None,
             })
     }
 

@@ -13,8 +13,8 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use super::embedded::{ts, units};
 use super::rules::{self, Programme};
 use crate::redact::{Secret, constant_time_eq};
 use crate::store::{Store, StoreError};
@@ -232,14 +232,6 @@ fn secret_matches(stored: &str, presented: &str) -> bool {
     constant_time_eq(&out, &hash)
 }
 
-fn ts(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(t)
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
-
 /// Accounts and cards.
 #[derive(Clone)]
 pub struct Accounts {
@@ -362,10 +354,7 @@ impl Accounts {
                         params![format!("welcome:{account}"), account, stamp],
                     )?;
                     let txn = tx.last_insert_rowid();
-                    let units: i64 = (bonus * Decimal::from(10_000))
-                        .trunc()
-                        .try_into()
-                        .unwrap_or(0);
+                    let units = units(bonus);
                     tx.execute(
                         "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
                          VALUES (?1, ?2, ?3, ?3, ?4, ?5)",

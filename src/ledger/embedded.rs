@@ -116,7 +116,7 @@ pub struct Embedded {
     programme: Arc<Programme>,
 }
 
-fn units(d: Decimal) -> i64 {
+pub(crate) fn units(d: Decimal) -> i64 {
     // Amounts are validated by the rules (≤ 10^12, ≤ 4 places), so this
     // neither overflows nor drops digits.
     (d * Decimal::from(SCALE))
@@ -129,7 +129,7 @@ fn points(u: i64) -> Decimal {
     Decimal::new(u, 4).normalize()
 }
 
-fn ts(t: OffsetDateTime) -> String {
+pub(crate) fn ts(t: OffsetDateTime) -> String {
     // UTC with a fixed width so text comparison in SQL is time order.
     t.to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)

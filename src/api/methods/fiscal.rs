@@ -27,7 +27,7 @@ fn journal_error(e: JournalError) -> RpcError {
 }
 
 fn check_printer(app: &App, name: &str) -> Result<(), RpcError> {
-    if app.devices.is_fiscal_printer(name) {
+    if app.devices.printer_kind(name) == Some(crate::config::PrinterKind::Shtrih) {
         return Ok(());
     }
     Err(RpcError::new(

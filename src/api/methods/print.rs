@@ -35,7 +35,7 @@ fn check_job_id(id: &str) -> Result<(), RpcError> {
 }
 
 fn check_printer(app: &App, name: &str) -> Result<(), RpcError> {
-    if app.devices.is_escpos_printer(name) {
+    if app.devices.printer_kind(name) == Some(crate::config::PrinterKind::Escpos) {
         Ok(())
     } else {
         Err(RpcError::new(

@@ -195,7 +195,7 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     }
     let card = card(app, p.card_token, p.number)?;
     if let Some(t) = &p.print
-        && !app.devices.is_escpos_printer(&t.printer)
+        && app.devices.printer_kind(&t.printer) != Some(crate::config::PrinterKind::Escpos)
     {
         // Refused before anything is committed.
         return Err(RpcError::new(
