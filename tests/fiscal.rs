@@ -186,3 +186,34 @@ async fn a_daemon_killed_mid_receipt_recovers_without_a_second_receipt() {
         eprintln!("kill at {kill_after_ms} ms: recovery {path}");
     }
 }
+
+#[tokio::test]
+async fn the_link_dropped_after_each_step_of_a_receipt_still_makes_exactly_one() {
+    // A receipt here is about ten commands (status, storage state, open,
+    // two items, two text lines, close, shift number): cut the link after
+    // each of them in turn, and a few beyond.
+    for n in 1..=12u32 {
+        let (port, sim) = start_sim();
+        let d = Daemon::start("", &fiscal_entry(port));
+        let mut c = d.client().await;
+        c.call(
+            "fiscal.x_report",
+            json!({"printer": "fiscal", "job_id": "x"}),
+        )
+        .await
+        .unwrap();
+        sim.set_fault(Fault::DropLinkAfterCommands(n));
+        let r = c
+            .call("fiscal.receipt", receipt("d"))
+            .await
+            .unwrap_or_else(|e| panic!("drop after command {n}: {e:?}\n{}", d.log()));
+        let docs = receipts(&sim);
+        assert_eq!(docs.len(), 1, "drop after command {n}: {docs:?}");
+        assert_eq!(
+            r["fiscal_document_number"], docs[0].0,
+            "drop after command {n}"
+        );
+        assert_eq!(r["fiscal_sign"], docs[0].2);
+        assert_ne!(sim.state_summary().mode & 0x0F, 8, "no check left open");
+    }
+}

@@ -200,6 +200,10 @@ pub enum Fault {
     /// One-shot: the next command is executed (state change kept, answer kept
     /// pending) and the stream is then closed without sending the answer.
     DropLinkAfterCommand,
+    /// One-shot: like [`Fault::DropLinkAfterCommand`], but for the n-th
+    /// command from now (1 = the next), so a test can cut the link after
+    /// every step of a receipt in turn.
+    DropLinkAfterCommands(u32),
     /// Applied at once: the device power-cycles. The pending answer (or the
     /// one being prepared) is lost, a partial frame is discarded; fiscal state
     /// (an open check included) is non-volatile and stays.
@@ -385,6 +389,7 @@ struct Faults {
     nak_next: bool,
     delay: Option<Duration>,
     drop_link_next: bool,
+    drop_link_after: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -1330,6 +1335,7 @@ impl ShtrihSim {
             Fault::DelayAnswer(t) => d.faults.delay = Some(t),
             Fault::PaperOut => d.paper = false,
             Fault::DropLinkAfterCommand => d.faults.drop_link_next = true,
+            Fault::DropLinkAfterCommands(n) => d.faults.drop_link_after = Some(n.max(1)),
             Fault::PowerLoss => {
                 d.pending = None;
                 d.power_epoch += 1;
@@ -1348,6 +1354,7 @@ impl ShtrihSim {
             Fault::DelayAnswer(_) => d.faults.delay = None,
             Fault::PaperOut => d.paper = true,
             Fault::DropLinkAfterCommand => d.faults.drop_link_next = false,
+            Fault::DropLinkAfterCommands(_) => d.faults.drop_link_after = None,
             Fault::PowerLoss => {}
         }
     }
@@ -1541,7 +1548,18 @@ impl ShtrihSim {
                     frame: encode_frame(&answer),
                     sends: 0,
                 });
-                let drop_link = std::mem::take(&mut d.faults.drop_link_next);
+                let countdown = match d.faults.drop_link_after {
+                    Some(n) if n <= 1 => {
+                        d.faults.drop_link_after = None;
+                        true
+                    }
+                    Some(n) => {
+                        d.faults.drop_link_after = Some(n - 1);
+                        false
+                    }
+                    None => false,
+                };
+                let drop_link = std::mem::take(&mut d.faults.drop_link_next) || countdown;
                 Some((answer, id, drop_link, d.faults.delay))
             }
         };
