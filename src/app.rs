@@ -12,7 +12,7 @@ use crate::cards::Cards;
 use crate::config::{Config, ConfigError, Source};
 use crate::devices::{ApplyReport, DeviceEntry, Devices, Journal, Queue, ReaderOutput};
 use crate::events::{EventBus, now_rfc3339};
-use crate::ledger::Embedded;
+use crate::ledger::{Embedded, Ledger};
 use crate::store::Store;
 
 /// Why a reload was refused; the old configuration stays in force.
@@ -60,7 +60,7 @@ pub struct App {
     /// Card tokens and `card.read`.
     pub cards: Arc<Cards>,
     /// The loyalty ledger.
-    pub ledger: Embedded,
+    pub ledger: Arc<dyn Ledger>,
     /// Customers, cards and secrets.
     pub accounts: crate::ledger::accounts::Accounts,
     /// The embedded database.
@@ -85,7 +85,10 @@ impl App {
         let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(64);
         // Reader actors hand their output here; the card service turns it
         // into tokens and events. The task ends when every reader is gone.
-        let ledger = Embedded::new(store.clone(), config.ledger.programme.clone());
+        let ledger: Arc<dyn Ledger> = Arc::new(Embedded::new(
+            store.clone(),
+            config.ledger.programme.clone(),
+        ));
         let service = cards.clone();
         let resolver = ledger.clone();
         tokio::spawn(async move {

@@ -2,7 +2,8 @@
 //!
 //! [`rules`] is pure arithmetic on `rust_decimal` (quotes, caps, accrual,
 //! refund shares, expiry dates); [`embedded`] keeps accounts, lots and
-//! entries in the daemon's SQLite file.
+//! entries in the daemon's SQLite file. The API talks to a [`Ledger`], so a
+//! central ledger for store chains can take the embedded one's place.
 
 pub mod accounts;
 pub mod embedded;
@@ -10,4 +11,125 @@ pub mod embedded;
 mod proptests;
 pub mod rules;
 
-pub use embedded::{AccountRef, AccountSummary, CommitResult, Embedded, HistoryPage, LedgerError};
+use std::future::Future;
+use std::pin::Pin;
+
+use rust_decimal::Decimal;
+use time::OffsetDateTime;
+
+pub use embedded::{
+    AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
+    RefundResult, SaleRef,
+};
+use rules::{Programme, Quote, SaleLine};
+
+/// A ledger call in flight.
+pub type LedgerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'a>>;
+
+/// The money path, whatever keeps the books. Every state-changing call
+/// carries an idempotency key: a repeat returns the first result and
+/// changes nothing.
+pub trait Ledger: Send + Sync {
+    /// The programme's rules.
+    fn programme(&self) -> &Programme;
+    /// The account behind a card, if any.
+    fn resolve(&self, number: String) -> LedgerFuture<'_, Option<AccountSummary>>;
+    /// Rates, caps and the expected accrual for a sale.
+    fn quote(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)>;
+    /// A paid sale: redeem, then accrue.
+    fn commit(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, CommitResult>;
+    /// A whole or partial return.
+    fn refund(
+        &self,
+        key: String,
+        sale: SaleRef,
+        amount: Option<Decimal>,
+    ) -> LedgerFuture<'_, RefundResult>;
+    /// A manual accrual or deduction.
+    fn adjust(
+        &self,
+        key: String,
+        number: String,
+        amount: Decimal,
+        reason: String,
+        operator: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> LedgerFuture<'_, AdjustResult>;
+    /// An account's transactions, newest first.
+    fn history(
+        &self,
+        who: AccountRef,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> LedgerFuture<'_, HistoryPage>;
+}
+
+impl Ledger for Embedded {
+    fn programme(&self) -> &Programme {
+        Embedded::programme(self)
+    }
+    fn resolve(&self, number: String) -> LedgerFuture<'_, Option<AccountSummary>> {
+        Box::pin(Embedded::resolve(self, number))
+    }
+    fn quote(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)> {
+        Box::pin(Embedded::quote(self, number, lines, redeem))
+    }
+    fn commit(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, CommitResult> {
+        Box::pin(Embedded::commit(
+            self, key, number, receipt_id, lines, redeem,
+        ))
+    }
+    fn refund(
+        &self,
+        key: String,
+        sale: SaleRef,
+        amount: Option<Decimal>,
+    ) -> LedgerFuture<'_, RefundResult> {
+        Box::pin(Embedded::refund(self, key, sale, amount))
+    }
+    fn adjust(
+        &self,
+        key: String,
+        number: String,
+        amount: Decimal,
+        reason: String,
+        operator: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> LedgerFuture<'_, AdjustResult> {
+        Box::pin(Embedded::adjust(
+            self, key, number, amount, reason, operator, expires_at,
+        ))
+    }
+    fn history(
+        &self,
+        who: AccountRef,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> LedgerFuture<'_, HistoryPage> {
+        Box::pin(Embedded::history(self, who, cursor, limit))
+    }
+}
