@@ -1,6 +1,10 @@
 //! Swipe-to-event latency: bytes written on a pty's device side until the
 //! subscribed client holds the `card.read` notification, through the real
 //! daemon. The baseline is the same bytes read straight off a pty.
+//!
+//! The reader sends a whole swipe as one line, so the window that joins a
+//! multi-line swipe (`framing.swipe_gap_ms`, 30 ms by default, which adds
+//! its length to every swipe) is off here.
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +43,8 @@ fn bench(c: &mut Criterion) {
     let port = host.name().unwrap();
     drop(host);
     let daemon = common::start(&format!(
-        "[[reader]]\nname = \"msr\"\ntype = \"msr\"\n[reader.serial]\nport = \"{port}\"\n"
+        "[[reader]]\nname = \"msr\"\ntype = \"msr\"\n[reader.serial]\nport = \"{port}\"\n\
+         [reader.framing]\nswipe_gap_ms = 0\n"
     ));
     let mut client = rt.block_on(async {
         let mut c = Client::unix(&daemon.socket).await.unwrap();
