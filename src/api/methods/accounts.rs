@@ -37,11 +37,11 @@ pub(super) async fn register(app: &Arc<App>, params: Option<Value>) -> Result<Va
     if p.name.as_ref().is_some_and(|n| n.chars().count() > 128) {
         return Err(RpcError::invalid_params("name", "at most 128 characters"));
     }
-    let config = app.config();
+    // The programme the ledger runs, fixed at start like the rest of it.
     let r = app
         .accounts
         .register(
-            &config.ledger.programme,
+            app.ledger.programme(),
             Registration {
                 phone: p.phone,
                 email: p.email,
