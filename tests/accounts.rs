@@ -160,4 +160,35 @@ async fn a_card_enrolled_by_a_sale_has_no_secret_to_spend_with() {
         .await,
     );
     assert_eq!(code_, 2012, "the card number is already issued");
+
+    // An admin gives the card its first secret; then it can spend.
+    let r = c
+        .call("card.secret.regenerate", json!({"number": number}))
+        .await
+        .unwrap();
+    let secret = r["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        redeem(&mut c, number, &secret, "n2").await.unwrap()["redeemed"],
+        "10"
+    );
+    let view = c
+        .call("account.get", json!({"card_number": number}))
+        .await
+        .unwrap();
+    assert_eq!(view["cards"][0]["has_secret"], true);
+    assert_eq!(view["cards"][0]["card_masked"], "****2222");
+    assert!(!view.to_string().contains(number));
+
+    // Blocked: neither earns nor spends; unblocked: both again.
+    c.call("card.block", json!({"number": number, "status": "lost"}))
+        .await
+        .unwrap();
+    let sale = json!({"idempotency_key": "b1", "number": number, "receipt_id": "B",
+        "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "100"}]});
+    assert_eq!(code(c.call("sale.commit", sale.clone()).await).0, 2002);
+    c.call("card.unblock", json!({"number": number}))
+        .await
+        .unwrap();
+    assert_eq!(c.call("sale.commit", sale).await.unwrap()["accrued"], "5");
+    assert!(!d.log().contains(&secret));
 }

@@ -518,3 +518,143 @@ mod tests {
         assert!(!secret_matches("garbage", "4711"));
     }
 }
+
+/// An account as `account.get` shows it.
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    /// Account id.
+    pub account: i64,
+    /// Status.
+    pub status: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Phone (E.164).
+    pub phone: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Cards, masked, with kind, status and whether a secret is set.
+    pub cards: Vec<serde_json::Value>,
+}
+
+/// Who `account.get` is about.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// By id.
+    Account(i64),
+    /// By card number.
+    Card(String),
+    /// By phone, any notation.
+    Phone(String),
+    /// By e-mail.
+    Email(String),
+}
+
+impl Accounts {
+    /// An account with its cards.
+    pub async fn get(&self, by: Lookup) -> Result<AccountView, AccountError> {
+        let by = match by {
+            Lookup::Phone(p) => Lookup::Phone(normalise_phone(&p).ok_or(AccountError::BadPhone)?),
+            Lookup::Email(e) => Lookup::Email(e.trim().to_lowercase()),
+            other => other,
+        };
+        self.store
+            .with(move |c| {
+                let (sql, arg): (&str, String) = match &by {
+                    Lookup::Account(id) => {
+                        ("SELECT id FROM accounts WHERE id = ?1", id.to_string())
+                    }
+                    Lookup::Card(n) => {
+                        ("SELECT account_id FROM cards WHERE number = ?1", n.clone())
+                    }
+                    Lookup::Phone(p) => ("SELECT id FROM accounts WHERE phone = ?1", p.clone()),
+                    Lookup::Email(e) => ("SELECT id FROM accounts WHERE email = ?1", e.clone()),
+                };
+                let Some(id): Option<i64> = c.query_row(sql, [&arg], |r| r.get(0)).optional()?
+                else {
+                    return Ok(Err(AccountError::UnknownCard));
+                };
+                let (status, name, phone, email) = c.query_row(
+                    "SELECT status, name, phone, email FROM accounts WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?;
+                let mut stmt = c.prepare(
+                    "SELECT number, kind, status, secret_hash IS NOT NULL, locked_until
+                     FROM cards WHERE account_id = ?1 ORDER BY rowid",
+                )?;
+                let cards = stmt
+                    .query_map([id], |r| {
+                        let number: String = r.get(0)?;
+                        Ok(serde_json::json!({
+                            "card_masked": crate::redact::CardNumber::new(number).masked(),
+                            "kind": r.get::<_, String>(1)?,
+                            "status": r.get::<_, String>(2)?,
+                            "has_secret": r.get::<_, bool>(3)?,
+                            "locked_until": r.get::<_, Option<String>>(4)?,
+                        }))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(Ok(AccountView {
+                    account: id,
+                    status,
+                    name,
+                    phone,
+                    email,
+                    cards,
+                }))
+            })
+            .await?
+    }
+
+    /// Blocks or unblocks a card (`blocked`, `lost`, `active`). Unblocking
+    /// also lifts a lock from wrong secrets.
+    pub async fn set_card_status(
+        &self,
+        number: String,
+        status: &'static str,
+    ) -> Result<(), AccountError> {
+        let changed = self
+            .store
+            .with(move |c| {
+                c.execute(
+                    "UPDATE cards SET status = ?2,
+                     failed_attempts = CASE WHEN ?2 = 'active' THEN 0 ELSE failed_attempts END,
+                     locked_until = CASE WHEN ?2 = 'active' THEN NULL ELSE locked_until END
+                     WHERE number = ?1",
+                    params![number, status],
+                )
+            })
+            .await?;
+        if changed == 0 {
+            return Err(AccountError::UnknownCard);
+        }
+        Ok(())
+    }
+
+    /// A new secret for a card (generated, returned once), replacing the old
+    /// one and clearing wrong-guess counts. Cards that joined through a sale
+    /// get their first secret this way.
+    pub async fn regenerate_secret(&self, number: String) -> Result<String, AccountError> {
+        let secret = random_digits(6);
+        let hash = tokio::task::spawn_blocking({
+            let s = secret.clone();
+            move || hash_secret(&s)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?;
+        let changed = self
+            .store
+            .with(move |c| {
+                c.execute(
+                    "UPDATE cards SET secret_hash = ?2, failed_attempts = 0, locked_until = NULL
+                     WHERE number = ?1",
+                    params![number, hash],
+                )
+            })
+            .await?;
+        if changed == 0 {
+            return Err(AccountError::UnknownCard);
+        }
+        Ok(secret)
+    }
+}

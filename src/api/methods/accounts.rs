@@ -97,3 +97,105 @@ pub(super) async fn register(app: &Arc<App>, params: Option<Value>) -> Result<Va
     );
     Ok(json!(r))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetParams {
+    account: Option<i64>,
+    card_number: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+}
+
+fn account_error(e: AccountError) -> RpcError {
+    match e {
+        AccountError::UnknownCard => RpcError::new(code::UNKNOWN_CARD, "no such account or card"),
+        AccountError::BadPhone => RpcError::invalid_params("phone", "not a phone number (E.164)"),
+        e => RpcError::internal("accounts", e),
+    }
+}
+
+pub(super) async fn get(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    use crate::ledger::accounts::Lookup;
+    let p: GetParams = rpc::params(params)?;
+    let by = match (p.account, p.card_number, p.phone, p.email) {
+        (Some(a), None, None, None) => Lookup::Account(a),
+        (None, Some(c), None, None) => Lookup::Card(c),
+        (None, None, Some(ph), None) => Lookup::Phone(ph),
+        (None, None, None, Some(e)) => Lookup::Email(e),
+        _ => {
+            return Err(RpcError::invalid_params(
+                "account",
+                "give exactly one of account, card_number, phone, email",
+            ));
+        }
+    };
+    let view = app.accounts.get(by).await.map_err(account_error)?;
+    Ok(json!(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardParams {
+    number: String,
+    /// For `card.block`: `blocked` (default) or `lost`.
+    status: Option<String>,
+}
+
+pub(super) async fn block(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: CardParams = rpc::params(params)?;
+    let status = match p.status.as_deref() {
+        None | Some("blocked") => "blocked",
+        Some("lost") => "lost",
+        Some(_) => return Err(RpcError::invalid_params("status", "blocked or lost")),
+    };
+    set_status(app, p.number, status).await
+}
+
+pub(super) async fn unblock(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: CardParams = rpc::params(params)?;
+    if p.status.is_some() {
+        return Err(RpcError::invalid_params(
+            "status",
+            "card.unblock takes only number",
+        ));
+    }
+    set_status(app, p.number, "active").await
+}
+
+async fn set_status(
+    app: &Arc<App>,
+    number: String,
+    status: &'static str,
+) -> Result<Value, RpcError> {
+    let masked = crate::redact::CardNumber::new(number.clone()).masked();
+    app.accounts
+        .set_card_status(number, status)
+        .await
+        .map_err(account_error)?;
+    tracing::info!(card = %masked, status, "card status changed");
+    app.bus.publish(
+        "card.status",
+        json!({"card_masked": masked, "status": status}),
+    );
+    Ok(json!({"card_masked": masked, "status": status}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegenerateParams {
+    number: String,
+}
+
+pub(super) async fn regenerate(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: RegenerateParams = rpc::params(params)?;
+    let masked = crate::redact::CardNumber::new(p.number.clone()).masked();
+    let secret = app
+        .accounts
+        .regenerate_secret(p.number)
+        .await
+        .map_err(account_error)?;
+    tracing::info!(card = %masked, "card secret regenerated");
+    // Shown once, here.
+    Ok(json!({"card_masked": masked, "secret": secret}))
+}

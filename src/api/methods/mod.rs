@@ -93,6 +93,26 @@ pub const METHODS: &[MethodSpec] = &[
         "a customer with a card and its secret code; the welcome bonus lands",
     ),
     m(
+        "account.get",
+        Role::Cashier,
+        "an account by id, card number, phone or e-mail, with its cards (masked)",
+    ),
+    m(
+        "card.block",
+        Role::Admin,
+        "block a card (blocked or lost): it can neither earn nor spend",
+    ),
+    m(
+        "card.unblock",
+        Role::Admin,
+        "unblock a card, lifting a wrong-secret lock too",
+    ),
+    m(
+        "card.secret.regenerate",
+        Role::Admin,
+        "a new secret code for a card, returned once",
+    ),
+    m(
         "card.resolve",
         Role::Cashier,
         "the account behind a card token or number: balance, next expiry, status",
@@ -210,6 +230,10 @@ pub async fn dispatch(
         "system.reload" => system::reload(app).await,
         "card.enter" => cards::enter(app, params).await,
         "account.register" => accounts::register(app, params).await,
+        "account.get" => accounts::get(app, params).await,
+        "card.block" => accounts::block(app, params).await,
+        "card.unblock" => accounts::unblock(app, params).await,
+        "card.secret.regenerate" => accounts::regenerate(app, params).await,
         "card.resolve" => sale::resolve(app, params).await,
         "sale.quote" => sale::quote(app, params).await,
         "sale.commit" => sale::commit(app, params).await,
