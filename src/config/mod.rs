@@ -250,6 +250,9 @@ pub struct PrinterConfig {
     /// Paper roll: `58mm` or `80mm`.
     #[serde(default = "default_paper")]
     pub paper: PaperWidth,
+    /// A technician's own profile, a TOML file in the built-in profiles'
+    /// format (see `drivers/profiles/`); used instead of `profile`.
+    pub profile_file: Option<PathBuf>,
     /// Fiscal printers: the payment type (1..=16) that records points
     /// (16, "other", unless the shop's fiscal setup says otherwise).
     #[serde(default = "default_points_type")]
@@ -804,6 +807,26 @@ impl ReaderConfig {
 }
 
 impl PrinterConfig {
+    /// The ESC/POS profile: the file when `profile_file` is set, else the
+    /// built-in one named by `profile`.
+    pub fn load_profile(&self) -> Result<Profile, String> {
+        match &self.profile_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("profile_file {}: {e}", path.display()))?;
+                Profile::from_toml(&text)
+                    .map_err(|e| format!("profile_file {}: {e}", path.display()))
+            }
+            None => Profile::builtin(self.profile.get_ref()).ok_or_else(|| {
+                format!(
+                    "unknown profile \"{}\"; built in: {}",
+                    self.profile.get_ref(),
+                    Profile::builtin_names().collect::<Vec<_>>().join(", ")
+                )
+            }),
+        }
+    }
+
     /// The transport; `validate` guarantees exactly one is set.
     pub fn transport(&self) -> Option<TransportSpec> {
         match (&self.serial, &self.tcp, &self.usb, &self.file) {
@@ -956,15 +979,11 @@ impl Config {
                     "a payment type is 1 to 16".into(),
                 ));
             }
-            if Profile::builtin(p.profile.get_ref()).is_none() {
+            if let Err(message) = p.load_profile() {
                 return Err(invalid(
                     p.profile.span().start,
                     format!("printer[{i}].profile"),
-                    format!(
-                        "unknown profile \"{}\"; built in: {}",
-                        p.profile.get_ref(),
-                        Profile::builtin_names().collect::<Vec<_>>().join(", ")
-                    ),
+                    message,
                 ));
             }
         }

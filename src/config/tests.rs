@@ -177,3 +177,23 @@ fn a_bad_framing_prefix_is_rejected_at_load() {
     assert_eq!(line, 7);
     assert!(message.contains("prefix_hex"), "{message}");
 }
+
+#[test]
+fn a_printer_profile_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("mine.toml");
+    std::fs::write(&good, include_str!("../../drivers/profiles/xprinter.toml")).unwrap();
+    let entry = |path: &std::path::Path| {
+        format!(
+            "[[printer]]\nname = \"p\"\ntype = \"escpos\"\nprofile_file = \"{}\"\n[printer.file]\npath = \"/tmp/p\"\n",
+            path.display()
+        )
+    };
+    let c = parse(&entry(&good)).unwrap();
+    assert!(c.printers[0].load_profile().is_ok());
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = 1\n").unwrap();
+    let (_, _, path, message) = invalid(&entry(&bad));
+    assert_eq!(path, "printer[0].profile");
+    assert!(message.contains("bad.toml"), "{message}");
+}

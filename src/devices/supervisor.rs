@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use std::time::Instant;
 
-use posbridge_drivers::printer::escpos::Profile;
 use posbridge_drivers::reader::framing;
 use posbridge_drivers::reader::hid::{HidError, HidReader};
 use posbridge_drivers::reader::keyboard::{
@@ -280,8 +279,9 @@ async fn run_link(
         (Link::Stream(t, watch), _, DeviceEntry::Printer(p))
             if p.kind == crate::config::PrinterKind::Escpos =>
         {
-            let Some(profile) = Profile::builtin(p.profile.get_ref()) else {
-                return format!("unknown profile {}", p.profile.get_ref());
+            let profile = match p.load_profile() {
+                Ok(profile) => profile,
+                Err(e) => return e,
             };
             let ctx = super::printer::PrinterCtx {
                 name: p.name.get_ref(),
