@@ -10,7 +10,7 @@ pub enum DeviceEntry {
     /// A card reader.
     Reader(Box<ReaderConfig>),
     /// A printer.
-    Printer(PrinterConfig),
+    Printer(Box<PrinterConfig>),
 }
 
 impl DeviceEntry {
@@ -20,7 +20,10 @@ impl DeviceEntry {
             .readers
             .iter()
             .map(|r| DeviceEntry::Reader(Box::new(r.clone())));
-        let printers = config.printers.iter().cloned().map(DeviceEntry::Printer);
+        let printers = config
+            .printers
+            .iter()
+            .map(|p| DeviceEntry::Printer(Box::new(p.clone())));
         readers.chain(printers).collect()
     }
 
