@@ -506,6 +506,18 @@ pub fn export(
 /// A database failure (outer) or a refusal that wrote nothing (inner).
 pub(crate) type TxResult<T> = rusqlite::Result<Result<T, LedgerError>>;
 
+/// Stores an operation's result with its transaction row (what a repeat of
+/// its key returns) and commits.
+fn finish<T: Serialize>(tx: rusqlite::Transaction<'_>, txn: i64, result: T) -> TxResult<T> {
+    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    tx.execute(
+        "UPDATE txns SET result = ?1 WHERE id = ?2",
+        params![stored, txn],
+    )?;
+    tx.commit()?;
+    Ok(Ok(result))
+}
+
 /// Which sale a refund is for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -776,13 +788,7 @@ pub(crate) fn refund_tx(
         balance_before: points(before),
         balance_after: points(after),
     };
-    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
-    tx.execute(
-        "UPDATE txns SET result = ?1 WHERE id = ?2",
-        params![stored, txn],
-    )?;
-    tx.commit()?;
-    Ok(Ok(result))
+    finish(tx, txn, result)
 }
 
 /// [`Embedded::adjust`] at `now`, on the caller's connection.
@@ -850,13 +856,7 @@ pub(crate) fn adjust_tx(
         balance_before: points(before),
         balance_after: points(after),
     };
-    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
-    tx.execute(
-        "UPDATE txns SET result = ?1 WHERE id = ?2",
-        params![stored, txn],
-    )?;
-    tx.commit()?;
-    Ok(Ok(result))
+    finish(tx, txn, result)
 }
 
 /// [`Embedded::commit`] at `now`, on the caller's connection.
@@ -980,13 +980,7 @@ pub(crate) fn commit_tx(
         balance_before: points(before),
         balance_after: points(after),
     };
-    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
-    tx.execute(
-        "UPDATE txns SET result = ?1 WHERE id = ?2",
-        params![stored, txn],
-    )?;
-    tx.commit()?;
-    Ok(Ok(result))
+    finish(tx, txn, result)
 }
 
 /// The stored result of `key`, if it was used: the same request gets it
