@@ -194,20 +194,7 @@ impl Embedded {
     }
 
     async fn overrides(&self, account: i64) -> Result<AccountOverrides, LedgerError> {
-        let (a, c): (Option<String>, Option<String>) = self
-            .store
-            .with(move |c| {
-                c.query_row(
-                    "SELECT accrual_pct, cap_pct FROM accounts WHERE id = ?1",
-                    [account],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-            })
-            .await?;
-        Ok(AccountOverrides {
-            accrual_percent: a.and_then(|s| s.parse().ok()),
-            cap_percent: c.and_then(|s| s.parse().ok()),
-        })
+        Ok(self.store.with(move |c| overrides_of(c, account)).await?)
     }
 
     /// Commits a paid sale: redeems from the soonest-expiring lots, accrues
@@ -505,6 +492,19 @@ pub fn export(
 
 /// A database failure (outer) or a refusal that wrote nothing (inner).
 pub(crate) type TxResult<T> = rusqlite::Result<Result<T, LedgerError>>;
+
+/// An account's own percentages; unreadable values count as unset.
+fn overrides_of(c: &Connection, account: i64) -> rusqlite::Result<AccountOverrides> {
+    let (a, cp): (Option<String>, Option<String>) = c.query_row(
+        "SELECT accrual_pct, cap_pct FROM accounts WHERE id = ?1",
+        [account],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(AccountOverrides {
+        accrual_percent: a.and_then(|s| s.parse().ok()),
+        cap_percent: cp.and_then(|s| s.parse().ok()),
+    })
+}
 
 /// Stores an operation's result with its transaction row (what a repeat of
 /// its key returns) and commits.
@@ -887,17 +887,7 @@ pub(crate) fn commit_tx(
     }
     expire_due(&tx, account, now)?;
     let before = balance_units(&tx, account)?;
-    let overrides = {
-        let (a, cp): (Option<String>, Option<String>) = tx.query_row(
-            "SELECT accrual_pct, cap_pct FROM accounts WHERE id = ?1",
-            [account],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        AccountOverrides {
-            accrual_percent: a.and_then(|s| s.parse().ok()),
-            cap_percent: cp.and_then(|s| s.parse().ok()),
-        }
-    };
+    let overrides = overrides_of(&tx, account)?;
     let q = match rules::quote(p, &overrides, lines, points(before.max(0)), redeem) {
         Ok(q) => q,
         Err(e) => return Ok(Err(e.into())),
