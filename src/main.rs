@@ -26,6 +26,15 @@ fn main() -> ExitCode {
             devices::list();
             return ExitCode::SUCCESS;
         }
+        Command::Preview(args) => {
+            return match print_test::preview(args, flag.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Config(ConfigCommand::Example) => {
             config_cmd::example();
             return ExitCode::SUCCESS;
@@ -51,7 +60,7 @@ fn main() -> ExitCode {
             Command::Demo { once } => posbridge::cli::demo::run(once).await,
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::PrintTest(args) => print_test::run(args, flag.as_deref()).await,
-            Command::Config(_) | Command::Devices => Ok(()),
+            Command::Config(_) | Command::Devices | Command::Preview(_) => Ok(()),
         }
     });
     match result {

@@ -277,3 +277,261 @@ async fn sale_commit_prints_the_bonus_block_once() {
     assert!(text.contains("****2222"), "{text}");
     assert_eq!(sim.paper().receipts.len(), 1);
 }
+
+fn usb_entry(device: &std::path::Path, profile: &str) -> String {
+    format!(
+        "[[printer]]\nname = \"receipt\"\ntype = \"escpos\"\nprofile = \"{profile}\"\n\
+         [printer.usb]\ndevice = \"{}\"\n",
+        device.display()
+    )
+}
+
+/// A pty stands in for `/dev/usb/lp0`: the `usb` transport opens any
+/// character device, and a pty answers reads like a bidirectional usblp.
+#[tokio::test]
+async fn status_is_read_over_a_usb_printer_node() {
+    let (path, sim) = EscPosSim::new(SimConfig::default()).open_pty().unwrap();
+    sim.set_fault(SimFault::PaperEnd);
+    let d = Daemon::start("", &usb_entry(&path, "epson-tm-t20"));
+    let mut c = d.client().await;
+    print(&mut c, "u1", 1).await;
+    // Held on the status read over the device node, not written blind.
+    wait_job(&mut c, "u1", "held", Some("paper end")).await;
+    assert!(sim.paper().receipts.is_empty());
+    assert_eq!(
+        sim.paper().status_requests,
+        0,
+        "a faulted sim parses nothing"
+    );
+    sim.set_fault(SimFault::None);
+    sim.wait_receipts(1, Duration::from_secs(20)).await.unwrap();
+    wait_done(&mut c, "u1").await;
+    assert_eq!(texts(&sim), vec!["Чек 1"]);
+    assert!(
+        sim.paper().status_requests > 0,
+        "DLE EOT went over the node"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_usb_printer_is_unknown_unless_its_profile_never_answers() {
+    let silent = SimConfig {
+        answer_status: false,
+    };
+    let (path, sim) = EscPosSim::new(silent).open_pty().unwrap();
+    let d = Daemon::start("", &usb_entry(&path, "epson-tm-t20"));
+    let mut c = d.client().await;
+    print(&mut c, "s1", 1).await;
+    // No reply within the timeout: unknown, so the job waits.
+    wait_job(&mut c, "s1", "held", Some("no status reply (offline?)")).await;
+    assert!(sim.paper().receipts.is_empty());
+    drop(d);
+
+    // pos-5890 never answers (status_reply = false): printed blind.
+    let (path, sim) = EscPosSim::new(silent).open_pty().unwrap();
+    let d = Daemon::start("", &usb_entry(&path, "pos-5890"));
+    let mut c = d.client().await;
+    print(&mut c, "s2", 2).await;
+    wait_done(&mut c, "s2").await;
+    // No cutter on this model: the receipt stays on the roll, uncut.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.paper().current.lines.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", sim.paper());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(sim.paper().current.lines[0].text, "Чек 2");
+    assert_eq!(sim.paper().status_requests, 0);
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
+    assert_eq!(&png[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes([png[i], png[i + 1], png[i + 2], png[i + 3]]);
+    (be(16), be(20))
+}
+
+#[test]
+fn preview_renders_a_document_and_the_test_page_without_a_printer() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc_path = dir.path().join("doc.json");
+    std::fs::write(&doc_path, doc(7).to_string()).unwrap();
+    let out = dir.path().join("doc.png");
+    let run = std::process::Command::new(common::BIN)
+        .args([
+            "preview",
+            "--profile",
+            "epson-tm-t20",
+            "--paper",
+            "58mm",
+            "--document",
+        ])
+        .arg(&doc_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let (w, h) = png_size(&std::fs::read(&out).unwrap());
+    assert_eq!(w, 420, "epson-tm-t20 on 58 mm paper");
+    assert!(h > 24, "{h} rows");
+
+    // A bad document names the field and writes nothing.
+    std::fs::write(
+        &doc_path,
+        json!({"blocks": [{"type": "barcode", "kind": "ean13", "data": "12"}]}).to_string(),
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.png");
+    let run = std::process::Command::new(common::BIN)
+        .args(["preview", "--document"])
+        .arg(&doc_path)
+        .arg("--out")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("blocks[0].data"), "{err}");
+    assert!(!bad.exists());
+
+    // print-test --preview: the configured printer's profile and paper, no
+    // daemon running.
+    let config = dir.path().join("posbridge.toml");
+    std::fs::write(
+        &config,
+        common::config_text(
+            dir.path(),
+            "",
+            "[[printer]]\nname = \"front\"\ntype = \"escpos\"\nprofile = \"epson-tm-t88\"\n\
+             paper = \"80mm\"\n[printer.tcp]\nhost = \"127.0.0.1\"\nport = 9\n",
+        ),
+    )
+    .unwrap();
+    let page = dir.path().join("page.png");
+    let run = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["print-test", "front", "--preview"])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let (w, _) = png_size(&std::fs::read(&page).unwrap());
+    assert_eq!(w, 512, "epson-tm-t88 on 80 mm paper");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("512x"), "{stdout}");
+}
+
+#[tokio::test]
+async fn print_preview_returns_a_png_and_queues_nothing() {
+    let port = free_port();
+    let sim = start_sim(port);
+    let d = Daemon::start("", &printer_entry(port));
+    let mut c = d.client().await;
+    let r = c
+        .call(
+            "print.preview",
+            json!({"printer": "receipt", "document": doc(3)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["profile"], "epson-tm-t20");
+    assert_eq!(r["width"], 576, "the printer's 80 mm paper: {r}");
+    let png =
+        posbridge_drivers::printer::document::decode_base64(r["png_base64"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(png_size(&png), (576, r["height"].as_u64().unwrap() as u32));
+    // A built-in profile on 58 mm paper instead of a printer.
+    let r = c
+        .call(
+            "print.preview",
+            json!({"profile": "pos-5890", "paper": "58mm", "document": doc(3)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["width"], 384, "{r}");
+    // Errors name the field; nothing was queued or printed.
+    let code = |e: ClientError| match e {
+        ClientError::Rpc { error } => (error["code"].clone(), error["message"].clone()),
+        other => panic!("{other:?}"),
+    };
+    let (n, _) = code(
+        c.call(
+            "print.preview",
+            json!({"printer": "nope", "document": doc(1)}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(n, 1201);
+    let (n, msg) = code(
+        c.call(
+            "print.preview",
+            json!({"document": {"blocks": [{"type": "qr", "payload": ""}]}}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(n, -32602);
+    assert!(
+        msg.as_str().unwrap().contains("document.blocks[0]"),
+        "{msg}"
+    );
+    let (n, _) = code(
+        c.call(
+            "print.preview",
+            json!({"printer": "receipt", "profile": "star", "document": doc(1)}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(n, -32602);
+    let list = c.call("printers.list", json!({})).await.unwrap();
+    assert_eq!(list["printers"][0]["queued"], 0);
+    assert!(sim.paper().receipts.is_empty());
+}
+
+fn config_check(dir: &std::path::Path, printer: &str) -> std::process::Output {
+    let config = dir.join("check.toml");
+    std::fs::write(&config, common::config_text(dir, "", printer)).unwrap();
+    std::process::Command::new(common::BIN)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn hid_printer_config_is_checked_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |hid: &str| {
+        format!("[[printer]]\nname = \"receipt\"\ntype = \"escpos\"\n[printer.hid]\n{hid}\n")
+    };
+    let ok = config_check(
+        dir.path(),
+        &entry("usb = \"0416:5011\"\nreport_size = 63\nreport_id = 2"),
+    );
+    assert!(ok.status.success(), "{ok:?}");
+    for (hid, key) in [
+        (
+            "usb = \"0416:5011\"\nreport_size = 300",
+            "printer[0].hid.report_size",
+        ),
+        (
+            "usb = \"0416:5011\"\nreport_size = 0\nlength_prefix = false",
+            "printer[0].hid.report_size",
+        ),
+        (
+            "usb = \"0416:5011\"\npath = \"/dev/hidraw0\"",
+            "printer[0].hid",
+        ),
+        ("report_id = 1", "printer[0].hid"),
+        ("usb = \"0416:5011\"\nreport_sise = 64", "report_sise"),
+    ] {
+        let out = config_check(dir.path(), &entry(hid));
+        assert!(!out.status.success(), "{hid}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{hid}: {err}");
+    }
+}

@@ -72,6 +72,9 @@ pub enum Command {
     /// Print a test page (Cyrillic, columns, QR, barcodes, cut) on a
     /// configured printer through the daemon; exit 1 unless it printed.
     PrintTest(print_test::PrintTestArgs),
+    /// Render a document (print.document JSON) to a PNG as a printer
+    /// profile would print it; no printer or daemon needed.
+    Preview(print_test::PreviewArgs),
 }
 
 /// `posbridge config ...`.

@@ -136,10 +136,18 @@ fn publish_job(bus: &EventBus, job: &Job) {
 /// Prints until the link drops; returns why.
 pub(super) async fn run(ctx: PrinterCtx<'_>, mut t: BoxTransport) -> String {
     let mut last: Option<PrinterStatus> = None;
+    let mut answers = ctx.answers;
     loop {
-        let status = if ctx.answers {
+        let status = if answers {
             match poll(&mut t).await {
                 Ok(s) => s,
+                // usblp refuses reads (EINVAL) from a printer attached
+                // unidirectionally: print blind rather than reconnect forever.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    tracing::warn!(printer = ctx.name, error = %e, "status cannot be read on this link; printing without status");
+                    answers = false;
+                    continue;
+                }
                 Err(e) => return format!("status poll failed: {e}"),
             }
         } else {

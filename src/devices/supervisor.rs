@@ -167,6 +167,9 @@ enum LinkWatch {
     /// Files and printer device nodes give no such signal: a read says
     /// nothing, so the link is held until the driver's next write fails.
     Hold,
+    /// A device node opened non-blocking (`/dev/usb/lpN`): held like
+    /// `Hold`, but reads can be timed out, so status replies are read.
+    Polled,
 }
 
 async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
@@ -174,7 +177,19 @@ async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
         Some(Endpoint::Transport(spec)) => {
             let watch = match spec {
                 TransportSpec::Serial(_) | TransportSpec::Tcp { .. } => LinkWatch::Read,
-                TransportSpec::CharDevice { .. } | TransportSpec::File { .. } => LinkWatch::Hold,
+                TransportSpec::CharDevice { path } => {
+                    let dev = posbridge_drivers::transport::chardev::open(&path).await?;
+                    let watch = if dev.readable {
+                        LinkWatch::Polled
+                    } else {
+                        LinkWatch::Hold
+                    };
+                    return Ok(Link::Stream(dev.transport, watch));
+                }
+                TransportSpec::File { .. } => LinkWatch::Hold,
+                // Reads are served by the HID thread and can be timed out;
+                // an unplug ends the stream.
+                TransportSpec::Hid { .. } => LinkWatch::Polled,
             };
             Ok(Link::Stream(spec.open().await?, watch))
         }
@@ -287,8 +302,10 @@ async fn run_link(
                 name: p.name.get_ref(),
                 profile: &profile,
                 paper: p.paper,
-                // A file or a printer whose profile says it never answers.
-                answers: profile.status_reply && matches!(watch, LinkWatch::Read),
+                // Not a file, an unpollable node, or a printer whose profile
+                // says it never answers.
+                answers: profile.status_reply
+                    && matches!(watch, LinkWatch::Read | LinkWatch::Polled),
                 queue: &print.queue,
                 wake: &print.wake,
                 bus,
@@ -356,7 +373,9 @@ async fn run_link(
                 }
             }
         }
-        (Link::Stream(_transport, LinkWatch::Hold), _, _) => std::future::pending().await,
+        (Link::Stream(_transport, LinkWatch::Hold | LinkWatch::Polled), _, _) => {
+            std::future::pending().await
+        }
         (Link::Stream(mut t, LinkWatch::Read), _, _) => loop {
             match t.read(&mut buf).await {
                 Ok(0) => return "closed by the device".into(),

@@ -182,6 +182,67 @@ pub struct Receipt {
     pub cut: Option<CutKind>,
     /// Everything above in paper order.
     pub layout: Vec<Block>,
+    /// How the QR codes, barcodes and images were drawn, for
+    /// [`crate::sim::render`]. Not serialized: the JSON view of the paper
+    /// stays the text model.
+    #[serde(skip)]
+    pub drawing: Drawing,
+}
+
+/// Settings in effect when a QR code was printed (`GS ( k` fn 67 / 69).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QrDrawing {
+    /// Module size in dots (1..16; printers default to 3).
+    pub module_size: u8,
+    /// Error correction: b'L', b'M', b'Q' or b'H'.
+    pub ec: u8,
+}
+
+/// Settings in effect when a barcode was printed (`GS h`, `GS w`, `GS H`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BarcodeDrawing {
+    /// Bar height in dots (`GS h`, default 162).
+    pub height: u8,
+    /// Narrow module width in dots (`GS w`, default 3).
+    pub module_width: u8,
+    /// HRI position (`GS H`): 0 none, 1 above, 2 below, 3 both.
+    pub hri: u8,
+    /// The data bytes as sent (for CODE128 with its `{A`/`{B`/`{C` codes).
+    pub raw: Vec<u8>,
+}
+
+/// The dots of a raster image, rows packed MSB first (`ceil(width / 8)`
+/// bytes per row, 1 = black), and its `GS v 0` scale factors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePixels {
+    pub width: u32,
+    pub height: u32,
+    pub rows: Vec<u8>,
+    /// Horizontal and vertical magnification (1 or 2).
+    pub scale: (u8, u8),
+}
+
+/// Drawing details of a [`Receipt`], index-aligned with its `qr`,
+/// `barcodes` and `images`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Drawing {
+    pub qr: Vec<QrDrawing>,
+    pub barcodes: Vec<BarcodeDrawing>,
+    /// `None` unless the parser keeps pixels ([`EscPosParser::keep_pixels`])
+    /// and the image's data arrived.
+    pub images: Vec<Option<ImagePixels>>,
+}
+
+/// Raster data being collected while it is skipped.
+#[derive(Debug)]
+struct Capture {
+    /// Index into the receipt's images, or `None` for `GS ( L` stored
+    /// graphics (printed later).
+    image: Option<usize>,
+    width: u32,
+    height: u32,
+    scale: (u8, u8),
+    rows: Vec<u8>,
 }
 
 /// A cash drawer kick (`ESC p m t1 t2` or `DLE DC4 1 m t`).
@@ -325,6 +386,14 @@ pub struct EscPosParser {
     skip: u64,
     qr_data: Option<String>,
     graphics: Option<(u32, u32)>,
+    /// Keep raster pixels (for rendering); off by default to bound memory.
+    keep_pixels: bool,
+    capture: Option<Capture>,
+    graphics_pixels: Option<ImagePixels>,
+    qr_style: QrDrawing,
+    barcode_height: u8,
+    barcode_width: u8,
+    hri: u8,
 }
 
 impl Default for EscPosParser {
@@ -332,6 +401,11 @@ impl Default for EscPosParser {
         Self::new()
     }
 }
+
+const QR_DEFAULT: QrDrawing = QrDrawing {
+    module_size: 3,
+    ec: b'L',
+};
 
 fn barcode_kind(m: u8) -> Option<&'static str> {
     Some(match m {
@@ -403,6 +477,12 @@ fn receipt_weight(r: &Receipt) -> usize {
             .map(|(k, d)| k.len() + d.len() + 32)
             .sum::<usize>()
         + r.images.len() * 16
+        + r.drawing
+            .images
+            .iter()
+            .flatten()
+            .map(|p| p.rows.len())
+            .sum::<usize>()
         + r.layout.len() * 24
 }
 
@@ -436,7 +516,22 @@ impl EscPosParser {
             skip: 0,
             qr_data: None,
             graphics: None,
+            keep_pixels: false,
+            capture: None,
+            graphics_pixels: None,
+            qr_style: QR_DEFAULT,
+            barcode_height: 162,
+            barcode_width: 3,
+            hri: 0,
         }
+    }
+
+    /// Keeps the dots of raster images (`GS v 0`, `GS ( L` / `GS 8 L`) in
+    /// [`Receipt::drawing`], for rendering a preview. A receipt then holds
+    /// up to [`MAX_IMAGE_BYTES`] per image.
+    pub fn keep_pixels(mut self) -> Self {
+        self.keep_pixels = true;
+        self
     }
 
     /// Replaces the table of Star's `ESC GS t n`.
@@ -521,15 +616,59 @@ impl EscPosParser {
                 let avail = (data.len() - pos) as u64;
                 let n = self.skip.min(avail);
                 self.skip -= n;
+                if let Some(c) = self.capture.as_mut() {
+                    c.rows.extend_from_slice(&data[pos..pos + n as usize]);
+                }
                 pos += n as usize;
+                if self.skip == 0 {
+                    self.finish_capture();
+                }
                 continue;
             }
             match self.step(&data[pos..], requests) {
-                Some(n) => pos += n,
+                Some(n) => {
+                    pos += n;
+                    if self.skip == 0 {
+                        self.finish_capture();
+                    }
+                }
                 None => break,
             }
         }
         pos
+    }
+
+    /// Starts collecting the raster data about to be skipped.
+    fn start_capture(&mut self, image: Option<usize>, width: u32, height: u32, scale: (u8, u8)) {
+        if self.keep_pixels {
+            self.capture = Some(Capture {
+                image,
+                width,
+                height,
+                scale,
+                rows: Vec::new(),
+            });
+        }
+    }
+
+    fn finish_capture(&mut self) {
+        let Some(c) = self.capture.take() else {
+            return;
+        };
+        let pixels = ImagePixels {
+            width: c.width,
+            height: c.height,
+            rows: c.rows,
+            scale: c.scale,
+        };
+        match c.image {
+            Some(i) => {
+                if let Some(slot) = self.receipt.drawing.images.get_mut(i) {
+                    *slot = Some(pixels);
+                }
+            }
+            None => self.graphics_pixels = Some(pixels),
+        }
     }
 
     /// Consumes `header` bytes now and skips the rest of a `total`-byte
@@ -570,6 +709,9 @@ impl EscPosParser {
             b'@' => {
                 self.line = LineBuf::default();
                 self.style = Style::default();
+                self.barcode_height = 162;
+                self.barcode_width = 3;
+                self.hri = 0;
                 self.codepage = match self.codepages.get(&0) {
                     Some(e) => CodePage::Enc(e),
                     None => CodePage::Cp437,
@@ -782,9 +924,14 @@ impl EscPosParser {
                     return Some(2);
                 }
                 arg(7)?;
+                let m = b[3];
                 let xbytes = u64::from(b[4]) + 256 * u64::from(b[5]);
                 let height = u64::from(b[6]) + 256 * u64::from(b[7]);
-                self.image(xbytes * 8, height, xbytes * height);
+                if self.image(xbytes * 8, height, xbytes * height) {
+                    let scale = (1 + (m & 1), 1 + ((m >> 1) & 1));
+                    let index = self.receipt.images.len() - 1;
+                    self.start_capture(Some(index), xbytes as u32 * 8, height as u32, scale);
+                }
                 Some(self.consume_skip(8, 8 + xbytes * height))
             }
             b'k' => self.barcode(b),
@@ -816,9 +963,21 @@ impl EscPosParser {
                 let y = u64::from(arg(3)?);
                 Some(self.consume_skip(4, 4 + x * y * 8))
             }
-            // One parameter: barcode height / HRI / width / HRI font,
+            b'h' => {
+                self.barcode_height = arg(2)?;
+                Some(3)
+            }
+            b'H' => {
+                self.hri = arg(2)? & 3;
+                Some(3)
+            }
+            b'w' => {
+                self.barcode_width = arg(2)?;
+                Some(3)
+            }
+            // One parameter: HRI font,
             // reverse, smoothing, ASB, status, printer id, macros, position.
-            b'h' | b'H' | b'w' | b'f' | b'B' | b'b' | b'a' | b'r' | b'I' | b'/' | b'T' => {
+            b'f' | b'B' | b'b' | b'a' | b'r' | b'I' | b'/' | b'T' => {
                 arg(2)?;
                 Some(3)
             }
@@ -966,6 +1125,12 @@ impl EscPosParser {
             self.error(SimError::TooManyItems("barcodes"));
         } else {
             self.receipt.barcodes.push((kind.to_owned(), text));
+            self.receipt.drawing.barcodes.push(BarcodeDrawing {
+                height: self.barcode_height,
+                module_width: self.barcode_width,
+                hri: self.hri,
+                raw: data.to_vec(),
+            });
             self.push_block(BlockKind::Barcode, self.receipt.barcodes.len() - 1);
         }
         Some(used)
@@ -1009,6 +1174,7 @@ impl EscPosParser {
                 match self.qr_data.clone() {
                     Some(data) if self.receipt.qr.len() < MAX_QR => {
                         self.receipt.qr.push(data);
+                        self.receipt.drawing.qr.push(self.qr_style);
                         self.push_block(BlockKind::Qr, self.receipt.qr.len() - 1);
                     }
                     Some(_) => self.error(SimError::TooManyItems("QR codes")),
@@ -1016,8 +1182,22 @@ impl EscPosParser {
                 }
                 Some(self.consume_skip(7, total))
             }
-            // Model, module size, error correction, size request.
-            65 | 67 | 69 | 82 => Some(self.consume_skip(7, total)),
+            67 => {
+                let n = *b.get(7)?;
+                self.qr_style.module_size = n.clamp(1, 16);
+                Some(self.consume_skip(7, total))
+            }
+            69 => {
+                self.qr_style.ec = match *b.get(7)? {
+                    49 => b'M',
+                    50 => b'Q',
+                    51 => b'H',
+                    _ => b'L',
+                };
+                Some(self.consume_skip(7, total))
+            }
+            // Model, size request.
+            65 | 82 => Some(self.consume_skip(7, total)),
             _ => {
                 self.unknown();
                 Some(self.consume_skip(7, total))
@@ -1050,13 +1230,21 @@ impl EscPosParser {
                     self.graphics = None;
                 } else {
                     self.graphics = Some((w as u32, h as u32));
+                    self.graphics_pixels = None;
+                    let scale = (b[hdr + 3].clamp(1, 2), b[hdr + 4].clamp(1, 2));
+                    // Only monochrome data (a = 48) is kept; colour planes would
+                    // overwrite each other.
+                    if b[hdr + 2] == 48 {
+                        self.start_capture(None, w as u32, h as u32, scale);
+                    }
                 }
                 Some(self.consume_skip(hdr + 10, total))
             }
             // Print stored graphics.
             2 | 50 => {
                 if let Some((w, h)) = self.graphics.take() {
-                    self.push_image(w, h);
+                    let pixels = self.graphics_pixels.take();
+                    self.push_image(w, h, pixels);
                 }
                 Some(self.consume_skip(hdr + 2, total))
             }
@@ -1064,7 +1252,8 @@ impl EscPosParser {
         }
     }
 
-    fn image(&mut self, width: u64, height: u64, bytes: u64) {
+    /// Records a raster image; `true` if it was put on the paper.
+    fn image(&mut self, width: u64, height: u64, bytes: u64) -> bool {
         if width > u64::from(MAX_IMAGE_DOTS)
             || height > u64::from(MAX_IMAGE_DOTS)
             || bytes > MAX_IMAGE_BYTES
@@ -1074,18 +1263,22 @@ impl EscPosParser {
                 height: height.min(u64::from(u32::MAX)) as u32,
                 bytes,
             });
-            return;
+            return false;
         }
-        self.push_image(width as u32, height as u32);
+        self.push_image(width as u32, height as u32, None)
     }
 
-    fn push_image(&mut self, w: u32, h: u32) {
+    /// `true` if the image was put on the paper.
+    fn push_image(&mut self, w: u32, h: u32, pixels: Option<ImagePixels>) -> bool {
         self.flush_line_before_block();
         if self.receipt.images.len() >= MAX_IMAGES {
             self.error(SimError::TooManyItems("images"));
+            false
         } else {
             self.receipt.images.push((w, h));
+            self.receipt.drawing.images.push(pixels);
             self.push_block(BlockKind::Image, self.receipt.images.len() - 1);
+            true
         }
     }
 

@@ -2,4 +2,5 @@
 //! protocols over the same transports (pty pairs, TCP on loopback).
 
 pub mod escpos;
+pub mod render;
 pub mod shtrih;

@@ -1,21 +1,10 @@
-//! Character devices and plain files.
+//! Plain files (character devices are in `chardev`).
 
 use std::path::Path;
 
 use tokio::fs::OpenOptions;
 
 use super::{BoxTransport, TransportError};
-
-/// Opens a character device (USB printer class node) read-write.
-pub(super) async fn open_device(path: &Path) -> Result<BoxTransport, TransportError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .await
-        .map_err(|e| TransportError::from_io(path.display().to_string(), e))?;
-    Ok(Box::new(file))
-}
 
 /// Opens (creating) a regular file for appending.
 pub(super) async fn open_append(path: &Path) -> Result<BoxTransport, TransportError> {

@@ -1,11 +1,14 @@
 //! Byte-stream transports to devices: serial ports (and USB-CDC), TCP
-//! sockets, character device files (USB printer class `/dev/usb/lpN`) and
-//! plain files for debugging.
+//! sockets, character device files (USB printer class `/dev/usb/lpN`), HID
+//! reports (printers that speak ESC/POS over HID) and plain files for
+//! debugging.
 //!
 //! Every transport is opened into a [`BoxTransport`], so protocol code is
 //! written once over `AsyncRead + AsyncWrite` (the tokio-modbus pattern).
 
+pub mod chardev;
 mod file;
+pub mod hid;
 mod serial;
 mod tcp;
 
@@ -49,6 +52,13 @@ pub enum TransportSpec {
         /// File path; created if missing.
         path: PathBuf,
     },
+    /// A HID device carrying the byte stream in reports.
+    Hid {
+        /// Which device.
+        target: hid::HidTarget,
+        /// How bytes are cut into reports.
+        framing: hid::HidFraming,
+    },
 }
 
 impl TransportSpec {
@@ -59,6 +69,7 @@ impl TransportSpec {
             TransportSpec::Tcp { host, port, .. } => format!("tcp {host}:{port}"),
             TransportSpec::CharDevice { path } => format!("device {}", path.display()),
             TransportSpec::File { path } => format!("file {}", path.display()),
+            TransportSpec::Hid { target, .. } => target.to_string(),
         }
     }
 
@@ -71,8 +82,20 @@ impl TransportSpec {
                 port,
                 connect_timeout,
             } => tcp::connect(host, *port, *connect_timeout).await,
-            TransportSpec::CharDevice { path } => file::open_device(path).await,
+            TransportSpec::CharDevice { path } => Ok(chardev::open(path).await?.transport),
             TransportSpec::File { path } => file::open_append(path).await,
+            TransportSpec::Hid { target, framing } => {
+                // hidapi enumerates sysfs and opens blocking.
+                let (target, framing) = (target.clone(), *framing);
+                let what = target.to_string();
+                let t = tokio::task::spawn_blocking(move || hid::open(&target, framing))
+                    .await
+                    .map_err(|e| TransportError::Io {
+                        what,
+                        source: io::Error::other(e.to_string()),
+                    })??;
+                Ok(Box::new(t))
+            }
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use posbridge_drivers::printer::document::Document;
+use posbridge_drivers::printer::document::{Document, PaperWidth};
+use posbridge_drivers::printer::escpos::{EncodeError, Profile};
+use posbridge_drivers::sim::render::preview_document;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -65,17 +67,7 @@ pub(crate) async fn enqueue(
     check_job_id(&job_id)?;
     check_printer(app, &printer)?;
     // A bad document is refused before it is queued, naming the field.
-    let doc: Document = serde_path_to_error::deserialize(document.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        RpcError::invalid_params(&format!("document.{path}"), e.into_inner())
-    })?;
-    if let Err(e) = doc.validate() {
-        let field = match e.block {
-            Some(b) => format!("document.blocks[{b}].{}", e.field),
-            None => format!("document.{}", e.field),
-        };
-        return Err(RpcError::invalid_params(&field, e.message));
-    }
+    parse_document(document.clone())?;
     let (job, created) = app
         .devices
         .queue
@@ -90,6 +82,122 @@ pub(crate) async fn enqueue(
         app.devices.wake(&printer).notify_one();
     }
     Ok(json!(job))
+}
+
+/// Parses and validates a document, naming the bad field.
+fn parse_document(document: Value) -> Result<Document, RpcError> {
+    let doc: Document = serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        RpcError::invalid_params(&format!("document.{path}"), e.into_inner())
+    })?;
+    if let Err(e) = doc.validate() {
+        let field = match e.block {
+            Some(b) => format!("document.blocks[{b}].{}", e.field),
+            None => format!("document.{}", e.field),
+        };
+        return Err(RpcError::invalid_params(&field, e.message));
+    }
+    Ok(doc)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewParams {
+    printer: Option<String>,
+    profile: Option<String>,
+    paper: Option<PaperWidth>,
+    document: Value,
+}
+
+/// `print.preview`: the document drawn as the printer (or a built-in
+/// profile) would print it, as a base64 PNG. Nothing is queued or printed.
+pub(super) async fn preview(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: PreviewParams = rpc::params(params)?;
+    let (profile, paper) = match (&p.printer, &p.profile) {
+        (Some(_), Some(_)) => {
+            return Err(RpcError::invalid_params(
+                "profile",
+                "give printer or profile, not both",
+            ));
+        }
+        (Some(name), None) => {
+            check_printer(app, name)?;
+            let config = app.config();
+            let entry = config
+                .printers
+                .iter()
+                .find(|e| e.name.get_ref() == name)
+                .ok_or_else(|| {
+                    RpcError::new(
+                        code::DEVICE_NOT_FOUND,
+                        format!("no receipt printer named \"{name}\""),
+                    )
+                })?;
+            let profile = entry
+                .load_profile()
+                .map_err(|e| RpcError::internal("printer profile", e))?;
+            (profile, entry.paper)
+        }
+        (None, name) => {
+            let name = name.as_deref().unwrap_or("generic-80");
+            let profile = Profile::builtin(name).ok_or_else(|| {
+                RpcError::invalid_params(
+                    "profile",
+                    format!(
+                        "unknown profile \"{name}\"; built in: {}",
+                        Profile::builtin_names().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            (profile, PaperWidth::Mm80)
+        }
+    };
+    let paper = p.paper.unwrap_or(paper);
+    let doc = parse_document(p.document)?;
+    // Rendering is CPU work (dithering, QR, glyphs): off the async threads.
+    let rendered = tokio::task::spawn_blocking(move || {
+        preview_document(&doc, &profile, paper).map(|pv| (pv, profile.name))
+    })
+    .await
+    .map_err(|e| RpcError::internal("print preview", e))?;
+    let (pv, profile) = rendered.map_err(|e| match e {
+        EncodeError::Qr { block, message } | EncodeError::Image { block, message } => {
+            RpcError::invalid_params(&format!("document.blocks[{block}]"), message)
+        }
+        EncodeError::Invalid(e) => RpcError::invalid_params("document", e),
+    })?;
+    Ok(json!({
+        "profile": profile,
+        "paper": paper,
+        "width": pv.canvas.width,
+        "height": pv.canvas.height,
+        "truncated": pv.truncated,
+        "unrepresentable": pv.unrepresentable,
+        "notes": pv.notes,
+        "png_base64": base64(&pv.png()),
+    }))
+}
+
+/// Standard base64 with padding (RFC 4648).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 pub(super) async fn document(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
@@ -165,4 +273,24 @@ pub(super) async fn drawer(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         json!({"blocks": [{"type": "drawer_kick", "pin": 0}]}),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+    }
 }

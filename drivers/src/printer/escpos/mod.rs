@@ -28,7 +28,8 @@ mod tests;
 
 pub use profile::{CodePages, CutSupport, PaperSpec, Papers, Profile, ProfileError};
 pub use raster::{
-    Bitmap, Gray, decode_png, dither, png_to_bitmap, qr_bitmap, raster_command, scale_to_fit,
+    Bitmap, Gray, decode_png, dither, png_to_bitmap, qr_bitmap, qr_scale, raster_command,
+    scale_to_fit,
 };
 pub use status::{StatusBits, decode_status, is_status_byte, status_request};
 
@@ -99,11 +100,15 @@ impl CodePage {
         if ch.is_ascii() {
             return Some(ch as u8);
         }
-        let enc = self.encoding()?;
-        let mut buf = [0u8; 4];
-        let (bytes, _, had_errors) = enc.encode(ch.encode_utf8(&mut buf));
-        match (had_errors, bytes.as_ref()) {
-            (false, [b]) => Some(*b),
+        // An encoder on the stack and a one-byte output: no allocation per
+        // character (`Encoding::encode` returns a fresh Vec for non-ASCII).
+        let mut enc = self.encoding()?.new_encoder();
+        let mut src = [0u8; 4];
+        let mut out = [0u8; 1];
+        let (result, _, written) =
+            enc.encode_from_utf8_without_replacement(ch.encode_utf8(&mut src), &mut out, true);
+        match (result, written) {
+            (encoding_rs::EncoderResult::InputEmpty, 1) => Some(out[0]),
             _ => None,
         }
     }
@@ -403,12 +408,15 @@ pub fn encode(
                 module_size,
                 ec,
             } => {
-                let bitmap = qr_bitmap(payload.as_bytes(), *ec, *module_size, dots)
-                    .map_err(|message| EncodeError::Qr { block: i, message })?;
+                let qr_error = |message| EncodeError::Qr { block: i, message };
                 w.align(Align::Center);
                 if profile.native_qr {
+                    // The printer draws it; only check that it fits.
+                    qr_scale(payload.as_bytes(), *ec, *module_size, dots).map_err(qr_error)?;
                     native_qr(&mut w.out, payload.as_bytes(), *module_size, *ec);
                 } else {
+                    let bitmap =
+                        qr_bitmap(payload.as_bytes(), *ec, *module_size, dots).map_err(qr_error)?;
                     raster_command(&bitmap, &mut w.out);
                 }
             }
@@ -439,8 +447,22 @@ pub fn encode(
                             body.push(b);
                         }
                         body.truncate(255);
+                        // Start, one symbol per character, check (11 modules
+                        // each) and stop (13): at the default module width of
+                        // 3 dots a long code overflows the paper and Epson
+                        // printers drop it, so narrow the bars to 2 dots for
+                        // this barcode only.
+                        let chars = data.len().min(253);
+                        let modules = 11 * (chars + 2) + 13;
+                        let narrow = modules * 3 > dots;
+                        if narrow {
+                            w.out.extend_from_slice(&[GS, b'w', 2]);
+                        }
                         w.out.extend_from_slice(&[GS, b'k', 73, body.len() as u8]);
                         w.out.extend(body);
+                        if narrow {
+                            w.out.extend_from_slice(&[GS, b'w', 3]);
+                        }
                     }
                 }
             }

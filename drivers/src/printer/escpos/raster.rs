@@ -207,6 +207,36 @@ pub(crate) fn qr_ec(ec: EcLevel) -> qrcode::EcLevel {
 /// Quiet zone drawn around rasterised QR codes, in modules.
 pub const QR_QUIET_ZONE: usize = 4;
 
+/// The dots per module a QR code of `payload` is drawn with: `module_size`,
+/// reduced until the symbol with its quiet zone fits `max_dots`. Finds the
+/// symbol's version without building it (masking is most of the cost), so
+/// a native QR is checked cheaply.
+pub fn qr_scale(
+    payload: &[u8],
+    ec: EcLevel,
+    module_size: u8,
+    max_dots: usize,
+) -> Result<usize, String> {
+    let bits = qrcode::bits::encode_auto(payload, qr_ec(ec))
+        .map_err(|e| format!("cannot encode QR code: {e}"))?;
+    let modules = usize::try_from(bits.version().width()).unwrap_or(usize::MAX);
+    fit_scale(modules, module_size, max_dots)
+}
+
+fn fit_scale(modules: usize, module_size: u8, max_dots: usize) -> Result<usize, String> {
+    let side = modules.saturating_add(2 * QR_QUIET_ZONE);
+    let mut scale = usize::from(module_size.max(1));
+    while scale > 1 && side * scale > max_dots {
+        scale -= 1;
+    }
+    if side * scale > max_dots {
+        return Err(format!(
+            "QR code of {modules} modules does not fit {max_dots} dots"
+        ));
+    }
+    Ok(scale)
+}
+
 /// Rasterise a QR code: `module_size` dots per module, reduced until the
 /// symbol with its quiet zone fits `max_dots`.
 pub fn qr_bitmap(
@@ -220,15 +250,7 @@ pub fn qr_bitmap(
     let modules = code.width();
     let colors = code.to_colors();
     let side = modules + 2 * QR_QUIET_ZONE;
-    let mut scale = usize::from(module_size.max(1));
-    while scale > 1 && side * scale > max_dots {
-        scale -= 1;
-    }
-    if side * scale > max_dots {
-        return Err(format!(
-            "QR code of {modules} modules does not fit {max_dots} dots"
-        ));
-    }
+    let scale = fit_scale(modules, module_size, max_dots)?;
     let dim = side * scale;
     let mut pixels = vec![false; dim * dim];
     for my in 0..modules {

@@ -447,6 +447,32 @@ fn qr_native_and_raster() {
     assert!(bm.width <= 384);
 }
 
+proptest! {
+    /// The cheap fit check for native QR codes agrees with drawing the
+    /// symbol: same dots per module, same refusal when it cannot fit.
+    #[test]
+    fn qr_scale_agrees_with_the_drawn_symbol(
+        len in 1usize..1200,
+        ec in prop_oneof![Just(EcLevel::L), Just(EcLevel::M), Just(EcLevel::Q), Just(EcLevel::H)],
+        module_size in 1u8..=16,
+        dots in prop_oneof![Just(384usize), Just(512), Just(576)],
+    ) {
+        let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let drawn = qr_bitmap(&payload, ec, module_size, dots);
+        let scale = qr_scale(&payload, ec, module_size, dots);
+        match (drawn, scale) {
+            (Ok(bm), Ok(scale)) => {
+                let modules = qrcode::QrCode::with_error_correction_level(&payload, raster::qr_ec(ec))
+                    .unwrap()
+                    .width();
+                prop_assert_eq!(bm.width, (modules + 2 * raster::QR_QUIET_ZONE) * scale);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "drawn {:?} vs scale {:?}", a.map(|b| b.width), b),
+        }
+    }
+}
+
 #[test]
 fn barcodes() {
     let doc = Document {
