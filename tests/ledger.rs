@@ -433,3 +433,419 @@ async fn account_history_pages_newest_first_with_entries() {
         );
     }
 }
+
+fn verify_cli(d: &Daemon) {
+    let out = std::process::Command::new(common::BIN)
+        .args(["--config", d.config.to_str().unwrap(), "ledger", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Earns 50 with sale "a", spends 40 of them on an 80 sale (which earns 2),
+/// then refunds sale "a" whole: 50 to claw back, 12 left.
+async fn refund_after_spending(policy: &str) -> (Daemon, Client, Value) {
+    let d = Daemon::start(
+        "",
+        &format!("[ledger.programme]\nrefund_shortfall = \"{policy}\"\n"),
+    );
+    let mut c = d.client().await;
+    register(&mut c).await;
+    let a =
+        json!({"idempotency_key": "a", "number": CARD, "receipt_id": "a", "lines": lines(1000)});
+    assert_eq!(
+        c.call("sale.commit", a).await.unwrap()["balance_after"],
+        "50"
+    );
+    let t = token(&mut c).await;
+    let spend = json!({"idempotency_key": "b", "card_token": t, "receipt_id": "b", "lines": lines(80), "redeem": "40"});
+    assert_eq!(
+        c.call("sale.commit", spend).await.unwrap()["balance_after"],
+        "12"
+    );
+    let r = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "r", "receipt_id": "a"}),
+        )
+        .await
+        .unwrap();
+    (d, c, r)
+}
+
+#[tokio::test]
+async fn refund_when_the_accrued_points_are_already_spent_clamp() {
+    let (d, mut c, r) = refund_after_spending("clamp").await;
+    assert_eq!(r["clawback"], "12");
+    assert_eq!(r["clawback_shortfall"], "38");
+    assert_eq!(r["clawback_debt"], "0");
+    assert_eq!(r["balance_after"], "0");
+    let s = c
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            s["account"]["balance"].clone(),
+            s["account"]["debt"].clone()
+        ),
+        (json!("0"), json!("0"))
+    );
+    // The next sale's accrual is spendable at once.
+    let next =
+        json!({"idempotency_key": "n", "number": CARD, "receipt_id": "n", "lines": lines(1000)});
+    let n = c.call("sale.commit", next).await.unwrap();
+    assert_eq!(
+        (n["debt_repaid"].clone(), n["balance_after"].clone()),
+        (json!("0"), json!("50"))
+    );
+    verify_cli(&d);
+}
+
+#[tokio::test]
+async fn refund_when_the_accrued_points_are_already_spent_debt() {
+    let (d, mut c, r) = refund_after_spending("debt").await;
+    assert_eq!(r["clawback"], "50");
+    assert_eq!(r["clawback_shortfall"], "0");
+    assert_eq!(r["clawback_debt"], "38");
+    assert_eq!(r["balance_after"], "-38");
+    let s = c
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            s["account"]["balance"].clone(),
+            s["account"]["debt"].clone()
+        ),
+        (json!("-38"), json!("38"))
+    );
+
+    // Nothing can be redeemed while the balance is not positive.
+    let t = token(&mut c).await;
+    let q = c
+        .call("sale.quote", json!({"card_token": t, "lines": lines(1000)}))
+        .await
+        .unwrap();
+    assert_eq!(q["quote"]["max_redeemable"], "0");
+    let spend = json!({"idempotency_key": "x", "card_token": t, "receipt_id": "x", "lines": lines(100), "redeem": "1"});
+    let (code_, data) = code(c.call("sale.commit", spend).await);
+    assert_eq!((code_, data["limit"].clone()), (2003, json!("balance")));
+
+    // The next accrual pays the debt first; only the rest is spendable.
+    let next =
+        json!({"idempotency_key": "n", "number": CARD, "receipt_id": "n", "lines": lines(1000)});
+    let n = c.call("sale.commit", next).await.unwrap();
+    assert_eq!(n["accrued"], "50");
+    assert_eq!(n["debt_repaid"], "38");
+    assert_eq!(n["balance_after"], "12");
+    let h = c
+        .call("account.history", json!({"number": CARD, "limit": 2}))
+        .await
+        .unwrap();
+    let kinds = |t: &Value| -> Vec<(String, String)> {
+        t["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_owned(),
+                    e["amount"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let txns = h["transactions"].as_array().unwrap();
+    assert_eq!(
+        kinds(&txns[0]),
+        [
+            ("debt_repay".into(), "38".into()),
+            ("accrue".into(), "12".into())
+        ]
+    );
+    assert!(
+        kinds(&txns[1]).contains(&("debt".into(), "-38".into())),
+        "{txns:#?}"
+    );
+    verify_cli(&d);
+    // The export carries the debt entries without a lot.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "--config",
+            d.config.to_str().unwrap(),
+            "ledger",
+            "export",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.lines().any(|l| l.contains(",debt,-38,")), "{csv}");
+    assert!(csv.lines().any(|l| l.contains(",debt_repay,38,")), "{csv}");
+}
+
+const CARD2: &str = "6035000033334444";
+
+#[tokio::test]
+async fn per_category_caps_and_personal_overrides_at_the_cinema() {
+    // The cinema: 100 ₽ tickets take up to 10 points, the bar half.
+    let uid = nix::unistd::geteuid().as_raw();
+    let d = Daemon::start(
+        &format!("admin_uids = [{uid}]"),
+        "[ledger.programme]\nname = \"Кинобар\"\ncap_percent = \"10\"\n\
+         [[ledger.programme.categories]]\ncategory = \"bar\"\ncap_percent = \"50\"\n",
+    );
+    let mut c = d.client().await;
+    register(&mut c).await;
+    c.call(
+        "account.register",
+        json!({"phone": "+79160000002", "name": "Пётр", "card_number": CARD2, "secret": "4712"}),
+    )
+    .await
+    .unwrap();
+    let basket = json!([
+        {"sku": "P1", "name": "Попкорн", "category": "bar", "qty": "1", "price": "400"},
+        {"sku": "T1", "name": "Билет", "category": "tickets", "qty": "1", "price": "500"},
+    ]);
+    // Both customers get 1000 points.
+    let mut account2 = 0;
+    for (k, card) in [("s1", CARD), ("s2", CARD2)] {
+        let r = c
+            .call("sale.commit", json!({"idempotency_key": k, "number": card, "receipt_id": k, "lines": lines(20000)}))
+            .await
+            .unwrap();
+        assert_eq!(r["balance_after"], "1000");
+        account2 = r["account"].as_i64().unwrap();
+    }
+    // Petr's own: tickets 30 %, the bar 100 % and 10 % back there.
+    let set = json!({"idempotency_key": "o1", "account": account2, "categories": {
+        "tickets": {"cap_percent": "30"},
+        "bar": {"cap_percent": "100", "accrual_percent": "10"},
+    }});
+    let r = c.call("account.overrides.set", set.clone()).await.unwrap();
+    assert_eq!(r["overrides"]["categories"]["bar"]["cap_percent"], "100");
+    assert_eq!(c.call("account.overrides.set", set).await.unwrap(), r);
+
+    let caps = |q: &Value| -> Vec<String> {
+        q["quote"]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["cap"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let q1 = c
+        .call("sale.quote", json!({"number": CARD, "lines": basket}))
+        .await
+        .unwrap();
+    assert_eq!(caps(&q1), ["200", "50"]);
+    let q2 = c
+        .call("sale.quote", json!({"number": CARD2, "lines": basket}))
+        .await
+        .unwrap();
+    assert_eq!(caps(&q2), ["400", "150"]);
+
+    // The commit applies the same: Petr spends 550, Maria cannot.
+    let t1 = token(&mut c).await;
+    let over = json!({"idempotency_key": "m", "card_token": t1, "receipt_id": "m", "lines": basket, "redeem": "550"});
+    let (code_, data) = code(c.call("sale.commit", over).await);
+    assert_eq!(
+        (code_, data["max"].clone(), data["limit"].clone()),
+        (2003, json!("250"), json!("cap"))
+    );
+    let t2 = c
+        .call("card.enter", json!({"number": CARD2, "secret": "4712"}))
+        .await
+        .unwrap()["card_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ok = json!({"idempotency_key": "p", "card_token": t2, "receipt_id": "p", "lines": basket, "redeem": "550"});
+    let r = c.call("sale.commit", ok).await.unwrap();
+    assert_eq!(r["redeemed"], "550");
+    // Bar fully paid with points earns nothing; 350 paid for the ticket
+    // at the programme's 5 %.
+    assert_eq!(r["accrued"], "17");
+
+    // Bad values name the field; unknown accounts are refused.
+    let bad = json!({"account": account2, "categories": {"bar": {"cap_percent": "150"}}});
+    let (code_, data) = code(c.call("account.overrides.set", bad).await);
+    assert_eq!(
+        (code_, data["field"].clone()),
+        (-32602, json!("categories.bar.cap_percent"))
+    );
+    let (code_, _) = code(
+        c.call(
+            "account.overrides.set",
+            json!({"account": 9999, "cap_percent": "5"}),
+        )
+        .await,
+    );
+    assert_eq!(code_, 2001);
+    // Cleared: back to the programme's rules.
+    c.call("account.overrides.set", json!({"account": account2}))
+        .await
+        .unwrap();
+    let q2 = c
+        .call("sale.quote", json!({"number": CARD2, "lines": basket}))
+        .await
+        .unwrap();
+    assert_eq!(caps(&q2), ["200", "50"]);
+}
+
+#[tokio::test]
+async fn a_retried_commit_after_the_token_is_gone_returns_the_stored_sale() {
+    let mut d = Daemon::start("", "");
+    let mut c = d.client().await;
+    register(&mut c).await;
+    let seed =
+        json!({"idempotency_key": "s", "number": CARD, "receipt_id": "s", "lines": lines(1000)});
+    c.call("sale.commit", seed).await.unwrap();
+    let t = token(&mut c).await;
+    let sale = json!({"idempotency_key": "k", "card_token": t, "receipt_id": "R", "lines": lines(100), "redeem": "20"});
+    let first = c.call("sale.commit", sale.clone()).await.unwrap();
+    // Tokens live in memory: a restart loses them as an expiry would.
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    d.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_file(&d.socket);
+    d.spawn(|_| {});
+    let mut c = d.client().await;
+    c.call(
+        "events.subscribe",
+        json!({"topics": ["ledger.transaction"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.call("sale.commit", sale.clone()).await.unwrap(), first);
+    // A different request under the key is still refused, and an unknown
+    // key with a dead token is still a dead token.
+    let mut other = sale.clone();
+    other["redeem"] = json!("10");
+    assert_eq!(code(c.call("sale.commit", other).await).0, 2005);
+    let mut fresh = sale;
+    fresh["idempotency_key"] = json!("k2");
+    assert_eq!(code(c.call("sale.commit", fresh).await).0, 1301);
+    // The replay published nothing: the next event is the next sale's.
+    let next =
+        json!({"idempotency_key": "n", "number": CARD, "receipt_id": "n", "lines": lines(100)});
+    let n = c.call("sale.commit", next).await.unwrap();
+    let ev = c.next_notification().await.unwrap();
+    assert_eq!(ev["params"]["transaction"], n["transaction"]);
+}
+
+#[tokio::test]
+async fn a_repeated_commit_returns_the_same_bonus_block_and_publishes_once() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    c.call(
+        "events.subscribe",
+        json!({"topics": ["ledger.transaction"]}),
+    )
+    .await
+    .unwrap();
+    let sale =
+        json!({"idempotency_key": "a", "number": CARD, "receipt_id": "a", "lines": lines(1000)});
+    let first = c.call("sale.commit", sale.clone()).await.unwrap();
+    let ev = c.next_notification().await.unwrap();
+    assert_eq!(ev["params"]["transaction"], first["transaction"]);
+    // Another sale changes the balance and the points due to expire.
+    let b = c
+        .call("sale.commit", json!({"idempotency_key": "b", "number": CARD, "receipt_id": "b", "lines": lines(1000)}))
+        .await
+        .unwrap();
+    assert_eq!(b["balance_after"], "100");
+    let ev = c.next_notification().await.unwrap();
+    assert_eq!(ev["params"]["transaction"], b["transaction"]);
+    let again = c.call("sale.commit", sale).await.unwrap();
+    assert_eq!(again, first);
+    let block: Vec<String> = serde_json::from_value(again["bonus_lines"].clone()).unwrap();
+    assert!(
+        block
+            .iter()
+            .any(|l| l.starts_with("Сгорит") && l.ends_with(" 50,00")),
+        "{block:#?}"
+    );
+    // Refunds and adjustments too: a repeat publishes nothing.
+    let refund = json!({"idempotency_key": "r", "receipt_id": "b", "amount": "100"});
+    let r = c.call("sale.refund", refund.clone()).await.unwrap();
+    let ev = c.next_notification().await.unwrap();
+    assert_eq!(ev["params"]["transaction"], r["transaction"]);
+    assert_eq!(c.call("sale.refund", refund).await.unwrap(), r);
+    let last = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "c", "number": CARD, "receipt_id": "c", "lines": lines(100)}),
+        )
+        .await
+        .unwrap();
+    let ev = c.next_notification().await.unwrap();
+    assert_eq!(ev["params"]["transaction"], last["transaction"]);
+}
+
+#[tokio::test]
+async fn the_bonus_block_follows_the_configured_template() {
+    let d = Daemon::start(
+        "",
+        "[receipt]\nlanguage = \"en\"\nwidth = 24\n[receipt.bonus]\nlines = [\"accrued\", \"balance_after\"]\n\
+         footer = [\"Thank you, {card}\"]\n[receipt.bonus.labels]\naccrued = \"+ earned\"\n",
+    );
+    let mut c = d.client().await;
+    let r = c
+        .call("sale.commit", json!({"idempotency_key": "a", "number": CARD, "receipt_id": "a", "lines": lines(1000)}))
+        .await
+        .unwrap();
+    let block: Vec<String> = serde_json::from_value(r["bonus_lines"].clone()).unwrap();
+    assert_eq!(
+        block,
+        [
+            "------------------------",
+            "        LOYALTY         ",
+            "+ earned           50.00",
+            "Balance after      50.00",
+            "  Thank you, ****2222   ",
+            "------------------------",
+        ]
+    );
+}
+
+#[test]
+fn a_bad_bonus_template_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        (
+            "[receipt.bonus]\nlines = [\"card\", \"bonus\"]\n",
+            "receipt.bonus.lines[1]",
+        ),
+        (
+            "[receipt.bonus]\nfooter = [\"{card}\", \"{balance}\"]\n",
+            "receipt.bonus.footer[1]",
+        ),
+        (
+            "[receipt.bonus.labels]\ncard = \"Card {\"\n",
+            "receipt.bonus.labels.card",
+        ),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, common::config_text(dir.path(), "", text)).unwrap();
+        let out = std::process::Command::new(common::BIN)
+            .args(["config", "check"])
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}: {all}");
+        assert!(all.contains(key), "{text}: {all}");
+    }
+}

@@ -15,7 +15,10 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::rules::{self, AccountOverrides, Programme, Quote, RulesError, SaleLine};
+use super::rules::{
+    self, AccountOverrides, CategoryOverride, Programme, Quote, RefundShortfall, RulesError,
+    SaleLine,
+};
 use crate::store::{Store, StoreError};
 
 /// Units per point in the database.
@@ -60,11 +63,22 @@ pub struct AccountSummary {
     pub account: i64,
     /// Status (`active`, `blocked`).
     pub status: String,
-    /// Spendable points now.
+    /// Points now: what the lots hold minus the debt, so negative while a
+    /// refund's unpaid clawback is owed (nothing can be redeemed then).
     #[serde(with = "rust_decimal::serde::str")]
     pub balance: Decimal,
+    /// Points owed from refunds under the `debt` policy; later accruals pay
+    /// it first.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub debt: Decimal,
     /// The soonest-expiring points: amount and when (RFC 3339, UTC).
     pub next_expiry: Option<NextExpiry>,
+    /// The loyalty level held; absent when the programme has no levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// How far the next level is; absent at the top or without levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_progress: Option<super::rules::tiers::Progress>,
 }
 
 /// The next points to expire.
@@ -96,9 +110,13 @@ pub struct CommitResult {
     /// Money paid.
     #[serde(with = "rust_decimal::serde::str")]
     pub money_paid: Decimal,
-    /// Points accrued.
+    /// Points accrued (including the part that paid a debt).
     #[serde(with = "rust_decimal::serde::str")]
     pub accrued: Decimal,
+    /// Of `accrued`, the points that paid the account's debt instead of
+    /// becoming spendable.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub debt_repaid: Decimal,
     /// When the accrued points expire (RFC 3339, UTC), if they do.
     pub accrued_expires_at: Option<String>,
     /// Balance before.
@@ -107,6 +125,48 @@ pub struct CommitResult {
     /// Balance after.
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_after: Decimal,
+    /// The soonest-expiring points right after the sale, as the bonus block
+    /// prints them. Stored with the result so a repeat prints the same block.
+    #[serde(default)]
+    pub next_expiry: Option<NextExpiry>,
+    /// The level held right after the sale (the bonus block's `tier` row);
+    /// absent when the programme has no levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// The level this sale moved the account to, if it did (published as
+    /// `account.tier_changed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_change: Option<super::tiers::TierChange>,
+    /// True when this is the stored result of an earlier call with the same
+    /// key (nothing was written now). Not part of the stored or wire result.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// A stored result a repeated key gets back.
+trait Replayable {
+    fn mark_replayed(&mut self);
+}
+
+impl Replayable for CommitResult {
+    fn mark_replayed(&mut self) {
+        self.replayed = true;
+    }
+}
+impl Replayable for RefundResult {
+    fn mark_replayed(&mut self) {
+        self.replayed = true;
+    }
+}
+impl Replayable for AdjustResult {
+    fn mark_replayed(&mut self) {
+        self.replayed = true;
+    }
+}
+impl Replayable for OverridesResult {
+    fn mark_replayed(&mut self) {
+        self.replayed = true;
+    }
 }
 
 /// The embedded ledger.
@@ -155,9 +215,16 @@ impl Embedded {
     /// The account behind a card, with expired lots posted first.
     pub async fn resolve(&self, number: String) -> Result<Option<AccountSummary>, LedgerError> {
         let now = OffsetDateTime::now_utc();
+        let programme = self.programme.clone();
         let r = self
             .store
-            .with(move |c| resolve_tx(c, &number, now))
+            .with(move |c| {
+                let mut s = resolve_tx(c, &number, now)?;
+                if let Some(s) = s.as_mut() {
+                    super::tiers::annotate(c, &programme, s, now)?;
+                }
+                Ok(s)
+            })
             .await?;
         Ok(r)
     }
@@ -184,17 +251,54 @@ impl Embedded {
         lines: Vec<SaleLine>,
         redeem: Decimal,
     ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
-        let summary = self.resolve(number).await?;
-        let (balance, overrides) = match &summary {
-            Some(s) => (s.balance, self.overrides(s.account).await?),
-            None => (Decimal::ZERO, AccountOverrides::default()),
-        };
+        let now = OffsetDateTime::now_utc();
+        let programme = self.programme.clone();
+        // One trip to the writer: the summary and the overrides together.
+        let (summary, overrides) = self
+            .store
+            .with(move |c| {
+                let summary = resolve_tx(c, &number, now)?;
+                let overrides = match &summary {
+                    Some(s) => priced_overrides(c, &programme, s.account)?,
+                    None => AccountOverrides::default(),
+                };
+                Ok((summary, overrides))
+            })
+            .await?;
+        let balance = summary.as_ref().map_or(Decimal::ZERO, |s| s.balance);
         let q = rules::quote(&self.programme, &overrides, &lines, balance, redeem)?;
         Ok((summary, q))
     }
 
-    async fn overrides(&self, account: i64) -> Result<AccountOverrides, LedgerError> {
-        Ok(self.store.with(move |c| overrides_of(c, account)).await?)
+    /// The stored result of the sale committed under `key`, for a retry
+    /// that can no longer name its card (its card token expired): the
+    /// request must match the stored one except for the card, which is
+    /// returned. `None` when the key was never used.
+    pub async fn replay_commit(
+        &self,
+        key: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> Result<Option<(String, CommitResult)>, LedgerError> {
+        self.store
+            .with(move |c| replay_commit_tx(c, &key, &receipt_id, &lines, redeem))
+            .await?
+    }
+
+    /// Replaces an account's own percentages (flat and per category); an
+    /// absent one is unset. With an idempotency key a repeat returns the
+    /// first result and changes nothing.
+    pub async fn set_overrides(
+        &self,
+        key: Option<String>,
+        account: i64,
+        overrides: AccountOverrides,
+    ) -> Result<OverridesResult, LedgerError> {
+        let now = OffsetDateTime::now_utc();
+        self.store
+            .with(move |c| set_overrides_tx(c, key.as_deref(), account, &overrides, now))
+            .await?
     }
 
     /// Commits a paid sale: redeems from the soonest-expiring lots, accrues
@@ -227,8 +331,9 @@ impl Embedded {
     }
 
     /// Refunds all or part of a sale: the accrual's share is clawed back
-    /// (clamped at a zero balance, the shortfall recorded), the redeemed
-    /// share goes back to its lots.
+    /// (what the lots cannot cover is clamped and recorded, or booked as
+    /// debt, per [`Programme::refund_shortfall`]), the redeemed share goes
+    /// back to its lots.
     pub async fn refund(
         &self,
         key: String,
@@ -313,7 +418,8 @@ pub struct HistoryPage {
 pub struct HistoryTxn {
     /// Transaction id.
     pub transaction: i64,
-    /// `sale`, `refund`, `adjust` or `expire`.
+    /// `sale`, `refund`, `adjust`, `expire` or `overrides` (a change of the
+    /// account's percentages, without entries).
     pub kind: String,
     /// When (RFC 3339, UTC).
     pub created_at: String,
@@ -328,7 +434,9 @@ pub struct HistoryTxn {
 /// One posting of a history transaction.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HistoryEntry {
-    /// `accrue`, `redeem`, `clawback`, `refund_return`, `adjust`, `expire`.
+    /// `accrue`, `redeem`, `clawback`, `refund_return`, `adjust`, `expire`,
+    /// `debt` (a clawback booked as debt) or `debt_repay` (an accrual that
+    /// paid it); the last two have no lot.
     pub kind: String,
     /// Signed points: positive adds to the balance.
     #[serde(with = "rust_decimal::serde::str")]
@@ -493,27 +601,197 @@ pub fn export(
 /// A database failure (outer) or a refusal that wrote nothing (inner).
 pub(crate) type TxResult<T> = rusqlite::Result<Result<T, LedgerError>>;
 
-/// An account's own percentages; unreadable values count as unset.
+/// An account's own percentages; unreadable values count as unset. The
+/// one place an account's overrides are computed (quote and commit both
+/// come here).
 fn overrides_of(c: &Connection, account: i64) -> rusqlite::Result<AccountOverrides> {
-    let (a, cp): (Option<String>, Option<String>) = c.query_row(
-        "SELECT accrual_pct, cap_pct FROM accounts WHERE id = ?1",
+    let (a, cp, cats): (Option<String>, Option<String>, Option<String>) = c.query_row(
+        "SELECT accrual_pct, cap_pct, category_overrides FROM accounts WHERE id = ?1",
         [account],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     Ok(AccountOverrides {
         accrual_percent: a.and_then(|s| s.parse().ok()),
         cap_percent: cp.and_then(|s| s.parse().ok()),
+        categories: cats
+            .and_then(|s| {
+                serde_json::from_str::<std::collections::BTreeMap<String, CategoryOverride>>(&s)
+                    .ok()
+            })
+            .unwrap_or_default(),
     })
+}
+
+/// [`overrides_of`] with the account's tier merged in (per-customer
+/// setting > tier > programme default): what quote and commit price with.
+fn priced_overrides(
+    c: &Connection,
+    p: &Programme,
+    account: i64,
+) -> rusqlite::Result<AccountOverrides> {
+    let mut o = overrides_of(c, account)?;
+    super::tiers::merge_overrides(c, p, account, &mut o)?;
+    Ok(o)
+}
+
+/// The result of [`Embedded::set_overrides`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OverridesResult {
+    /// Account id.
+    pub account: i64,
+    /// The account's percentages now.
+    pub overrides: AccountOverrides,
+    /// A repeat of the key (nothing written). Not stored or sent.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// [`Embedded::set_overrides`] at `now`. The change is a transaction row
+/// (kind `overrides`, no entries) so the history shows who got which rates
+/// when, and a key can be replayed.
+pub(crate) fn set_overrides_tx(
+    c: &mut Connection,
+    key: Option<&str>,
+    account: i64,
+    o: &AccountOverrides,
+    now: OffsetDateTime,
+) -> TxResult<OverridesResult> {
+    if let Err(e) = o.validate() {
+        return Ok(Err(e.into()));
+    }
+    let request = json!({"account": account, "overrides": o}).to_string();
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(k) = key
+        && let Some(r) = replay(&tx, k, &request)?
+    {
+        return Ok(r);
+    }
+    let exists: Option<i64> = tx
+        .query_row("SELECT id FROM accounts WHERE id = ?1", [account], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if exists.is_none() {
+        return Ok(Err(LedgerError::UnknownAccount));
+    }
+    let cats = if o.categories.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&o.categories).map_err(|_| rusqlite::Error::InvalidQuery)?)
+    };
+    tx.execute(
+        "UPDATE accounts SET accrual_pct = ?1, cap_pct = ?2, category_overrides = ?3 WHERE id = ?4",
+        params![
+            o.accrual_percent.map(|d| d.to_string()),
+            o.cap_percent.map(|d| d.to_string()),
+            cats,
+            account
+        ],
+    )?;
+    let stamp = ts(now);
+    // Without a client key the row still needs a unique one.
+    let key = match key {
+        Some(k) => k.to_owned(),
+        None => {
+            let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM txns", [], |r| {
+                r.get(0)
+            })?;
+            format!("overrides:{account}:{stamp}:{next}")
+        }
+    };
+    let txn = new_txn(&tx, &key, "overrides", account, None, &request, &stamp)?;
+    let result = OverridesResult {
+        account,
+        overrides: overrides_of(&tx, account)?,
+        replayed: false,
+    };
+    finish(tx, txn, result)
+}
+
+/// The text a sale's request is stored as, compared on a repeat of its
+/// key. Same text as it always was: existing keys must keep replaying.
+fn commit_request(number: &str, receipt_id: &str, lines: &[SaleLine], redeem: Decimal) -> String {
+    json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string()
+}
+
+/// [`Embedded::replay_commit`] on the caller's connection.
+pub(crate) fn replay_commit_tx(
+    c: &mut Connection,
+    key: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+) -> TxResult<Option<(String, CommitResult)>> {
+    let row: Option<(String, String, String)> = c
+        .query_row(
+            "SELECT kind, request, result FROM txns WHERE idempotency_key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((kind, request, result)) = row else {
+        return Ok(Ok(None));
+    };
+    let number = serde_json::from_str::<serde_json::Value>(&request)
+        .ok()
+        .and_then(|v| v.get("number").and_then(|n| n.as_str()).map(str::to_owned));
+    let Some(number) = number.filter(|_| kind == "sale") else {
+        return Ok(Err(LedgerError::KeyReused));
+    };
+    if commit_request(&number, receipt_id, lines, redeem) != request {
+        return Ok(Err(LedgerError::KeyReused));
+    }
+    match serde_json::from_str::<CommitResult>(&result) {
+        Ok(mut r) => {
+            r.mark_replayed();
+            Ok(Ok(Some((number, r))))
+        }
+        Err(_) => Ok(Err(LedgerError::KeyReused)),
+    }
+}
+
+/// Adds `amount` units (> 0) that `txn` gives the account: its debt is paid
+/// first (a `debt_repay` entry without a lot), the rest becomes a new lot
+/// posted as a `kind` entry. Returns the lot, if any, and the units repaid.
+#[allow(clippy::too_many_arguments)]
+fn accrue(
+    tx: &Connection,
+    txn: i64,
+    account: i64,
+    amount: i64,
+    kind: &str,
+    expires: Option<&str>,
+    stamp: &str,
+) -> rusqlite::Result<(Option<i64>, i64)> {
+    let debt = debt_units(tx, account)?;
+    let repay = debt.min(amount).max(0);
+    if repay > 0 {
+        tx.execute(
+            "UPDATE accounts SET debt = debt - ?1 WHERE id = ?2",
+            params![repay, account],
+        )?;
+        entry(tx, txn, account, None, "debt_repay", repay, stamp)?;
+    }
+    let rest = amount - repay;
+    if rest <= 0 {
+        return Ok((None, repay));
+    }
+    tx.prepare_cached(
+        "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+    )?
+    .execute(params![account, txn, rest, expires, stamp])?;
+    let lot = tx.last_insert_rowid();
+    entry(tx, txn, account, Some(lot), kind, rest, stamp)?;
+    Ok((Some(lot), repay))
 }
 
 /// Stores an operation's result with its transaction row (what a repeat of
 /// its key returns) and commits.
 fn finish<T: Serialize>(tx: rusqlite::Transaction<'_>, txn: i64, result: T) -> TxResult<T> {
     let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
-    tx.execute(
-        "UPDATE txns SET result = ?1 WHERE id = ?2",
-        params![stored, txn],
-    )?;
+    tx.prepare_cached("UPDATE txns SET result = ?1 WHERE id = ?2")?
+        .execute(params![stored, txn])?;
     tx.commit()?;
     Ok(Ok(result))
 }
@@ -544,9 +822,14 @@ pub struct RefundResult {
     #[serde(with = "rust_decimal::serde::str")]
     pub clawback: Decimal,
     /// Points the clawback could not take because they were already spent
-    /// (the balance is clamped at zero; the shortfall is recorded here).
+    /// (policy `clamp`: the balance stops at zero; the shortfall is only
+    /// recorded here).
     #[serde(with = "rust_decimal::serde::str")]
     pub clawback_shortfall: Decimal,
+    /// Of `clawback`, the points booked as debt because they were already
+    /// spent (policy `debt`).
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub clawback_debt: Decimal,
     /// Spent points given back to their lots.
     #[serde(with = "rust_decimal::serde::str")]
     pub returned: Decimal,
@@ -559,6 +842,9 @@ pub struct RefundResult {
     /// Balance after.
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_after: Decimal,
+    /// A repeat of the key (nothing written). Not stored or sent.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 /// The result of a manual adjustment.
@@ -573,12 +859,18 @@ pub struct AdjustResult {
     pub amount: Decimal,
     /// When added points expire, if they do.
     pub expires_at: Option<String>,
+    /// Of the points added, those that paid the account's debt.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub debt_repaid: Decimal,
     /// Balance before.
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_before: Decimal,
     /// Balance after.
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_after: Decimal,
+    /// A repeat of the key (nothing written). Not stored or sent.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 fn new_txn(
@@ -607,11 +899,11 @@ fn entry(
     amount: i64,
     stamp: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![txn, account, lot, kind, amount, stamp],
-    )?;
+    )?
+    .execute(params![txn, account, lot, kind, amount, stamp])?;
     Ok(())
 }
 
@@ -734,6 +1026,19 @@ pub(crate) fn refund_tx(
         .optional()?;
     let want = units(share.clawback);
     let took = take_from_lots(&tx, txn, account, sale_lot, want, "clawback", &stamp)?;
+    // What the lots could not give: owed, or forgiven, per the programme.
+    let owed = match p.refund_shortfall {
+        RefundShortfall::Debt if want > took => {
+            let owed = want - took;
+            tx.execute(
+                "UPDATE accounts SET debt = debt + ?1 WHERE id = ?2",
+                params![owed, account],
+            )?;
+            entry(&tx, txn, account, None, "debt", -owed, &stamp)?;
+            owed
+        }
+        _ => 0,
+    };
 
     // Give spent points back to the lots they came from, newest first.
     let spent: Vec<(i64, i64, Option<String>)> = {
@@ -781,12 +1086,14 @@ pub(crate) fn refund_tx(
         sale_transaction: sale_txn,
         account,
         refunded: amount,
-        clawback: points(took),
-        clawback_shortfall: points(want - took),
+        clawback: points(took + owed),
+        clawback_shortfall: points(want - took - owed),
+        clawback_debt: points(owed),
         returned: points(units(share.return_points) - left),
         returned_expired: points(expired),
         balance_before: points(before),
         balance_after: points(after),
+        replayed: false,
     };
     finish(tx, txn, result)
 }
@@ -829,21 +1136,20 @@ pub(crate) fn adjust_tx(
     }
     let txn = new_txn(&tx, key, "adjust", account, None, request, &stamp)?;
     let mut expires = None;
+    let mut repaid = 0;
     if delta > 0 {
-        expires = match expires_at {
+        let at = match expires_at {
             Some(t) => Some(ts(t)),
             None => match rules::expiry_of(p, now) {
                 Ok(e) => e.map(ts),
                 Err(e) => return Ok(Err(e.into())),
             },
         };
-        tx.execute(
-            "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-            params![account, txn, delta, expires, stamp],
-        )?;
-        let lot = tx.last_insert_rowid();
-        entry(&tx, txn, account, Some(lot), "adjust", delta, &stamp)?;
+        let (lot, r) = accrue(&tx, txn, account, delta, "adjust", at.as_deref(), &stamp)?;
+        repaid = r;
+        if lot.is_some() {
+            expires = at;
+        }
     } else if delta < 0 {
         take_from_lots(&tx, txn, account, None, -delta, "adjust", &stamp)?;
     }
@@ -853,8 +1159,10 @@ pub(crate) fn adjust_tx(
         account,
         amount,
         expires_at: expires,
+        debt_repaid: points(repaid),
         balance_before: points(before),
         balance_after: points(after),
+        replayed: false,
     };
     finish(tx, txn, result)
 }
@@ -871,8 +1179,7 @@ pub(crate) fn commit_tx(
     redeem: Decimal,
     now: OffsetDateTime,
 ) -> TxResult<CommitResult> {
-    // Same text as it always was: existing keys must keep replaying.
-    let request = json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string();
+    let request = commit_request(number, receipt_id, lines, redeem);
     let request = request.as_str();
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(r) = replay(&tx, key, request)? {
@@ -887,17 +1194,17 @@ pub(crate) fn commit_tx(
     }
     expire_due(&tx, account, now)?;
     let before = balance_units(&tx, account)?;
-    let overrides = overrides_of(&tx, account)?;
+    let overrides = priced_overrides(&tx, p, account)?;
     let q = match rules::quote(p, &overrides, lines, points(before.max(0)), redeem) {
         Ok(q) => q,
         Err(e) => return Ok(Err(e.into())),
     };
     let stamp = ts(now);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result, created_at)
          VALUES (?1, 'sale', ?2, ?3, ?4, '', ?5)",
-        params![key, account, receipt_id, request, stamp],
-    )?;
+    )?
+    .execute(params![key, account, receipt_id, request, stamp])?;
     let txn = tx.last_insert_rowid();
 
     // Redeem: soonest-expiring lots first (lots without expiry last).
@@ -944,20 +1251,34 @@ pub(crate) fn commit_tx(
         Ok(e) => e.map(ts),
         Err(e) => return Ok(Err(e.into())),
     };
-    if accrued > 0 {
-        tx.execute(
-            "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-            params![account, txn, accrued, expires, stamp],
-        )?;
-        let lot = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
-             VALUES (?1, ?2, ?3, 'accrue', ?4, ?5)",
-            params![txn, account, lot, accrued, stamp],
-        )?;
+    let (lot, repaid) = if accrued > 0 {
+        accrue(
+            &tx,
+            txn,
+            account,
+            accrued,
+            "accrue",
+            expires.as_deref(),
+            &stamp,
+        )?
+    } else {
+        (None, 0)
+    };
+    // The sale counts towards the account's level in the same transaction;
+    // a new level prices the next sale, not this one.
+    let tier_change = super::tiers::evaluate_tx(&tx, p, account, now, "sale")?;
+    // The summary the bonus block prints, from this same transaction: no
+    // second trip to the writer after the commit. The balance moved by
+    // exactly what this sale posted (expiries were posted before `before`).
+    let balance_after = before - units(q.redeem) + accrued;
+    // Tests and the proptests run with debug assertions: they hold this
+    // arithmetic to the books.
+    #[cfg(debug_assertions)]
+    debug_assert_eq!(balance_after, balance_units(&tx, account)?);
+    let mut after = summary_with(&tx, account, status, balance_after, now)?;
+    if !p.tiers.is_empty() {
+        super::tiers::annotate(&tx, p, &mut after, now)?;
     }
-    let after = balance_units(&tx, account)?;
     let result = CommitResult {
         transaction: txn,
         account,
@@ -966,44 +1287,52 @@ pub(crate) fn commit_tx(
         redeemed: q.redeem,
         money_paid: q.money_paid,
         accrued: q.accrual,
-        accrued_expires_at: if accrued > 0 { expires } else { None },
+        debt_repaid: points(repaid),
+        accrued_expires_at: if lot.is_some() { expires } else { None },
         balance_before: points(before),
-        balance_after: points(after),
+        balance_after: after.balance,
+        next_expiry: after.next_expiry,
+        tier: after.tier,
+        tier_change,
+        replayed: false,
     };
     finish(tx, txn, result)
 }
 
 /// The stored result of `key`, if it was used: the same request gets it
 /// back; a different one is refused.
-fn replay<T: serde::de::DeserializeOwned>(
+fn replay<T: serde::de::DeserializeOwned + Replayable>(
     tx: &rusqlite::Transaction<'_>,
     key: &str,
     request: &str,
 ) -> rusqlite::Result<Option<Result<T, LedgerError>>> {
     let row: Option<(String, String)> = tx
-        .query_row(
-            "SELECT request, result FROM txns WHERE idempotency_key = ?1",
-            [key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT request, result FROM txns WHERE idempotency_key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(row.map(|(req, result)| {
         if req != request {
             Err(LedgerError::KeyReused)
         } else {
-            serde_json::from_str(&result).map_err(|_| LedgerError::KeyReused)
+            let mut r: T = serde_json::from_str(&result).map_err(|_| LedgerError::KeyReused)?;
+            r.mark_replayed();
+            Ok(r)
         }
     }))
 }
 
 fn card_account(tx: &Connection, number: &str) -> rusqlite::Result<Option<(i64, String)>> {
-    tx.query_row(
+    tx.prepare_cached(
         "SELECT a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END
          FROM cards c JOIN accounts a ON a.id = c.account_id WHERE c.number = ?1",
-        [number],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+    )?
+    .query_row([number], |r| Ok((r.get(0)?, r.get(1)?)))
     .optional()
+}
+
+fn debt_units(tx: &Connection, account: i64) -> rusqlite::Result<i64> {
+    tx.prepare_cached("SELECT debt FROM accounts WHERE id = ?1")?
+        .query_row([account], |r| r.get(0))
 }
 
 fn enrol(tx: &Connection, number: &str, now: OffsetDateTime) -> rusqlite::Result<i64> {
@@ -1016,12 +1345,12 @@ fn enrol(tx: &Connection, number: &str, now: OffsetDateTime) -> rusqlite::Result
     Ok(account)
 }
 
+// The hot statements of the money path go through SQLite's statement
+// cache (`prepare_cached`): parsing them anew on every sale costs more than
+// running them.
 fn balance_units(tx: &Connection, account: i64) -> rusqlite::Result<i64> {
-    tx.query_row(
-        "SELECT COALESCE(SUM(amount), 0) FROM entries WHERE account_id = ?1",
-        [account],
-        |r| r.get(0),
-    )
+    tx.prepare_cached("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE account_id = ?1")?
+        .query_row([account], |r| r.get(0))
 }
 
 /// Posts an `expire` entry for every lot whose time has come, in its own
@@ -1029,7 +1358,7 @@ fn balance_units(tx: &Connection, account: i64) -> rusqlite::Result<i64> {
 fn expire_due(tx: &Connection, account: i64, now: OffsetDateTime) -> rusqlite::Result<()> {
     let stamp = ts(now);
     let due: Vec<(i64, i64)> = {
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.prepare_cached(
             "SELECT id, remaining FROM lots
              WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?2",
         )?;
@@ -1068,36 +1397,55 @@ fn summary(
     now: OffsetDateTime,
 ) -> rusqlite::Result<AccountSummary> {
     let balance = balance_units(tx, account)?;
+    summary_with(tx, account, status, balance, now)
+}
+
+/// [`summary`] with the balance (in units) already known.
+fn summary_with(
+    tx: &Connection,
+    account: i64,
+    status: String,
+    balance: i64,
+    now: OffsetDateTime,
+) -> rusqlite::Result<AccountSummary> {
     let next: Option<(String, i64)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT expires_at, SUM(remaining) FROM lots
              WHERE account_id = ?1 AND remaining > 0 AND expires_at > ?2
              GROUP BY expires_at ORDER BY expires_at LIMIT 1",
-            params![account, ts(now)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row(params![account, ts(now)], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    let debt = debt_units(tx, account)?;
     Ok(AccountSummary {
         account,
         status,
         balance: points(balance),
+        debt: points(debt),
         next_expiry: next.map(|(at, amount)| NextExpiry {
             amount: points(amount),
             at,
         }),
+        // Filled in by `tiers::annotate` where the programme is at hand.
+        tier: None,
+        tier_progress: None,
     })
 }
 
 /// Every invariant of every account: balance = Σ entries = Σ lot
-/// remainders, each lot's remainder = Σ its entries, no lot below zero or
-/// above its amount. Returns the
-/// violations found, empty when all hold.
+/// remainders − debt, the debt ≥ 0 and equal to what its lot-less entries
+/// (`debt`, `debt_repay`) leave owed, each lot's remainder = Σ its entries,
+/// no lot below zero or above its amount. Returns the violations found,
+/// empty when all hold.
 pub fn verify(c: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut problems = Vec::new();
     let mut stmt = c.prepare(
         "SELECT a.id,
                 (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.account_id = a.id),
-                (SELECT COALESCE(SUM(remaining), 0) FROM lots l WHERE l.account_id = a.id)
+                (SELECT COALESCE(SUM(remaining), 0) FROM lots l WHERE l.account_id = a.id),
+                a.debt,
+                (SELECT COALESCE(SUM(amount), 0) FROM entries e
+                 WHERE e.account_id = a.id AND e.lot_id IS NULL)
          FROM accounts a",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -1105,15 +1453,28 @@ pub fn verify(c: &Connection) -> rusqlite::Result<Vec<String>> {
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,
             r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
         ))
     })?;
     for r in rows {
-        let (account, entries, lots) = r?;
-        if entries != lots {
+        let (account, entries, lots, debt, lotless) = r?;
+        if debt < 0 {
+            problems.push(format!("account {account}: debt {} < 0", points(debt)));
+        }
+        if entries != lots - debt {
             problems.push(format!(
-                "account {account}: entries sum to {} but lots hold {}",
+                "account {account}: entries sum to {} but lots hold {} and the debt is {}",
                 points(entries),
-                points(lots)
+                points(lots),
+                points(debt)
+            ));
+        }
+        if lotless != -debt {
+            problems.push(format!(
+                "account {account}: debt entries leave {} owed but the debt is {}",
+                points(-lotless),
+                points(debt)
             ));
         }
     }
@@ -1284,6 +1645,195 @@ mod tests {
         let s = resolve_tx(&mut c, CARD, now).unwrap().unwrap();
         assert_eq!(s.balance, Decimal::from(5));
         assert!(verify(&c).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refund_of_spent_points_clamps_or_goes_into_debt() {
+        let now = datetime!(2026-03-01 12:00:00 UTC);
+        for policy in [RefundShortfall::Clamp, RefundShortfall::Debt] {
+            let (_dir, _store, mut c) = open();
+            let p = Programme {
+                refund_shortfall: policy,
+                ..Programme::default()
+            };
+            // 50 accrued, then 40 of them spent elsewhere.
+            let sale1 = commit_tx(
+                &mut c,
+                &p,
+                "s1",
+                CARD,
+                "R1",
+                &sale(1000),
+                Decimal::ZERO,
+                now,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(sale1.accrued, Decimal::from(50));
+            adjust_tx(
+                &mut c,
+                &p,
+                "a1",
+                CARD,
+                Decimal::from(-40),
+                "r",
+                "o",
+                None,
+                now,
+            )
+            .unwrap()
+            .unwrap();
+            let r = refund_tx(
+                &mut c,
+                &p,
+                "f1",
+                &SaleRef::Transaction(sale1.transaction),
+                None,
+                now,
+            )
+            .unwrap()
+            .unwrap();
+            assert!(verify(&c).unwrap().is_empty(), "{policy:?}");
+            let s = resolve_tx(&mut c, CARD, now).unwrap().unwrap();
+            match policy {
+                RefundShortfall::Clamp => {
+                    assert_eq!(r.clawback, Decimal::from(10));
+                    assert_eq!(r.clawback_shortfall, Decimal::from(40));
+                    assert_eq!(r.clawback_debt, Decimal::ZERO);
+                    assert_eq!(r.balance_after, Decimal::ZERO);
+                    assert_eq!((s.balance, s.debt), (Decimal::ZERO, Decimal::ZERO));
+                }
+                RefundShortfall::Debt => {
+                    assert_eq!(r.clawback, Decimal::from(50));
+                    assert_eq!(r.clawback_shortfall, Decimal::ZERO);
+                    assert_eq!(r.clawback_debt, Decimal::from(40));
+                    assert_eq!(r.balance_after, Decimal::from(-40));
+                    assert_eq!((s.balance, s.debt), (Decimal::from(-40), Decimal::from(40)));
+                    // Nothing to redeem while in debt.
+                    let over =
+                        commit_tx(&mut c, &p, "s2", CARD, "R2", &sale(100), Decimal::ONE, now)
+                            .unwrap();
+                    assert!(matches!(
+                        over,
+                        Err(LedgerError::Rules(RulesError::RedeemTooHigh { .. }))
+                    ));
+                    // A 1000 sale accrues 50: 40 pay the debt, 10 become a lot.
+                    let s3 = commit_tx(
+                        &mut c,
+                        &p,
+                        "s3",
+                        CARD,
+                        "R3",
+                        &sale(1000),
+                        Decimal::ZERO,
+                        now,
+                    )
+                    .unwrap()
+                    .unwrap();
+                    assert_eq!(s3.accrued, Decimal::from(50));
+                    assert_eq!(s3.debt_repaid, Decimal::from(40));
+                    assert_eq!(s3.balance_after, Decimal::from(10));
+                    let page = history_tx(&mut c, &AccountRef::Number(CARD.into()), None, 1, now)
+                        .unwrap()
+                        .unwrap();
+                    let kinds: Vec<(&str, Decimal, bool)> = page.transactions[0]
+                        .entries
+                        .iter()
+                        .map(|e| (e.kind.as_str(), e.amount, e.lot.is_some()))
+                        .collect();
+                    assert_eq!(
+                        kinds,
+                        [
+                            ("debt_repay", Decimal::from(40), false),
+                            ("accrue", Decimal::from(10), true)
+                        ]
+                    );
+                    let s = resolve_tx(&mut c, CARD, now).unwrap().unwrap();
+                    assert_eq!((s.balance, s.debt), (Decimal::from(10), Decimal::ZERO));
+                    // A manual accrual repays too.
+                    let r2 = commit_tx(
+                        &mut c,
+                        &p,
+                        "s4",
+                        CARD,
+                        "R4",
+                        &sale(200),
+                        Decimal::from(10),
+                        now,
+                    )
+                    .unwrap()
+                    .unwrap();
+                    assert_eq!(r2.balance_after, Decimal::from(9));
+                    assert!(verify(&c).unwrap().is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn verify_finds_a_debt_that_entries_do_not_explain() {
+        let (_dir, _store, mut c) = open();
+        let p = Programme::default();
+        let now = datetime!(2026-03-01 12:00:00 UTC);
+        commit_tx(&mut c, &p, "s", CARD, "R", &sale(100), Decimal::ZERO, now)
+            .unwrap()
+            .unwrap();
+        c.execute("UPDATE accounts SET debt = 10000", []).unwrap();
+        let problems = verify(&c).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("the debt is 1"), "{problems:?}");
+    }
+
+    #[test]
+    fn overrides_are_stored_per_account_and_replayed_by_key() {
+        let (_dir, _store, mut c) = open();
+        let p = Programme::default();
+        let now = datetime!(2026-03-01 12:00:00 UTC);
+        let r = commit_tx(&mut c, &p, "s", CARD, "R", &sale(100), Decimal::ZERO, now)
+            .unwrap()
+            .unwrap();
+        let mut o = AccountOverrides {
+            cap_percent: Some(Decimal::from(20)),
+            ..Default::default()
+        };
+        o.categories.insert(
+            "bar".into(),
+            CategoryOverride {
+                cap_percent: Some(Decimal::from(100)),
+                accrual_percent: None,
+            },
+        );
+        let set = set_overrides_tx(&mut c, Some("o1"), r.account, &o, now)
+            .unwrap()
+            .unwrap();
+        assert!(!set.replayed);
+        assert_eq!(overrides_of(&c, r.account).unwrap(), o);
+        let again = set_overrides_tx(&mut c, Some("o1"), r.account, &o, now)
+            .unwrap()
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.overrides, o);
+        let other = set_overrides_tx(
+            &mut c,
+            Some("o1"),
+            r.account,
+            &AccountOverrides::default(),
+            now,
+        )
+        .unwrap();
+        assert!(matches!(other, Err(LedgerError::KeyReused)));
+        // Without a key: cleared.
+        set_overrides_tx(&mut c, None, r.account, &AccountOverrides::default(), now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            overrides_of(&c, r.account).unwrap(),
+            AccountOverrides::default()
+        );
+        assert!(matches!(
+            set_overrides_tx(&mut c, None, 99, &o, now).unwrap(),
+            Err(LedgerError::UnknownAccount)
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod embedded;
 #[cfg(test)]
 mod proptests;
 pub mod rules;
+pub mod tiers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,9 +20,9 @@ use time::OffsetDateTime;
 
 pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
-    RefundResult, SaleRef,
+    OverridesResult, RefundResult, SaleRef,
 };
-use rules::{Programme, Quote, SaleLine};
+use rules::{AccountOverrides, Programme, Quote, SaleLine};
 
 /// A ledger call in flight.
 pub type LedgerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'a>>;
@@ -50,6 +51,24 @@ pub trait Ledger: Send + Sync {
         lines: Vec<SaleLine>,
         redeem: Decimal,
     ) -> LedgerFuture<'_, CommitResult>;
+    /// The stored result of the sale committed under `key`, for a retry
+    /// whose card token has expired: the card number it was for, and the
+    /// result. `None` if the key is unused; [`LedgerError::KeyReused`] if it
+    /// was used for another request.
+    fn replay_commit(
+        &self,
+        key: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, Option<(String, CommitResult)>>;
+    /// Replaces an account's own percentages.
+    fn set_overrides(
+        &self,
+        key: Option<String>,
+        account: i64,
+        overrides: AccountOverrides,
+    ) -> LedgerFuture<'_, OverridesResult>;
     /// A whole or partial return.
     fn refund(
         &self,
@@ -102,6 +121,25 @@ impl Ledger for Embedded {
         Box::pin(Embedded::commit(
             self, key, number, receipt_id, lines, redeem,
         ))
+    }
+    fn replay_commit(
+        &self,
+        key: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, Option<(String, CommitResult)>> {
+        Box::pin(Embedded::replay_commit(
+            self, key, receipt_id, lines, redeem,
+        ))
+    }
+    fn set_overrides(
+        &self,
+        key: Option<String>,
+        account: i64,
+        overrides: AccountOverrides,
+    ) -> LedgerFuture<'_, OverridesResult> {
+        Box::pin(Embedded::set_overrides(self, key, account, overrides))
     }
     fn refund(
         &self,

@@ -8,7 +8,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use time::{Duration, OffsetDateTime};
 
 use super::embedded::{LedgerError, SaleRef, adjust_tx, commit_tx, refund_tx, resolve_tx, verify};
-use super::rules::{self, AccountOverrides, AccrualRounding, Programme, SaleLine};
+use super::rules::{self, AccountOverrides, AccrualRounding, Programme, RefundShortfall, SaleLine};
 use crate::store::Store;
 
 const CARDS: [&str; 2] = ["6035000011112222", "6035000033334444"];
@@ -34,6 +34,9 @@ enum Op {
     },
     /// The clock moves on.
     Wait { seconds: u32 },
+    /// A deduction of the card's whole balance, so a later refund finds
+    /// its accrual spent (the path of the refund shortfall policies).
+    SpendAll { card: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -62,28 +65,61 @@ fn op() -> impl Strategy<Value = Op> {
             Just(200 * 86_400),
         ]
         .prop_map(|seconds| Op::Wait { seconds }),
+        1 => (0..CARDS.len()).prop_map(|card| Op::SpendAll { card }),
     ]
 }
 
 /// Everything an operation could change, to compare before and after a
 /// replayed key.
-fn fingerprint(c: &Connection) -> (i64, i64, i64, i64, i64) {
+fn fingerprint(c: &Connection) -> (i64, i64, i64, i64, i64, i64) {
     c.query_row(
         "SELECT (SELECT COUNT(*) FROM txns), (SELECT COUNT(*) FROM entries),
                 (SELECT COALESCE(SUM(amount), 0) FROM entries),
                 (SELECT COALESCE(SUM(remaining), 0) FROM lots),
-                (SELECT COUNT(*) FROM accounts)",
+                (SELECT COUNT(*) FROM accounts),
+                (SELECT COALESCE(SUM(debt), 0) FROM accounts)",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        },
     )
     .unwrap()
 }
 
-fn check_invariants(c: &Connection, step: usize, op: &Op) -> Result<(), TestCaseError> {
+fn check_invariants(
+    c: &Connection,
+    p: &Programme,
+    step: usize,
+    op: &Op,
+) -> Result<(), TestCaseError> {
     let problems = verify(c).unwrap();
     prop_assert!(
         problems.is_empty(),
         "after step {step} {op:?}: {problems:?}"
+    );
+    // Independently of verify: balance = lots − debt, debt ≥ 0.
+    let off: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM accounts a WHERE a.debt < 0
+             OR (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.account_id = a.id)
+                != (SELECT COALESCE(SUM(remaining), 0) FROM lots l WHERE l.account_id = a.id) - a.debt",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    prop_assert_eq!(
+        off,
+        0,
+        "balance != lots - debt after step {} {:?}",
+        step,
+        op
     );
     let negative: i64 = c
         .query_row(
@@ -93,7 +129,15 @@ fn check_invariants(c: &Connection, step: usize, op: &Op) -> Result<(), TestCase
             |r| r.get(0),
         )
         .unwrap();
-    prop_assert_eq!(negative, 0, "negative balance after step {} {:?}", step, op);
+    if p.refund_shortfall == RefundShortfall::Clamp {
+        prop_assert_eq!(negative, 0, "negative balance after step {} {:?}", step, op);
+        let debt: i64 = c
+            .query_row("SELECT COALESCE(SUM(debt), 0) FROM accounts", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        prop_assert_eq!(debt, 0, "debt under clamp after step {} {:?}", step, op);
+    }
     let over: i64 = c
         .query_row(
             "SELECT COUNT(*) FROM lots WHERE remaining > amount OR remaining < 0",
@@ -199,6 +243,16 @@ fn prepare(
             amount: Decimal::new(i64::from(*cents), 2),
             expires: expires_in_hours.map(|h| now + Duration::hours(i64::from(h))),
         }),
+        Op::SpendAll { card } => {
+            let balance = resolve_tx(c, CARDS[*card], now)
+                .unwrap()
+                .map_or(Decimal::ZERO, |s| s.balance);
+            (balance > Decimal::ZERO).then(|| Call::Adjust {
+                card: CARDS[*card],
+                amount: -balance,
+                expires: None,
+            })
+        }
         Op::Wait { .. } => None,
     }
 }
@@ -277,6 +331,7 @@ proptest! {
     fn random_operations_keep_every_invariant(
         ops in prop::collection::vec(op(), 1..25),
         cents in any::<bool>(),
+        debt in any::<bool>(),
         offset_hours in -12i32..=14,
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -295,6 +350,7 @@ proptest! {
             },
             expiry_months: Some(1),
             utc_offset_minutes: offset_hours * 60,
+            refund_shortfall: if debt { RefundShortfall::Debt } else { RefundShortfall::Clamp },
             ..Programme::default()
         };
         // 2026-01-01T00:00:00Z
@@ -307,7 +363,7 @@ proptest! {
                 for card in CARDS {
                     resolve_tx(&mut c, card, now).unwrap();
                 }
-                check_invariants(&c, step, op)?;
+                check_invariants(&c, &p, step, op)?;
                 continue;
             }
             let Some(call) = prepare(&mut c, &p, op, &sales, now) else {
@@ -315,7 +371,7 @@ proptest! {
             };
             let key = format!("k{step}");
             let (first, effect) = exec(&mut c, &p, &key, &call, now);
-            check_invariants(&c, step, op)?;
+            check_invariants(&c, &p, step, op)?;
             match effect {
                 Effect::Sale(s) => sales.push(s),
                 Effect::Refunded(txn, amount) => {

@@ -1,11 +1,12 @@
-//! The loyalty block of a receipt: masked card, balance before, redeemed,
-//! accrued, balance after, next expiry. It comes back from `sale.commit` as
-//! text lines, so the POS or the fiscal printer can print it, and the
-//! ESC/POS path renders the same lines.
+//! The loyalty block of a receipt: by default masked card, balance before,
+//! redeemed, accrued, balance after, next expiry. `[receipt.bonus]` picks
+//! the rows, their order and labels, and adds header and footer lines. It
+//! comes back from `sale.commit` as text lines, so the POS or the fiscal
+//! printer can print it, and the ESC/POS path renders the same block.
 
 use rust_decimal::Decimal;
 
-use crate::config::Language;
+use crate::config::{BonusTemplate, Language, ReceiptConfig, TemplatePart, template_parts};
 
 /// What the block shows.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct BonusFacts<'a> {
     pub after: Decimal,
     /// The next points to expire: amount and date (`YYYY-MM-DD`).
     pub next_expiry: Option<(Decimal, &'a str)>,
+    /// The customer's tier; its row is left out without one.
+    pub tier: Option<&'a str>,
 }
 
 struct Labels {
@@ -32,6 +35,7 @@ struct Labels {
     accrued: &'static str,
     after: &'static str,
     expiry: &'static str,
+    tier: &'static str,
 }
 
 const RU: Labels = Labels {
@@ -41,7 +45,8 @@ const RU: Labels = Labels {
     redeemed: "Списано бонусов",
     accrued: "Начислено бонусов",
     after: "Баланс после покупки",
-    expiry: "Сгорит",
+    expiry: "Сгорит {next_expiry_date}",
+    tier: "Уровень",
 };
 
 const EN: Labels = Labels {
@@ -51,8 +56,19 @@ const EN: Labels = Labels {
     redeemed: "Points redeemed",
     accrued: "Points earned",
     after: "Balance after",
-    expiry: "Expiring",
+    expiry: "Expiring {next_expiry_date}",
+    tier: "Tier",
 };
+
+/// The rows without a `receipt.bonus.lines` setting.
+const DEFAULT_LINES: [&str; 6] = [
+    "card",
+    "balance_before",
+    "redeemed",
+    "accrued",
+    "balance_after",
+    "next_expiry",
+];
 
 /// Points as printed: two decimals with a comma in Russian, a point in
 /// English (receipts show money-like amounts, 1 point = 1 rouble).
@@ -67,45 +83,109 @@ fn amount(d: Decimal, lang: Language) -> String {
     }
 }
 
-/// The block's title and its (label, value) rows, for printers that lay
-/// out columns themselves.
-pub fn rows(f: &BonusFacts<'_>, lang: Language) -> (&'static str, Vec<(String, String)>) {
-    let l = match lang {
+/// The block laid out in parts, for printers that lay out columns
+/// themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// Centred lines above the title.
+    pub header: Vec<String>,
+    /// The bold centred title, if any.
+    pub title: Option<String>,
+    /// (label, value) rows in order.
+    pub rows: Vec<(String, String)>,
+    /// Centred lines below the rows.
+    pub footer: Vec<String>,
+}
+
+/// Fills a template's placeholders. Templates were checked when the
+/// config loaded; one that fails here anyway prints as written.
+fn fill(t: &str, f: &BonusFacts<'_>, lang: Language) -> String {
+    let Ok(parts) = template_parts(t) else {
+        return t.to_owned();
+    };
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            TemplatePart::Text(s) => out.push_str(&s),
+            TemplatePart::Field(name) => out.push_str(&match name {
+                "card" => f.card_masked.to_owned(),
+                "balance_before" => amount(f.before, lang),
+                "redeemed" => amount(f.redeemed, lang),
+                "accrued" => amount(f.accrued, lang),
+                "balance_after" => amount(f.after, lang),
+                "next_expiry_amount" => f.next_expiry.map_or(String::new(), |n| amount(n.0, lang)),
+                "next_expiry_date" => f.next_expiry.map_or(String::new(), |n| n.1.to_owned()),
+                "tier" => f.tier.unwrap_or_default().to_owned(),
+                _ => String::new(),
+            }),
+        }
+    }
+    out
+}
+
+/// The block for `f` under `cfg`'s template and language.
+pub fn block(f: &BonusFacts<'_>, cfg: &ReceiptConfig) -> Block {
+    let lang = cfg.language;
+    let d = match lang {
         Language::Ru => &RU,
         Language::En => &EN,
     };
-    let mut rows = vec![
-        (l.card.to_owned(), f.card_masked.to_owned()),
-        (l.before.to_owned(), amount(f.before, lang)),
-    ];
-    if !f.redeemed.is_zero() {
-        rows.push((l.redeemed.to_owned(), amount(f.redeemed, lang)));
+    let t: &BonusTemplate = &cfg.bonus;
+    let l = &t.labels;
+    let label =
+        |own: &Option<String>, default: &str| fill(own.as_deref().unwrap_or(default), f, lang);
+    let names: Vec<&str> = match &t.lines {
+        Some(v) => v.iter().map(String::as_str).collect(),
+        None => DEFAULT_LINES.to_vec(),
+    };
+    let mut rows = Vec::new();
+    for name in names {
+        let row = match name {
+            "card" => Some((label(&l.card, d.card), f.card_masked.to_owned())),
+            "balance_before" => Some((label(&l.balance_before, d.before), amount(f.before, lang))),
+            "redeemed" if !f.redeemed.is_zero() => {
+                Some((label(&l.redeemed, d.redeemed), amount(f.redeemed, lang)))
+            }
+            "accrued" => Some((label(&l.accrued, d.accrued), amount(f.accrued, lang))),
+            "balance_after" => Some((label(&l.balance_after, d.after), amount(f.after, lang))),
+            "next_expiry" => f
+                .next_expiry
+                .map(|(amt, _)| (label(&l.next_expiry, d.expiry), amount(amt, lang))),
+            "tier" => f
+                .tier
+                .filter(|t| !t.is_empty())
+                .map(|tier| (label(&l.tier, d.tier), tier.to_owned())),
+            _ => None,
+        };
+        rows.extend(row);
     }
-    rows.push((l.accrued.to_owned(), amount(f.accrued, lang)));
-    rows.push((l.after.to_owned(), amount(f.after, lang)));
-    if let Some((amt, date)) = f.next_expiry {
-        rows.push((format!("{} {date}", l.expiry), amount(amt, lang)));
+    let title = fill(t.title.as_deref().unwrap_or(d.title), f, lang);
+    Block {
+        header: t.header.iter().map(|h| fill(h, f, lang)).collect(),
+        title: (!title.is_empty()).then_some(title),
+        rows,
+        footer: t.footer.iter().map(|h| fill(h, f, lang)).collect(),
     }
-    (l.title, rows)
 }
 
 /// The block as lines fitted to `width` characters: label left, value
-/// right; a label too long for the line is cut, never the value.
-pub fn lines(f: &BonusFacts<'_>, lang: Language, width: usize) -> Vec<String> {
-    let (title, rows) = rows(f, lang);
+/// right; a label too long for the line is cut, never the value. Header,
+/// title and footer are centred and cut to the width.
+pub fn lines(b: &Block, width: usize) -> Vec<String> {
     let width = width.clamp(16, 80);
-    let row = |label: &str, value: String| {
+    let row = |label: &str, value: &str| {
         let v = value.chars().count();
         let room = width.saturating_sub(v + 1);
         let label: String = label.chars().take(room).collect();
-        let pad = width - label.chars().count() - v;
+        let pad = width.saturating_sub(label.chars().count() + v);
         format!("{label}{}{value}", " ".repeat(pad))
     };
-    let mut out = vec![
-        "-".repeat(width),
-        format!("{:^width$}", title.chars().take(width).collect::<String>()),
-    ];
-    out.extend(rows.into_iter().map(|(label, value)| row(&label, value)));
+    let centred = |s: &str| format!("{:^width$}", s.chars().take(width).collect::<String>());
+    let mut out = vec!["-".repeat(width)];
+    out.extend(b.header.iter().map(|h| centred(h)));
+    out.extend(b.title.iter().map(|t| centred(t)));
+    out.extend(b.rows.iter().map(|(label, value)| row(label, value)));
+    out.extend(b.footer.iter().map(|f| centred(f)));
     out.push("-".repeat(width));
     out
 }
@@ -124,34 +204,130 @@ mod tests {
             accrued: dec!(48),
             after: dec!(68),
             next_expiry: Some((dec!(20), "2027-05-26")),
+            tier: None,
         }
     }
 
+    fn cfg(language: Language, width: usize) -> ReceiptConfig {
+        ReceiptConfig {
+            language,
+            width,
+            ..ReceiptConfig::default()
+        }
+    }
+
+    fn render(f: &BonusFacts<'_>, c: &ReceiptConfig) -> Vec<String> {
+        lines(&block(f, c), c.width)
+    }
+
     #[test]
-    fn russian_block_fits_the_width() {
-        let lines = lines(&facts(), Language::Ru, 32);
-        assert!(lines.iter().all(|l| l.chars().count() == 32), "{lines:#?}");
-        assert!(
-            lines.contains(&"Списано бонусов            30,00".to_string()),
-            "{lines:#?}"
+    fn the_default_russian_block_is_unchanged() {
+        let lines = render(&facts(), &cfg(Language::Ru, 32));
+        assert_eq!(
+            lines,
+            [
+                "--------------------------------",
+                "       БОНУСНАЯ ПРОГРАММА       ",
+                "Карта                   ****2222",
+                "Баланс до покупки          50,00",
+                "Списано бонусов            30,00",
+                "Начислено бонусов          48,00",
+                "Баланс после покупки       68,00",
+                "Сгорит 2027-05-26          20,00",
+                "--------------------------------",
+            ]
         );
-        assert!(lines.iter().any(|l| l.ends_with("68,00")));
-        assert!(lines.iter().any(|l| l.starts_with("Сгорит 2027-05-26")));
     }
 
     #[test]
     fn english_and_no_redemption() {
         let mut f = facts();
         f.redeemed = dec!(0);
-        let lines = lines(&f, Language::En, 42);
+        let lines = render(&f, &cfg(Language::En, 42));
         assert!(!lines.iter().any(|l| l.contains("redeemed")));
         assert!(lines.contains(&format!("Points earned{}48.00", " ".repeat(42 - 13 - 5))));
+        assert!(lines.contains(&format!(
+            "Expiring 2027-05-26{}20.00",
+            " ".repeat(42 - 19 - 5)
+        )));
     }
 
     #[test]
     fn a_narrow_line_cuts_the_label_not_the_value() {
-        let lines = lines(&facts(), Language::Ru, 16);
+        let lines = render(&facts(), &cfg(Language::Ru, 16));
         assert!(lines.iter().all(|l| l.chars().count() == 16), "{lines:#?}");
         assert!(lines.iter().any(|l| l.ends_with(" 68,00")));
+    }
+
+    #[test]
+    fn the_template_picks_rows_order_labels_header_and_footer() {
+        let mut c = cfg(Language::Ru, 32);
+        c.bonus = BonusTemplate {
+            title: Some(String::new()),
+            header: vec!["Кинотеатр «Луч»".into()],
+            footer: vec![
+                "Итого бонусов: {balance_after}".into(),
+                "{{спасибо}}".into(),
+            ],
+            lines: Some(vec![
+                "balance_after".into(),
+                "accrued".into(),
+                "tier".into(),
+                "card".into(),
+            ]),
+            labels: crate::config::BonusLabels {
+                accrued: Some("+ за покупку".into()),
+                card: Some("Карта {card}".into()),
+                ..Default::default()
+            },
+        };
+        let mut f = facts();
+        assert_eq!(
+            render(&f, &c),
+            [
+                "--------------------------------",
+                "        Кинотеатр «Луч»         ",
+                "Баланс после покупки       68,00",
+                "+ за покупку               48,00",
+                "Карта ****2222          ****2222",
+                "      Итого бонусов: 68,00      ",
+                "           {спасибо}            ",
+                "--------------------------------",
+            ]
+        );
+        // With a tier, its row appears where it was listed.
+        f.tier = Some("Золото");
+        let with_tier = render(&f, &c);
+        assert_eq!(with_tier[4], "Уровень                   Золото");
+    }
+
+    #[test]
+    fn templates_are_checked() {
+        let bad = |t: BonusTemplate| t.validate().unwrap_err().0;
+        assert_eq!(
+            bad(BonusTemplate {
+                lines: Some(vec!["card".into(), "bonus".into()]),
+                ..Default::default()
+            }),
+            "lines[1]"
+        );
+        assert_eq!(
+            bad(BonusTemplate {
+                footer: vec!["ok".into(), "{balance}".into()],
+                ..Default::default()
+            }),
+            "footer[1]"
+        );
+        assert_eq!(
+            bad(BonusTemplate {
+                labels: crate::config::BonusLabels {
+                    tier: Some("x}".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            "labels.tier"
+        );
+        assert!(BonusTemplate::default().validate().is_ok());
     }
 }

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::api::rpc::{self, RpcError, code};
 use crate::app::App;
-use crate::ledger::LedgerError;
-use crate::ledger::rules::{RulesError, SaleLine};
+use crate::ledger::rules::{AccountOverrides, CategoryOverride, RulesError, SaleLine};
+use crate::ledger::{CommitResult, LedgerError};
 use crate::receipt::bonus;
 use crate::redact::CardNumber;
 
@@ -193,7 +193,6 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             "1 to 128 characters",
         ));
     }
-    let card = card(app, p.card_token, p.number)?;
     if let Some(t) = &p.print
         && app.devices.printer_kind(&t.printer) != Some(crate::config::PrinterKind::Escpos)
     {
@@ -206,6 +205,24 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     }
     let key = p.idempotency_key.clone();
     let redeem = p.redeem.unwrap_or_default();
+    let card = match card(app, p.card_token, p.number) {
+        Ok(c) => c,
+        Err(e) if e.code == code::CARD_TOKEN_INVALID => {
+            // A retry after the token's lifetime: if the sale was committed
+            // under this key, the stored result is the answer. The lookup
+            // happens only here, so a first commit pays no extra trip.
+            let stored = app
+                .ledger
+                .replay_commit(p.idempotency_key, p.receipt_id, p.lines, redeem)
+                .await
+                .map_err(ledger_error)?;
+            let Some((number, r)) = stored else {
+                return Err(e);
+            };
+            return respond(app, &CardNumber::new(number), r, p.print, &key).await;
+        }
+        Err(e) => return Err(e),
+    };
     if redeem > Decimal::ZERO && !card.present_with_secret {
         return Err(RpcError::new(
             code::CARD_NOT_PRESENT,
@@ -229,45 +246,53 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         )
         .await
         .map_err(ledger_error)?;
+    respond(app, &card.number, r, p.print, &key).await
+}
+
+/// The answer to a commit, first or repeated: the stored result with its
+/// bonus block (built only from stored values, so a repeat gets the same
+/// block), the print job, and the event on the first execution only.
+async fn respond(
+    app: &Arc<App>,
+    number: &CardNumber,
+    r: CommitResult,
+    print: Option<PrintTarget>,
+    key: &str,
+) -> Result<Value, RpcError> {
     let mut result = json!(r);
-    let summary = app
-        .ledger
-        .resolve(card.number.expose().to_owned())
-        .await
-        .map_err(ledger_error)?;
-    let next = summary.as_ref().and_then(|s| s.next_expiry.clone());
     let config = app.config();
-    let masked = card.number.masked();
+    let masked = number.masked();
     let facts = bonus::BonusFacts {
         card_masked: &masked,
         before: r.balance_before,
         redeemed: r.redeemed,
         accrued: r.accrued,
         after: r.balance_after,
-        next_expiry: next
+        next_expiry: r
+            .next_expiry
             .as_ref()
             .map(|n| (n.amount, n.at.get(..10).unwrap_or(&n.at))),
+        tier: r.tier.as_deref(),
     };
-    result["bonus_lines"] = json!(bonus::lines(
-        &facts,
-        config.receipt.language,
-        config.receipt.width
-    ));
-    if let Some(t) = p.print {
+    let block = bonus::block(&facts, &config.receipt);
+    result["bonus_lines"] = json!(bonus::lines(&block, config.receipt.width));
+    if let Some(t) = print {
         // On paper the rows are columns, so the printer's own width and
         // font decide the layout. The job id derives from the sale's key:
         // a retried commit queues the block once.
-        let (title, rows) = bonus::rows(&facts, config.receipt.language);
-        let mut blocks = vec![
-            json!({"type": "separator", "char": "-"}),
-            json!({"type": "text", "text": title, "bold": true, "align": "center"}),
-        ];
-        blocks.extend(rows.into_iter().map(|(label, value)| {
+        let text = |t: &str| json!({"type": "text", "text": t, "align": "center"});
+        let mut blocks = vec![json!({"type": "separator", "char": "-"})];
+        blocks.extend(block.header.iter().map(|h| text(h)));
+        if let Some(title) = &block.title {
+            blocks.push(json!({"type": "text", "text": title, "bold": true, "align": "center"}));
+        }
+        blocks.extend(block.rows.iter().map(|(label, value)| {
             json!({"type": "columns", "cells": [
                 {"text": label, "align": "left"},
                 {"text": value, "align": "right", "width": value.chars().count() + 1}
             ]})
         }));
+        blocks.extend(block.footer.iter().map(|f| text(f)));
         blocks.push(json!({"type": "separator", "char": "-"}));
         blocks.push(json!({"type": "cut", "partial": true}));
         let job = super::print::enqueue(
@@ -279,18 +304,23 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         .await?;
         result["print_job"] = job;
     }
-    app.bus.publish(
-        "ledger.transaction",
-        json!({
-            "kind": "sale",
-            "transaction": r.transaction,
-            "account": r.account,
-            "card_masked": card.number.masked(),
-            "redeemed": r.redeemed.to_string(),
-            "accrued": r.accrued.to_string(),
-            "balance_after": r.balance_after.to_string(),
-        }),
-    );
+    if !r.replayed {
+        app.bus.publish(
+            "ledger.transaction",
+            json!({
+                "kind": "sale",
+                "transaction": r.transaction,
+                "account": r.account,
+                "card_masked": masked,
+                "redeemed": r.redeemed.to_string(),
+                "accrued": r.accrued.to_string(),
+                "balance_after": r.balance_after.to_string(),
+            }),
+        );
+        if let Some(ch) = &r.tier_change {
+            super::tiers::publish_one(app, ch);
+        }
+    }
     Ok(result)
 }
 
@@ -335,6 +365,9 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         .refund(p.idempotency_key, sale, p.amount)
         .await
         .map_err(ledger_error)?;
+    if r.replayed {
+        return Ok(json!(r));
+    }
     app.bus.publish(
         "ledger.transaction",
         json!({
@@ -342,6 +375,7 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             "transaction": r.transaction,
             "account": r.account,
             "clawback": r.clawback.to_string(),
+            "clawback_debt": r.clawback_debt.to_string(),
             "returned": r.returned.to_string(),
             "balance_after": r.balance_after.to_string(),
         }),
@@ -404,6 +438,9 @@ pub(super) async fn adjust(
         )
         .await
         .map_err(ledger_error)?;
+    if r.replayed {
+        return Ok(json!(r));
+    }
     app.bus.publish(
         "ledger.transaction",
         json!({
@@ -455,4 +492,69 @@ async fn verify_secret(
         Err(AccountError::UnknownCard) => Err(RpcError::new(code::UNKNOWN_CARD, "unknown card")),
         Err(e) => Err(RpcError::internal("accounts", e)),
     }
+}
+
+/// One category of `account.overrides.set`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryParams {
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    cap_percent: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    accrual_percent: Option<Decimal>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverridesParams {
+    idempotency_key: Option<String>,
+    account: i64,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    accrual_percent: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    cap_percent: Option<Decimal>,
+    #[serde(default)]
+    categories: std::collections::BTreeMap<String, CategoryParams>,
+}
+
+/// `account.overrides.set`: replaces an account's own percentages (an
+/// absent one is unset, falling back to the programme).
+pub(super) async fn set_overrides(
+    app: &Arc<App>,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let p: OverridesParams = rpc::params(params)?;
+    if let Some(k) = &p.idempotency_key {
+        check_key(k)?;
+    }
+    let overrides = AccountOverrides {
+        accrual_percent: p.accrual_percent,
+        cap_percent: p.cap_percent,
+        categories: p
+            .categories
+            .into_iter()
+            .map(|(name, c)| {
+                (
+                    name,
+                    CategoryOverride {
+                        cap_percent: c.cap_percent,
+                        accrual_percent: c.accrual_percent,
+                    },
+                )
+            })
+            .collect(),
+    };
+    let r = app
+        .ledger
+        .set_overrides(p.idempotency_key, p.account, overrides)
+        .await
+        .map_err(|e| match e {
+            // The field names of the rules are `overrides.x`; the wire's
+            // are the params' own.
+            LedgerError::Rules(RulesError::Invalid { field, reason }) => {
+                RpcError::invalid_params(field.strip_prefix("overrides.").unwrap_or(&field), reason)
+            }
+            e => ledger_error(e),
+        })?;
+    Ok(json!(r))
 }
