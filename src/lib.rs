@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod devices;
 pub mod events;
 pub mod ledger;
+pub mod notify;
 pub mod receipt;
 pub mod redact;
 pub mod store;

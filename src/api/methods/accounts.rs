@@ -1,15 +1,133 @@
-//! `account.register`: a customer, a card with its secret code, and the
-//! welcome bonus.
+//! Customers and cards: `account.register`, `account.activate`,
+//! `account.confirmation.resend`, `account.get`, `account.update`,
+//! `account.verify_code_word`, `card.issue`, `card.block`, `card.unblock`,
+//! `card.secret.regenerate`.
 
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::api::rpc::{self, RpcError, code};
+use crate::api::session::Session;
 use crate::app::App;
-use crate::ledger::accounts::{AccountError, Registration};
-use crate::redact::Secret;
+use crate::auth::Role;
+use crate::ledger::accounts::{AccountError, PendingCode, Registration, Update};
+use crate::notify::{Channel, Message};
+use crate::redact::{CardNumber, Secret};
+
+/// Every account error as its stable code.
+pub(super) fn account_error(e: AccountError) -> RpcError {
+    match e {
+        AccountError::BadPhone => RpcError::invalid_params("phone", "not a phone number (E.164)"),
+        AccountError::BadEmail => RpcError::invalid_params("email", "not an e-mail address"),
+        AccountError::NoContact => RpcError::invalid_params("phone", "give phone or email"),
+        AccountError::BadCardNumber => RpcError::invalid_params("card_number", "4 to 32 digits"),
+        AccountError::BadSecret => RpcError::invalid_params("secret", "4 to 32 letters or digits"),
+        AccountError::BadCodeWord => RpcError::invalid_params("code_word", "2 to 64 characters"),
+        AccountError::BadGroupName => {
+            RpcError::invalid_params("name", "1 to 64 printable characters")
+        }
+        AccountError::BadStatus(why) => RpcError::invalid_params("status", why),
+        AccountError::Duplicate(field) => RpcError::new(
+            code::ACCOUNT_EXISTS,
+            format!("an account with this {field} exists"),
+        )
+        .with_data(json!({ "field": field })),
+        AccountError::CardTaken => {
+            RpcError::new(code::CARD_TAKEN, "the card number is already issued")
+        }
+        AccountError::UnknownCard | AccountError::UnknownAccount => {
+            RpcError::new(code::UNKNOWN_CARD, "no such account or card")
+        }
+        AccountError::CardInactive(status) => {
+            RpcError::new(code::CARD_INACTIVE, format!("the card is {status}"))
+                .with_data(json!({ "status": status }))
+        }
+        AccountError::UnknownGroup(g) => {
+            RpcError::new(code::UNKNOWN_GROUP, format!("unknown group \"{g}\""))
+                .with_data(json!({ "group": g }))
+        }
+        AccountError::GroupExists => RpcError::new(code::GROUP_EXISTS, "the group exists"),
+        AccountError::GroupInUse { members } => RpcError::new(
+            code::GROUP_IN_USE,
+            format!("the group has {members} member(s); give force: true to remove them too"),
+        )
+        .with_data(json!({ "members": members })),
+        AccountError::NotPending(status) => RpcError::new(
+            code::NOT_PENDING,
+            format!("the account is {status}, not pending"),
+        )
+        .with_data(json!({ "status": status })),
+        AccountError::WrongCode { attempts_left } => RpcError::new(
+            code::WRONG_CODE,
+            format!("wrong confirmation code; {attempts_left} attempts left"),
+        )
+        .with_data(json!({ "attempts_left": attempts_left })),
+        AccountError::CodeExpired => RpcError::new(
+            code::CODE_EXPIRED,
+            "the confirmation code expired; call account.confirmation.resend",
+        ),
+        AccountError::CodeExhausted => RpcError::new(
+            code::CODE_EXHAUSTED,
+            "too many wrong codes; call account.confirmation.resend",
+        ),
+        AccountError::TooSoon { retry_after_s } => RpcError::new(
+            code::RESEND_TOO_SOON,
+            format!("a code was sent recently; try again in {retry_after_s} s"),
+        )
+        .with_data(json!({ "retry_after_s": retry_after_s })),
+        e => RpcError::internal("accounts", e),
+    }
+}
+
+fn need_admin(session: &Session, what: &str) -> Result<(), RpcError> {
+    match session.role() {
+        Some(Role::Admin) => Ok(()),
+        role => Err(
+            RpcError::new(code::FORBIDDEN, format!("{what} needs the admin role"))
+                .with_data(json!({ "required": Role::Admin, "role": role })),
+        ),
+    }
+}
+
+/// Hands a code to the notifier. `Err` carries a description without the
+/// code.
+async fn deliver(app: &Arc<App>, p: PendingCode) -> Result<(), String> {
+    let m = Message {
+        account: p.account,
+        channel: if p.channel == "phone" {
+            Channel::Phone
+        } else {
+            Channel::Email
+        },
+        contact: p.contact,
+        code: p.code,
+    };
+    match app.notifier.send(&m).await {
+        Ok(()) => {
+            if let Err(e) = app.accounts.code_delivered(p.account).await {
+                // Delivered; only the resend limit is lost.
+                tracing::error!(error = %e, account = p.account, "recording a delivered code failed");
+            }
+            tracing::info!(
+                account = p.account,
+                via = app.notifier.name(),
+                "confirmation code sent"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(
+                account = p.account,
+                via = app.notifier.name(),
+                error = %e,
+                "confirmation code not delivered"
+            );
+            Err(e.to_string())
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,9 +142,27 @@ struct RegisterParams {
     /// Must be true (or absent) when no card_number is given.
     #[serde(rename = "virtual")]
     is_virtual: Option<bool>,
+    /// Groups to join (admin only).
+    groups: Option<Vec<String>>,
+    /// A word that identifies the customer without the card.
+    code_word: Option<Secret>,
 }
 
-pub(super) async fn register(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+fn check_name(name: Option<&String>) -> Result<(), RpcError> {
+    if name.is_some_and(|n| n.chars().count() > 128 || n.chars().any(char::is_control)) {
+        return Err(RpcError::invalid_params(
+            "name",
+            "at most 128 characters, no control characters",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn register(
+    app: &Arc<App>,
+    session: &Arc<Session>,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
     let p: RegisterParams = rpc::params(params)?;
     if p.card_number.is_none() && p.is_virtual == Some(false) {
         return Err(RpcError::invalid_params(
@@ -34,11 +170,19 @@ pub(super) async fn register(app: &Arc<App>, params: Option<Value>) -> Result<Va
             "give the physical card's number, or virtual: true",
         ));
     }
-    if p.name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-        return Err(RpcError::invalid_params("name", "at most 128 characters"));
+    if p.card_number.is_some() && p.is_virtual == Some(true) {
+        return Err(RpcError::invalid_params(
+            "virtual",
+            "give card_number or virtual: true, not both",
+        ));
+    }
+    check_name(p.name.as_ref())?;
+    let groups = p.groups.unwrap_or_default();
+    if !groups.is_empty() {
+        need_admin(session, "joining groups")?;
     }
     // The programme the ledger runs, fixed at start like the rest of it.
-    let r = app
+    let mut r = app
         .accounts
         .register(
             app.ledger.programme(),
@@ -48,54 +192,83 @@ pub(super) async fn register(app: &Arc<App>, params: Option<Value>) -> Result<Va
                 name: p.name,
                 card_number: p.card_number,
                 secret: p.secret,
+                groups,
+                code_word: p.code_word,
             },
         )
-        .await;
-    let r = match r {
-        Ok(r) => r,
-        Err(AccountError::BadPhone) => {
-            return Err(RpcError::invalid_params(
-                "phone",
-                "not a phone number (E.164)",
-            ));
-        }
-        Err(AccountError::BadEmail) => {
-            return Err(RpcError::invalid_params("email", "not an e-mail address"));
-        }
-        Err(AccountError::NoContact) => {
-            return Err(RpcError::invalid_params("phone", "give phone or email"));
-        }
-        Err(AccountError::BadCardNumber) => {
-            return Err(RpcError::invalid_params("card_number", "4 to 32 digits"));
-        }
-        Err(AccountError::BadSecret) => {
-            return Err(RpcError::invalid_params(
-                "secret",
-                "4 to 32 letters or digits",
-            ));
-        }
-        Err(AccountError::Duplicate(field)) => {
-            return Err(RpcError::new(
-                code::ACCOUNT_EXISTS,
-                format!("an account with this {field} exists"),
-            )
-            .with_data(json!({ "field": field })));
-        }
-        Err(AccountError::CardTaken) => {
-            return Err(RpcError::new(
-                code::CARD_TAKEN,
-                "the card number is already issued",
-            ));
-        }
-        Err(e) => return Err(RpcError::internal("accounts", e)),
-    };
-    let masked = crate::redact::CardNumber::new(r.card_number.clone()).masked();
-    tracing::info!(account = r.account, card = %masked, "account registered");
+        .await
+        .map_err(account_error)?;
+    let masked = CardNumber::new(r.card_number.clone()).masked();
+    tracing::info!(account = r.account, card = %masked, status = r.status, adopted = r.adopted, "account registered");
     app.bus.publish(
         "account.registered",
-        json!({"account": r.account, "card_masked": masked, "kind": r.kind}),
+        json!({"account": r.account, "card_masked": masked, "kind": r.kind, "status": r.status}),
     );
-    Ok(json!(r))
+    let pending = r.pending.take();
+    let mut out = json!(r);
+    if let Some(code) = pending {
+        // The account is written whatever happens to the delivery: the
+        // secret in this reply is shown only once.
+        let delivered = deliver(app, code).await;
+        out["sent_via"] = json!(app.notifier.name());
+        out["delivered"] = json!(delivered.is_ok());
+        if let Err(e) = delivered {
+            out["delivery_error"] = json!(e);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateParams {
+    account: i64,
+    code: Secret,
+}
+
+pub(super) async fn activate(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ActivateParams = rpc::params(params)?;
+    if !p.code.expose().bytes().all(|b| b.is_ascii_digit()) || p.code.expose().len() > 16 {
+        return Err(RpcError::invalid_params("code", "digits"));
+    }
+    let a = app
+        .accounts
+        .activate(app.ledger.programme(), p.account, p.code)
+        .await
+        .map_err(account_error)?;
+    if a.newly {
+        tracing::info!(account = a.account, "account activated");
+        app.bus.publish(
+            "account.activated",
+            json!({"account": a.account, "welcome_bonus": a.welcome_bonus.map(|b| b.to_string())}),
+        );
+    }
+    Ok(json!(a))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountParams {
+    account: i64,
+}
+
+pub(super) async fn resend(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: AccountParams = rpc::params(params)?;
+    let code = app
+        .accounts
+        .new_code(p.account)
+        .await
+        .map_err(account_error)?;
+    match deliver(app, code).await {
+        Ok(()) => {
+            Ok(json!({"account": p.account, "status": "pending", "sent_via": app.notifier.name()}))
+        }
+        Err(e) => Err(RpcError::new(
+            code::DELIVERY_FAILED,
+            format!("the code was not delivered: {e}"),
+        )
+        .with_data(json!({"account": p.account, "sent_via": app.notifier.name()}))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -105,14 +278,6 @@ struct GetParams {
     card_number: Option<String>,
     phone: Option<String>,
     email: Option<String>,
-}
-
-fn account_error(e: AccountError) -> RpcError {
-    match e {
-        AccountError::UnknownCard => RpcError::new(code::UNKNOWN_CARD, "no such account or card"),
-        AccountError::BadPhone => RpcError::invalid_params("phone", "not a phone number (E.164)"),
-        e => RpcError::internal("accounts", e),
-    }
 }
 
 pub(super) async fn get(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
@@ -131,7 +296,126 @@ pub(super) async fn get(app: &Arc<App>, params: Option<Value>) -> Result<Value, 
         }
     };
     let view = app.accounts.get(by).await.map_err(account_error)?;
+    let mut out = json!(view);
+    super::tiers::add_tier(app, view.account, &mut out).await?;
+    Ok(out)
+}
+
+/// `Some(None)` for an explicit `null`, so a field can be cleared.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateParams {
+    account: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    code_word: Option<Option<Secret>>,
+    status: Option<String>,
+}
+
+pub(super) async fn update(
+    app: &Arc<App>,
+    session: &Arc<Session>,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let p: UpdateParams = rpc::params(params)?;
+    check_name(p.name.as_ref().and_then(Option::as_ref))?;
+    if p.status.is_some() {
+        need_admin(session, "changing an account's status")?;
+    }
+    let view = app
+        .accounts
+        .update(
+            p.account,
+            Update {
+                name: p.name,
+                phone: p.phone,
+                email: p.email,
+                code_word: p.code_word,
+                status: p.status,
+            },
+        )
+        .await
+        .map_err(account_error)?;
+    tracing::info!(account = p.account, "account updated");
+    app.bus.publish(
+        "account.updated",
+        json!({"account": p.account, "status": view.status}),
+    );
     Ok(json!(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeWordParams {
+    account: i64,
+    code_word: Secret,
+}
+
+pub(super) async fn verify_code_word(
+    app: &Arc<App>,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let p: CodeWordParams = rpc::params(params)?;
+    let ok = app
+        .accounts
+        .verify_code_word(p.account, p.code_word)
+        .await
+        .map_err(account_error)?;
+    Ok(json!({"account": p.account, "matches": ok}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueParams {
+    account: i64,
+    card_number: Option<String>,
+    secret: Option<Secret>,
+    #[serde(rename = "virtual")]
+    is_virtual: Option<bool>,
+}
+
+pub(super) async fn issue(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: IssueParams = rpc::params(params)?;
+    match (&p.card_number, p.is_virtual) {
+        (None, Some(false)) => {
+            return Err(RpcError::invalid_params(
+                "card_number",
+                "give the physical card's number, or virtual: true",
+            ));
+        }
+        (Some(_), Some(true)) => {
+            return Err(RpcError::invalid_params(
+                "virtual",
+                "give card_number or virtual: true, not both",
+            ));
+        }
+        _ => {}
+    }
+    let r = app
+        .accounts
+        .issue_card(p.account, p.card_number, p.secret)
+        .await
+        .map_err(account_error)?;
+    let masked = CardNumber::new(r.card_number.clone()).masked();
+    tracing::info!(account = r.account, card = %masked, kind = r.kind, "card issued");
+    app.bus.publish(
+        "card.issued",
+        json!({"account": r.account, "card_masked": masked, "kind": r.kind}),
+    );
+    Ok(json!(r))
 }
 
 #[derive(Deserialize)]
@@ -168,7 +452,7 @@ async fn set_status(
     number: String,
     status: &'static str,
 ) -> Result<Value, RpcError> {
-    let masked = crate::redact::CardNumber::new(number.clone()).masked();
+    let masked = CardNumber::new(number.clone()).masked();
     app.accounts
         .set_card_status(number, status)
         .await
@@ -189,7 +473,7 @@ struct RegenerateParams {
 
 pub(super) async fn regenerate(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: RegenerateParams = rpc::params(params)?;
-    let masked = crate::redact::CardNumber::new(p.number.clone()).masked();
+    let masked = CardNumber::new(p.number.clone()).masked();
     let secret = app
         .accounts
         .regenerate_secret(p.number)
