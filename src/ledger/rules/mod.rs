@@ -20,17 +20,22 @@
 //! 1. a line whose SKU is in [`Programme::excluded_skus`] or whose category
 //!    rule has `excluded = true` takes no part in the programme: it accrues
 //!    nothing and no points can be spent on it (rate 0, cap 0);
-//! 2. the category rule's `accrual_percent` / `cap_percent`, when set (e.g. the
+//! 2. the account's own setting for that category
+//!    ([`AccountOverrides::categories`]), when it names the line's category:
+//!    a deliberate per-customer exception beats the programme's category rule;
+//! 3. the category rule's `accrual_percent` / `cap_percent`, when set (e.g. the
 //!    pharmacy's 1 % on essential medicines, which a customer tier must not
 //!    raise);
-//! 3. the account's override ([`AccountOverrides`]: a per-customer percentage
+//! 4. the account's override ([`AccountOverrides`]: a per-customer percentage
 //!    or the customer's tier);
-//! 4. the programme default ([`Programme::default_accrual_percent`],
+//! 5. the programme default ([`Programme::default_accrual_percent`],
 //!    [`Programme::cap_percent`]).
 //!
 //! A discounted line (`discount > 0`) accrues nothing when
 //! [`Programme::accrue_on_discounted`] is false; points can still be spent on
 //! it.
+
+use std::collections::BTreeMap;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
@@ -38,6 +43,7 @@ use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
 #[cfg(test)]
 mod tests;
+pub mod tiers;
 
 /// The largest sale this engine accepts.
 pub const MAX_LINES: usize = 1000;
@@ -111,6 +117,24 @@ pub struct Programme {
     /// boundary: points expire at the start of the day (00:00 at this offset)
     /// following their last day of validity.
     pub utc_offset_minutes: i32,
+    /// What a refund does when the accrual it claws back was already spent.
+    pub refund_shortfall: RefundShortfall,
+    /// Loyalty levels (`[[ledger.programme.tiers]]`); empty = none. See
+    /// [`tiers`].
+    pub tiers: Vec<tiers::Tier>,
+}
+
+/// What a refund's clawback does when the balance cannot cover it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundShortfall {
+    /// Take what is there; the balance stops at zero and the rest is only
+    /// recorded (`clawback_shortfall`).
+    #[default]
+    Clamp,
+    /// The account goes into debt for the rest: its balance turns negative,
+    /// later accruals pay the debt first, nothing can be redeemed meanwhile.
+    Debt,
 }
 
 impl Default for Programme {
@@ -131,6 +155,8 @@ impl Default for Programme {
             welcome_bonus: None,
             welcome_expiry_days: None,
             utc_offset_minutes: 180,
+            refund_shortfall: RefundShortfall::Clamp,
+            tiers: Vec::new(),
         }
     }
 }
@@ -154,7 +180,8 @@ pub struct CategoryRule {
 }
 
 /// An account's own percentages: per-customer settings or the customer's
-/// tier. They replace the programme defaults but not category rules.
+/// tier. The flat ones replace the programme defaults but not category
+/// rules; a per-category one replaces the category rule too.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountOverrides {
@@ -164,7 +191,26 @@ pub struct AccountOverrides {
     /// Redemption cap percentage for this account.
     #[serde(default)]
     pub cap_percent: Option<Decimal>,
+    /// Per-category percentages for this account, by category name (exact
+    /// match with [`SaleLine::category`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<String, CategoryOverride>,
 }
+
+/// An account's percentages for one category.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryOverride {
+    /// Redemption cap percentage for this category.
+    #[serde(default)]
+    pub cap_percent: Option<Decimal>,
+    /// Accrual percentage for this category.
+    #[serde(default)]
+    pub accrual_percent: Option<Decimal>,
+}
+
+/// The most categories one account's overrides may name.
+pub const MAX_OVERRIDE_CATEGORIES: usize = 100;
 
 /// One line of a sale. Its total is `qty × price − discount`, the product
 /// rounded half away from zero to the programme's precision (as a fiscal
@@ -355,6 +401,7 @@ impl Programme {
                 ),
             ));
         }
+        tiers::validate(&self.tiers)?;
         Ok(())
     }
 
@@ -373,12 +420,35 @@ impl Programme {
 }
 
 impl AccountOverrides {
-    fn validate(&self) -> Result<(), RulesError> {
+    /// Checks every percentage (0..=100) and the category names (1 to 64
+    /// characters, at most [`MAX_OVERRIDE_CATEGORIES`]); errors name the
+    /// field as `overrides.categories.<name>.cap_percent`.
+    pub fn validate(&self) -> Result<(), RulesError> {
         if let Some(v) = self.accrual_percent {
             check_percent("overrides.accrual_percent", v)?;
         }
         if let Some(v) = self.cap_percent {
             check_percent("overrides.cap_percent", v)?;
+        }
+        if self.categories.len() > MAX_OVERRIDE_CATEGORIES {
+            return Err(invalid(
+                "overrides.categories",
+                format!("more than {MAX_OVERRIDE_CATEGORIES} categories"),
+            ));
+        }
+        for (name, c) in &self.categories {
+            if name.is_empty() || name.chars().count() > 64 {
+                return Err(invalid(
+                    "overrides.categories",
+                    "a category name is 1 to 64 characters",
+                ));
+            }
+            if let Some(v) = c.accrual_percent {
+                check_percent(&format!("overrides.categories.{name}.accrual_percent"), v)?;
+            }
+            if let Some(v) = c.cap_percent {
+                check_percent(&format!("overrides.categories.{name}.cap_percent"), v)?;
+            }
         }
         Ok(())
     }
@@ -498,16 +568,19 @@ pub fn quote(
     for (i, line) in lines.iter().enumerate() {
         let total = line_total(i, line, prec)?;
         let rule = p.category(&line.category);
+        let own = o.categories.get(&line.category);
         let excluded = rule.is_some_and(|r| r.excluded) || p.excluded_skus.contains(&line.sku);
         let (rate, cap_pct) = if excluded {
             (Decimal::ZERO, Decimal::ZERO)
         } else {
-            let rate = rule
-                .and_then(|r| r.accrual_percent)
+            let rate = own
+                .and_then(|c| c.accrual_percent)
+                .or(rule.and_then(|r| r.accrual_percent))
                 .or(o.accrual_percent)
                 .unwrap_or(p.default_accrual_percent);
-            let cap = rule
-                .and_then(|r| r.cap_percent)
+            let cap = own
+                .and_then(|c| c.cap_percent)
+                .or(rule.and_then(|r| r.cap_percent))
                 .or(o.cap_percent)
                 .unwrap_or(p.cap_percent);
             let rate = if line.discount > Decimal::ZERO && !p.accrue_on_discounted {

@@ -18,6 +18,8 @@ fn programme() -> Programme {
         welcome_bonus: None,
         welcome_expiry_days: None,
         utc_offset_minutes: 180,
+        refund_shortfall: RefundShortfall::Clamp,
+        tiers: vec![],
     }
 }
 
@@ -183,6 +185,7 @@ fn per_customer_overrides_replace_defaults_not_category_rules() {
     let o = AccountOverrides {
         accrual_percent: Some(dec!(10)),
         cap_percent: Some(dec!(20)),
+        ..none()
     };
     let lines = [
         line("aspirin", "essential", dec!(1), dec!(100)),
@@ -401,6 +404,7 @@ fn validation_names_the_field() {
     let o = AccountOverrides {
         accrual_percent: None,
         cap_percent: Some(dec!(101)),
+        ..none()
     };
     assert_eq!(
         field(quote(&p, &o, &one, BIG, dec!(0))),
@@ -639,6 +643,7 @@ fn arb_overrides() -> impl Strategy<Value = AccountOverrides> {
         .prop_map(|(a, c)| AccountOverrides {
             accrual_percent: a,
             cap_percent: c,
+            ..AccountOverrides::default()
         })
 }
 
@@ -721,4 +726,129 @@ proptest! {
             prop_assert!(*p >= 0 && p <= c);
         }
     }
+}
+
+fn cinema_bar() -> Programme {
+    // The cinema: tickets 10 % payable with points, the bar 50 %.
+    Programme {
+        categories: vec![CategoryRule {
+            category: "bar".into(),
+            accrual_percent: None,
+            cap_percent: Some(dec!(50)),
+            excluded: false,
+        }],
+        ..cinema()
+    }
+}
+
+#[test]
+fn per_category_overrides_beat_category_rules_and_flat_overrides() {
+    let lines = [
+        line("popcorn", "bar", dec!(1), dec!(400)),
+        line("ticket", "tickets", dec!(1), dec!(500)),
+    ];
+    // Without overrides: bar 50 % (category rule), tickets 10 % (programme).
+    let q = quote(&cinema_bar(), &none(), &lines, BIG, dec!(0)).unwrap();
+    assert_eq!((q.lines[0].cap, q.lines[1].cap), (dec!(200), dec!(50)));
+    assert_eq!((q.lines[0].rate, q.lines[1].rate), (dec!(1), dec!(1)));
+
+    // A flat override does not beat the bar's category rule.
+    let flat = AccountOverrides {
+        cap_percent: Some(dec!(30)),
+        ..none()
+    };
+    let q = quote(&cinema_bar(), &flat, &lines, BIG, dec!(0)).unwrap();
+    assert_eq!((q.lines[0].cap, q.lines[1].cap), (dec!(200), dec!(150)));
+
+    // A per-category override does, for the category it names only.
+    let mut own = flat.clone();
+    own.categories.insert(
+        "bar".into(),
+        CategoryOverride {
+            cap_percent: Some(dec!(100)),
+            accrual_percent: Some(dec!(3)),
+        },
+    );
+    let q = quote(&cinema_bar(), &own, &lines, BIG, dec!(0)).unwrap();
+    assert_eq!((q.lines[0].cap, q.lines[1].cap), (dec!(400), dec!(150)));
+    assert_eq!((q.lines[0].rate, q.lines[1].rate), (dec!(3), dec!(1)));
+    // 3 % of 400 + 1 % of 500, whole points.
+    assert_eq!(q.accrual, dec!(17));
+
+    // A category override on a category without a programme rule.
+    let mut tickets = none();
+    tickets.categories.insert(
+        "tickets".into(),
+        CategoryOverride {
+            cap_percent: Some(dec!(0)),
+            accrual_percent: None,
+        },
+    );
+    let q = quote(&cinema_bar(), &tickets, &lines, BIG, dec!(0)).unwrap();
+    assert_eq!((q.lines[0].cap, q.lines[1].cap), (dec!(200), dec!(0)));
+    assert_eq!(q.max_redeemable, dec!(200));
+    // Only the cap was named: the accrual falls through to the default.
+    assert_eq!(q.lines[1].rate, dec!(1));
+}
+
+#[test]
+fn an_excluded_category_stays_excluded_whatever_the_account_says() {
+    let mut p = cinema_bar();
+    p.categories[0].excluded = true;
+    let mut o = none();
+    o.categories.insert(
+        "bar".into(),
+        CategoryOverride {
+            cap_percent: Some(dec!(100)),
+            accrual_percent: Some(dec!(10)),
+        },
+    );
+    let q = quote(
+        &p,
+        &o,
+        &[line("beer", "bar", dec!(1), dec!(300))],
+        BIG,
+        dec!(0),
+    )
+    .unwrap();
+    assert_eq!((q.lines[0].cap, q.lines[0].rate), (dec!(0), dec!(0)));
+}
+
+#[test]
+fn per_category_overrides_are_validated_by_name() {
+    let mut o = none();
+    o.categories.insert(
+        "bar".into(),
+        CategoryOverride {
+            cap_percent: Some(dec!(150)),
+            accrual_percent: None,
+        },
+    );
+    let field = |r: Result<Quote, RulesError>| match r.unwrap_err() {
+        RulesError::Invalid { field, .. } => field,
+        other => panic!("{other:?}"),
+    };
+    let one = [line("a", "bar", dec!(1), dec!(100))];
+    assert_eq!(
+        field(quote(&cinema_bar(), &o, &one, BIG, dec!(0))),
+        "overrides.categories.bar.cap_percent"
+    );
+    let mut o = none();
+    o.categories
+        .insert(String::new(), CategoryOverride::default());
+    assert_eq!(
+        o.validate().map_err(|e| e.to_string()).unwrap_err(),
+        "overrides.categories: a category name is 1 to 64 characters"
+    );
+}
+
+#[test]
+fn refund_shortfall_defaults_to_clamp_and_parses() {
+    assert_eq!(
+        Programme::default().refund_shortfall,
+        RefundShortfall::Clamp
+    );
+    let p: Programme = toml::from_str("refund_shortfall = \"debt\"").unwrap();
+    assert_eq!(p.refund_shortfall, RefundShortfall::Debt);
+    assert!(toml::from_str::<Programme>("refund_shortfall = \"owe\"").is_err());
 }
