@@ -63,6 +63,9 @@ pub struct App {
     pub ledger: Arc<dyn Ledger>,
     /// Customers, cards and secrets.
     pub accounts: crate::ledger::accounts::Accounts,
+    /// Delivers registration confirmation codes (`[ledger.registration]`,
+    /// fixed at start like the rest of the ledger).
+    pub notifier: Arc<dyn crate::notify::Notifier>,
     /// The embedded database.
     pub store: Store,
     /// The socket actually bound (may come from systemd).
@@ -115,6 +118,11 @@ impl App {
             Journal::new(store.clone()),
         );
         devices.apply(DeviceEntry::from_config(&config));
+        let accounts = crate::ledger::accounts::Accounts::new(
+            store.clone(),
+            account_settings(&config.ledger.registration),
+        );
+        let notifier = crate::notify::from_config(&config.ledger.registration);
         Ok(Arc::new(App {
             started: Instant::now(),
             started_at: now_rfc3339(),
@@ -126,7 +134,8 @@ impl App {
             devices,
             cards,
             ledger,
-            accounts: crate::ledger::accounts::Accounts::new(store.clone()),
+            accounts,
+            notifier,
             store,
             socket_path,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -191,6 +200,38 @@ impl App {
             devices,
             restart_required,
         })
+    }
+}
+
+/// The accounts module's view of `[ledger.registration]` (the ledger floor
+/// does not read the configuration itself).
+fn account_settings(r: &crate::config::RegistrationConfig) -> crate::ledger::accounts::Settings {
+    use crate::config::{CardCheck, Confirmation};
+    use crate::ledger::accounts::{
+        CardFormat, CheckDigit, ConfirmSettings, SecretFormat, Settings,
+    };
+    Settings {
+        card: CardFormat {
+            prefix: r.card_prefix.clone(),
+            length: r.card_length,
+            check: match r.card_check {
+                CardCheck::Luhn => CheckDigit::Luhn,
+                CardCheck::Ean13 => CheckDigit::Ean13,
+            },
+        },
+        secret: SecretFormat {
+            length: r.secret_length,
+            alphabet: r.secret_alphabet.clone(),
+        },
+        confirm: match r.confirmation {
+            Confirmation::None => None,
+            Confirmation::Code => Some(ConfirmSettings {
+                code_length: r.code_length,
+                ttl: r.code_ttl,
+                max_attempts: i64::from(r.max_attempts),
+                resend_after: r.resend_after,
+            }),
+        },
     }
 }
 

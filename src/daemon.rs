@@ -99,6 +99,11 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         ));
     }
     acceptors.close();
+    // Loyalty tiers are re-evaluated daily; the job ends with the shutdown.
+    let tier_job = tokio::spawn(crate::api::methods::tiers::daily(
+        app.clone(),
+        shutdown.clone(),
+    ));
 
     tracing::info!(socket = %socket_path.display(), version = env!("CARGO_PKG_VERSION"), "ready");
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
@@ -151,6 +156,7 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
             "connections still busy after the grace period; closing them"
         );
     }
+    let _ = tokio::time::timeout_at(deadline, tier_job).await;
     if tokio::time::timeout_at(deadline, app.devices.shutdown())
         .await
         .is_err()

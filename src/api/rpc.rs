@@ -69,6 +69,27 @@ pub mod code {
     pub const ACCOUNT_EXISTS: i64 = 2011;
     /// The card number is already issued.
     pub const CARD_TAKEN: i64 = 2012;
+    /// A group with this name exists.
+    pub const GROUP_EXISTS: i64 = 2020;
+    /// No such group; `data.group`.
+    pub const UNKNOWN_GROUP: i64 = 2021;
+    /// The group has members and `force` was not given; `data.members`.
+    pub const GROUP_IN_USE: i64 = 2022;
+    /// The account is not waiting for confirmation; `data.status`.
+    pub const NOT_PENDING: i64 = 2023;
+    /// Wrong confirmation code; `data.attempts_left`.
+    pub const WRONG_CODE: i64 = 2024;
+    /// The confirmation code expired: send a new one.
+    pub const CODE_EXPIRED: i64 = 2025;
+    /// Too many wrong codes: the code is void, send a new one.
+    pub const CODE_EXHAUSTED: i64 = 2026;
+    /// A code was sent too recently; `data.retry_after_s`.
+    pub const RESEND_TOO_SOON: i64 = 2027;
+    /// The notifier could not deliver the code; the account stays pending;
+    /// `data.account`, `data.sent_via`.
+    pub const DELIVERY_FAILED: i64 = 2028;
+    /// `tiers.evaluate` on a programme without levels.
+    pub const TIERS_NOT_CONFIGURED: i64 = 2040;
 }
 
 /// The longest request line accepted, newline excluded.

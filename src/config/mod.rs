@@ -135,6 +135,9 @@ pub struct LedgerConfig {
     pub path: Option<PathBuf>,
     /// The loyalty programme's rules (`[ledger.programme]`).
     pub programme: Programme,
+    /// How customers join: card numbers, secrets, confirmation codes
+    /// (`[ledger.registration]`).
+    pub registration: RegistrationConfig,
 }
 
 impl Default for LedgerConfig {
@@ -143,7 +146,273 @@ impl Default for LedgerConfig {
             backend: LedgerBackend::Embedded,
             path: None,
             programme: default_programme(),
+            registration: RegistrationConfig::default(),
         }
+    }
+}
+
+/// `[ledger.registration]`: how customers join the programme. Checked as a
+/// whole when the file loads (a bad value names its key).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawRegistration")]
+pub struct RegistrationConfig {
+    /// `none`: an account is active at once; `code`: it is `pending` until
+    /// the customer confirms a code sent through the notifier.
+    pub confirmation: Confirmation,
+    /// Digits of a confirmation code, 4 to 6.
+    pub code_length: usize,
+    /// How long a confirmation code is valid.
+    pub code_ttl: Duration,
+    /// Wrong codes before the code is void (a new one must be sent).
+    pub max_attempts: u32,
+    /// Least time between two codes sent to one account.
+    pub resend_after: Duration,
+    /// Which notifier sends codes.
+    pub notifier: NotifierKind,
+    /// `[ledger.registration.command]`, required with `notifier = "command"`.
+    pub command: Option<CommandNotifierConfig>,
+    /// `[ledger.registration.http]`, required with `notifier = "http"`.
+    pub http: Option<HttpNotifierConfig>,
+    /// Leading digits of generated (virtual) card numbers.
+    pub card_prefix: String,
+    /// Total digits of a generated card number, check digit included.
+    pub card_length: usize,
+    /// The check digit of generated card numbers.
+    pub card_check: CardCheck,
+    /// Characters of a generated secret code.
+    pub secret_length: usize,
+    /// The characters a generated secret is drawn from.
+    pub secret_alphabet: String,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        let r = RawRegistration::default();
+        RegistrationConfig {
+            confirmation: r.confirmation,
+            code_length: r.code_length,
+            code_ttl: Duration::from_secs(r.code_ttl_seconds),
+            max_attempts: r.max_attempts,
+            resend_after: Duration::from_secs(r.resend_after_seconds),
+            notifier: r.notifier,
+            command: None,
+            http: None,
+            card_prefix: r.card_prefix,
+            card_length: r.card_length,
+            card_check: r.card_check,
+            secret_length: r.secret_length,
+            secret_alphabet: r.secret_alphabet,
+        }
+    }
+}
+
+/// Confirmation of a new account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confirmation {
+    /// Active at once.
+    None,
+    /// Pending until a code sent to the phone or e-mail is entered.
+    Code,
+}
+
+/// Which notifier delivers confirmation codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifierKind {
+    /// Writes the code to the daemon log: for demonstrations only.
+    Log,
+    /// Runs a program with the code and contact as arguments.
+    Command,
+    /// POSTs JSON to a URL.
+    Http,
+}
+
+/// Check digit of generated card numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardCheck {
+    /// Luhn (mod 10, doubling every second digit from the right).
+    Luhn,
+    /// EAN/GTIN (mod 10, weights 3 and 1 from the right).
+    Ean13,
+}
+
+/// `[ledger.registration.command]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandNotifierConfig {
+    /// Absolute path of the program; run directly, never through a shell.
+    pub program: PathBuf,
+    /// Its arguments; `{code}`, `{contact}` and `{channel}` are replaced.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Time allowed for the program to finish.
+    #[serde(default = "default_command_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_command_timeout_ms() -> u64 {
+    10_000
+}
+
+/// `[ledger.registration.http]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpNotifierConfig {
+    /// `http://` or `https://` URL the JSON is POSTed to.
+    pub url: String,
+    /// Time allowed for one attempt.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Further attempts after a failed one, with a doubling pause.
+    #[serde(default = "default_http_retries")]
+    pub retries: u32,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_http_retries() -> u32 {
+    2
+}
+
+/// `[ledger.registration]` as written, before its checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRegistration {
+    confirmation: Confirmation,
+    code_length: usize,
+    code_ttl_seconds: u64,
+    max_attempts: u32,
+    resend_after_seconds: u64,
+    notifier: NotifierKind,
+    command: Option<CommandNotifierConfig>,
+    http: Option<HttpNotifierConfig>,
+    card_prefix: String,
+    card_length: usize,
+    card_check: CardCheck,
+    secret_length: usize,
+    secret_alphabet: String,
+}
+
+impl Default for RawRegistration {
+    fn default() -> Self {
+        RawRegistration {
+            confirmation: Confirmation::None,
+            code_length: 6,
+            code_ttl_seconds: 600,
+            max_attempts: 5,
+            resend_after_seconds: 60,
+            notifier: NotifierKind::Log,
+            command: None,
+            http: None,
+            card_prefix: "2990".into(),
+            card_length: 16,
+            card_check: CardCheck::Luhn,
+            secret_length: 6,
+            secret_alphabet: "0123456789".into(),
+        }
+    }
+}
+
+impl TryFrom<RawRegistration> for RegistrationConfig {
+    type Error = String;
+
+    fn try_from(r: RawRegistration) -> Result<Self, String> {
+        let key = |k: &str, m: &str| format!("ledger.registration.{k}: {m}");
+        if !(4..=6).contains(&r.code_length) {
+            return Err(key("code_length", "4 to 6 digits"));
+        }
+        if !(1..=86_400).contains(&r.code_ttl_seconds) {
+            return Err(key("code_ttl_seconds", "1 to 86400 seconds"));
+        }
+        if !(1..=100).contains(&r.max_attempts) {
+            return Err(key("max_attempts", "1 to 100"));
+        }
+        if r.resend_after_seconds > 86_400 {
+            return Err(key("resend_after_seconds", "at most 86400 seconds"));
+        }
+        match (r.notifier, &r.command, &r.http) {
+            (NotifierKind::Command, None, _) => {
+                return Err(key(
+                    "command",
+                    "notifier = \"command\" needs a [ledger.registration.command] table",
+                ));
+            }
+            (NotifierKind::Http, _, None) => {
+                return Err(key(
+                    "http",
+                    "notifier = \"http\" needs a [ledger.registration.http] table",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(c) = &r.command {
+            if !c.program.is_absolute() {
+                return Err(key("command.program", "an absolute path"));
+            }
+            if !(1..=600_000).contains(&c.timeout_ms) {
+                return Err(key("command.timeout_ms", "1 to 600000"));
+            }
+        }
+        if let Some(h) = &r.http {
+            if !(h.url.starts_with("http://") || h.url.starts_with("https://"))
+                || reqwest::Url::parse(&h.url).is_err()
+            {
+                return Err(key("http.url", "an http:// or https:// URL"));
+            }
+            if !(1..=600_000).contains(&h.timeout_ms) {
+                return Err(key("http.timeout_ms", "1 to 600000"));
+            }
+            if h.retries > 10 {
+                return Err(key("http.retries", "at most 10"));
+            }
+        }
+        if !r.card_prefix.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(key("card_prefix", "digits only"));
+        }
+        if !(8..=32).contains(&r.card_length) {
+            return Err(key("card_length", "8 to 32 digits"));
+        }
+        // At least 6 random digits, so numbers do not run out.
+        if r.card_prefix.len() + 1 + 6 > r.card_length {
+            return Err(key(
+                "card_prefix",
+                "too long for card_length: leave at least 6 random digits and the check digit",
+            ));
+        }
+        if !(4..=32).contains(&r.secret_length) {
+            return Err(key("secret_length", "4 to 32 characters"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if r.secret_alphabet.len() < 2
+            || !r
+                .secret_alphabet
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() && seen.insert(b))
+        {
+            return Err(key(
+                "secret_alphabet",
+                "at least 2 different ASCII letters or digits",
+            ));
+        }
+        Ok(RegistrationConfig {
+            confirmation: r.confirmation,
+            code_length: r.code_length,
+            code_ttl: Duration::from_secs(r.code_ttl_seconds),
+            max_attempts: r.max_attempts,
+            resend_after: Duration::from_secs(r.resend_after_seconds),
+            notifier: r.notifier,
+            command: r.command,
+            http: r.http,
+            card_prefix: r.card_prefix,
+            card_length: r.card_length,
+            card_check: r.card_check,
+            secret_length: r.secret_length,
+            secret_alphabet: r.secret_alphabet,
+        })
     }
 }
 
@@ -169,6 +438,8 @@ pub struct ReceiptConfig {
     /// Characters per line of the bonus block (32 for 58 mm paper, 42 or
     /// 48 for 80 mm).
     pub width: usize,
+    /// The bonus block's labels, lines and their order.
+    pub bonus: BonusTemplate,
 }
 
 impl Default for ReceiptConfig {
@@ -176,7 +447,183 @@ impl Default for ReceiptConfig {
         ReceiptConfig {
             language: Language::Ru,
             width: 32,
+            bonus: BonusTemplate::default(),
         }
+    }
+}
+
+/// The rows a bonus block can show, by their name in
+/// `receipt.bonus.lines`.
+pub const BONUS_LINES: [&str; 7] = [
+    "card",
+    "balance_before",
+    "redeemed",
+    "accrued",
+    "balance_after",
+    "next_expiry",
+    "tier",
+];
+
+/// The placeholders (`{name}`) labels, the title, header and footer lines
+/// may use.
+pub const BONUS_PLACEHOLDERS: [&str; 8] = [
+    "card",
+    "balance_before",
+    "redeemed",
+    "accrued",
+    "balance_after",
+    "next_expiry_amount",
+    "next_expiry_date",
+    "tier",
+];
+
+/// `[receipt.bonus]`: what the bonus block shows. Unset keys take the
+/// `receipt.language` defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BonusTemplate {
+    /// The bold centred title; `""` for none.
+    pub title: Option<String>,
+    /// Centred lines above the title.
+    pub header: Vec<String>,
+    /// Centred lines below the rows.
+    pub footer: Vec<String>,
+    /// The rows and their order, names from [`BONUS_LINES`].
+    pub lines: Option<Vec<String>>,
+    /// Row labels.
+    pub labels: BonusLabels,
+}
+
+/// `[receipt.bonus.labels]`: one label per row of [`BONUS_LINES`].
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BonusLabels {
+    /// The masked card.
+    pub card: Option<String>,
+    /// Balance before the sale.
+    pub balance_before: Option<String>,
+    /// Points spent (the row is left out when none were).
+    pub redeemed: Option<String>,
+    /// Points earned.
+    pub accrued: Option<String>,
+    /// Balance after the sale.
+    pub balance_after: Option<String>,
+    /// The next points to expire (left out when none expire).
+    pub next_expiry: Option<String>,
+    /// The customer's tier (left out when the account has none).
+    pub tier: Option<String>,
+}
+
+/// A piece of a bonus template: literal text or a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Text as written (`{{` and `}}` already turned into braces).
+    Text(String),
+    /// One of [`BONUS_PLACEHOLDERS`].
+    Field(&'static str),
+}
+
+/// Splits a template into text and placeholders; an unknown placeholder or
+/// a lone brace is an error saying which.
+pub fn template_parts(t: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut chars = t.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed {
+                    return Err(format!(
+                        "\"{{{name}\" is not closed; write \"{{{{\" for a brace"
+                    ));
+                }
+                let Some(field) = BONUS_PLACEHOLDERS.iter().find(|p| **p == name) else {
+                    return Err(format!(
+                        "unknown placeholder {{{name}}}; known: {}",
+                        BONUS_PLACEHOLDERS.join(", ")
+                    ));
+                };
+                if !text.is_empty() {
+                    out.push(TemplatePart::Text(std::mem::take(&mut text)));
+                }
+                out.push(TemplatePart::Field(field));
+            }
+            '}' => return Err("a lone \"}\"; write \"}}\" for a brace".into()),
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        out.push(TemplatePart::Text(text));
+    }
+    Ok(out)
+}
+
+impl BonusTemplate {
+    /// Checks line names and placeholders; the error is the key under
+    /// `receipt.bonus` (`lines[2]`, `labels.card`, `footer[0]`) and why.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let check = |key: String, t: &str| {
+            if t.chars().count() > 200 {
+                return Err((key, "at most 200 characters".to_owned()));
+            }
+            template_parts(t).map(|_| ()).map_err(|e| (key, e))
+        };
+        if let Some(t) = &self.title {
+            check("title".into(), t)?;
+        }
+        for (name, list) in [("header", &self.header), ("footer", &self.footer)] {
+            if list.len() > 20 {
+                return Err((name.into(), "at most 20 lines".into()));
+            }
+            for (i, t) in list.iter().enumerate() {
+                check(format!("{name}[{i}]"), t)?;
+            }
+        }
+        if let Some(lines) = &self.lines {
+            for (i, l) in lines.iter().enumerate() {
+                if !BONUS_LINES.contains(&l.as_str()) {
+                    return Err((
+                        format!("lines[{i}]"),
+                        format!("unknown line \"{l}\"; known: {}", BONUS_LINES.join(", ")),
+                    ));
+                }
+                if lines[..i].contains(l) {
+                    return Err((format!("lines[{i}]"), format!("\"{l}\" is listed twice")));
+                }
+            }
+        }
+        let l = &self.labels;
+        for (name, label) in [
+            ("card", &l.card),
+            ("balance_before", &l.balance_before),
+            ("redeemed", &l.redeemed),
+            ("accrued", &l.accrued),
+            ("balance_after", &l.balance_after),
+            ("next_expiry", &l.next_expiry),
+            ("tier", &l.tier),
+        ] {
+            if let Some(t) = label {
+                check(format!("labels.{name}"), t)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -265,6 +712,8 @@ pub struct PrinterConfig {
     pub usb: Option<UsbLpConfig>,
     /// Output appended to a file, for debugging without a printer.
     pub file: Option<FileConfig>,
+    /// A printer speaking ESC/POS in HID reports.
+    pub hid: Option<PrinterHidConfig>,
 }
 
 /// `[reader.serial]` / `[printer.serial]`.
@@ -639,6 +1088,58 @@ pub struct UsbLpConfig {
     pub device: PathBuf,
 }
 
+/// `[printer.hid]`: ESC/POS carried in HID reports.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterHidConfig {
+    /// USB `VID:PID[:serial]` (or `path`).
+    pub usb: Option<UsbId>,
+    /// A hidraw node (or `usb`).
+    pub path: Option<PathBuf>,
+    /// Bytes per report after the report id, length byte included.
+    #[serde(default = "default_hid_report_size")]
+    pub report_size: usize,
+    /// Report id of output reports (0: the device does not number them).
+    #[serde(default)]
+    pub report_id: u8,
+    /// Each report starts with a byte counting its payload.
+    #[serde(default = "default_hid_length_prefix")]
+    pub length_prefix: bool,
+}
+
+fn default_hid_report_size() -> usize {
+    64
+}
+
+fn default_hid_length_prefix() -> bool {
+    true
+}
+
+impl PrinterHidConfig {
+    /// The report format.
+    pub fn framing(&self) -> posbridge_drivers::transport::hid::HidFraming {
+        posbridge_drivers::transport::hid::HidFraming {
+            report_size: self.report_size,
+            report_id: self.report_id,
+            length_prefix: self.length_prefix,
+        }
+    }
+
+    /// The device; `validate` guarantees exactly one of `usb` and `path`.
+    pub fn target(&self) -> Option<posbridge_drivers::transport::hid::HidTarget> {
+        use posbridge_drivers::transport::hid::HidTarget;
+        match (&self.usb, &self.path) {
+            (Some(u), None) => Some(HidTarget::Usb {
+                vid: u.vid,
+                pid: u.pid,
+                serial: u.serial.clone(),
+            }),
+            (None, Some(p)) => Some(HidTarget::Path(p.clone())),
+            _ => None,
+        }
+    }
+}
+
 /// `[printer.file]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -829,18 +1330,22 @@ impl PrinterConfig {
 
     /// The transport; `validate` guarantees exactly one is set.
     pub fn transport(&self) -> Option<TransportSpec> {
-        match (&self.serial, &self.tcp, &self.usb, &self.file) {
-            (Some(s), None, None, None) => Some(TransportSpec::Serial(s.settings())),
-            (None, Some(t), None, None) => Some(TransportSpec::Tcp {
+        match (&self.serial, &self.tcp, &self.usb, &self.file, &self.hid) {
+            (Some(s), None, None, None, None) => Some(TransportSpec::Serial(s.settings())),
+            (None, Some(t), None, None, None) => Some(TransportSpec::Tcp {
                 host: t.host.clone(),
                 port: t.port,
                 connect_timeout: Duration::from_millis(t.connect_timeout_ms),
             }),
-            (None, None, Some(u), None) => Some(TransportSpec::CharDevice {
+            (None, None, Some(u), None, None) => Some(TransportSpec::CharDevice {
                 path: u.device.clone(),
             }),
-            (None, None, None, Some(f)) => Some(TransportSpec::File {
+            (None, None, None, Some(f), None) => Some(TransportSpec::File {
                 path: f.path.clone(),
+            }),
+            (None, None, None, None, Some(h)) => Some(TransportSpec::Hid {
+                target: h.target()?,
+                framing: h.framing(),
             }),
             _ => None,
         }
@@ -853,6 +1358,12 @@ impl PrinterConfig {
             TransportSpec::CharDevice { path } | TransportSpec::File { path } => {
                 Resource::Path(path)
             }
+            TransportSpec::Hid { target, .. } => match target {
+                posbridge_drivers::transport::hid::HidTarget::Usb { vid, pid, serial } => {
+                    Resource::Usb(UsbId { vid, pid, serial })
+                }
+                posbridge_drivers::transport::hid::HidTarget::Path(p) => Resource::Path(p),
+            },
         })
     }
 }
@@ -938,6 +1449,16 @@ impl Config {
                 "characters per line, 16 to 80".into(),
             ));
         }
+        if let Err((key, message)) = self.receipt.bonus.validate() {
+            // The key's own name, without an index, is what the file shows.
+            let leaf = key.rsplit('.').next().unwrap_or(&key);
+            let leaf = leaf.split('[').next().unwrap_or(leaf);
+            return Err(invalid(
+                find_key(src, leaf),
+                format!("receipt.bonus.{key}"),
+                message,
+            ));
+        }
         if let Err(e) = self.ledger.programme.validate() {
             let at = find_key(src, "programme");
             return Err(invalid(at, "ledger.programme".into(), e.to_string()));
@@ -968,7 +1489,7 @@ impl Config {
                     &p.name,
                     p.resource(),
                     p.transport().is_some(),
-                    "serial, tcp, usb or file",
+                    "serial, tcp, usb, hid or file",
                 )
             }));
         for (i, p) in self.printers.iter().enumerate() {
@@ -985,6 +1506,22 @@ impl Config {
                     format!("printer[{i}].profile"),
                     message,
                 ));
+            }
+            if let Some(h) = &p.hid {
+                if h.target().is_none() {
+                    return Err(invalid(
+                        p.name.span().start,
+                        format!("printer[{i}].hid"),
+                        "give exactly one of usb and path".into(),
+                    ));
+                }
+                if let Err((key, message)) = h.framing().validate() {
+                    return Err(invalid(
+                        find_key(src, key),
+                        format!("printer[{i}].hid.{key}"),
+                        message,
+                    ));
+                }
             }
         }
         for (i, r) in self.readers.iter().enumerate() {

@@ -119,6 +119,55 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE cards ADD COLUMN secret_hash TEXT;
     ALTER TABLE cards ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE cards ADD COLUMN locked_until TEXT;",
+    // Customer groups, code words and registration confirmation. A code
+    // word and a confirmation code are kept only as argon2id hashes, like
+    // card secrets. `account_groups` is read by the tiers (a level may be
+    // restricted to groups). A confirmation row exists while an account
+    // is `pending`; its attempts and expiry are rows so a restart keeps them
+    // (`sent_at` is NULL until a notifier delivered the code).
+    "CREATE TABLE groups (
+        name        TEXT PRIMARY KEY NOT NULL,
+        description TEXT,
+        created_at  TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE account_groups (
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        group_name TEXT NOT NULL REFERENCES groups(name),
+        PRIMARY KEY (account_id, group_name)
+    ) STRICT;
+    CREATE INDEX account_groups_group ON account_groups(group_name);
+    ALTER TABLE accounts ADD COLUMN code_word_hash TEXT;
+    CREATE TABLE confirmations (
+        account_id INTEGER PRIMARY KEY NOT NULL REFERENCES accounts(id),
+        code_hash  TEXT,
+        expires_at TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        sent_at    TEXT
+    ) STRICT;",
+    // Ledger: what a refund could not claw back under the `debt` policy
+    // (units of 0.0001, never negative; the balance is lots minus debt),
+    // an account's per-category percentages as JSON
+    // (`{"bar": {"cap_percent": "100"}}`), and a covering index so an
+    // account's balance (SUM of its entries, read on every sale) is summed
+    // from the index without visiting each entry row.
+    "ALTER TABLE accounts ADD COLUMN debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0);
+    ALTER TABLE accounts ADD COLUMN category_overrides TEXT;
+    CREATE INDEX entries_account_amount ON entries(account_id, amount);",
+    // Loyalty tiers: the level an account holds (NULL = the entry level,
+    // never evaluated) since when, and every change of it with why and
+    // what ran the evaluation (`sale`, `daily`, `admin`).
+    "ALTER TABLE accounts ADD COLUMN tier TEXT;
+    ALTER TABLE accounts ADD COLUMN tier_since TEXT;
+    CREATE TABLE tier_changes (
+        id         INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        from_tier  TEXT,
+        to_tier    TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX tier_changes_account ON tier_changes(account_id, id);",
 ];
 
 /// Database errors.

@@ -7,10 +7,12 @@ mod cards;
 mod devices;
 mod events;
 mod fiscal;
+mod groups;
 mod history;
 pub(crate) mod print;
 mod sale;
 mod system;
+pub(crate) mod tiers;
 
 use std::sync::Arc;
 
@@ -98,6 +100,47 @@ pub const METHODS: &[MethodSpec] = &[
         "an account by id, card number, phone or e-mail, with its cards (masked)",
     ),
     m(
+        "account.activate",
+        Role::Cashier,
+        "confirm a pending account with the code sent to the customer; the welcome bonus lands once",
+    ),
+    m(
+        "account.confirmation.resend",
+        Role::Cashier,
+        "a new confirmation code for a pending account, at most once a minute",
+    ),
+    m(
+        "account.update",
+        Role::Cashier,
+        "change name, phone, e-mail, code word (status: admin), all or nothing",
+    ),
+    m(
+        "account.verify_code_word",
+        Role::Cashier,
+        "whether a customer's code word is right",
+    ),
+    m(
+        "account.groups.set",
+        Role::Admin,
+        "replace an account's groups",
+    ),
+    m(
+        "card.issue",
+        Role::Admin,
+        "another card for an account (virtual or physical), its secret returned once",
+    ),
+    m("group.create", Role::Admin, "a customer group"),
+    m(
+        "group.list",
+        Role::Cashier,
+        "the customer groups with their member counts",
+    ),
+    m(
+        "group.delete",
+        Role::Admin,
+        "delete a group; one with members only with force",
+    ),
+    m(
         "card.block",
         Role::Admin,
         "block a card (blocked or lost): it can neither earn nor spend",
@@ -143,11 +186,31 @@ pub const METHODS: &[MethodSpec] = &[
         "a manual accrual or deduction, with the reason and operator recorded",
     ),
     m(
+        "account.overrides.set",
+        Role::Admin,
+        "an account's own accrual and cap percentages, flat and per category",
+    ),
+    m(
+        "tiers.evaluate",
+        Role::Admin,
+        "re-evaluate loyalty tiers now, for one account or all (optionally as of a time)",
+    ),
+    m(
+        "account.tier_history",
+        Role::Cashier,
+        "an account's loyalty tier and its changes, newest first",
+    ),
+    m(
         "print.document",
         Role::Cashier,
         "queue a receipt document on a printer, once per job_id",
     ),
     m("print.status", Role::Cashier, "a print job's state"),
+    m(
+        "print.preview",
+        Role::Cashier,
+        "a document drawn as a printer would print it, as a PNG",
+    ),
     m(
         "print.cancel",
         Role::Cashier,
@@ -229,8 +292,17 @@ pub async fn dispatch(
         "system.methods" => Ok(system::methods()),
         "system.reload" => system::reload(app).await,
         "card.enter" => cards::enter(app, params).await,
-        "account.register" => accounts::register(app, params).await,
+        "account.register" => accounts::register(app, session, params).await,
         "account.get" => accounts::get(app, params).await,
+        "account.activate" => accounts::activate(app, params).await,
+        "account.confirmation.resend" => accounts::resend(app, params).await,
+        "account.update" => accounts::update(app, session, params).await,
+        "account.verify_code_word" => accounts::verify_code_word(app, params).await,
+        "account.groups.set" => groups::set(app, params).await,
+        "card.issue" => accounts::issue(app, params).await,
+        "group.create" => groups::create(app, params).await,
+        "group.list" => groups::list(app, params).await,
+        "group.delete" => groups::delete(app, params).await,
         "card.block" => accounts::block(app, params).await,
         "card.unblock" => accounts::unblock(app, params).await,
         "card.secret.regenerate" => accounts::regenerate(app, params).await,
@@ -240,8 +312,12 @@ pub async fn dispatch(
         "sale.refund" => sale::refund(app, params).await,
         "account.history" => history::history(app, params).await,
         "ledger.adjust" => sale::adjust(app, session, params).await,
+        "account.overrides.set" => sale::set_overrides(app, params).await,
+        "tiers.evaluate" => tiers::evaluate(app, params).await,
+        "account.tier_history" => tiers::history(app, params).await,
         "print.document" => print::document(app, params).await,
         "print.status" => print::status(app, params).await,
+        "print.preview" => print::preview(app, params).await,
         "print.cancel" => print::cancel(app, params).await,
         "printers.list" => print::printers(app).await,
         "drawer.open" => print::drawer(app, params).await,
