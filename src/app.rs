@@ -211,6 +211,7 @@ fn account_settings(r: &crate::config::RegistrationConfig) -> crate::ledger::acc
         CardFormat, CheckDigit, ConfirmSettings, SecretFormat, Settings,
     };
     Settings {
+        card_ranges: r.card_ranges.clone(),
         card: CardFormat {
             prefix: r.card_prefix.clone(),
             length: r.card_length,

@@ -1041,6 +1041,7 @@ async fn registration_settings_are_checked_when_the_file_loads() {
         ("notifier = \"command\"", "command"),
         ("card_prefix = \"2990000000000\"", "card_prefix"),
         ("secret_alphabet = \"AA\"", "secret_alphabet"),
+        ("card_ranges = [\"60x5\"]", "card_ranges[0]"),
         ("bogus = 1", "bogus"),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -1055,4 +1056,123 @@ async fn registration_settings_are_checked_when_the_file_loads() {
         assert!(!out.status.success(), "{bad} accepted");
         assert!(err.contains(key), "{bad}: {err}");
     }
+}
+
+#[tokio::test]
+async fn a_card_of_another_programme_is_refused_and_nothing_is_written() {
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[ledger.registration]\ncard_ranges = [\"6035\", \"7711\"]\n"),
+    );
+    let mut c = d.client().await;
+    let r = c
+        .call(
+            "account.register",
+            json!({"phone": "+79160000001", "card_number": "4000123412341234", "secret": "4711"}),
+        )
+        .await;
+    assert_eq!(code(r).0, 2029);
+    // The phone is still free: nothing of the refused registration stayed.
+    let ok = c
+        .call(
+            "account.register",
+            json!({"phone": "+79160000001", "card_number": "6035123412341234", "secret": "4711"}),
+        )
+        .await
+        .unwrap();
+    let id = ok["account"].as_i64().unwrap();
+    assert_eq!(
+        code(
+            c.call(
+                "card.issue",
+                json!({"account": id, "card_number": "5555000011112222"})
+            )
+            .await
+        )
+        .0,
+        2029
+    );
+    // The other range and the programme's own virtual cards are welcome.
+    c.call(
+        "card.issue",
+        json!({"account": id, "card_number": "7711000011112222"}),
+    )
+    .await
+    .unwrap();
+    let v = c
+        .call("card.issue", json!({"account": id, "virtual": true}))
+        .await
+        .unwrap();
+    assert!(v["card_number"].as_str().unwrap().starts_with("2990"));
+    let g = c.call("account.get", json!({"account": id})).await.unwrap();
+    assert_eq!(g["cards"].as_array().unwrap().len(), 3, "{g}");
+}
+
+#[tokio::test]
+async fn a_cashier_cannot_issue_cards_block_them_or_manage_groups() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        tokens.path(),
+        "cashier cashier-token-0123456789\nadmin admin-token-0123456789ab\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:{port}\"\n",
+        tokens.path().display()
+    );
+    let d = Daemon::start(&extra, PROGRAMME);
+    let mut cashier = Client::tcp(&format!("127.0.0.1:{port}")).await.unwrap();
+    cashier
+        .call("auth.login", json!({"token": "cashier-token-0123456789"}))
+        .await
+        .unwrap();
+    // What a cashier may do: register a customer and look them up.
+    let r = cashier
+        .call(
+            "account.register",
+            json!({"phone": "+79160000002", "card_number": "6035000022223333", "secret": "4711"}),
+        )
+        .await
+        .unwrap();
+    let id = r["account"].as_i64().unwrap();
+    cashier
+        .call("account.get", json!({"account": id}))
+        .await
+        .unwrap();
+    for (method, params) in [
+        ("card.issue", json!({"account": id, "virtual": true})),
+        ("card.block", json!({"number": "6035000022223333"})),
+        (
+            "card.secret.regenerate",
+            json!({"number": "6035000022223333"}),
+        ),
+        ("group.create", json!({"name": "staff"})),
+        ("account.groups.set", json!({"account": id, "groups": []})),
+        (
+            "account.update",
+            json!({"account": id, "status": "blocked"}),
+        ),
+        ("tiers.evaluate", json!({})),
+        (
+            "account.overrides.set",
+            json!({"account": id, "cap_percent": "90"}),
+        ),
+    ] {
+        assert_eq!(code(cashier.call(method, params).await).0, 1002, "{method}");
+    }
+    // Nothing changed: the card still works and has one card.
+    let mut root = d.client().await;
+    let g = root
+        .call("account.get", json!({"account": id}))
+        .await
+        .unwrap();
+    assert_eq!(g["status"], "active");
+    assert_eq!(g["cards"].as_array().unwrap().len(), 1, "{g}");
+    assert_eq!(g["cards"][0]["status"], "active", "{g}");
+    assert!(g["groups"].as_array().unwrap().is_empty(), "{g}");
 }

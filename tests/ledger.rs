@@ -849,3 +849,25 @@ fn a_bad_bonus_template_is_a_config_error_naming_the_key() {
         assert!(all.contains(key), "{text}: {all}");
     }
 }
+
+#[tokio::test]
+async fn the_ledgers_own_keys_are_refused_to_clients() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    for key in ["welcome:1", "expire:1:x:1", "overrides:1"] {
+        let r = c
+            .call(
+                "sale.commit",
+                json!({"idempotency_key": key, "number": CARD, "receipt_id": "R1", "lines": lines(100)}),
+            )
+            .await;
+        let (code, data) = code(r);
+        assert_eq!(code, -32602, "{key}");
+        assert_eq!(data["field"], "idempotency_key", "{data}");
+    }
+    // Nothing was written: the card is still unknown.
+    assert_eq!(
+        code(c.call("card.resolve", json!({"number": CARD})).await).0,
+        2001
+    );
+}

@@ -88,6 +88,8 @@ pub mod code {
     /// The notifier could not deliver the code; the account stays pending;
     /// `data.account`, `data.sent_via`.
     pub const DELIVERY_FAILED: i64 = 2028;
+    /// A physical card number outside the programme's `card_ranges`.
+    pub const CARD_OTHER_PROGRAMME: i64 = 2029;
     /// `tiers.evaluate` on a programme without levels.
     pub const TIERS_NOT_CONFIGURED: i64 = 2040;
 }

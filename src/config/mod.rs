@@ -183,6 +183,11 @@ pub struct RegistrationConfig {
     pub secret_length: usize,
     /// The characters a generated secret is drawn from.
     pub secret_alphabet: String,
+    /// Leading digits of the programme's own physical cards; a card number
+    /// that starts with none of them (nor with `card_prefix`) belongs to
+    /// another programme and is refused at registration and issue. Empty:
+    /// any number is accepted.
+    pub card_ranges: Vec<String>,
 }
 
 impl Default for RegistrationConfig {
@@ -202,6 +207,7 @@ impl Default for RegistrationConfig {
             card_check: r.card_check,
             secret_length: r.secret_length,
             secret_alphabet: r.secret_alphabet,
+            card_ranges: r.card_ranges,
         }
     }
 }
@@ -295,6 +301,7 @@ struct RawRegistration {
     card_check: CardCheck,
     secret_length: usize,
     secret_alphabet: String,
+    card_ranges: Vec<String>,
 }
 
 impl Default for RawRegistration {
@@ -313,6 +320,7 @@ impl Default for RawRegistration {
             card_check: CardCheck::Luhn,
             secret_length: 6,
             secret_alphabet: "0123456789".into(),
+            card_ranges: Vec::new(),
         }
     }
 }
@@ -373,6 +381,11 @@ impl TryFrom<RawRegistration> for RegistrationConfig {
         if !r.card_prefix.bytes().all(|b| b.is_ascii_digit()) {
             return Err(key("card_prefix", "digits only"));
         }
+        for (i, range) in r.card_ranges.iter().enumerate() {
+            if !(1..=16).contains(&range.len()) || !range.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(key(&format!("card_ranges[{i}]"), "1 to 16 digits"));
+            }
+        }
         if !(8..=32).contains(&r.card_length) {
             return Err(key("card_length", "8 to 32 digits"));
         }
@@ -412,6 +425,7 @@ impl TryFrom<RawRegistration> for RegistrationConfig {
             card_check: r.card_check,
             secret_length: r.secret_length,
             secret_alphabet: r.secret_alphabet,
+            card_ranges: r.card_ranges,
         })
     }
 }

@@ -95,6 +95,8 @@ pub struct ConfirmSettings {
 pub struct Settings {
     /// Virtual card numbers.
     pub card: CardFormat,
+    /// Leading digits of the programme's physical cards (empty: any).
+    pub card_ranges: Vec<String>,
     /// Generated secrets.
     pub secret: SecretFormat,
     /// `None`: accounts are active at once.
@@ -104,6 +106,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            card_ranges: Vec::new(),
             card: CardFormat {
                 prefix: "2990".into(),
                 length: 16,
@@ -136,6 +139,9 @@ pub enum AccountError {
     /// The card number is taken.
     #[error("the card number is already issued")]
     CardTaken,
+    /// The number is outside the programme's card ranges.
+    #[error("the card belongs to another programme")]
+    OtherProgramme,
     /// The card number is not 4 to 32 digits.
     #[error("card_number: 4 to 32 digits")]
     BadCardNumber,
@@ -723,6 +729,20 @@ impl Accounts {
         &self.settings
     }
 
+    /// Refuses a physical card of another programme: one whose number
+    /// starts with none of the configured ranges (nor the virtual prefix).
+    fn check_range(&self, number: &str) -> Result<(), AccountError> {
+        let s = &self.settings;
+        if s.card_ranges.is_empty()
+            || s.card_ranges.iter().any(|r| number.starts_with(r.as_str()))
+            || number.starts_with(s.card.prefix.as_str())
+        {
+            Ok(())
+        } else {
+            Err(AccountError::OtherProgramme)
+        }
+    }
+
     /// Registers a customer with a card, all in one transaction. Without
     /// confirmation the welcome bonus is credited in it; with confirmation
     /// the account is `pending` and [`Registered::pending`] holds the code
@@ -743,6 +763,7 @@ impl Accounts {
         }
         if let Some(n) = &r.card_number {
             check_card_number(n)?;
+            self.check_range(n)?;
         }
         if let Some(s) = &r.secret {
             check_secret(s)?;
@@ -1227,6 +1248,7 @@ impl Accounts {
     ) -> Result<Issued, AccountError> {
         if let Some(n) = &card_number {
             check_card_number(n)?;
+            self.check_range(n)?;
         }
         if let Some(s) = &secret {
             check_secret(s)?;

@@ -37,6 +37,10 @@ pub(super) fn account_error(e: AccountError) -> RpcError {
         AccountError::CardTaken => {
             RpcError::new(code::CARD_TAKEN, "the card number is already issued")
         }
+        AccountError::OtherProgramme => RpcError::new(
+            code::CARD_OTHER_PROGRAMME,
+            "the card belongs to another programme (ledger.registration.card_ranges)",
+        ),
         AccountError::UnknownCard | AccountError::UnknownAccount => {
             RpcError::new(code::UNKNOWN_CARD, "no such account or card")
         }

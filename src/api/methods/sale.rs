@@ -181,12 +181,7 @@ struct CommitParams {
 
 pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: CommitParams = rpc::params(params)?;
-    if p.idempotency_key.is_empty() || p.idempotency_key.len() > 128 {
-        return Err(RpcError::invalid_params(
-            "idempotency_key",
-            "1 to 128 characters",
-        ));
-    }
+    check_key(&p.idempotency_key)?;
     if p.receipt_id.is_empty() || p.receipt_id.len() > 128 {
         return Err(RpcError::invalid_params(
             "receipt_id",
@@ -336,11 +331,23 @@ struct RefundParams {
     amount: Option<Decimal>,
 }
 
+/// Prefixes of the keys the ledger writes itself (the welcome bonus, expiry,
+/// overrides set without a key). A client key with one of them could take
+/// such a row's place, and then, say, an activation could not credit its
+/// welcome bonus.
+const RESERVED_KEY_PREFIXES: &[&str] = &["welcome:", "expire:", "overrides:"];
+
 fn check_key(key: &str) -> Result<(), RpcError> {
     if key.is_empty() || key.len() > 128 {
         return Err(RpcError::invalid_params(
             "idempotency_key",
             "1 to 128 characters",
+        ));
+    }
+    if let Some(p) = RESERVED_KEY_PREFIXES.iter().find(|p| key.starts_with(**p)) {
+        return Err(RpcError::invalid_params(
+            "idempotency_key",
+            format!("keys starting with \"{p}\" are posbridge's own"),
         ));
     }
     Ok(())
