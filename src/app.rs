@@ -123,6 +123,15 @@ impl App {
             account_settings(&config.ledger.registration),
         );
         let notifier = crate::notify::from_config(&config.ledger.registration);
+        if config.ledger.registration.confirmation == crate::config::Confirmation::Code
+            && config.ledger.registration.notifier == crate::config::NotifierKind::Log
+        {
+            // Legitimate for the demo, a leak anywhere else: say so loudly.
+            tracing::warn!(
+                "ledger.registration: confirmation codes go to the log only (notifier = \"log\"); \
+                 set notifier = \"command\" or \"http\" to reach customers"
+            );
+        }
         Ok(Arc::new(App {
             started: Instant::now(),
             started_at: now_rfc3339(),

@@ -282,6 +282,28 @@ async fn update_changes_details_all_or_nothing_and_refuses_a_taken_phone() {
         .await
         .unwrap();
     assert_eq!(r["matches"], false);
+    assert_eq!(r["attempts_left"], 4);
+    // Guessing is limited like card secrets: four more wrong words lock the
+    // code word, and then even the right one is refused until the lock ends.
+    for left in [3, 2, 1] {
+        let r = c
+            .call(
+                "account.verify_code_word",
+                json!({"account": id, "code_word": "лютик"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["attempts_left"], left);
+    }
+    let wrong = json!({"account": id, "code_word": "лютик"});
+    let (c5, data) = code(c.call("account.verify_code_word", wrong).await);
+    assert_eq!(c5, 2030);
+    assert!(data["until"].is_string(), "{data}");
+    let right = json!({"account": id, "code_word": "ромашка"});
+    assert_eq!(
+        code(c.call("account.verify_code_word", right).await).0,
+        2030
+    );
 
     // The last contact cannot go.
     c.call("account.update", json!({"account": id, "phone": null}))
@@ -304,6 +326,12 @@ async fn update_changes_details_all_or_nothing_and_refuses_a_taken_phone() {
     let sale = json!({"idempotency_key": "u1", "number": number, "receipt_id": "U",
         "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "100"}]});
     assert_eq!(code(c.call("sale.commit", sale.clone()).await).0, 2002);
+    // Nor does a blocked customer get a new card to spend with.
+    let (code_, data) = code(
+        c.call("card.issue", json!({"account": id, "virtual": true}))
+            .await,
+    );
+    assert_eq!((code_, data["status"].clone()), (2002, json!("blocked")));
     let (code_, data) = code(
         c.call(
             "account.update",

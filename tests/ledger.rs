@@ -871,3 +871,25 @@ async fn the_ledgers_own_keys_are_refused_to_clients() {
         2001
     );
 }
+
+#[tokio::test]
+async fn a_repeated_commit_after_a_receipt_reload_returns_the_queued_bonus_job() {
+    let out = tempfile::tempdir().unwrap();
+    let printer = common::file_printer("slip", out.path());
+    let d = Daemon::start("", &printer);
+    let mut c = d.client().await;
+    let commit = json!({"idempotency_key": "rl1", "number": CARD, "receipt_id": "R1",
+                        "lines": lines(500), "print": {"printer": "slip"}});
+    let first = c.call("sale.commit", commit.clone()).await.unwrap();
+    assert_eq!(first["print_job"]["job_id"], "bonus-rl1");
+    // The technician switches the receipt to English: a new layout.
+    d.write_config("", &format!("{printer}[receipt]\nlanguage = \"en\"\n"));
+    c.call("system.reload", json!({})).await.unwrap();
+    let again = c.call("sale.commit", commit).await.unwrap();
+    assert_eq!(again["transaction"], first["transaction"]);
+    assert_eq!(again["print_job"]["job_id"], "bonus-rl1", "{again}");
+    assert_eq!(
+        again["print_job"]["created_at"],
+        first["print_job"]["created_at"]
+    );
+}

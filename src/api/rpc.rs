@@ -90,6 +90,8 @@ pub mod code {
     pub const DELIVERY_FAILED: i64 = 2028;
     /// A physical card number outside the programme's `card_ranges`.
     pub const CARD_OTHER_PROGRAMME: i64 = 2029;
+    /// `account.verify_code_word` after too many wrong words; `data.until`.
+    pub const CODE_WORD_LOCKED: i64 = 2030;
     /// `tiers.evaluate` on a programme without levels.
     pub const TIERS_NOT_CONFIGURED: i64 = 2040;
 }

@@ -139,6 +139,12 @@ pub enum AccountError {
     /// The card number is taken.
     #[error("the card number is already issued")]
     CardTaken,
+    /// Too many wrong code words: the account's code word is locked.
+    #[error("the code word is locked until {until}")]
+    CodeWordLocked {
+        /// RFC 3339.
+        until: String,
+    },
     /// The number is outside the programme's card ranges.
     #[error("the card belongs to another programme")]
     OtherProgramme,
@@ -1217,25 +1223,82 @@ impl Accounts {
     }
 
     /// Whether `word` is the account's code word (`false` when it has
-    /// none). The comparison ignores case and surrounding spaces.
-    pub async fn verify_code_word(&self, account: i64, word: Secret) -> Result<bool, AccountError> {
+    /// none). The comparison ignores case and surrounding spaces. Wrong
+    /// words count like wrong secrets: after [`MAX_ATTEMPTS`] in a row the
+    /// account's code word is locked for [`LOCK_FOR`] (stored, so a restart
+    /// keeps it); a right one resets the count.
+    pub async fn verify_code_word(
+        &self,
+        account: i64,
+        word: Secret,
+    ) -> Result<CodeWordCheck, AccountError> {
         let word = code_word_of(&word)?;
-        let stored: Option<Option<String>> = self
+        let now = OffsetDateTime::now_utc();
+        type Row = (Option<String>, Option<String>);
+        let stored: Option<Row> = self
             .store
             .with(move |c| {
                 c.query_row(
-                    "SELECT code_word_hash FROM accounts WHERE id = ?1",
+                    "SELECT code_word_hash, code_word_locked_until FROM accounts WHERE id = ?1",
                     [account],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
             })
             .await?;
-        match stored {
-            None => Err(AccountError::UnknownAccount),
-            Some(None) => Ok(false),
-            Some(Some(h)) => matches_blocking(h, word).await,
+        let Some((hash, locked)) = stored else {
+            return Err(AccountError::UnknownAccount);
+        };
+        let stamp = ts(now);
+        if let Some(until) = locked.filter(|u| u.as_str() > stamp.as_str()) {
+            return Err(AccountError::CodeWordLocked { until });
         }
+        let Some(hash) = hash else {
+            return Ok(CodeWordCheck {
+                matches: false,
+                attempts_left: None,
+            });
+        };
+        let ok = matches_blocking(hash, word).await?;
+        let until = ts(now + LOCK_FOR);
+        self.store
+            .with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if ok {
+                    tx.execute(
+                        "UPDATE accounts SET code_word_failed = 0, code_word_locked_until = NULL
+                         WHERE id = ?1",
+                        [account],
+                    )?;
+                    tx.commit()?;
+                    return Ok(Ok(CodeWordCheck {
+                        matches: true,
+                        attempts_left: None,
+                    }));
+                }
+                let failed: i64 = tx.query_row(
+                    "UPDATE accounts SET code_word_failed = code_word_failed + 1 WHERE id = ?1
+                     RETURNING code_word_failed",
+                    [account],
+                    |r| r.get(0),
+                )?;
+                let r = if failed >= MAX_ATTEMPTS {
+                    tx.execute(
+                        "UPDATE accounts SET code_word_failed = 0, code_word_locked_until = ?2
+                         WHERE id = ?1",
+                        params![account, until],
+                    )?;
+                    Err(AccountError::CodeWordLocked { until })
+                } else {
+                    Ok(CodeWordCheck {
+                        matches: false,
+                        attempts_left: Some(MAX_ATTEMPTS - failed),
+                    })
+                };
+                tx.commit()?;
+                Ok(r)
+            })
+            .await?
     }
 
     /// Adds a card to an account: a generated virtual one, or a physical
@@ -1269,8 +1332,19 @@ impl Accounts {
             .store
             .with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if !account_exists(&tx, account)? {
-                    return Ok(Err(AccountError::UnknownAccount));
+                let status: Option<String> = tx
+                    .query_row("SELECT status FROM accounts WHERE id = ?1", [account], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                match status.as_deref() {
+                    None => return Ok(Err(AccountError::UnknownAccount)),
+                    // A blocked customer gets no new way to spend; a pending
+                    // one may (the card waits with the account).
+                    Some("blocked") => {
+                        return Ok(Err(AccountError::CardInactive("blocked".into())));
+                    }
+                    Some(_) => {}
                 }
                 let (number, kind) = match card_number {
                     Some(n) if card_exists(&tx, &n)? => return Ok(Err(AccountError::CardTaken)),
@@ -1485,6 +1559,16 @@ impl Accounts {
             })
             .await?
     }
+}
+
+/// The answer of [`Accounts::verify_code_word`].
+#[derive(Debug, Serialize)]
+pub struct CodeWordCheck {
+    /// Whether the word is the account's.
+    pub matches: bool,
+    /// After a wrong word: tries left before the code word locks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<i64>,
 }
 
 /// An account as `account.get` shows it.

@@ -168,6 +168,11 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     ) STRICT;
     CREATE INDEX tier_changes_account ON tier_changes(account_id, id);",
+    // 10: wrong code words count on the account and lock its code word for
+    // a while, as wrong secrets do on a card: otherwise a cashier session
+    // could guess a customer's word without limit.
+    "ALTER TABLE accounts ADD COLUMN code_word_failed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN code_word_locked_until TEXT;",
 ];
 
 /// Database errors.

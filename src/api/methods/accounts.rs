@@ -37,6 +37,11 @@ pub(super) fn account_error(e: AccountError) -> RpcError {
         AccountError::CardTaken => {
             RpcError::new(code::CARD_TAKEN, "the card number is already issued")
         }
+        AccountError::CodeWordLocked { until } => RpcError::new(
+            code::CODE_WORD_LOCKED,
+            format!("too many wrong code words; locked until {until}"),
+        )
+        .with_data(json!({ "until": until })),
         AccountError::OtherProgramme => RpcError::new(
             code::CARD_OTHER_PROGRAMME,
             "the card belongs to another programme (ledger.registration.card_ranges)",
@@ -373,12 +378,14 @@ pub(super) async fn verify_code_word(
     params: Option<Value>,
 ) -> Result<Value, RpcError> {
     let p: CodeWordParams = rpc::params(params)?;
-    let ok = app
+    let check = app
         .accounts
         .verify_code_word(p.account, p.code_word)
         .await
         .map_err(account_error)?;
-    Ok(json!({"account": p.account, "matches": ok}))
+    let mut out = json!(check);
+    out["account"] = json!(p.account);
+    Ok(out)
 }
 
 #[derive(Deserialize)]

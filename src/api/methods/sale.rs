@@ -271,7 +271,19 @@ async fn respond(
     };
     let block = bonus::block(&facts, &config.receipt);
     result["bonus_lines"] = json!(bonus::lines(&block, config.receipt.width));
-    if let Some(t) = print {
+    // A repeat whose block was queued already gets that job back as it is:
+    // after a reload of [receipt] the block would be laid out anew, differ,
+    // and the queue would refuse it (1202) although the sale stands.
+    let queued = match &print {
+        Some(t) if r.replayed => match app.devices.queue.get(format!("bonus-{key}")).await {
+            Ok(job) if job.printer == t.printer => Some(job),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(job) = queued {
+        result["print_job"] = json!(job);
+    } else if let Some(t) = print {
         // On paper the rows are columns, so the printer's own width and
         // font decide the layout. The job id derives from the sale's key:
         // a retried commit queues the block once.
