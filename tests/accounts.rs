@@ -1138,27 +1138,9 @@ async fn a_card_of_another_programme_is_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_cashier_cannot_issue_cards_block_them_or_manage_groups() {
-    let tokens = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        tokens.path(),
-        "cashier cashier-token-0123456789\nadmin admin-token-0123456789ab\n",
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let extra = format!(
-        "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:{port}\"\n",
-        tokens.path().display()
-    );
-    let d = Daemon::start(&extra, PROGRAMME);
-    let mut cashier = Client::tcp(&format!("127.0.0.1:{port}")).await.unwrap();
-    cashier
-        .call("auth.login", json!({"token": "cashier-token-0123456789"}))
-        .await
-        .unwrap();
+    let tcp = common::TcpTokens::new();
+    let d = Daemon::start(&tcp.daemon_extra, PROGRAMME);
+    let mut cashier = tcp.login(common::CASHIER_TOKEN).await;
     // What a cashier may do: register a customer and look them up.
     let r = cashier
         .call(

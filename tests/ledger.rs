@@ -280,22 +280,8 @@ async fn refunds_claw_back_and_return_in_proportion() {
 
 #[tokio::test]
 async fn manual_adjustments_are_for_admins() {
-    let tokens = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        tokens.path(),
-        "cashier cashier-token-0123456789\nadmin admin-token-0123456789ab\n",
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let extra = format!(
-        "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:{port}\"\n",
-        tokens.path().display()
-    );
-    let d = Daemon::start(&extra, "");
+    let tcp = common::TcpTokens::new();
+    let d = Daemon::start(&tcp.daemon_extra, "");
     let mut root = d.client().await;
     root.call(
         "sale.commit",
@@ -303,12 +289,7 @@ async fn manual_adjustments_are_for_admins() {
     )
     .await
     .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let mut cashier = Client::tcp(&addr).await.unwrap();
-    cashier
-        .call("auth.login", json!({"token": "cashier-token-0123456789"}))
-        .await
-        .unwrap();
+    let mut cashier = tcp.login(common::CASHIER_TOKEN).await;
     let adj =
         json!({"idempotency_key": "adj1", "number": CARD, "amount": "25", "reason": "goodwill"});
     assert_eq!(
@@ -316,11 +297,7 @@ async fn manual_adjustments_are_for_admins() {
         1002
     );
 
-    let mut admin = Client::tcp(&addr).await.unwrap();
-    admin
-        .call("auth.login", json!({"token": "admin-token-0123456789ab"}))
-        .await
-        .unwrap();
+    let mut admin = tcp.login(common::ADMIN_TOKEN).await;
     let r = admin.call("ledger.adjust", adj).await.unwrap();
     assert_eq!(r["balance_after"], "35");
     let too_much =

@@ -169,16 +169,7 @@ async fn a_stale_socket_is_replaced_and_a_live_one_is_not_stolen() {
     assert!(d.wait_exit(Duration::from_secs(20)).success());
 }
 
-const CASHIER: &str = "cashier-token-0123456789";
-const ADMIN: &str = "admin-token-0123456789ab";
-
-fn tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{ADMIN_TOKEN as ADMIN, CASHIER_TOKEN as CASHIER};
 
 fn code(r: Result<Value, ClientError>) -> i64 {
     match r {
@@ -189,19 +180,9 @@ fn code(r: Result<Value, ClientError>) -> i64 {
 
 #[tokio::test]
 async fn tcp_clients_log_in_and_roles_are_enforced() {
-    let tokens = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        tokens.path(),
-        format!("# test\ncashier {CASHIER}\nadmin {ADMIN}\n"),
-    )
-    .unwrap();
-    let port = tcp_port();
-    let extra = format!(
-        "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:{port}\"\n",
-        tokens.path().display()
-    );
-    let d = Daemon::start(&extra, "");
-    let addr = format!("127.0.0.1:{port}");
+    let tcp = common::TcpTokens::new();
+    let d = Daemon::start(&tcp.daemon_extra, "");
+    let addr = tcp.addr.clone();
 
     let mut anon = Client::tcp(&addr).await.unwrap();
     assert_eq!(code(anon.call("system.ping", json!({})).await), 1001);

@@ -1233,72 +1233,24 @@ impl Accounts {
         word: Secret,
     ) -> Result<CodeWordCheck, AccountError> {
         let word = code_word_of(&word)?;
-        let now = OffsetDateTime::now_utc();
-        type Row = (Option<String>, Option<String>);
-        let stored: Option<Row> = self
-            .store
-            .with(move |c| {
-                c.query_row(
-                    "SELECT code_word_hash, code_word_locked_until FROM accounts WHERE id = ?1",
-                    [account],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-            })
-            .await?;
-        let Some((hash, locked)) = stored else {
-            return Err(AccountError::UnknownAccount);
-        };
-        let stamp = ts(now);
-        if let Some(until) = locked.filter(|u| u.as_str() > stamp.as_str()) {
-            return Err(AccountError::CodeWordLocked { until });
-        }
-        let Some(hash) = hash else {
-            return Ok(CodeWordCheck {
+        match CODE_WORD.check(&self.store, account, word).await? {
+            Checked::Missing => Err(AccountError::UnknownAccount),
+            Checked::NoHash => Ok(CodeWordCheck {
                 matches: false,
                 attempts_left: None,
-            });
-        };
-        let ok = matches_blocking(hash, word).await?;
-        let until = ts(now + LOCK_FOR);
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if ok {
-                    tx.execute(
-                        "UPDATE accounts SET code_word_failed = 0, code_word_locked_until = NULL
-                         WHERE id = ?1",
-                        [account],
-                    )?;
-                    tx.commit()?;
-                    return Ok(Ok(CodeWordCheck {
-                        matches: true,
-                        attempts_left: None,
-                    }));
-                }
-                let failed: i64 = tx.query_row(
-                    "UPDATE accounts SET code_word_failed = code_word_failed + 1 WHERE id = ?1
-                     RETURNING code_word_failed",
-                    [account],
-                    |r| r.get(0),
-                )?;
-                let r = if failed >= MAX_ATTEMPTS {
-                    tx.execute(
-                        "UPDATE accounts SET code_word_failed = 0, code_word_locked_until = ?2
-                         WHERE id = ?1",
-                        params![account, until],
-                    )?;
-                    Err(AccountError::CodeWordLocked { until })
-                } else {
-                    Ok(CodeWordCheck {
-                        matches: false,
-                        attempts_left: Some(MAX_ATTEMPTS - failed),
-                    })
-                };
-                tx.commit()?;
-                Ok(r)
-            })
-            .await?
+            }),
+            Checked::Guess(Guess::Right) => Ok(CodeWordCheck {
+                matches: true,
+                attempts_left: None,
+            }),
+            Checked::Guess(Guess::Wrong { attempts_left }) => Ok(CodeWordCheck {
+                matches: false,
+                attempts_left: Some(attempts_left),
+            }),
+            Checked::Guess(Guess::Locked { until, .. }) => {
+                Err(AccountError::CodeWordLocked { until })
+            }
+        }
     }
 
     /// Adds a card to an account: a generated virtual one, or a physical
@@ -1494,70 +1446,139 @@ impl Accounts {
         number: String,
         presented: Secret,
     ) -> Result<(), AccountError> {
+        let presented = presented.expose().to_owned();
+        match CARD_SECRET.check(&self.store, number, presented).await? {
+            Checked::Missing => Err(AccountError::UnknownCard),
+            Checked::NoHash => Err(AccountError::NoSecret),
+            Checked::Guess(Guess::Right) => Ok(()),
+            Checked::Guess(Guess::Wrong { attempts_left }) => {
+                Err(AccountError::WrongSecret { attempts_left })
+            }
+            Checked::Guess(Guess::Locked { until, just_locked }) => {
+                Err(AccountError::Locked { until, just_locked })
+            }
+        }
+    }
+}
+
+/// Where a guessed value (a card's secret, an account's code word) keeps
+/// its hash, its count of wrong guesses in a row and its lock, so both are
+/// limited the same way.
+struct Guessed {
+    table: &'static str,
+    key: &'static str,
+    hash: &'static str,
+    failed: &'static str,
+    locked: &'static str,
+}
+
+const CARD_SECRET: Guessed = Guessed {
+    table: "cards",
+    key: "number",
+    hash: "secret_hash",
+    failed: "failed_attempts",
+    locked: "locked_until",
+};
+
+const CODE_WORD: Guessed = Guessed {
+    table: "accounts",
+    key: "id",
+    hash: "code_word_hash",
+    failed: "code_word_failed",
+    locked: "code_word_locked_until",
+};
+
+/// The outcome of one guess.
+enum Guess {
+    Right,
+    Wrong { attempts_left: i64 },
+    Locked { until: String, just_locked: bool },
+}
+
+enum Checked {
+    /// No such card or account.
+    Missing,
+    /// Nothing to compare with.
+    NoHash,
+    Guess(Guess),
+}
+
+impl Guessed {
+    /// Compares `presented` with the stored hash (argon2id, constant time,
+    /// off the writer), then records the outcome in one `BEGIN IMMEDIATE`:
+    /// right resets the count, the [`MAX_ATTEMPTS`]th wrong one in a row
+    /// locks for [`LOCK_FOR`]. A locked row is refused before comparing.
+    async fn check<K>(
+        &self,
+        store: &Store,
+        key: K,
+        presented: String,
+    ) -> Result<Checked, AccountError>
+    where
+        K: rusqlite::ToSql + Clone + Send + 'static,
+    {
         let now = OffsetDateTime::now_utc();
-        let card: Option<(Option<String>, i64, Option<String>)> = {
-            let n = number.clone();
-            self.store
-                .with(move |c| {
-                    c.query_row(
-                        "SELECT secret_hash, failed_attempts, locked_until FROM cards WHERE number = ?1",
-                        [&n],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
+        let read = format!(
+            "SELECT {}, {} FROM {} WHERE {} = ?1",
+            self.hash, self.locked, self.table, self.key
+        );
+        let k = key.clone();
+        let row: Option<(Option<String>, Option<String>)> = store
+            .with(move |c| {
+                c.query_row(&read, [&k], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
-                })
-                .await?
-        };
-        let Some((hash, _, locked)) = card else {
-            return Err(AccountError::UnknownCard);
+            })
+            .await?;
+        let Some((hash, locked)) = row else {
+            return Ok(Checked::Missing);
         };
         let stamp = ts(now);
         if let Some(until) = locked.filter(|u| u.as_str() > stamp.as_str()) {
-            return Err(AccountError::Locked {
+            return Ok(Checked::Guess(Guess::Locked {
                 until,
                 just_locked: false,
-            });
+            }));
         }
         let Some(hash) = hash else {
-            return Err(AccountError::NoSecret);
+            return Ok(Checked::NoHash);
         };
-        let ok = matches_blocking(hash, presented.expose().to_owned()).await?;
+        let ok = matches_blocking(hash, presented).await?;
         let until = ts(now + LOCK_FOR);
-        self.store
+        let (table, key_col, failed, locked) = (self.table, self.key, self.failed, self.locked);
+        let guess = store
             .with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if ok {
-                    tx.execute(
-                        "UPDATE cards SET failed_attempts = 0, locked_until = NULL WHERE number = ?1",
-                        [&number],
-                    )?;
-                    tx.commit()?;
-                    return Ok(Ok(()));
-                }
-                let attempts: i64 = tx.query_row(
-                    "UPDATE cards SET failed_attempts = failed_attempts + 1 WHERE number = ?1
-                     RETURNING failed_attempts",
-                    [&number],
-                    |r| r.get(0),
-                )?;
-                let r = if attempts >= MAX_ATTEMPTS {
-                    tx.execute(
-                        "UPDATE cards SET failed_attempts = 0, locked_until = ?2 WHERE number = ?1",
-                        params![number, until],
-                    )?;
-                    Err(AccountError::Locked {
-                        until: until.clone(),
-                        just_locked: true,
-                    })
+                let reset =
+                    format!("UPDATE {table} SET {failed} = 0, {locked} = ?2 WHERE {key_col} = ?1");
+                let guess = if ok {
+                    tx.execute(&reset, params![key, None::<String>])?;
+                    Guess::Right
                 } else {
-                    Err(AccountError::WrongSecret {
-                        attempts_left: MAX_ATTEMPTS - attempts,
-                    })
+                    let n: i64 = tx.query_row(
+                        &format!(
+                            "UPDATE {table} SET {failed} = {failed} + 1 WHERE {key_col} = ?1
+                             RETURNING {failed}"
+                        ),
+                        [&key],
+                        |r| r.get(0),
+                    )?;
+                    if n >= MAX_ATTEMPTS {
+                        tx.execute(&reset, params![key, until])?;
+                        Guess::Locked {
+                            until,
+                            just_locked: true,
+                        }
+                    } else {
+                        Guess::Wrong {
+                            attempts_left: MAX_ATTEMPTS - n,
+                        }
+                    }
                 };
                 tx.commit()?;
-                Ok(r)
+                Ok(guess)
             })
-            .await?
+            .await?;
+        Ok(Checked::Guess(guess))
     }
 }
 

@@ -241,3 +241,58 @@ pub fn pty_pair() -> (tokio_serial::SerialStream, String) {
     let path = host.name().expect("pty name");
     (device, path)
 }
+
+/// The cashier's token in [`TcpTokens`]' token file.
+#[allow(dead_code)]
+pub const CASHIER_TOKEN: &str = "cashier-token-0123456789";
+/// The admin's token in [`TcpTokens`]' token file.
+#[allow(dead_code)]
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789ab";
+
+/// A token file with one cashier and one admin token, and the `[daemon]`
+/// lines that use it and listen on a free loopback TCP port: for tests of
+/// roles, which a Unix socket client (root, so admin) cannot show.
+#[allow(dead_code)]
+pub struct TcpTokens {
+    /// Goes into `Daemon::start`'s `daemon_extra`.
+    pub daemon_extra: String,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    // Kept so the file lives as long as the daemon reads it.
+    _file: tempfile::NamedTempFile,
+}
+
+#[allow(dead_code)]
+impl TcpTokens {
+    /// A fresh token file and port.
+    pub fn new() -> TcpTokens {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            format!("# test\ncashier {CASHIER_TOKEN}\nadmin {ADMIN_TOKEN}\n"),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        TcpTokens {
+            daemon_extra: format!(
+                "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:{port}\"\n",
+                file.path().display()
+            ),
+            addr: format!("127.0.0.1:{port}"),
+            _file: file,
+        }
+    }
+
+    /// A TCP client logged in with `token`.
+    pub async fn login(&self, token: &str) -> Client {
+        let mut c = Client::tcp(&self.addr).await.unwrap();
+        c.call("auth.login", serde_json::json!({ "token": token }))
+            .await
+            .unwrap();
+        c
+    }
+}
