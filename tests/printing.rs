@@ -205,6 +205,43 @@ async fn paper_end_mid_queue_holds_then_resumes_in_order_once_each() {
 }
 
 #[tokio::test]
+async fn a_cutter_error_holds_the_queue_and_is_reported() {
+    let port = free_port();
+    let sim = start_sim(port);
+    let d = Daemon::start("", &printer_entry(port));
+    let mut c = d.client().await;
+    let mut events = d.client().await;
+    events
+        .call("events.subscribe", json!({"topics": ["printer.status"]}))
+        .await
+        .unwrap();
+    print(&mut c, "c0", 0).await;
+    wait_done(&mut c, "c0").await;
+    // DLE EOT 2 says "error"; only DLE EOT 3 tells which.
+    for (fault, flag) in [
+        (SimFault::CutterError, "cutter_error"),
+        (SimFault::UnrecoverableError, "unrecoverable_error"),
+    ] {
+        sim.set_fault(fault);
+        let job = format!("c-{flag}");
+        print(&mut c, &job, 1).await;
+        wait_job(&mut c, &job, "held", Some("printer error")).await;
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), events.next_notification())
+                .await
+                .expect("a printer.status event naming the error")
+                .unwrap();
+            if n["params"]["status"][flag] == true {
+                break;
+            }
+        }
+        sim.set_fault(SimFault::None);
+        wait_done(&mut c, &job).await;
+    }
+    assert_eq!(sim.paper().receipts.len(), 3);
+}
+
+#[tokio::test]
 async fn jobs_wait_for_a_printer_that_is_down_and_survive_a_restart() {
     let port = free_port();
     let mut d = Daemon::start("", &printer_entry(port));

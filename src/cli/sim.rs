@@ -70,6 +70,10 @@ pub enum Fault {
     CoverOpen,
     /// Offline with a recoverable error (a cutter jam): nothing printed.
     Offline,
+    /// Autocutter error: offline, nothing printed.
+    CutterError,
+    /// Unrecoverable error: offline, nothing printed.
+    UnrecoverableError,
 }
 
 impl From<Fault> for SimFault {
@@ -78,6 +82,8 @@ impl From<Fault> for SimFault {
             Fault::PaperEnd => SimFault::PaperEnd,
             Fault::CoverOpen => SimFault::CoverOpen,
             Fault::Offline => SimFault::Offline,
+            Fault::CutterError => SimFault::CutterError,
+            Fault::UnrecoverableError => SimFault::UnrecoverableError,
         }
     }
 }

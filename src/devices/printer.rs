@@ -54,10 +54,12 @@ impl PrinterStatus {
             Some("paper end")
         } else if self.cover_open == Some(true) {
             Some("cover open")
+        } else if self.unrecoverable_error == Some(true) || self.cutter_error == Some(true) {
+            // Before "offline": an error takes the printer offline too, and
+            // the cause is what the technician needs.
+            Some("printer error")
         } else if self.online == Some(false) {
             Some("offline")
-        } else if self.unrecoverable_error == Some(true) || self.cutter_error == Some(true) {
-            Some("printer error")
         } else {
             None
         }
@@ -76,14 +78,19 @@ pub(super) struct PrinterCtx<'a> {
     pub bus: &'a EventBus,
 }
 
-/// Asks `DLE EOT 1, 2, 4` and reads one byte each. `Err` means the link
-/// failed; no reply is `unknown`, never assumed fine.
+/// Asks `DLE EOT 1, 2, 4` and reads one byte each, and `DLE EOT 3` (the
+/// error's cause: cutter, unrecoverable) only when 2 reports an error, so
+/// a healthy printer costs three round trips. `Err` means the link failed;
+/// no reply is `unknown`, never assumed fine.
 async fn poll(t: &mut BoxTransport) -> std::io::Result<PrinterStatus> {
     let mut st = PrinterStatus {
         state: "ok",
         ..PrinterStatus::default()
     };
-    for n in [1u8, 2, 4] {
+    let mut asks = vec![1u8, 2, 4];
+    let mut i = 0;
+    while let Some(&n) = asks.get(i) {
+        i += 1;
         t.write_all(&status_request(n)).await?;
         t.flush().await?;
         let mut b = [0u8; 1];
@@ -106,6 +113,9 @@ async fn poll(t: &mut BoxTransport) -> std::io::Result<PrinterStatus> {
             }
         };
         let bits = decode_status(n, byte);
+        if n == 2 && bits.error == Some(true) {
+            asks.insert(i, 3);
+        }
         st.online = st.online.or(bits.online);
         st.drawer_open = st.drawer_open.or(bits.drawer_open);
         st.cover_open = st.cover_open.or(bits.cover_open);

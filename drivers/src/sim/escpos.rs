@@ -1533,6 +1533,10 @@ pub enum SimFault {
     CoverOpen,
     /// Offline with a recoverable error (e.g. a cutter jam): nothing printed.
     Offline,
+    /// Autocutter error (`DLE EOT 3` bit 3): offline until cleared.
+    CutterError,
+    /// Unrecoverable error (`DLE EOT 3` bit 5): offline until power-cycled.
+    UnrecoverableError,
 }
 
 impl SimFault {
@@ -1540,7 +1544,11 @@ impl SimFault {
     pub fn stops_printing(self) -> bool {
         matches!(
             self,
-            SimFault::PaperEnd | SimFault::CoverOpen | SimFault::Offline
+            SimFault::PaperEnd
+                | SimFault::CoverOpen
+                | SimFault::Offline
+                | SimFault::CutterError
+                | SimFault::UnrecoverableError
         )
     }
 }
@@ -1563,11 +1571,14 @@ pub fn status_byte(fault: SimFault, n: u8) -> Option<u8> {
     let base = 0x12;
     let bits = match (n, fault) {
         (1, SimFault::PaperEnd | SimFault::CoverOpen) => 0x08,
-        (1, SimFault::Offline) => 0x08 | 0x20,
+        (1, SimFault::Offline | SimFault::CutterError) => 0x08 | 0x20,
+        (1, SimFault::UnrecoverableError) => 0x08,
         (2, SimFault::CoverOpen) => 0x04,
         (2, SimFault::PaperEnd) => 0x20,
-        (2, SimFault::Offline) => 0x40,
+        (2, SimFault::Offline | SimFault::CutterError | SimFault::UnrecoverableError) => 0x40,
         (3, SimFault::Offline) => 0x04,
+        (3, SimFault::CutterError) => 0x08,
+        (3, SimFault::UnrecoverableError) => 0x20,
         (4, SimFault::PaperNearEnd) => 0x0C,
         (4, SimFault::PaperEnd) => 0x0C | 0x60,
         (1..=4, _) => 0,
@@ -2299,6 +2310,8 @@ mod tests {
             (SimFault::PaperEnd, [0x1A, 0x32, 0x12, 0x7E]),
             (SimFault::CoverOpen, [0x1A, 0x16, 0x12, 0x12]),
             (SimFault::Offline, [0x3A, 0x52, 0x16, 0x12]),
+            (SimFault::CutterError, [0x3A, 0x52, 0x1A, 0x12]),
+            (SimFault::UnrecoverableError, [0x1A, 0x52, 0x32, 0x12]),
         ];
         for (fault, bytes) in table {
             for (i, b) in bytes.iter().enumerate() {
@@ -2328,6 +2341,8 @@ mod tests {
             SimFault::PaperEnd,
             SimFault::CoverOpen,
             SimFault::Offline,
+            SimFault::CutterError,
+            SimFault::UnrecoverableError,
         ] {
             h.set_fault(fault);
             for n in 1..=4u8 {
