@@ -235,6 +235,10 @@ async fn a_cutter_error_holds_the_queue_and_is_reported() {
                 break;
             }
         }
+        // printers.list shows the last status too.
+        let list = c.call("printers.list", json!({})).await.unwrap();
+        let p = &list["printers"][0];
+        assert_eq!(p["printer_status"][flag], true, "{p}");
         sim.set_fault(SimFault::None);
         wait_done(&mut c, &job).await;
     }

@@ -132,8 +132,10 @@ pub struct Devices {
     pub queue: Queue,
     /// The fiscal journal.
     pub journal: Journal,
-    // The last status each fiscal printer reported, for fiscal.status.
-    fiscal_status:
+    // The last status each printer reported (paper, cover, errors; a
+    // register's mode), for fiscal.status and printers.list; kept by name
+    // so it outlives a restart of the actor.
+    printer_status:
         Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<serde_json::Value>>>,
     // One wake-up per printer name, shared by its successive actors, so a
     // job enqueued while an actor restarts is still noticed.
@@ -158,7 +160,7 @@ impl Devices {
             reads,
             queue,
             journal,
-            fiscal_status: Mutex::new(Default::default()),
+            printer_status: Mutex::new(Default::default()),
             wakes: Mutex::new(Default::default()),
             next_instance: AtomicU64::new(1),
             tracker: TaskTracker::new(),
@@ -184,7 +186,7 @@ impl Devices {
                 queue: self.queue.clone(),
                 journal: self.journal.clone(),
                 wake: self.wake(entry.name()),
-                status: self.fiscal_status_sender(entry.name()),
+                status: self.printer_status_sender(entry.name()),
             },
             cancel.clone(),
         );
@@ -247,8 +249,8 @@ impl Devices {
             .clone()
     }
 
-    fn fiscal_status_sender(&self, name: &str) -> tokio::sync::watch::Sender<serde_json::Value> {
-        self.fiscal_status
+    fn printer_status_sender(&self, name: &str) -> tokio::sync::watch::Sender<serde_json::Value> {
+        self.printer_status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(name.to_owned())
@@ -256,9 +258,9 @@ impl Devices {
             .clone()
     }
 
-    /// The last status a fiscal printer reported (null before the first).
-    pub fn fiscal_status(&self, name: &str) -> serde_json::Value {
-        self.fiscal_status_sender(name).borrow().clone()
+    /// The last status a printer reported (null before the first).
+    pub fn printer_status(&self, name: &str) -> serde_json::Value {
+        self.printer_status_sender(name).borrow().clone()
     }
 
     /// The kind of the configured printer called `name`, if there is one.

@@ -76,6 +76,8 @@ pub(super) struct PrinterCtx<'a> {
     pub queue: &'a Queue,
     pub wake: &'a Notify,
     pub bus: &'a EventBus,
+    /// The last status, for `printers.list`.
+    pub status: &'a tokio::sync::watch::Sender<serde_json::Value>,
 }
 
 /// Asks `DLE EOT 1, 2, 4` and reads one byte each, and `DLE EOT 3` (the
@@ -171,6 +173,7 @@ pub(super) async fn run(ctx: PrinterCtx<'_>, mut t: BoxTransport) -> String {
                 "printer.status",
                 json!({ "printer": ctx.name, "status": status }),
             );
+            ctx.status.send_replace(json!(status));
             last = Some(status.clone());
         }
         let next = match ctx.queue.next(ctx.name.to_owned()).await {

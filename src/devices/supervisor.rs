@@ -144,7 +144,7 @@ pub(super) struct PrintSide {
     pub journal: super::journal::Journal,
     /// Rung when a job is enqueued.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
-    /// Where a fiscal printer's status goes.
+    /// Where the printer's last status goes.
     pub status: tokio::sync::watch::Sender<serde_json::Value>,
 }
 
@@ -309,6 +309,7 @@ async fn run_link(
                 queue: &print.queue,
                 wake: &print.wake,
                 bus,
+                status: &print.status,
             };
             super::printer::run(ctx, t).await
         }

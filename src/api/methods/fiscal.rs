@@ -241,5 +241,5 @@ pub(super) async fn status(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         Some(id) => Some(app.devices.journal.get(id).await.map_err(journal_error)?),
         None => None,
     };
-    Ok(json!({"printer": p.printer, "status": app.devices.fiscal_status(&p.printer), "job": job}))
+    Ok(json!({"printer": p.printer, "status": app.devices.printer_status(&p.printer), "job": job}))
 }

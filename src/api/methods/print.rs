@@ -248,6 +248,7 @@ pub(super) async fn printers(app: &Arc<App>) -> Result<Value, RpcError> {
             .map_err(queue_error)?;
         let mut v = json!(d);
         v["queued"] = json!(depth);
+        v["printer_status"] = app.devices.printer_status(&d.name);
         out.push(v);
     }
     Ok(json!({ "printers": out }))
