@@ -831,7 +831,7 @@ fn a_bad_bonus_template_is_a_config_error_naming_the_key() {
 async fn the_ledgers_own_keys_are_refused_to_clients() {
     let d = Daemon::start("", "");
     let mut c = d.client().await;
-    for key in ["welcome:1", "expire:1:x:1", "overrides:1"] {
+    for key in ["welcome:1", "expire:1:x:1", "overrides:1", "tier:1:1"] {
         let r = c
             .call(
                 "sale.commit",

@@ -134,6 +134,23 @@ async fn promotion_exactly_at_the_threshold_prices_the_next_sale() {
     assert!(h.get("tier_progress").is_none());
     assert_eq!(h["changes"].as_array().unwrap().len(), 1);
     assert_eq!(h["changes"][0]["to"], "Silver");
+    // The change is in the account's history too, between its sales.
+    let hist = c
+        .call("account.history", json!({"account": account}))
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = hist["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["sale", "tier", "sale", "sale"], "{hist}");
+    let t = &hist["transactions"][1];
+    assert_eq!(t["detail"]["from"], "Bronze");
+    assert_eq!(t["detail"]["to"], "Silver");
+    assert_eq!(t["detail"]["trigger"], "sale");
+    assert!(t["entries"].as_array().unwrap().is_empty());
     let g = c
         .call("account.get", json!({"account": account}))
         .await

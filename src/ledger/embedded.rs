@@ -418,8 +418,9 @@ pub struct HistoryPage {
 pub struct HistoryTxn {
     /// Transaction id.
     pub transaction: i64,
-    /// `sale`, `refund`, `adjust`, `expire` or `overrides` (a change of the
-    /// account's percentages, without entries).
+    /// `sale`, `refund`, `adjust`, `expire`, `welcome`, `overrides` (a
+    /// change of the account's percentages) or `tier` (a change of its
+    /// level); the last two post no entries.
     pub kind: String,
     /// When (RFC 3339, UTC).
     pub created_at: String,
@@ -429,6 +430,11 @@ pub struct HistoryTxn {
     pub refund_of: Option<i64>,
     /// The postings, in order.
     pub entries: Vec<HistoryEntry>,
+    /// What changed, for `overrides` (the percentages now) and `tier`
+    /// (`from`, `to`, `reason`, `trigger`); absent for the others, whose
+    /// entries say it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// One posting of a history transaction.
@@ -486,7 +492,7 @@ pub(crate) fn history_tx(
     let mut txns: Vec<HistoryTxn> = {
         // One row more than asked tells whether there is a next page.
         let mut stmt = tx.prepare(
-            "SELECT id, kind, created_at, receipt_id FROM txns
+            "SELECT id, kind, created_at, receipt_id, result FROM txns
              WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(
@@ -494,6 +500,11 @@ pub(crate) fn history_tx(
             |r| {
                 let kind: String = r.get(1)?;
                 let receipt: Option<String> = r.get(3)?;
+                let detail = if kind == "overrides" || kind == "tier" {
+                    serde_json::from_str(&r.get::<_, String>(4)?).ok()
+                } else {
+                    None
+                };
                 let refund_of = if kind == "refund" {
                     receipt.as_deref().and_then(refund_marker_sale)
                 } else {
@@ -506,6 +517,7 @@ pub(crate) fn history_tx(
                     refund_of,
                     kind,
                     entries: Vec::new(),
+                    detail,
                 })
             },
         )?;

@@ -270,6 +270,22 @@ pub fn evaluate_tx(
             stamp
         ],
     )?;
+    // The change also goes into the account's history, as a transaction
+    // without entries (like a change of its percentages), so
+    // account.history tells the whole story in one list.
+    let change_id = c.last_insert_rowid();
+    let detail = serde_json::json!({
+        "from": from,
+        "to": outcome.tier.name,
+        "reason": kind.as_str(),
+        "trigger": trigger,
+    })
+    .to_string();
+    c.execute(
+        "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result, created_at)
+         VALUES (?1, 'tier', ?2, NULL, ?3, ?3, ?4)",
+        params![format!("tier:{account}:{change_id}"), account, detail, stamp],
+    )?;
     Ok(Some(TierChange {
         account,
         from,

@@ -344,10 +344,10 @@ struct RefundParams {
 }
 
 /// Prefixes of the keys the ledger writes itself (the welcome bonus, expiry,
-/// overrides set without a key). A client key with one of them could take
+/// overrides set without a key, tier changes). A client key with one of them could take
 /// such a row's place, and then, say, an activation could not credit its
 /// welcome bonus.
-const RESERVED_KEY_PREFIXES: &[&str] = &["welcome:", "expire:", "overrides:"];
+const RESERVED_KEY_PREFIXES: &[&str] = &["welcome:", "expire:", "overrides:", "tier:"];
 
 fn check_key(key: &str) -> Result<(), RpcError> {
     if key.is_empty() || key.len() > 128 {
