@@ -333,3 +333,44 @@ fn a_sub_threshold_above_the_total_is_refused_at_load_naming_the_key() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_refund_that_takes_the_spend_below_the_threshold_demotes() {
+    let d = Daemon::start("", TIERS);
+    let mut sub = d.client().await;
+    sub.call(
+        "events.subscribe",
+        json!({"topics": ["account.tier_changed"]}),
+    )
+    .await
+    .unwrap();
+    let mut c = d.client().await;
+    const CARD: &str = "6035000055556666";
+    let r = c.call("sale.commit", sale("b1", CARD, 1200)).await.unwrap();
+    assert_eq!(r["tier_change"]["to"], "Silver");
+    assert_eq!(event(&mut sub).await["to"], "Silver");
+    // Half the goods come back: 600 of 1000 spent, no longer Silver.
+    let refund = json!({"idempotency_key": "rf1", "receipt_id": "b1", "amount": "600"});
+    let r = c.call("sale.refund", refund.clone()).await.unwrap();
+    assert_eq!(r["tier_change"]["from"], "Silver", "{r}");
+    assert_eq!(r["tier_change"]["to"], "Bronze");
+    assert_eq!(r["tier_change"]["trigger"], "refund");
+    let ev = event(&mut sub).await;
+    assert_eq!(
+        (ev["to"].clone(), ev["trigger"].clone()),
+        (json!("Bronze"), json!("refund"))
+    );
+    // A repeat of the refund changes and announces nothing more.
+    let again = c.call("sale.refund", refund).await.unwrap();
+    assert_eq!(again["transaction"], r["transaction"]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub.next_notification())
+            .await
+            .is_err()
+    );
+    let s = c
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(s["account"]["tier"], "Bronze");
+}

@@ -854,6 +854,11 @@ pub struct RefundResult {
     /// Balance after.
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_after: Decimal,
+    /// The level the refund moved the account to, if it did (its spend
+    /// fell below the level's threshold); published as
+    /// `account.tier_changed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_change: Option<super::tiers::TierChange>,
     /// A repeat of the key (nothing written). Not stored or sent.
     #[serde(skip)]
     pub replayed: bool,
@@ -1093,7 +1098,7 @@ pub(crate) fn refund_tx(
         left -= give;
     }
     let after = balance_units(&tx, account)?;
-    let result = RefundResult {
+    let mut result = RefundResult {
         transaction: txn,
         sale_transaction: sale_txn,
         account,
@@ -1105,8 +1110,18 @@ pub(crate) fn refund_tx(
         returned_expired: points(expired),
         balance_before: points(before),
         balance_after: points(after),
+        tier_change: None,
         replayed: false,
     };
+    if !p.tiers.is_empty() {
+        // Returned goods no longer count towards the account's level. The
+        // evaluation reads refunds from their stored results, so this one's
+        // is written first (and again, final, by `finish`).
+        let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
+        tx.prepare_cached("UPDATE txns SET result = ?1 WHERE id = ?2")?
+            .execute(params![stored, txn])?;
+        result.tier_change = super::tiers::evaluate_tx(&tx, p, account, now, "refund")?;
+    }
     finish(tx, txn, result)
 }
 

@@ -35,7 +35,7 @@ pub struct TierChange {
     pub to: String,
     /// `promoted`, `demoted` or `reassigned`.
     pub reason: String,
-    /// What ran the evaluation: `sale`, `daily` or `admin`.
+    /// What ran the evaluation: `sale`, `refund`, `daily` or `admin`.
     pub trigger: String,
     /// When (RFC 3339, UTC).
     pub at: String,
@@ -568,8 +568,9 @@ mod tests {
         merge_overrides(&c, &p, a, &mut own).unwrap();
         assert_eq!(own.accrual_percent, Some(Decimal::from(7)));
 
-        // A partial refund takes the spend below the threshold.
-        refund_tx(
+        // A partial refund takes the spend below the threshold: the
+        // refund itself demotes, in its own transaction.
+        let rf = refund_tx(
             &mut c,
             &p,
             "rf",
@@ -579,10 +580,9 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let v = view(&c, &p, a, t0).unwrap();
-        assert_eq!(v.tier.as_deref(), Some("Silver"));
-        let ch = evaluate_tx(&c, &p, a, t0, "daily").unwrap().unwrap();
+        let ch = rf.tier_change.unwrap();
         assert_eq!((ch.to.as_str(), ch.reason.as_str()), ("Bronze", "demoted"));
+        assert_eq!(ch.trigger, "refund");
         let v = view(&c, &p, a, t0).unwrap();
         let pr = v.progress.unwrap();
         assert_eq!(pr.next_tier, "Silver");

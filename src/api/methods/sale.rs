@@ -399,6 +399,9 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             "balance_after": r.balance_after.to_string(),
         }),
     );
+    if let Some(ch) = &r.tier_change {
+        super::tiers::publish_one(app, ch);
+    }
     Ok(json!(r))
 }
 
