@@ -120,7 +120,7 @@ impl App {
         devices.apply(DeviceEntry::from_config(&config));
         let accounts = crate::ledger::accounts::Accounts::new(
             store.clone(),
-            account_settings(&config.ledger.registration),
+            account_settings(&config.ledger.registration, &config.ledger.redemption),
         );
         let notifier = crate::notify::from_config(&config.ledger.registration);
         if config.ledger.registration.confirmation == crate::config::Confirmation::Code
@@ -212,9 +212,13 @@ impl App {
     }
 }
 
-/// The accounts module's view of `[ledger.registration]` (the ledger floor
-/// does not read the configuration itself).
-fn account_settings(r: &crate::config::RegistrationConfig) -> crate::ledger::accounts::Settings {
+/// The accounts module's view of `[ledger.registration]` and
+/// `[ledger.redemption]` (the ledger floor does not read the configuration
+/// itself).
+fn account_settings(
+    r: &crate::config::RegistrationConfig,
+    redemption: &crate::config::RedemptionConfig,
+) -> crate::ledger::accounts::Settings {
     use crate::config::{CardCheck, Confirmation};
     use crate::ledger::accounts::{
         CardFormat, CheckDigit, ConfirmSettings, SecretFormat, Settings,
@@ -242,6 +246,12 @@ fn account_settings(r: &crate::config::RegistrationConfig) -> crate::ledger::acc
                 resend_after: r.resend_after,
             }),
         },
+        redeem_code: redemption.by_code.then(|| ConfirmSettings {
+            code_length: redemption.code_length,
+            ttl: redemption.code_ttl,
+            max_attempts: i64::from(redemption.max_attempts),
+            resend_after: redemption.resend_after,
+        }),
     }
 }
 

@@ -825,19 +825,7 @@ async fn wrong_codes_void_the_code_and_resends_are_rate_limited() {
     );
 }
 
-/// The code the `log` notifier wrote for `account`.
-fn logged_code(d: &Daemon, account: i64) -> String {
-    let log = d.log();
-    let line = log
-        .lines()
-        .rfind(|l| l.contains("demo notifier") && l.contains(&format!("account={account} ")))
-        .unwrap_or_else(|| panic!("no demo notifier line for {account}:\n{log}"));
-    let at = line.find("code=").expect("code field") + 5;
-    line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect()
-}
+use common::logged_code;
 
 #[tokio::test]
 async fn the_welcome_bonus_lands_once_however_activation_is_retried_or_raced() {
@@ -1034,7 +1022,7 @@ async fn an_http_notifier_posts_json_and_a_silent_server_leaves_the_account_pend
     assert_eq!(a["welcome_bonus"], "100");
     let log = d.log();
     assert!(!log.contains(&code_));
-    assert!(log.contains("confirmation code not delivered"));
+    assert!(log.contains("code not delivered"));
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Daemon;
+use common::{Daemon, logged_code};
 use posbridge::client::{Client, ClientError};
 use serde_json::{Value, json};
 
@@ -868,5 +868,150 @@ async fn a_repeated_commit_after_a_receipt_reload_returns_the_queued_bonus_job()
     assert_eq!(
         again["print_job"]["created_at"],
         first["print_job"]["created_at"]
+    );
+}
+
+#[tokio::test]
+async fn a_customer_without_the_card_spends_with_a_one_time_code() {
+    let d = Daemon::start(
+        "",
+        "[ledger.redemption]\nby_code = true\nmax_attempts = 2\nresend_after_seconds = 0\n",
+    );
+    let mut c = d.client().await;
+    register(&mut c).await;
+    let sale_lines = lines(1000);
+    c.call(
+        "sale.commit",
+        json!({"idempotency_key": "a1", "number": CARD, "receipt_id": "A1", "lines": sale_lines}),
+    )
+    .await
+    .unwrap();
+    let account = c
+        .call("account.get", json!({"phone": "+79161234567"}))
+        .await
+        .unwrap()["account"]
+        .as_i64()
+        .unwrap();
+    // Identified by phone: the quote says points may be spent (by code).
+    let q = c
+        .call(
+            "sale.quote",
+            json!({"account": account, "lines": lines(200), "redeem": "20"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q["redeem_allowed"], true, "{q}");
+    assert_eq!(q["balance"], "50");
+    let spend = |key: &str, code: Option<&str>| {
+        let mut p = json!({"idempotency_key": key, "account": account, "receipt_id": key,
+                           "lines": lines(200), "redeem": "20"});
+        if let Some(code) = code {
+            p["redeem_code"] = json!(code);
+        }
+        p
+    };
+    // No code, no spending; nothing sent yet, nothing to use.
+    assert_eq!(code(c.call("sale.commit", spend("b1", None)).await).0, 2004);
+    assert_eq!(
+        code(c.call("sale.commit", spend("b1", Some("0000"))).await).0,
+        2032
+    );
+    let sent = c
+        .call("sale.redeem_code.send", json!({"account": account}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (sent["sent_via"].clone(), sent["channel"].clone()),
+        (json!("log"), json!("phone"))
+    );
+    let good = logged_code(&d, account);
+    assert_eq!(good.len(), 4);
+    assert!(d.log().contains("purpose=\"redemption\"") || d.log().contains("purpose=redemption"));
+    let wrong = if good == "0000" { "1111" } else { "0000" };
+    let (c1, data) = code(c.call("sale.commit", spend("b1", Some(wrong))).await);
+    assert_eq!((c1, data["attempts_left"].clone()), (2024, json!(1)));
+    // Over the cap: refused by the ledger before the code is used.
+    let mut greedy = spend("b1", Some(&good));
+    greedy["redeem"] = json!("150");
+    assert_eq!(code(c.call("sale.commit", greedy).await).0, 2003);
+    let r = c
+        .call("sale.commit", spend("b1", Some(&good)))
+        .await
+        .unwrap();
+    assert_eq!(r["redeemed"], "20");
+    assert_eq!(r["balance_before"], "50");
+    // A retry of that sale needs no new code and changes nothing.
+    let again = c
+        .call("sale.commit", spend("b1", Some(&good)))
+        .await
+        .unwrap();
+    assert_eq!(again["transaction"], r["transaction"]);
+    // The code paid for one sale only.
+    assert_eq!(
+        code(c.call("sale.commit", spend("b2", Some(&good))).await).0,
+        2032
+    );
+    // Wrong tries use a code up.
+    c.call("sale.redeem_code.send", json!({"account": account}))
+        .await
+        .unwrap();
+    let fresh = logged_code(&d, account);
+    let wrong = if fresh == "0000" { "1111" } else { "0000" };
+    assert_eq!(
+        code(c.call("sale.commit", spend("b3", Some(wrong))).await).0,
+        2024
+    );
+    assert_eq!(
+        code(c.call("sale.commit", spend("b3", Some(wrong))).await).0,
+        2026
+    );
+    assert_eq!(
+        code(c.call("sale.commit", spend("b3", Some(&fresh))).await).0,
+        2026
+    );
+    // Accrual for an account needs no code at all.
+    let plain = json!({"idempotency_key": "b4", "account": account, "receipt_id": "b4", "lines": lines(100)});
+    assert_eq!(c.call("sale.commit", plain).await.unwrap()["redeemed"], "0");
+}
+
+#[tokio::test]
+async fn without_redemption_by_code_an_account_only_accrues() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    register(&mut c).await;
+    let account = c
+        .call("account.get", json!({"card_number": CARD}))
+        .await
+        .unwrap()["account"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        code(
+            c.call("sale.redeem_code.send", json!({"account": account}))
+                .await
+        )
+        .0,
+        2031
+    );
+    let spend = json!({"idempotency_key": "x1", "account": account, "receipt_id": "x1",
+                       "lines": lines(100), "redeem": "1", "redeem_code": "1234"});
+    assert_eq!(code(c.call("sale.commit", spend).await).0, 2031);
+    let q = c
+        .call(
+            "sale.quote",
+            json!({"account": account, "lines": lines(100)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q["redeem_allowed"], false);
+    let both = json!({"account": account, "number": CARD, "lines": lines(100)});
+    assert_eq!(code(c.call("sale.quote", both).await).0, -32602);
+    assert_eq!(
+        code(
+            c.call("sale.quote", json!({"account": 999, "lines": lines(100)}))
+                .await
+        )
+        .0,
+        2001
     );
 }

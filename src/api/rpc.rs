@@ -92,6 +92,12 @@ pub mod code {
     pub const CARD_OTHER_PROGRAMME: i64 = 2029;
     /// `account.verify_code_word` after too many wrong words; `data.until`.
     pub const CODE_WORD_LOCKED: i64 = 2030;
+    /// `sale.redeem_code.send`, or `sale.commit` redeeming for an
+    /// `account`, while `[ledger.redemption] by_code` is off.
+    pub const REDEEM_BY_CODE_OFF: i64 = 2031;
+    /// `sale.commit` with a `redeem_code` while none is outstanding (never
+    /// sent, or already used by a sale).
+    pub const NO_REDEEM_CODE: i64 = 2032;
     /// `tiers.evaluate` on a programme without levels.
     pub const TIERS_NOT_CONFIGURED: i64 = 2040;
 }

@@ -138,6 +138,9 @@ pub struct LedgerConfig {
     /// How customers join: card numbers, secrets, confirmation codes
     /// (`[ledger.registration]`).
     pub registration: RegistrationConfig,
+    /// Spending points without the card: a one-time code sent to the
+    /// customer (`[ledger.redemption]`).
+    pub redemption: RedemptionConfig,
 }
 
 impl Default for LedgerConfig {
@@ -147,7 +150,90 @@ impl Default for LedgerConfig {
             path: None,
             programme: default_programme(),
             registration: RegistrationConfig::default(),
+            redemption: RedemptionConfig::default(),
         }
+    }
+}
+
+/// `[ledger.redemption]`: whether a customer identified by account (phone
+/// or e-mail at the till, no card) may spend points after entering a
+/// one-time code sent through `[ledger.registration]`'s notifier, as the
+/// pharmacy programme does with the last digits of a call. Off by default:
+/// then only a card read with its secret spends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawRedemption")]
+pub struct RedemptionConfig {
+    /// Codes are accepted at all.
+    pub by_code: bool,
+    /// Digits of a code, 4 to 6.
+    pub code_length: usize,
+    /// How long a code is valid.
+    pub code_ttl: Duration,
+    /// Wrong codes before the code is void.
+    pub max_attempts: u32,
+    /// Least time between two codes sent to one account.
+    pub resend_after: Duration,
+}
+
+impl Default for RedemptionConfig {
+    fn default() -> Self {
+        let r = RawRedemption::default();
+        RedemptionConfig {
+            by_code: r.by_code,
+            code_length: r.code_length,
+            code_ttl: Duration::from_secs(r.code_ttl_seconds),
+            max_attempts: r.max_attempts,
+            resend_after: Duration::from_secs(r.resend_after_seconds),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRedemption {
+    by_code: bool,
+    code_length: usize,
+    code_ttl_seconds: u64,
+    max_attempts: u32,
+    resend_after_seconds: u64,
+}
+
+impl Default for RawRedemption {
+    fn default() -> Self {
+        RawRedemption {
+            by_code: false,
+            code_length: 4,
+            code_ttl_seconds: 300,
+            max_attempts: 3,
+            resend_after_seconds: 30,
+        }
+    }
+}
+
+impl TryFrom<RawRedemption> for RedemptionConfig {
+    type Error = String;
+
+    fn try_from(r: RawRedemption) -> Result<Self, String> {
+        let key = |k: &str, m: &str| format!("ledger.redemption.{k}: {m}");
+        if !(4..=6).contains(&r.code_length) {
+            return Err(key("code_length", "4 to 6 digits"));
+        }
+        if !(1..=3_600).contains(&r.code_ttl_seconds) {
+            return Err(key("code_ttl_seconds", "1 to 3600 seconds"));
+        }
+        if !(1..=10).contains(&r.max_attempts) {
+            return Err(key("max_attempts", "1 to 10"));
+        }
+        if r.resend_after_seconds > 3_600 {
+            return Err(key("resend_after_seconds", "at most 3600 seconds"));
+        }
+        Ok(RedemptionConfig {
+            by_code: r.by_code,
+            code_length: r.code_length,
+            code_ttl: Duration::from_secs(r.code_ttl_seconds),
+            max_attempts: r.max_attempts,
+            resend_after: Duration::from_secs(r.resend_after_seconds),
+        })
     }
 }
 

@@ -30,6 +30,8 @@ use super::rules::{self, Programme};
 use crate::redact::{Secret, constant_time_eq};
 use crate::store::{Store, StoreError};
 
+mod redeem;
+
 /// Wrong secrets in a row before a card locks.
 pub const MAX_ATTEMPTS: i64 = 5;
 /// How long a locked card stays locked.
@@ -101,6 +103,9 @@ pub struct Settings {
     pub secret: SecretFormat,
     /// `None`: accounts are active at once.
     pub confirm: Option<ConfirmSettings>,
+    /// `None`: points are spent only with a card and its secret; else a
+    /// one-time code to the customer may stand in for the card.
+    pub redeem_code: Option<ConfirmSettings>,
 }
 
 impl Default for Settings {
@@ -117,6 +122,7 @@ impl Default for Settings {
                 alphabet: "0123456789".into(),
             },
             confirm: None,
+            redeem_code: None,
         }
     }
 }
@@ -139,6 +145,12 @@ pub enum AccountError {
     /// The card number is taken.
     #[error("the card number is already issued")]
     CardTaken,
+    /// `[ledger.redemption] by_code` is off.
+    #[error("this programme spends points only with the card and its secret")]
+    RedeemByCodeOff,
+    /// No redemption code is outstanding (none sent, or already used).
+    #[error("no redemption code outstanding; send one with sale.redeem_code.send")]
+    NoRedeemCode,
     /// Too many wrong code words: the account's code word is locked.
     #[error("the code word is locked until {until}")]
     CodeWordLocked {
@@ -205,7 +217,7 @@ pub enum AccountError {
     #[error("the account is {0}, not pending")]
     NotPending(String),
     /// Wrong confirmation code.
-    #[error("wrong confirmation code; {attempts_left} attempts left")]
+    #[error("wrong code; {attempts_left} attempts left")]
     WrongCode {
         /// Attempts left before the code is void.
         attempts_left: i64,

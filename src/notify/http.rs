@@ -45,6 +45,7 @@ impl HttpNotifier {
     async fn attempt(&self, client: &reqwest::Client, m: &Message) -> Result<(), String> {
         let body = json!({
             "account": m.account,
+            "purpose": m.purpose.as_str(),
             "channel": m.channel.as_str(),
             "contact": m.contact,
             "code": m.code.expose(),

@@ -20,10 +20,11 @@ impl Notifier for LogNotifier {
         Box::pin(async move {
             tracing::info!(
                 account = m.account,
+                purpose = m.purpose.as_str(),
                 channel = m.channel.as_str(),
                 contact = %m.contact,
                 code = %m.code.expose(),
-                "demo notifier (log): confirmation code; configure ledger.registration.notifier for real delivery"
+                "demo notifier (log): code; configure ledger.registration.notifier for real delivery"
             );
             Ok(())
         })

@@ -37,11 +37,32 @@ impl Channel {
     }
 }
 
+/// What a code is for, so the receiving gateway can word its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Confirms a new account (`account.activate`).
+    Registration,
+    /// Confirms spending points at the till (`sale.commit` with `account`).
+    Redemption,
+}
+
+impl Purpose {
+    /// `registration` or `redemption`, as sent to programs and URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Registration => "registration",
+            Purpose::Redemption => "redemption",
+        }
+    }
+}
+
 /// One confirmation code to deliver.
 #[derive(Debug, Clone)]
 pub struct Message {
     /// The account being confirmed.
     pub account: i64,
+    /// What the code confirms.
+    pub purpose: Purpose,
     /// Phone or e-mail.
     pub channel: Channel,
     /// The phone number or address.
@@ -106,8 +127,8 @@ pub fn from_config(c: &RegistrationConfig) -> Arc<dyn Notifier> {
     }
 }
 
-/// `args` with `{code}`, `{contact}` and `{channel}` replaced, each a whole
-/// argument or part of one; nothing else is interpreted.
+/// `args` with `{code}`, `{contact}`, `{channel}` and `{purpose}` replaced,
+/// each a whole argument or part of one; nothing else is interpreted.
 pub fn expand(args: &[String], m: &Message) -> Vec<String> {
     args.iter()
         .map(|a| {
@@ -124,6 +145,8 @@ pub fn expand(args: &[String], m: &Message) -> Vec<String> {
                     (m.contact.as_str(), 9)
                 } else if tail.starts_with("{channel}") {
                     (m.channel.as_str(), 9)
+                } else if tail.starts_with("{purpose}") {
+                    (m.purpose.as_str(), 9)
                 } else {
                     ("{", 1)
                 };
@@ -144,6 +167,7 @@ mod tests {
     fn placeholders_expand_once_and_nothing_else() {
         let m = Message {
             account: 7,
+            purpose: Purpose::Redemption,
             channel: Channel::Email,
             contact: "a {code}; rm -rf /@x.ru".into(),
             code: Secret::new("123456"),
@@ -153,6 +177,7 @@ mod tests {
             "{code}".into(),
             "{channel}{".into(),
             "{other}".into(),
+            "{purpose}".into(),
         ];
         assert_eq!(
             expand(&args, &m),
@@ -160,7 +185,8 @@ mod tests {
                 "--to=a {code}; rm -rf /@x.ru",
                 "123456",
                 "email{",
-                "{other}"
+                "{other}",
+                "redemption"
             ]
         );
     }

@@ -173,6 +173,17 @@ const MIGRATIONS: &[&str] = &[
     // could guess a customer's word without limit.
     "ALTER TABLE accounts ADD COLUMN code_word_failed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE accounts ADD COLUMN code_word_locked_until TEXT;",
+    // 11: one-time codes that let a customer without the card spend points
+    // ([ledger.redemption] by_code): one outstanding code per account,
+    // hashed; `code_hash` NULL once wrong tries used it up; the row goes
+    // when the code is used.
+    "CREATE TABLE redeem_codes (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+        code_hash  TEXT,
+        expires_at TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        sent_at    TEXT
+    ) STRICT;",
 ];
 
 /// Database errors.

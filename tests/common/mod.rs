@@ -296,3 +296,18 @@ impl TcpTokens {
         c
     }
 }
+
+/// The last code the `log` notifier wrote for `account`.
+#[allow(dead_code)]
+pub fn logged_code(d: &Daemon, account: i64) -> String {
+    let log = d.log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("demo notifier") && l.contains(&format!("account={account} ")))
+        .unwrap_or_else(|| panic!("no demo notifier line for {account}:\n{log}"));
+    let at = line.find("code=").expect("code field") + 5;
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}

@@ -13,7 +13,7 @@ use crate::api::session::Session;
 use crate::app::App;
 use crate::auth::Role;
 use crate::ledger::accounts::{AccountError, PendingCode, Registration, Update};
-use crate::notify::{Channel, Message};
+use crate::notify::{Channel, Message, Purpose};
 use crate::redact::{CardNumber, Secret};
 
 /// Every account error as its stable code.
@@ -70,22 +70,30 @@ pub(super) fn account_error(e: AccountError) -> RpcError {
         .with_data(json!({ "status": status })),
         AccountError::WrongCode { attempts_left } => RpcError::new(
             code::WRONG_CODE,
-            format!("wrong confirmation code; {attempts_left} attempts left"),
+            format!("wrong code; {attempts_left} attempts left"),
         )
         .with_data(json!({ "attempts_left": attempts_left })),
         AccountError::CodeExpired => RpcError::new(
             code::CODE_EXPIRED,
-            "the confirmation code expired; call account.confirmation.resend",
+            "the code expired; send a new one (account.confirmation.resend or sale.redeem_code.send)",
         ),
         AccountError::CodeExhausted => RpcError::new(
             code::CODE_EXHAUSTED,
-            "too many wrong codes; call account.confirmation.resend",
+            "too many wrong codes; send a new one (account.confirmation.resend or sale.redeem_code.send)",
         ),
         AccountError::TooSoon { retry_after_s } => RpcError::new(
             code::RESEND_TOO_SOON,
             format!("a code was sent recently; try again in {retry_after_s} s"),
         )
         .with_data(json!({ "retry_after_s": retry_after_s })),
+        AccountError::RedeemByCodeOff => RpcError::new(
+            code::REDEEM_BY_CODE_OFF,
+            "this programme spends points only with the card's secret ([ledger.redemption] by_code)",
+        ),
+        AccountError::NoRedeemCode => RpcError::new(
+            code::NO_REDEEM_CODE,
+            "no redemption code outstanding for this account; send one with sale.redeem_code.send",
+        ),
         e => RpcError::internal("accounts", e),
     }
 }
@@ -102,9 +110,14 @@ fn need_admin(session: &Session, what: &str) -> Result<(), RpcError> {
 
 /// Hands a code to the notifier. `Err` carries a description without the
 /// code.
-async fn deliver(app: &Arc<App>, p: PendingCode) -> Result<(), String> {
+pub(super) async fn deliver(
+    app: &Arc<App>,
+    p: PendingCode,
+    purpose: Purpose,
+) -> Result<(), String> {
     let m = Message {
         account: p.account,
+        purpose,
         channel: if p.channel == "phone" {
             Channel::Phone
         } else {
@@ -115,23 +128,29 @@ async fn deliver(app: &Arc<App>, p: PendingCode) -> Result<(), String> {
     };
     match app.notifier.send(&m).await {
         Ok(()) => {
-            if let Err(e) = app.accounts.code_delivered(p.account).await {
+            let recorded = match purpose {
+                Purpose::Registration => app.accounts.code_delivered(p.account).await,
+                Purpose::Redemption => app.accounts.redeem_code_delivered(p.account).await,
+            };
+            if let Err(e) = recorded {
                 // Delivered; only the resend limit is lost.
                 tracing::error!(error = %e, account = p.account, "recording a delivered code failed");
             }
             tracing::info!(
                 account = p.account,
+                purpose = purpose.as_str(),
                 via = app.notifier.name(),
-                "confirmation code sent"
+                "code sent"
             );
             Ok(())
         }
         Err(e) => {
             tracing::warn!(
                 account = p.account,
+                purpose = purpose.as_str(),
                 via = app.notifier.name(),
                 error = %e,
-                "confirmation code not delivered"
+                "code not delivered"
             );
             Err(e.to_string())
         }
@@ -218,7 +237,7 @@ pub(super) async fn register(
     if let Some(code) = pending {
         // The account is written whatever happens to the delivery: the
         // secret in this reply is shown only once.
-        let delivered = deliver(app, code).await;
+        let delivered = deliver(app, code, Purpose::Registration).await;
         out["sent_via"] = json!(app.notifier.name());
         out["delivered"] = json!(delivered.is_ok());
         if let Err(e) = delivered {
@@ -268,10 +287,38 @@ pub(super) async fn resend(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         .new_code(p.account)
         .await
         .map_err(account_error)?;
-    match deliver(app, code).await {
+    match deliver(app, code, Purpose::Registration).await {
         Ok(()) => {
             Ok(json!({"account": p.account, "status": "pending", "sent_via": app.notifier.name()}))
         }
+        Err(e) => Err(RpcError::new(
+            code::DELIVERY_FAILED,
+            format!("the code was not delivered: {e}"),
+        )
+        .with_data(json!({"account": p.account, "sent_via": app.notifier.name()}))),
+    }
+}
+
+/// `sale.redeem_code.send`: a one-time code to the customer of `account`,
+/// to be given back as `sale.commit`'s `redeem_code` to spend points
+/// without the card.
+pub(super) async fn send_redeem_code(
+    app: &Arc<App>,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let p: AccountParams = rpc::params(params)?;
+    let code = app
+        .accounts
+        .new_redeem_code(p.account)
+        .await
+        .map_err(account_error)?;
+    let channel = code.channel;
+    match deliver(app, code, Purpose::Redemption).await {
+        Ok(()) => Ok(json!({
+            "account": p.account,
+            "channel": channel,
+            "sent_via": app.notifier.name(),
+        })),
         Err(e) => Err(RpcError::new(
             code::DELIVERY_FAILED,
             format!("the code was not delivered: {e}"),

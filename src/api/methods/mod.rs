@@ -166,6 +166,11 @@ pub const METHODS: &[MethodSpec] = &[
         "rates, caps, the most redeemable and the expected accrual for a sale",
     ),
     m(
+        "sale.redeem_code.send",
+        Role::Cashier,
+        "a one-time code to the customer, to spend points for an account without the card",
+    ),
+    m(
         "sale.commit",
         Role::Cashier,
         "a paid sale: redeem and accrue, once per idempotency key",
@@ -308,6 +313,7 @@ pub async fn dispatch(
         "card.secret.regenerate" => accounts::regenerate(app, params).await,
         "card.resolve" => sale::resolve(app, params).await,
         "sale.quote" => sale::quote(app, params).await,
+        "sale.redeem_code.send" => accounts::send_redeem_code(app, params).await,
         "sale.commit" => sale::commit(app, params).await,
         "sale.refund" => sale::refund(app, params).await,
         "account.history" => history::history(app, params).await,

@@ -62,6 +62,39 @@ pub(super) fn card(
     }
 }
 
+/// A sale for a customer identified by account (phone or e-mail at the
+/// till, no card): booked on the account's first active card. Its proof of
+/// presence for spending is a one-time code, not a secret.
+async fn account_card(app: &App, account: i64) -> Result<Card, RpcError> {
+    let number = app
+        .accounts
+        .booking_card(account)
+        .await
+        .map_err(super::accounts::account_error)?;
+    Ok(Card {
+        number: CardNumber::new(number),
+        present_with_secret: false,
+        secret: None,
+    })
+}
+
+/// `card_token`, `number` or `account`: exactly one.
+async fn sale_card(
+    app: &App,
+    token: Option<String>,
+    number: Option<CardNumber>,
+    account: Option<i64>,
+) -> Result<Card, RpcError> {
+    match (account, token.is_some() || number.is_some()) {
+        (Some(a), false) => account_card(app, a).await,
+        (Some(_), true) => Err(RpcError::invalid_params(
+            "account",
+            "give exactly one of card_token, number and account",
+        )),
+        (None, _) => card(app, token, number),
+    }
+}
+
 pub(super) fn ledger_error(e: LedgerError) -> RpcError {
     match e {
         LedgerError::Rules(RulesError::Invalid { field, reason }) => {
@@ -133,6 +166,7 @@ pub(super) async fn resolve(app: &Arc<App>, params: Option<Value>) -> Result<Val
 struct QuoteParams {
     card_token: Option<String>,
     number: Option<CardNumber>,
+    account: Option<i64>,
     lines: Vec<SaleLine>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     redeem: Option<Decimal>,
@@ -140,7 +174,8 @@ struct QuoteParams {
 
 pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: QuoteParams = rpc::params(params)?;
-    let card = card(app, p.card_token, p.number)?;
+    let by_account = p.account.is_some();
+    let card = sale_card(app, p.card_token, p.number, p.account).await?;
     let (summary, q) = app
         .ledger
         .quote(
@@ -155,7 +190,10 @@ pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value
         "account": summary,
         "balance": summary.as_ref().map_or(Decimal::ZERO, |s| s.balance).to_string(),
         "quote": q,
-        "redeem_allowed": card.present_with_secret,
+        // For an account: spending needs a code, if the programme takes
+        // codes at all.
+        "redeem_allowed": card.present_with_secret
+            || (by_account && app.accounts.settings().redeem_code.is_some()),
     }))
 }
 
@@ -173,6 +211,10 @@ struct CommitParams {
     print: Option<PrintTarget>,
     card_token: Option<String>,
     number: Option<CardNumber>,
+    /// A customer without the card; spending then needs `redeem_code`.
+    account: Option<i64>,
+    /// The one-time code sent by `sale.redeem_code.send`.
+    redeem_code: Option<crate::redact::Secret>,
     receipt_id: String,
     lines: Vec<SaleLine>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
@@ -200,6 +242,60 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     }
     let key = p.idempotency_key.clone();
     let redeem = p.redeem.unwrap_or_default();
+    if p.redeem_code.is_some() && p.account.is_none() {
+        return Err(RpcError::invalid_params(
+            "redeem_code",
+            "a redemption code goes with account, not with a card",
+        ));
+    }
+    if let Some(account) = p.account {
+        let card = sale_card(app, p.card_token, p.number, Some(account)).await?;
+        if redeem > Decimal::ZERO {
+            if app.accounts.settings().redeem_code.is_none() {
+                return Err(super::accounts::account_error(
+                    crate::ledger::accounts::AccountError::RedeemByCodeOff,
+                ));
+            }
+            let Some(code) = p.redeem_code else {
+                return Err(RpcError::new(
+                    code::CARD_NOT_PRESENT,
+                    "spending points for an account needs the redeem_code sent to the customer",
+                )
+                .with_data(json!({ "field": "redeem_code" })));
+            };
+            // A retry of a committed sale needs no new code (the first one
+            // was used up by it).
+            let stored = app
+                .ledger
+                .replay_commit(key.clone(), p.receipt_id.clone(), p.lines.clone(), redeem)
+                .await
+                .map_err(ledger_error)?;
+            if let Some((number, r)) = stored {
+                return respond(app, &CardNumber::new(number), r, p.print, &key).await;
+            }
+            // Limits first: a sale the ledger would refuse keeps the code.
+            app.ledger
+                .quote(card.number.expose().to_owned(), p.lines.clone(), redeem)
+                .await
+                .map_err(ledger_error)?;
+            app.accounts
+                .use_redeem_code(account, code)
+                .await
+                .map_err(super::accounts::account_error)?;
+        }
+        let r = app
+            .ledger
+            .commit(
+                p.idempotency_key,
+                card.number.expose().to_owned(),
+                p.receipt_id,
+                p.lines,
+                redeem,
+            )
+            .await
+            .map_err(ledger_error)?;
+        return respond(app, &card.number, r, p.print, &key).await;
+    }
     let card = match card(app, p.card_token, p.number) {
         Ok(c) => c,
         Err(e) if e.code == code::CARD_TOKEN_INVALID => {

@@ -1,0 +1,192 @@
+//! One-time redemption codes: a customer identified at the till by phone
+//! or e-mail (no card) spends points after entering a code sent to them,
+//! as the pharmacy programme does with the last digits of a call.
+//!
+//! One outstanding code per account, stored only as an argon2id hash, with
+//! an expiry and a limit of wrong tries; using it deletes it, so a code
+//! pays for one sale.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{
+    AccountError, Accounts, PendingCode, code_expiry, contact_of, hash_blocking, matches_blocking,
+    random_digits, ts,
+};
+use crate::redact::Secret;
+
+impl Accounts {
+    /// A new redemption code for an active account, replacing any earlier
+    /// one. Refused within `resend_after` of the last delivered code.
+    pub async fn new_redeem_code(&self, account: i64) -> Result<PendingCode, AccountError> {
+        let conf = self
+            .settings
+            .redeem_code
+            .clone()
+            .ok_or(AccountError::RedeemByCodeOff)?;
+        let code = random_digits(conf.code_length);
+        let code_hash = hash_blocking(code.clone()).await?;
+        let now = OffsetDateTime::now_utc();
+        let expires = code_expiry(now, conf.ttl);
+        self.store
+            .with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let row: Option<(String, Option<String>)> = tx
+                    .query_row(
+                        "SELECT a.status, r.sent_at FROM accounts a
+                         LEFT JOIN redeem_codes r ON r.account_id = a.id WHERE a.id = ?1",
+                        [account],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let sent_at = match row {
+                    None => return Ok(Err(AccountError::UnknownAccount)),
+                    Some((status, _)) if status != "active" => {
+                        return Ok(Err(AccountError::CardInactive(status)));
+                    }
+                    Some((_, sent_at)) => sent_at,
+                };
+                if let Some(sent) = sent_at
+                    .as_deref()
+                    .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+                {
+                    let next = sent + conf.resend_after;
+                    if next > now {
+                        let wait = (next - now).whole_seconds().max(0) as u64 + 1;
+                        return Ok(Err(AccountError::TooSoon {
+                            retry_after_s: wait,
+                        }));
+                    }
+                }
+                let Some((channel, contact)) = contact_of(&tx, account)? else {
+                    return Ok(Err(AccountError::NoContact));
+                };
+                tx.execute(
+                    "INSERT INTO redeem_codes (account_id, code_hash, expires_at, attempts, sent_at)
+                     VALUES (?1, ?2, ?3, 0, NULL)
+                     ON CONFLICT(account_id) DO UPDATE SET code_hash = ?2, expires_at = ?3,
+                     attempts = 0, sent_at = NULL",
+                    params![account, code_hash, expires],
+                )?;
+                tx.commit()?;
+                Ok(Ok(PendingCode {
+                    account,
+                    channel,
+                    contact,
+                    code: Secret::new(code),
+                }))
+            })
+            .await?
+    }
+
+    /// Records that the redemption code of `account` was delivered: the
+    /// next one waits `resend_after` from now.
+    pub async fn redeem_code_delivered(&self, account: i64) -> Result<(), AccountError> {
+        let stamp = ts(OffsetDateTime::now_utc());
+        self.store
+            .with(move |c| {
+                c.execute(
+                    "UPDATE redeem_codes SET sent_at = ?2 WHERE account_id = ?1",
+                    params![account, stamp],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Uses the account's redemption code: right, it is deleted (one sale);
+    /// wrong, the try is counted and the last allowed wrong try voids it.
+    pub async fn use_redeem_code(&self, account: i64, code: Secret) -> Result<(), AccountError> {
+        let max = self
+            .settings
+            .redeem_code
+            .as_ref()
+            .ok_or(AccountError::RedeemByCodeOff)?
+            .max_attempts;
+        let stamp = ts(OffsetDateTime::now_utc());
+        type Row = (Option<String>, String);
+        let read = move |c: &rusqlite::Connection| -> rusqlite::Result<Option<Row>> {
+            c.query_row(
+                "SELECT code_hash, expires_at FROM redeem_codes WHERE account_id = ?1",
+                [account],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        };
+        // argon2 outside the write lock; the row is re-read inside it, and
+        // only a match against the code still in force counts.
+        let hash = match self.store.with(move |c| read(c)).await? {
+            None => return Err(AccountError::NoRedeemCode),
+            Some((None, _)) => return Err(AccountError::CodeExhausted),
+            Some((_, exp)) if exp.as_str() <= stamp.as_str() => {
+                return Err(AccountError::CodeExpired);
+            }
+            Some((Some(h), _)) => h,
+        };
+        let ok = matches_blocking(hash.clone(), code.expose().to_owned()).await?;
+        self.store
+            .with(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                match read(&tx)? {
+                    // Used meanwhile by a concurrent sale.
+                    None => return Ok(Err(AccountError::NoRedeemCode)),
+                    Some((Some(h), _)) if ok && h == hash => {
+                        tx.execute("DELETE FROM redeem_codes WHERE account_id = ?1", [account])?;
+                        tx.commit()?;
+                        return Ok(Ok(()));
+                    }
+                    Some((None, _)) => return Ok(Err(AccountError::CodeExhausted)),
+                    Some(_) => {}
+                }
+                let attempts: i64 = tx.query_row(
+                    "UPDATE redeem_codes SET attempts = attempts + 1 WHERE account_id = ?1
+                     RETURNING attempts",
+                    [account],
+                    |r| r.get(0),
+                )?;
+                let r = if attempts >= max {
+                    tx.execute(
+                        "UPDATE redeem_codes SET code_hash = NULL WHERE account_id = ?1",
+                        [account],
+                    )?;
+                    Err(AccountError::CodeExhausted)
+                } else {
+                    Err(AccountError::WrongCode {
+                        attempts_left: max - attempts,
+                    })
+                };
+                tx.commit()?;
+                Ok(r)
+            })
+            .await?
+    }
+
+    /// The card a sale for `account` is booked on when no card is at hand:
+    /// its first active card (all of an account's cards share its points).
+    pub async fn booking_card(&self, account: i64) -> Result<String, AccountError> {
+        self.store
+            .with(move |c| {
+                let status: Option<String> = c
+                    .query_row(
+                        "SELECT status FROM accounts WHERE id = ?1",
+                        [account],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if status.is_none() {
+                    return Ok(Err(AccountError::UnknownAccount));
+                }
+                let card: Option<String> = c
+                    .query_row(
+                        "SELECT number FROM cards WHERE account_id = ?1 AND status = 'active'
+                         ORDER BY rowid LIMIT 1",
+                        [account],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(card.ok_or_else(|| AccountError::CardInactive("without an active card".into())))
+            })
+            .await?
+    }
+}
