@@ -1006,6 +1006,9 @@ async fn without_redemption_by_code_an_account_only_accrues() {
     assert_eq!(q["redeem_allowed"], false);
     let both = json!({"account": account, "number": CARD, "lines": lines(100)});
     assert_eq!(code(c.call("sale.quote", both).await).0, -32602);
+    let both = json!({"idempotency_key": "x2", "account": account, "number": CARD,
+                      "receipt_id": "x2", "lines": lines(100)});
+    assert_eq!(code(c.call("sale.commit", both).await).0, -32602);
     assert_eq!(
         code(
             c.call("sale.quote", json!({"account": 999, "lines": lines(100)}))

@@ -255,6 +255,38 @@ pub struct PendingCode {
     pub code: Secret,
 }
 
+/// The two tables of one-time codes: registration confirmations and
+/// redemption codes, alike in shape.
+#[derive(Debug, Clone, Copy)]
+enum CodeTable {
+    Confirmations,
+    RedeemCodes,
+}
+
+impl CodeTable {
+    fn name(self) -> &'static str {
+        match self {
+            CodeTable::Confirmations => "confirmations",
+            CodeTable::RedeemCodes => "redeem_codes",
+        }
+    }
+
+    /// The account status a code of this kind is for.
+    fn status(self) -> &'static str {
+        match self {
+            CodeTable::Confirmations => "pending",
+            CodeTable::RedeemCodes => "active",
+        }
+    }
+
+    fn wrong_status(self, status: String) -> AccountError {
+        match self {
+            CodeTable::Confirmations => AccountError::NotPending(status),
+            CodeTable::RedeemCodes => AccountError::CardInactive(status),
+        }
+    }
+}
+
 /// What registration created. The secret is shown here once and never again.
 #[derive(Debug, Serialize)]
 pub struct Registered {
@@ -945,16 +977,7 @@ impl Accounts {
     /// Records that the pending code of `account` was delivered: resends
     /// are rate-limited from this moment.
     pub async fn code_delivered(&self, account: i64) -> Result<(), AccountError> {
-        let stamp = ts(OffsetDateTime::now_utc());
-        self.store
-            .with(move |c| {
-                c.execute(
-                    "UPDATE confirmations SET sent_at = ?2 WHERE account_id = ?1",
-                    params![account, stamp],
-                )
-            })
-            .await?;
-        Ok(())
+        self.mark_delivered(CodeTable::Confirmations, account).await
     }
 
     /// A new confirmation code for a pending account, replacing the old one
@@ -970,32 +993,61 @@ impl Accounts {
             max_attempts: MAX_ATTEMPTS,
             resend_after: Duration::from_secs(60),
         });
+        self.issue_code(CodeTable::Confirmations, conf, account)
+            .await
+    }
+
+    /// Records a delivered code in `table`: the next one waits from now.
+    async fn mark_delivered(&self, table: CodeTable, account: i64) -> Result<(), AccountError> {
+        let stamp = ts(OffsetDateTime::now_utc());
+        let sql = format!(
+            "UPDATE {} SET sent_at = ?2 WHERE account_id = ?1",
+            table.name()
+        );
+        self.store
+            .with(move |c| c.execute(&sql, params![account, stamp]))
+            .await?;
+        Ok(())
+    }
+
+    /// Makes a code for `account` in `table`, replacing any earlier one
+    /// (attempts start again), if the account's status suits the table and
+    /// the last delivered code is older than `resend_after`. The code is
+    /// stored hashed and returned once, for the notifier.
+    async fn issue_code(
+        &self,
+        table: CodeTable,
+        conf: ConfirmSettings,
+        account: i64,
+    ) -> Result<PendingCode, AccountError> {
         let code = random_digits(conf.code_length);
         let code_hash = hash_blocking(code.clone()).await?;
         let now = OffsetDateTime::now_utc();
         let expires = code_expiry(now, conf.ttl);
+        let name = table.name();
         self.store
             .with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let row: Option<(String, Option<String>)> = tx
                     .query_row(
-                        "SELECT a.status, f.sent_at FROM accounts a
-                         LEFT JOIN confirmations f ON f.account_id = a.id WHERE a.id = ?1",
+                        &format!(
+                            "SELECT a.status, f.sent_at FROM accounts a
+                             LEFT JOIN {name} f ON f.account_id = a.id WHERE a.id = ?1"
+                        ),
                         [account],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?;
                 let sent_at = match row {
                     None => return Ok(Err(AccountError::UnknownAccount)),
-                    Some((status, _)) if status != "pending" => {
-                        return Ok(Err(AccountError::NotPending(status)));
+                    Some((status, _)) if status != table.status() => {
+                        return Ok(Err(table.wrong_status(status)));
                     }
                     Some((_, sent_at)) => sent_at,
                 };
-                if let Some(sent) = sent_at
-                    .as_deref()
-                    .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
-                {
+                if let Some(sent) = sent_at.as_deref().and_then(|s| {
+                    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+                }) {
                     let next = sent + conf.resend_after;
                     if next > now {
                         let wait = (next - now).whole_seconds().max(0) as u64 + 1;
@@ -1004,16 +1056,18 @@ impl Accounts {
                         }));
                     }
                 }
-                tx.execute(
-                    "INSERT INTO confirmations (account_id, code_hash, expires_at, attempts, sent_at)
-                     VALUES (?1, ?2, ?3, 0, NULL)
-                     ON CONFLICT(account_id) DO UPDATE SET code_hash = ?2, expires_at = ?3,
-                     attempts = 0, sent_at = NULL",
-                    params![account, code_hash, expires],
-                )?;
                 let Some((channel, contact)) = contact_of(&tx, account)? else {
                     return Ok(Err(AccountError::NoContact));
                 };
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {name} (account_id, code_hash, expires_at, attempts, sent_at)
+                         VALUES (?1, ?2, ?3, 0, NULL)
+                         ON CONFLICT(account_id) DO UPDATE SET code_hash = ?2, expires_at = ?3,
+                         attempts = 0, sent_at = NULL"
+                    ),
+                    params![account, code_hash, expires],
+                )?;
                 tx.commit()?;
                 Ok(Ok(PendingCode {
                     account,

@@ -248,69 +248,118 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             "a redemption code goes with account, not with a card",
         ));
     }
-    if let Some(account) = p.account {
-        let card = sale_card(app, p.card_token, p.number, Some(account)).await?;
-        if redeem > Decimal::ZERO {
-            if app.accounts.settings().redeem_code.is_none() {
-                return Err(super::accounts::account_error(
-                    crate::ledger::accounts::AccountError::RedeemByCodeOff,
-                ));
-            }
-            let Some(code) = p.redeem_code else {
-                return Err(RpcError::new(
-                    code::CARD_NOT_PRESENT,
-                    "spending points for an account needs the redeem_code sent to the customer",
-                )
-                .with_data(json!({ "field": "redeem_code" })));
-            };
-            // A retry of a committed sale needs no new code (the first one
-            // was used up by it).
-            let stored = app
-                .ledger
-                .replay_commit(key.clone(), p.receipt_id.clone(), p.lines.clone(), redeem)
-                .await
-                .map_err(ledger_error)?;
-            if let Some((number, r)) = stored {
-                return respond(app, &CardNumber::new(number), r, p.print, &key).await;
-            }
-            // Limits first: a sale the ledger would refuse keeps the code.
-            app.ledger
-                .quote(card.number.expose().to_owned(), p.lines.clone(), redeem)
-                .await
-                .map_err(ledger_error)?;
-            app.accounts
-                .use_redeem_code(account, code)
-                .await
-                .map_err(super::accounts::account_error)?;
+    let ready = match p.account {
+        Some(account) => by_account(app, &p, account, p.redeem_code.clone(), redeem, &key).await?,
+        None => by_card(app, &p, redeem, &key).await?,
+    };
+    let card = match ready {
+        Ready::Card(card) => card,
+        Ready::Replayed(number, r) => {
+            return respond(app, &CardNumber::new(number), *r, p.print, &key).await;
         }
-        let r = app
-            .ledger
-            .commit(
-                p.idempotency_key,
-                card.number.expose().to_owned(),
-                p.receipt_id,
-                p.lines,
-                redeem,
-            )
-            .await
-            .map_err(ledger_error)?;
-        return respond(app, &card.number, r, p.print, &key).await;
+    };
+    let r = app
+        .ledger
+        .commit(
+            p.idempotency_key,
+            card.number.expose().to_owned(),
+            p.receipt_id,
+            p.lines,
+            redeem,
+        )
+        .await
+        .map_err(ledger_error)?;
+    respond(app, &card.number, r, p.print, &key).await
+}
+
+/// Who a commit is for, once the proof of presence checked out; or the
+/// stored sale, for a retry that needs no proof any more.
+enum Ready {
+    Card(Card),
+    Replayed(String, Box<CommitResult>),
+}
+
+/// A customer without the card: booked on the account's card; spending
+/// uses up a one-time code.
+async fn by_account(
+    app: &Arc<App>,
+    p: &CommitParams,
+    account: i64,
+    redeem_code: Option<crate::redact::Secret>,
+    redeem: Decimal,
+    key: &str,
+) -> Result<Ready, RpcError> {
+    let card = sale_card(app, p.card_token.clone(), p.number.clone(), Some(account)).await?;
+    if redeem <= Decimal::ZERO {
+        return Ok(Ready::Card(card));
     }
-    let card = match card(app, p.card_token, p.number) {
+    if app.accounts.settings().redeem_code.is_none() {
+        return Err(super::accounts::account_error(
+            crate::ledger::accounts::AccountError::RedeemByCodeOff,
+        ));
+    }
+    let Some(code) = redeem_code else {
+        return Err(RpcError::new(
+            code::CARD_NOT_PRESENT,
+            "spending points for an account needs the redeem_code sent to the customer",
+        )
+        .with_data(json!({ "field": "redeem_code" })));
+    };
+    // A retry of a committed sale needs no new code (the first one was used
+    // up by it).
+    if let Some((number, r)) = app
+        .ledger
+        .replay_commit(
+            key.to_owned(),
+            p.receipt_id.clone(),
+            p.lines.clone(),
+            redeem,
+        )
+        .await
+        .map_err(ledger_error)?
+    {
+        return Ok(Ready::Replayed(number, Box::new(r)));
+    }
+    // Limits first: a sale the ledger would refuse keeps the code.
+    app.ledger
+        .quote(card.number.expose().to_owned(), p.lines.clone(), redeem)
+        .await
+        .map_err(ledger_error)?;
+    app.accounts
+        .use_redeem_code(account, code)
+        .await
+        .map_err(super::accounts::account_error)?;
+    Ok(Ready::Card(card))
+}
+
+/// A card token or a typed number: spending needs a read with the card's
+/// secret, checked against its hash.
+async fn by_card(
+    app: &Arc<App>,
+    p: &CommitParams,
+    redeem: Decimal,
+    key: &str,
+) -> Result<Ready, RpcError> {
+    let card = match card(app, p.card_token.clone(), p.number.clone()) {
         Ok(c) => c,
         Err(e) if e.code == code::CARD_TOKEN_INVALID => {
             // A retry after the token's lifetime: if the sale was committed
             // under this key, the stored result is the answer. The lookup
             // happens only here, so a first commit pays no extra trip.
-            let stored = app
+            return match app
                 .ledger
-                .replay_commit(p.idempotency_key, p.receipt_id, p.lines, redeem)
+                .replay_commit(
+                    key.to_owned(),
+                    p.receipt_id.clone(),
+                    p.lines.clone(),
+                    redeem,
+                )
                 .await
-                .map_err(ledger_error)?;
-            let Some((number, r)) = stored else {
-                return Err(e);
+                .map_err(ledger_error)?
+            {
+                Some((number, r)) => Ok(Ready::Replayed(number, Box::new(r))),
+                None => Err(e),
             };
-            return respond(app, &CardNumber::new(number), r, p.print, &key).await;
         }
         Err(e) => return Err(e),
     };
@@ -326,18 +375,7 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     {
         verify_secret(app, &card.number, secret).await?;
     }
-    let r = app
-        .ledger
-        .commit(
-            p.idempotency_key,
-            card.number.expose().to_owned(),
-            p.receipt_id,
-            p.lines,
-            redeem,
-        )
-        .await
-        .map_err(ledger_error)?;
-    respond(app, &card.number, r, p.print, &key).await
+    Ok(Ready::Card(card))
 }
 
 /// The answer to a commit, first or repeated: the stored result with its

@@ -6,14 +6,10 @@
 //! an expiry and a limit of wrong tries; using it deletes it, so a code
 //! pays for one sale.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use super::{
-    AccountError, Accounts, PendingCode, code_expiry, contact_of, hash_blocking, matches_blocking,
-    random_digits, ts,
-};
+use super::{AccountError, Accounts, CodeTable, PendingCode, matches_blocking, ts};
 use crate::redact::Secret;
 
 impl Accounts {
@@ -25,74 +21,13 @@ impl Accounts {
             .redeem_code
             .clone()
             .ok_or(AccountError::RedeemByCodeOff)?;
-        let code = random_digits(conf.code_length);
-        let code_hash = hash_blocking(code.clone()).await?;
-        let now = OffsetDateTime::now_utc();
-        let expires = code_expiry(now, conf.ttl);
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let row: Option<(String, Option<String>)> = tx
-                    .query_row(
-                        "SELECT a.status, r.sent_at FROM accounts a
-                         LEFT JOIN redeem_codes r ON r.account_id = a.id WHERE a.id = ?1",
-                        [account],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                let sent_at = match row {
-                    None => return Ok(Err(AccountError::UnknownAccount)),
-                    Some((status, _)) if status != "active" => {
-                        return Ok(Err(AccountError::CardInactive(status)));
-                    }
-                    Some((_, sent_at)) => sent_at,
-                };
-                if let Some(sent) = sent_at
-                    .as_deref()
-                    .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
-                {
-                    let next = sent + conf.resend_after;
-                    if next > now {
-                        let wait = (next - now).whole_seconds().max(0) as u64 + 1;
-                        return Ok(Err(AccountError::TooSoon {
-                            retry_after_s: wait,
-                        }));
-                    }
-                }
-                let Some((channel, contact)) = contact_of(&tx, account)? else {
-                    return Ok(Err(AccountError::NoContact));
-                };
-                tx.execute(
-                    "INSERT INTO redeem_codes (account_id, code_hash, expires_at, attempts, sent_at)
-                     VALUES (?1, ?2, ?3, 0, NULL)
-                     ON CONFLICT(account_id) DO UPDATE SET code_hash = ?2, expires_at = ?3,
-                     attempts = 0, sent_at = NULL",
-                    params![account, code_hash, expires],
-                )?;
-                tx.commit()?;
-                Ok(Ok(PendingCode {
-                    account,
-                    channel,
-                    contact,
-                    code: Secret::new(code),
-                }))
-            })
-            .await?
+        self.issue_code(CodeTable::RedeemCodes, conf, account).await
     }
 
     /// Records that the redemption code of `account` was delivered: the
     /// next one waits `resend_after` from now.
     pub async fn redeem_code_delivered(&self, account: i64) -> Result<(), AccountError> {
-        let stamp = ts(OffsetDateTime::now_utc());
-        self.store
-            .with(move |c| {
-                c.execute(
-                    "UPDATE redeem_codes SET sent_at = ?2 WHERE account_id = ?1",
-                    params![account, stamp],
-                )
-            })
-            .await?;
-        Ok(())
+        self.mark_delivered(CodeTable::RedeemCodes, account).await
     }
 
     /// Uses the account's redemption code: right, it is deleted (one sale);
