@@ -422,14 +422,17 @@ impl Tiers {
     }
 
     /// Evaluates one account, or every account (in batches of [`BATCH`],
-    /// so sales are not held up for the whole run), at `now`. Returns the
-    /// number of accounts evaluated and the changes.
+    /// so sales are not held up for the whole run), at `now`. Each batch's
+    /// changes go to `committed` as soon as the batch is on disk, so a run
+    /// stopped midway has announced what it stored. Returns the number of
+    /// accounts evaluated and the changes.
     pub async fn evaluate(
         &self,
         programme: Arc<Programme>,
         account: Option<i64>,
         now: OffsetDateTime,
         trigger: &'static str,
+        mut committed: impl FnMut(&[TierChange]) + Send,
     ) -> Result<(usize, Vec<TierChange>), TierError> {
         if programme.tiers.is_empty() {
             return Err(TierError::NotConfigured);
@@ -445,7 +448,9 @@ impl Tiers {
                     evaluate_many(c, &p, &[a], now, trigger).map(Some)
                 })
                 .await?;
-            return r.map(|ch| (1, ch)).ok_or(TierError::UnknownAccount);
+            let ch = r.ok_or(TierError::UnknownAccount)?;
+            committed(&ch);
+            return Ok((1, ch));
         }
         let mut after = 0;
         let mut count = 0;
@@ -461,6 +466,7 @@ impl Tiers {
                 })
                 .await?;
             count += batch.len();
+            committed(&ch);
             changes.extend(ch);
             match batch.last() {
                 Some(&last) if batch.len() == BATCH => after = last,

@@ -76,10 +76,11 @@ pub(super) async fn evaluate(app: &Arc<App>, params: Option<Value>) -> Result<Va
             .map_err(|e| RpcError::invalid_params("at", format!("not RFC 3339: {e}")))?,
     };
     let (evaluated, changes) = Tiers::new(app.store.clone())
-        .evaluate(programme(app), p.account, now, "admin")
+        .evaluate(programme(app), p.account, now, "admin", |ch| {
+            publish(app, ch)
+        })
         .await
         .map_err(tier_error)?;
-    publish(app, &changes);
     Ok(json!({ "evaluated": evaluated, "changes": changes }))
 }
 
@@ -162,10 +163,16 @@ pub(crate) async fn daily(app: Arc<App>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        let run = tiers.evaluate(p.clone(), None, OffsetDateTime::now_utc(), "daily");
-        // Stopping mid-run is safe: each account commits on its own and the
-        // next run picks up the rest. Changes committed before the stop stay
-        // in the tier history but are not published.
+        let app2 = app.clone();
+        let run = tiers.evaluate(
+            p.clone(),
+            None,
+            OffsetDateTime::now_utc(),
+            "daily",
+            move |ch| publish(&app2, ch),
+        );
+        // Stopping mid-run is safe: each batch commits and is announced on
+        // its own, and the next run picks up the rest.
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = run => r,
@@ -177,7 +184,6 @@ pub(crate) async fn daily(app: Arc<App>, shutdown: CancellationToken) {
                     changes = changes.len(),
                     "daily tier evaluation"
                 );
-                publish(&app, &changes);
             }
             Err(e) => tracing::error!(error = %e, "daily tier evaluation failed"),
         }
