@@ -177,7 +177,14 @@ pub struct RedemptionConfig {
 
 impl Default for RedemptionConfig {
     fn default() -> Self {
-        let r = RawRedemption::default();
+        RedemptionConfig::from_checked(RawRedemption::default())
+    }
+}
+
+impl RedemptionConfig {
+    /// From raw values that passed the checks of `try_from` (the defaults
+    /// do).
+    fn from_checked(r: RawRedemption) -> Self {
         RedemptionConfig {
             by_code: r.by_code,
             code_length: r.code_length,
@@ -227,13 +234,7 @@ impl TryFrom<RawRedemption> for RedemptionConfig {
         if r.resend_after_seconds > 3_600 {
             return Err(key("resend_after_seconds", "at most 3600 seconds"));
         }
-        Ok(RedemptionConfig {
-            by_code: r.by_code,
-            code_length: r.code_length,
-            code_ttl: Duration::from_secs(r.code_ttl_seconds),
-            max_attempts: r.max_attempts,
-            resend_after: Duration::from_secs(r.resend_after_seconds),
-        })
+        Ok(RedemptionConfig::from_checked(r))
     }
 }
 
@@ -278,7 +279,14 @@ pub struct RegistrationConfig {
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        let r = RawRegistration::default();
+        RegistrationConfig::from_checked(RawRegistration::default())
+    }
+}
+
+impl RegistrationConfig {
+    /// From raw values that passed the checks of `try_from` (the defaults
+    /// do: no command or http table, the log notifier).
+    fn from_checked(r: RawRegistration) -> Self {
         RegistrationConfig {
             confirmation: r.confirmation,
             code_length: r.code_length,
@@ -286,8 +294,8 @@ impl Default for RegistrationConfig {
             max_attempts: r.max_attempts,
             resend_after: Duration::from_secs(r.resend_after_seconds),
             notifier: r.notifier,
-            command: None,
-            http: None,
+            command: r.command,
+            http: r.http,
             card_prefix: r.card_prefix,
             card_length: r.card_length,
             card_check: r.card_check,
@@ -497,22 +505,7 @@ impl TryFrom<RawRegistration> for RegistrationConfig {
                 "at least 2 different ASCII letters or digits",
             ));
         }
-        Ok(RegistrationConfig {
-            confirmation: r.confirmation,
-            code_length: r.code_length,
-            code_ttl: Duration::from_secs(r.code_ttl_seconds),
-            max_attempts: r.max_attempts,
-            resend_after: Duration::from_secs(r.resend_after_seconds),
-            notifier: r.notifier,
-            command: r.command,
-            http: r.http,
-            card_prefix: r.card_prefix,
-            card_length: r.card_length,
-            card_check: r.card_check,
-            secret_length: r.secret_length,
-            secret_alphabet: r.secret_alphabet,
-            card_ranges: r.card_ranges,
-        })
+        Ok(RegistrationConfig::from_checked(r))
     }
 }
 

@@ -801,11 +801,21 @@ fn accrue(
 /// Stores an operation's result with its transaction row (what a repeat of
 /// its key returns) and commits.
 fn finish<T: Serialize>(tx: rusqlite::Transaction<'_>, txn: i64, result: T) -> TxResult<T> {
-    let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
-    tx.prepare_cached("UPDATE txns SET result = ?1 WHERE id = ?2")?
-        .execute(params![stored, txn])?;
+    store_result(&tx, txn, &result)?;
     tx.commit()?;
     Ok(Ok(result))
+}
+
+/// Stores `result` on the transaction row: what a repeat of its key gets.
+pub(crate) fn store_result<T: Serialize>(
+    tx: &Connection,
+    txn: i64,
+    result: &T,
+) -> rusqlite::Result<()> {
+    let stored = serde_json::to_string(result).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    tx.prepare_cached("UPDATE txns SET result = ?1 WHERE id = ?2")?
+        .execute(params![stored, txn])?;
+    Ok(())
 }
 
 /// Which sale a refund is for.
@@ -890,7 +900,7 @@ pub struct AdjustResult {
     pub replayed: bool,
 }
 
-fn new_txn(
+pub(crate) fn new_txn(
     tx: &Connection,
     key: &str,
     kind: &str,
@@ -1117,9 +1127,7 @@ pub(crate) fn refund_tx(
         // Returned goods no longer count towards the account's level. The
         // evaluation reads refunds from their stored results, so this one's
         // is written first (and again, final, by `finish`).
-        let stored = serde_json::to_string(&result).map_err(|_| rusqlite::Error::InvalidQuery)?;
-        tx.prepare_cached("UPDATE txns SET result = ?1 WHERE id = ?2")?
-            .execute(params![stored, txn])?;
+        store_result(&tx, txn, &result)?;
         result.tier_change = super::tiers::evaluate_tx(&tx, p, account, now, "refund")?;
     }
     finish(tx, txn, result)

@@ -18,7 +18,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
-use super::embedded::ts;
+use super::embedded::{new_txn, store_result, ts};
 use super::rules::tiers::{self as rules, Activity, Progress, Purchase, Tier};
 use super::rules::{AccountOverrides, Programme, SaleLine};
 use crate::store::{Store, StoreError};
@@ -279,13 +279,17 @@ pub fn evaluate_tx(
         "to": outcome.tier.name,
         "reason": kind.as_str(),
         "trigger": trigger,
-    })
-    .to_string();
-    c.execute(
-        "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result, created_at)
-         VALUES (?1, 'tier', ?2, NULL, ?3, ?3, ?4)",
-        params![format!("tier:{account}:{change_id}"), account, detail, stamp],
+    });
+    let txn = new_txn(
+        c,
+        &format!("tier:{account}:{change_id}"),
+        "tier",
+        account,
+        None,
+        &detail.to_string(),
+        &stamp,
     )?;
+    store_result(c, txn, &detail)?;
     Ok(Some(TierChange {
         account,
         from,
