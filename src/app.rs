@@ -105,7 +105,12 @@ impl App {
                                 tracing::error!(error = %e, "resolving a card failed");
                                 None
                             });
-                        service.accept(read, account);
+                        let reader = read.reader.clone();
+                        if let Err(e) = service.accept(read, account) {
+                            // Fail closed: no token without randomness.
+                            tracing::error!(error = %e, "no card token minted");
+                            service.read_error(&reader, "no card token: the random source failed");
+                        }
                     }
                     ReaderOutput::Error { reader, reason } => service.read_error(&reader, &reason),
                 }
@@ -118,10 +123,10 @@ impl App {
             Journal::new(store.clone()),
         );
         devices.apply(DeviceEntry::from_config(&config));
-        let accounts = crate::ledger::accounts::Accounts::new(
-            store.clone(),
-            account_settings(&config.ledger.registration, &config.ledger.redemption),
-        );
+        let mut settings = account_settings(&config.ledger.registration, &config.ledger.redemption);
+        settings.hash_concurrency = config.ledger.hash_concurrency;
+        settings.hash_queue_timeout = config.ledger.hash_queue_timeout();
+        let accounts = crate::ledger::accounts::Accounts::new(store.clone(), settings);
         let notifier = crate::notify::from_config(&config.ledger.registration);
         if config.ledger.registration.confirmation == crate::config::Confirmation::Code
             && config.ledger.registration.notifier == crate::config::NotifierKind::Log
@@ -252,6 +257,8 @@ fn account_settings(
             max_attempts: i64::from(redemption.max_attempts),
             resend_after: redemption.resend_after,
         }),
+        // Set from `[ledger]` by the caller.
+        ..Settings::default()
     }
 }
 

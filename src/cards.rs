@@ -8,7 +8,6 @@
 //! daemon.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use serde_json::json;
 pub use crate::devices::{CardRead, ReadSource};
 use crate::events::EventBus;
 use crate::ledger::AccountSummary;
+use crate::random::{self, RandomError, Source};
 use crate::redact::{CardNumber, Secret};
 
 /// How long a card token stays valid by default.
@@ -44,6 +44,7 @@ pub struct Cards {
     terminal_id: String,
     ttl: Duration,
     tokens: Mutex<HashMap<String, TokenEntry>>,
+    random: Source,
 }
 
 impl Cards {
@@ -54,13 +55,26 @@ impl Cards {
             terminal_id,
             ttl: TOKEN_TTL,
             tokens: Mutex::new(HashMap::new()),
+            random: random::system,
         }
     }
 
+    /// The same service drawing its tokens from `source` (tests inject a
+    /// failing one).
+    pub fn with_random(mut self, source: Source) -> Self {
+        self.random = source;
+        self
+    }
+
     /// Takes a read: mints its token and publishes `card.read`. Returns the
-    /// event payload (also the reply to `card.enter`).
-    pub fn accept(&self, read: CardRead, account: Option<AccountSummary>) -> serde_json::Value {
-        let token = format!("ct_{}", random_hex::<16>());
+    /// event payload (also the reply to `card.enter`). Without randomness
+    /// no token is minted and nothing is published.
+    pub fn accept(
+        &self,
+        read: CardRead,
+        account: Option<AccountSummary>,
+    ) -> Result<serde_json::Value, RandomError> {
+        let token = format!("ct_{}", random::hex::<16>(self.random)?);
         let now = Instant::now();
         {
             let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -103,7 +117,7 @@ impl Cards {
             "account": account,
         });
         self.bus.publish("card.read", payload.clone());
-        payload
+        Ok(payload)
     }
 
     /// A read that produced no card: publishes `card.read_error`. `reason`
@@ -127,30 +141,6 @@ impl Cards {
     }
 }
 
-/// `N` random bytes from the kernel, as hex. A till without
-/// `/dev/urandom` is broken beyond what posbridge can fix; the fallback
-/// still never repeats within a process.
-fn random_hex<const N: usize>() -> String {
-    let mut buf = [0u8; N];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok();
-    if !ok {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let mixed = (t as u64) ^ n.rotate_left(32) ^ u64::from(std::process::id());
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (mixed >> ((i % 8) * 8)) as u8 ^ (n as u8).wrapping_mul(i as u8 + 1);
-        }
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,16 +150,18 @@ mod tests {
         let bus = EventBus::new();
         let mut rx = bus.subscribe();
         let cards = Cards::new(bus, "t1".into());
-        let payload = cards.accept(
-            CardRead {
-                reader: "msr".into(),
-                source: ReadSource::Msr,
-                number: CardNumber::new("6035123412341234"),
-                secret: Some(Secret::new("4711")),
-                symbology: None,
-            },
-            None,
-        );
+        let payload = cards
+            .accept(
+                CardRead {
+                    reader: "msr".into(),
+                    source: ReadSource::Msr,
+                    number: CardNumber::new("6035123412341234"),
+                    secret: Some(Secret::new("4711")),
+                    symbology: None,
+                },
+                None,
+            )
+            .unwrap();
         let token = payload["card_token"].as_str().unwrap().to_owned();
         assert!(token.starts_with("ct_") && token.len() == 35);
         let ev = rx.recv().await.unwrap();
@@ -181,8 +173,31 @@ mod tests {
         assert!(cards.resolve("ct_nope").is_none());
     }
 
+    fn read() -> CardRead {
+        CardRead {
+            reader: "msr".into(),
+            source: ReadSource::Msr,
+            number: CardNumber::new("6035123412341234"),
+            secret: Some(Secret::new("4711")),
+            symbology: None,
+        }
+    }
+
     #[test]
     fn tokens_are_random() {
-        assert_ne!(random_hex::<16>(), random_hex::<16>());
+        let cards = Cards::new(EventBus::new(), "t1".into());
+        let a = cards.accept(read(), None).unwrap();
+        let b = cards.accept(read(), None).unwrap();
+        assert_ne!(a["card_token"], b["card_token"]);
+    }
+
+    #[tokio::test]
+    async fn without_randomness_no_token_is_minted() {
+        let bus = EventBus::new();
+        let mut rx = bus.subscribe();
+        let cards = Cards::new(bus, "t1".into()).with_random(random::failing);
+        assert!(cards.accept(read(), None).is_err());
+        assert!(cards.tokens.lock().unwrap().is_empty(), "nothing kept");
+        assert!(rx.try_recv().is_err(), "nothing published");
     }
 }

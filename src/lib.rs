@@ -16,6 +16,7 @@ pub mod devices;
 pub mod events;
 pub mod ledger;
 pub mod notify;
+pub mod random;
 pub mod receipt;
 pub mod redact;
 pub mod store;

@@ -27,6 +27,10 @@ pub mod code {
     pub const TOO_MANY_CLIENTS: i64 = 1004;
     /// The daemon is shutting down and takes no new work.
     pub const SHUTTING_DOWN: i64 = 1005;
+    /// Every turn to check a secret or code stayed taken for
+    /// `ledger.hash_queue_timeout_ms`: nothing was checked or counted;
+    /// retry the same call shortly.
+    pub const BUSY: i64 = 1006;
     /// A reload was refused: the configuration file is invalid.
     pub const CONFIG_INVALID: i64 = 1101;
     /// No device has that name.

@@ -141,6 +141,19 @@ pub struct LedgerConfig {
     /// Spending points without the card: a one-time code sent to the
     /// customer (`[ledger.redemption]`).
     pub redemption: RedemptionConfig,
+    /// argon2 checks and hashes (secrets, code words, codes) run at once,
+    /// 1 to 64; each holds about 19 MiB while it runs.
+    pub hash_concurrency: usize,
+    /// The longest a call waits for its turn to hash, in milliseconds (10
+    /// to 60000); then it is answered busy (1006).
+    pub hash_queue_timeout_ms: u64,
+}
+
+impl LedgerConfig {
+    /// The longest a call waits for its turn to hash.
+    pub fn hash_queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.hash_queue_timeout_ms)
+    }
 }
 
 impl Default for LedgerConfig {
@@ -151,6 +164,8 @@ impl Default for LedgerConfig {
             programme: default_programme(),
             registration: RegistrationConfig::default(),
             redemption: RedemptionConfig::default(),
+            hash_concurrency: 2,
+            hash_queue_timeout_ms: 5000,
         }
     }
 }
@@ -1550,6 +1565,20 @@ impl Config {
                 find_key(src, leaf),
                 format!("receipt.bonus.{key}"),
                 message,
+            ));
+        }
+        if !(1..=64).contains(&self.ledger.hash_concurrency) {
+            return Err(invalid(
+                find_key(src, "hash_concurrency"),
+                "ledger.hash_concurrency".into(),
+                "argon2 runs at once, 1 to 64".into(),
+            ));
+        }
+        if !(10..=60_000).contains(&self.ledger.hash_queue_timeout_ms) {
+            return Err(invalid(
+                find_key(src, "hash_queue_timeout_ms"),
+                "ledger.hash_queue_timeout_ms".into(),
+                "10 to 60000 milliseconds".into(),
             ));
         }
         if let Err(e) = self.ledger.programme.validate() {

@@ -94,6 +94,8 @@ pub(super) fn account_error(e: AccountError) -> RpcError {
             code::NO_REDEEM_CODE,
             "no redemption code outstanding for this account; send one with sale.redeem_code.send",
         ),
+        AccountError::Busy => RpcError::new(code::BUSY, "busy checking secrets; retry in a moment")
+            .with_data(json!({ "retry": true })),
         e => RpcError::internal("accounts", e),
     }
 }

@@ -40,14 +40,16 @@ pub(super) async fn enter(app: &Arc<App>, params: Option<Value>) -> Result<Value
         .resolve(number.to_owned())
         .await
         .map_err(|e| RpcError::internal("ledger", e))?;
-    Ok(app.cards.accept(
-        CardRead {
-            reader: "manual".into(),
-            source: ReadSource::Manual,
-            number: CardNumber::new(number),
-            secret: p.secret,
-            symbology: None,
-        },
-        account,
-    ))
+    app.cards
+        .accept(
+            CardRead {
+                reader: "manual".into(),
+                source: ReadSource::Manual,
+                number: CardNumber::new(number),
+                secret: p.secret,
+                symbology: None,
+            },
+            account,
+        )
+        .map_err(|e| RpcError::internal("card token", e))
 }

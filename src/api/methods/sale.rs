@@ -646,7 +646,7 @@ async fn verify_secret(
             "the card has no secret code registered; register it to spend points",
         )),
         Err(AccountError::UnknownCard) => Err(RpcError::new(code::UNKNOWN_CARD, "unknown card")),
-        Err(e) => Err(RpcError::internal("accounts", e)),
+        Err(e) => Err(super::accounts::account_error(e)),
     }
 }
 

@@ -9,7 +9,7 @@
 use rusqlite::{OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
-use super::{AccountError, Accounts, CodeTable, PendingCode, matches_blocking, ts};
+use super::{AccountError, Accounts, CodeCount, CodeTable, PendingCode, ts};
 use crate::redact::Secret;
 
 impl Accounts {
@@ -49,17 +49,34 @@ impl Accounts {
             )
             .optional()
         };
+        // One try at a time per account, counted before its verdict;
         // argon2 outside the write lock; the row is re-read inside it, and
         // only a match against the code still in force counts.
-        let hash = match self.store.with(move |c| read(c)).await? {
+        let deadline = self.gate.deadline();
+        let _one_at_a_time = self
+            .keys
+            .lock(format!("redeem_codes:{account}"), deadline)
+            .await?;
+        match self.store.with(move |c| read(c)).await? {
             None => return Err(AccountError::NoRedeemCode),
             Some((None, _)) => return Err(AccountError::CodeExhausted),
             Some((_, exp)) if exp.as_str() <= stamp.as_str() => {
                 return Err(AccountError::CodeExpired);
             }
-            Some((Some(h), _)) => h,
+            Some((Some(_), _)) => {}
         };
-        let ok = matches_blocking(hash.clone(), code.expose().to_owned()).await?;
+        let turn = self.gate.turn(deadline).await?;
+        let hash = match self
+            .count_code_try(CodeTable::RedeemCodes, account, max, stamp)
+            .await?
+        {
+            CodeCount::Gone => return Err(AccountError::NoRedeemCode),
+            CodeCount::Refused(e) => return Err(e),
+            CodeCount::Compare(h) => h,
+        };
+        let ok = self
+            .compare(turn, hash.clone(), code.expose().to_owned())
+            .await?;
         self.store
             .with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -74,9 +91,9 @@ impl Accounts {
                     Some((None, _)) => return Ok(Err(AccountError::CodeExhausted)),
                     Some(_) => {}
                 }
+                // Already counted, before the comparison.
                 let attempts: i64 = tx.query_row(
-                    "UPDATE redeem_codes SET attempts = attempts + 1 WHERE account_id = ?1
-                     RETURNING attempts",
+                    "SELECT attempts FROM redeem_codes WHERE account_id = ?1",
                     [account],
                     |r| r.get(0),
                 )?;
