@@ -569,14 +569,14 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// `argon2id$<salt hex>$<hash hex>`.
-fn hash_secret(secret: &str, salt: [u8; 16]) -> String {
+fn hash_secret(secret: &str, salt: [u8; 16], memory: &mut [argon2::Block]) -> String {
     let mut out = [0u8; 32];
     // Fixed parameters and lengths: this cannot fail.
-    let _ = hasher().hash_password_into(secret.as_bytes(), &salt, &mut out);
+    let _ = hasher().hash_password_into_with_memory(secret.as_bytes(), &salt, &mut out, memory);
     format!("argon2id${}${}", hex(&salt), hex(&out))
 }
 
-fn secret_matches(stored: &str, presented: &str) -> bool {
+fn secret_matches(stored: &str, presented: &str, memory: &mut [argon2::Block]) -> bool {
     let mut parts = stored.split('$');
     let (Some("argon2id"), Some(salt), Some(hash)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -587,7 +587,7 @@ fn secret_matches(stored: &str, presented: &str) -> bool {
     };
     let mut out = vec![0u8; hash.len()];
     if hasher()
-        .hash_password_into(presented.as_bytes(), &salt, &mut out)
+        .hash_password_into_with_memory(presented.as_bytes(), &salt, &mut out, memory)
         .is_err()
     {
         return false;
@@ -801,7 +801,7 @@ impl Accounts {
     async fn hash(&self, clear: String) -> Result<String, AccountError> {
         let mut salt = [0u8; 16];
         (self.random)(&mut salt)?;
-        self.gate.hash(move || hash_secret(&clear, salt)).await
+        self.gate.hash(move |m| hash_secret(&clear, salt, m)).await
     }
 
     /// `n` characters from `alphabet`.
@@ -1827,13 +1827,14 @@ mod tests {
 
     #[test]
     fn secrets_hash_with_salt_and_verify() {
-        let a = hash_secret("4711", [1; 16]);
-        let b = hash_secret("4711", [2; 16]);
+        let m = &mut vec![argon2::Block::default(); Params::DEFAULT.block_count()];
+        let a = hash_secret("4711", [1; 16], m);
+        let b = hash_secret("4711", [2; 16], m);
         assert_ne!(a, b, "salted");
         assert!(!a.contains("4711"));
-        assert!(secret_matches(&a, "4711"));
-        assert!(!secret_matches(&a, "4712"));
-        assert!(!secret_matches("garbage", "4711"));
+        assert!(secret_matches(&a, "4711", m));
+        assert!(!secret_matches(&a, "4712", m));
+        assert!(!secret_matches("garbage", "4711", m));
     }
 
     fn open() -> (tempfile::TempDir, Store) {

@@ -254,7 +254,7 @@ impl Accounts {
         presented: String,
     ) -> Result<bool, AccountError> {
         self.gate
-            .run(turn, move || secret_matches(&hash, &presented))
+            .run(turn, move |m| secret_matches(&hash, &presented, m))
             .await
     }
 }
