@@ -100,6 +100,20 @@ async fn token(c: &mut Client, number: &str, secret: &str) -> Value {
         .clone()
 }
 
+/// How many guesses the daemon really evaluated (argon2 checks; it logs
+/// each at debug level), once the log has settled.
+async fn checks(d: &Daemon) -> usize {
+    let mut last = usize::MAX;
+    loop {
+        let n = d.log().matches("argon2 check of a guess").count();
+        if n == last {
+            return n;
+        }
+        last = n;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The daemon's peak resident memory so far, in KiB.
 fn vm_hwm_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -231,6 +245,7 @@ async fn pipelined_wrong_secrets_get_five_checks_and_the_right_one_is_refused() 
     assert_eq!(t.get("2009"), Some(&97), "{t:?}");
     assert_eq!(outcome(&replies[&100]), "2009");
     assert_eq!(locked_events(&mut events).await, 1);
+    assert_eq!(checks(&d).await, 5, "evaluated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -308,6 +323,12 @@ async fn concurrent_guesses_over_many_unix_and_tcp_connections_get_five_checks()
     let right = token(&mut c, number, "4711").await;
     let r = pipeline(&d.socket, &[commit_line(500, &right)]).await;
     assert_eq!(outcome(&r[&500]), "2009");
+    let right_checked = usize::from(right_outcome == "ok");
+    assert_eq!(
+        checks(&d).await,
+        wrong_checked + 1 + right_checked,
+        "evaluated"
+    );
 }
 
 #[tokio::test]
@@ -336,6 +357,7 @@ async fn code_words_lock_after_five_however_they_are_pipelined() {
     assert!(replies.values().all(|r| r["result"]["matches"] != true));
     assert_eq!(t.get("2030"), Some(&97), "{t:?}");
     assert_eq!(outcome(&replies[&100]), "2030");
+    assert_eq!(checks(&d).await, 5, "evaluated");
 }
 
 #[tokio::test]
@@ -376,6 +398,7 @@ async fn redemption_codes_void_after_the_limit_however_they_are_pipelined() {
     assert_eq!(t.get("2024"), Some(&4), "{t:?}");
     assert_eq!(t.get("2026"), Some(&97), "{t:?}");
     assert_eq!(outcome(&replies[&100]), "2026");
+    assert_eq!(checks(&d).await, 5, "evaluated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -434,11 +457,13 @@ async fn confirmation_codes_void_after_the_limit_under_concurrent_guesses() {
         // Right among the four tries left: activated; later guesses find
         // the account active (the same answer as the activation).
         assert!(wrong_checked <= 3, "{t:?}");
+        assert_eq!(checks(&d).await, 1 + wrong_checked + 1, "evaluated");
     } else {
         // Three more wrong answers, the fourth voids the code; the rest,
         // the right code included, are refused unchecked.
         assert_eq!(outcomes[100], "2026");
         assert_eq!(wrong_checked, 3, "{t:?}");
         assert_eq!(t.get("2026"), Some(&98), "{t:?}");
+        assert_eq!(checks(&d).await, 1 + 4, "evaluated");
     }
 }

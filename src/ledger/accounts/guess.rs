@@ -253,6 +253,8 @@ impl Accounts {
         hash: String,
         presented: String,
     ) -> Result<bool, AccountError> {
+        // Counted in tests: how many guesses were really evaluated.
+        tracing::debug!("argon2 check of a guess");
         self.gate
             .run(turn, move |m| secret_matches(&hash, &presented, m))
             .await
