@@ -197,3 +197,18 @@ fn a_printer_profile_can_come_from_a_file() {
     assert_eq!(path, "printer[0].profile");
     assert!(message.contains("bad.toml"), "{message}");
 }
+
+#[test]
+fn the_hashing_gate_is_bounded_and_named_when_wrong() {
+    let c = parse("[ledger]\nhash_concurrency = 4\nhash_queue_timeout_ms = 2000\n").unwrap();
+    assert_eq!(c.ledger.hash_concurrency, 4);
+    assert_eq!(c.ledger.hash_queue_timeout(), Duration::from_secs(2));
+    assert_eq!(parse("").unwrap().ledger.hash_concurrency, 2);
+    for bad in ["0", "65"] {
+        let (line, _, path, message) = invalid(&format!("[ledger]\nhash_concurrency = {bad}\n"));
+        assert_eq!((line, path.as_str()), (2, "ledger.hash_concurrency"));
+        assert!(message.contains("1 to 64"), "{message}");
+    }
+    let (line, _, path, _) = invalid("[ledger]\n\nhash_queue_timeout_ms = 0\n");
+    assert_eq!((line, path.as_str()), (3, "ledger.hash_queue_timeout_ms"));
+}
