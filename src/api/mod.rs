@@ -5,6 +5,7 @@
 //! `methods` holds one file per method family, `rpc` the message shapes and
 //! the error-code table.
 
+pub mod amount;
 pub mod conn;
 pub mod listener;
 pub mod methods;

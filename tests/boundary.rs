@@ -1,0 +1,235 @@
+//! Issue #14, items 4-7: what the daemon refuses at its edges (amounts,
+//! sizes, ids), private files, connection limits and TCP logins.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Daemon;
+use posbridge::client::{Client, ClientError};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const CARD: &str = "6035000011112222";
+
+fn line(price: &str) -> Value {
+    json!({"sku": "A1", "name": "Товар", "category": "general", "qty": "1", "price": price})
+}
+
+/// The error of a call that must fail: (code, data.field).
+fn refused(r: Result<Value, ClientError>) -> (i64, Value) {
+    match r {
+        Err(ClientError::Rpc { error }) => (
+            error["code"].as_i64().unwrap(),
+            error["data"]["field"].clone(),
+        ),
+        other => panic!("expected an RPC error, got {other:?}"),
+    }
+}
+
+async fn register(c: &mut Client) {
+    c.call(
+        "account.register",
+        json!({"phone": "+79161234567", "name": "Мария", "card_number": CARD, "secret": "4711"}),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn lenient_amounts_empty_sales_and_huge_names_are_refused_naming_the_field() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    register(&mut c).await;
+    let sale = |key: &str, lines: Value, redeem: Option<Value>| {
+        let mut s =
+            json!({"idempotency_key": key, "number": CARD, "receipt_id": key, "lines": lines});
+        if let Some(r) = redeem {
+            s["redeem"] = r;
+        }
+        s
+    };
+    let huge = "x".repeat(800 * 1024);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "sale.commit",
+            sale("a", json!([line("100")]), Some(json!(""))),
+            "redeem",
+        ),
+        (
+            "sale.commit",
+            sale("b", json!([line("100")]), Some(json!("+5"))),
+            "redeem",
+        ),
+        (
+            "sale.commit",
+            sale("c", json!([line("100")]), Some(json!("-5"))),
+            "redeem",
+        ),
+        (
+            "sale.commit",
+            sale("d", json!([line("100")]), Some(json!(5))),
+            "redeem",
+        ),
+        (
+            "sale.quote",
+            sale("e", json!([line("100")]), Some(json!(" 5"))),
+            "redeem",
+        ),
+        (
+            "sale.commit",
+            sale("f", json!([line("1.00001")]), None),
+            "lines[0].price",
+        ),
+        // Within the boundary's 4 places but over the programme's 2.
+        (
+            "sale.commit",
+            sale("g", json!([line("1.005")]), None),
+            "lines[0].price",
+        ),
+        (
+            "sale.commit",
+            sale("h", json!([line("1e2")]), None),
+            "lines[0].price",
+        ),
+        (
+            "sale.commit",
+            sale("i", json!([line("+1")]), None),
+            "lines[0].price",
+        ),
+        ("sale.commit", sale("j", json!([line("10.5")]), None), ""),
+        ("sale.commit", sale("k", json!([]), None), "lines"),
+        ("sale.quote", sale("l", json!([]), None), "lines"),
+        (
+            "sale.commit",
+            sale(
+                "m",
+                json!([{"sku": "A1", "name": huge, "category": "general", "qty": "1", "price": "1"}]),
+                None,
+            ),
+            "lines[0].name",
+        ),
+        (
+            "sale.commit",
+            sale(
+                "n",
+                json!([{"sku": "A1", "name": "n", "category": "general", "qty": 1.5, "price": "1"}]),
+                None,
+            ),
+            "lines[0].qty",
+        ),
+        (
+            "sale.refund",
+            json!({"idempotency_key": "r", "transaction": 1, "amount": "+1"}),
+            "amount",
+        ),
+        (
+            "sale.refund",
+            json!({"idempotency_key": "r", "transaction": 1, "amount": ""}),
+            "amount",
+        ),
+        (
+            "ledger.adjust",
+            json!({"idempotency_key": "q", "number": CARD, "amount": "+5", "reason": "x"}),
+            "amount",
+        ),
+        (
+            "ledger.adjust",
+            json!({"idempotency_key": "q", "number": CARD, "amount": "-5.00001", "reason": "x"}),
+            "amount",
+        ),
+    ];
+    for (method, mut params, field) in cases {
+        if method == "sale.quote" {
+            let o = params.as_object_mut().unwrap();
+            o.remove("idempotency_key");
+            o.remove("receipt_id");
+        }
+        if field.is_empty() {
+            // The control: a plain sale goes through.
+            c.call(method, params).await.unwrap();
+            continue;
+        }
+        let (code, got) = refused(c.call(method, params.clone()).await);
+        assert_eq!(code, -32602, "{method} {field}");
+        assert_eq!(got, json!(field), "{method} {field}");
+    }
+    // A signed amount stays possible where the field allows it.
+    c.call(
+        "ledger.adjust",
+        json!({"idempotency_key": "q1", "number": CARD, "amount": "2.5", "reason": "x"}),
+    )
+    .await
+    .unwrap();
+    c.call(
+        "ledger.adjust",
+        json!({"idempotency_key": "q2", "number": CARD, "amount": "-0.5", "reason": "x"}),
+    )
+    .await
+    .unwrap();
+    // Nothing but the control sale was committed.
+    let h = c
+        .call("account.history", json!({"number": CARD}))
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = h["transactions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("history: {h}"))
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "sale").count(), 1, "{h}");
+}
+
+/// Sends `text` as one line on a fresh connection and returns the reply
+/// line exactly as written.
+async fn raw_reply(d: &Daemon, text: &str) -> String {
+    let s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let (r, mut w) = tokio::io::split(s);
+    w.write_all(format!("{text}\n").as_bytes()).await.unwrap();
+    let mut rd = BufReader::new(r);
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), rd.read_line(&mut reply))
+        .await
+        .expect("no reply within 10 s")
+        .unwrap();
+    reply.trim_end().to_owned()
+}
+
+#[tokio::test]
+async fn ids_are_echoed_exactly_as_sent() {
+    let d = Daemon::start("", "");
+    for id in [
+        "1180591620717411303424",
+        "1.5e300",
+        "-0.0",
+        "12345678901234567890123",
+        r#""a\u00e9\"b""#,
+        "7",
+    ] {
+        let reply = raw_reply(
+            &d,
+            &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"system.ping"}}"#),
+        )
+        .await;
+        assert_eq!(
+            reply,
+            format!(r#"{{"id":{id},"jsonrpc":"2.0","result":"pong"}}"#)
+        );
+        let reply = raw_reply(
+            &d,
+            &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"nope"}}"#),
+        )
+        .await;
+        assert!(reply.contains(&format!(r#""id":{id},"#)), "{reply}");
+    }
+    let reply = raw_reply(
+        &d,
+        r#"[{"jsonrpc":"2.0","id":1180591620717411303424,"method":"system.ping"},{"jsonrpc":"2.0","id":2,"method":"system.ping"}]"#,
+    )
+    .await;
+    assert_eq!(
+        reply,
+        r#"[{"id":1180591620717411303424,"jsonrpc":"2.0","result":"pong"},{"id":2,"jsonrpc":"2.0","result":"pong"}]"#
+    );
+}
