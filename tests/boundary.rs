@@ -233,3 +233,112 @@ async fn ids_are_echoed_exactly_as_sent() {
         r#"[{"id":1180591620717411303424,"jsonrpc":"2.0","result":"pong"},{"id":2,"jsonrpc":"2.0","result":"pong"}]"#
     );
 }
+
+/// Writes `lines` in one go on a fresh TCP connection and reads `n` replies.
+async fn tcp_pipeline(addr: &str, lines: &str, n: usize) -> Vec<Value> {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (r, mut w) = tokio::io::split(s);
+    w.write_all(lines.as_bytes()).await.unwrap();
+    let mut rd = BufReader::new(r);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), rd.read_line(&mut reply))
+            .await
+            .expect("no reply within 10 s")
+            .unwrap();
+        out.push(serde_json::from_str(&reply).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_login_pipelined_with_the_next_call_is_honoured_first() {
+    let t = common::TcpTokens::new();
+    let d = Daemon::start(&t.daemon_extra, "");
+    let text = format!(
+        "{}\n{}\n{}\n",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "auth.login", "params": {"token": common::ADMIN_TOKEN}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "system.ping"}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "devices.list"}),
+    );
+    for round in 0..30 {
+        let replies = tcp_pipeline(&t.addr, &text, 3).await;
+        for r in &replies {
+            assert!(r.get("result").is_some(), "round {round}: {replies:?}");
+        }
+    }
+    drop(d);
+}
+
+fn login_line(id: u32, token: &str) -> String {
+    format!(
+        "{}\n",
+        json!({"jsonrpc": "2.0", "id": id, "method": "auth.login", "params": {"token": token}})
+    )
+}
+
+#[tokio::test]
+async fn wrong_tokens_back_off_per_connection_and_per_address() {
+    use posbridge::api::login_limit::{FREE_PER_ADDR, FREE_PER_CONN};
+    let t = common::TcpTokens::new();
+    let d = Daemon::start(&t.daemon_extra, "");
+    let bad = "wrong-token-000000000";
+
+    // One connection: the free failures, then a wait; during the wait even
+    // the right token is refused unchecked.
+    let s = tokio::net::TcpStream::connect(&t.addr).await.unwrap();
+    let (r, mut w) = tokio::io::split(s);
+    let mut rd = BufReader::new(r);
+    let mut call = async |text: String| -> Value {
+        w.write_all(text.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), rd.read_line(&mut reply))
+            .await
+            .expect("no reply within 10 s")
+            .unwrap();
+        serde_json::from_str(&reply).unwrap()
+    };
+    for i in 0..FREE_PER_CONN {
+        let r = call(login_line(i, bad)).await;
+        assert_eq!(r["error"]["code"], 1003, "{r}");
+        assert!(r["error"].get("data").is_none(), "{r}");
+    }
+    let r = call(login_line(100, bad)).await;
+    assert_eq!(r["error"]["code"], 1003, "{r}");
+    let wait = r["error"]["data"]["retry_after_ms"]
+        .as_u64()
+        .expect("retry_after_ms");
+    assert!(wait > 0, "{r}");
+    let r = call(login_line(101, common::ADMIN_TOKEN)).await;
+    assert_eq!(r["error"]["code"], 1007, "{r}");
+    assert!(
+        r["error"]["data"]["retry_after_ms"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    // After the wait the right token works.
+    tokio::time::sleep(Duration::from_millis(wait + 50)).await;
+    let r = call(login_line(102, common::ADMIN_TOKEN)).await;
+    assert_eq!(r["result"]["role"], "admin", "{r}");
+
+    // The address: fresh connections share its record. FREE_PER_CONN + 1
+    // failures are counted so far; spend the rest of the free ones.
+    let mut spent = FREE_PER_CONN + 1;
+    while spent < FREE_PER_ADDR {
+        let r = &tcp_pipeline(&t.addr, &login_line(1, bad), 1).await[0];
+        assert_eq!(r["error"]["code"], 1003, "{r}");
+        spent += 1;
+    }
+    let r = &tcp_pipeline(&t.addr, &login_line(1, bad), 1).await[0];
+    assert_eq!(r["error"]["code"], 1003, "{r}");
+    assert!(
+        r["error"]["data"]["retry_after_ms"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    // A brand-new connection from the same address now waits too.
+    let r = &tcp_pipeline(&t.addr, &login_line(1, common::CASHIER_TOKEN), 1).await[0];
+    assert_eq!(r["error"]["code"], 1007, "{r}");
+    // The Unix socket is not an address: it is not held up.
+    let mut c = d.client().await;
+    c.call("system.ping", json!({})).await.unwrap();
+}

@@ -86,6 +86,15 @@ where
                 break;
             }
         };
+        // A login changes what the calls after it may do, so it (and
+        // whatever precedes the first login) runs before the next line is
+        // read; pipelined after it, a call sees its outcome.
+        if session.role().is_none() || mentions_login(&line) {
+            if let Some(reply) = handle_line(&app, &session, line).await {
+                let _ = session.out.send(Outbound::Owned(reply)).await;
+            }
+            continue;
+        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
@@ -105,6 +114,13 @@ where
     drop(out);
     session.closed.cancel();
     let _ = writer.await;
+}
+
+/// Whether a line may hold an `auth.login` call (a cheap, conservative
+/// test: a false positive only runs the line in order).
+fn mentions_login(line: &[u8]) -> bool {
+    line.windows(b"auth.login".len())
+        .any(|w| w == b"auth.login")
 }
 
 /// Takes the receiving half stashed in the session's queue slot.

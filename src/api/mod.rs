@@ -8,6 +8,7 @@
 pub mod amount;
 pub mod conn;
 pub mod listener;
+pub mod login_limit;
 pub mod methods;
 pub mod rpc;
 pub mod session;

@@ -27,6 +27,9 @@ pub mod code {
     pub const TOO_MANY_CLIENTS: i64 = 1004;
     /// The daemon is shutting down and takes no new work.
     pub const SHUTTING_DOWN: i64 = 1005;
+    /// `auth.login` refused unchecked: too many wrong tokens from this
+    /// connection or address; `data.retry_after_ms`.
+    pub const LOGIN_THROTTLED: i64 = 1007;
     /// A reload was refused: the configuration file is invalid.
     pub const CONFIG_INVALID: i64 = 1101;
     /// No device has that name.
