@@ -342,3 +342,95 @@ async fn wrong_tokens_back_off_per_connection_and_per_address() {
     let mut c = d.client().await;
     c.call("system.ping", json!({})).await.unwrap();
 }
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test]
+async fn the_state_dir_and_database_files_are_private_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let d = Daemon::start_with("", "", |cmd| {
+        // SAFETY: umask is async-signal-safe and touches nothing else.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+                Ok(())
+            });
+        }
+    });
+    // A write, so the WAL and shared-memory files exist.
+    let mut c = d.client().await;
+    register(&mut c).await;
+    let state = d.dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    let db = state.join("posbridge.sqlite3");
+    for f in [
+        db.clone(),
+        state.join("posbridge.sqlite3-wal"),
+        state.join("posbridge.sqlite3-shm"),
+    ] {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
+/// `posbridge config check` on `config`: (exit code, stdout + stderr).
+fn config_check(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(["config", "check"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn config_check_refuses_what_run_would_fail_on_and_warns_of_a_readable_token_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let tokens = dir.path().join("tokens");
+    let write = |daemon_extra: &str| {
+        std::fs::write(&cfg, common::config_text(dir.path(), daemon_extra, "")).unwrap();
+    };
+    let tcp = format!(
+        "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:7450\"\n",
+        tokens.display()
+    );
+
+    // A missing token file.
+    write(&tcp);
+    let (code, text) = config_check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("daemon.token_file"), "{text}");
+
+    // Present but readable by everyone: valid, with a warning.
+    std::fs::write(&tokens, format!("cashier {}\n", common::CASHIER_TOKEN)).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, text) = config_check(&cfg);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("readable by group or others"), "{text}");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, text) = config_check(&cfg);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("readable by group or others"), "{text}");
+
+    // A state dir that cannot be created: its parent is a file. (The
+    // config helper puts it at <dir>/state.)
+    std::fs::write(dir.path().join("state"), "not a directory").unwrap();
+    let (code, text) = config_check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("daemon.state_dir"), "{text}");
+    // check creates nothing.
+    assert!(!dir.path().join("state").is_dir());
+}
