@@ -434,3 +434,98 @@ fn config_check_refuses_what_run_would_fail_on_and_warns_of_a_readable_token_fil
     // check creates nothing.
     assert!(!dir.path().join("state").is_dir());
 }
+
+/// Starts the daemon with RLIMIT_NOFILE `soft`/`hard`.
+fn daemon_with_nofile(soft: u64, hard: u64) -> Daemon {
+    use std::os::unix::process::CommandExt;
+    Daemon::start_with("", "", move |cmd| {
+        // SAFETY: setrlimit is a plain system call, safe after fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    soft,
+                    hard,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+    })
+}
+
+/// The number after `key=` on the last log line holding `what`.
+fn logged_number(d: &Daemon, what: &str, key: &str) -> u64 {
+    let log = d.log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no {what:?} line in:\n{log}"));
+    let at = line.find(&format!("{key}=")).expect(key) + key.len() + 1;
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn at_the_descriptor_limit_every_extra_client_gets_1004_and_none_hangs() {
+    // The soft limit is raised to the hard one; max_clients (1024 by
+    // default) is cut to fit under it.
+    let d = daemon_with_nofile(48, 96);
+    assert_eq!(logged_number(&d, "client limit", "nofile"), 96);
+    let fit = logged_number(&d, "client limit", "max_clients") as usize;
+    assert!(
+        d.log().contains("daemon.max_clients does not fit"),
+        "{}",
+        d.log()
+    );
+    assert!((1..96).contains(&fit), "{fit}");
+
+    // Twice as many clients as the hard limit, all held open.
+    let total = 192;
+    let mut held = Vec::new();
+    let (mut served, mut refused) = (0, 0);
+    for i in 0..total {
+        let s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+        let (r, mut w) = tokio::io::split(s);
+        let mut rd = BufReader::new(r);
+        let ping = format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": i, "method": "system.ping"})
+        );
+        // A refused client may already be closed: writing can fail.
+        let _ = w.write_all(ping.as_bytes()).await;
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), rd.read_line(&mut reply))
+            .await
+            .unwrap_or_else(|_| panic!("client {i} hung; log:\n{}", d.log()))
+            .unwrap();
+        let v: Value =
+            serde_json::from_str(&reply).unwrap_or_else(|e| panic!("client {i}: {reply:?}: {e}"));
+        if v["result"] == "pong" {
+            served += 1;
+            held.push((rd, w));
+        } else {
+            assert_eq!(v["error"]["code"], 1004, "client {i}: {v}");
+            assert_eq!(v["id"], Value::Null);
+            // Then the connection is closed.
+            let mut rest = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(10), rd.read_line(&mut rest))
+                .await
+                .expect("refused connection not closed")
+                .unwrap_or(0);
+            assert_eq!(n, 0, "{rest}");
+            refused += 1;
+        }
+    }
+    assert_eq!(served, fit, "served");
+    assert_eq!(refused, total - fit, "refused");
+    // The daemon still works, and serves again once clients leave.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = d.client().await;
+    assert_eq!(c.call("system.ping", json!({})).await.unwrap(), "pong");
+    assert!(!d.log().contains("Too many open files"), "{}", d.log());
+}
