@@ -529,3 +529,50 @@ async fn at_the_descriptor_limit_every_extra_client_gets_1004_and_none_hangs() {
     assert_eq!(c.call("system.ping", json!({})).await.unwrap(), "pong");
     assert!(!d.log().contains("Too many open files"), "{}", d.log());
 }
+
+#[tokio::test]
+async fn a_flood_of_clients_at_the_descriptor_limit_is_answered_in_full() {
+    let d = daemon_with_nofile(96, 96);
+    let fit = logged_number(&d, "client limit", "max_clients") as usize;
+    // All connect and write before any reads: refusals pile up.
+    let total = 400;
+    let mut conns = Vec::new();
+    for i in 0..total {
+        let s = tokio::net::UnixStream::connect(&d.socket)
+            .await
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
+        let (r, mut w) = tokio::io::split(s);
+        let ping = format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": i, "method": "system.ping"})
+        );
+        let _ = w.write_all(ping.as_bytes()).await;
+        conns.push((BufReader::new(r), w));
+    }
+    let (mut served, mut refused) = (0, 0);
+    for (i, (rd, _w)) in conns.iter_mut().enumerate() {
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), rd.read_line(&mut reply))
+            .await
+            .unwrap_or_else(|_| panic!("client {i} hung; log:\n{}", d.log()))
+            .unwrap();
+        let v: Value =
+            serde_json::from_str(&reply).unwrap_or_else(|e| panic!("client {i}: {reply:?}: {e}"));
+        match v["error"]["code"].as_i64() {
+            None => {
+                assert_eq!(v["result"], "pong", "client {i}: {v}");
+                served += 1;
+            }
+            Some(code) => {
+                assert_eq!(code, 1004, "client {i}: {v}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(served, fit, "served");
+    assert_eq!(refused, total - fit, "refused");
+    eprintln!(
+        "accept failures logged: {}",
+        d.log().matches("accept failed").count()
+    );
+}

@@ -163,17 +163,19 @@ pub async fn accept_loop(
                     if let Ok(Ok((stream, _))) =
                         tokio::time::timeout(Duration::from_millis(50), accept(&listener)).await
                     {
-                        refuse(stream).await;
+                        // Briefly: the loop accepts nothing meanwhile.
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(200), refuse(stream)).await;
                     }
                     spare.retake();
                 }
                 if let Some(suppressed) = log_gate.allow(std::time::Instant::now()) {
                     tracing::warn!(error = %e, suppressed, "accept failed");
                 }
-                // Other errors: back off instead of spinning.
-                if !out_of_fds {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                // Back off instead of spinning (shortly when out of
+                // descriptors: each round refuses one waiting client).
+                let pause = if out_of_fds { 10 } else { 100 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
                 continue;
             }
         };
