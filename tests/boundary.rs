@@ -154,6 +154,22 @@ async fn lenient_amounts_empty_sales_and_huge_names_are_refused_naming_the_field
         assert_eq!(code, -32602, "{method} {field}");
         assert_eq!(got, json!(field), "{method} {field}");
     }
+    // A refund of the control sale: money beyond kopecks is refused, not
+    // rounded.
+    let (code, got) = refused(
+        c.call(
+            "sale.refund",
+            json!({"idempotency_key": "r2", "receipt_id": "j", "amount": "1.005"}),
+        )
+        .await,
+    );
+    assert_eq!((code, got), (-32602, json!("amount")));
+    c.call(
+        "sale.refund",
+        json!({"idempotency_key": "r3", "receipt_id": "j", "amount": "1.50"}),
+    )
+    .await
+    .unwrap();
     // A signed amount stays possible where the field allows it.
     c.call(
         "ledger.adjust",

@@ -679,6 +679,16 @@ pub fn refund_share(
             format!("{} exceeds {MAX_PRECISION}", original.precision),
         ));
     }
+    // Money has the sale's decimals; more would be rounded away unseen.
+    if amount != amount.trunc_with_scale(original.precision) {
+        return Err(invalid(
+            "amount",
+            format!(
+                "{amount} has more than {} decimal places",
+                original.precision
+            ),
+        ));
+    }
     let remaining = (original.total - already_refunded).max(Decimal::ZERO);
     if amount > remaining {
         return Err(RulesError::RefundTooHigh {
