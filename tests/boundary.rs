@@ -592,3 +592,27 @@ async fn a_flood_of_clients_at_the_descriptor_limit_is_answered_in_full() {
         d.log().matches("accept failed").count()
     );
 }
+
+#[tokio::test]
+async fn a_token_file_readable_by_others_is_warned_about_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("cashier {}\n", common::CASHIER_TOKEN)).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start(
+        &format!(
+            "token_file = \"{}\"\n[daemon.tcp]\nlisten = \"127.0.0.1:{port}\"\n",
+            tokens.display()
+        ),
+        "",
+    );
+    let log = d.log();
+    assert!(log.contains("readable by group or others"), "{log}");
+    assert!(log.contains("mode=0640"), "{log}");
+}
