@@ -50,7 +50,15 @@ pub struct Tokens(Vec<(Role, Secret)>);
 
 impl Tokens {
     /// Reads `ROLE TOKEN` lines; blank lines and `#` comments are skipped.
+    /// Warns (in the log) when the file is readable by group or others.
     pub fn load(path: &Path) -> Result<Tokens, TokenError> {
+        if let Some(mode) = readable_by_others(path) {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format_args!("{mode:04o}"),
+                "the token file is readable by group or others; chmod 600 it"
+            );
+        }
         let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
             path: path.to_path_buf(),
             source,
@@ -99,6 +107,13 @@ impl Tokens {
         }
         found
     }
+}
+
+/// The file's permission bits when group or others may read it.
+pub fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o044 != 0).then_some(mode)
 }
 
 /// The role of a Unix-socket peer: root and listed uids are admin.

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::fdlimit;
 use crate::api::listener::{self, ListenError, Listener};
 use crate::app::App;
 use crate::auth::TokenError;
@@ -41,6 +42,9 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
 
+    // Before anything opens descriptors: systemd's default soft limit
+    // (1024) is below what max_clients may ask for.
+    let nofile = fdlimit::raise_nofile();
     let store = Store::open(&config.database_path())?;
     tracing::info!(db = %store.path().display(), terminal = store.terminal_id(), "database open");
 
@@ -79,7 +83,23 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     };
 
     let grace = config.daemon.shutdown_grace();
-    let max_clients = config.daemon.max_clients;
+    let max_clients = {
+        let devices = crate::devices::DeviceEntry::from_config(&config).len() as u64;
+        let reserved = fdlimit::open_now() + fdlimit::PER_DEVICE * devices + fdlimit::HEADROOM;
+        let configured = config.daemon.max_clients;
+        let fit = fdlimit::max_clients(configured, nofile, reserved);
+        if fit < configured {
+            tracing::warn!(
+                configured,
+                max_clients = fit,
+                nofile,
+                reserved,
+                "daemon.max_clients does not fit under the descriptor limit (raise LimitNOFILE); serving fewer"
+            );
+        }
+        tracing::info!(max_clients = fit, nofile, "client limit");
+        fit
+    };
     let app = App::start(config, source, store, socket_path.clone())?;
 
     let shutdown = CancellationToken::new();

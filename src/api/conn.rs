@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{Semaphore, mpsc};
@@ -85,6 +86,15 @@ where
                 break;
             }
         };
+        // A login changes what the calls after it may do, so it (and
+        // whatever precedes the first login) runs before the next line is
+        // read; pipelined after it, a call sees its outcome.
+        if session.role().is_none() || mentions_login(&line) {
+            if let Some(reply) = handle_line(&app, &session, line).await {
+                let _ = session.out.send(Outbound::Owned(reply)).await;
+            }
+            continue;
+        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
@@ -104,6 +114,13 @@ where
     drop(out);
     session.closed.cancel();
     let _ = writer.await;
+}
+
+/// Whether a line may hold an `auth.login` call (a cheap, conservative
+/// test: a false positive only runs the line in order).
+fn mentions_login(line: &[u8]) -> bool {
+    line.windows(b"auth.login".len())
+        .any(|w| w == b"auth.login")
 }
 
 /// Takes the receiving half stashed in the session's queue slot.
@@ -166,6 +183,19 @@ async fn handle_line(app: &Arc<App>, session: &Arc<Session>, line: Bytes) -> Opt
             return Some(rpc::failure(&Value::Null, &err));
         }
     };
+    // The ids as sent, to echo them byte for byte (a Value turns 2^70
+    // into a float).
+    let raw_items: Vec<Option<&RawValue>> = match std::str::from_utf8(line) {
+        Ok(text) if value.is_array() => serde_json::from_str::<Vec<&RawValue>>(text)
+            .map(|items| items.into_iter().map(raw_id).collect())
+            .unwrap_or_default(),
+        Ok(text) => serde_json::from_str::<&RawValue>(text)
+            .ok()
+            .map(raw_id)
+            .into_iter()
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     match value {
         Value::Array(items) => {
             if items.is_empty() || items.len() > MAX_BATCH {
@@ -176,29 +206,54 @@ async fn handle_line(app: &Arc<App>, session: &Arc<Session>, line: Bytes) -> Opt
                 return Some(rpc::failure(&Value::Null, &err));
             }
             let mut replies = Vec::new();
-            for item in items {
-                if let Some(r) = handle_one(app, session, item).await {
+            for (i, item) in items.into_iter().enumerate() {
+                let raw = raw_items.get(i).copied().flatten();
+                if let Some(r) = handle_one(app, session, item, raw).await {
                     replies.push(r);
                 }
             }
             (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")))
         }
-        v => handle_one(app, session, v).await,
+        v => handle_one(app, session, v, raw_items.first().copied().flatten()).await,
     }
 }
 
-async fn handle_one(app: &Arc<App>, session: &Arc<Session>, v: Value) -> Option<String> {
+/// The `id` member of one request object, as written.
+fn raw_id(item: &RawValue) -> Option<&RawValue> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+    }
+    serde_json::from_str::<IdOnly>(item.get()).ok()?.id
+}
+
+async fn handle_one(
+    app: &Arc<App>,
+    session: &Arc<Session>,
+    v: Value,
+    raw: Option<&RawValue>,
+) -> Option<String> {
+    // The raw text only stands in for an id the request check accepted.
+    let exact = |id: &Value| raw.filter(|_| id.is_number() || id.is_string());
     let req = match rpc::parse_request(v) {
         Ok(r) => r,
-        Err((id, err)) => return Some(rpc::failure(&id, &err)),
+        Err((id, err)) => {
+            return Some(match exact(&id) {
+                Some(r) => rpc::failure(r, &err),
+                None => rpc::failure(&id, &err),
+            });
+        }
     };
     let result = methods::dispatch(app, session, &req.method, req.params).await;
     if let Err(e) = &result {
         tracing::debug!(conn = session.id, method = %req.method, code = e.code, "call failed");
     }
     let id = req.id?;
-    Some(match result {
-        Ok(v) => rpc::success(&id, v),
-        Err(e) => rpc::failure(&id, &e),
+    Some(match (result, exact(&id)) {
+        (Ok(v), Some(r)) => rpc::success(r, v),
+        (Ok(v), None) => rpc::success(&id, v),
+        (Err(e), Some(r)) => rpc::failure(r, &e),
+        (Err(e), None) => rpc::failure(&id, &e),
     })
 }

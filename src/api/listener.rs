@@ -7,13 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::conn::{self, OUT_QUEUE};
+use super::fdlimit::{LogGate, Spare, out_of_descriptors};
 use super::rpc::{self, RpcError, code};
 use super::session::{Peer, Session};
 use crate::app::App;
@@ -142,6 +145,8 @@ pub async fn accept_loop(
     conns: TaskTracker,
     slots: Arc<Semaphore>,
 ) {
+    let mut spare = Spare::new();
+    let mut log_gate = LogGate::new(Duration::from_secs(10));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -150,9 +155,27 @@ pub async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let out_of_fds = out_of_descriptors(&e);
+                if out_of_fds {
+                    // The waiting client would hang unanswered: free the
+                    // spare descriptor to take it, answer 1004, close.
+                    spare.release();
+                    if let Ok(Ok((stream, _))) =
+                        tokio::time::timeout(Duration::from_millis(50), accept(&listener)).await
+                    {
+                        // Briefly: the loop accepts nothing meanwhile.
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(200), refuse(stream)).await;
+                    }
+                    spare.retake();
+                }
+                if let Some(suppressed) = log_gate.allow(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, suppressed, "accept failed");
+                }
+                // Back off instead of spinning (shortly when out of
+                // descriptors: each round refuses one waiting client).
+                let pause = if out_of_fds { 10 } else { 100 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
                 continue;
             }
         };
@@ -203,14 +226,28 @@ async fn accept(l: &Listener) -> io::Result<(Stream, Peer)> {
     }
 }
 
+/// Answers 1004 and closes. The client's request, if it sent one, is read
+/// and dropped first (briefly): closing a TCP socket with unread input
+/// resets it, and the reset can destroy the answer before it is read.
 async fn refuse(stream: Stream) {
     let err = RpcError::new(code::TOO_MANY_CLIENTS, "too many clients; try again later");
     let line = format!("{}\n", rpc::failure(&serde_json::Value::Null, &err));
-    let write = async {
-        match stream {
-            Stream::Unix(mut s) => s.write_all(line.as_bytes()).await,
-            Stream::Tcp(mut s) => s.write_all(line.as_bytes()).await,
+    async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, line: &str) {
+        if tokio::time::timeout(Duration::from_secs(1), s.write_all(line.as_bytes()))
+            .await
+            .is_err()
+        {
+            return;
         }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+        let _ = s.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            let mut sink = [0u8; 4096];
+            while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+    match stream {
+        Stream::Unix(s) => answer(s, &line).await,
+        Stream::Tcp(s) => answer(s, &line).await,
+    }
 }

@@ -5,8 +5,11 @@
 //! `methods` holds one file per method family, `rpc` the message shapes and
 //! the error-code table.
 
+pub mod amount;
 pub mod conn;
+pub mod fdlimit;
 pub mod listener;
+pub mod login_limit;
 pub mod methods;
 pub mod rpc;
 pub mod session;

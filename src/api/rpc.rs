@@ -31,6 +31,9 @@ pub mod code {
     /// `ledger.hash_queue_timeout_ms`: nothing was checked or counted;
     /// retry the same call shortly.
     pub const BUSY: i64 = 1006;
+    /// `auth.login` refused unchecked: too many wrong tokens from this
+    /// connection or address; `data.retry_after_ms`.
+    pub const LOGIN_THROTTLED: i64 = 1007;
     /// A reload was refused: the configuration file is invalid.
     pub const CONFIG_INVALID: i64 = 1101;
     /// No device has that name.
@@ -237,18 +240,49 @@ pub fn params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError>
     })
 }
 
-/// A success reply line.
-pub fn success(id: &Id, result: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+/// A success reply line. `id` is a [`Value`] or, to echo it exactly, the
+/// id's raw text ([`serde_json::value::RawValue`]).
+pub fn success<I: serde::Serialize + ?Sized>(id: &I, result: Value) -> String {
+    // Fields in the order a Value map would print them.
+    #[derive(serde::Serialize)]
+    struct Ok<'a, I: ?Sized> {
+        id: &'a I,
+        jsonrpc: &'static str,
+        result: Value,
+    }
+    let reply = Ok {
+        id,
+        jsonrpc: "2.0",
+        result,
+    };
+    serde_json::to_string(&reply).unwrap_or_else(internal_reply)
 }
 
-/// An error reply line.
-pub fn failure(id: &Id, err: &RpcError) -> String {
+/// An error reply line; `id` as for [`success`].
+pub fn failure<I: serde::Serialize + ?Sized>(id: &I, err: &RpcError) -> String {
+    #[derive(serde::Serialize)]
+    struct Failed<'a, I: ?Sized> {
+        error: Value,
+        id: &'a I,
+        jsonrpc: &'static str,
+    }
     let mut e = json!({"code": err.code, "message": err.message});
     if let Some(d) = &err.data {
         e["data"] = d.clone();
     }
-    json!({"jsonrpc": "2.0", "id": id, "error": e}).to_string()
+    let reply = Failed {
+        error: e,
+        id,
+        jsonrpc: "2.0",
+    };
+    serde_json::to_string(&reply).unwrap_or_else(internal_reply)
+}
+
+/// Serialising a reply cannot fail for Values and raw ids; if it ever did,
+/// the client still gets a line.
+fn internal_reply(e: serde_json::Error) -> String {
+    tracing::error!(error = %e, "reply not serialisable");
+    json!({"jsonrpc": "2.0", "id": null, "error": {"code": code::INTERNAL_ERROR, "message": "internal error: reply"}}).to_string()
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::login_limit::{Backoff, FREE_PER_CONN};
 use crate::auth::Role;
 use crate::events::Topics;
 
@@ -58,6 +60,8 @@ pub struct Session {
     pub forwarding: Mutex<bool>,
     // The queue's receiving end, until the writer task takes it.
     receiver: Mutex<Option<mpsc::Receiver<Outbound>>>,
+    // Wrong tokens sent on this connection, and the wait they impose.
+    login_backoff: Mutex<Backoff>,
 }
 
 impl Session {
@@ -73,7 +77,13 @@ impl Session {
             out,
             closed: CancellationToken::new(),
             forwarding: Mutex::new(false),
+            login_backoff: Mutex::new(Backoff::new(FREE_PER_CONN, Instant::now())),
         }
+    }
+
+    /// Runs `f` on this connection's login back-off record.
+    pub fn login_backoff<T>(&self, f: impl FnOnce(&mut Backoff) -> T) -> T {
+        f(&mut self.login_backoff.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Takes the receiving end of the outbound queue (once).

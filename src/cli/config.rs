@@ -13,6 +13,12 @@ pub fn check(file: Option<&Path>, flag: Option<&Path>) -> bool {
     };
     match source.load() {
         Ok(c) => {
+            // What `run` needs from the file system, so check does not pass
+            // a configuration that fails at start.
+            if let Err(e) = files(&c) {
+                eprintln!("error: {e}");
+                return false;
+            }
             match source.path() {
                 Some(p) => println!("{}: ok", p.display()),
                 None => println!("no configuration file found; the built-in defaults are valid"),
@@ -25,6 +31,37 @@ pub fn check(file: Option<&Path>, flag: Option<&Path>) -> bool {
             false
         }
     }
+}
+
+/// The token file loads (and is private, else a warning), and the state
+/// and database directories exist or can be created. Creates nothing.
+fn files(c: &Config) -> Result<(), String> {
+    if let Some(t) = &c.daemon.token_file {
+        crate::auth::Tokens::load(t).map_err(|e| format!("daemon.token_file: {e}"))?;
+        if let Some(mode) = crate::auth::readable_by_others(t) {
+            eprintln!(
+                "warning: daemon.token_file {} is readable by group or others (mode {mode:04o}); chmod 600 it",
+                t.display()
+            );
+        }
+    }
+    let state = c.state_dir();
+    if let Some(why) = crate::store::private::creatable(&state) {
+        return Err(format!(
+            "daemon.state_dir {}: cannot be created: {why}",
+            state.display()
+        ));
+    }
+    let db = c.database_path();
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Some(why) = crate::store::private::creatable(dir)
+    {
+        return Err(format!(
+            "ledger.path {}: its directory cannot be created: {why}",
+            db.display()
+        ));
+    }
+    Ok(())
 }
 
 fn summary(c: &Config) {

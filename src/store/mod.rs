@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, params};
 
+pub mod private;
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many ran. Append only: never edit a migration that has shipped.
 const MIGRATIONS: &[&str] = &[
@@ -198,6 +200,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database file could not be created or made private (0600).
+    #[error("cannot make {} private: {source}", path.display())]
+    Private {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// SQLite failed.
     #[error("database {}: {source}", path.display())]
     Sqlite {
@@ -243,7 +254,7 @@ impl Store {
     /// Opens (creating) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            private::create_dir(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;
@@ -252,6 +263,12 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        // SQLite gives the -wal and -shm files the database file's mode, so
+        // a private database file makes all three private.
+        private::file(path).map_err(|source| StoreError::Private {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -268,6 +285,16 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         migrate(&mut conn, path)?;
+        // Files an older version left readable to others.
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            if let Err(e) = private::tighten(Path::new(&side))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = ?side, error = %e, "could not make the file private");
+            }
+        }
         let terminal_id = terminal_id(&mut conn).map_err(err)?;
         Ok(Store {
             path: path.to_path_buf(),

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::amount;
 use crate::api::rpc::{self, RpcError, code};
 use crate::app::App;
 use crate::ledger::rules::{AccountOverrides, CategoryOverride, RulesError, SaleLine};
@@ -167,20 +168,69 @@ struct QuoteParams {
     card_token: Option<String>,
     number: Option<CardNumber>,
     account: Option<i64>,
-    lines: Vec<SaleLine>,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    lines: Vec<WireLine>,
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
     redeem: Option<Decimal>,
+}
+
+/// Longest `sku` and `category` of a sale line, in characters.
+pub(crate) const MAX_SKU: usize = 64;
+/// Longest `name` of a sale line (a fiscal register prints 128).
+pub(crate) const MAX_LINE_NAME: usize = 128;
+
+/// A sale line as the client sends it: amounts read strictly, text capped.
+/// The ledger's [`SaleLine`] is what it becomes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireLine {
+    sku: String,
+    name: String,
+    category: String,
+    #[serde(deserialize_with = "amount::qty")]
+    qty: Decimal,
+    #[serde(deserialize_with = "amount::unsigned")]
+    price: Decimal,
+    #[serde(default, deserialize_with = "amount::unsigned")]
+    discount: Decimal,
+}
+
+/// At least one line, each within the text caps.
+fn sale_lines(lines: Vec<WireLine>) -> Result<Vec<SaleLine>, RpcError> {
+    if lines.is_empty() {
+        return Err(RpcError::invalid_params(
+            "lines",
+            "a sale has at least one line",
+        ));
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            amount::check_text(&format!("lines[{i}].sku"), &l.sku, MAX_SKU)?;
+            amount::check_text(&format!("lines[{i}].name"), &l.name, MAX_LINE_NAME)?;
+            amount::check_text(&format!("lines[{i}].category"), &l.category, MAX_SKU)?;
+            Ok(SaleLine {
+                sku: l.sku,
+                name: l.name,
+                category: l.category,
+                qty: l.qty,
+                price: l.price,
+                discount: l.discount,
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: QuoteParams = rpc::params(params)?;
+    let lines = sale_lines(p.lines)?;
     let by_account = p.account.is_some();
     let card = sale_card(app, p.card_token, p.number, p.account).await?;
     let (summary, q) = app
         .ledger
         .quote(
             card.number.expose().to_owned(),
-            p.lines,
+            lines,
             p.redeem.unwrap_or_default(),
         )
         .await
@@ -216,14 +266,19 @@ struct CommitParams {
     /// The one-time code sent by `sale.redeem_code.send`.
     redeem_code: Option<crate::redact::Secret>,
     receipt_id: String,
+    /// The lines as sent; checked into `lines`.
+    #[serde(rename = "lines")]
+    wire_lines: Vec<WireLine>,
+    #[serde(skip)]
     lines: Vec<SaleLine>,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
     redeem: Option<Decimal>,
 }
 
 pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
-    let p: CommitParams = rpc::params(params)?;
+    let mut p: CommitParams = rpc::params(params)?;
     check_key(&p.idempotency_key)?;
+    p.lines = sale_lines(std::mem::take(&mut p.wire_lines))?;
     if p.receipt_id.is_empty() || p.receipt_id.len() > 128 {
         return Err(RpcError::invalid_params(
             "receipt_id",
@@ -473,7 +528,7 @@ struct RefundParams {
     transaction: Option<i64>,
     receipt_id: Option<String>,
     /// Money refunded; absent: whatever of the sale is not refunded yet.
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
     amount: Option<Decimal>,
 }
 
@@ -544,7 +599,7 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
 struct AdjustParams {
     idempotency_key: String,
     number: CardNumber,
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "amount::signed")]
     amount: Decimal,
     reason: String,
     /// RFC 3339; default: the programme's expiry.
@@ -654,9 +709,9 @@ async fn verify_secret(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CategoryParams {
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
     cap_percent: Option<Decimal>,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
     accrual_percent: Option<Decimal>,
 }
 
@@ -665,9 +720,9 @@ struct CategoryParams {
 struct OverridesParams {
     idempotency_key: Option<String>,
     account: i64,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
     accrual_percent: Option<Decimal>,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
     cap_percent: Option<Decimal>,
     #[serde(default)]
     categories: std::collections::BTreeMap<String, CategoryParams>,

@@ -477,6 +477,15 @@ fn line_total(i: usize, line: &SaleLine, precision: u32) -> Result<Decimal, Rule
     check_amount(&format!("lines[{i}].qty"), line.qty)?;
     check_amount(&format!("lines[{i}].price"), line.price)?;
     check_amount(&format!("lines[{i}].discount"), line.discount)?;
+    // Money has the programme's decimals; more would be rounded away unseen.
+    for (name, v) in [("price", line.price), ("discount", line.discount)] {
+        if v.scale() > precision && v != v.trunc_with_scale(precision) {
+            return Err(invalid(
+                format!("lines[{i}].{name}"),
+                format!("{v} has more than {precision} decimal places"),
+            ));
+        }
+    }
     // Both factors ≤ 10^12: the product cannot overflow.
     let gross = line.qty * line.price;
     if gross > MAX_AMOUNT {
@@ -668,6 +677,16 @@ pub fn refund_share(
         return Err(invalid(
             "original.precision",
             format!("{} exceeds {MAX_PRECISION}", original.precision),
+        ));
+    }
+    // Money has the sale's decimals; more would be rounded away unseen.
+    if amount != amount.trunc_with_scale(original.precision) {
+        return Err(invalid(
+            "amount",
+            format!(
+                "{amount} has more than {} decimal places",
+                original.precision
+            ),
         ));
     }
     let remaining = (original.total - already_refunded).max(Decimal::ZERO);
