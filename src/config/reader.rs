@@ -106,6 +106,9 @@ pub enum TrackField {
     Track1,
     /// Track 2 primary account number.
     Track2,
+    /// Track 3: its data up to the first `=` (cards that carry their number
+    /// only there).
+    Track3,
 }
 
 /// Where a magstripe card keeps its secret code.
@@ -206,6 +209,7 @@ pub fn rules(c: &CardRuleConfig) -> Result<(SwipeRule, ScanRules), RuleError> {
             .map(|t| match t {
                 TrackField::Track1 => Field::Track1Account,
                 TrackField::Track2 => Field::Track2Account,
+                TrackField::Track3 => Field::Track3Number,
             })
             .collect(),
         secret: match c.secret {

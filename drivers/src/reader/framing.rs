@@ -520,6 +520,16 @@ pub struct Symbology {
 }
 
 impl Symbology {
+    /// Whether the symbol carries GS1 element strings (application
+    /// identifiers): FNC1 in the first position of Code 128, DataMatrix or
+    /// QR, and every GS1 DataBar.
+    pub fn is_gs1(&self) -> bool {
+        matches!(
+            (self.code, self.modifier),
+            ('C', '1') | ('d', '2' | '5') | ('Q', '3') | ('e', _)
+        )
+    }
+
     /// Whether this is a 2D symbology (matrix or stacked), i.e. one that a
     /// linear laser scanner cannot be expected to read.
     pub fn is_2d(&self) -> bool {
@@ -554,6 +564,8 @@ fn symbology_name(code: u8, modifier: u8) -> &'static str {
         (b'N', _) => "anker",
         (b'O', _) => "codablock",
         (b'P', _) => "plessey",
+        // Modifier 3: FNC1 in the first position, GS1 element strings.
+        (b'Q', b'3') => "gs1_qr",
         (b'Q', _) => "qr",
         (b'R', _) => "iata_2of5",
         (b'S', _) => "industrial_2of5",
@@ -563,6 +575,9 @@ fn symbology_name(code: u8, modifier: u8) -> &'static str {
         // Data that came from no barcode (keyboard entry, RFID, ...).
         (b'Z', _) => "non_barcode",
         (b'c', _) => "channel_code",
+        // Modifier 2: FNC1 in the first position (GS1 DataMatrix, the
+        // carrier of Russian marking codes); 5 and 6 are the same with ECI.
+        (b'd', b'2' | b'5') => "gs1_datamatrix",
         (b'd', _) => "datamatrix",
         (b'e', _) => "gs1_databar",
         (b'g', _) => "grid_matrix",
@@ -962,7 +977,10 @@ mod tests {
             (b"]A0CODE39", 'A', '0', "code39", false, b"CODE39"),
             (b"]F0A123B", 'F', '0', "codabar", false, b"A123B"),
             (b"]I11234", 'I', '1', "itf", false, b"1234"),
-            (b"]d2data", 'd', '2', "datamatrix", true, b"data"),
+            (b"]d1data", 'd', '1', "datamatrix", true, b"data"),
+            // GS1 DataMatrix is its own symbology, not plain DataMatrix.
+            (b"]d2data", 'd', '2', "gs1_datamatrix", true, b"data"),
+            (b"]Q3data", 'Q', '3', "gs1_qr", true, b"data"),
             (b"]L0pdf", 'L', '0', "pdf417", true, b"pdf"),
             (b"]z0az", 'z', '0', "aztec", true, b"az"),
             (b"]e0019", 'e', '0', "gs1_databar", false, b"019"),
@@ -976,6 +994,11 @@ mod tests {
         for &(input, code, modifier, name, is_2d, rest) in cases {
             let (symbology, payload) = strip_aim(input);
             let symbology = symbology.unwrap_or_else(|| panic!("no AIM id in case {name}"));
+            assert_eq!(
+                symbology.is_gs1(),
+                name.starts_with("gs1_"),
+                "is_gs1 for {name}"
+            );
             assert_eq!((symbology.code, symbology.modifier), (code, modifier));
             assert_eq!(symbology.name, name);
             assert_eq!(symbology.is_2d(), is_2d, "is_2d for {name}");

@@ -794,18 +794,36 @@ fn check_account(field: &[u8]) -> Result<String, &'static str> {
 
 /// What follows the field separator after the account number (track 2) or
 /// name (track 1): `YYMM`, service code, discretionary data. A separator in
-/// place of the expiry date or service code marks it absent; a tail too
-/// short for a field leaves it absent and is discretionary data.
+/// place of the expiry date or service code marks it absent.
+///
+/// ISO/IEC 7813 fields are only taken when they are plausible: a valid
+/// `YYMM` (or `0000`, "never") followed by three service-code digits or a
+/// separator. Otherwise the whole tail is discretionary data: loyalty cards
+/// borrow the layout and often put their secret right after the separator
+/// (`;7012345678901234=1234?`), and dropping four of its digits as a bad
+/// expiry date would make such a card unusable.
 fn parse_tail(tail: &[u8], separator: u8) -> (Option<Expiry>, Option<String>, String) {
     let mut rest = tail;
     let mut expiry = None;
     if rest.first() == Some(&separator) {
         rest = &rest[1..];
-    } else if let Some((yymm, after)) = rest.split_at_checked(4) {
-        expiry = Expiry::from_yymm(yymm);
-        rest = after;
     } else {
-        return (None, None, ascii(rest));
+        let plausible = rest.split_at_checked(4).and_then(|(yymm, after)| {
+            let date = Expiry::from_yymm(yymm);
+            let never = yymm == b"0000";
+            let code_follows = after.first() == Some(&separator)
+                || after
+                    .get(..3)
+                    .is_some_and(|c| c.iter().all(u8::is_ascii_digit));
+            ((date.is_some() || never) && code_follows).then_some((date, after))
+        });
+        match plausible {
+            Some((date, after)) => {
+                expiry = date;
+                rest = after;
+            }
+            None => return (None, None, ascii(rest)),
+        }
     }
     let mut service_code = None;
     if rest.first() == Some(&separator) {
@@ -1252,10 +1270,37 @@ mod tests {
         let t2 = ok(";1234=49?").track2.unwrap();
         assert_eq!((t2.expiry, t2.service_code), (None, None));
         assert_eq!(t2.discretionary, "49");
+        // A valid month without a service code after it is not an ISO
+        // tail: all of it is discretionary data.
         let t2 = ok(";1234=491210?").track2.unwrap();
-        assert_eq!(t2.expiry, exp(49, 12));
-        assert_eq!(t2.service_code, None);
-        assert_eq!(t2.discretionary, "10");
+        assert_eq!((t2.expiry, t2.service_code), (None, None));
+        assert_eq!(t2.discretionary, "491210");
+    }
+
+    /// Independent vectors for loyalty layouts "number = secret": what
+    /// follows `=` is kept whole unless it is a plausible YYMM + service
+    /// code.
+    #[test]
+    fn a_secret_right_after_the_separator_is_kept_whole() {
+        let t2 = ok(";7012345678901234=1234?").track2.unwrap();
+        assert_eq!(t2.account, "7012345678901234");
+        assert_eq!((t2.expiry, t2.service_code), (None, None));
+        assert_eq!(t2.discretionary, "1234");
+        // Impossible month (13), even with enough digits for a code.
+        let t2 = ok(";7012345678901234=98134711?").track2.unwrap();
+        assert_eq!((t2.expiry, t2.service_code), (None, None));
+        assert_eq!(t2.discretionary, "98134711");
+        // A plausible date and service code is still taken as such.
+        let t2 = ok(";7012345678901234=30121014711?").track2.unwrap();
+        assert_eq!(t2.expiry, exp(30, 12));
+        assert_eq!(t2.service_code.as_deref(), Some("101"));
+        assert_eq!(t2.discretionary, "4711");
+        // Track 1 follows the same rule.
+        let t1 = ok("%B7012345678901234^LOYAL/CUSTOMER^9876?")
+            .track1
+            .unwrap();
+        assert_eq!((t1.expiry, t1.service_code), (None, None));
+        assert_eq!(t1.discretionary, "9876");
     }
 
     #[test]
