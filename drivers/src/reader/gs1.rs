@@ -165,9 +165,9 @@ fn spec(d: &[u8]) -> Option<(usize, Len, Check)> {
     let digit = |i: usize| d.get(i).filter(|b| b.is_ascii_digit()).map(|b| b - b'0');
     Some(match two {
         0 => (2, Len::Numeric(18), Check::Mod10),
-        1 | 2 => (2, Len::Numeric(14), Check::Mod10),
+        1..=2 => (2, Len::Numeric(14), Check::Mod10),
         10 | 21 | 22 => (2, Len::Upto(20), Check::None),
-        11 | 12 | 13 => (2, Len::Numeric(6), Check::Date { day_zero: false }),
+        11..=13 => (2, Len::Numeric(6), Check::Date { day_zero: false }),
         15..=17 => (2, Len::Numeric(6), Check::Date { day_zero: true }),
         20 => (2, Len::Numeric(2), Check::None),
         // 235 TPX; 240-255 additional identification.
