@@ -94,6 +94,7 @@ impl App {
         ));
         let service = cards.clone();
         let resolver = ledger.clone();
+        let scan_bus = bus.clone();
         tokio::spawn(async move {
             while let Some(out) = reads_rx.recv().await {
                 match out {
@@ -106,6 +107,9 @@ impl App {
                                 None
                             });
                         service.accept(read, account);
+                    }
+                    ReaderOutput::Scan(scan) => {
+                        crate::scans::publish(&scan_bus, &scan);
                     }
                     ReaderOutput::Error { reader, reason } => service.read_error(&reader, &reason),
                 }

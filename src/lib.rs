@@ -18,4 +18,5 @@ pub mod ledger;
 pub mod notify;
 pub mod receipt;
 pub mod redact;
+pub mod scans;
 pub mod store;

@@ -41,6 +41,27 @@ impl Default for FramingConfig {
     }
 }
 
+/// `[reader.scan]`: what becomes of what a reader reads besides cards.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Whether the reader delivers anything when the daemon starts; the API
+    /// (`reader.enable` / `reader.disable`) changes it at run time.
+    pub enabled: bool,
+    /// Also announce a loyalty card as a `scan` (besides `card.read`), for
+    /// POS software that wants every label.
+    pub cards_as_goods: bool,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            enabled: true,
+            cards_as_goods: false,
+        }
+    }
+}
+
 /// Message terminators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

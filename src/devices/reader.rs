@@ -2,11 +2,16 @@
 //! swipes or scans, cards extracted by the entry's rules, handed to the
 //! card service.
 
-use posbridge_drivers::reader::extract::{self, Extracted, ScanRules, SwipeFields, SwipeRule};
-use posbridge_drivers::reader::{framing, msr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use posbridge_drivers::reader::extract::{
+    self, ExtractError, Extracted, ScanRules, SwipeFields, SwipeRule,
+};
+use posbridge_drivers::reader::{framing, gs1, msr};
 use tokio::sync::mpsc;
 
-use super::reads::{CardRead, ReadSource, ReaderOutput};
+use super::reads::{CardRead, ReadSource, ReaderOutput, ScanRead};
 use crate::config::{ReaderConfig, ReaderKind, RuleError, rules};
 use crate::redact::{CardNumber, Secret};
 
@@ -16,12 +21,17 @@ pub(super) struct Decoder {
     kind: ReaderKind,
     swipe: SwipeRule,
     scan: ScanRules,
+    cards_as_goods: bool,
+    /// `reader.enable` / `reader.disable`; shared with `Devices`, so it
+    /// outlives a reconnect.
+    enabled: Arc<AtomicBool>,
     out: mpsc::Sender<ReaderOutput>,
 }
 
 impl Decoder {
     pub(super) fn new(
         entry: &ReaderConfig,
+        enabled: Arc<AtomicBool>,
         out: mpsc::Sender<ReaderOutput>,
     ) -> Result<Decoder, RuleError> {
         let (swipe, scan) = rules(&entry.card)?;
@@ -30,25 +40,33 @@ impl Decoder {
             kind: entry.kind,
             swipe,
             scan,
+            cards_as_goods: entry.scan.cards_as_goods,
+            enabled,
             out,
         })
     }
 
     /// Handles one complete message from the reader.
     pub(super) async fn message(&self, bytes: &[u8]) {
-        let result = match self.kind {
-            ReaderKind::Msr => self.swipe(bytes),
+        if !self.enabled.load(Ordering::Relaxed) {
+            // UnifiedPOS DeviceEnabled = false: the device delivers nothing.
+            tracing::debug!(reader = %self.name, len = bytes.len(), "reader disabled: read dropped");
+            return;
+        }
+        let outs = match self.kind {
+            ReaderKind::Msr => vec![self.swipe(bytes).map_or_else(
+                |reason| ReaderOutput::Error {
+                    reader: self.name.clone(),
+                    reason,
+                },
+                ReaderOutput::Card,
+            )],
             ReaderKind::Scanner => self.scan(bytes),
         };
-        let out = match result {
-            Ok(read) => ReaderOutput::Card(read),
-            Err(reason) => ReaderOutput::Error {
-                reader: self.name.clone(),
-                reason,
-            },
-        };
-        // The card service only stops at shutdown; a read then is moot.
-        let _ = self.out.send(out).await;
+        for out in outs {
+            // The card service only stops at shutdown; a read then is moot.
+            let _ = self.out.send(out).await;
+        }
     }
 
     /// Reports a message that could not even be framed.
@@ -75,20 +93,52 @@ impl Decoder {
         Ok(self.card(got, ReadSource::Msr, None))
     }
 
-    fn scan(&self, bytes: &[u8]) -> Result<CardRead, String> {
+    /// A scan: a loyalty card when the card rules find one, else goods.
+    /// GS1 data (by its AIM identifier, or a leading FNC1) is always goods.
+    /// A scan a rule recognised but that failed its check is a
+    /// `card.read_error` and nothing else: it may hold a secret.
+    fn scan(&self, bytes: &[u8]) -> Vec<ReaderOutput> {
         let (symbology, payload) = framing::strip_aim(bytes);
-        let text = std::str::from_utf8(payload)
-            .map_err(|e| format!("scan is not UTF-8 at byte {}", e.valid_up_to()))?;
-        let got = extract::extract_scan(&self.scan, text.trim())
-            .map_err(|e| format!("no card in the scan: {e}"))?;
-        let source = match &symbology {
-            Some(s) if s.is_2d() => ReadSource::Qr,
-            Some(_) => ReadSource::Barcode,
-            // Without an AIM prefix, a plain digit run is a barcode.
-            None if text.trim().bytes().all(|b| b.is_ascii_digit()) => ReadSource::Barcode,
-            None => ReadSource::Qr,
+        let goods = ScanRead {
+            reader: self.name.clone(),
+            data: bytes.to_vec(),
+            aim_len: bytes.len() - payload.len(),
+            symbology: symbology.map(|s| s.name.to_owned()),
+            gs1_symbology: symbology.is_some_and(|s| s.is_gs1())
+                || payload.first() == Some(&gs1::GS),
         };
-        Ok(self.card(got, source, symbology.map(|s| s.name.to_owned())))
+        if goods.gs1_symbology {
+            return vec![ReaderOutput::Scan(goods)];
+        }
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return vec![ReaderOutput::Scan(goods)];
+        };
+        match extract::extract_scan(&self.scan, text.trim()) {
+            Ok(got) => {
+                let source = match &symbology {
+                    Some(s) if s.is_2d() => ReadSource::Qr,
+                    Some(_) => ReadSource::Barcode,
+                    // Without an AIM prefix, a plain digit run is a barcode.
+                    None if text.trim().bytes().all(|b| b.is_ascii_digit()) => ReadSource::Barcode,
+                    None => ReadSource::Qr,
+                };
+                let card = ReaderOutput::Card(self.card(
+                    got,
+                    source,
+                    symbology.map(|s| s.name.to_owned()),
+                ));
+                if self.cards_as_goods {
+                    vec![card, ReaderOutput::Scan(goods)]
+                } else {
+                    vec![card]
+                }
+            }
+            Err(ExtractError::NoRuleMatched { .. }) => vec![ReaderOutput::Scan(goods)],
+            Err(e) => vec![ReaderOutput::Error {
+                reader: self.name.clone(),
+                reason: format!("no card in the scan: {e}"),
+            }],
+        }
     }
 
     fn card(&self, got: Extracted, source: ReadSource, symbology: Option<String>) -> CardRead {

@@ -44,7 +44,7 @@ pub(super) async fn supervise(
     instance: u64,
     status: watch::Sender<DeviceStatus>,
     bus: EventBus,
-    reads: mpsc::Sender<ReaderOutput>,
+    reads: ReadSide,
     print: PrintSide,
     cancel: CancellationToken,
 ) {
@@ -89,7 +89,7 @@ pub(super) async fn supervise(
     // Rules are validated with the configuration; a failure here means the
     // entry cannot work at all, which is reported and retried like a link.
     let decoder = match &entry {
-        DeviceEntry::Reader(r) => match Decoder::new(r, reads) {
+        DeviceEntry::Reader(r) => match Decoder::new(r, reads.enabled, reads.out) {
             Ok(d) => Some(d),
             Err(e) => {
                 report(DeviceState::Error, Some(e.to_string()));
@@ -134,6 +134,14 @@ pub(super) async fn supervise(
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     report(DeviceState::Stopped, None);
+}
+
+/// What a reader actor is given: where its reads go, and its switch.
+pub(super) struct ReadSide {
+    /// Where reads go.
+    pub out: mpsc::Sender<ReaderOutput>,
+    /// The reader's enabled switch, kept by `Devices` across restarts.
+    pub enabled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a printer actor shares with the API.

@@ -1,0 +1,282 @@
+//! Scans end to end: a pty plays a serial scanner; goods arrive as `scan`
+//! (GS1 and marking codes parsed), loyalty cards as `card.read`, and a
+//! disabled reader delivers nothing.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Daemon, eventually, pty_pair};
+use posbridge::client::Client;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+/// A Russian marking code on a medicine box, as a GS1 DataMatrix scanner
+/// sends it: AIM `]d2`, GTIN (01), serial (21), GS, key id (91), GS,
+/// crypto code (92).
+const MARKING: &[u8] =
+    b"]d20104601662000016215RNef*ex0>P5\x1d91EE06\x1d92YWCXbmK6SN8vvwoxZFk7WAY8WoJNMGGr6Cgtiuja04c=";
+/// Loyalty cards on this till are QR codes `LOY:<number>:<secret>`; goods
+/// barcodes match no card rule.
+const CARD_RULES: &str =
+    "[reader.card]\npresets = []\nregex = 'LOY:(?P<number>[0-9]{10,16}):(?P<secret>[A-Z0-9]{4})'\n";
+
+fn reader(name: &str, kind: &str, port: &Path, rest: &str) -> String {
+    format!(
+        "[[reader]]\nname = \"{name}\"\ntype = \"{kind}\"\n[reader.serial]\nport = \"{}\"\n{rest}",
+        port.display()
+    )
+}
+
+/// The next event of any of `topics`, skipping others.
+async fn next_of(c: &mut Client, topics: &[&str]) -> Value {
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), c.next_notification())
+            .await
+            .unwrap_or_else(|_| panic!("no {topics:?} event within 10 s"))
+            .unwrap();
+        let topic = n["params"]["topic"].as_str().unwrap_or_default();
+        if topics.contains(&topic) {
+            return n["params"].clone();
+        }
+    }
+}
+
+async fn connected(d: &Daemon, sub: &mut Client, name: &str) {
+    let devs = d
+        .client()
+        .await
+        .call("devices.list", json!({}))
+        .await
+        .unwrap();
+    if devs["devices"][0]["status"] == "connected" {
+        return;
+    }
+    loop {
+        let e = next_of(sub, &["device.status"]).await;
+        if e["device"] == name && e["status"] == "connected" {
+            return;
+        }
+    }
+}
+
+async fn scanner(
+    rest: &str,
+) -> (
+    Daemon,
+    Client,
+    tokio_serial::SerialStream,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("scanner");
+    let (device, pts) = pty_pair();
+    std::os::unix::fs::symlink(&pts, &link).unwrap();
+    let d = Daemon::start("", &reader("till", "scanner", &link, rest));
+    let mut sub = d.client().await;
+    sub.call(
+        "events.subscribe",
+        json!({"topics": ["card.*", "scan", "device.status"]}),
+    )
+    .await
+    .unwrap();
+    connected(&d, &mut sub, "till").await;
+    (d, sub, device, dir)
+}
+
+#[tokio::test]
+async fn goods_arrive_as_scan_and_a_loyalty_card_as_card_read() {
+    let (d, mut sub, mut device, _dir) = scanner(CARD_RULES).await;
+    let topics = ["card.read", "card.read_error", "scan"];
+
+    // EAN-13.
+    device.write_all(b"]E04006381333931\r").await.unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "scan");
+    assert_eq!(e["reader"], "till");
+    assert_eq!(e["symbology"], "ean13");
+    assert_eq!(e["aim"], "]E0");
+    assert_eq!(e["data"], "]E04006381333931");
+    assert_eq!(e["label"], "4006381333931");
+    assert_eq!(e["encoding"], "text");
+    assert!(e["gs1"].is_null() && e["marking_code"].is_null());
+    assert!(e["time"].is_string());
+
+    // Code 128, free text.
+    device.write_all(b"]C0SKU-42/A\r").await.unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(
+        (e["topic"].as_str(), e["symbology"].as_str()),
+        (Some("scan"), Some("code128"))
+    );
+    assert_eq!(e["label"], "SKU-42/A");
+
+    // GS1-128: GTIN, expiry, batch, GS, net weight.
+    device
+        .write_all(b"]C1010950600013435217260200" as &[u8])
+        .await
+        .unwrap();
+    device.write_all(b"10LOT42\x1d3103001250\r").await.unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(
+        (e["topic"].as_str(), e["symbology"].as_str()),
+        (Some("scan"), Some("gs1_128"))
+    );
+    assert_eq!(e["gs1"]["gtin"], "09506000134352");
+    assert_eq!(e["gs1"]["expiry"], "2026-02-28");
+    assert_eq!(e["gs1"]["batch"], "LOT42");
+    assert_eq!(
+        e["gs1"]["elements"][3],
+        json!({"ai": "3103", "value": "001250"})
+    );
+    assert!(
+        e["marking_code"].is_null(),
+        "no crypto tail, no marking code"
+    );
+
+    // GS1 DataMatrix marking code: GS kept, crypto tail parsed.
+    device.write_all(MARKING).await.unwrap();
+    device.write_all(b"\r").await.unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "scan");
+    assert_eq!(e["symbology"], "gs1_datamatrix");
+    assert_eq!(e["gs1"]["gtin"], "04601662000016");
+    assert_eq!(e["gs1"]["serial"], "5RNef*ex0>P5");
+    assert_eq!(e["gs1"]["crypto_key"], "EE06");
+    assert_eq!(
+        e["gs1"]["crypto_code"],
+        "YWCXbmK6SN8vvwoxZFk7WAY8WoJNMGGr6Cgtiuja04c="
+    );
+    assert_eq!(
+        e["marking_code"].as_str().unwrap().as_bytes(),
+        &MARKING[3..],
+        "the marking code exactly as scanned, without the AIM identifier"
+    );
+    assert!(e["gs1_error"].is_null());
+
+    // A QR loyalty card: card.read only, then the next goods scan follows
+    // directly (no scan event for the card).
+    device
+        .write_all(b"]Q1LOY:7012345678901234:AB12\r")
+        .await
+        .unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "card.read");
+    assert_eq!(e["card_number"], "7012345678901234");
+    assert_eq!(e["has_secret"], true);
+    device.write_all(b"]E04006381333931\r").await.unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "scan");
+    assert_eq!(e["label"], "4006381333931");
+
+    // A GS1 code with a wrong GTIN check digit is still delivered, with
+    // the reason.
+    device.write_all(b"]d201046016620000171\r").await.unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "scan");
+    assert!(e["gs1"].is_null());
+    assert!(e["gs1_error"].as_str().unwrap().contains("check digit"));
+
+    let log = d.log();
+    assert!(!log.contains("7012345678901234"), "card number in the log");
+    assert!(!log.contains("AB12"), "secret in the log");
+}
+
+#[tokio::test]
+async fn cards_as_goods_announces_the_card_twice_over() {
+    let rest = format!("{CARD_RULES}[reader.scan]\ncards_as_goods = true\n");
+    let (_d, mut sub, mut device, _dir) = scanner(&rest).await;
+    device
+        .write_all(b"]Q1LOY:7012345678901234:AB12\r")
+        .await
+        .unwrap();
+    let topics = ["card.read", "card.read_error", "scan"];
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "card.read");
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "scan");
+    assert_eq!(e["symbology"], "qr");
+}
+
+#[tokio::test]
+async fn a_disabled_reader_delivers_nothing_until_enabled() {
+    let (d, mut sub, mut device, _dir) = scanner(CARD_RULES).await;
+    let mut c = d.client().await;
+    let r = c
+        .call("reader.disable", json!({"name": "till"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"name": "till", "enabled": false, "was_enabled": true})
+    );
+    let list = c.call("devices.list", json!({})).await.unwrap();
+    assert_eq!(list["devices"][0]["enabled"], false);
+
+    device.write_all(b"]E04006381333931\r").await.unwrap();
+    // The daemon says when it drops a read; wait for that before enabling.
+    eventually("the dropped read in the log", || async {
+        d.log()
+            .contains("reader disabled: read dropped")
+            .then_some(())
+    })
+    .await;
+    c.call("reader.enable", json!({"name": "till"}))
+        .await
+        .unwrap();
+    device.write_all(b"]C0SECOND\r").await.unwrap();
+    let e = next_of(&mut sub, &["scan", "card.read", "card.read_error"]).await;
+    assert_eq!(
+        e["label"], "SECOND",
+        "the scan made while disabled was dropped"
+    );
+
+    let err = c
+        .call("reader.disable", json!({"name": "nope"}))
+        .await
+        .unwrap_err();
+    let posbridge::client::ClientError::Rpc { error } = err else {
+        panic!()
+    };
+    assert_eq!(error["code"], 1201);
+}
+
+#[tokio::test]
+async fn a_reader_configured_disabled_starts_disabled() {
+    let rest = format!("{CARD_RULES}[reader.scan]\nenabled = false\n");
+    let (d, _sub, _device, _dir) = scanner(&rest).await;
+    let list = d
+        .client()
+        .await
+        .call("devices.list", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(list["devices"][0]["enabled"], false);
+}
+
+#[tokio::test]
+async fn a_loyalty_secret_right_after_the_separator_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("msr");
+    let (mut device, pts) = pty_pair();
+    std::os::unix::fs::symlink(&pts, &link).unwrap();
+    let card = "[reader.card]\nsecret = \"track2_discretionary\"\nsecret_len = 4\n";
+    let d = Daemon::start("", &reader("msr", "msr", &link, card));
+    let mut sub = d.client().await;
+    sub.call(
+        "events.subscribe",
+        json!({"topics": ["card.*", "device.status"]}),
+    )
+    .await
+    .unwrap();
+    connected(&d, &mut sub, "msr").await;
+    device
+        .write_all(b";7012345678901234=1234?\r")
+        .await
+        .unwrap();
+    let e = next_of(&mut sub, &["card.read", "card.read_error"]).await;
+    assert_eq!(e["topic"], "card.read");
+    assert_eq!(e["card_number"], "7012345678901234");
+    assert_eq!(e["has_secret"], true, "the secret after '=' was kept");
+}
