@@ -280,3 +280,60 @@ async fn a_loyalty_secret_right_after_the_separator_is_kept() {
     assert_eq!(e["card_number"], "7012345678901234");
     assert_eq!(e["has_secret"], true, "the secret after '=' was kept");
 }
+
+/// Writes `bytes` at the pace of a serial line at `baud` (10 bits a byte),
+/// in 1 ms ticks: what a reader that ends each track with CR sends.
+async fn paced(device: &mut tokio_serial::SerialStream, bytes: &[u8], baud: u32) {
+    let per_ms = (baud as usize / 10 / 1000).max(1);
+    let mut tick = tokio::time::interval(Duration::from_micros(1000));
+    for chunk in bytes.chunks(per_ms) {
+        tick.tick().await;
+        device.write_all(chunk).await.unwrap();
+    }
+}
+
+async fn one_swipe_at(baud: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("msr");
+    let (mut device, pts) = pty_pair();
+    std::os::unix::fs::symlink(&pts, &link).unwrap();
+    // The number only on track 3 (item 5: track 3 as the number's source),
+    // the secret on track 2.
+    let card =
+        "[reader.card]\nnumber = [\"track3\"]\nsecret = \"track2_discretionary\"\nsecret_len = 4\n";
+    let d = Daemon::start("", &reader("msr", "msr", &link, card));
+    let mut sub = d.client().await;
+    sub.call(
+        "events.subscribe",
+        json!({"topics": ["card.*", "device.status"]}),
+    )
+    .await
+    .unwrap();
+    connected(&d, &mut sub, "msr").await;
+    // Track 1, CR, track 2, CR, track 3 (~75 characters: ~78 ms at 9600
+    // baud, longer than the 50 ms swipe_gap_ms default), CR.
+    let swipe = b"%B6035123412341234^IVANOV/IVAN^4912101000000?\r;6035123412341234=49121014711?\r;7012345678901234=000000000000000000000000000000000000000000000000000000000?\r";
+    paced(&mut device, swipe, baud).await;
+    let e = next_of(&mut sub, &["card.read", "card.read_error"]).await;
+    assert_eq!(e["topic"], "card.read");
+    assert_eq!(e["card_number"], "7012345678901234", "track 3 was joined");
+    assert_eq!(e["has_secret"], true, "track 2 was joined");
+    // A marker after a pause: exactly one event came before its error.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    device.write_all(b";E?\r").await.unwrap();
+    let e = next_of(&mut sub, &["card.read", "card.read_error"]).await;
+    assert_eq!(
+        e["topic"], "card.read_error",
+        "one swipe, one card.read at {baud} baud"
+    );
+}
+
+#[tokio::test]
+async fn tracks_paced_at_9600_baud_are_one_swipe() {
+    one_swipe_at(9600).await;
+}
+
+#[tokio::test]
+async fn tracks_paced_at_115200_baud_are_one_swipe() {
+    one_swipe_at(115_200).await;
+}

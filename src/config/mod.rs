@@ -27,8 +27,8 @@ use crate::ledger::rules::Programme;
 pub use error::ConfigError;
 pub use load::{Located, SYSTEM_CONFIG, Source, default_socket_path, locate};
 pub use reader::{
-    CardRuleConfig, CheckConfig, FramingConfig, PresetConfig, RuleError, ScanConfig, SecretField,
-    SuffixConfig, TrackField, frame_codec, rules,
+    CardRuleConfig, CheckConfig, FramingConfig, LrcConfig, PresetConfig, RuleError, ScanConfig,
+    SecretField, SuffixConfig, TrackField, frame_codec, rules,
 };
 
 /// The commented sample printed by `posbridge config example`.

@@ -22,11 +22,31 @@ pub struct FramingConfig {
     pub gap_ms: u64,
     /// Longest message; longer ones are dropped with a `card.read_error`.
     pub max_len: usize,
-    /// Magstripe readers: lines arriving within this many milliseconds of
-    /// each other are one swipe (readers that end every track with CR or
-    /// Enter). It is added to every swipe's latency; 0 for readers that
-    /// send a whole swipe as one line.
+    /// Magstripe readers: a line that follows the previous one with less
+    /// than this many milliseconds of silence after its last byte belongs
+    /// to the same swipe (readers that end every track with CR or Enter).
+    /// Measured from the last byte, so it does not depend on the baud rate;
+    /// 50 ms also covers a USB-serial adapter's 16 ms latency timer. It is
+    /// added to every swipe's latency; 0 for readers that send a whole
+    /// swipe as one line.
     pub swipe_gap_ms: u64,
+    /// Magstripe readers: whether the reader sends an LRC character after
+    /// each end sentinel (`sent`, `not_sent`), a switch in the reader;
+    /// `auto` tells from the bytes.
+    pub lrc: LrcConfig,
+}
+
+/// `[reader.framing] lrc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LrcConfig {
+    /// Tell from the bytes.
+    #[default]
+    Auto,
+    /// Always one after each end sentinel.
+    Sent,
+    /// Never.
+    NotSent,
 }
 
 impl Default for FramingConfig {
@@ -36,7 +56,8 @@ impl Default for FramingConfig {
             prefix_hex: None,
             gap_ms: 0,
             max_len: 4096,
-            swipe_gap_ms: 30,
+            swipe_gap_ms: 50,
+            lrc: LrcConfig::Auto,
         }
     }
 }

@@ -22,6 +22,7 @@ pub(super) struct Decoder {
     swipe: SwipeRule,
     scan: ScanRules,
     cards_as_goods: bool,
+    lrc: msr::Lrc,
     /// `reader.enable` / `reader.disable`; shared with `Devices`, so it
     /// outlives a reconnect.
     enabled: Arc<AtomicBool>,
@@ -41,6 +42,11 @@ impl Decoder {
             swipe,
             scan,
             cards_as_goods: entry.scan.cards_as_goods,
+            lrc: match entry.framing.lrc {
+                crate::config::LrcConfig::Auto => msr::Lrc::Auto,
+                crate::config::LrcConfig::Sent => msr::Lrc::Sent,
+                crate::config::LrcConfig::NotSent => msr::Lrc::NotSent,
+            },
             enabled,
             out,
         })
@@ -81,7 +87,8 @@ impl Decoder {
     }
 
     fn swipe(&self, bytes: &[u8]) -> Result<CardRead, String> {
-        let swipe = msr::parse(bytes).map_err(|e| format!("swipe not readable: {e}"))?;
+        let swipe =
+            msr::parse_with(bytes, self.lrc).map_err(|e| format!("swipe not readable: {e}"))?;
         let fields = SwipeFields {
             track1_account: swipe.track1.as_ref().map(|t| t.account.as_str()),
             track2_account: swipe.track2.as_ref().map(|t| t.account.as_str()),

@@ -353,27 +353,29 @@ async fn run_link(
                     Ok(None) => return "closed by the device".into(),
                     Err(e) => return format!("read failed: {e}"),
                 };
-                // Readers that end every track with CR: the tracks of one
-                // swipe arrive within a few milliseconds of each other.
+                // Readers that end every track with CR: the next track
+                // follows without a pause, so the swipe ends at the first
+                // silence of `join` after the last byte (however long a
+                // track takes to arrive at a slow baud rate).
                 let mut ended = None;
                 while let Some(gap) = join {
-                    match tokio::time::timeout(gap, frames.next()).await {
-                        Ok(Ok(Some(framing::FrameEvent::Message(more))))
+                    match frames.next_unless_silent(gap).await {
+                        Ok(framing::Joined::Event(Some(framing::FrameEvent::Message(more))))
                             if msg.len() + more.len() < MAX_SWIPE =>
                         {
                             msg.push(b'\r');
                             msg.extend_from_slice(&more);
                         }
-                        Ok(Ok(Some(_))) => break,
-                        Ok(Ok(None)) => {
+                        Ok(framing::Joined::Event(Some(_))) => break,
+                        Ok(framing::Joined::Event(None)) => {
                             ended = Some("closed by the device".to_string());
                             break;
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             ended = Some(format!("read failed: {e}"));
                             break;
                         }
-                        Err(_) => break,
+                        Ok(framing::Joined::Silence) => break,
                     }
                 }
                 decoder.message(&msg).await;
@@ -408,18 +410,19 @@ async fn run_link(
                 };
                 // Wedge readers press Enter after each track.
                 let mut ended = None;
+                // As on serial: the swipe ends at the first silence.
                 while let Some(gap) = join {
-                    match tokio::time::timeout(gap, reader.next_message()).await {
-                        Ok(Ok(KeyMessage::Text(more))) if msg.len() + more.len() < MAX_SWIPE => {
+                    match reader.next_message_unless_silent(gap).await {
+                        Ok(Some(KeyMessage::Text(more))) if msg.len() + more.len() < MAX_SWIPE => {
                             msg.push('\r');
                             msg.push_str(&more);
                         }
-                        Ok(Ok(_)) => break,
-                        Ok(Err(e)) => {
+                        Ok(Some(_)) => break,
+                        Err(e) => {
                             ended = Some(e.to_string());
                             break;
                         }
-                        Err(_) => break,
+                        Ok(None) => break,
                     }
                 }
                 decoder.message(msg.as_bytes()).await;

@@ -20,7 +20,7 @@
 
 use std::fmt;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use thiserror::Error;
@@ -449,6 +449,17 @@ pub struct FramedReader<R> {
     codec: FrameCodec,
     buf: BytesMut,
     eof: bool,
+    /// When the last byte arrived: silence is measured from here.
+    last_byte: Instant,
+}
+
+/// What [`FramedReader::next_unless_silent`] saw.
+#[derive(Debug)]
+pub enum Joined {
+    /// What [`FramedReader::next`] would have returned.
+    Event(Option<FrameEvent>),
+    /// No byte arrived for the given silence, and no message is complete.
+    Silence,
 }
 
 impl<R: AsyncRead + Unpin> FramedReader<R> {
@@ -459,6 +470,52 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
             codec,
             buf: BytesMut::with_capacity(READ_CHUNK),
             eof: false,
+            last_byte: Instant::now(),
+        }
+    }
+
+    /// The next event, unless the link falls silent for `silence` (measured
+    /// from the last byte received, not from the call) before a message is
+    /// complete. A magnetic stripe reader that ends each track with CR
+    /// sends the next track right away; at 9600 baud a 40-character track
+    /// takes ~42 ms to arrive, so timing whole lines would split a swipe,
+    /// while the silence between bytes stays ~1 ms. Cancel-safe, as
+    /// [`next`](Self::next).
+    pub async fn next_unless_silent(&mut self, silence: Duration) -> io::Result<Joined> {
+        loop {
+            if let Some(event) = self.codec.decode_event(&mut self.buf) {
+                return Ok(Joined::Event(Some(event)));
+            }
+            if self.eof {
+                return Ok(Joined::Event(self.codec.finish(&mut self.buf)));
+            }
+            self.buf.reserve(READ_CHUNK);
+            let gap = self
+                .codec
+                .config()
+                .inter_char_timeout
+                .filter(|_| self.codec.is_pending(&self.buf));
+            let silent_at = self.last_byte + silence;
+            let until = gap.map_or(silent_at, |g| silent_at.min(self.last_byte + g));
+            match tokio::time::timeout_at(until.into(), self.inner.read_buf(&mut self.buf)).await {
+                Ok(read) => {
+                    if read? == 0 {
+                        self.eof = true;
+                    } else {
+                        self.last_byte = Instant::now();
+                    }
+                }
+                Err(_elapsed) => {
+                    if gap.is_some_and(|g| Instant::now() >= self.last_byte + g)
+                        && let Some(event) = self.codec.flush(&mut self.buf)
+                    {
+                        return Ok(Joined::Event(Some(event)));
+                    }
+                    if Instant::now() >= silent_at {
+                        return Ok(Joined::Silence);
+                    }
+                }
+            }
         }
     }
 
@@ -502,6 +559,8 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
             };
             if read == 0 {
                 self.eof = true;
+            } else {
+                self.last_byte = Instant::now();
             }
         }
     }

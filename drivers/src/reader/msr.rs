@@ -422,6 +422,26 @@ fn list_errors(errors: &[TrackError]) -> String {
 /// swipe of error markers only; [`MsrError::Empty`] for empty or blank input;
 /// [`MsrError::TooLong`] for input over [`MAX_INPUT`] bytes. Never panics.
 pub fn parse(input: &[u8]) -> Result<Swipe, MsrError> {
+    parse_with(input, Lrc::Auto)
+}
+
+/// Whether the reader sends an LRC character after each end sentinel: a
+/// switch in the reader (MagTek's "send LRC"), so a per-reader setting
+/// rather than a guess where it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lrc {
+    /// Tell from the bytes (see the [module documentation](self)).
+    #[default]
+    Auto,
+    /// The character after each end sentinel is the LRC, whatever it is.
+    Sent,
+    /// The reader sends none: what follows an end sentinel is never taken
+    /// for one.
+    NotSent,
+}
+
+/// [`parse`] with the reader's LRC setting.
+pub fn parse_with(input: &[u8], lrc: Lrc) -> Result<Swipe, MsrError> {
     if input.len() > MAX_INPUT {
         return Err(MsrError::TooLong { len: input.len() });
     }
@@ -432,6 +452,7 @@ pub fn parse(input: &[u8]) -> Result<Swipe, MsrError> {
         input,
         swipe: Swipe::default(),
         claimed: [false; 3],
+        lrc,
     };
     let mut pos = 0;
     while pos < input.len() {
@@ -520,6 +541,7 @@ struct Decoder<'a> {
     swipe: Swipe,
     /// Tracks already decoded or failed, by [`TrackNo::index`].
     claimed: [bool; 3],
+    lrc: Lrc,
 }
 
 impl Decoder<'_> {
@@ -558,7 +580,11 @@ impl Decoder<'_> {
             };
             let data = &input[data_start..end_sentinel];
             let track = self.classify_framed(sentinel, data);
-            let lrc = lrc_position(input, end_sentinel + 1, end, track.alphabet());
+            let lrc = match self.lrc {
+                Lrc::Auto => lrc_position(input, end_sentinel + 1, end, track.alphabet()),
+                Lrc::Sent => (end_sentinel + 1 < end).then_some(end_sentinel + 1),
+                Lrc::NotSent => None,
+            };
             let mut next = lrc.unwrap_or(end_sentinel) + 1;
             self.segment(
                 track,
@@ -1228,6 +1254,37 @@ mod tests {
                 TrackErrorKind::BadCharacter(b'?'),
                 9
             )]
+        );
+    }
+
+    /// The reader's "send LRC" switch decides what follows `?`.
+    #[test]
+    fn lrc_per_reader_setting() {
+        // The LRC of `;1234?`, found by the checker itself.
+        let data = b"1234";
+        let lrc = (0..16u8)
+            .map(|v| b'0' + v)
+            .find(|&c| Alphabet::Numeric.lrc_matches(data, c))
+            .unwrap();
+        let with = [b";1234?".as_slice(), &[lrc]].concat();
+        // Sent: a wrong LRC is caught, even one that looks like a sentinel.
+        assert!(parse_with(&with, Lrc::Sent).unwrap().track2.is_some());
+        let wrong = [
+            b";1234?".as_slice(),
+            &[if lrc == b';' { b'0' } else { b';' }],
+        ]
+        .concat();
+        let e = parse_with(&wrong, Lrc::Sent).unwrap_err();
+        assert!(format!("{e}").contains("LRC"), "{e}");
+        // Auto reads a lone trailing `;` as an LRC too; NotSent never takes
+        // one, so the stray byte is reported instead of checked.
+        let s = parse_with(&with, Lrc::NotSent).unwrap();
+        assert!(s.track2.is_some() && !s.errors.is_empty());
+        assert!(
+            parse_with(b";1234?", Lrc::NotSent)
+                .unwrap()
+                .errors
+                .is_empty()
         );
     }
 

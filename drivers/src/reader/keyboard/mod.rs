@@ -28,9 +28,10 @@ use std::fmt;
 use std::time::Duration;
 
 pub use boot::{BOOT_REPORT_LEN, BootKeyboardDecoder, BootReport, BootReportError};
-pub use device::{EvdevError, EvdevReader};
+pub use device::{EvdevError, EvdevReader, InputSource, Replay, recorded_typing};
 pub use keys::{KEY_DOWN, KEY_REPEAT, KEY_UP, KeyDecoder};
 pub use pos::{POS_SCAN_MAX_LEN, PosScan, PosScanDecoder, PosScanError, PosScanLayout};
+pub use table::us_keystroke;
 
 /// How typed characters are cut into messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
