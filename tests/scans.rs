@@ -337,3 +337,81 @@ async fn tracks_paced_at_9600_baud_are_one_swipe() {
 async fn tracks_paced_at_115200_baud_are_one_swipe() {
     one_swipe_at(115_200).await;
 }
+
+/// Replays what the daemon typed (its pass-through record) through the
+/// same decoder that reads `/dev/input`, and returns the messages.
+async fn typed_back(record: &Path) -> Vec<String> {
+    use posbridge_drivers::reader::keyboard::{
+        EvdevReader, InputEvent, KeyMessage, Replay, WedgeConfig,
+    };
+    let text = std::fs::read_to_string(record).unwrap_or_default();
+    let events = text.lines().map(|l| {
+        let n: Vec<i32> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+        (
+            Duration::from_micros(100),
+            InputEvent::new(n[0] as u16, n[1] as u16, n[2]),
+        )
+    });
+    let mut r = EvdevReader::from_source(Replay::new(events), WedgeConfig::default());
+    let mut out = Vec::new();
+    while let Ok(KeyMessage::Text(t)) = r.next_message().await {
+        out.push(t);
+    }
+    out
+}
+
+async fn passthrough_run(on: bool) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("typed");
+    let link = dir.path().join("scanner");
+    let (mut device, pts) = pty_pair();
+    std::os::unix::fs::symlink(&pts, &link).unwrap();
+    let rest =
+        format!("{CARD_RULES}[reader.scan]\npassthrough = {on}\npassthrough_prefix = \"#\"\n");
+    let rec = record.clone();
+    let d = Daemon::start_with("", &reader("till", "scanner", &link, &rest), |c| {
+        c.env("POSBRIDGE_PASSTHROUGH_RECORD", &rec);
+    });
+    let mut sub = d.client().await;
+    sub.call(
+        "events.subscribe",
+        json!({"topics": ["card.*", "scan", "device.status"]}),
+    )
+    .await
+    .unwrap();
+    connected(&d, &mut sub, "till").await;
+    let topics = ["card.read", "card.read_error", "scan"];
+    for (bytes, topic) in [
+        (b"]E04006381333931\r".as_slice(), "scan"),
+        (b"]Q1LOY:7012345678901234:AB12\r", "card.read"),
+        (&[MARKING, b"\r"].concat(), "scan"),
+    ] {
+        device.write_all(bytes).await.unwrap();
+        assert_eq!(next_of(&mut sub, &topics).await["topic"], topic);
+    }
+    if on {
+        eventually("the pass-through warning for GS", || async {
+            d.log().contains("left out").then_some(())
+        })
+        .await;
+    }
+    typed_back(&record).await
+}
+
+#[tokio::test]
+async fn passthrough_types_goods_but_never_a_loyalty_card() {
+    let typed = passthrough_run(true).await;
+    let marking: String = MARKING[3..]
+        .iter()
+        .filter(|&&b| b != 0x1D)
+        .map(|&b| char::from(b))
+        .collect();
+    // Prefix, label without AIM, Enter; the GS separators cannot be typed
+    // on a US layout and are left out (counted in the log).
+    assert_eq!(typed, ["#4006381333931".to_owned(), format!("#{marking}")]);
+}
+
+#[tokio::test]
+async fn without_passthrough_nothing_is_typed() {
+    assert_eq!(passthrough_run(false).await, Vec::<String>::new());
+}

@@ -72,6 +72,14 @@ pub struct ScanConfig {
     /// Also announce a loyalty card as a `scan` (besides `card.read`), for
     /// POS software that wants every label.
     pub cards_as_goods: bool,
+    /// Scanners: type every scan that is not a loyalty card into the
+    /// focused window through a virtual keyboard (uinput), for POS software
+    /// that only reads keyboard-wedge scanners.
+    pub passthrough: bool,
+    /// Typed before each passed-through scan.
+    pub passthrough_prefix: String,
+    /// Typed after it; `"\r"` (Enter) by default.
+    pub passthrough_suffix: String,
 }
 
 impl Default for ScanConfig {
@@ -79,6 +87,9 @@ impl Default for ScanConfig {
         ScanConfig {
             enabled: true,
             cards_as_goods: false,
+            passthrough: false,
+            passthrough_prefix: String::new(),
+            passthrough_suffix: "\r".into(),
         }
     }
 }

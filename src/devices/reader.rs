@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use posbridge_drivers::reader::extract::{
     self, ExtractError, Extracted, ScanRules, SwipeFields, SwipeRule,
 };
+use posbridge_drivers::reader::keyboard::{InputEvent, KeySink, Typist};
 use posbridge_drivers::reader::{framing, gs1, msr};
 use tokio::sync::mpsc;
 
@@ -23,6 +24,7 @@ pub(super) struct Decoder {
     scan: ScanRules,
     cards_as_goods: bool,
     lrc: msr::Lrc,
+    passthrough: Option<Passthrough>,
     /// `reader.enable` / `reader.disable`; shared with `Devices`, so it
     /// outlives a reconnect.
     enabled: Arc<AtomicBool>,
@@ -42,6 +44,13 @@ impl Decoder {
             swipe,
             scan,
             cards_as_goods: entry.scan.cards_as_goods,
+            passthrough: (entry.scan.passthrough && entry.kind == ReaderKind::Scanner).then(|| {
+                Passthrough {
+                    prefix: entry.scan.passthrough_prefix.clone().into_bytes(),
+                    suffix: entry.scan.passthrough_suffix.clone().into_bytes(),
+                    typist: std::sync::Mutex::new(None),
+                }
+            }),
             lrc: match entry.framing.lrc {
                 crate::config::LrcConfig::Auto => msr::Lrc::Auto,
                 crate::config::LrcConfig::Sent => msr::Lrc::Sent,
@@ -70,6 +79,9 @@ impl Decoder {
             ReaderKind::Scanner => self.scan(bytes),
         };
         for out in outs {
+            if let (ReaderOutput::Scan(scan), Some(p)) = (&out, &self.passthrough) {
+                p.type_scan(&self.name, scan.label());
+            }
             // The card service only stops at shutdown; a read then is moot.
             let _ = self.out.send(out).await;
         }
@@ -156,5 +168,83 @@ impl Decoder {
             secret: got.secret.map(|s| Secret::new(s.expose())),
             symbology,
         }
+    }
+}
+
+/// Where passed-through scans are typed. `POSBRIDGE_PASSTHROUGH_RECORD`
+/// names a file that receives the key events as `type code value` lines
+/// instead of a virtual keyboard: how the tests (and a technician without
+/// a desktop) see exactly what would be typed.
+type Sink = Box<dyn KeySink + Send>;
+
+/// `[reader.scan] passthrough`: the virtual keyboard, opened on first use
+/// (and again after a failure), so a till without uinput still reads.
+struct Passthrough {
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+    typist: std::sync::Mutex<Option<Typist<Sink>>>,
+}
+
+impl Passthrough {
+    fn type_scan(&self, reader: &str, label: &[u8]) {
+        let mut typist = self.typist.lock().unwrap_or_else(|p| p.into_inner());
+        if typist.is_none() {
+            match open_sink() {
+                Ok(sink) => *typist = Some(Typist::new(sink)),
+                Err(e) => {
+                    tracing::error!(reader, error = %e, "pass-through: cannot open the virtual keyboard (/dev/uinput)");
+                    return;
+                }
+            }
+        }
+        let Some(t) = typist.as_mut() else { return };
+        let text = [self.prefix.as_slice(), label, self.suffix.as_slice()].concat();
+        match t.type_text(&text) {
+            Ok(0) => tracing::debug!(reader, len = text.len(), "pass-through: typed"),
+            Ok(skipped) => tracing::warn!(
+                reader,
+                skipped,
+                "pass-through: characters a US layout cannot type were left out"
+            ),
+            Err(e) => {
+                tracing::error!(reader, error = %e, "pass-through: typing failed");
+                *typist = None;
+            }
+        }
+    }
+}
+
+fn open_sink() -> std::io::Result<Sink> {
+    match std::env::var_os("POSBRIDGE_PASSTHROUGH_RECORD") {
+        Some(path) => Ok(Box::new(FileSink(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ))),
+        None => {
+            let t = Typist::open("posbridge pass-through keyboard")?;
+            Ok(Box::new(t.into_sink()))
+        }
+    }
+}
+
+/// Key events as text lines (see [`Sink`]).
+struct FileSink(std::fs::File);
+
+impl KeySink for FileSink {
+    fn emit(&mut self, events: &[InputEvent]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = String::new();
+        for e in events {
+            out.push_str(&format!(
+                "{} {} {}\n",
+                e.event_type().0,
+                e.code(),
+                e.value()
+            ));
+        }
+        out.push_str("0 0 0\n");
+        self.0.write_all(out.as_bytes())
     }
 }
