@@ -415,3 +415,76 @@ async fn passthrough_types_goods_but_never_a_loyalty_card() {
 async fn without_passthrough_nothing_is_typed() {
     assert_eq!(passthrough_run(false).await, Vec::<String>::new());
 }
+
+/// The keyboard-wedge path end to end, through the same code that reads
+/// `/dev/input`: a `[reader.evdev] device` naming a recording of input
+/// events (EV_MSC scan codes, EV_KEY, EV_SYN, as a USB scanner sends them)
+/// replays it into the grabbed-reader loop.
+#[tokio::test]
+async fn a_wedge_scanner_recording_yields_scans_and_a_card() {
+    use posbridge_drivers::reader::keyboard::recorded_typing;
+    let d = Daemon::start("", "");
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("wedge.rec");
+    let typed = recorded_typing(
+        b"]E04006381333931\r]C0SKU-42/A\r]C101095060001343521726020010LOT42\r]Q1LOY:7012345678901234:AB12\r]E04006381333931\r",
+        Duration::from_micros(800),
+    );
+    let mut text = String::from("# DELAY_US TYPE CODE VALUE\n");
+    for (delay, e) in typed {
+        text.push_str(&format!(
+            "{} {} {} {}\n",
+            delay.as_micros(),
+            e.event_type().0,
+            e.code(),
+            e.value()
+        ));
+    }
+    assert!(
+        text.contains(" 4 4 "),
+        "the recording has EV_MSC scan codes"
+    );
+    std::fs::write(&recording, text).unwrap();
+
+    let mut sub = d.client().await;
+    sub.call("events.subscribe", json!({"topics": ["card.*", "scan"]}))
+        .await
+        .unwrap();
+    let entry = format!(
+        "[[reader]]\nname = \"wedge\"\ntype = \"scanner\"\n[reader.evdev]\ndevice = \"{}\"\n{CARD_RULES}",
+        recording.display()
+    );
+    d.write_config("", &entry);
+    d.client()
+        .await
+        .call("system.reload", json!({}))
+        .await
+        .unwrap();
+
+    let topics = ["card.read", "card.read_error", "scan"];
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(
+        (e["topic"].as_str(), e["symbology"].as_str()),
+        (Some("scan"), Some("ean13"))
+    );
+    assert_eq!(e["reader"], "wedge");
+    assert_eq!(e["label"], "4006381333931");
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(
+        (e["topic"].as_str(), e["label"].as_str()),
+        (Some("scan"), Some("SKU-42/A"))
+    );
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["symbology"], "gs1_128");
+    assert_eq!(e["gs1"]["gtin"], "09506000134352");
+    assert_eq!(e["gs1"]["batch"], "LOT42");
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "card.read");
+    assert_eq!(e["card_number"], "7012345678901234");
+    assert_eq!(e["has_secret"], true);
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(
+        (e["topic"].as_str(), e["label"].as_str()),
+        (Some("scan"), Some("4006381333931"))
+    );
+}

@@ -161,7 +161,7 @@ enum Link {
     /// A byte stream (serial, TCP, character device, file).
     Stream(BoxTransport, LinkWatch),
     /// A keyboard-wedge reader, grabbed.
-    Evdev(Box<EvdevReader>),
+    Evdev(Box<EvdevReader<posbridge_drivers::reader::keyboard::Source>>),
     /// A HID device, its reports read on hidapi's thread.
     Hid(HidReader),
 }
@@ -238,7 +238,7 @@ async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
                         gap: Duration::from_millis(gap),
                         ..WedgeConfig::default()
                     };
-                    match EvdevReader::open(&path, config) {
+                    match EvdevReader::open_any(&path, config) {
                         Ok(reader) => Ok(Link::Evdev(Box::new(reader))),
                         Err(EvdevError::Open { source, .. }) => {
                             Err(TransportError::from_io(what, source))

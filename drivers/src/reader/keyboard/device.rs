@@ -84,6 +84,103 @@ pub struct Replay {
     events: VecDeque<(Duration, InputEvent)>,
     // The pause in progress, so that a cancelled wait resumes, not restarts.
     due: Option<tokio::time::Instant>,
+    // At the end, wait forever (an idle device) instead of unplugging.
+    hold: bool,
+}
+
+/// Most events a recording file may hold.
+pub const MAX_RECORDING: usize = 100_000;
+
+/// Parses a recording: one event a line, `DELAY_US TYPE CODE VALUE`
+/// (decimal; the pause before the event, then the kernel's fields), blank
+/// lines and `#` comments ignored. The error names the line.
+pub fn parse_recording(text: &str) -> Result<Vec<(Duration, InputEvent)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if out.len() >= MAX_RECORDING {
+            return Err(format!("more than {MAX_RECORDING} events"));
+        }
+        let bad = || format!("line {}: expected DELAY_US TYPE CODE VALUE", i + 1);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [delay, kind, code, value] = f[..] else {
+            return Err(bad());
+        };
+        let delay: u64 = delay.parse().map_err(|_| bad())?;
+        let kind: u16 = kind.parse().map_err(|_| bad())?;
+        let code: u16 = code.parse().map_err(|_| bad())?;
+        let value: i32 = value.parse().map_err(|_| bad())?;
+        out.push((
+            Duration::from_micros(delay.min(60_000_000)),
+            InputEvent::new(kind, code, value),
+        ));
+    }
+    Ok(out)
+}
+
+/// An input device or a recording: what the daemon opens for a
+/// `[reader.evdev]` entry. A `device` path naming a regular file replays
+/// it (see [`parse_recording`]) and then stays idle, which is how the
+/// wedge path is tested end to end without `/dev/input`.
+pub enum Source {
+    /// A grabbed `/dev/input/event*` node.
+    Device(Box<EventStream>),
+    /// A recording.
+    Replay(Replay),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Device(s) => write!(f, "Device({:?})", s.device().name()),
+            Source::Replay(r) => write!(f, "Replay({} events left)", r.events.len()),
+        }
+    }
+}
+
+impl InputSource for Source {
+    async fn next_event(&mut self) -> io::Result<InputEvent> {
+        match self {
+            Source::Device(s) => s.next_event().await,
+            Source::Replay(r) => r.next_event().await,
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Source::Device(s) => InputSource::name(s.as_ref()),
+            Source::Replay(r) => r.name(),
+        }
+    }
+}
+
+impl EvdevReader<Source> {
+    /// [`EvdevReader::open`] for a device node; a regular file is a
+    /// recording, replayed.
+    pub fn open_any(path: impl AsRef<Path>, config: WedgeConfig) -> Result<Self, EvdevError> {
+        let path = path.as_ref();
+        let open_err = |source| EvdevError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if std::fs::metadata(path).map_err(open_err)?.is_file() {
+            let text = std::fs::read_to_string(path).map_err(open_err)?;
+            let events = parse_recording(&text)
+                .map_err(|e| open_err(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+            let mut replay = Replay::new(events);
+            replay.hold = true;
+            return Ok(EvdevReader::from_source(Source::Replay(replay), config));
+        }
+        let r = EvdevReader::open(path, config)?;
+        Ok(EvdevReader {
+            events: Source::Device(Box::new(r.events)),
+            decoder: r.decoder,
+            last_event: r.last_event,
+        })
+    }
 }
 
 impl Replay {
@@ -92,6 +189,7 @@ impl Replay {
         Replay {
             events: events.into_iter().collect(),
             due: None,
+            hold: false,
         }
     }
 }
@@ -99,6 +197,9 @@ impl Replay {
 impl InputSource for Replay {
     async fn next_event(&mut self) -> io::Result<InputEvent> {
         let Some(&(pause, event)) = self.events.front() else {
+            if self.hold {
+                std::future::pending::<()>().await;
+            }
             return Err(io::Error::from_raw_os_error(ENODEV));
         };
         let due = *self

@@ -31,7 +31,10 @@ use std::fmt;
 use std::time::Duration;
 
 pub use boot::{BOOT_REPORT_LEN, BootKeyboardDecoder, BootReport, BootReportError};
-pub use device::{EvdevError, EvdevReader, InputSource, Replay, recorded_typing};
+pub use device::{
+    EvdevError, EvdevReader, InputSource, MAX_RECORDING, Replay, Source, parse_recording,
+    recorded_typing,
+};
 /// The input event type of the [`InputSource`] and [`KeySink`] seams.
 pub use evdev::InputEvent;
 pub use keys::{KEY_DOWN, KEY_REPEAT, KEY_UP, KeyDecoder};
