@@ -94,6 +94,7 @@ impl App {
         ));
         let service = cards.clone();
         let resolver = ledger.clone();
+        let scan_bus = bus.clone();
         tokio::spawn(async move {
             while let Some(out) = reads_rx.recv().await {
                 match out {
@@ -111,6 +112,9 @@ impl App {
                             tracing::error!(error = %e, "no card token minted");
                             service.read_error(&reader, "no card token: the random source failed");
                         }
+                    }
+                    ReaderOutput::Scan(scan) => {
+                        crate::scans::publish(&scan_bus, &scan);
                     }
                     ReaderOutput::Error { reader, reason } => service.read_error(&reader, &reason),
                 }

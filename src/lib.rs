@@ -19,4 +19,5 @@ pub mod notify;
 pub mod random;
 pub mod receipt;
 pub mod redact;
+pub mod scans;
 pub mod store;

@@ -23,6 +23,8 @@ fn the_demo_runs_its_story_and_exits_zero() {
         "\"source\":\"qr\"",
         "fiscal.receipt",
         "КАССОВЫЙ ЧЕК",
+        "\"symbology\":\"ean13\"",
+        "\"gtin\":\"04601662000016\"",
     ] {
         assert!(
             stdout.contains(expected),

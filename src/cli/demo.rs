@@ -77,7 +77,8 @@ type = "scanner"
 [reader.serial]
 port = "{qr}"
 [reader.card]
-presets = ["number_secret", "digits"]
+# Only "number;secret" is a loyalty card: goods barcodes become scan events.
+presets = ["number_secret"]
 
 [[printer]]
 name = "receipt"
@@ -180,7 +181,7 @@ pub async fn run(once: bool) -> Result<()> {
     };
     c.call(
         "events.subscribe",
-        json!({"topics": ["card.*", "device.status", "ledger.*"]}),
+        json!({"topics": ["card.*", "device.status", "ledger.*", "scan"]}),
     )
     .await?;
     // Readers open their ports asynchronously.
@@ -248,7 +249,25 @@ pub async fn run(once: bool) -> Result<()> {
 
     step(
         3,
-        "Next visit: she scans the QR code on her card (number;secret), the card arrives resolved",
+        "Next visit: the cashier scans a product (EAN-13) and a medicine's marking code (GS1 DataMatrix); both arrive as scan events",
+    );
+    qr.write_all(b"]E04006381333931\r").await?;
+    let scan = next_event(&mut c, "scan").await?;
+    show(
+        "scan",
+        &json!({"symbology": scan["symbology"], "label": scan["label"]}),
+    );
+    qr.write_all(
+        b"]d20104601662000016215RNef*ex0>P5\x1d91EE06\x1d92YWCXbmK6SN8vvwoxZFk7WAY8WoJNMGGr6Cgtiuja04c=\r",
+    )
+    .await?;
+    let scan = next_event(&mut c, "scan").await?;
+    show(
+        "scan",
+        &json!({"symbology": scan["symbology"], "gtin": scan["gs1"]["gtin"], "serial": scan["gs1"]["serial"], "marking_code_len": scan["marking_code"].as_str().map(str::len)}),
+    );
+    println!(
+        "   Then she scans the QR code on her card (number;secret): the card arrives resolved"
     );
     qr.write_all(b"]Q16035000011112222;4711\r").await?;
     let read = next_event(&mut c, "card.read").await?;

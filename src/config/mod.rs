@@ -27,8 +27,8 @@ use crate::ledger::rules::Programme;
 pub use error::ConfigError;
 pub use load::{Located, SYSTEM_CONFIG, Source, default_socket_path, locate};
 pub use reader::{
-    CardRuleConfig, CheckConfig, FramingConfig, PresetConfig, RuleError, SecretField, SuffixConfig,
-    TrackField, frame_codec, rules,
+    CardRuleConfig, CheckConfig, FramingConfig, LrcConfig, PresetConfig, RuleError, ScanConfig,
+    SecretField, SuffixConfig, TrackField, frame_codec, rules,
 };
 
 /// The commented sample printed by `posbridge config example`.
@@ -776,6 +776,9 @@ pub struct ReaderConfig {
     /// Where the card number and secret are.
     #[serde(default)]
     pub card: CardRuleConfig,
+    /// What happens to scans that are not loyalty cards.
+    #[serde(default)]
+    pub scan: ScanConfig,
 }
 
 /// What a printer is.

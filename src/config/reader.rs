@@ -22,11 +22,31 @@ pub struct FramingConfig {
     pub gap_ms: u64,
     /// Longest message; longer ones are dropped with a `card.read_error`.
     pub max_len: usize,
-    /// Magstripe readers: lines arriving within this many milliseconds of
-    /// each other are one swipe (readers that end every track with CR or
-    /// Enter). It is added to every swipe's latency; 0 for readers that
-    /// send a whole swipe as one line.
+    /// Magstripe readers: a line that follows the previous one with less
+    /// than this many milliseconds of silence after its last byte belongs
+    /// to the same swipe (readers that end every track with CR or Enter).
+    /// Measured from the last byte, so it does not depend on the baud rate;
+    /// 50 ms also covers a USB-serial adapter's 16 ms latency timer. It is
+    /// added to every swipe's latency; 0 for readers that send a whole
+    /// swipe as one line.
     pub swipe_gap_ms: u64,
+    /// Magstripe readers: whether the reader sends an LRC character after
+    /// each end sentinel (`sent`, `not_sent`), a switch in the reader;
+    /// `auto` tells from the bytes.
+    pub lrc: LrcConfig,
+}
+
+/// `[reader.framing] lrc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LrcConfig {
+    /// Tell from the bytes.
+    #[default]
+    Auto,
+    /// Always one after each end sentinel.
+    Sent,
+    /// Never.
+    NotSent,
 }
 
 impl Default for FramingConfig {
@@ -36,7 +56,40 @@ impl Default for FramingConfig {
             prefix_hex: None,
             gap_ms: 0,
             max_len: 4096,
-            swipe_gap_ms: 30,
+            swipe_gap_ms: 50,
+            lrc: LrcConfig::Auto,
+        }
+    }
+}
+
+/// `[reader.scan]`: what becomes of what a reader reads besides cards.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Whether the reader delivers anything when the daemon starts; the API
+    /// (`reader.enable` / `reader.disable`) changes it at run time.
+    pub enabled: bool,
+    /// Also announce a loyalty card as a `scan` (besides `card.read`), for
+    /// POS software that wants every label.
+    pub cards_as_goods: bool,
+    /// Scanners: type every scan that is not a loyalty card into the
+    /// focused window through a virtual keyboard (uinput), for POS software
+    /// that only reads keyboard-wedge scanners.
+    pub passthrough: bool,
+    /// Typed before each passed-through scan.
+    pub passthrough_prefix: String,
+    /// Typed after it; `"\r"` (Enter) by default.
+    pub passthrough_suffix: String,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            enabled: true,
+            cards_as_goods: false,
+            passthrough: false,
+            passthrough_prefix: String::new(),
+            passthrough_suffix: "\r".into(),
         }
     }
 }
@@ -106,6 +159,9 @@ pub enum TrackField {
     Track1,
     /// Track 2 primary account number.
     Track2,
+    /// Track 3: its data up to the first `=` (cards that carry their number
+    /// only there).
+    Track3,
 }
 
 /// Where a magstripe card keeps its secret code.
@@ -206,6 +262,7 @@ pub fn rules(c: &CardRuleConfig) -> Result<(SwipeRule, ScanRules), RuleError> {
             .map(|t| match t {
                 TrackField::Track1 => Field::Track1Account,
                 TrackField::Track2 => Field::Track2Account,
+                TrackField::Track3 => Field::Track3Number,
             })
             .collect(),
         secret: match c.secret {

@@ -11,7 +11,7 @@ mod reads;
 mod supervisor;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -22,7 +22,7 @@ pub use entry::{DeviceEntry, Endpoint};
 pub use journal::{FiscalJob, Journal, JournalError};
 pub use printer::PrinterStatus;
 pub use queue::{Job, Queue, QueueError};
-pub use reads::{CardRead, ReadSource, ReaderOutput};
+pub use reads::{CardRead, ReadSource, ReaderOutput, ScanRead};
 
 use crate::events::{EventBus, now_rfc3339};
 
@@ -88,6 +88,10 @@ pub struct DeviceInfo {
     /// when the device is (re)started, which is how a technician sees that
     /// a reload left a device alone.
     pub instance: u64,
+    /// Readers: whether reads are delivered (`reader.enable` /
+    /// `reader.disable`); absent for printers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// What a reconfiguration did.
@@ -109,6 +113,9 @@ pub enum DeviceError {
     /// No device has that name.
     #[error("no device named \"{0}\"")]
     NotFound(String),
+    /// The device is not a reader.
+    #[error("device \"{0}\" is not a reader")]
+    NotAReader(String),
 }
 
 struct Slot {
@@ -140,6 +147,9 @@ pub struct Devices {
     // One wake-up per printer name, shared by its successive actors, so a
     // job enqueued while an actor restarts is still noticed.
     wakes: Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+    // Each reader's enabled switch, by name, shared with its successive
+    // actors so that a reconnect keeps what the POS set.
+    enabled: Mutex<std::collections::HashMap<String, std::sync::Arc<AtomicBool>>>,
     next_instance: AtomicU64,
     // Every actor is tracked so shutdown can wait for them to release
     // their ports.
@@ -162,6 +172,7 @@ impl Devices {
             journal,
             printer_status: Mutex::new(Default::default()),
             wakes: Mutex::new(Default::default()),
+            enabled: Mutex::new(Default::default()),
             next_instance: AtomicU64::new(1),
             tracker: TaskTracker::new(),
         }
@@ -181,7 +192,10 @@ impl Devices {
             instance,
             tx,
             self.bus.clone(),
-            self.reads.clone(),
+            supervisor::ReadSide {
+                out: self.reads.clone(),
+                enabled: self.enabled_flag(entry.name()),
+            },
             supervisor::PrintSide {
                 queue: self.queue.clone(),
                 journal: self.journal.clone(),
@@ -221,12 +235,14 @@ impl Devices {
                     report.unchanged.push(name);
                 }
                 Some(i) => {
+                    self.reset_enabled(&entry);
                     let previous = old.swap_remove(i);
                     previous.cancel.cancel();
                     slots.push(self.spawn(entry, Some(previous.finished)));
                     report.restarted.push(name);
                 }
                 None => {
+                    self.reset_enabled(&entry);
                     slots.push(self.spawn(entry, None));
                     report.started.push(name);
                 }
@@ -237,6 +253,39 @@ impl Devices {
             report.stopped.push(slot.entry.name().to_owned());
         }
         report
+    }
+
+    /// A reader's enabled switch (created enabled).
+    fn enabled_flag(&self, name: &str) -> std::sync::Arc<AtomicBool> {
+        self.enabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_insert_with(|| std::sync::Arc::new(AtomicBool::new(true)))
+            .clone()
+    }
+
+    /// A new or changed reader entry starts as its configuration says.
+    fn reset_enabled(&self, entry: &DeviceEntry) {
+        if let DeviceEntry::Reader(r) = entry {
+            self.enabled_flag(entry.name())
+                .store(r.scan.enabled, Ordering::Relaxed);
+        }
+    }
+
+    /// Turns a reader's delivery on or off (UnifiedPOS `DeviceEnabled`):
+    /// while off, everything it reads is dropped. Returns the previous
+    /// state.
+    pub fn set_enabled(&self, name: &str, on: bool) -> Result<bool, DeviceError> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = slots
+            .iter()
+            .find(|s| s.entry.name() == name)
+            .ok_or_else(|| DeviceError::NotFound(name.to_owned()))?;
+        if !matches!(slot.entry, DeviceEntry::Reader(_)) {
+            return Err(DeviceError::NotAReader(name.to_owned()));
+        }
+        Ok(self.enabled_flag(name).swap(on, Ordering::Relaxed))
     }
 
     /// The wake-up of a printer's actor.
@@ -305,6 +354,8 @@ impl Devices {
                     detail: st.detail,
                     since: st.since,
                     instance: s.instance,
+                    enabled: matches!(s.entry, DeviceEntry::Reader(_))
+                        .then(|| self.enabled_flag(s.entry.name()).load(Ordering::Relaxed)),
                 }
             })
             .collect()

@@ -44,7 +44,7 @@ pub(super) async fn supervise(
     instance: u64,
     status: watch::Sender<DeviceStatus>,
     bus: EventBus,
-    reads: mpsc::Sender<ReaderOutput>,
+    reads: ReadSide,
     print: PrintSide,
     cancel: CancellationToken,
 ) {
@@ -89,7 +89,7 @@ pub(super) async fn supervise(
     // Rules are validated with the configuration; a failure here means the
     // entry cannot work at all, which is reported and retried like a link.
     let decoder = match &entry {
-        DeviceEntry::Reader(r) => match Decoder::new(r, reads) {
+        DeviceEntry::Reader(r) => match Decoder::new(r, reads.enabled, reads.out) {
             Ok(d) => Some(d),
             Err(e) => {
                 report(DeviceState::Error, Some(e.to_string()));
@@ -136,6 +136,14 @@ pub(super) async fn supervise(
     report(DeviceState::Stopped, None);
 }
 
+/// What a reader actor is given: where its reads go, and its switch.
+pub(super) struct ReadSide {
+    /// Where reads go.
+    pub out: mpsc::Sender<ReaderOutput>,
+    /// The reader's enabled switch, kept by `Devices` across restarts.
+    pub enabled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// What a printer actor shares with the API.
 pub(super) struct PrintSide {
     /// The durable queue.
@@ -153,7 +161,7 @@ enum Link {
     /// A byte stream (serial, TCP, character device, file).
     Stream(BoxTransport, LinkWatch),
     /// A keyboard-wedge reader, grabbed.
-    Evdev(Box<EvdevReader>),
+    Evdev(Box<EvdevReader<posbridge_drivers::reader::keyboard::Source>>),
     /// A HID device, its reports read on hidapi's thread.
     Hid(HidReader),
 }
@@ -230,7 +238,7 @@ async fn open(entry: &DeviceEntry) -> Result<Link, TransportError> {
                         gap: Duration::from_millis(gap),
                         ..WedgeConfig::default()
                     };
-                    match EvdevReader::open(&path, config) {
+                    match EvdevReader::open_any(&path, config) {
                         Ok(reader) => Ok(Link::Evdev(Box::new(reader))),
                         Err(EvdevError::Open { source, .. }) => {
                             Err(TransportError::from_io(what, source))
@@ -345,27 +353,29 @@ async fn run_link(
                     Ok(None) => return "closed by the device".into(),
                     Err(e) => return format!("read failed: {e}"),
                 };
-                // Readers that end every track with CR: the tracks of one
-                // swipe arrive within a few milliseconds of each other.
+                // Readers that end every track with CR: the next track
+                // follows without a pause, so the swipe ends at the first
+                // silence of `join` after the last byte (however long a
+                // track takes to arrive at a slow baud rate).
                 let mut ended = None;
                 while let Some(gap) = join {
-                    match tokio::time::timeout(gap, frames.next()).await {
-                        Ok(Ok(Some(framing::FrameEvent::Message(more))))
+                    match frames.next_unless_silent(gap).await {
+                        Ok(framing::Joined::Event(Some(framing::FrameEvent::Message(more))))
                             if msg.len() + more.len() < MAX_SWIPE =>
                         {
                             msg.push(b'\r');
                             msg.extend_from_slice(&more);
                         }
-                        Ok(Ok(Some(_))) => break,
-                        Ok(Ok(None)) => {
+                        Ok(framing::Joined::Event(Some(_))) => break,
+                        Ok(framing::Joined::Event(None)) => {
                             ended = Some("closed by the device".to_string());
                             break;
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             ended = Some(format!("read failed: {e}"));
                             break;
                         }
-                        Err(_) => break,
+                        Ok(framing::Joined::Silence) => break,
                     }
                 }
                 decoder.message(&msg).await;
@@ -400,18 +410,19 @@ async fn run_link(
                 };
                 // Wedge readers press Enter after each track.
                 let mut ended = None;
+                // As on serial: the swipe ends at the first silence.
                 while let Some(gap) = join {
-                    match tokio::time::timeout(gap, reader.next_message()).await {
-                        Ok(Ok(KeyMessage::Text(more))) if msg.len() + more.len() < MAX_SWIPE => {
+                    match reader.next_message_unless_silent(gap).await {
+                        Ok(Some(KeyMessage::Text(more))) if msg.len() + more.len() < MAX_SWIPE => {
                             msg.push('\r');
                             msg.push_str(&more);
                         }
-                        Ok(Ok(_)) => break,
-                        Ok(Err(e)) => {
+                        Ok(Some(_)) => break,
+                        Err(e) => {
                             ended = Some(e.to_string());
                             break;
                         }
-                        Err(_) => break,
+                        Ok(None) => break,
                     }
                 }
                 decoder.message(msg.as_bytes()).await;

@@ -111,6 +111,9 @@ pub enum Field {
         /// Characters taken; `None` for the rest of the track.
         len: Option<usize>,
     },
+    /// Track 3's data up to its first field separator `=` (all of it when
+    /// there is none): the number of cards that carry it only on track 3.
+    Track3Number,
 }
 
 impl Field {
@@ -123,6 +126,10 @@ impl Field {
                 slice_ascii(s.track2_discretionary?, offset, Some(len))
             }
             Field::Track3 { offset, len } => slice_ascii(s.track3_data?, offset, len),
+            Field::Track3Number => {
+                let data = s.track3_data?;
+                Some(data.split_once('=').map_or(data, |(number, _)| number))
+            }
         }
     }
 }
@@ -144,6 +151,7 @@ impl fmt::Display for Field {
             Field::Track3 { offset, len: None } => {
                 write!(f, "track 3 data (from offset {offset} to the end)")
             }
+            Field::Track3Number => f.write_str("track 3 number (up to the first '=')"),
         }
     }
 }
@@ -1026,6 +1034,19 @@ mod tests {
         };
         let t3 = format!("01{PAN}=1234");
         let got = extract_swipe(&rule, &fields(None, None, None, Some(&t3))).unwrap();
+        assert_eq!(got.number, PAN);
+    }
+
+    #[test]
+    fn swipe_number_from_track3_up_to_the_separator() {
+        let rule = SwipeRule {
+            number: vec![Field::Track2Account, Field::Track3Number],
+            ..SwipeRule::default()
+        };
+        let t3 = format!("{PAN}=0042");
+        let got = extract_swipe(&rule, &fields(None, None, None, Some(&t3))).unwrap();
+        assert_eq!(got.number, PAN);
+        let got = extract_swipe(&rule, &fields(None, None, None, Some(PAN))).unwrap();
         assert_eq!(got.number, PAN);
     }
 

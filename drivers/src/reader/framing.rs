@@ -20,7 +20,7 @@
 
 use std::fmt;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use thiserror::Error;
@@ -449,6 +449,17 @@ pub struct FramedReader<R> {
     codec: FrameCodec,
     buf: BytesMut,
     eof: bool,
+    /// When the last byte arrived: silence is measured from here.
+    last_byte: Instant,
+}
+
+/// What [`FramedReader::next_unless_silent`] saw.
+#[derive(Debug)]
+pub enum Joined {
+    /// What [`FramedReader::next`] would have returned.
+    Event(Option<FrameEvent>),
+    /// No byte arrived for the given silence, and no message is complete.
+    Silence,
 }
 
 impl<R: AsyncRead + Unpin> FramedReader<R> {
@@ -459,6 +470,52 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
             codec,
             buf: BytesMut::with_capacity(READ_CHUNK),
             eof: false,
+            last_byte: Instant::now(),
+        }
+    }
+
+    /// The next event, unless the link falls silent for `silence` (measured
+    /// from the last byte received, not from the call) before a message is
+    /// complete. A magnetic stripe reader that ends each track with CR
+    /// sends the next track right away; at 9600 baud a 40-character track
+    /// takes ~42 ms to arrive, so timing whole lines would split a swipe,
+    /// while the silence between bytes stays ~1 ms. Cancel-safe, as
+    /// [`next`](Self::next).
+    pub async fn next_unless_silent(&mut self, silence: Duration) -> io::Result<Joined> {
+        loop {
+            if let Some(event) = self.codec.decode_event(&mut self.buf) {
+                return Ok(Joined::Event(Some(event)));
+            }
+            if self.eof {
+                return Ok(Joined::Event(self.codec.finish(&mut self.buf)));
+            }
+            self.buf.reserve(READ_CHUNK);
+            let gap = self
+                .codec
+                .config()
+                .inter_char_timeout
+                .filter(|_| self.codec.is_pending(&self.buf));
+            let silent_at = self.last_byte + silence;
+            let until = gap.map_or(silent_at, |g| silent_at.min(self.last_byte + g));
+            match tokio::time::timeout_at(until.into(), self.inner.read_buf(&mut self.buf)).await {
+                Ok(read) => {
+                    if read? == 0 {
+                        self.eof = true;
+                    } else {
+                        self.last_byte = Instant::now();
+                    }
+                }
+                Err(_elapsed) => {
+                    if gap.is_some_and(|g| Instant::now() >= self.last_byte + g)
+                        && let Some(event) = self.codec.flush(&mut self.buf)
+                    {
+                        return Ok(Joined::Event(Some(event)));
+                    }
+                    if Instant::now() >= silent_at {
+                        return Ok(Joined::Silence);
+                    }
+                }
+            }
         }
     }
 
@@ -502,6 +559,8 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
             };
             if read == 0 {
                 self.eof = true;
+            } else {
+                self.last_byte = Instant::now();
             }
         }
     }
@@ -520,6 +579,16 @@ pub struct Symbology {
 }
 
 impl Symbology {
+    /// Whether the symbol carries GS1 element strings (application
+    /// identifiers): FNC1 in the first position of Code 128, DataMatrix or
+    /// QR, and every GS1 DataBar.
+    pub fn is_gs1(&self) -> bool {
+        matches!(
+            (self.code, self.modifier),
+            ('C', '1') | ('d', '2' | '5') | ('Q', '3') | ('e', _)
+        )
+    }
+
     /// Whether this is a 2D symbology (matrix or stacked), i.e. one that a
     /// linear laser scanner cannot be expected to read.
     pub fn is_2d(&self) -> bool {
@@ -554,6 +623,8 @@ fn symbology_name(code: u8, modifier: u8) -> &'static str {
         (b'N', _) => "anker",
         (b'O', _) => "codablock",
         (b'P', _) => "plessey",
+        // Modifier 3: FNC1 in the first position, GS1 element strings.
+        (b'Q', b'3') => "gs1_qr",
         (b'Q', _) => "qr",
         (b'R', _) => "iata_2of5",
         (b'S', _) => "industrial_2of5",
@@ -563,6 +634,9 @@ fn symbology_name(code: u8, modifier: u8) -> &'static str {
         // Data that came from no barcode (keyboard entry, RFID, ...).
         (b'Z', _) => "non_barcode",
         (b'c', _) => "channel_code",
+        // Modifier 2: FNC1 in the first position (GS1 DataMatrix, the
+        // carrier of Russian marking codes); 5 and 6 are the same with ECI.
+        (b'd', b'2' | b'5') => "gs1_datamatrix",
         (b'd', _) => "datamatrix",
         (b'e', _) => "gs1_databar",
         (b'g', _) => "grid_matrix",
@@ -962,7 +1036,10 @@ mod tests {
             (b"]A0CODE39", 'A', '0', "code39", false, b"CODE39"),
             (b"]F0A123B", 'F', '0', "codabar", false, b"A123B"),
             (b"]I11234", 'I', '1', "itf", false, b"1234"),
-            (b"]d2data", 'd', '2', "datamatrix", true, b"data"),
+            (b"]d1data", 'd', '1', "datamatrix", true, b"data"),
+            // GS1 DataMatrix is its own symbology, not plain DataMatrix.
+            (b"]d2data", 'd', '2', "gs1_datamatrix", true, b"data"),
+            (b"]Q3data", 'Q', '3', "gs1_qr", true, b"data"),
             (b"]L0pdf", 'L', '0', "pdf417", true, b"pdf"),
             (b"]z0az", 'z', '0', "aztec", true, b"az"),
             (b"]e0019", 'e', '0', "gs1_databar", false, b"019"),
@@ -976,6 +1053,11 @@ mod tests {
         for &(input, code, modifier, name, is_2d, rest) in cases {
             let (symbology, payload) = strip_aim(input);
             let symbology = symbology.unwrap_or_else(|| panic!("no AIM id in case {name}"));
+            assert_eq!(
+                symbology.is_gs1(),
+                name.starts_with("gs1_"),
+                "is_gs1 for {name}"
+            );
             assert_eq!((symbology.code, symbology.modifier), (code, modifier));
             assert_eq!(symbology.name, name);
             assert_eq!(symbology.is_2d(), is_2d, "is_2d for {name}");

@@ -8,9 +8,11 @@
 //! - [`framing`]: byte streams from serial scanners split into messages, and
 //!   AIM symbology identifiers.
 //! - [`extract`]: rules that find the card number and secret in a swipe or scan.
+//! - [`gs1`]: GS1 element strings (GTIN, expiry, batch, marking codes) checked.
 
 pub mod extract;
 pub mod framing;
+pub mod gs1;
 pub mod hid;
 pub mod keyboard;
 pub mod msr;

@@ -422,6 +422,26 @@ fn list_errors(errors: &[TrackError]) -> String {
 /// swipe of error markers only; [`MsrError::Empty`] for empty or blank input;
 /// [`MsrError::TooLong`] for input over [`MAX_INPUT`] bytes. Never panics.
 pub fn parse(input: &[u8]) -> Result<Swipe, MsrError> {
+    parse_with(input, Lrc::Auto)
+}
+
+/// Whether the reader sends an LRC character after each end sentinel: a
+/// switch in the reader (MagTek's "send LRC"), so a per-reader setting
+/// rather than a guess where it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lrc {
+    /// Tell from the bytes (see the [module documentation](self)).
+    #[default]
+    Auto,
+    /// The character after each end sentinel is the LRC, whatever it is.
+    Sent,
+    /// The reader sends none: what follows an end sentinel is never taken
+    /// for one.
+    NotSent,
+}
+
+/// [`parse`] with the reader's LRC setting.
+pub fn parse_with(input: &[u8], lrc: Lrc) -> Result<Swipe, MsrError> {
     if input.len() > MAX_INPUT {
         return Err(MsrError::TooLong { len: input.len() });
     }
@@ -432,6 +452,7 @@ pub fn parse(input: &[u8]) -> Result<Swipe, MsrError> {
         input,
         swipe: Swipe::default(),
         claimed: [false; 3],
+        lrc,
     };
     let mut pos = 0;
     while pos < input.len() {
@@ -520,6 +541,7 @@ struct Decoder<'a> {
     swipe: Swipe,
     /// Tracks already decoded or failed, by [`TrackNo::index`].
     claimed: [bool; 3],
+    lrc: Lrc,
 }
 
 impl Decoder<'_> {
@@ -558,7 +580,11 @@ impl Decoder<'_> {
             };
             let data = &input[data_start..end_sentinel];
             let track = self.classify_framed(sentinel, data);
-            let lrc = lrc_position(input, end_sentinel + 1, end, track.alphabet());
+            let lrc = match self.lrc {
+                Lrc::Auto => lrc_position(input, end_sentinel + 1, end, track.alphabet()),
+                Lrc::Sent => (end_sentinel + 1 < end).then_some(end_sentinel + 1),
+                Lrc::NotSent => None,
+            };
             let mut next = lrc.unwrap_or(end_sentinel) + 1;
             self.segment(
                 track,
@@ -794,18 +820,36 @@ fn check_account(field: &[u8]) -> Result<String, &'static str> {
 
 /// What follows the field separator after the account number (track 2) or
 /// name (track 1): `YYMM`, service code, discretionary data. A separator in
-/// place of the expiry date or service code marks it absent; a tail too
-/// short for a field leaves it absent and is discretionary data.
+/// place of the expiry date or service code marks it absent.
+///
+/// ISO/IEC 7813 fields are only taken when they are plausible: a valid
+/// `YYMM` (or `0000`, "never") followed by three service-code digits or a
+/// separator. Otherwise the whole tail is discretionary data: loyalty cards
+/// borrow the layout and often put their secret right after the separator
+/// (`;7012345678901234=1234?`), and dropping four of its digits as a bad
+/// expiry date would make such a card unusable.
 fn parse_tail(tail: &[u8], separator: u8) -> (Option<Expiry>, Option<String>, String) {
     let mut rest = tail;
     let mut expiry = None;
     if rest.first() == Some(&separator) {
         rest = &rest[1..];
-    } else if let Some((yymm, after)) = rest.split_at_checked(4) {
-        expiry = Expiry::from_yymm(yymm);
-        rest = after;
     } else {
-        return (None, None, ascii(rest));
+        let plausible = rest.split_at_checked(4).and_then(|(yymm, after)| {
+            let date = Expiry::from_yymm(yymm);
+            let never = yymm == b"0000";
+            let code_follows = after.first() == Some(&separator)
+                || after
+                    .get(..3)
+                    .is_some_and(|c| c.iter().all(u8::is_ascii_digit));
+            ((date.is_some() || never) && code_follows).then_some((date, after))
+        });
+        match plausible {
+            Some((date, after)) => {
+                expiry = date;
+                rest = after;
+            }
+            None => return (None, None, ascii(rest)),
+        }
     }
     let mut service_code = None;
     if rest.first() == Some(&separator) {
@@ -1213,6 +1257,37 @@ mod tests {
         );
     }
 
+    /// The reader's "send LRC" switch decides what follows `?`.
+    #[test]
+    fn lrc_per_reader_setting() {
+        // The LRC of `;1234?`, found by the checker itself.
+        let data = b"1234";
+        let lrc = (0..16u8)
+            .map(|v| b'0' + v)
+            .find(|&c| Alphabet::Numeric.lrc_matches(data, c))
+            .unwrap();
+        let with = [b";1234?".as_slice(), &[lrc]].concat();
+        // Sent: a wrong LRC is caught, even one that looks like a sentinel.
+        assert!(parse_with(&with, Lrc::Sent).unwrap().track2.is_some());
+        let wrong = [
+            b";1234?".as_slice(),
+            &[if lrc == b';' { b'0' } else { b';' }],
+        ]
+        .concat();
+        let e = parse_with(&wrong, Lrc::Sent).unwrap_err();
+        assert!(format!("{e}").contains("LRC"), "{e}");
+        // Auto reads a lone trailing `;` as an LRC too; NotSent never takes
+        // one, so the stray byte is reported instead of checked.
+        let s = parse_with(&with, Lrc::NotSent).unwrap();
+        assert!(s.track2.is_some() && !s.errors.is_empty());
+        assert!(
+            parse_with(b";1234?", Lrc::NotSent)
+                .unwrap()
+                .errors
+                .is_empty()
+        );
+    }
+
     #[test]
     fn loyalty_cards() {
         let s = ok(";6035123412341234=4912101?");
@@ -1252,10 +1327,37 @@ mod tests {
         let t2 = ok(";1234=49?").track2.unwrap();
         assert_eq!((t2.expiry, t2.service_code), (None, None));
         assert_eq!(t2.discretionary, "49");
+        // A valid month without a service code after it is not an ISO
+        // tail: all of it is discretionary data.
         let t2 = ok(";1234=491210?").track2.unwrap();
-        assert_eq!(t2.expiry, exp(49, 12));
-        assert_eq!(t2.service_code, None);
-        assert_eq!(t2.discretionary, "10");
+        assert_eq!((t2.expiry, t2.service_code), (None, None));
+        assert_eq!(t2.discretionary, "491210");
+    }
+
+    /// Independent vectors for loyalty layouts "number = secret": what
+    /// follows `=` is kept whole unless it is a plausible YYMM + service
+    /// code.
+    #[test]
+    fn a_secret_right_after_the_separator_is_kept_whole() {
+        let t2 = ok(";7012345678901234=1234?").track2.unwrap();
+        assert_eq!(t2.account, "7012345678901234");
+        assert_eq!((t2.expiry, t2.service_code), (None, None));
+        assert_eq!(t2.discretionary, "1234");
+        // Impossible month (13), even with enough digits for a code.
+        let t2 = ok(";7012345678901234=98134711?").track2.unwrap();
+        assert_eq!((t2.expiry, t2.service_code), (None, None));
+        assert_eq!(t2.discretionary, "98134711");
+        // A plausible date and service code is still taken as such.
+        let t2 = ok(";7012345678901234=30121014711?").track2.unwrap();
+        assert_eq!(t2.expiry, exp(30, 12));
+        assert_eq!(t2.service_code.as_deref(), Some("101"));
+        assert_eq!(t2.discretionary, "4711");
+        // Track 1 follows the same rule.
+        let t1 = ok("%B7012345678901234^LOYAL/CUSTOMER^9876?")
+            .track1
+            .unwrap();
+        assert_eq!((t1.expiry, t1.service_code), (None, None));
+        assert_eq!(t1.discretionary, "9876");
     }
 
     #[test]

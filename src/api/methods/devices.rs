@@ -15,6 +15,7 @@ pub(super) fn list(app: &Arc<App>) -> Result<Value, RpcError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `{name}`: one device.
 struct RestartParams {
     name: String,
 }
@@ -23,9 +24,32 @@ pub(super) fn restart(app: &Arc<App>, params: Option<Value>) -> Result<Value, Rp
     let p: RestartParams = rpc::params(params)?;
     match app.devices.restart(&p.name) {
         Ok(instance) => Ok(json!({ "name": p.name, "instance": instance })),
-        Err(e @ DeviceError::NotFound(_)) => {
-            Err(RpcError::new(code::DEVICE_NOT_FOUND, e.to_string())
-                .with_data(json!({ "name": p.name })))
+        Err(e) => Err(device_error(e, &p.name)),
+    }
+}
+
+fn device_error(e: DeviceError, name: &str) -> RpcError {
+    match e {
+        DeviceError::NotFound(_) => {
+            RpcError::new(code::DEVICE_NOT_FOUND, e.to_string()).with_data(json!({ "name": name }))
         }
+        DeviceError::NotAReader(_) => RpcError::invalid_params("name", e),
+    }
+}
+
+/// `reader.enable` / `reader.disable` `{name}`: whether the reader's reads
+/// are delivered. Replies with the state before and after.
+pub(super) fn set_enabled(
+    app: &Arc<App>,
+    params: Option<Value>,
+    on: bool,
+) -> Result<Value, RpcError> {
+    let p: RestartParams = rpc::params(params)?;
+    match app.devices.set_enabled(&p.name, on) {
+        Ok(was) => {
+            tracing::info!(reader = %p.name, enabled = on, "reader switched");
+            Ok(json!({ "name": p.name, "enabled": on, "was_enabled": was }))
+        }
+        Err(e) => Err(device_error(e, &p.name)),
     }
 }

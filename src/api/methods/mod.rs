@@ -258,6 +258,16 @@ pub const METHODS: &[MethodSpec] = &[
         Role::Cashier,
         "stop receiving some or all topics",
     ),
+    m(
+        "reader.enable",
+        Role::Cashier,
+        "a reader delivers its reads again (UnifiedPOS DeviceEnabled)",
+    ),
+    m(
+        "reader.disable",
+        Role::Cashier,
+        "a reader's reads are dropped until reader.enable, e.g. goods scans during payment",
+    ),
 ];
 
 /// Runs one call after checking the caller may make it.
@@ -334,6 +344,8 @@ pub async fn dispatch(
         "fiscal.status" => fiscal::status(app, params).await,
         "devices.list" => devices::list(app),
         "devices.restart" => devices::restart(app, params),
+        "reader.enable" => devices::set_enabled(app, params, true),
+        "reader.disable" => devices::set_enabled(app, params, false),
         "events.subscribe" => events::subscribe(app, session, params),
         "events.unsubscribe" => events::unsubscribe(session, params),
         other => Err(RpcError::internal(

@@ -11,6 +11,8 @@
 //!   into messages, with the same message rules as [`KeyDecoder`].
 //! - [`PosScanDecoder`]: HID POS "Scanned Data Report"s (usage page 0x8C)
 //!   into scans, for scanners switched out of keyboard mode.
+//! - [`Typist`]: types scans back through a virtual keyboard (uinput)
+//!   for keyboard-only POS software; see its layout caveat.
 //! - [`EvdevReader`]: grabs a `/dev/input/event*` node so keystrokes never
 //!   reach the focused window, and feeds a [`KeyDecoder`].
 //!
@@ -23,14 +25,22 @@ mod device;
 mod keys;
 mod pos;
 mod table;
+mod typist;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use boot::{BOOT_REPORT_LEN, BootKeyboardDecoder, BootReport, BootReportError};
-pub use device::{EvdevError, EvdevReader};
+pub use device::{
+    EvdevError, EvdevReader, InputSource, MAX_RECORDING, Replay, Source, parse_recording,
+    recorded_typing,
+};
+/// The input event type of the [`InputSource`] and [`KeySink`] seams.
+pub use evdev::InputEvent;
 pub use keys::{KEY_DOWN, KEY_REPEAT, KEY_UP, KeyDecoder};
 pub use pos::{POS_SCAN_MAX_LEN, PosScan, PosScanDecoder, PosScanError, PosScanLayout};
+pub use table::us_keystroke;
+pub use typist::{KeySink, Recorder, Typist, keystrokes};
 
 /// How typed characters are cut into messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

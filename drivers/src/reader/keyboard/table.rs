@@ -184,6 +184,23 @@ pub(super) fn usage_key(usage: u8) -> Option<Key> {
     BY_USAGE[usize::from(usage)]
 }
 
+/// How to type `c` on a US layout: its Linux key code and whether Shift is
+/// held. CR and LF are Enter. `None` for what the US layout cannot type
+/// (non-ASCII, control characters): the virtual keyboard refuses those
+/// rather than type something else.
+pub fn us_keystroke(c: u8) -> Option<(u16, bool)> {
+    if c == b'\r' || c == b'\n' {
+        return Some((KeyCode::KEY_ENTER.0, false));
+    }
+    // The main block comes first in the table; keypad keys type the same
+    // characters but depend on Num Lock on the receiving side.
+    US.iter().find_map(|p| match p.key {
+        Key::Char { plain, .. } if plain == c => Some((p.linux, false)),
+        Key::Char { shifted, .. } if shifted == c => Some((p.linux, true)),
+        _ => None,
+    })
+}
+
 /// The modifier bit of a Linux modifier key code.
 pub(super) fn linux_modifier(code: u16) -> Option<u8> {
     Some(match KeyCode(code) {
@@ -222,6 +239,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_printable_character_can_be_typed_back() {
+        for c in b' '..=b'~' {
+            let (code, shift) = us_keystroke(c).unwrap_or_else(|| panic!("{c:#x}"));
+            let Some(Key::Char { plain, shifted }) = linux_key(code) else {
+                panic!("{c:#x}")
+            };
+            assert_eq!(if shift { shifted } else { plain }, c);
+        }
+        assert_eq!(us_keystroke(0x1D), None);
+        assert_eq!(us_keystroke(0xD0), None);
     }
 
     #[test]
