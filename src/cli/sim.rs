@@ -59,6 +59,10 @@ pub struct PrinterArgs {
 pub struct ShtrihArgs {
     #[command(flatten)]
     pub link: Link,
+    /// Behave as an older firmware without FF45h/FF46h (close check and
+    /// operation V2): hosts must use the classic 80h…85h commands.
+    #[arg(long)]
+    pub legacy: bool,
 }
 
 /// A printer fault the simulator starts with.
@@ -176,6 +180,10 @@ impl PaperCursor {
 
 async fn shtrih(args: ShtrihArgs) -> Result<()> {
     let sim = ShtrihSim::new();
+    sim.set_legacy(args.legacy);
+    if args.legacy {
+        println!("legacy firmware: FF45h/FF46h answer 37h (use 80h…85h)");
+    }
     let _handle = if args.link.pty {
         let (path, handle) = sim.spawn_pty().context("creating a pseudo-terminal")?;
         println!(
