@@ -336,11 +336,16 @@ pub fn default_star_codepages() -> HashMap<u8, &'static Encoding> {
 const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}";
 
 fn decode_cp437(bytes: &[u8], out: &mut String) {
+    decode_high(bytes, CP437_HIGH, out);
+}
+
+/// ASCII below 80h, `high`'s characters (128 of them) above.
+fn decode_high(bytes: &[u8], high: &str, out: &mut String) {
     for &b in bytes {
         if b < 0x80 {
             out.push(b as char);
         } else {
-            out.push(CP437_HIGH.chars().nth(usize::from(b - 0x80)).unwrap_or('?'));
+            out.push(high.chars().nth(usize::from(b - 0x80)).unwrap_or('?'));
         }
     }
 }
@@ -349,6 +354,8 @@ fn decode_cp437(bytes: &[u8], out: &mut String) {
 enum CodePage {
     Cp437,
     Enc(&'static Encoding),
+    /// ASCII, then 128 characters for 80h…FFh (see [`super::codepages`]).
+    High(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -373,6 +380,8 @@ struct LineBuf {
 pub struct EscPosParser {
     codepages: HashMap<u8, &'static Encoding>,
     star_codepages: HashMap<u8, &'static Encoding>,
+    /// `ESC t n` pages decoded by a 128-character table (checked first).
+    high_pages: HashMap<u8, &'static str>,
     codepage: CodePage,
     style: Style,
     line: LineBuf,
@@ -496,6 +505,28 @@ impl EscPosParser {
         Self::with_codepages(default_codepages())
     }
 
+    /// The `ESC t n` numbers of `profile` in the ESC/POS printer capability
+    /// database (e.g. `RP326`, `TM-T88V`; see [`super::codepages`]) replace
+    /// the default ones; pages the database cannot identify print as PC437
+    /// with [`SimError::UnknownCodePage`]. `None` for a profile not in it.
+    pub fn with_db_profile(mut self, profile: &str) -> Option<Self> {
+        use super::codepages::{PageDecoder, decoder, profile_pages};
+        for &(n, name) in profile_pages(profile)? {
+            self.codepages.remove(&n);
+            self.high_pages.remove(&n);
+            match decoder(name) {
+                Some(PageDecoder::Encoding(e)) => {
+                    self.codepages.insert(n, e);
+                }
+                Some(PageDecoder::HighHalf(h)) => {
+                    self.high_pages.insert(n, h);
+                }
+                None => {}
+            }
+        }
+        Some(self)
+    }
+
     /// A parser with its own `ESC t n` table.
     pub fn with_codepages(codepages: HashMap<u8, &'static Encoding>) -> Self {
         let codepage = match codepages.get(&0) {
@@ -505,6 +536,7 @@ impl EscPosParser {
         EscPosParser {
             codepages,
             star_codepages: default_star_codepages(),
+            high_pages: HashMap::new(),
             codepage,
             style: Style::default(),
             line: LineBuf::default(),
@@ -720,8 +752,13 @@ impl EscPosParser {
             }
             b't' => {
                 let n = arg(2)?;
-                let table = self.codepages.get(&n).copied();
-                self.set_codepage(n, table);
+                if let Some(high) = self.high_pages.get(&n).copied() {
+                    self.decode_pending();
+                    self.codepage = CodePage::High(high);
+                } else {
+                    let table = self.codepages.get(&n).copied();
+                    self.set_codepage(n, table);
+                }
                 Some(3)
             }
             GS => {
@@ -1372,6 +1409,7 @@ impl EscPosParser {
         let raw = std::mem::take(&mut self.line.raw);
         match self.codepage {
             CodePage::Cp437 => decode_cp437(&raw, &mut self.line.line.text),
+            CodePage::High(high) => decode_high(&raw, high, &mut self.line.line.text),
             CodePage::Enc(e) => {
                 let (text, _) = e.decode_without_bom_handling(&raw);
                 self.line.line.text.push_str(&text);
