@@ -1478,7 +1478,8 @@ impl EscPosParser {
 
 impl Receipt {
     /// The receipt as text `width` columns wide: lines aligned and wrapped,
-    /// double width shown as spaced letters, `[QR: payload]`,
+    /// double width shown as spaced letters, `[QR: payload]` (on one line,
+    /// the payload elided with `…` to fit),
     /// `[EAN13 4006381333931]`, `[image 384x120]`, and a cut as a line of
     /// `✂ - - -`.
     pub fn render_text(&self, width: usize) -> String {
@@ -1500,8 +1501,9 @@ impl Receipt {
                     Some(line) => line.text.clone(),
                     None => continue,
                 },
+                // One screen line: a wrapped payload reads as two texts.
                 BlockKind::Qr => match self.qr.get(block.index) {
-                    Some(q) => format!("[QR: {q}]"),
+                    Some(q) => elide_qr(q, width),
                     None => continue,
                 },
                 BlockKind::Barcode => match self.barcodes.get(block.index) {
@@ -1541,6 +1543,23 @@ impl Receipt {
         }
         out
     }
+}
+
+/// `[QR: payload]` in at most `width` characters: a longer payload is cut
+/// and ends in `…`; control characters (a payload may hold line breaks)
+/// show as spaces.
+fn elide_qr(payload: &str, width: usize) -> String {
+    let clean: Vec<char> = payload
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    const FRAME: usize = "[QR: ]".len();
+    if clean.len() + FRAME <= width {
+        return format!("[QR: {}]", clean.iter().collect::<String>());
+    }
+    let keep = width.saturating_sub(FRAME + 1);
+    let s = format!("[QR: {}…]", clean[..keep].iter().collect::<String>());
+    s.chars().take(width).collect()
 }
 
 impl Paper {
@@ -2202,8 +2221,7 @@ mod tests {
             "TOTAL 1.20\n",
             "\n",
             "\n",
-            "[QR: https://example\n",
-            "   .org/r?id=42]\n",
+            "[QR: https://examp…]\n",
             "[EAN13 4006381333931\n",
             "         ]\n",
             "[EAN13 4006381333931\n",
@@ -2559,5 +2577,22 @@ mod tests {
             p.feed(&bytes[last..]);
             prop_assert_eq!(p.paper(), whole);
         }
+    }
+}
+
+#[cfg(test)]
+mod qr_line_tests {
+    use super::elide_qr;
+
+    #[test]
+    fn a_qr_line_never_wraps() {
+        assert_eq!(elide_qr("t=1", 20), "[QR: t=1]");
+        let long = "t=20260115T0900&s=1234.50&fn=9999078900012345&i=42&fp=1234567890&n=1";
+        for width in [1, 5, 6, 7, 20, 32, 42, 48] {
+            let s = elide_qr(long, width);
+            assert!(s.chars().count() <= width, "{width}: {s}");
+        }
+        assert_eq!(elide_qr(long, 20), "[QR: t=20260115T09…]");
+        assert_eq!(elide_qr("a\nb", 20), "[QR: a b]");
     }
 }
