@@ -167,3 +167,36 @@ fn pyshtrih_runs_a_whole_shift_on_the_emulator() {
         emu.wait_line(needle);
     }
 }
+
+/// python-escpos, pinned as in `drivers/benches/compare-python-escpos.sh`.
+const PYTHON_ESCPOS: &str = "python-escpos==3.1";
+
+#[test]
+fn python_escpos_rp326_cyrillic_decodes_in_the_simulator() {
+    use posbridge_drivers::sim::escpos::EscPosParser;
+    let python = venv("python-escpos-venv", &[PYTHON_ESCPOS]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/thirdparty/escpos_rp326.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .output()
+        .expect("run the python-escpos script");
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // python-escpos picks page 28 (CP855 on the RP326) for this text.
+    assert_eq!(&out.stdout[..3], &[0x1B, b't', 28], "{:02X?}", out.stdout);
+    let mut p = EscPosParser::new()
+        .with_db_profile("RP326")
+        .expect("RP326 in the database");
+    p.feed(&out.stdout);
+    assert_eq!(p.errors(), &[], "no code page fallback");
+    let lines: Vec<&str> = p.receipts()[0]
+        .lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect();
+    assert_eq!(lines[..2], ["ПРИВЕТ, МИР", "Ёлка и щётка"]);
+}
