@@ -146,7 +146,10 @@ fn run_script(python: &Path, script: &str, pty: &str) -> String {
 #[test]
 fn pyshtrih_runs_a_whole_shift_on_the_emulator() {
     let python = venv("pyshtrih-venv", &[PYSHTRIH]);
-    let (mut emu, pty) = Emulator::start(&[]);
+    // pyshtrih uses only the classic commands: they work on an emulator
+    // that behaves as an older firmware without FF45h/FF46h.
+    let (mut emu, pty) = Emulator::start(&["--legacy"]);
+    emu.wait_line("legacy firmware: FF45h/FF46h answer 37h");
     let out = run_script(&python, "pyshtrih_shift.py", &pty);
     assert!(out.contains("model: 250 ШТРИХ-М-01Ф"), "{out}");
     assert!(out.contains("change: 1910"), "{out}");
