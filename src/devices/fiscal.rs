@@ -10,8 +10,9 @@
 use std::time::Duration;
 
 use posbridge_drivers::printer::shtrih::{
-    CheckType, CloseCheckResult, CloseCheckV2, Command, FnDocument, FnShiftParams, FnStatus,
-    OperationType, OperationV2, PrintFlags, ShortStatus, ShtrihClient, ShtrihError,
+    CheckType, ClassicClose, ClassicCloseResult, ClassicItem, CloseCheckResult, CloseCheckV2,
+    Command, FnDocument, FnShiftParams, FnStatus, OperationType, OperationV2, PrintFlags,
+    ShortStatus, ShtrihClient, ShtrihError, is_not_supported,
 };
 use posbridge_drivers::transport::BoxTransport;
 use rust_decimal::Decimal;
@@ -228,6 +229,9 @@ async fn publish(ctx: &FiscalCtx<'_>, job: &FiscalJob, state: &str, detail: &Val
 /// Runs fiscal jobs until the link drops; returns why.
 pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
     let mut c = ShtrihClient::new(t, DEFAULT_PASSWORD);
+    // Set once the register refuses FF46h/FF45h (an older firmware): this
+    // link then uses the classic 80h…85h commands.
+    let mut classic = false;
     loop {
         let job = match ctx.journal.next(ctx.name.to_owned()).await {
             Ok(j) => j,
@@ -254,9 +258,9 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
             continue;
         };
         let attempt = if job.state == "sending" {
-            recover(&ctx, &mut c, &job).await
+            recover(&ctx, &mut c, &job, &mut classic).await
         } else {
-            execute(&ctx, &mut c, &job).await
+            execute(&ctx, &mut c, &job, &mut classic).await
         };
         match attempt {
             Ok(Outcome::Done(result)) => {
@@ -283,7 +287,12 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
 
 /// Finds out what became of a job that was `sending` when the link or the
 /// daemon went down.
-async fn recover(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result<Outcome, String> {
+async fn recover(
+    ctx: &FiscalCtx<'_>,
+    c: &mut Client,
+    job: &FiscalJob,
+    classic: &mut bool,
+) -> Result<Outcome, String> {
     let link = |e: ShtrihError| format!("recovery: {e}");
     // An answer the device still holds: the close itself, perhaps.
     if let Some(r) = c.recover_pending().await.map_err(link)?
@@ -303,7 +312,7 @@ async fn recover(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
     if st.mode_number() == 8 {
         tracing::warn!(printer = ctx.name, job = %job.job_id, "recovery: cancelling the open check");
         c.execute(&Command::cancel_check()).await.map_err(link)?;
-        return execute(ctx, c, job).await;
+        return execute(ctx, c, job, classic).await;
     }
     let fs = fn_status(c).await.map_err(link)?;
     let before = job.fd_before.unwrap_or(i64::MAX);
@@ -328,7 +337,7 @@ async fn recover(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
             json!({"fiscal_document_number": fs.last_fd_number}),
         ));
     }
-    execute(ctx, c, job).await
+    execute(ctx, c, job, classic).await
 }
 
 fn receipt_result(job: &FiscalJob, fd: u32, sign: u32, shift: u16) -> Value {
@@ -352,7 +361,12 @@ fn receipt_result(job: &FiscalJob, fd: u32, sign: u32, shift: u16) -> Value {
 }
 
 /// Runs a job from the start.
-async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result<Outcome, String> {
+async fn execute(
+    ctx: &FiscalCtx<'_>,
+    c: &mut Client,
+    job: &FiscalJob,
+    classic: &mut bool,
+) -> Result<Outcome, String> {
     let link = |e: ShtrihError| format!("{}: {e}", job.kind);
     macro_rules! device {
         ($e:expr) => {
@@ -425,6 +439,13 @@ async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
                 device!(c.execute(&Command::print_string(flags, line)).await);
             }
             for item in &req.items {
+                if *classic {
+                    let cmd = device!(
+                        classic_item(item, req.kind).and_then(|i| Command::classic_item(&i))
+                    );
+                    device!(c.execute(&cmd).await);
+                    continue;
+                }
                 let op = OperationV2 {
                     kind: match req.kind {
                         ReceiptKind::Sell => OperationType::Income,
@@ -441,7 +462,22 @@ async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
                     name: item.name.clone(),
                 };
                 let cmd = device!(Command::operation_v2(&op));
-                device!(c.execute(&cmd).await);
+                match c.execute(&cmd).await {
+                    Err(e) if is_not_supported(&e) => {
+                        tracing::info!(
+                            printer = ctx.name,
+                            "no FF46h on this register: classic 80h…85h from now on"
+                        );
+                        *classic = true;
+                        let cmd = device!(
+                            classic_item(item, req.kind).and_then(|i| Command::classic_item(&i))
+                        );
+                        device!(c.execute(&cmd).await);
+                    }
+                    r => {
+                        device!(r);
+                    }
+                }
             }
             for line in &req.post_text {
                 device!(c.execute(&Command::print_string(flags, line)).await);
@@ -455,9 +491,55 @@ async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
                 };
                 close.payments[idx] += kopecks(p.sum).unwrap_or(0);
             }
-            let cmd = device!(Command::close_check_v2(&close));
+            if !*classic {
+                let cmd = device!(Command::close_check_v2(&close));
+                match c.execute(&cmd).await {
+                    Err(e) if is_not_supported(&e) => *classic = true,
+                    r => {
+                        let r = device!(r);
+                        let closed =
+                            device!(CloseCheckResult::parse(&r).map_err(ShtrihError::from));
+                        let shift = device!(shift_number(c).await);
+                        return Ok(Outcome::Done(receipt_result(
+                            job,
+                            closed.fd_number,
+                            closed.fiscal_sign,
+                            shift,
+                        )));
+                    }
+                }
+            }
+            // 85h: cash and payment types 2…4; FD number and sign from the FN.
+            let mut payments = [0u64; 4];
+            for (i, p) in close.payments.iter().enumerate() {
+                match payments.get_mut(i) {
+                    Some(slot) => *slot = *p,
+                    None if *p == 0 => {}
+                    None => {
+                        return Ok(Outcome::Failed(json!({
+                            "message": format!("payment type {} does not exist on a register without FF45h (types 1…4)", i + 1)
+                        })));
+                    }
+                }
+            }
+            let cmd = device!(Command::classic_close(&ClassicClose {
+                payments,
+                text: String::new()
+            }));
             let r = device!(c.execute(&cmd).await);
-            let closed = device!(CloseCheckResult::parse(&r).map_err(ShtrihError::from));
+            device!(ClassicCloseResult::parse(&r).map_err(ShtrihError::from));
+            let fs = device!(fn_status(c).await);
+            let r = device!(
+                c.execute(&Command::fn_find_document(fs.last_fd_number))
+                    .await
+            );
+            let doc = device!(FnDocument::parse(&r).map_err(ShtrihError::from));
+            let closed = CloseCheckResult {
+                change: 0,
+                fd_number: fs.last_fd_number,
+                fiscal_sign: doc.fiscal_sign.unwrap_or(0),
+                date_time: None,
+            };
             let shift = device!(shift_number(c).await);
             Ok(Outcome::Done(receipt_result(
                 job,
@@ -478,4 +560,40 @@ async fn mark_sending(ctx: &FiscalCtx<'_>, job: &FiscalJob, fd: u32) -> Result<(
         .set(&job.job_id, "sending", Some(i64::from(fd)), None, None)
         .await
         .map_err(|e| format!("journal: {e}"))
+}
+
+/// An item as 80h/82h carry it: quantity in thousandths, the tax as its
+/// group 1…4, no separate line amount.
+fn classic_item(item: &Item, kind: ReceiptKind) -> Result<ClassicItem, ShtrihError> {
+    let invalid = |field, reason| ShtrihError::InvalidRequest { field, reason };
+    let quantity = millionths(item.quantity)
+        .filter(|q| q % 1_000 == 0)
+        .ok_or(invalid(
+            "quantity",
+            "a register without FF46h takes quantities to 3 decimals",
+        ))?
+        / 1_000;
+    let price = kopecks(item.price).ok_or(invalid("price", "out of range"))?;
+    if let Some(amount) = item.amount
+        && kopecks(amount) != Some((quantity * price + 500) / 1_000)
+    {
+        return Err(invalid(
+            "amount",
+            "a register without FF46h computes the line amount as price × quantity",
+        ));
+    }
+    let mask = item.tax.bit();
+    let tax_group = if mask == 0 {
+        0
+    } else {
+        mask.trailing_zeros() as u8 + 1
+    };
+    Ok(ClassicItem {
+        sale_return: matches!(kind, ReceiptKind::SellReturn),
+        quantity,
+        price,
+        department: 1,
+        tax_group,
+        name: item.name.clone(),
+    })
 }
