@@ -612,7 +612,11 @@ async fn a_token_file_readable_by_others_is_warned_about_at_start() {
         ),
         "",
     );
-    let log = d.log();
-    assert!(log.contains("readable by group or others"), "{log}");
+    // The log writer is not synchronous with the socket answering: wait for the line.
+    let log = common::eventually("the token-file warning", || async {
+        let log = d.log();
+        log.contains("readable by group or others").then_some(log)
+    })
+    .await;
     assert!(log.contains("mode=0640"), "{log}");
 }
