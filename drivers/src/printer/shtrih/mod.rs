@@ -17,6 +17,7 @@
 
 pub mod commands;
 pub mod errors;
+pub mod ffd;
 pub mod frame;
 pub mod link;
 
