@@ -136,7 +136,7 @@ async fn sim_shtrih_shows_a_fiscal_receipt_printed_through_the_daemon() {
             "fiscal.receipt",
             serde_json::json!({
                 "printer": "fiscal", "job_id": "cli-sim-1", "type": "sell",
-                "items": [{"name": "Кофе в зёрнах", "price": "700.00", "quantity": "1", "tax": "vat20"}],
+                "items": [{"name": "Кофе в зёрнах", "price": "700.00", "quantity": "1", "tax": "vat22"}],
                 "payments": [{"type": "cash", "sum": "700.00"}],
             }),
         )

@@ -29,7 +29,7 @@ fn receipt(job: &str) -> Value {
         "printer": "fiscal", "job_id": job, "type": "sell",
         "items": [
             {"name": "Молоко 3,2%", "price": "89.90", "quantity": "2", "tax": "vat10"},
-            {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat20"}
+            {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat22"}
         ],
         "payments": [{"type": "cash", "sum": "600.00"}, {"type": "points", "sum": "29.80"}],
         "post_text": ["БОНУСНАЯ ПРОГРАММА", "Начислено бонусов 30,00"]

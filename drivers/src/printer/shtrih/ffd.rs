@@ -21,6 +21,8 @@ pub mod code {
     pub const FN_EXPIRY: u16 = 0xFF03;
     /// «Передать произвольную TLV структуру».
     pub const SEND_TLV: u16 = 0xFF0C;
+    /// «Передать произвольную TLV структуру привязанную к операции».
+    pub const SEND_OPERATION_TLV: u16 = 0xFF4D;
     /// «Получить статус информационного обмена».
     pub const EXCHANGE_STATUS: u16 = 0xFF39;
     /// «Сформировать чек коррекции V2».
@@ -259,6 +261,17 @@ pub fn send_tlv(structure: &[u8]) -> Result<Command, ShtrihError> {
         TimeoutClass::Fiscal,
     ))
 }
+
+/// FF4Dh: a TLV bound to the last operation (tag 2108 «мера количества»,
+/// at most 250 bytes).
+pub fn send_operation_tlv(structure: &[u8]) -> Result<Command, ShtrihError> {
+    let mut c = send_tlv(structure)?;
+    c.code = code::SEND_OPERATION_TLV;
+    Ok(c)
+}
+
+/// Tag 2108 «мера количества предмета расчета» (1 byte).
+pub const MEASURE: u16 = 2108;
 
 /// FF03h «Запрос срока действия ФН».
 pub fn fn_expiry() -> Command {
@@ -516,6 +529,8 @@ mod tests {
         assert_eq!(&c.body(30)[..6], &[0xFF, 0x0C, 30, 0, 0, 0]);
         assert_eq!(c.body(30).len(), 6 + 16);
         assert!(send_tlv(&[0; 251]).is_err());
+        let m = send_operation_tlv(&tlv(MEASURE, &[11])).unwrap();
+        assert_eq!(m.body(30), [0xFF, 0x4D, 30, 0, 0, 0, 0x3C, 0x08, 1, 0, 11]);
         assert_eq!(tlv_text(tag::CASHIER, "Иванова")[4], 0xC8);
     }
 
