@@ -287,6 +287,7 @@ fn describe(d: &FiscalDoc) -> String {
         FiscalDocKind::OpenShift => "shift opened".to_string(),
         FiscalDocKind::CloseShift => "shift closed".to_string(),
         FiscalDocKind::Receipt(k) => format!("receipt ({k:?})"),
+        FiscalDocKind::Correction(k) => format!("correction ({k:?})"),
     };
     format!(
         "fiscal document {}: {kind}, shift {}, total {}.{:02}, FP {:010}",
