@@ -384,8 +384,13 @@ async fn fiscal_status_shows_unsent_documents_and_warnings_are_published() {
         .unwrap();
     assert_eq!(ev["params"]["topic"], "fiscal.warning");
     assert_eq!(ev["params"]["warning"], "fn_expiring");
+    // The event goes out just before the status is stored: wait for both.
     let st = status_when(&mut c, "the FN state", |st| {
-        st["status"]["fn"]["ofd"]["unsent"] == 1
+        let f = &st["status"]["fn"];
+        f["ofd"]["unsent"] == 1
+            && f["warnings"]
+                .as_array()
+                .is_some_and(|w| w.contains(&json!("fn_expiring")))
     })
     .await;
     let f = &st["status"]["fn"];

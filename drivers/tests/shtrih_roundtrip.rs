@@ -139,7 +139,7 @@ async fn status_checks<T: AsyncRead + AsyncWrite + Unpin + Send>(
     assert!(s.flags.receipt_roll() && s.flags.receipt_paper_sensor());
     assert!(s.flags.receipt_lever_down());
     assert_eq!(s.operations_in_check, 0);
-    assert_eq!(s.last_print_result, Some(0));
+    assert_eq!((s.fm_error, s.eklz_error), (0, 0));
 
     let before = sim.state_summary().now_unix;
     let f = FullStatus::parse(&exec(c, &Command::full_status()).await).unwrap();

@@ -456,7 +456,9 @@ impl Command {
     }
 }
 
-/// Answer of 10h. Field order as listed in the spec (v1.17).
+/// Answer of 10h, laid out as real devices send it and the open drivers
+/// (pyshtrih, shtrihmfr, the JavaPOS driver) read it: v1.17 lists fewer
+/// fields than its stated 16-byte length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShortStatus {
     pub operator: u8,
@@ -469,26 +471,28 @@ pub struct ShortStatus {
     pub operations_in_check: u16,
     pub battery_voltage: u8,
     pub power_voltage: u8,
-    /// «Результат последней печати»: 0 ok, 1 paper break, 2 printer error,
-    /// 5 printing (model dependent; `None` if absent).
-    pub last_print_result: Option<u8>,
+    /// «Код ошибки ФП» (fiscal memory / FN), 0 = none.
+    pub fm_error: u8,
+    /// «Код ошибки ЭКЛЗ», 0 = none (no EKLZ on FN registers).
+    pub eklz_error: u8,
 }
 
 impl ShortStatus {
     pub fn parse(r: &Response) -> Result<Self, ProtocolError> {
         r.expect(code::SHORT_STATUS)?;
         // operator 1, flags 2, mode 1, submode 1, ops lo 1, battery 1,
-        // power 1, ops hi 1, reserved 3, last print 1 (optional).
-        let d = r.need(9)?;
+        // power 1, FP error 1, EKLZ error 1, ops hi 1, reserved 3.
+        let d = r.need(11)?;
         Ok(Self {
             operator: d[0],
             flags: KktFlags(u16::from_le_bytes([d[1], d[2]])),
             mode: d[3],
             submode: d[4],
-            operations_in_check: u16::from_le_bytes([d[5], d[8]]),
+            operations_in_check: u16::from_le_bytes([d[5], d[10]]),
             battery_voltage: d[6],
             power_voltage: d[7],
-            last_print_result: d.get(12).copied(),
+            fm_error: d[8],
+            eklz_error: d[9],
         })
     }
 
@@ -534,7 +538,9 @@ impl KktFlags {
     }
 }
 
-/// Answer of 11h «Запрос состояния ККТ», as far as the spec lists fields.
+/// Answer of 11h «Запрос состояния ККТ» in the 48-byte layout of real
+/// devices and the open drivers (with the fiscal memory's version, build,
+/// date, flags and free records, which v1.17 leaves out of its list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FullStatus {
     pub operator: u8,
@@ -550,15 +556,24 @@ pub struct FullStatus {
     pub mode: u8,
     pub submode: u8,
     pub port: u8,
+    /// «Версия ПО ФП», as [`Self::firmware_version`].
+    pub fm_version: String,
+    /// «Сборка ПО ФП».
+    pub fm_build: u16,
+    /// «Дата ПО ФП» ДД-ММ-ГГ.
+    pub fm_date: [u8; 3],
     /// ДД-ММ-ГГ.
     pub date: [u8; 3],
     /// ЧЧ-ММ-СС.
     pub time: [u8; 3],
-    /// «Заводской номер»: low 4 bytes, plus the high word if present.
-    /// `None` if not entered (FFh…).
+    /// «Флаги ФП».
+    pub fm_flags: u8,
+    /// «Заводской номер» (4 bytes); `None` if not entered (FFh…).
     pub serial_number: Option<u64>,
     /// «Номер последней закрытой смены».
     pub last_closed_shift: u16,
+    /// «Количество свободных записей в ФП».
+    pub fm_free_records: u16,
     pub fiscalizations: u8,
     pub fiscalizations_left: u8,
     /// «ИНН» as a 6-byte number; `None` if not entered.
@@ -568,19 +583,13 @@ pub struct FullStatus {
 impl FullStatus {
     pub fn parse(r: &Response) -> Result<Self, ProtocolError> {
         r.expect(code::FULL_STATUS)?;
-        let d = r.need(36)?;
-        let serial_lo = &d[22..26];
-        let serial_hi = d.get(36..38);
-        let serial_number = if serial_lo == [0xFF; 4] {
-            None
-        } else {
-            let hi = serial_hi.filter(|h| *h != [0xFF, 0xFF]).map_or(0, le);
-            Some(le(serial_lo) | (hi << 32))
-        };
-        let inn = &d[30..36];
+        let d = r.need(46)?;
+        let version = |a: u8, b: u8| format!("{}.{}", char::from(a), char::from(b));
+        let serial = &d[30..34];
+        let inn = &d[40..46];
         Ok(Self {
             operator: d[0],
-            firmware_version: format!("{}.{}", char::from(d[1]), char::from(d[2])),
+            firmware_version: version(d[1], d[2]),
             firmware_build: u16::from_le_bytes([d[3], d[4]]),
             firmware_date: [d[5], d[6], d[7]],
             hall_number: d[8],
@@ -589,12 +598,17 @@ impl FullStatus {
             mode: d[13],
             submode: d[14],
             port: d[15],
-            date: [d[16], d[17], d[18]],
-            time: [d[19], d[20], d[21]],
-            serial_number,
-            last_closed_shift: u16::from_le_bytes([d[26], d[27]]),
-            fiscalizations: d[28],
-            fiscalizations_left: d[29],
+            fm_version: version(d[16], d[17]),
+            fm_build: u16::from_le_bytes([d[18], d[19]]),
+            fm_date: [d[20], d[21], d[22]],
+            date: [d[23], d[24], d[25]],
+            time: [d[26], d[27], d[28]],
+            fm_flags: d[29],
+            serial_number: (serial != [0xFF; 4]).then(|| le(serial)),
+            last_closed_shift: u16::from_le_bytes([d[34], d[35]]),
+            fm_free_records: u16::from_le_bytes([d[36], d[37]]),
+            fiscalizations: d[38],
+            fiscalizations_left: d[39],
             inn: (inn != [0xFF; 6]).then(|| le(inn)),
         })
     }
@@ -876,7 +890,7 @@ mod tests {
     #[test]
     fn parse_short_status() {
         let r = resp(&[
-            0x10, 0x00, 0x1E, 0x82, 0x02, 0x08, 0x00, 0x03, 0x5A, 0x60, 0x01, 0, 0, 0, 0x00,
+            0x10, 0x00, 0x1E, 0x82, 0x02, 0x08, 0x00, 0x03, 0x5A, 0x60, 0x00, 0x00, 0x01, 0, 0, 0,
         ]);
         let s = ShortStatus::parse(&r).unwrap();
         assert_eq!(s.operator, 30);
@@ -884,7 +898,7 @@ mod tests {
         assert!(s.flags.receipt_lever_down());
         assert_eq!(s.mode_number(), 8);
         assert_eq!(s.operations_in_check, 0x0103);
-        assert_eq!(s.last_print_result, Some(0));
+        assert_eq!((s.fm_error, s.eklz_error), (0, 0));
         assert!(ShortStatus::parse(&resp(&[0x10, 0x00, 0x1E])).is_err());
         assert!(matches!(
             ShortStatus::parse(&resp(&[0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
@@ -896,21 +910,31 @@ mod tests {
     fn parse_full_status() {
         let mut body = vec![0x11, 0x00, 0x1E, b'1', b'0', 0x10, 0x00, 1, 2, 23, 1];
         body.extend([0x34, 0x12, 0x82, 0x02, 0x04, 0x00, 0x00]); // doc, flags, mode, sub, port
+        body.extend([b'C', b'1', 0xB5, 0x06, 15, 1, 26]); // FP version, build, date
         body.extend([25, 11, 26, 14, 30, 0]); // date, time
-        body.extend([0x78, 0x56, 0x34, 0x12]); // serial lo
-        body.extend([0x05, 0x00, 1, 19]); // last shift, fisc, left
+        body.push(0x03); // FP flags
+        body.extend([0x78, 0x56, 0x34, 0x12]); // serial
+        body.extend([0x05, 0x00, 0xD0, 0x07, 1, 19]); // last shift, free, fisc, left
         body.extend([0xFF; 6]); // inn not entered
-        body.extend([0x01, 0x00]); // serial hi
         let s = FullStatus::parse(&resp(&body)).unwrap();
         assert_eq!(s.firmware_version, "1.0");
         assert_eq!(s.firmware_build, 16);
         assert_eq!(s.document_number, 0x1234);
         assert_eq!(s.mode, 4);
+        assert_eq!((s.fm_version.as_str(), s.fm_build), ("C.1", 1717));
+        assert_eq!(s.fm_date, [15, 1, 26]);
         assert_eq!(s.date, [25, 11, 26]);
         assert_eq!(s.time, [14, 30, 0]);
-        assert_eq!(s.serial_number, Some(0x1_1234_5678));
+        assert_eq!(s.fm_flags, 3);
+        assert_eq!(s.serial_number, Some(0x1234_5678));
         assert_eq!(s.last_closed_shift, 5);
+        assert_eq!(s.fm_free_records, 2000);
         assert_eq!((s.fiscalizations, s.fiscalizations_left), (1, 19));
+        body.pop();
+        assert!(
+            FullStatus::parse(&resp(&body)).is_err(),
+            "47 bytes is short"
+        );
         assert_eq!(s.inn, None);
     }
 

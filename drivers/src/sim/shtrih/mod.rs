@@ -62,6 +62,7 @@
 //! [`ShtrihSimHandle`] is dropped.
 
 mod check;
+mod classic;
 mod commands;
 mod ffd;
 mod fn_query;
@@ -105,6 +106,8 @@ const SYSADMIN_PASSWORD: u32 = 30;
 const FN_NUMBER: &[u8; 16] = b"9999078900012345";
 const SERIAL: u64 = 12_345_678;
 const INN: u64 = 7_712_345_678;
+/// Free records the `11h` answer reports for the fiscal memory.
+const FN_FREE_RECORDS: u16 = 2_000;
 
 /// Error codes from the table "Коды ошибок" that the simulator uses.
 pub mod errors {
@@ -506,6 +509,13 @@ impl ShtrihSim {
         if (1..=30).contains(&number) {
             self.dev().passwords[number as usize - 1] = password;
         }
+    }
+
+    /// Makes the device behave as an older firmware that has no `FF45h`
+    /// (close check V2) and `FF46h` (operation V2): they answer `37h`, and
+    /// hosts must use the classic `80h`…`85h` commands.
+    pub fn set_legacy(&self, legacy: bool) {
+        self.dev().legacy = legacy;
     }
 
     /// A snapshot of the state.

@@ -73,6 +73,8 @@ pub(super) struct Device {
     pub(super) next_pending_id: u64,
     pub(super) faults: Faults,
     pub(super) power_epoch: u64,
+    /// Behaves as an older firmware without `FF45h`/`FF46h`.
+    pub(super) legacy: bool,
     /// FFD 1.2 state: tax table, cash, FN expiry, OFD queue, marking.
     pub(super) ffd: super::ffd::FfdState,
 }
@@ -179,6 +181,7 @@ impl Device {
             next_pending_id: 0,
             faults: Faults::default(),
             power_epoch: 0,
+            legacy: false,
             ffd: super::ffd::FfdState::new(now_unix()),
         }
     }

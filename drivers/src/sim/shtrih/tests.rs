@@ -271,8 +271,13 @@ async fn clock_and_shift_documents() {
     let (sim, mut host, _t) = start();
     sim.set_time(1_768_467_600); // 2026-01-15 09:00:00
     let a = host.cmd(&with_pw(&[0x11], 30, &[])).await;
-    assert_eq!(&a[18..21], &[15, 1, 26], "date");
-    assert_eq!(&a[21..23], &[9, 0], "time");
+    // The layout the open drivers read (pyshtrih, shtrihmfr, JavaPOS):
+    // after the FN software version, build and date.
+    assert_eq!(&a[25..28], &[15, 1, 26], "date");
+    assert_eq!(&a[28..30], &[9, 0], "time");
+    assert_eq!(read_le(&a[32..36]), SERIAL & 0xFFFF_FFFF, "serial number");
+    assert_eq!(read_le(&a[36..38]), 0, "last closed shift");
+    assert_eq!(read_le(&a[42..48]), INN, "INN");
     open_shift(&mut host).await;
     let doc = host
         .cmd(&with_pw(&[0xFF, 0x0A], 30, &1u32.to_le_bytes()))
@@ -725,4 +730,75 @@ mod fuzz {
             });
         }
     }
+}
+
+fn classic_sale(cmd: u8, qty_thousandths: u64, price: u64, tax: u8, name: &str) -> Vec<u8> {
+    let mut v = with_pw(&[cmd], 1, &[]);
+    le(&mut v, qty_thousandths, 5);
+    le(&mut v, price, 5);
+    v.extend_from_slice(&[1, tax, 0, 0, 0]);
+    let (name, _, _) = encoding_rs::WINDOWS_1251.encode(name);
+    v.extend_from_slice(&name);
+    v.resize(v.len().max(60), 0);
+    v
+}
+
+#[tokio::test]
+async fn device_type_and_classic_receipt_on_a_legacy_device() {
+    let (sim, mut host, _t) = start();
+    sim.set_legacy(true);
+    let a = host.cmd(&[0xFC]).await;
+    assert_eq!(&a[..8], &[0xFC, 0, 0, 0, 1, 14, 250, 0]);
+    let (name, _, _) = encoding_rs::WINDOWS_1251.decode(&a[8..]);
+    assert_eq!(name, "ШТРИХ-М-01Ф");
+    open_shift(&mut host).await;
+    assert_eq!(
+        host.cmd(&operation(1, 1_000_000, 100, "V2")).await,
+        vec![0xFF, 0x46, errors::NOT_SUPPORTED],
+        "legacy firmware has no FF46h"
+    );
+    let a = host
+        .cmd(&classic_sale(0x80, 1_000, 10_000, 1, "Молоко"))
+        .await;
+    assert_eq!(a, vec![0x80, 0, 1]);
+    let a = host.cmd(&classic_sale(0x80, 2_500, 4_000, 2, "Хлеб")).await;
+    assert_eq!(a, vec![0x80, 0, 1]);
+    let mut disc = with_pw(&[0x86], 1, &[]);
+    le(&mut disc, 1_000, 5);
+    disc.extend_from_slice(&[0; 4]);
+    assert_eq!(host.cmd(&disc).await, vec![0x86, 0, 1]);
+    let mut close = with_pw(&[0x85], 1, &[]);
+    le(&mut close, 20_000, 5); // cash
+    close.extend_from_slice(&[0; 15]); // payment types 2…4
+    close.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    close.resize(71 - 1, 0);
+    let a = host.cmd(&close).await;
+    assert_eq!(&a[..3], &[0x85, 0, 1]);
+    assert_eq!(read_le(&a[3..8]), 1_000, "change of 200.00 on 190.00");
+    let docs = sim.documents();
+    assert_eq!(docs.last().unwrap().total, 19_000);
+    let s = sim.state_summary();
+    assert_eq!(s.checks_in_shift, 1);
+    assert_eq!(s.open_check, None);
+    let receipt = sim.receipts().last().unwrap().clone();
+    assert!(
+        receipt.contains(&"СКИДКА: =10.00".to_string()),
+        "{receipt:?}"
+    );
+    assert!(
+        receipt.contains(&"СДАЧА: =10.00".to_string()),
+        "{receipt:?}"
+    );
+    assert_eq!(host.cmd(&with_pw(&[0x8C], 1, &[])).await, vec![0x8C, 0, 1]);
+    let copy = sim.receipts().last().unwrap().clone();
+    assert_eq!(copy[0], "КОПИЯ");
+    assert_eq!(&copy[1..], &receipt[..]);
+    // Short status: operations in the open check at offsets 5 and 10 (after
+    // CMD ERR), as the open drivers read them.
+    host.cmd(&classic_sale(0x82, 1_000, 100, 0, "Возврат"))
+        .await;
+    let st = host.cmd(&[0x10, 1, 0, 0, 0]).await;
+    assert_eq!(st.len(), 16);
+    assert_eq!(st[5], 0x08 | (2 << 4), "return check open");
+    assert_eq!((st[7], st[12]), (1, 0), "one operation");
 }
