@@ -402,6 +402,7 @@ async fn fiscal_status_shows_unsent_documents_and_warnings_are_published() {
             .starts_with("20")
     );
     assert_eq!(f["fn_number"], "9999078900012345");
+    assert_eq!(f["marking"]["check_state"], 1, "{f}");
     assert!(
         f["warnings"]
             .as_array()

@@ -152,6 +152,20 @@ pub(super) async fn fn_state(
     if ex.unsent > 0 && ex.flags & 0b10 != 0 && fs.warning_flags & 0b1000 != 0 {
         warnings.insert("ofd_backlog");
     }
+    // FF70h: registers without marking support refuse it; that is no error.
+    let marking = match c.execute(&ffd::mark_status()).await {
+        Ok(r) => ffd::MarkStatus::parse(&r).ok().map(|m| {
+            json!({
+                "check_state": m.check_state,
+                "notice_state": m.notice_state,
+                "saved_results": m.saved_results,
+                "in_notice": m.in_notice,
+                "notices_queued": m.notices_queued,
+            })
+        }),
+        Err(ShtrihError::Device(_)) => None,
+        Err(e) => return Err(e),
+    };
     let t = ex.first_unsent_at;
     let oldest = (ex.unsent > 0).then(|| {
         format!(
@@ -170,6 +184,7 @@ pub(super) async fn fn_state(
                 "oldest_unsent_at": oldest,
             },
             "warnings": warnings,
+            "marking": marking,
         }),
         warnings,
     ))
