@@ -410,4 +410,24 @@ async fn fiscal_status_shows_unsent_documents_and_warnings_are_published() {
             .contains(&json!("fn_expiring"))
     );
     assert_eq!(sim.unsent_documents(), (1, 1));
+    assert!(!f["warnings"].to_string().contains("ofd_backlog"), "{f}");
+    // Four days on the register's clock: the backlog and the FN's own OFD
+    // timeout are raised too, once each.
+    sim.advance_clock(Duration::from_secs(4 * 86_400));
+    c.call(
+        "fiscal.x_report",
+        json!({"printer": "fiscal", "job_id": "x2"}),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.next_notification())
+            .await
+            .expect("more fiscal.warning events")
+            .unwrap();
+        seen.push(ev["params"]["warning"].as_str().unwrap().to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, ["ofd_backlog", "ofd_timeout"]);
 }

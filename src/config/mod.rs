@@ -1413,6 +1413,12 @@ impl PrinterConfig {
         let Some(table) = &self.taxes else {
             return Ok(TaxMap::default());
         };
+        if table.is_empty() {
+            return Err((
+                String::new(),
+                "an empty table maps no rate: list the rates, or remove it for the 2026 factory table".into(),
+            ));
+        }
         let mut pairs = Vec::with_capacity(table.len());
         for (name, &pos) in table {
             let tax: Tax = name

@@ -129,6 +129,17 @@ fn date(d: [u8; 3]) -> String {
     format!("20{:02}-{:02}-{:02}", d[0], d[1], d[2])
 }
 
+/// Days the oldest unsent document may wait before `ofd_backlog`.
+pub const OFD_BACKLOG_DAYS: i64 = 3;
+
+/// A FN DATE_TIME (YY MM DD hh mm).
+fn fn_time(t: [u8; 5]) -> Option<time::PrimitiveDateTime> {
+    let month = time::Month::try_from(t[1]).ok()?;
+    let date = time::Date::from_calendar_date(2000 + i32::from(t[0]), month, t[2]).ok()?;
+    let clock = time::Time::from_hms(t[3], t[4], 0).ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock))
+}
+
 /// ФН warning flags (FF01h «Флаги предупреждения», the FN's own) by name.
 const WARNINGS: [(u8, &str); 4] = [
     (0, "fn_replace_urgently"),
@@ -149,7 +160,12 @@ pub(super) async fn fn_state(
         .filter(|(bit, _)| fs.warning_flags & (1 << bit) != 0)
         .map(|(_, n)| *n)
         .collect();
-    if ex.unsent > 0 && ex.flags & 0b10 != 0 && fs.warning_flags & 0b1000 != 0 {
+    // The FN stops fiscalising after 30 days without the OFD; three days
+    // of backlog (by the register's own clock) is worth a warning.
+    if ex.unsent > 0
+        && let (Some(oldest), Some(now)) = (fn_time(ex.first_unsent_at), fn_time(fs.date_time))
+        && now - oldest > time::Duration::days(OFD_BACKLOG_DAYS)
+    {
         warnings.insert("ofd_backlog");
     }
     // FF70h: registers without marking support refuse it; that is no error.
@@ -367,6 +383,15 @@ mod tests {
         assert_eq!(fvln(dec!(0.5)), [1, 5]);
         assert_eq!(fvln(dec!(1.250)), [2, 125]);
         assert_eq!(fvln(dec!(300.001)), [3, 0xE1, 0x93, 0x04]);
+    }
+
+    #[test]
+    fn fn_times() {
+        let a = fn_time([26, 11, 30, 9, 15]).unwrap();
+        let b = fn_time([26, 12, 3, 9, 16]).unwrap();
+        assert!(b - a > time::Duration::days(OFD_BACKLOG_DAYS));
+        assert!(fn_time([26, 13, 1, 0, 0]).is_none());
+        assert!(fn_time([0, 0, 0, 0, 0]).is_none());
     }
 
     #[test]
