@@ -431,3 +431,22 @@ async fn fiscal_status_shows_unsent_documents_and_warnings_are_published() {
     seen.sort();
     assert_eq!(seen, ["ofd_backlog", "ofd_timeout"]);
 }
+
+#[tokio::test]
+async fn with_the_marking_server_down_the_fn_local_check_decides() {
+    let sim = ShtrihSim::new();
+    sim.refuse_marking_code(BAD_KM);
+    sim.set_marking_server_online(false);
+    let (port, sim) = start_sim(sim);
+    let d = Daemon::start("", &fiscal_entry(port));
+    let mut c = d.client().await;
+    let r = c
+        .call("fiscal.receipt", pharmacy("off1", &[GOOD_KM]))
+        .await
+        .unwrap();
+    assert_eq!(r["marking"][0]["accepted"], true);
+    assert_eq!(r["marking"][0]["result"], 0b11, "the local result: {r}");
+    let e = rpc_error(c.call("fiscal.receipt", pharmacy("off2", &[BAD_KM])).await).await;
+    assert_eq!(e["data"]["marking"][0]["accepted"], false, "{e}");
+    assert_eq!(count(&sim, is_receipt), 1);
+}

@@ -66,6 +66,10 @@ pub struct ShtrihArgs {
     /// The OFD acknowledges nothing: fiscal documents queue up as unsent.
     #[arg(long)]
     pub ofd_offline: bool,
+    /// The marking server does not answer: codes get the FN's local check
+    /// only.
+    #[arg(long)]
+    pub marking_offline: bool,
     /// Days until the FN's end of validity (30 or fewer raise its warning).
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(i64).range(0..=5000))]
     pub fn_expires_in_days: Option<i64>,
@@ -199,6 +203,9 @@ async fn shtrih(args: ShtrihArgs) -> Result<()> {
     }
     if args.ofd_offline {
         sim.set_ofd_online(false);
+    }
+    if args.marking_offline {
+        sim.set_marking_server_online(false);
     }
     if let Some(days) = args.fn_expires_in_days {
         sim.set_fn_expires_in_days(days);

@@ -490,6 +490,37 @@ impl MarkStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No answer bytes make a parser panic: it parses or says why.
+        #[test]
+        fn parsers_never_panic(
+            code in prop::sample::select(vec![0x1Fu16, 0x50, 0x51, 0xFF03, 0xFF39, 0xFF4A, 0xFF61, 0xFF67, 0xFF69, 0xFF70]),
+            data in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let r = Response { command: code, error: 0, data: Bytes::from(data) };
+            let _ = table_number(&r);
+            let _ = cash_document_number(&r);
+            let _ = parse_fn_expiry(&r);
+            let _ = ExchangeStatus::parse(&r);
+            let _ = CorrectionResult::parse(&r);
+            let _ = MarkCheck::parse(&r).map(|m| m.positive());
+            let _ = MarkBind::parse(&r);
+            let _ = parse_mark_accept(&r);
+            let _ = MarkStatus::parse(&r);
+        }
+
+        /// Every marking code up to 255 bytes encodes with its length byte.
+        #[test]
+        fn marking_codes_encode_with_their_length(code in prop::collection::vec(0x20u8..0x7F, 1..=255)) {
+            let c = mark_check(&code, 1, &[]).unwrap();
+            prop_assert_eq!(usize::from(c.data[2]), code.len());
+            prop_assert_eq!(&c.data[4..], &code[..]);
+            let b = mark_bind(&code).unwrap();
+            prop_assert_eq!(usize::from(b.data[0]), code.len());
+        }
+    }
 
     fn resp(body: &[u8]) -> Response {
         Response::from_body(body).unwrap()

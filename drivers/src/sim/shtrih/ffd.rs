@@ -56,6 +56,8 @@ pub(super) struct FfdState {
     pub(super) accepted: VecDeque<String>,
     /// Codes bound in the open check.
     pub(super) bound: u16,
+    /// The marking server does not answer: only the FN's local check.
+    pub(super) marking_offline: bool,
 }
 
 impl FfdState {
@@ -70,6 +72,7 @@ impl FfdState {
             checking: None,
             accepted: VecDeque::new(),
             bound: 0,
+            marking_offline: false,
         }
     }
 }
@@ -356,9 +359,14 @@ impl Device {
         let positive = !self.ffd.refused.contains(code);
         // Tag 2100: 4 for a GS1 code with a crypto tail (GS separated), 1 short.
         let code_type = if code.contains('\u{1d}') { 4 } else { 1 };
+        let local = if positive { 0b11 } else { 0b01 };
+        if self.ffd.marking_offline {
+            // «0xFF, если сервер не ответил в течение таймаута»: no 2106,
+            // only the FN's own check of the crypto tail.
+            return (positive, vec![local, 0, code_type, 1, 0xFF]);
+        }
         // Tag 2106: bits 0-3 checked, valid, status checked, status right.
         let result = if positive { 0b1111 } else { 0b0101 };
-        let local = if positive { 0b11 } else { 0b01 };
         (positive, vec![local, 0, code_type, 2, 0, result])
     }
 
@@ -393,6 +401,8 @@ impl Device {
         }
         let (code, positive) = self.ffd.checking.take().ok_or(errors::WRONG_MODE)?;
         let (_, answer) = self.mark_result(&code);
+        // Offline the register keeps the local result as tag 2106.
+        let result = answer.get(5).copied().unwrap_or(answer[0]);
         if accept == 1 {
             self.ffd.accepted.push_back(code);
         } else {
@@ -406,7 +416,7 @@ impl Device {
                 }
             ));
         }
-        Ok(vec![answer[5]])
+        Ok(vec![result])
     }
 
     /// FF67h Привязка маркированного товара к позиции.
@@ -462,6 +472,12 @@ impl super::ShtrihSim {
         {
             *slot = (hundredths, name.to_owned());
         }
+    }
+
+    /// Whether the marking server answers FF61h checks (offline: the FN's
+    /// local check only, online answer code 0xFF).
+    pub fn set_marking_server_online(&self, online: bool) {
+        self.dev().ffd.marking_offline = !online;
     }
 
     /// Cash in the drawer, kopecks.
@@ -609,6 +625,21 @@ mod tests {
         let s = sim.execute(&[0xFF, 0x70, 1, 0, 0, 0]);
         assert_eq!(ok(&s, 2)[4], 1);
         assert!(sim.tape().iter().any(|l| l.contains("КМ ОТКЛОНЕН")));
+    }
+
+    #[test]
+    fn marking_server_offline_leaves_the_local_check() {
+        let sim = ShtrihSim::new();
+        sim.set_marking_server_online(false);
+        sim.refuse_marking_code("BAD");
+        for (code, local) in [("GOOD", 0b11), ("BAD", 0b01)] {
+            let mut cmd = vec![0xFF, 0x61, 1, 0, 0, 0, 1, 0, code.len() as u8, 0];
+            cmd.extend_from_slice(code.as_bytes());
+            let a = sim.execute(&cmd);
+            assert_eq!(ok(&a, 2), [local, 0, 1, 1, 0xFF]);
+            let a = sim.execute(&[0xFF, 0x69, 1, 0, 0, 0, 0]);
+            assert_eq!(ok(&a, 2), [local]);
+        }
     }
 
     #[test]
