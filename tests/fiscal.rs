@@ -217,3 +217,67 @@ async fn the_link_dropped_after_each_step_of_a_receipt_still_makes_exactly_one()
         assert_ne!(sim.state_summary().mode & 0x0F, 8, "no check left open");
     }
 }
+
+/// A register whose firmware has no FF46h/FF45h (it answers 37h): the
+/// daemon falls back to the classic 80h…85h commands, once per link.
+#[tokio::test]
+async fn a_register_without_ff46_gets_the_classic_commands() {
+    let (port, sim) = start_sim();
+    sim.set_legacy(true);
+    let d = Daemon::start("", &fiscal_entry(port));
+    let mut c = d.client().await;
+    let sell = |job: &str| {
+        json!({
+            "printer": "fiscal", "job_id": job, "type": "sell",
+            "items": [
+                {"name": "Молоко 3,2%", "price": "89.90", "quantity": "2", "tax": "vat10"},
+                {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat22"}
+            ],
+            "payments": [{"type": "cash", "sum": "500.00"}, {"type": "electronically", "sum": "129.80"}],
+        })
+    };
+    let r = c.call("fiscal.receipt", sell("l1")).await;
+    let r = r.unwrap_or_else(|e| panic!("{e:?}\n{}", d.log()));
+    assert_eq!(r["total"], "629.80");
+    let docs = receipts(&sim);
+    assert_eq!(docs.len(), 1, "exactly one receipt");
+    assert_eq!(docs[0].1, 62_980);
+    assert_eq!(r["fiscal_document_number"], docs[0].0);
+    assert_eq!(r["fiscal_sign"], docs[0].2);
+    let printed = sim.receipts();
+    let receipt = printed
+        .iter()
+        .find(|p| p.iter().any(|l| l == "КАССОВЫЙ ЧЕК"))
+        .expect("a receipt on the tape");
+    assert!(receipt.contains(&"Молоко 3,2%".to_string()), "{receipt:?}");
+    assert!(
+        receipt.contains(&"ИТОГ: =629.80".to_string()),
+        "{receipt:?}"
+    );
+    assert_eq!(
+        printed
+            .iter()
+            .filter(|p| p.iter().any(|l| l == "КАССОВЫЙ ЧЕК"))
+            .count(),
+        1
+    );
+    // A second receipt on the same link: classic from the start.
+    let r2 = c.call("fiscal.receipt", sell("l2")).await.unwrap();
+    assert_eq!(receipts(&sim).len(), 2);
+    assert!(r2["fiscal_document_number"].as_u64() > r["fiscal_document_number"].as_u64());
+    // A quantity the classic commands cannot carry fails clearly.
+    let mut odd = sell("l3");
+    odd["items"][0]["quantity"] = json!("0.0005");
+    odd["items"][0]["measure"] = json!(11); // FFD 1.2: a fraction needs its measure
+    let ClientError::Rpc { error } = c.call("fiscal.receipt", odd).await.unwrap_err() else {
+        panic!()
+    };
+    assert!(
+        error["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("3 decimals")),
+        "{error}"
+    );
+    assert_eq!(receipts(&sim).len(), 2);
+    assert_ne!(sim.state_summary().mode & 0x0F, 8, "no check left open");
+}

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use posbridge_drivers::sim::escpos::{EscPosSim, EscPosSimHandle, SimConfig, SimFault};
+use posbridge_drivers::sim::escpos::{
+    EscPosParser, EscPosSim, EscPosSimHandle, SimConfig, SimFault,
+};
 use posbridge_drivers::sim::shtrih::{FiscalDoc, FiscalDocKind, ShtrihSim, TAPE_CUT};
 
 /// How often the simulators' paper is checked for something new.
@@ -52,6 +54,10 @@ pub struct PrinterArgs {
     /// Start with this fault, to see how the daemon and the POS react.
     #[arg(long, value_enum)]
     pub fault: Option<Fault>,
+    /// Decode `ESC t n` as this profile of the ESC/POS printer capability
+    /// database does (e.g. RP326, TM-T88V), as python-escpos picks pages.
+    #[arg(long, value_name = "NAME")]
+    pub db_profile: Option<String>,
 }
 
 /// `posbridge sim shtrih`.
@@ -73,6 +79,10 @@ pub struct ShtrihArgs {
     /// Days until the FN's end of validity (30 or fewer raise its warning).
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(i64).range(0..=5000))]
     pub fn_expires_in_days: Option<i64>,
+    /// Behave as an older firmware without FF45h/FF46h (close check and
+    /// operation V2): hosts must use the classic 80h…85h commands.
+    #[arg(long)]
+    pub legacy: bool,
 }
 
 /// A marking code from the command line, GS escapes turned into GS.
@@ -123,7 +133,15 @@ pub async fn run(cmd: SimCommand) -> Result<()> {
 }
 
 async fn printer(args: PrinterArgs) -> Result<()> {
-    let sim = EscPosSim::new(SimConfig::default());
+    let sim = match &args.db_profile {
+        None => EscPosSim::new(SimConfig::default()),
+        Some(name) => {
+            let parser = EscPosParser::new().with_db_profile(name).with_context(|| {
+                format!("{name:?} is not a profile of the printer capability database")
+            })?;
+            EscPosSim::with_parser(SimConfig::default(), parser)
+        }
+    };
     let handle = if args.link.pty {
         let (path, handle) = sim.open_pty().context("creating a pseudo-terminal")?;
         println!("ESC/POS printer simulator on pty {}", path.display());
@@ -198,6 +216,10 @@ impl PaperCursor {
 
 async fn shtrih(args: ShtrihArgs) -> Result<()> {
     let sim = ShtrihSim::new();
+    sim.set_legacy(args.legacy);
+    if args.legacy {
+        println!("legacy firmware: FF45h/FF46h answer 37h (use 80h…85h)");
+    }
     for code in &args.refuse_mark {
         sim.refuse_marking_code(&marking_code_arg(code));
     }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use posbridge_drivers::printer::shtrih::ffd::{self, CorrectionResult};
 use posbridge_drivers::printer::shtrih::{
-    CheckType, CloseCheckResult, CloseCheckV2, Command, FnDocument, FnShiftParams, FnStatus,
-    FullStatus, OperationType, OperationV2, PrintFlags, ShortStatus, ShtrihClient, ShtrihError,
+    CheckType, ClassicClose, ClassicCloseResult, ClassicItem, CloseCheckResult, CloseCheckV2,
+    Command, FnDocument, FnShiftParams, FnStatus, FullStatus, OperationType, OperationV2,
+    PrintFlags, ShortStatus, ShtrihClient, ShtrihError, is_not_supported,
 };
 use posbridge_drivers::transport::BoxTransport;
 use rust_decimal::Decimal;
@@ -229,6 +230,9 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
     let mut fn_info = Value::Null;
     let mut warnings = std::collections::BTreeSet::new();
     let mut fn_due = tokio::time::Instant::now();
+    // Set once the register refuses FF46h/FF45h (an older firmware): this
+    // link then uses the classic 80h…85h commands.
+    let mut classic = false;
     loop {
         let job = match ctx.journal.next(ctx.name.to_owned()).await {
             Ok(j) => j,
@@ -274,13 +278,13 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
             continue;
         };
         let attempt = if job.state == "sending" {
-            recover(&ctx, &mut c, &job).await
+            recover(&ctx, &mut c, &job, &mut classic).await
         } else if job.kind == "receipt" && tax_table["ok"] != true {
             // Re-read: the technician may have fixed table 6 meanwhile.
             match ffd_ops::check_taxes(&mut c, &ctx.taxes).await {
                 Ok(()) => {
                     tax_table = json!({"ok": true});
-                    execute(&ctx, &mut c, &job).await
+                    execute(&ctx, &mut c, &job, &mut classic).await
                 }
                 Err(e) => {
                     tax_table = json!({"ok": false, "error": e});
@@ -288,7 +292,7 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
                 }
             }
         } else {
-            execute(&ctx, &mut c, &job).await
+            execute(&ctx, &mut c, &job, &mut classic).await
         };
         // Documents change the OFD queue: read it again soon.
         fn_due = tokio::time::Instant::now();
@@ -317,7 +321,12 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
 
 /// Finds out what became of a job that was `sending` when the link or the
 /// daemon went down.
-async fn recover(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result<Outcome, String> {
+async fn recover(
+    ctx: &FiscalCtx<'_>,
+    c: &mut Client,
+    job: &FiscalJob,
+    classic: &mut bool,
+) -> Result<Outcome, String> {
     let link = |e: ShtrihError| format!("recovery: {e}");
     // An answer the device still holds: the close itself, perhaps.
     let pending = c.recover_pending().await.map_err(link)?;
@@ -358,13 +367,13 @@ async fn recover(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
         if st.mode_number() == 8 {
             c.execute(&Command::cancel_check()).await.map_err(link)?;
         }
-        return execute(ctx, c, job).await;
+        return execute(ctx, c, job, classic).await;
     }
     let st = short_status(c).await.map_err(link)?;
     if st.mode_number() == 8 {
         tracing::warn!(printer = ctx.name, job = %job.job_id, "recovery: cancelling the open check");
         c.execute(&Command::cancel_check()).await.map_err(link)?;
-        return execute(ctx, c, job).await;
+        return execute(ctx, c, job, classic).await;
     }
     let fs = fn_status(c).await.map_err(link)?;
     let before = job.fd_before.unwrap_or(i64::MAX);
@@ -402,7 +411,7 @@ async fn recover(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
             json!({"fiscal_document_number": fs.last_fd_number}),
         ));
     }
-    execute(ctx, c, job).await
+    execute(ctx, c, job, classic).await
 }
 
 fn correction_result(fd: u32, sign: u32, shift: u16) -> Value {
@@ -440,7 +449,12 @@ fn receipt_result(job: &FiscalJob, fd: u32, sign: u32, shift: u16) -> Value {
 }
 
 /// Runs a job from the start.
-async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result<Outcome, String> {
+async fn execute(
+    ctx: &FiscalCtx<'_>,
+    c: &mut Client,
+    job: &FiscalJob,
+    classic: &mut bool,
+) -> Result<Outcome, String> {
     let link = |e: ShtrihError| format!("{}: {e}", job.kind);
     macro_rules! device {
         ($e:expr) => {
@@ -538,6 +552,17 @@ async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
                 device!(c.execute(&Command::print_string(flags, line)).await);
             }
             for (item, &tax_rate) in req.items.iter().zip(&bits) {
+                if *classic {
+                    let cmd = device!(
+                        classic_item(item, req.kind, tax_rate)
+                            .and_then(|i| Command::classic_item(&i))
+                    );
+                    device!(c.execute(&cmd).await);
+                    device!(
+                        ffd_ops::item_tags(c, item.marking_code.as_deref(), item.measure).await
+                    );
+                    continue;
+                }
                 let op = OperationV2 {
                     kind: match req.kind {
                         ReceiptKind::Sell => OperationType::Income,
@@ -554,13 +579,24 @@ async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
                     name: item.name.clone(),
                 };
                 let cmd = device!(Command::operation_v2(&op));
-                device!(c.execute(&cmd).await);
-                if let Some(code) = &item.marking_code {
-                    device!(ffd_ops::bind_mark(c, code).await);
+                match c.execute(&cmd).await {
+                    Err(e) if is_not_supported(&e) => {
+                        tracing::info!(
+                            printer = ctx.name,
+                            "no FF46h on this register: classic 80h…85h from now on"
+                        );
+                        *classic = true;
+                        let cmd = device!(
+                            classic_item(item, req.kind, tax_rate)
+                                .and_then(|i| Command::classic_item(&i))
+                        );
+                        device!(c.execute(&cmd).await);
+                    }
+                    r => {
+                        device!(r);
+                    }
                 }
-                if let Some(m) = item.measure {
-                    device!(ffd_ops::send_measure(c, m).await);
-                }
+                device!(ffd_ops::item_tags(c, item.marking_code.as_deref(), item.measure).await);
             }
             device!(
                 ffd_ops::send_tags(c, req.customer_contact.as_deref(), req.cashier.as_ref()).await
@@ -577,9 +613,55 @@ async fn execute(ctx: &FiscalCtx<'_>, c: &mut Client, job: &FiscalJob) -> Result
                 };
                 close.payments[idx] += kopecks(p.sum).unwrap_or(0);
             }
-            let cmd = device!(Command::close_check_v2(&close));
+            if !*classic {
+                let cmd = device!(Command::close_check_v2(&close));
+                match c.execute(&cmd).await {
+                    Err(e) if is_not_supported(&e) => *classic = true,
+                    r => {
+                        let r = device!(r);
+                        let closed =
+                            device!(CloseCheckResult::parse(&r).map_err(ShtrihError::from));
+                        let shift = device!(shift_number(c).await);
+                        let mut result =
+                            receipt_result(job, closed.fd_number, closed.fiscal_sign, shift);
+                        if !marks.is_empty() {
+                            result["marking"] = json!(marks);
+                        }
+                        return Ok(Outcome::Done(result));
+                    }
+                }
+            }
+            // 85h: cash and payment types 2…4; FD number and sign from the FN.
+            let mut payments = [0u64; 4];
+            for (i, p) in close.payments.iter().enumerate() {
+                match payments.get_mut(i) {
+                    Some(slot) => *slot = *p,
+                    None if *p == 0 => {}
+                    None => {
+                        return Ok(Outcome::Failed(json!({
+                            "message": format!("payment type {} does not exist on a register without FF45h (types 1…4)", i + 1)
+                        })));
+                    }
+                }
+            }
+            let cmd = device!(Command::classic_close(&ClassicClose {
+                payments,
+                text: String::new()
+            }));
             let r = device!(c.execute(&cmd).await);
-            let closed = device!(CloseCheckResult::parse(&r).map_err(ShtrihError::from));
+            device!(ClassicCloseResult::parse(&r).map_err(ShtrihError::from));
+            let fs = device!(fn_status(c).await);
+            let r = device!(
+                c.execute(&Command::fn_find_document(fs.last_fd_number))
+                    .await
+            );
+            let doc = device!(FnDocument::parse(&r).map_err(ShtrihError::from));
+            let closed = CloseCheckResult {
+                change: 0,
+                fd_number: fs.last_fd_number,
+                fiscal_sign: doc.fiscal_sign.unwrap_or(0),
+                date_time: None,
+            };
             let shift = device!(shift_number(c).await);
             let mut result = receipt_result(job, closed.fd_number, closed.fiscal_sign, shift);
             if !marks.is_empty() {
@@ -643,4 +725,39 @@ async fn mark_sending(ctx: &FiscalCtx<'_>, job: &FiscalJob, fd: u32) -> Result<(
         .set(&job.job_id, "sending", Some(i64::from(fd)), None, None)
         .await
         .map_err(|e| format!("journal: {e}"))
+}
+
+/// An item as 80h/82h carry it: quantity in thousandths, the tax as its
+/// group 1…4, no separate line amount.
+fn classic_item(item: &Item, kind: ReceiptKind, mask: u8) -> Result<ClassicItem, ShtrihError> {
+    let invalid = |field, reason| ShtrihError::InvalidRequest { field, reason };
+    let quantity = millionths(item.quantity)
+        .filter(|q| q % 1_000 == 0)
+        .ok_or(invalid(
+            "quantity",
+            "a register without FF46h takes quantities to 3 decimals",
+        ))?
+        / 1_000;
+    let price = kopecks(item.price).ok_or(invalid("price", "out of range"))?;
+    if let Some(amount) = item.amount
+        && kopecks(amount) != Some((quantity * price + 500) / 1_000)
+    {
+        return Err(invalid(
+            "amount",
+            "a register without FF46h computes the line amount as price × quantity",
+        ));
+    }
+    let tax_group = if mask == 0 {
+        0
+    } else {
+        mask.trailing_zeros() as u8 + 1
+    };
+    Ok(ClassicItem {
+        sale_return: matches!(kind, ReceiptKind::SellReturn),
+        quantity,
+        price,
+        department: 1,
+        tax_group,
+        name: item.name.clone(),
+    })
 }

@@ -275,19 +275,20 @@ pub(super) async fn check_mark(
     })
 }
 
-/// FF67h bind of an item's code after its FF46h, and its measure (2108).
-pub(super) async fn bind_mark(c: &mut Client, code: &str) -> Result<(), ShtrihError> {
-    c.execute(&ffd::mark_bind(code.as_bytes())?).await?;
-    Ok(())
-}
-
-/// FF4Dh tag 2108 for the last operation.
-pub(super) async fn send_measure(c: &mut Client, measure: u8) -> Result<(), ShtrihError> {
-    c.execute(&ffd::send_operation_tlv(&ffd::tlv(
-        ffd::MEASURE,
-        &[measure],
-    ))?)
-    .await?;
+/// After an item's operation: FF67h binds its marking code, FF4Dh sends
+/// its measure (tag 2108).
+pub(super) async fn item_tags(
+    c: &mut Client,
+    code: Option<&str>,
+    measure: Option<u8>,
+) -> Result<(), ShtrihError> {
+    if let Some(code) = code {
+        c.execute(&ffd::mark_bind(code.as_bytes())?).await?;
+    }
+    if let Some(m) = measure {
+        c.execute(&ffd::send_operation_tlv(&ffd::tlv(ffd::MEASURE, &[m]))?)
+            .await?;
+    }
     Ok(())
 }
 

@@ -336,11 +336,16 @@ pub fn default_star_codepages() -> HashMap<u8, &'static Encoding> {
 const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}";
 
 fn decode_cp437(bytes: &[u8], out: &mut String) {
+    decode_high(bytes, CP437_HIGH, out);
+}
+
+/// ASCII below 80h, `high`'s characters (128 of them) above.
+fn decode_high(bytes: &[u8], high: &str, out: &mut String) {
     for &b in bytes {
         if b < 0x80 {
             out.push(b as char);
         } else {
-            out.push(CP437_HIGH.chars().nth(usize::from(b - 0x80)).unwrap_or('?'));
+            out.push(high.chars().nth(usize::from(b - 0x80)).unwrap_or('?'));
         }
     }
 }
@@ -349,6 +354,8 @@ fn decode_cp437(bytes: &[u8], out: &mut String) {
 enum CodePage {
     Cp437,
     Enc(&'static Encoding),
+    /// ASCII, then 128 characters for 80h…FFh (see [`super::codepages`]).
+    High(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -373,6 +380,8 @@ struct LineBuf {
 pub struct EscPosParser {
     codepages: HashMap<u8, &'static Encoding>,
     star_codepages: HashMap<u8, &'static Encoding>,
+    /// `ESC t n` pages decoded by a 128-character table (checked first).
+    high_pages: HashMap<u8, &'static str>,
     codepage: CodePage,
     style: Style,
     line: LineBuf,
@@ -496,6 +505,28 @@ impl EscPosParser {
         Self::with_codepages(default_codepages())
     }
 
+    /// The `ESC t n` numbers of `profile` in the ESC/POS printer capability
+    /// database (e.g. `RP326`, `TM-T88V`; see [`super::codepages`]) replace
+    /// the default ones; pages the database cannot identify print as PC437
+    /// with [`SimError::UnknownCodePage`]. `None` for a profile not in it.
+    pub fn with_db_profile(mut self, profile: &str) -> Option<Self> {
+        use super::codepages::{PageDecoder, decoder, profile_pages};
+        for &(n, name) in profile_pages(profile)? {
+            self.codepages.remove(&n);
+            self.high_pages.remove(&n);
+            match decoder(name) {
+                Some(PageDecoder::Encoding(e)) => {
+                    self.codepages.insert(n, e);
+                }
+                Some(PageDecoder::HighHalf(h)) => {
+                    self.high_pages.insert(n, h);
+                }
+                None => {}
+            }
+        }
+        Some(self)
+    }
+
     /// A parser with its own `ESC t n` table.
     pub fn with_codepages(codepages: HashMap<u8, &'static Encoding>) -> Self {
         let codepage = match codepages.get(&0) {
@@ -505,6 +536,7 @@ impl EscPosParser {
         EscPosParser {
             codepages,
             star_codepages: default_star_codepages(),
+            high_pages: HashMap::new(),
             codepage,
             style: Style::default(),
             line: LineBuf::default(),
@@ -720,8 +752,13 @@ impl EscPosParser {
             }
             b't' => {
                 let n = arg(2)?;
-                let table = self.codepages.get(&n).copied();
-                self.set_codepage(n, table);
+                if let Some(high) = self.high_pages.get(&n).copied() {
+                    self.decode_pending();
+                    self.codepage = CodePage::High(high);
+                } else {
+                    let table = self.codepages.get(&n).copied();
+                    self.set_codepage(n, table);
+                }
                 Some(3)
             }
             GS => {
@@ -1372,6 +1409,7 @@ impl EscPosParser {
         let raw = std::mem::take(&mut self.line.raw);
         match self.codepage {
             CodePage::Cp437 => decode_cp437(&raw, &mut self.line.line.text),
+            CodePage::High(high) => decode_high(&raw, high, &mut self.line.line.text),
             CodePage::Enc(e) => {
                 let (text, _) = e.decode_without_bom_handling(&raw);
                 self.line.line.text.push_str(&text);
@@ -1440,7 +1478,8 @@ impl EscPosParser {
 
 impl Receipt {
     /// The receipt as text `width` columns wide: lines aligned and wrapped,
-    /// double width shown as spaced letters, `[QR: payload]`,
+    /// double width shown as spaced letters, `[QR: payload]` (on one line,
+    /// the payload elided with `…` to fit),
     /// `[EAN13 4006381333931]`, `[image 384x120]`, and a cut as a line of
     /// `✂ - - -`.
     pub fn render_text(&self, width: usize) -> String {
@@ -1462,8 +1501,9 @@ impl Receipt {
                     Some(line) => line.text.clone(),
                     None => continue,
                 },
+                // One screen line: a wrapped payload reads as two texts.
                 BlockKind::Qr => match self.qr.get(block.index) {
-                    Some(q) => format!("[QR: {q}]"),
+                    Some(q) => elide_qr(q, width),
                     None => continue,
                 },
                 BlockKind::Barcode => match self.barcodes.get(block.index) {
@@ -1503,6 +1543,23 @@ impl Receipt {
         }
         out
     }
+}
+
+/// `[QR: payload]` in at most `width` characters: a longer payload is cut
+/// and ends in `…`; control characters (a payload may hold line breaks)
+/// show as spaces.
+fn elide_qr(payload: &str, width: usize) -> String {
+    let clean: Vec<char> = payload
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    const FRAME: usize = "[QR: ]".len();
+    if clean.len() + FRAME <= width {
+        return format!("[QR: {}]", clean.iter().collect::<String>());
+    }
+    let keep = width.saturating_sub(FRAME + 1);
+    let s = format!("[QR: {}…]", clean[..keep].iter().collect::<String>());
+    s.chars().take(width).collect()
 }
 
 impl Paper {
@@ -2164,8 +2221,7 @@ mod tests {
             "TOTAL 1.20\n",
             "\n",
             "\n",
-            "[QR: https://example\n",
-            "   .org/r?id=42]\n",
+            "[QR: https://examp…]\n",
             "[EAN13 4006381333931\n",
             "         ]\n",
             "[EAN13 4006381333931\n",
@@ -2521,5 +2577,22 @@ mod tests {
             p.feed(&bytes[last..]);
             prop_assert_eq!(p.paper(), whole);
         }
+    }
+}
+
+#[cfg(test)]
+mod qr_line_tests {
+    use super::elide_qr;
+
+    #[test]
+    fn a_qr_line_never_wraps() {
+        assert_eq!(elide_qr("t=1", 20), "[QR: t=1]");
+        let long = "t=20260115T0900&s=1234.50&fn=9999078900012345&i=42&fp=1234567890&n=1";
+        for width in [1, 5, 6, 7, 20, 32, 42, 48] {
+            let s = elide_qr(long, width);
+            assert!(s.chars().count() <= width, "{width}: {s}");
+        }
+        assert_eq!(elide_qr(long, 20), "[QR: t=20260115T09…]");
+        assert_eq!(elide_qr("a\nb", 20), "[QR: a b]");
     }
 }

@@ -106,7 +106,7 @@ impl Response {
         self.data.first().copied()
     }
 
-    fn need(&self, needed: usize) -> Result<&[u8], ProtocolError> {
+    pub(super) fn need(&self, needed: usize) -> Result<&[u8], ProtocolError> {
         if self.data.len() < needed {
             Err(ProtocolError::ShortAnswer {
                 command: self.command,
@@ -118,7 +118,7 @@ impl Response {
         }
     }
 
-    fn expect(&self, command: u16) -> Result<(), ProtocolError> {
+    pub(super) fn expect(&self, command: u16) -> Result<(), ProtocolError> {
         if self.command == command {
             Ok(())
         } else {
@@ -130,14 +130,14 @@ impl Response {
     }
 }
 
-fn le(bytes: &[u8]) -> u64 {
+pub(super) fn le(bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .rev()
         .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
 }
 
-fn put_le(
+pub(super) fn put_le(
     dst: &mut Vec<u8>,
     value: u64,
     width: usize,
@@ -179,7 +179,7 @@ pub fn from_win1251(bytes: &[u8]) -> String {
 
 /// A fixed-length text field: truncated, then padded with NUL («символ '\0'
 /// (код 0) в строке принудительно завершает строку»).
-fn fixed_text(dst: &mut Vec<u8>, text: &str, len: usize) {
+pub(super) fn fixed_text(dst: &mut Vec<u8>, text: &str, len: usize) {
     let mut t = to_win1251(text);
     t.resize(len, 0);
     dst.extend_from_slice(&t);
@@ -312,7 +312,7 @@ impl CloseCheckV2 {
 }
 
 impl Command {
-    fn new(code: u16, data: Vec<u8>, timeout: TimeoutClass) -> Self {
+    pub(super) fn new(code: u16, data: Vec<u8>, timeout: TimeoutClass) -> Self {
         Self {
             code,
             data,

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod classic;
 pub mod commands;
 pub mod errors;
 pub mod ffd;
@@ -24,6 +25,7 @@ pub mod link;
 #[cfg(test)]
 mod link_tests;
 
+pub use classic::{ClassicClose, ClassicCloseResult, ClassicItem, is_not_supported};
 pub use commands::{
     CheckType, CloseCheckResult, CloseCheckV2, Command, FnDocument, FnShiftParams, FnStatus,
     FullStatus, KktFlags, OperationType, OperationV2, PrintFlags, Response, ShortStatus,
