@@ -450,3 +450,59 @@ async fn with_the_marking_server_down_the_fn_local_check_decides() {
     assert_eq!(e["data"]["marking"][0]["accepted"], false, "{e}");
     assert_eq!(count(&sim, is_receipt), 1);
 }
+
+#[tokio::test]
+async fn a_daemon_killed_mid_cash_in_or_correction_makes_one_document() {
+    // Every answer slowed down, the daemon killed at several points of the
+    // job, restarted, and the same job_id asked again.
+    for (method, kill_after_ms) in [
+        ("fiscal.cash_in", 150u64),
+        ("fiscal.cash_in", 450),
+        ("fiscal.cash_in", 750),
+        ("fiscal.correction", 300),
+        ("fiscal.correction", 900),
+        ("fiscal.correction", 1500),
+    ] {
+        let (port, sim) = start_sim(ShtrihSim::new());
+        let mut d = Daemon::start("", &fiscal_entry(port));
+        let mut c = d.client().await;
+        c.call(
+            "fiscal.shift.open",
+            json!({"printer": "fiscal", "job_id": "s"}),
+        )
+        .await
+        .unwrap();
+        let params = if method == "fiscal.cash_in" {
+            json!({"printer": "fiscal", "job_id": "k", "sum": "10.00"})
+        } else {
+            correction("k")
+        };
+        sim.set_fault(Fault::DelayAnswer(Duration::from_millis(300)));
+        let p = params.clone();
+        let pending = tokio::spawn(async move { c.call(method, p).await });
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        d.signal(nix::sys::signal::Signal::SIGKILL);
+        d.wait_exit(Duration::from_secs(10));
+        let _ = pending.await;
+        sim.clear_faults();
+        let _ = std::fs::remove_file(&d.socket);
+        d.spawn(|_| {});
+        let mut c = d.client().await;
+        let r = c.call(method, params.clone()).await.unwrap_or_else(|e| {
+            panic!("{method} killed at {kill_after_ms} ms: {e:?}\n{}", d.log())
+        });
+        if method == "fiscal.cash_in" {
+            assert_eq!(sim.cash(), 1_000, "{method} killed at {kill_after_ms} ms");
+        } else {
+            let n = count(&sim, |k| matches!(k, FiscalDocKind::Correction(_)));
+            assert_eq!(n, 1, "{method} killed at {kill_after_ms} ms");
+            assert_eq!(
+                r["fiscal_document_number"],
+                sim.state_summary().last_fd_number
+            );
+        }
+        // And once more: the stored result, nothing new.
+        assert_eq!(c.call(method, params).await.unwrap(), r);
+        assert_ne!(sim.state_summary().mode & 0x0F, 8);
+    }
+}
