@@ -146,7 +146,10 @@ fn run_script(python: &Path, script: &str, pty: &str) -> String {
 #[test]
 fn pyshtrih_runs_a_whole_shift_on_the_emulator() {
     let python = venv("pyshtrih-venv", &[PYSHTRIH]);
-    let (mut emu, pty) = Emulator::start(&[]);
+    // pyshtrih uses only the classic commands: they work on an emulator
+    // that behaves as an older firmware without FF45h/FF46h.
+    let (mut emu, pty) = Emulator::start(&["--legacy"]);
+    emu.wait_line("legacy firmware: FF45h/FF46h answer 37h");
     let out = run_script(&python, "pyshtrih_shift.py", &pty);
     assert!(out.contains("model: 250 ШТРИХ-М-01Ф"), "{out}");
     assert!(out.contains("change: 1910"), "{out}");
@@ -199,4 +202,85 @@ fn python_escpos_rp326_cyrillic_decodes_in_the_simulator() {
         .map(|l| l.text.as_str())
         .collect();
     assert_eq!(lines[..2], ["ПРИВЕТ, МИР", "Ёлка и щётка"]);
+}
+
+/// A Python 2.7 interpreter: shtrihm-fr refuses Python 3. pyenv's 2.7 (as
+/// on the project's machines) or `python2.7` on the PATH.
+fn python27() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(home) = std::env::var("HOME")
+        && let Ok(dir) = std::fs::read_dir(Path::new(&home).join(".pyenv/versions"))
+    {
+        let mut found: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("2.7"))
+            .map(|e| e.path().join("bin/python"))
+            .collect();
+        found.sort();
+        candidates.extend(found);
+    }
+    candidates.push(PathBuf::from("python2.7"));
+    candidates
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import sys; assert sys.version_info[:2] == (2, 7)"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("shtrihm-fr needs Python 2.7: install it (e.g. `pyenv install 2.7.18`)")
+}
+
+#[test]
+fn shtrihm_fr_runs_a_whole_shift_on_the_emulator() {
+    let python = python27();
+    let lib = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shtrihmfr-py27");
+    let stamp = lib.join("installed-shtrihm-fr-0.2.0");
+    if !stamp.exists() {
+        let out = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--target")
+            .arg(&lib)
+            .args(["shtrihm-fr==0.2.0", "six==1.17.0", "pyserial==3.5"])
+            .output()
+            .expect("run pip for Python 2.7");
+        assert!(
+            out.status.success(),
+            "pip install shtrihm-fr (needs PyPI) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&stamp, b"").expect("stamp");
+    }
+    let (mut emu, pty) = Emulator::start(&[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/thirdparty/shtrihmfr_shift.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&pty)
+        .env("PYTHONPATH", &lib)
+        .env("PYTHONIOENCODING", "utf-8")
+        .output()
+        .expect("run the shtrihm-fr script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "shtrihm-fr script failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("change: 19.1"), "{stdout}");
+    assert!(stdout.contains("shtrihm-fr shift ok"), "{stdout}");
+    emu.wait_line("fiscal document 3: shift closed, shift 1, total 180.90");
+    for needle in [
+        "| ТЕСТ SHTRIHM-FR",
+        "| СДАЧА: =19.10",
+        "fiscal document 2: receipt (Sale), shift 1, total 180.90",
+    ] {
+        emu.wait_line(needle);
+    }
 }

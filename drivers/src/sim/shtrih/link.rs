@@ -153,19 +153,31 @@ impl ShtrihSim {
             (frame, ack_timeout)
         };
         link.send(&frame).await?;
-        match link.byte_within(ack_timeout).await? {
-            Rx::Byte(ACK) => {
-                let mut d = self.dev();
-                if d.pending.as_ref().is_some_and(|p| p.id == id) {
-                    d.pending = None;
+        let deadline = tokio::time::Instant::now() + ack_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            return match link.byte_within(left).await? {
+                Rx::Byte(ACK) => {
+                    let mut d = self.dev();
+                    if d.pending.as_ref().is_some_and(|p| p.id == id) {
+                        d.pending = None;
+                    }
+                    Ok(After::Idle)
                 }
-                Ok(After::Idle)
-            }
-            // NAK, timeout: the answer stays pending until ENQ.
-            Rx::Byte(NAK) | Rx::Timeout => Ok(After::Idle),
-            Rx::Byte(b @ (ENQ | STX)) => Ok(After::Next(b)),
-            Rx::Byte(_) => Ok(After::Idle),
-            Rx::Eof => Ok(After::Eof),
+                // NAK, timeout: the answer stays pending until ENQ.
+                Rx::Byte(NAK) | Rx::Timeout => Ok(After::Idle),
+                // An ENQ that crossed the answer on the line (shtrihm-fr
+                // sends ENQ right after its command and reads the command's
+                // ACK as the reply): the answer is already on its way, so
+                // keep waiting for the host's ACK instead of sending it a
+                // second time, which would leave a stale copy in the host's
+                // input. A host that lost the answer NAKs it or lets the
+                // wait run out, and then ENQ repeats it.
+                Rx::Byte(ENQ) => continue,
+                Rx::Byte(STX) => Ok(After::Next(STX)),
+                Rx::Byte(_) => Ok(After::Idle),
+                Rx::Eof => Ok(After::Eof),
+            };
         }
     }
 

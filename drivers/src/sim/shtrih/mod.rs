@@ -28,10 +28,20 @@
 //!
 //! # Deviations and choices (the 1.17 text is inconsistent in places)
 //!
-//! * `10h` and `11h`: the fields are sent in the order the 1.17 text lists
-//!   them, then padded with zero bytes up to the message lengths the text
-//!   states (16 and 48 bytes), so hosts that parse by the listed offsets and
-//!   hosts that check the length both work.
+//! * `10h` and `11h`: laid out as real devices send them and the open
+//!   drivers (pyshtrih, shtrihm-fr, the JavaPOS driver) read them, which
+//!   fills the 16 and 48 bytes v1.17 states: `10h` has the FP and EKLZ error
+//!   bytes before the high byte of the operation count; `11h` has the fiscal
+//!   memory's version, build and date after the port, its flags after the
+//!   time and its free records after the last closed shift.
+//! * `FCh` answers as a ШТРИХ-М-01Ф (type 0, protocol 1.14, model 250). The
+//!   classic `80h`/`82h`/`85h` (and `86h`, `8Ch`) work beside the V2
+//!   operations; [`ShtrihSim::set_legacy`] makes `FF45h`/`FF46h` answer
+//!   `37h`, as an older firmware does.
+//! * An `ENQ` that arrives while the device waits for the host's `ACK` of an
+//!   answer it has just sent crossed that answer on the line: it is not
+//!   answered with a second copy (which a host would read as the answer to
+//!   its next command).
 //! * `E0h`: the text lists only the operator number; the answer carries the
 //!   error code too (`E0 ERR OP`), like every other answer.
 //! * `FF45h` accepts any operator password (the text asks for the system

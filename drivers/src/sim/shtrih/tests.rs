@@ -802,3 +802,20 @@ async fn device_type_and_classic_receipt_on_a_legacy_device() {
     assert_eq!(st[5], 0x08 | (2 << 4), "return check open");
     assert_eq!((st[7], st[12]), (1, 0), "one operation");
 }
+
+/// shtrihm-fr sends ENQ right after its command: the ENQ crosses the answer
+/// on the line and must not make the device send it twice.
+#[tokio::test]
+async fn enq_crossing_the_answer_gets_no_second_copy() {
+    let (sim, mut host, _t) = start();
+    let mut bytes = encode_frame(&with_pw(&[0x10], 30, &[]));
+    bytes.push(ENQ);
+    host.write(&bytes).await;
+    assert_eq!(host.byte().await, Some(ACK));
+    let (a, ok) = host.frame().await;
+    assert!(ok && a[0] == 0x10);
+    host.write(&[ACK]).await;
+    host.write(&[ENQ]).await;
+    assert_eq!(host.byte().await, Some(NAK), "idle, no stale answer");
+    assert!(!sim.state_summary().answer_pending);
+}
