@@ -136,7 +136,7 @@ async fn sim_shtrih_shows_a_fiscal_receipt_printed_through_the_daemon() {
             "fiscal.receipt",
             serde_json::json!({
                 "printer": "fiscal", "job_id": "cli-sim-1", "type": "sell",
-                "items": [{"name": "Кофе в зёрнах", "price": "700.00", "quantity": "1", "tax": "vat20"}],
+                "items": [{"name": "Кофе в зёрнах", "price": "700.00", "quantity": "1", "tax": "vat22"}],
                 "payments": [{"type": "cash", "sum": "700.00"}],
             }),
         )
@@ -156,6 +156,83 @@ async fn sim_shtrih_shows_a_fiscal_receipt_printed_through_the_daemon() {
         "{:#?}",
         sim.seen
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_shtrih_refuses_configured_marking_codes_and_keeps_documents_unsent() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut sim = SimChild::start(&[
+        "sim",
+        "shtrih",
+        "--tcp",
+        &addr,
+        "--refuse-mark",
+        "0104600000000001215BAD\\x1d93xyz",
+        "--ofd-offline",
+        "--fn-expires-in-days",
+        "10",
+    ]);
+    sim.wait_line(&format!("listening on {addr}"));
+    let d = Daemon::start(
+        "",
+        &format!(
+            "[[printer]]\nname = \"fiscal\"\ntype = \"shtrih\"\n\
+             [printer.tcp]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ),
+    );
+    let mut c = d.client().await;
+    let r = c
+        .call(
+            "fiscal.receipt",
+            serde_json::json!({
+                "printer": "fiscal", "job_id": "km-1", "type": "sell",
+                "items": [{"name": "Аспирин", "price": "100.00", "quantity": "1", "tax": "vat10",
+                           "marking_code": "0104600000000001215BAD\u{1d}93xyz"}],
+                "payments": [{"type": "cash", "sum": "100.00"}],
+            }),
+        )
+        .await;
+    let Err(posbridge::client::ClientError::Rpc { error }) = r else {
+        panic!("the refused code must fail the receipt: {r:?}\n{}", d.log())
+    };
+    assert_eq!(error["data"]["marking"][0]["accepted"], false, "{error}");
+    c.call(
+        "fiscal.cash_in",
+        serde_json::json!({"printer": "fiscal", "job_id": "ci", "sum": "100.00"}),
+    )
+    .await
+    .unwrap();
+    // The FN state is read after each job: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st = c
+            .call("fiscal.status", serde_json::json!({"printer": "fiscal"}))
+            .await
+            .unwrap();
+        if st["status"]["fn"]["ofd"]["unsent"].as_u64().unwrap_or(0) >= 1 {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no unsent documents: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sim = tokio::task::spawn_blocking(move || {
+        sim.wait_line("ВНЕСЕНИЕ");
+        sim
+    })
+    .await
+    .unwrap();
+    assert!(
+        sim.seen.iter().any(|l| l.contains("КМ ОТКЛОНЕН")),
+        "{:#?}",
+        sim.seen
+    );
+    // The shift opened by the receipt is an FN document the OFD never got.
+    let f = &st["status"]["fn"];
+    assert!(f["warnings"].to_string().contains("fn_expiring"), "{f}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

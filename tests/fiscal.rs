@@ -29,7 +29,7 @@ fn receipt(job: &str) -> Value {
         "printer": "fiscal", "job_id": job, "type": "sell",
         "items": [
             {"name": "Молоко 3,2%", "price": "89.90", "quantity": "2", "tax": "vat10"},
-            {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat20"}
+            {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat22"}
         ],
         "payments": [{"type": "cash", "sum": "600.00"}, {"type": "points", "sum": "29.80"}],
         "post_text": ["БОНУСНАЯ ПРОГРАММА", "Начислено бонусов 30,00"]
@@ -231,7 +231,7 @@ async fn a_register_without_ff46_gets_the_classic_commands() {
             "printer": "fiscal", "job_id": job, "type": "sell",
             "items": [
                 {"name": "Молоко 3,2%", "price": "89.90", "quantity": "2", "tax": "vat10"},
-                {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat20"}
+                {"name": "Кофе", "price": "450.00", "quantity": "1", "tax": "vat22"}
             ],
             "payments": [{"type": "cash", "sum": "500.00"}, {"type": "electronically", "sum": "129.80"}],
         })
@@ -268,6 +268,7 @@ async fn a_register_without_ff46_gets_the_classic_commands() {
     // A quantity the classic commands cannot carry fails clearly.
     let mut odd = sell("l3");
     odd["items"][0]["quantity"] = json!("0.0005");
+    odd["items"][0]["measure"] = json!(11); // FFD 1.2: a fraction needs its measure
     let ClientError::Rpc { error } = c.call("fiscal.receipt", odd).await.unwrap_err() else {
         panic!()
     };

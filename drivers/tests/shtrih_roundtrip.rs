@@ -64,7 +64,7 @@ fn op(name: &str, quantity: u64, price: u64, tax_rate: u8) -> OperationV2 {
         price,
         sum: None,
         tax: None,
-        // Bit field: bit 0 = «Налог 1» (НДС 20%), bit 1 = «Налог 2» (НДС 10%).
+        // Bit field: bit 0 = «Налог 1» (НДС 22% since 2026), bit 1 = «Налог 2» (НДС 10%).
         tax_rate,
         department: 1,
         payment_method: 4,
@@ -259,7 +259,7 @@ async fn full_day<T: AsyncRead + AsyncWrite + Unpin + Send>(
     for needle in [
         "Молоко 3,2%",
         "1 X 100.00 = 100.00",
-        "  НДС 20%",
+        "  НДС 22%",
         "Хлеб",
         "2.5 X 40.00 = 100.00",
         "  НДС 10%",
@@ -267,7 +267,7 @@ async fn full_day<T: AsyncRead + AsyncWrite + Unpin + Send>(
         "НАЛИЧНЫМИ: =150.00",
         "ИНАЯ ФОРМА ОПЛАТЫ: =60.00",
         "СДАЧА: =10.00",
-        "СУММА НДС 20%: =16.67",
+        "СУММА НДС 22%: =18.03",
         "СУММА НДС 10%: =9.09",
         "БАЛЛЫ: 60.00",
     ] {

@@ -306,7 +306,7 @@ pub async fn run(once: bool) -> Result<()> {
             "fiscal.receipt",
             json!({
                 "printer": "fiscal", "job_id": "demo-fiscal-2", "type": "sell",
-                "items": [{"name": "Кофе в зёрнах", "price": "700.00", "quantity": "1", "tax": "vat20"}],
+                "items": [{"name": "Кофе в зёрнах", "price": "700.00", "quantity": "1", "tax": "vat22"}],
                 "payments": [{"type": "cash", "sum": "670.00"}, {"type": "points", "sum": "30.00"}],
                 "post_text": r["bonus_lines"],
             }),

@@ -65,10 +65,32 @@ pub struct PrinterArgs {
 pub struct ShtrihArgs {
     #[command(flatten)]
     pub link: Link,
+    /// A marking code the register's check refuses (repeatable); write the
+    /// GS separator as `\x1d` or `\u001d`.
+    #[arg(long = "refuse-mark", value_name = "CODE")]
+    pub refuse_mark: Vec<String>,
+    /// The OFD acknowledges nothing: fiscal documents queue up as unsent.
+    #[arg(long)]
+    pub ofd_offline: bool,
+    /// The marking server does not answer: codes get the FN's local check
+    /// only.
+    #[arg(long)]
+    pub marking_offline: bool,
+    /// Days until the FN's end of validity (30 or fewer raise its warning).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(i64).range(0..=5000))]
+    pub fn_expires_in_days: Option<i64>,
     /// Behave as an older firmware without FF45h/FF46h (close check and
     /// operation V2): hosts must use the classic 80h…85h commands.
     #[arg(long)]
     pub legacy: bool,
+}
+
+/// A marking code from the command line, GS escapes turned into GS.
+fn marking_code_arg(s: &str) -> String {
+    s.replace("\\x1d", "\u{1d}")
+        .replace("\\x1D", "\u{1d}")
+        .replace("\\u001d", "\u{1d}")
+        .replace("\\u001D", "\u{1d}")
 }
 
 /// A printer fault the simulator starts with.
@@ -198,6 +220,18 @@ async fn shtrih(args: ShtrihArgs) -> Result<()> {
     if args.legacy {
         println!("legacy firmware: FF45h/FF46h answer 37h (use 80h…85h)");
     }
+    for code in &args.refuse_mark {
+        sim.refuse_marking_code(&marking_code_arg(code));
+    }
+    if args.ofd_offline {
+        sim.set_ofd_online(false);
+    }
+    if args.marking_offline {
+        sim.set_marking_server_online(false);
+    }
+    if let Some(days) = args.fn_expires_in_days {
+        sim.set_fn_expires_in_days(days);
+    }
     let _handle = if args.link.pty {
         let (path, handle) = sim.spawn_pty().context("creating a pseudo-terminal")?;
         println!(
@@ -222,6 +256,18 @@ async fn shtrih(args: ShtrihArgs) -> Result<()> {
         );
         handle
     };
+    if !args.refuse_mark.is_empty() {
+        println!(
+            "marking codes refused by the register's check: {}",
+            args.refuse_mark.len()
+        );
+    }
+    if args.ofd_offline {
+        println!("OFD offline: fiscal documents stay unsent");
+    }
+    if let Some(days) = args.fn_expires_in_days {
+        println!("FN expires in {days} days");
+    }
     println!("Ctrl-C stops it.");
     let mut shown = TapeCursor::default();
     let mut ticker = tokio::time::interval(POLL);
@@ -309,6 +355,7 @@ fn describe(d: &FiscalDoc) -> String {
         FiscalDocKind::OpenShift => "shift opened".to_string(),
         FiscalDocKind::CloseShift => "shift closed".to_string(),
         FiscalDocKind::Receipt(k) => format!("receipt ({k:?})"),
+        FiscalDocKind::Correction(k) => format!("correction ({k:?})"),
     };
     format!(
         "fiscal document {}: {kind}, shift {}, total {}.{:02}, FP {:010}",
@@ -352,5 +399,16 @@ mod tests {
         // "a" torn off: the count no longer lines up, the last piece does.
         let torn = vec![piece("b"), piece("c")];
         assert_eq!(c.new_pieces(&torn), &torn[1..]);
+    }
+}
+
+#[cfg(test)]
+mod ffd_tests {
+    #[test]
+    fn gs_escapes_in_marking_codes() {
+        assert_eq!(
+            super::marking_code_arg("0104600\\x1d93ab\\u001dX"),
+            "0104600\u{1d}93ab\u{1d}X"
+        );
     }
 }

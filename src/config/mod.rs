@@ -815,6 +815,11 @@ pub struct PrinterConfig {
     /// (16, "other", unless the shop's fiscal setup says otherwise).
     #[serde(default = "default_points_type")]
     pub points_payment_type: u8,
+    /// Fiscal printers: which register tax (1..=8, table 6 row) each VAT
+    /// rate is sent as, e.g. `vat22 = 1`. Absent: the 2026 factory table
+    /// (see `docs/config.md`). Checked against the register at start.
+    #[serde(default)]
+    pub taxes: Option<std::collections::BTreeMap<String, u8>>,
     /// Serial port.
     pub serial: Option<SerialConfig>,
     /// Network printer.
@@ -1419,6 +1424,43 @@ impl ReaderConfig {
 }
 
 impl PrinterConfig {
+    /// The VAT → register tax mapping of `[printer.taxes]` (the 2026
+    /// factory table when absent). Errors name the key (`.vat20`) and why.
+    pub fn tax_map(&self) -> Result<crate::devices::ffd::TaxMap, (String, String)> {
+        use crate::devices::ffd::{Tax, TaxMap};
+        let Some(table) = &self.taxes else {
+            return Ok(TaxMap::default());
+        };
+        if table.is_empty() {
+            return Err((
+                String::new(),
+                "an empty table maps no rate: list the rates, or remove it for the 2026 factory table".into(),
+            ));
+        }
+        let mut pairs = Vec::with_capacity(table.len());
+        for (name, &pos) in table {
+            let tax: Tax = name
+                .parse()
+                .map_err(|e: crate::devices::ffd::TaxNameError| {
+                    (format!(".{name}"), e.to_string())
+                })?;
+            if !(1..=TaxMap::MAX_POSITION).contains(&pos) {
+                return Err((
+                    format!(".{name}"),
+                    format!("a register tax is 1 to {}", TaxMap::MAX_POSITION),
+                ));
+            }
+            if let Some((other, _)) = pairs.iter().find(|(_, p)| *p == pos) {
+                return Err((
+                    format!(".{name}"),
+                    format!("register tax {pos} is already {other}"),
+                ));
+            }
+            pairs.push((tax, pos));
+        }
+        Ok(TaxMap::from_pairs(pairs))
+    }
+
     /// The ESC/POS profile: the file when `profile_file` is set, else the
     /// built-in one named by `profile`.
     pub fn load_profile(&self) -> Result<Profile, String> {
@@ -1623,6 +1665,13 @@ impl Config {
                     find_key(src, "points_payment_type"),
                     format!("printer[{i}].points_payment_type"),
                     "a payment type is 1 to 16".into(),
+                ));
+            }
+            if let Err((key, message)) = p.tax_map() {
+                return Err(invalid(
+                    find_key(src, "taxes"),
+                    format!("printer[{i}].taxes{key}"),
+                    message,
                 ));
             }
             if let Err(message) = p.load_profile() {

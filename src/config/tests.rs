@@ -212,3 +212,39 @@ fn the_hashing_gate_is_bounded_and_named_when_wrong() {
     let (line, _, path, _) = invalid("[ledger]\n\nhash_queue_timeout_ms = 0\n");
     assert_eq!((line, path.as_str()), (3, "ledger.hash_queue_timeout_ms"));
 }
+
+#[test]
+fn printer_taxes_map_2026_names_and_refuse_the_old_ones() {
+    let entry = |taxes: &str| {
+        format!(
+            "[[printer]]\nname = \"fiscal\"\ntype = \"shtrih\"\n[printer.tcp]\nhost = \"127.0.0.1\"\nport = 7778\n[printer.taxes]\n{taxes}"
+        )
+    };
+    let c = parse(&entry("vat22 = 1\nvat5_105 = 8\n")).unwrap();
+    let map = c.printers[0].tax_map().unwrap();
+    use crate::devices::ffd::Tax;
+    assert_eq!(map.position(Tax::Vat22), Some(1));
+    assert_eq!(map.position(Tax::Vat5_105), Some(8));
+    assert_eq!(
+        map.position(Tax::Vat10),
+        None,
+        "a table replaces the default"
+    );
+    let (_, _, path, message) = invalid(&entry("vat20 = 1\n"));
+    assert_eq!(path, "printer[0].taxes.vat20");
+    assert!(message.contains("\"vat22\""), "{message}");
+    let (_, _, path, message) = invalid(&entry("vat22 = 9\n"));
+    assert_eq!(path, "printer[0].taxes.vat22");
+    assert!(message.contains("1 to 8"), "{message}");
+    let (_, _, _, message) = invalid(&entry("vat22 = 1\nvat10 = 1\n"));
+    assert!(message.contains("already"), "{message}");
+    // Without the table: the 2026 factory mapping.
+    let (_, _, path, _) = invalid(&entry(""));
+    assert_eq!(path, "printer[0].taxes");
+    let plain = entry("").replace("[printer.taxes]\n", "");
+    let c = parse(&plain).unwrap();
+    assert_eq!(
+        c.printers[0].tax_map().unwrap().position(Tax::Vat7),
+        Some(8)
+    );
+}

@@ -9,10 +9,11 @@
 
 use std::time::Duration;
 
+use posbridge_drivers::printer::shtrih::ffd::{self, CorrectionResult};
 use posbridge_drivers::printer::shtrih::{
     CheckType, ClassicClose, ClassicCloseResult, ClassicItem, CloseCheckResult, CloseCheckV2,
-    Command, FnDocument, FnShiftParams, FnStatus, OperationType, OperationV2, PrintFlags,
-    ShortStatus, ShtrihClient, ShtrihError, is_not_supported,
+    Command, FnDocument, FnShiftParams, FnStatus, FullStatus, OperationType, OperationV2,
+    PrintFlags, ShortStatus, ShtrihClient, ShtrihError, is_not_supported,
 };
 use posbridge_drivers::transport::BoxTransport;
 use rust_decimal::Decimal;
@@ -20,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use super::ffd::{Tax, TaxMap, Taxation};
+use super::fiscal_ffd::{self as ffd_ops, CashRequest, Cashier, CorrectionRequest};
 use super::journal::{FiscalJob, Journal};
 use crate::events::EventBus;
 
@@ -27,6 +30,8 @@ use crate::events::EventBus;
 pub const DEFAULT_PASSWORD: u32 = 30;
 /// Status is read this often while idle (it also notices a dead link).
 const IDLE_POLL: Duration = Duration::from_secs(3);
+/// The ФН and OFD state is read this often (it changes slowly).
+const FN_POLL: Duration = Duration::from_secs(30);
 
 /// A receipt as `fiscal.receipt` accepts it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,9 +40,9 @@ pub struct ReceiptRequest {
     /// `sell` or `sell_return`.
     #[serde(rename = "type")]
     pub kind: ReceiptKind,
-    /// Taxation system bit (1 = ОСН, 2 = УСН доход, ...); default 1.
+    /// Taxation system (tag 1055) by name, or its bit; default ОСН.
     #[serde(default)]
-    pub taxation: Option<u8>,
+    pub taxation: Option<Taxation>,
     /// Cashier name, printed before the items.
     #[serde(default)]
     pub operator: Option<String>,
@@ -51,6 +56,13 @@ pub struct ReceiptRequest {
     /// Non-fiscal lines after the items: where the bonus block goes.
     #[serde(default)]
     pub post_text: Vec<String>,
+    /// The buyer's phone (`+7…`) or e-mail for the electronic receipt
+    /// (tag 1008).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_contact: Option<String>,
+    /// The cashier for the fiscal document (tags 1021, 1203).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cashier: Option<Cashier>,
 }
 
 /// Receipt type.
@@ -78,8 +90,14 @@ pub struct Item {
     /// Line amount if it differs from price × quantity.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub amount: Option<Decimal>,
-    /// `vat20`, `vat10`, `vat0`, `none`, `vat120`, `vat110`.
+    /// VAT by its 2026 legal name (`vat22`, `vat10`, …, see [`Tax`]).
     pub tax: Tax,
+    /// The marking code as scanned (GS separators kept as U+001D).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marking_code: Option<String>,
+    /// Tag 2108 measure of the quantity (0 pieces, 11 kg, 41 l, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<u8>,
     /// Признак способа расчёта, 1..=7 (4 = full payment).
     #[serde(default = "default_method")]
     pub payment_method: u8,
@@ -93,37 +111,6 @@ fn default_method() -> u8 {
 }
 fn default_object() -> u8 {
     1
-}
-
-/// VAT, mapped onto the register's tax table positions 1..=6.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Tax {
-    /// НДС 20 % (tax 1).
-    Vat20,
-    /// НДС 10 % (tax 2).
-    Vat10,
-    /// НДС 0 % (tax 3).
-    Vat0,
-    /// Без НДС (tax 4).
-    None,
-    /// НДС 20/120 (tax 5).
-    Vat120,
-    /// НДС 10/110 (tax 6).
-    Vat110,
-}
-
-impl Tax {
-    fn bit(self) -> u8 {
-        1 << match self {
-            Tax::Vat20 => 0,
-            Tax::Vat10 => 1,
-            Tax::Vat0 => 2,
-            Tax::None => 3,
-            Tax::Vat120 => 4,
-            Tax::Vat110 => 5,
-        }
-    }
 }
 
 /// A payment.
@@ -179,6 +166,8 @@ pub(super) struct FiscalCtx<'a> {
     pub points_type: u8,
     /// The last status read, for `fiscal.status`.
     pub status: &'a watch::Sender<Value>,
+    /// VAT rate → register tax (`[printer.taxes]`).
+    pub taxes: TaxMap,
 }
 
 /// How a job attempt ended.
@@ -229,6 +218,18 @@ async fn publish(ctx: &FiscalCtx<'_>, job: &FiscalJob, state: &str, detail: &Val
 /// Runs fiscal jobs until the link drops; returns why.
 pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
     let mut c = ShtrihClient::new(t, DEFAULT_PASSWORD);
+    // The tax table is checked once per link: a register swapped or
+    // reprogrammed shows up here.
+    let mut tax_table = match ffd_ops::check_taxes(&mut c, &ctx.taxes).await {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => {
+            tracing::error!(printer = ctx.name, error = %e, "fiscal tax table");
+            json!({"ok": false, "error": e})
+        }
+    };
+    let mut fn_info = Value::Null;
+    let mut warnings = std::collections::BTreeSet::new();
+    let mut fn_due = tokio::time::Instant::now();
     // Set once the register refuses FF46h/FF45h (an older firmware): this
     // link then uses the classic 80h…85h commands.
     let mut classic = false;
@@ -241,11 +242,30 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
             }
         };
         let Some(job) = job else {
+            if tokio::time::Instant::now() >= fn_due {
+                fn_due = tokio::time::Instant::now() + FN_POLL;
+                match ffd_ops::fn_state(&mut c).await {
+                    Ok((info, now)) => {
+                        for w in now.difference(&warnings) {
+                            tracing::warn!(printer = ctx.name, warning = w, "fiscal warning");
+                            ctx.bus.publish(
+                                "fiscal.warning",
+                                json!({"printer": ctx.name, "warning": w, "fn": info}),
+                            );
+                        }
+                        warnings = now;
+                        fn_info = info;
+                    }
+                    Err(e) if is_link(&e) => return format!("fn status failed: {e}"),
+                    Err(e) => fn_info = json!({"error": device_error(&e)}),
+                }
+            }
             match short_status(&mut c).await {
                 Ok(s) => {
                     ctx.status.send_replace(json!({
                         "mode": s.mode_number(), "submode": s.submode,
                         "operator": s.operator, "cover_open": s.flags.cover_open(),
+                        "fn": fn_info, "tax_table": tax_table,
                     }));
                 }
                 Err(e) if is_link(&e) => return format!("status failed: {e}"),
@@ -259,9 +279,23 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
         };
         let attempt = if job.state == "sending" {
             recover(&ctx, &mut c, &job, &mut classic).await
+        } else if job.kind == "receipt" && tax_table["ok"] != true {
+            // Re-read: the technician may have fixed table 6 meanwhile.
+            match ffd_ops::check_taxes(&mut c, &ctx.taxes).await {
+                Ok(()) => {
+                    tax_table = json!({"ok": true});
+                    execute(&ctx, &mut c, &job, &mut classic).await
+                }
+                Err(e) => {
+                    tax_table = json!({"ok": false, "error": e});
+                    Ok(Outcome::Failed(json!({"message": e, "tax_table": false})))
+                }
+            }
         } else {
             execute(&ctx, &mut c, &job, &mut classic).await
         };
+        // Documents change the OFD queue: read it again soon.
+        fn_due = tokio::time::Instant::now();
         match attempt {
             Ok(Outcome::Done(result)) => {
                 let _ = ctx
@@ -295,18 +329,45 @@ async fn recover(
 ) -> Result<Outcome, String> {
     let link = |e: ShtrihError| format!("recovery: {e}");
     // An answer the device still holds: the close itself, perhaps.
-    if let Some(r) = c.recover_pending().await.map_err(link)?
-        && r.command == 0xFF45
-        && r.error == 0
-        && let Ok(closed) = CloseCheckResult::parse(&r)
-    {
-        let shift = shift_number(c).await.map_err(link)?;
-        return Ok(Outcome::Done(receipt_result(
-            job,
-            closed.fd_number,
-            closed.fiscal_sign,
-            shift,
-        )));
+    let pending = c.recover_pending().await.map_err(link)?;
+    if let Some(r) = pending.filter(|r| r.error == 0) {
+        if r.command == 0xFF45
+            && let Ok(closed) = CloseCheckResult::parse(&r)
+        {
+            let shift = shift_number(c).await.map_err(link)?;
+            return Ok(Outcome::Done(receipt_result(
+                job,
+                closed.fd_number,
+                closed.fiscal_sign,
+                shift,
+            )));
+        }
+        if let Ok(done) = CorrectionResult::parse(&r) {
+            let shift = shift_number(c).await.map_err(link)?;
+            return Ok(Outcome::Done(correction_result(
+                done.fd_number,
+                done.fiscal_sign,
+                shift,
+            )));
+        }
+        if matches!(job.kind.as_str(), "cash_in" | "cash_out")
+            && let Ok(n) = ffd::cash_document_number(&r)
+        {
+            return Ok(Outcome::Done(cash_result(job, n)));
+        }
+    }
+    if matches!(job.kind.as_str(), "cash_in" | "cash_out") {
+        // Cash in/out is not an FN document: the register's own document
+        // counter tells whether it was printed.
+        let n = document_number(c).await.map_err(link)?;
+        if i64::from(n) > job.fd_before.unwrap_or(i64::MAX) {
+            return Ok(Outcome::Done(cash_result(job, n)));
+        }
+        let st = short_status(c).await.map_err(link)?;
+        if st.mode_number() == 8 {
+            c.execute(&Command::cancel_check()).await.map_err(link)?;
+        }
+        return execute(ctx, c, job, classic).await;
     }
     let st = short_status(c).await.map_err(link)?;
     if st.mode_number() == 8 {
@@ -316,6 +377,19 @@ async fn recover(
     }
     let fs = fn_status(c).await.map_err(link)?;
     let before = job.fd_before.unwrap_or(i64::MAX);
+    if i64::from(fs.last_fd_number) > before && job.kind == "correction" {
+        let r = c
+            .execute(&Command::fn_find_document(fs.last_fd_number))
+            .await
+            .map_err(link)?;
+        let doc = FnDocument::parse(&r).map_err(|e| format!("recovery: {e}"))?;
+        let shift = shift_number(c).await.map_err(link)?;
+        return Ok(Outcome::Done(correction_result(
+            fs.last_fd_number,
+            doc.fiscal_sign.unwrap_or(0),
+            shift,
+        )));
+    }
     if i64::from(fs.last_fd_number) > before && job.kind == "receipt" {
         let r = c
             .execute(&Command::fn_find_document(fs.last_fd_number))
@@ -338,6 +412,20 @@ async fn recover(
         ));
     }
     execute(ctx, c, job, classic).await
+}
+
+fn correction_result(fd: u32, sign: u32, shift: u16) -> Value {
+    json!({"fiscal_document_number": fd, "fiscal_sign": sign, "shift_number": shift})
+}
+
+fn cash_result(job: &FiscalJob, n: u16) -> Value {
+    json!({"document_number": n, "sum": job.request["sum"]})
+}
+
+/// «Сквозной номер документа» (11h), which 50h/51h advance.
+async fn document_number(c: &mut Client) -> Result<u16, ShtrihError> {
+    let r = c.execute(&Command::full_status()).await?;
+    Ok(FullStatus::parse(&r)?.document_number)
 }
 
 fn receipt_result(job: &FiscalJob, fd: u32, sign: u32, shift: u16) -> Value {
@@ -422,10 +510,35 @@ async fn execute(
                     json!({"message": "stored request unreadable"}),
                 ));
             };
+            let mut bits = Vec::with_capacity(req.items.len());
+            for item in &req.items {
+                match ffd_ops::tax_bit(&ctx.taxes, item.tax) {
+                    Ok(b) => bits.push(b),
+                    Err(message) => return Ok(Outcome::Failed(json!({ "message": message }))),
+                }
+            }
             // A closed shift opens itself (a fiscal document of its own,
             // before this receipt's number is taken).
             if st.mode_number() == 4 {
                 device!(c.execute(&Command::open_shift()).await);
+            }
+            // Marking codes are checked before the check opens: a code the
+            // register refuses stops the receipt before anything is printed.
+            let mut marks = Vec::new();
+            for (i, item) in req.items.iter().enumerate() {
+                if let Some(code) = &item.marking_code {
+                    let m = device!(
+                        ffd_ops::check_mark(c, i, code, req.kind, item.quantity, item.measure)
+                            .await
+                    );
+                    marks.push(m);
+                }
+            }
+            if let Some(bad) = marks.iter().find(|m| !m.accepted) {
+                return Ok(Outcome::Failed(json!({
+                    "message": format!("the register refused the marking code of items[{}]", bad.item),
+                    "marking": marks,
+                })));
             }
             let fs = device!(fn_status(c).await);
             mark_sending(ctx, job, fs.last_fd_number).await?;
@@ -438,12 +551,16 @@ async fn execute(
             for line in req.pre_text.iter().chain(req.operator.iter()) {
                 device!(c.execute(&Command::print_string(flags, line)).await);
             }
-            for item in &req.items {
+            for (item, &tax_rate) in req.items.iter().zip(&bits) {
                 if *classic {
                     let cmd = device!(
-                        classic_item(item, req.kind).and_then(|i| Command::classic_item(&i))
+                        classic_item(item, req.kind, tax_rate)
+                            .and_then(|i| Command::classic_item(&i))
                     );
                     device!(c.execute(&cmd).await);
+                    device!(
+                        ffd_ops::item_tags(c, item.marking_code.as_deref(), item.measure).await
+                    );
                     continue;
                 }
                 let op = OperationV2 {
@@ -455,7 +572,7 @@ async fn execute(
                     price: kopecks(item.price).unwrap_or(0),
                     sum: item.amount.and_then(kopecks),
                     tax: None,
-                    tax_rate: item.tax.bit(),
+                    tax_rate,
                     department: 1,
                     payment_method: item.payment_method,
                     payment_object: item.payment_object,
@@ -470,7 +587,8 @@ async fn execute(
                         );
                         *classic = true;
                         let cmd = device!(
-                            classic_item(item, req.kind).and_then(|i| Command::classic_item(&i))
+                            classic_item(item, req.kind, tax_rate)
+                                .and_then(|i| Command::classic_item(&i))
                         );
                         device!(c.execute(&cmd).await);
                     }
@@ -478,11 +596,15 @@ async fn execute(
                         device!(r);
                     }
                 }
+                device!(ffd_ops::item_tags(c, item.marking_code.as_deref(), item.measure).await);
             }
+            device!(
+                ffd_ops::send_tags(c, req.customer_contact.as_deref(), req.cashier.as_ref()).await
+            );
             for line in &req.post_text {
                 device!(c.execute(&Command::print_string(flags, line)).await);
             }
-            let mut close = CloseCheckV2::cash(0, req.taxation.unwrap_or(1));
+            let mut close = CloseCheckV2::cash(0, req.taxation.unwrap_or(Taxation::Osn).bit());
             for p in &req.payments {
                 let idx = match p.kind {
                     PaymentKind::Cash => 0,
@@ -500,12 +622,12 @@ async fn execute(
                         let closed =
                             device!(CloseCheckResult::parse(&r).map_err(ShtrihError::from));
                         let shift = device!(shift_number(c).await);
-                        return Ok(Outcome::Done(receipt_result(
-                            job,
-                            closed.fd_number,
-                            closed.fiscal_sign,
-                            shift,
-                        )));
+                        let mut result =
+                            receipt_result(job, closed.fd_number, closed.fiscal_sign, shift);
+                        if !marks.is_empty() {
+                            result["marking"] = json!(marks);
+                        }
+                        return Ok(Outcome::Done(result));
                     }
                 }
             }
@@ -541,12 +663,55 @@ async fn execute(
                 date_time: None,
             };
             let shift = device!(shift_number(c).await);
-            Ok(Outcome::Done(receipt_result(
-                job,
-                closed.fd_number,
-                closed.fiscal_sign,
-                shift,
-            )))
+            let mut result = receipt_result(job, closed.fd_number, closed.fiscal_sign, shift);
+            if !marks.is_empty() {
+                result["marking"] = json!(marks);
+            }
+            Ok(Outcome::Done(result))
+        }
+        "cash_in" | "cash_out" => {
+            let Ok(req) = serde_json::from_value::<CashRequest>(job.request.clone()) else {
+                return Ok(Outcome::Failed(
+                    json!({"message": "stored request unreadable"}),
+                ));
+            };
+            if st.mode_number() == 4 {
+                device!(c.execute(&Command::open_shift()).await);
+            }
+            let n = device!(document_number(c).await);
+            mark_sending(ctx, job, u32::from(n)).await?;
+            let sum = kopecks(req.sum).unwrap_or(0);
+            let cmd = device!(if job.kind == "cash_in" {
+                ffd::cash_in(sum)
+            } else {
+                ffd::cash_out(sum)
+            });
+            let r = device!(c.execute(&cmd).await);
+            let n = device!(ffd::cash_document_number(&r).map_err(ShtrihError::from));
+            Ok(Outcome::Done(cash_result(job, n)))
+        }
+        "correction" => {
+            let Ok(req) = serde_json::from_value::<CorrectionRequest>(job.request.clone()) else {
+                return Ok(Outcome::Failed(
+                    json!({"message": "stored request unreadable"}),
+                ));
+            };
+            if st.mode_number() == 4 {
+                device!(c.execute(&Command::open_shift()).await);
+            }
+            let fs = device!(fn_status(c).await);
+            mark_sending(ctx, job, fs.last_fd_number).await?;
+            match device!(ffd_ops::correction(c, &ctx.taxes, &req).await) {
+                Ok(done) => {
+                    let shift = device!(shift_number(c).await);
+                    Ok(Outcome::Done(correction_result(
+                        done.fd_number,
+                        done.fiscal_sign,
+                        shift,
+                    )))
+                }
+                Err(message) => Ok(Outcome::Failed(json!({ "message": message }))),
+            }
         }
         other => Ok(Outcome::Failed(
             json!({"message": format!("unknown job kind {other}")}),
@@ -564,7 +729,7 @@ async fn mark_sending(ctx: &FiscalCtx<'_>, job: &FiscalJob, fd: u32) -> Result<(
 
 /// An item as 80h/82h carry it: quantity in thousandths, the tax as its
 /// group 1…4, no separate line amount.
-fn classic_item(item: &Item, kind: ReceiptKind) -> Result<ClassicItem, ShtrihError> {
+fn classic_item(item: &Item, kind: ReceiptKind, mask: u8) -> Result<ClassicItem, ShtrihError> {
     let invalid = |field, reason| ShtrihError::InvalidRequest { field, reason };
     let quantity = millionths(item.quantity)
         .filter(|q| q % 1_000 == 0)
@@ -582,7 +747,6 @@ fn classic_item(item: &Item, kind: ReceiptKind) -> Result<ClassicItem, ShtrihErr
             "a register without FF46h computes the line amount as price × quantity",
         ));
     }
-    let mask = item.tax.bit();
     let tax_group = if mask == 0 {
         0
     } else {

@@ -14,7 +14,8 @@ pub struct FiscalJob {
     pub job_id: String,
     /// Fiscal printer name.
     pub printer: String,
-    /// `receipt`, `shift_open`, `shift_close`, `x_report`.
+    /// `receipt`, `shift_open`, `shift_close`, `x_report`, `cash_in`,
+    /// `cash_out`, `correction`.
     pub kind: String,
     /// The request as accepted.
     pub request: Value,

@@ -2,7 +2,9 @@
 //! stopped and restarted as the configuration changes.
 
 mod entry;
+pub mod ffd;
 pub mod fiscal;
+pub mod fiscal_ffd;
 mod journal;
 mod printer;
 mod queue;

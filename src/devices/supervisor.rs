@@ -329,6 +329,8 @@ async fn run_link(
                 bus,
                 points_type: p.points_payment_type,
                 status: &print.status,
+                // Checked when the configuration was loaded.
+                taxes: p.tax_map().unwrap_or_default(),
             };
             super::fiscal::run(ctx, t).await
         }

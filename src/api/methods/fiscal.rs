@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use crate::api::rpc::{self, RpcError, code};
 use crate::app::App;
 use crate::devices::JournalError;
+use crate::devices::ffd::{contact_valid, inn_valid, marking_code_valid};
 use crate::devices::fiscal::{ReceiptRequest, kopecks, millionths};
+use crate::devices::fiscal_ffd::{CashRequest, Cashier, CorrectionRequest, basis_date_valid};
 
 /// How long a call waits for the device before answering "in progress".
 const WAIT: Duration = Duration::from_secs(120);
@@ -166,6 +168,28 @@ fn validate(r: &ReceiptRequest) -> Result<(), RpcError> {
                 "1 to 19",
             ));
         }
+        if let Some(code) = &it.marking_code
+            && !marking_code_valid(code)
+        {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].marking_code"),
+                "the code as scanned: 1 to 255 printable ASCII characters, GS as \\u001d",
+            ));
+        }
+        if let Some(m) = it.measure
+            && !MEASURES.contains(&m)
+        {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].measure"),
+                "a tag 2108 measure code (0, 10-12, 20-22, 30-32, 40-42, 50-51, 70-73, 80-83, 255)",
+            ));
+        }
+        if it.quantity.fract() != rust_decimal::Decimal::ZERO && it.measure.unwrap_or(0) == 0 {
+            return Err(RpcError::invalid_params(
+                &format!("items[{i}].measure"),
+                "a fractional quantity needs its measure (FFD 1.2 tag 2108), e.g. 11 for kg",
+            ));
+        }
         total += it.amount.unwrap_or(it.price * it.quantity);
     }
     let mut paid = rust_decimal::Decimal::ZERO;
@@ -185,6 +209,15 @@ fn validate(r: &ReceiptRequest) -> Result<(), RpcError> {
             format!("payments of {paid} do not cover the total of {total}"),
         ));
     }
+    if let Some(c) = &r.customer_contact
+        && !contact_valid(c)
+    {
+        return Err(RpcError::invalid_params(
+            "customer_contact",
+            "a phone as +7 and 10 digits, or an e-mail address",
+        ));
+    }
+    validate_cashier(r.cashier.as_ref())?;
     for (field, lines) in [("pre_text", &r.pre_text), ("post_text", &r.post_text)] {
         if lines.len() > 100 || lines.iter().any(|l| l.chars().count() > 200) {
             return Err(RpcError::invalid_params(
@@ -192,6 +225,30 @@ fn validate(r: &ReceiptRequest) -> Result<(), RpcError> {
                 "at most 100 lines of 200 characters",
             ));
         }
+    }
+    Ok(())
+}
+
+/// Tag 2108 «мера количества» codes.
+const MEASURES: [u8; 24] = [
+    0, 10, 11, 12, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 70, 71, 72, 73, 80, 81, 82, 83, 255,
+];
+
+fn validate_cashier(c: Option<&Cashier>) -> Result<(), RpcError> {
+    let Some(c) = c else { return Ok(()) };
+    if c.name.trim().is_empty() || c.name.chars().count() > 64 {
+        return Err(RpcError::invalid_params(
+            "cashier.name",
+            "1 to 64 characters",
+        ));
+    }
+    if let Some(inn) = &c.inn
+        && (inn.len() != 12 || !inn_valid(inn))
+    {
+        return Err(RpcError::invalid_params(
+            "cashier.inn",
+            "a person's 12-digit INN with valid check digits",
+        ));
     }
     Ok(())
 }
@@ -242,4 +299,81 @@ pub(super) async fn status(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         None => None,
     };
     Ok(json!({"printer": p.printer, "status": app.devices.printer_status(&p.printer), "job": job}))
+}
+
+#[derive(Deserialize)]
+struct CashParams {
+    printer: String,
+    job_id: String,
+    #[serde(flatten)]
+    body: Value,
+}
+
+/// `fiscal.cash_in` / `fiscal.cash_out`: 50h/51h, journaled like receipts.
+pub(super) async fn cash(
+    app: &Arc<App>,
+    params: Option<Value>,
+    kind: &'static str,
+) -> Result<Value, RpcError> {
+    let p: CashParams = rpc::params(params)?;
+    let r: CashRequest = rpc::params(Some(p.body))?;
+    if kopecks(r.sum).is_none_or(|k| k == 0) {
+        return Err(RpcError::invalid_params(
+            "sum",
+            "a positive amount in kopecks",
+        ));
+    }
+    let canonical = serde_json::to_value(&r).map_err(|e| RpcError::internal("fiscal", e))?;
+    run(app, p.printer, p.job_id, kind, canonical).await
+}
+
+/// `fiscal.correction`: FF4Ah with its basis, journaled like receipts.
+pub(super) async fn correction(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: CashParams = rpc::params(params)?;
+    let r: CorrectionRequest = rpc::params(Some(p.body))?;
+    if kopecks(r.sum).is_none_or(|k| k == 0) {
+        return Err(RpcError::invalid_params(
+            "sum",
+            "a positive amount in kopecks",
+        ));
+    }
+    if !basis_date_valid(&r.basis.date) {
+        return Err(RpcError::invalid_params(
+            "basis.date",
+            "a date as YYYY-MM-DD",
+        ));
+    }
+    if r.basis.number.trim().is_empty() || r.basis.number.chars().count() > 32 {
+        return Err(RpcError::invalid_params(
+            "basis.number",
+            "1 to 32 characters",
+        ));
+    }
+    let mut paid = rust_decimal::Decimal::ZERO;
+    for (i, pay) in r.payments.iter().enumerate() {
+        if kopecks(pay.sum).is_none() {
+            return Err(RpcError::invalid_params(
+                &format!("payments[{i}].sum"),
+                "a non-negative amount in kopecks",
+            ));
+        }
+        paid += pay.sum;
+    }
+    if paid != r.sum {
+        return Err(RpcError::invalid_params(
+            "payments",
+            format!("payments of {paid} must equal the sum of {}", r.sum),
+        ));
+    }
+    for (i, t) in r.taxes.iter().enumerate() {
+        if kopecks(t.sum).is_none() || t.sum > r.sum {
+            return Err(RpcError::invalid_params(
+                &format!("taxes[{i}].sum"),
+                "a non-negative amount in kopecks, at most the sum",
+            ));
+        }
+    }
+    validate_cashier(r.cashier.as_ref())?;
+    let canonical = serde_json::to_value(&r).map_err(|e| RpcError::internal("fiscal", e))?;
+    run(app, p.printer, p.job_id, "correction", canonical).await
 }

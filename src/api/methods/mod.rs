@@ -249,6 +249,21 @@ pub const METHODS: &[MethodSpec] = &[
         "the register's last status, and a fiscal job's state",
     ),
     m(
+        "fiscal.cash_in",
+        Role::Cashier,
+        "put cash into the drawer (50h), once per job_id",
+    ),
+    m(
+        "fiscal.cash_out",
+        Role::Cashier,
+        "take cash out of the drawer (51h), once per job_id",
+    ),
+    m(
+        "fiscal.correction",
+        Role::Cashier,
+        "a correction receipt with its basis (FF4Ah), once per job_id",
+    ),
+    m(
         "events.subscribe",
         Role::Cashier,
         "receive event notifications for the given topics",
@@ -342,6 +357,9 @@ pub async fn dispatch(
         "fiscal.shift.close" => fiscal::shift_close(app, params).await,
         "fiscal.x_report" => fiscal::x_report(app, params).await,
         "fiscal.status" => fiscal::status(app, params).await,
+        "fiscal.cash_in" => fiscal::cash(app, params, "cash_in").await,
+        "fiscal.cash_out" => fiscal::cash(app, params, "cash_out").await,
+        "fiscal.correction" => fiscal::correction(app, params).await,
         "devices.list" => devices::list(app),
         "devices.restart" => devices::restart(app, params),
         "reader.enable" => devices::set_enabled(app, params, true),

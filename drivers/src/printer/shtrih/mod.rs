@@ -18,6 +18,7 @@
 pub mod classic;
 pub mod commands;
 pub mod errors;
+pub mod ffd;
 pub mod frame;
 pub mod link;
 

@@ -12,7 +12,7 @@ impl Device {
             kind,
             items: Vec::new(),
             total: 0,
-            taxes: [0; 6],
+            taxes: [0; 8],
         });
         self.print_header();
         self.print("КАССОВЫЙ ЧЕК");
@@ -59,7 +59,7 @@ impl Device {
         let name_bytes = &data[30..data.len().min(30 + 128)];
         let group = match tax_mask {
             0 => None,
-            m if m.is_power_of_two() && m <= 0x20 => Some(m.trailing_zeros() as usize),
+            m if m.is_power_of_two() => Some(m.trailing_zeros() as usize),
             _ => return Err(errors::BAD_PARAMS),
         };
         let computed = u128::from(qty) * u128::from(price);

@@ -23,7 +23,7 @@ impl Device {
             0xB0 => self.continue_printing(data),
             0xE0 => self.open_shift(data),
             0xFC => self.device_type(),
-            _ => Err(errors::NOT_SUPPORTED),
+            _ => self.execute_ffd_std(cmd, data),
         }
     }
 
@@ -37,7 +37,7 @@ impl Device {
             0x40 => self.fn_shift_params(data),
             0x45 => self.close_check_v2(data),
             0x46 => self.operation_v2(data),
-            _ => Err(errors::NOT_SUPPORTED),
+            _ => self.execute_ffd_ff(sub, data),
         }
     }
 

@@ -18,7 +18,8 @@ impl Device {
             self.check.as_ref().is_some_and(|c| !c.items.is_empty()),
         ));
         a.push(u8::from(self.shift.is_some()));
-        a.push(0); // warnings
+        let warnings = self.fn_warnings();
+        a.push(warnings);
         self.fn_datetime(self.now(), &mut a);
         a.extend_from_slice(FN_NUMBER);
         le(&mut a, u64::from(self.fd_number), 4);
@@ -39,7 +40,7 @@ impl Device {
         le(&mut a, u64::from(doc.number), 4);
         le(&mut a, u64::from(doc.fiscal_sign), 4);
         match doc.kind {
-            FiscalDocKind::Receipt(kind) => {
+            FiscalDocKind::Receipt(kind) | FiscalDocKind::Correction(kind) => {
                 a.push(kind.fn_operation());
                 le(&mut a, doc.total, 5);
             }

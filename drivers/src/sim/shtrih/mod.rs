@@ -47,8 +47,9 @@
 //! * `FF45h` accepts any operator password (the text asks for the system
 //!   administrator's); the FN query commands (`FF01h`, `FF0Ah`, `FF40h`) require
 //!   the system administrator's password, as written.
-//! * Tax rate byte of `FF46h` is a bit mask (bit 0 = tax 1 … bit 5 = tax 6, 0 =
-//!   no tax), as on the real devices.
+//! * Tax rate byte of `FF46h` is a bit mask (bit 0 = tax 1 … bit 7 = tax 8, 0 =
+//!   no tax), as on the real devices; table 6 holds the 2026 rates (22 %, 10 %,
+//!   0 %, без НДС, 22/122, 10/110, 5 %, 7 %).
 //! * The simulator does not auto-open a shift: `8Dh`/`FF46h` in a closed shift
 //!   answer `73h` (command not supported in this mode).
 //! * Paper: with [`Fault::PaperOut`] set the printer is in submode 1 (passive
@@ -73,6 +74,7 @@
 mod check;
 mod classic;
 mod commands;
+mod ffd;
 mod fn_query;
 mod link;
 mod shift;
@@ -297,6 +299,8 @@ pub enum FiscalDocKind {
     Receipt(CheckKind),
     /// Отчет о закрытии смены (FN document type 5).
     CloseShift,
+    /// Кассовый чек коррекции (FN document type 31).
+    Correction(CheckKind),
 }
 
 impl FiscalDocKind {
@@ -305,6 +309,7 @@ impl FiscalDocKind {
             FiscalDocKind::OpenShift => 2,
             FiscalDocKind::Receipt(_) => 3,
             FiscalDocKind::CloseShift => 5,
+            FiscalDocKind::Correction(_) => 31,
         }
     }
 }

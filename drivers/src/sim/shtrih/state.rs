@@ -15,7 +15,7 @@ pub(super) struct Check {
     /// Sums of the operations.
     pub(super) items: Vec<u64>,
     pub(super) total: u64,
-    pub(super) taxes: [u64; 6],
+    pub(super) taxes: [u64; 8],
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +75,8 @@ pub(super) struct Device {
     pub(super) power_epoch: u64,
     /// Behaves as an older firmware without `FF45h`/`FF46h`.
     pub(super) legacy: bool,
+    /// FFD 1.2 state: tax table, cash, FN expiry, OFD queue, marking.
+    pub(super) ffd: super::ffd::FfdState,
 }
 
 pub(super) fn now_unix() -> i64 {
@@ -134,16 +136,19 @@ pub(super) fn text(bytes: &[u8]) -> String {
         .to_string()
 }
 
-/// The register's tax table as fiscalised since 1 January 2019, when the
-/// standard VAT rate went from 18 % to 20 %.
+/// The register's tax table as the 2026 firmware ships it (Federal law
+/// 425-FZ: the standard VAT rate is 22 % from 1 January 2026), taxes 1 to 8
+/// (table 6, see `ffd::default_tax_table`).
 pub(super) fn tax_rate(group: usize) -> (u64, u64, &'static str) {
     match group {
-        0 => (20, 120, "НДС 20%"),
+        0 => (22, 122, "НДС 22%"),
         1 => (10, 110, "НДС 10%"),
         2 => (0, 1, "НДС 0%"),
         3 => (0, 1, "БЕЗ НДС"),
-        4 => (20, 120, "НДС 20/120"),
-        _ => (10, 110, "НДС 10/110"),
+        4 => (22, 122, "НДС 22/122"),
+        5 => (10, 110, "НДС 10/110"),
+        6 => (5, 105, "НДС 5%"),
+        _ => (7, 107, "НДС 7%"),
     }
 }
 
@@ -177,6 +182,7 @@ impl Device {
             faults: Faults::default(),
             power_epoch: 0,
             legacy: false,
+            ffd: super::ffd::FfdState::new(now_unix()),
         }
     }
 
