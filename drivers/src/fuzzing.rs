@@ -167,22 +167,7 @@ pub fn extract(data: &[u8]) {
     let (control, rest) = split_first(data);
     let (_, payload) = framing::strip_aim(rest);
     let text = String::from_utf8_lossy(payload);
-    let regex = ScanRegex::new(r"(?P<number>[0-9]{6,19})(?:[=:](?P<secret>[0-9A-Za-z]{1,16}))?")
-        .expect("the fuzzing regex compiles");
-    let all = [
-        ScanRule::Preset(ScanPreset::Digits),
-        ScanRule::Preset(ScanPreset::NumberSemicolonSecret),
-        ScanRule::Preset(ScanPreset::UrlQuery {
-            number_param: "card".to_owned(),
-            secret_param: Some("code".to_owned()),
-        }),
-        ScanRule::Preset(ScanPreset::UrlQuery {
-            number_param: "c".to_owned(),
-            secret_param: None,
-        }),
-        ScanRule::Preset(ScanPreset::Ean13),
-        ScanRule::Regex(regex),
-    ];
+    let all = scan_rules();
     let rules = ScanRules {
         // Bits 0..5 choose the rules, bits 6..7 the check digit.
         rules: all
@@ -212,6 +197,31 @@ pub fn extract(data: &[u8]) {
         track3_data: Some(&text),
     };
     swipe_rules(&fields);
+}
+
+/// Every scan rule kind, built once: compiling the regex per input would
+/// be most of the target's time.
+fn scan_rules() -> &'static [ScanRule] {
+    static RULES: std::sync::OnceLock<Vec<ScanRule>> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        let regex =
+            ScanRegex::new(r"(?P<number>[0-9]{6,19})(?:[=:](?P<secret>[0-9A-Za-z]{1,16}))?")
+                .expect("the fuzzing regex compiles");
+        vec![
+            ScanRule::Preset(ScanPreset::Digits),
+            ScanRule::Preset(ScanPreset::NumberSemicolonSecret),
+            ScanRule::Preset(ScanPreset::UrlQuery {
+                number_param: "card".to_owned(),
+                secret_param: Some("code".to_owned()),
+            }),
+            ScanRule::Preset(ScanPreset::UrlQuery {
+                number_param: "c".to_owned(),
+                secret_param: None,
+            }),
+            ScanRule::Preset(ScanPreset::Ean13),
+            ScanRule::Regex(regex),
+        ]
+    })
 }
 
 /// `keyboard`: byte 0 picks a decoder, the rest becomes its input:
