@@ -14,6 +14,8 @@ pub mod config;
 pub mod daemon;
 pub mod devices;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ledger;
 pub mod notify;
 pub mod random;

@@ -6,6 +6,8 @@
 //! byte streams so any POS program can reuse it.
 
 pub mod discover;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod printer;
 pub mod reader;
 pub mod sim;

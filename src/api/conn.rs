@@ -23,7 +23,7 @@ use super::session::{Outbound, Session};
 use crate::app::App;
 
 /// Lines waiting to be written to one client.
-pub(super) const OUT_QUEUE: usize = 256;
+pub(crate) const OUT_QUEUE: usize = 256;
 /// Calls one client may have running at once; reading pauses beyond it.
 const IN_FLIGHT: usize = 32;
 /// A client whose socket accepts no bytes for this long is dropped.
@@ -168,9 +168,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     .await;
 }
 
-/// Handles one line: a request, a notification or a batch. Returns the
-/// reply line, if any.
-async fn handle_line(app: &Arc<App>, session: &Arc<Session>, line: Bytes) -> Option<String> {
+/// Handles one line (without its newline, at most `MAX_LINE` bytes): a
+/// request, a notification or a batch. Returns the reply line, if any.
+/// Public for the fuzz target (`posbridge::fuzzing::rpc_line`), which
+/// needs the handler without a socket.
+pub async fn handle_line(app: &Arc<App>, session: &Arc<Session>, line: Bytes) -> Option<String> {
     let line = line.strip_suffix(b"\r").unwrap_or(&line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;

@@ -1,0 +1,63 @@
+//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the
+//! same functions the cargo-fuzz targets call, on stable, so the targets
+//! and their entry points cannot rot unnoticed and every crash once found
+//! stays fixed. The fuzzing itself needs nightly: `fuzz/run.sh`.
+
+use std::path::PathBuf;
+
+use posbridge_drivers::fuzzing;
+
+/// Feeds every file of `fuzz/corpus/<target>/` to `f`; an empty or missing
+/// corpus fails, since a replay of nothing proves nothing.
+fn replay(target: &str, f: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()));
+    let mut count = 0;
+    for entry in entries {
+        let path = entry.expect("a corpus entry").path();
+        let data = std::fs::read(&path).expect("a readable corpus file");
+        // The file's name in the panic message points at the input.
+        eprintln!("{target}: {}", path.display());
+        f(&data);
+        count += 1;
+    }
+    assert!(count > 0, "corpus {} is empty", dir.display());
+}
+
+#[test]
+fn msr_corpus() {
+    replay("msr", fuzzing::msr);
+}
+
+#[test]
+fn framing_corpus() {
+    replay("framing", fuzzing::framing);
+}
+
+#[test]
+fn extract_corpus() {
+    replay("extract", fuzzing::extract);
+}
+
+#[test]
+fn keyboard_corpus() {
+    replay("keyboard", fuzzing::keyboard);
+}
+
+#[test]
+fn shtrih_frame_corpus() {
+    replay("shtrih_frame", fuzzing::shtrih_frame);
+}
+
+#[test]
+fn shtrih_link_corpus() {
+    replay("shtrih_link", fuzzing::shtrih_link);
+}
+
+#[test]
+fn escpos_sim_corpus() {
+    replay("escpos_sim", fuzzing::escpos_sim);
+}
