@@ -165,4 +165,17 @@ put("config", "reader",
     '[[reader]]\nname = "scanner"\ntype = "scanner"\npath = "/dev/ttyACM0"\n'
     '[reader.framing]\nsuffix = "cr"\n[reader.extract]\nscan = ["digits"]\n')
 put("config", "bad-key", "[daemon]\nsocket_mode = \"0660\"\nnope = 1\n")
+# --- gs1: labels as scanners send them (AIM prefix, GS separators)
+GS = "\x1d"
+put("gs1", "marking-dm", "]d2" + "0104601234567892215ABCDEfghij" + GS + "91EE06" + GS
+    + "92abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU=")
+put("gs1", "gs1-128", "]C1" + "0104601234567892" + "17261231" + "10LOT42")
+put("gs1", "short-crypto", "]d2" + GS + "0104601234567892" + "21abcdef" + GS + "93Ab1=")
+put("gs1", "bad-check", "]d2" + "0104601234567893")
+put("gs1", "gs1-qr", "]Q3" + "0104601234567892" + "3103000750")
+put("gs1", "sscc", "00" + "346012345678901236")
+
+# --- recording: key-event recordings (DELAY_US TYPE CODE VALUE a line)
+put("recording", "ean13", "# delay type code value\n0 4 4 458792\n0 1 2 1\n0 0 0 0\n8000 1 2 0\n0 0 0 0\n")
+put("recording", "bad-line", "0 1 2\n")
 print("seeds written")

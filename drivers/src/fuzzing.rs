@@ -24,9 +24,10 @@ use crate::reader::extract::{
     self, Check, Field, ScanPreset, ScanRegex, ScanRule, ScanRules, SwipeFields, SwipeRule,
 };
 use crate::reader::framing::{self, FrameCodec, FrameConfig, Suffix};
+use crate::reader::gs1;
 use crate::reader::hid::{TrackSlot, VendorMsrLayout};
 use crate::reader::keyboard::{
-    BootKeyboardDecoder, KeyDecoder, PosScanDecoder, PosScanLayout, WedgeConfig,
+    self, BootKeyboardDecoder, KeyDecoder, PosScanDecoder, PosScanLayout, WedgeConfig,
 };
 use crate::reader::msr;
 use crate::sim::escpos::EscPosParser;
@@ -459,5 +460,25 @@ pub fn escpos_sim(data: &[u8]) {
     let _ = parser.paper().render_text(48);
     for r in parser.take_receipts() {
         let _ = r.render_text(32);
+    }
+}
+
+/// `gs1`: a scanned label through the AIM split and the GS1 element-string
+/// parser, as `scan` events do; a parsed string must keep every element's
+/// value inside the input it came from.
+pub fn gs1(data: &[u8]) {
+    let (_, label) = framing::strip_aim(data);
+    if let Ok(parsed) = gs1::parse(label) {
+        let _ = parsed.is_marking_code();
+        let total: usize = parsed.elements.iter().map(|e| e.value.len()).sum();
+        assert!(total <= label.len(), "elements longer than the label");
+    }
+}
+
+/// `recording`: a key-event recording file (the wedge replay seam a reader
+/// entry may name) through its line parser.
+pub fn recording(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = keyboard::parse_recording(text);
     }
 }

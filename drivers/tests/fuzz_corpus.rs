@@ -61,3 +61,13 @@ fn shtrih_link_corpus() {
 fn escpos_sim_corpus() {
     replay("escpos_sim", fuzzing::escpos_sim);
 }
+
+#[test]
+fn gs1_corpus() {
+    replay("gs1", fuzzing::gs1);
+}
+
+#[test]
+fn recording_corpus() {
+    replay("recording", fuzzing::recording);
+}
