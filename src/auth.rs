@@ -59,7 +59,7 @@ impl Tokens {
                 "the token file is readable by group or others; chmod 600 it"
             );
         }
-        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        let text = crate::textfile::read_text(path).map_err(|source| TokenError::Read {
             path: path.to_path_buf(),
             source,
         })?;

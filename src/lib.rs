@@ -23,3 +23,4 @@ pub mod receipt;
 pub mod redact;
 pub mod scans;
 pub mod store;
+pub mod textfile;

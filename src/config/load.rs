@@ -70,7 +70,7 @@ impl Source {
         match self.path() {
             None => Ok(Config::default()),
             Some(p) => {
-                let src = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                let src = crate::textfile::read_text(p).map_err(|source| ConfigError::Read {
                     file: p.to_path_buf(),
                     source,
                 })?;

@@ -1466,7 +1466,7 @@ impl PrinterConfig {
     pub fn load_profile(&self) -> Result<Profile, String> {
         match &self.profile_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
+                let text = crate::textfile::read_text(path)
                     .map_err(|e| format!("profile_file {}: {e}", path.display()))?;
                 Profile::from_toml(&text)
                     .map_err(|e| format!("profile_file {}: {e}", path.display()))
