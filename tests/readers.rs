@@ -149,16 +149,18 @@ async fn a_scanner_reports_symbology_and_rejects_what_matches_no_rule() {
     assert_eq!(e["symbology"], "qr");
     assert_eq!(e["has_secret"], true);
 
-    device.write_all(b"]E04006381333931\r").await.unwrap();
+    // The shop's own EAN-13 card, in the restricted-circulation range (a
+    // product's EAN-13 would be goods: tests/scans.rs).
+    device.write_all(b"]E02001234567893\r").await.unwrap();
     let e = next_event(&mut sub, "card.read").await;
-    assert_eq!(e["card_number"], "4006381333931");
+    assert_eq!(e["card_number"], "2001234567893");
     assert_eq!(e["source"], "barcode");
 
     // A wrong EAN-13 check digit and free text match no rule.
-    device.write_all(b"]E04006381333932\r").await.unwrap();
+    device.write_all(b"]E02001234567894\r").await.unwrap();
     let e = next_event(&mut sub, "card.read_error").await;
     assert_eq!(e["reader"], "qr");
-    assert!(!e["reason"].as_str().unwrap().contains("4006381333932"));
+    assert!(!e["reason"].as_str().unwrap().contains("2001234567894"));
 }
 
 #[tokio::test]

@@ -199,6 +199,37 @@ async fn cards_as_goods_announces_the_card_twice_over() {
     assert_eq!(e["symbology"], "qr");
 }
 
+/// With the default card rules (the `digits` preset), a product's EAN-13 or
+/// UPC-A is still goods, while a shop's own card in the restricted range
+/// (prefix 2) is a card; `trade_items_as_goods = false` gives the old
+/// reading back.
+#[tokio::test]
+async fn a_products_barcode_is_goods_under_the_digits_preset() {
+    let topics = ["card.read", "card.read_error", "scan"];
+    let (_d, mut sub, mut device, _dir) = scanner("").await;
+    for product in [
+        &b"]E04006381333931\r"[..],
+        b"4601234567893\r",
+        b"]E0036000291452\r",
+    ] {
+        device.write_all(product).await.unwrap();
+        let e = next_of(&mut sub, &topics).await;
+        assert_eq!(e["topic"], "scan", "{e}");
+    }
+    // The shop's own card (EAN-13 in the 2xx range) and a wrong check digit.
+    for card in [&b"]E02001234567893\r"[..], b"4601234567892\r"] {
+        device.write_all(card).await.unwrap();
+        let e = next_of(&mut sub, &topics).await;
+        assert_eq!(e["topic"], "card.read", "{e}");
+    }
+
+    let (_d, mut sub, mut device, _dir) =
+        scanner("[reader.scan]\ntrade_items_as_goods = false\n").await;
+    device.write_all(b"]E04006381333931\r").await.unwrap();
+    let e = next_of(&mut sub, &topics).await;
+    assert_eq!(e["topic"], "card.read", "{e}");
+}
+
 #[tokio::test]
 async fn a_disabled_reader_delivers_nothing_until_enabled() {
     let (d, mut sub, mut device, _dir) = scanner(CARD_RULES).await;

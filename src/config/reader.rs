@@ -72,6 +72,12 @@ pub struct ScanConfig {
     /// Also announce a loyalty card as a `scan` (besides `card.read`), for
     /// POS software that wants every label.
     pub cards_as_goods: bool,
+    /// A product's own bar code (an EAN-13, EAN-8, UPC-A or ITF-14 number
+    /// with a right check digit, outside the shops' restricted-circulation
+    /// ranges) is goods, whatever the card rules say: otherwise the
+    /// `digits` preset takes every product for a card. Off for a
+    /// programme whose cards carry real trade item numbers.
+    pub trade_items_as_goods: bool,
     /// Scanners: type every scan that is not a loyalty card into the
     /// focused window through a virtual keyboard (uinput), for POS software
     /// that only reads keyboard-wedge scanners.
@@ -87,6 +93,7 @@ impl Default for ScanConfig {
         ScanConfig {
             enabled: true,
             cards_as_goods: false,
+            trade_items_as_goods: true,
             passthrough: false,
             passthrough_prefix: String::new(),
             passthrough_suffix: "\r".into(),

@@ -23,6 +23,7 @@ pub(super) struct Decoder {
     swipe: SwipeRule,
     scan: ScanRules,
     cards_as_goods: bool,
+    trade_items_as_goods: bool,
     lrc: msr::Lrc,
     passthrough: Option<Passthrough>,
     /// `reader.enable` / `reader.disable`; shared with `Devices`, so it
@@ -44,6 +45,7 @@ impl Decoder {
             swipe,
             scan,
             cards_as_goods: entry.scan.cards_as_goods,
+            trade_items_as_goods: entry.scan.trade_items_as_goods,
             passthrough: (entry.scan.passthrough && entry.kind == ReaderKind::Scanner).then(|| {
                 Passthrough {
                     prefix: entry.scan.passthrough_prefix.clone().into_bytes(),
@@ -113,7 +115,8 @@ impl Decoder {
     }
 
     /// A scan: a loyalty card when the card rules find one, else goods.
-    /// GS1 data (by its AIM identifier, or a leading FNC1) is always goods.
+    /// GS1 data (by its AIM identifier, or a leading FNC1) is always goods,
+    /// and so is a product's EAN/UPC (`trade_items_as_goods`).
     /// A scan a rule recognised but that failed its check is a
     /// `card.read_error` and nothing else: it may hold a secret.
     fn scan(&self, bytes: &[u8]) -> Vec<ReaderOutput> {
@@ -132,6 +135,13 @@ impl Decoder {
         let Ok(text) = std::str::from_utf8(payload) else {
             return vec![ReaderOutput::Scan(goods)];
         };
+        // A product's EAN/UPC is goods before any card rule sees it; a 2-D
+        // code is left to the rules (a QR card may hold any digits).
+        let linear =
+            symbology.is_none_or(|s| matches!(s.name, "ean13" | "ean8" | "ean_upc" | "itf"));
+        if self.trade_items_as_goods && linear && gs1::is_trade_item_number(text.trim()) {
+            return vec![ReaderOutput::Scan(goods)];
+        }
         match extract::extract_scan(&self.scan, text.trim()) {
             Ok(got) => {
                 let source = match &symbology {

@@ -296,6 +296,31 @@ pub fn mod10_ok(digits: &[u8]) -> bool {
     (10 - sum % 10) % 10 == u32::from(check.wrapping_sub(b'0'))
 }
 
+/// Whether `digits` is the number of a trade item as printed under an
+/// EAN-13, EAN-8, UPC-A or ITF-14 bar code: 8, 12, 13 or 14 digits with a
+/// right GS1 check digit, outside the restricted-circulation ranges that
+/// GS1 leaves to shops for their own numbers (EAN-13/GTIN-14 prefixes
+/// 020–029, 040–049 and 200–299; UPC-A number systems 2 and 4; EAN-8
+/// prefixes 0 and 2: the Restricted Circulation Numbers of the GS1 General
+/// Specifications). A shop's own loyalty cards live in those ranges; a
+/// product's code does not.
+pub fn is_trade_item_number(digits: &str) -> bool {
+    let d = digits.as_bytes();
+    if !matches!(d.len(), 8 | 12 | 13 | 14) || !d.iter().all(u8::is_ascii_digit) || !mod10_ok(d) {
+        return false;
+    }
+    // The first two digits as a GTIN-13 (UPC-A is a GTIN-13 with a leading
+    // 0; GTIN-14 leads with its packaging indicator), except EAN-8, which
+    // has its own ranges.
+    let head = match d.len() {
+        8 => return !matches!(d[0], b'0' | b'2'),
+        12 => (b'0', d[0]),
+        13 => (d[0], d[1]),
+        _ => (d[1], d[2]),
+    };
+    !matches!(head, (b'0', b'2') | (b'0', b'4') | (b'2', _))
+}
+
 /// `YYMMDD` with a real month and day; day 00 only where allowed. The
 /// century is taken as 20YY for the leap year (GS1's sliding window puts
 /// every till-era date there).
@@ -321,6 +346,32 @@ fn ascii(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn trade_item_numbers_and_shop_ranges() {
+        // Real products: EAN-13 (GS1 Russia), UPC-A, EAN-8, ITF-14.
+        for code in [
+            "4601234567893",
+            "036000291452",
+            "96385074",
+            "14601234567890",
+        ] {
+            assert!(is_trade_item_number(code), "{code}");
+        }
+        // A shop's own numbers (restricted circulation), a wrong check
+        // digit, other lengths.
+        for code in [
+            "2001234567893",
+            "0212345678909",
+            "0412345678903",
+            "21234569",
+            "4601234567892",
+            "46012345678",
+            "7012345678901234",
+        ] {
+            assert!(!is_trade_item_number(code), "{code}");
+        }
+    }
     use super::*;
     use proptest::prelude::*;
 
