@@ -114,6 +114,29 @@ async fn device_errors_surface_with_their_meaning_and_leave_no_open_check() {
         panic!()
     };
     assert_eq!(error["data"]["field"], "items[0].price");
+
+    // Signs, blanks and exponents are refused as in the ledger's amounts,
+    // naming the field, before anything is journaled.
+    for (field, item_price, qty, paid) in [
+        ("items[0].price", "+1", "1", "2"),
+        ("items[0].price", " 1", "1", "2"),
+        ("items[0].quantity", "1", "1e0", "2"),
+        ("payments[0].sum", "1", "1", "+2"),
+    ] {
+        let bad = json!({"printer": "fiscal", "job_id": "y", "type": "sell",
+            "items": [{"name": "A", "price": item_price, "quantity": qty, "tax": "none"}],
+            "payments": [{"type": "cash", "sum": paid}]});
+        let ClientError::Rpc { error } = c.call("fiscal.receipt", bad).await.unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(error["code"], -32602, "{error}");
+        assert_eq!(error["data"]["field"], field, "{error}");
+    }
+    let bad = json!({"printer": "fiscal", "job_id": "z", "sum": "+100"});
+    let ClientError::Rpc { error } = c.call("fiscal.cash_in", bad).await.unwrap_err() else {
+        panic!()
+    };
+    assert_eq!(error["data"]["field"], "sum", "{error}");
 }
 
 #[tokio::test]

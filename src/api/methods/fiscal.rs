@@ -124,6 +124,44 @@ struct ReceiptParams {
     receipt: Value,
 }
 
+/// Kopecks: the decimals of a fiscal money amount.
+const MONEY_DECIMALS: u32 = 2;
+
+/// Holds the amounts of a fiscal request to the same shape as the ledger's
+/// (`api::amount`: digits and one point, no sign, no blanks or exponent,
+/// at most `decimals` places), before serde's lenient decimal reader sees
+/// them; `"+5"` or `" 5"` would otherwise pass. `top` are fields of the
+/// request itself, `lists` fields of each element of a list; a field that
+/// is absent or not a string is left to serde, which names it.
+fn strict_amounts(
+    v: &Value,
+    top: &[(&str, u32)],
+    lists: &[(&str, &[(&str, u32)])],
+) -> Result<(), RpcError> {
+    let check = |field: String, value: Option<&Value>, decimals: u32| match value {
+        Some(Value::String(s)) => crate::api::amount::parse(s, false, decimals)
+            .map(drop)
+            .map_err(|m| RpcError::invalid_params(&field, &m)),
+        _ => Ok(()),
+    };
+    for &(name, decimals) in top {
+        check(name.to_owned(), v.get(name), decimals)?;
+    }
+    for &(list, fields) in lists {
+        let Some(Value::Array(elements)) = v.get(list) else {
+            continue;
+        };
+        for (i, e) in elements.iter().enumerate() {
+            for &(name, decimals) in fields {
+                check(format!("{list}[{i}].{name}"), e.get(name), decimals)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const PAYMENT_AMOUNTS: (&str, &[(&str, u32)]) = ("payments", &[("sum", MONEY_DECIMALS)]);
+
 fn validate(r: &ReceiptRequest) -> Result<(), RpcError> {
     if r.items.is_empty() || r.items.len() > 500 {
         return Err(RpcError::invalid_params("items", "1 to 500 items"));
@@ -255,6 +293,12 @@ fn validate_cashier(c: Option<&Cashier>) -> Result<(), RpcError> {
 
 pub(super) async fn receipt(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: ReceiptParams = rpc::params(params)?;
+    let item_amounts: &[(&str, u32)] = &[
+        ("price", MONEY_DECIMALS),
+        ("amount", MONEY_DECIMALS),
+        ("quantity", crate::api::amount::QTY_DECIMALS),
+    ];
+    strict_amounts(&p.receipt, &[], &[("items", item_amounts), PAYMENT_AMOUNTS])?;
     let r: ReceiptRequest = rpc::params(Some(p.receipt.clone()))?;
     validate(&r)?;
     // The canonical form is what the journal compares on a repeat.
@@ -316,6 +360,7 @@ pub(super) async fn cash(
     kind: &'static str,
 ) -> Result<Value, RpcError> {
     let p: CashParams = rpc::params(params)?;
+    strict_amounts(&p.body, &[("sum", MONEY_DECIMALS)], &[])?;
     let r: CashRequest = rpc::params(Some(p.body))?;
     if kopecks(r.sum).is_none_or(|k| k == 0) {
         return Err(RpcError::invalid_params(
@@ -330,6 +375,11 @@ pub(super) async fn cash(
 /// `fiscal.correction`: FF4Ah with its basis, journaled like receipts.
 pub(super) async fn correction(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: CashParams = rpc::params(params)?;
+    strict_amounts(
+        &p.body,
+        &[("sum", MONEY_DECIMALS)],
+        &[PAYMENT_AMOUNTS, ("taxes", &[("sum", MONEY_DECIMALS)])],
+    )?;
     let r: CorrectionRequest = rpc::params(Some(p.body))?;
     if kopecks(r.sum).is_none_or(|k| k == 0) {
         return Err(RpcError::invalid_params(
