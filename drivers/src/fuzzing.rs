@@ -482,3 +482,22 @@ pub fn recording(data: &[u8]) {
         let _ = keyboard::parse_recording(text);
     }
 }
+
+/// Feeds every file of `corpus/<target>/` to `f`, for the stable tests that
+/// replay the committed corpora (this crate's and the daemon's). Panics on
+/// a missing or empty corpus, since a replay of nothing proves nothing.
+pub fn replay(corpus: &std::path::Path, target: &str, f: fn(&[u8])) {
+    let dir = corpus.join(target);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()));
+    let mut count = 0;
+    for entry in entries {
+        let path = entry.expect("a corpus entry").path();
+        let data = std::fs::read(&path).expect("a readable corpus file");
+        // The file's name in the panic message points at the input.
+        eprintln!("{target}: {}", path.display());
+        f(&data);
+        count += 1;
+    }
+    assert!(count > 0, "corpus {} is empty", dir.display());
+}

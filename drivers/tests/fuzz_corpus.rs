@@ -7,24 +7,10 @@ use std::path::PathBuf;
 
 use posbridge_drivers::fuzzing;
 
-/// Feeds every file of `fuzz/corpus/<target>/` to `f`; an empty or missing
-/// corpus fails, since a replay of nothing proves nothing.
+/// Runs `f` over every file of `fuzz/corpus/<target>/`.
 fn replay(target: &str, f: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()));
-    let mut count = 0;
-    for entry in entries {
-        let path = entry.expect("a corpus entry").path();
-        let data = std::fs::read(&path).expect("a readable corpus file");
-        // The file's name in the panic message points at the input.
-        eprintln!("{target}: {}", path.display());
-        f(&data);
-        count += 1;
-    }
-    assert!(count > 0, "corpus {} is empty", dir.display());
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    posbridge_drivers::fuzzing::replay(&corpus, target, f);
 }
 
 #[test]
