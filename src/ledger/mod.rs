@@ -6,6 +6,7 @@
 //! central ledger for store chains can take the embedded one's place.
 
 pub mod accounts;
+pub mod db;
 pub mod embedded;
 #[cfg(test)]
 mod proptests;

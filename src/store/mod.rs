@@ -331,6 +331,12 @@ impl Store {
         .map_err(|source| StoreError::Sqlite { path, source })
     }
 
+    /// The one connection, for the ledger's [`crate::ledger::db::SqliteBooks`]
+    /// (which runs its own transactions on it).
+    pub(crate) fn connection(&self) -> &Arc<Mutex<Connection>> {
+        &self.conn
+    }
+
     /// Moves the WAL into the main file and truncates it: called on
     /// shutdown so the file on disk is complete by itself.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
