@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod db;
+pub mod origin;
 pub mod embedded;
 #[cfg(test)]
 mod proptests;

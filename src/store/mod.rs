@@ -186,6 +186,11 @@ const MIGRATIONS: &[&str] = &[
         attempts   INTEGER NOT NULL DEFAULT 0,
         sent_at    TEXT
     ) STRICT;",
+    // 12: every ledger transaction records the store and terminal it came
+    // from (a chain's central ledger shares this schema's shape; on one
+    // till they are this till's own).
+    "ALTER TABLE txns ADD COLUMN store_id TEXT;
+    ALTER TABLE txns ADD COLUMN terminal_id TEXT;",
 ];
 
 /// Database errors.
