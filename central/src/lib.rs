@@ -1,0 +1,6 @@
+//! `posbridge-central`: the chain's loyalty ledger.
+//!
+//! The same ledger core the till daemon runs over SQLite ([`posbridge::ledger`])
+//! runs here over PostgreSQL, served to every till of a chain over HTTP with
+//! JSON. The service keeps no state of its own between requests: any number
+//! of instances can serve one database.
