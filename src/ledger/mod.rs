@@ -7,12 +7,13 @@
 
 pub mod accounts;
 pub mod db;
-pub mod origin;
 pub mod embedded;
+pub mod origin;
 #[cfg(test)]
 mod proptests;
 pub mod rules;
 pub mod tiers;
+pub mod types;
 
 use std::future::Future;
 use std::pin::Pin;
