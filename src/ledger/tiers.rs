@@ -647,6 +647,19 @@ mod tests {
         assert!(wr(&b, |db| evaluate_tx(db, &p, a, t0, "daily")).is_none());
         let h = rd(&b, |db| history(db, a, 10));
         assert_eq!(h.len(), 2);
+        // Both changes came with a till's sale or refund: the history's
+        // `tier` transactions say which till.
+        let origins: Vec<Option<String>> = rd(&b, |db| {
+            db.query_map(
+                "SELECT terminal_id FROM txns WHERE kind = 'tier' ORDER BY id",
+                args![],
+                |r| r.get(0),
+            )
+        });
+        assert_eq!(
+            origins,
+            [Some(till.terminal.clone()), Some(till.terminal.clone())]
+        );
         assert_eq!(h[0].to, "Bronze");
         assert_eq!(h[1].to, "Silver");
         // Without levels nothing is evaluated or shown.
