@@ -354,3 +354,65 @@ pub struct ExportRow {
     /// The entry's lot.
     pub lot: Option<i64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: &T) {
+        let text = serde_json::to_string(v).unwrap();
+        let back: T = serde_json::from_str(&text).unwrap();
+        assert_eq!(&back, v, "{text}");
+    }
+
+    #[test]
+    fn the_interface_types_travel_as_json() {
+        let page = HistoryPage {
+            account: 1,
+            balance: Decimal::new(-125, 1),
+            transactions: vec![HistoryTxn {
+                transaction: 3,
+                kind: "refund".into(),
+                created_at: "2026-03-01T12:00:00Z".into(),
+                receipt_id: None,
+                refund_of: Some(2),
+                store: Some("shop-2".into()),
+                terminal: Some("till-7".into()),
+                entries: vec![HistoryEntry {
+                    kind: "debt".into(),
+                    amount: Decimal::new(-4, 0),
+                    lot: None,
+                    lot_expires_at: None,
+                }],
+                detail: None,
+            }],
+            next_cursor: Some(3),
+        };
+        round_trip(&page);
+        let row = ExportRow {
+            txn: 1,
+            kind: "overrides".into(),
+            created_at: "2026-03-01T12:00:00Z".into(),
+            account: 1,
+            receipt_id: None,
+            entry_kind: None,
+            amount: None,
+            lot: None,
+        };
+        round_trip(&row);
+        round_trip(&NextExpiry {
+            amount: Decimal::new(3333, 2),
+            at: "2026-09-01T21:00:00Z".into(),
+        });
+        // Amounts are decimal strings on the wire, never floats.
+        let json = serde_json::to_value(&page).unwrap();
+        assert_eq!(json["balance"], "-12.5");
+        assert_eq!(json["transactions"][0]["entries"][0]["amount"], "-4");
+        for r in [SaleRef::Transaction(7), SaleRef::Receipt("R 1".into())] {
+            let back: SaleRef = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{r:?}"));
+        }
+        let who: AccountRef = serde_json::from_str(r#"{"number":"6035000011112222"}"#).unwrap();
+        assert!(matches!(who, AccountRef::Number(n) if n == "6035000011112222"));
+    }
+}
