@@ -7,7 +7,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{AccountSummary, LedgerError, NextExpiry, TxResult, points, ts};
-use crate::ledger::db::{Db, DbError, args};
+use crate::ledger::db::{Db, DbError, Row, args};
 use crate::ledger::origin::Origin;
 use crate::ledger::rules::{AccountOverrides, CategoryOverride, Programme};
 use crate::ledger::types::Replayable;
@@ -154,12 +154,23 @@ pub(super) fn take_from_lots(
     if want <= 0 {
         return Ok(0);
     }
-    let lots: Vec<(i64, i64)> = db.query_map(
-        "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
-         ORDER BY id != ?2, expires_at IS NULL, expires_at, id",
-        args![account, first.unwrap_or(-1)],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let read = |r: &Row| Ok((r.get(0)?, r.get(1)?));
+    // Without a first lot (every sale's redemption) the order needs no
+    // extra sort key, so the open-lots index can give it.
+    let lots: Vec<(i64, i64)> = match first {
+        Some(first) => db.query_map(
+            "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
+             ORDER BY id != ?2, expires_at IS NULL, expires_at, id",
+            args![account, first],
+            read,
+        )?,
+        None => db.query_map(
+            "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
+             ORDER BY expires_at IS NULL, expires_at, id",
+            args![account],
+            read,
+        )?,
+    };
     let mut left = want;
     for (lot, remaining) in lots {
         if left == 0 {
