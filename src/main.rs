@@ -106,8 +106,9 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 async fn ledger_verify(flag: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config = locate(flag).load()?;
     let store = posbridge::store::Store::open(&config.database_path())?;
-    let problems = store
-        .with(|c| posbridge::ledger::embedded::verify(c))
+    // One read transaction: the invariants of one state of the books.
+    let problems = posbridge::ledger::db::Books::sqlite(store.clone())
+        .read(|db| posbridge::ledger::embedded::verify(db))
         .await?;
     if problems.is_empty() {
         println!("{}: every invariant holds", store.path().display());

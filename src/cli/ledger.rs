@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::config::locate;
+use crate::ledger::db::{Books, Db};
 use crate::ledger::embedded::{self, ExportRow};
 use crate::store::Store;
 
@@ -40,12 +41,13 @@ pub async fn export(
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let config = locate(config_flag).load()?;
-    let store = Store::open(&config.database_path())?;
+    let books = Books::sqlite(Store::open(&config.database_path())?);
     let dest = out.clone();
-    let written = store
-        .with(move |c| {
-            // Open the file inside the worker: the rows stream straight
-            // from SQLite to it without collecting the whole ledger.
+    // One read transaction: the export is one state of the books.
+    let written = books
+        .read(move |db| {
+            // Open the file inside the worker: the rows stream to it page
+            // by page without collecting the whole ledger.
             let sink: Box<dyn Write> = match &dest {
                 Some(p) => match std::fs::File::create(p) {
                     Ok(f) => Box::new(f),
@@ -53,7 +55,7 @@ pub async fn export(
                 },
                 None => Box::new(std::io::stdout().lock()),
             };
-            Ok(write_rows(c, format, sink))
+            Ok(write_rows(db, format, sink))
         })
         .await?;
     match &out {
@@ -62,16 +64,12 @@ pub async fn export(
     }
 }
 
-fn write_rows(
-    c: &rusqlite::Connection,
-    format: ExportFormat,
-    sink: Box<dyn Write>,
-) -> std::io::Result<()> {
+fn write_rows(db: &dyn Db, format: ExportFormat, sink: Box<dyn Write>) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::new(sink);
     if format == ExportFormat::Csv {
         write_csv_record(&mut w, &CSV_HEADER)?;
     }
-    let r = embedded::export(c, |row| match format {
+    let r = embedded::export(db, |row| match format {
         ExportFormat::Csv => write_csv_record(&mut w, &csv_record(row)),
         ExportFormat::Json => {
             serde_json::to_writer(&mut w, row)?;
@@ -146,13 +144,14 @@ mod tests {
     #[test]
     fn every_transaction_and_entry_is_exported() {
         use crate::ledger::embedded::{SaleRef, commit_tx, refund_tx};
+        use crate::ledger::origin::Origin;
         use crate::ledger::rules::{Programme, SaleLine};
         use rust_decimal::Decimal;
 
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("db");
-        let _store = Store::open(&db).unwrap();
-        let mut c = rusqlite::Connection::open(&db).unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let till = Origin::new("", store.terminal_id());
+        let books = Books::sqlite(store);
         let p = Programme::default();
         let now = time::macros::datetime!(2026-03-01 12:00:00 UTC);
         let lines = [SaleLine {
@@ -164,35 +163,59 @@ mod tests {
             discount: Decimal::ZERO,
         }];
         let receipt = "R \"1\", till 2";
-        let sale = commit_tx(&mut c, &p, "k", "1234", receipt, &lines, Decimal::ZERO, now)
+        let sale = books
+            .write_blocking(|db| {
+                commit_tx(
+                    db,
+                    &p,
+                    "k",
+                    "1234",
+                    receipt,
+                    &lines,
+                    Decimal::ZERO,
+                    now,
+                    &till,
+                )
+            })
             .unwrap()
             .unwrap();
         // Half back: 25 clawed back; a 0-accrual sale has no entries.
-        refund_tx(
-            &mut c,
-            &p,
-            "r",
-            &SaleRef::Transaction(sale.transaction),
-            Some(Decimal::from(500)),
-            now,
-        )
-        .unwrap()
-        .unwrap();
+        books
+            .write_blocking(|db| {
+                refund_tx(
+                    db,
+                    &p,
+                    "r",
+                    &SaleRef::Transaction(sale.transaction),
+                    Some(Decimal::from(500)),
+                    now,
+                    &till,
+                )
+            })
+            .unwrap()
+            .unwrap();
         let small = [SaleLine {
             price: Decimal::ONE,
             ..lines[0].clone()
         }];
-        commit_tx(&mut c, &p, "z", "1234", "Z", &small, Decimal::ZERO, now)
+        books
+            .write_blocking(|db| {
+                commit_tx(db, &p, "z", "1234", "Z", &small, Decimal::ZERO, now, &till)
+            })
             .unwrap()
             .unwrap();
 
         let csv = dir.path().join("out.csv");
-        write_rows(
-            &c,
-            ExportFormat::Csv,
-            Box::new(std::fs::File::create(&csv).unwrap()),
-        )
-        .unwrap();
+        books
+            .read_blocking(|db| {
+                Ok(write_rows(
+                    db,
+                    ExportFormat::Csv,
+                    Box::new(std::fs::File::create(&csv).unwrap()),
+                ))
+            })
+            .unwrap()
+            .unwrap();
         let text = std::fs::read_to_string(&csv).unwrap();
         let rows: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(
@@ -207,12 +230,16 @@ mod tests {
         );
 
         let json = dir.path().join("out.jsonl");
-        write_rows(
-            &c,
-            ExportFormat::Json,
-            Box::new(std::fs::File::create(&json).unwrap()),
-        )
-        .unwrap();
+        books
+            .read_blocking(|db| {
+                Ok(write_rows(
+                    db,
+                    ExportFormat::Json,
+                    Box::new(std::fs::File::create(&json).unwrap()),
+                ))
+            })
+            .unwrap()
+            .unwrap();
         let text = std::fs::read_to_string(&json).unwrap();
         let rows: Vec<serde_json::Value> = text
             .lines()

@@ -13,6 +13,7 @@ pub mod origin;
 mod proptests;
 pub mod rules;
 pub mod tiers;
+pub mod types;
 
 use std::future::Future;
 use std::pin::Pin;

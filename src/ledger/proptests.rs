@@ -7,9 +7,36 @@ use rusqlite::Connection;
 use rust_decimal::{Decimal, RoundingStrategy};
 use time::{Duration, OffsetDateTime};
 
-use super::embedded::{LedgerError, SaleRef, adjust_tx, commit_tx, refund_tx, resolve_tx, verify};
+use super::db::{Books, Db};
+use super::embedded::{
+    AccountSummary, LedgerError, SaleRef, TxResult, adjust_tx, commit_tx, refund_tx, resolve_tx,
+    verify,
+};
+use super::origin::Origin;
 use super::rules::{self, AccountOverrides, AccrualRounding, Programme, RefundShortfall, SaleLine};
 use crate::store::Store;
+
+/// The books under test, run as the daemon runs them (each call in its
+/// own transaction through the runner), and a second plain connection for
+/// the test's own SQL checks.
+struct Till {
+    books: Books,
+    origin: Origin,
+    raw: Connection,
+}
+
+impl Till {
+    /// `f` in a write transaction; a database error fails the test.
+    fn run<T>(&self, mut f: impl FnMut(&dyn Db, &Origin) -> TxResult<T>) -> Result<T, LedgerError> {
+        self.books.write_blocking(|db| f(db, &self.origin)).unwrap()
+    }
+
+    /// Resolves a card, posting due expiries (what a card read does).
+    fn resolve(&self, card: &str, now: OffsetDateTime) -> Option<AccountSummary> {
+        self.run(|db, o| resolve_tx(db, card, now, o).map(Ok))
+            .unwrap()
+    }
+}
 
 const CARDS: [&str; 2] = ["6035000011112222", "6035000033334444"];
 
@@ -93,13 +120,9 @@ fn fingerprint(c: &Connection) -> (i64, i64, i64, i64, i64, i64) {
     .unwrap()
 }
 
-fn check_invariants(
-    c: &Connection,
-    p: &Programme,
-    step: usize,
-    op: &Op,
-) -> Result<(), TestCaseError> {
-    let problems = verify(c).unwrap();
+fn check_invariants(t: &Till, p: &Programme, step: usize, op: &Op) -> Result<(), TestCaseError> {
+    let problems = t.books.read_blocking(verify).unwrap();
+    let c = &t.raw;
     prop_assert!(
         problems.is_empty(),
         "after step {step} {op:?}: {problems:?}"
@@ -182,13 +205,7 @@ enum Call {
 
 /// Fixes `op`'s arguments from the state at `now` (a sale redeems a share
 /// of what the till's quote would offer right now).
-fn prepare(
-    c: &mut Connection,
-    p: &Programme,
-    op: &Op,
-    sales: &[Sale],
-    now: OffsetDateTime,
-) -> Option<Call> {
+fn prepare(t: &Till, p: &Programme, op: &Op, sales: &[Sale], now: OffsetDateTime) -> Option<Call> {
     match op {
         Op::Commit {
             card,
@@ -206,8 +223,8 @@ fn prepare(
                     discount: Decimal::ZERO,
                 })
                 .collect();
-            let balance = resolve_tx(c, CARDS[*card], now)
-                .unwrap()
+            let balance = t
+                .resolve(CARDS[*card], now)
                 .map_or(Decimal::ZERO, |s| s.balance);
             let q = rules::quote(
                 p,
@@ -244,8 +261,8 @@ fn prepare(
             expires: expires_in_hours.map(|h| now + Duration::hours(i64::from(h))),
         }),
         Op::SpendAll { card } => {
-            let balance = resolve_tx(c, CARDS[*card], now)
-                .unwrap()
+            let balance = t
+                .resolve(CARDS[*card], now)
                 .map_or(Decimal::ZERO, |s| s.balance);
             (balance > Decimal::ZERO).then(|| Call::Adjust {
                 card: CARDS[*card],
@@ -266,13 +283,7 @@ enum Effect {
 
 /// Runs `call` under `key` at `now`; the result as JSON (an error as its
 /// message) so a replay can be compared with it.
-fn exec(
-    c: &mut Connection,
-    p: &Programme,
-    key: &str,
-    call: &Call,
-    now: OffsetDateTime,
-) -> (String, Effect) {
+fn exec(t: &Till, p: &Programme, key: &str, call: &Call, now: OffsetDateTime) -> (String, Effect) {
     fn show<T: serde::Serialize>(r: &Result<T, LedgerError>) -> String {
         match r {
             Ok(v) => serde_json::to_string(v).unwrap(),
@@ -285,7 +296,7 @@ fn exec(
             lines,
             redeem,
         } => {
-            let r = commit_tx(c, p, key, card, key, lines, *redeem, now).unwrap();
+            let r = t.run(|db, o| commit_tx(db, p, key, card, key, lines, *redeem, now, o));
             let effect = match &r {
                 Ok(r) => Effect::Sale(Sale {
                     txn: r.transaction,
@@ -297,7 +308,8 @@ fn exec(
             (show(&r), effect)
         }
         Call::Refund { sale, amount } => {
-            let r = refund_tx(c, p, key, &SaleRef::Transaction(*sale), *amount, now).unwrap();
+            let r =
+                t.run(|db, o| refund_tx(db, p, key, &SaleRef::Transaction(*sale), *amount, now, o));
             let effect = match &r {
                 Ok(r) => Effect::Refunded(*sale, r.refunded),
                 Err(e) => panic!("a refund within the sale must pass: {e:?}"),
@@ -309,7 +321,11 @@ fn exec(
             amount,
             expires,
         } => {
-            let r = adjust_tx(c, p, key, card, *amount, "test", "proptest", *expires, now).unwrap();
+            let r = t.run(|db, o| {
+                adjust_tx(
+                    db, p, key, card, *amount, "test", "proptest", *expires, now, o,
+                )
+            });
             if let Err(e) = &r {
                 assert!(
                     matches!(
@@ -336,12 +352,21 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.sqlite3");
-        // Store::open migrates; the test then drives its own connection.
-        let _store = Store::open(&path).unwrap();
-        let mut c = Connection::open(&path).unwrap();
+        let store = Store::open(&path).unwrap();
         // Durability is not under test here; speed is.
-        c.pragma_update(None, "synchronous", "OFF").unwrap();
-        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        store
+            .connection()
+            .lock()
+            .unwrap()
+            .pragma_update(None, "synchronous", "OFF")
+            .unwrap();
+        let raw = Connection::open(&path).unwrap();
+        raw.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        let t = Till {
+            origin: Origin::new("", store.terminal_id()),
+            books: Books::sqlite(store),
+            raw,
+        };
         let p = Programme {
             accrual_rounding: if cents {
                 AccrualRounding::DownToCents
@@ -361,17 +386,17 @@ proptest! {
                 now += Duration::seconds(i64::from(*seconds));
                 // Posting the expiries is what a card read does at the till.
                 for card in CARDS {
-                    resolve_tx(&mut c, card, now).unwrap();
+                    t.resolve(card, now);
                 }
-                check_invariants(&c, &p, step, op)?;
+                check_invariants(&t, &p, step, op)?;
                 continue;
             }
-            let Some(call) = prepare(&mut c, &p, op, &sales, now) else {
+            let Some(call) = prepare(&t, &p, op, &sales, now) else {
                 continue;
             };
             let key = format!("k{step}");
-            let (first, effect) = exec(&mut c, &p, &key, &call, now);
-            check_invariants(&c, &p, step, op)?;
+            let (first, effect) = exec(&t, &p, &key, &call, now);
+            check_invariants(&t, &p, step, op)?;
             match effect {
                 Effect::Sale(s) => sales.push(s),
                 Effect::Refunded(txn, amount) => {
@@ -383,14 +408,14 @@ proptest! {
             }
             // The same key again, at the same instant and later: the same
             // answer and not one row changed.
-            let before = fingerprint(&c);
+            let before = fingerprint(&t.raw);
             // A refusal stored nothing, and the balance in its message may
             // differ once time moves on: it is repeated at the same instant.
             let laters: &[i64] = if first.starts_with("error") { &[0] } else { &[0, 1, 40 * 86_400] };
             for &later in laters {
-                let (again, _) = exec(&mut c, &p, &key, &call, now + Duration::seconds(later));
+                let (again, _) = exec(&t, &p, &key, &call, now + Duration::seconds(later));
                 prop_assert_eq!(&again, &first, "replay of step {} {:?}", step, op);
-                prop_assert_eq!(fingerprint(&c), before, "replay of step {} {:?} wrote", step, op);
+                prop_assert_eq!(fingerprint(&t.raw), before, "replay of step {} {:?} wrote", step, op);
             }
         }
     }

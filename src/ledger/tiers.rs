@@ -4,21 +4,22 @@
 //!
 //! The rules are pure ([`super::rules::tiers`]); this module reads what
 //! they need from `txns` (sales with their lines, refunds) and
-//! `account_groups`, and writes the outcome. Every function works on the
-//! caller's connection and inside the caller's transaction, so a sale and
-//! the level it earns commit together.
+//! `account_groups`, and writes the outcome. Every function works inside
+//! the caller's transaction on any [`Db`], so a sale and the level it
+//! earns commit together, in SQLite or in PostgreSQL.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
+use super::db::{Books, Db, DbError, args};
 use super::embedded::{new_txn, store_result, ts};
+use super::origin::Origin;
 use super::rules::tiers::{self as rules, Activity, Progress, Purchase, Tier};
 use super::rules::{AccountOverrides, Programme, SaleLine};
 use crate::store::{Store, StoreError};
@@ -42,7 +43,7 @@ pub struct TierChange {
 }
 
 /// An account's level and how far the next one is, for summaries.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TierView {
     /// The level held (`None` when no levels are configured).
     pub tier: Option<String>,
@@ -82,11 +83,11 @@ fn decimal_at(v: &Value, key: &str) -> Option<Decimal> {
 /// Rows that cannot be read (which the ledger never writes) count as
 /// nothing rather than failing a sale.
 fn purchases(
-    c: &Connection,
+    db: &dyn Db,
     p: &Programme,
     account: i64,
     now: OffsetDateTime,
-) -> rusqlite::Result<Vec<Purchase>> {
+) -> Result<Vec<Purchase>, DbError> {
     let days = longest_window(&p.tiers);
     if days == 0 {
         return Ok(Vec::new());
@@ -97,40 +98,33 @@ fn purchases(
     // Refunds come after their sale, so those of in-window sales are
     // in-window too.
     let mut refunded: BTreeMap<i64, Decimal> = BTreeMap::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT result FROM txns
-             WHERE account_id = ?1 AND kind = 'refund' AND created_at > ?2",
-        )?;
-        let rows = stmt.query_map(params![account, from], |r| r.get::<_, String>(0))?;
-        for r in rows {
-            let Ok(v) = serde_json::from_str::<Value>(&r?) else {
-                continue;
-            };
-            if let (Some(sale), Some(amount)) = (
-                v.get("sale_transaction").and_then(Value::as_i64),
-                decimal_at(&v, "refunded"),
-            ) {
-                *refunded.entry(sale).or_default() += amount;
-            }
+    let results = db.query_map(
+        "SELECT result FROM txns
+         WHERE account_id = ?1 AND kind = 'refund' AND created_at > ?2",
+        args![account, from],
+        |r| r.get::<String>(0),
+    )?;
+    for r in results {
+        let Ok(v) = serde_json::from_str::<Value>(&r) else {
+            continue;
+        };
+        if let (Some(sale), Some(amount)) = (
+            v.get("sale_transaction").and_then(Value::as_i64),
+            decimal_at(&v, "refunded"),
+        ) {
+            *refunded.entry(sale).or_default() += amount;
         }
     }
     let mut out = Vec::new();
-    let mut stmt = c.prepare_cached(
+    let rows: Vec<(i64, String, String)> = db.query_map(
         "SELECT id, request, created_at FROM txns
          WHERE account_id = ?1 AND kind = 'sale' AND created_at > ?2 ORDER BY id",
+        args![account, from],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let rows = stmt.query_map(params![account, from], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    for r in rows {
+    for (id, request, at) in rows {
         // From the request's lines, not the stored result: the sale being
         // committed has no result yet when its own transaction evaluates.
-        let (id, request, at) = r?;
         let Some(at) = parse_time(&at) else { continue };
         let Some(lines) = serde_json::from_str::<Value>(&request)
             .ok()
@@ -169,34 +163,34 @@ fn purchases(
 }
 
 /// The account's groups, as a set.
-fn groups(c: &Connection, account: i64) -> rusqlite::Result<BTreeSet<String>> {
-    Ok(super::accounts::groups_of(c, account)?
+fn groups(db: &dyn Db, account: i64) -> Result<BTreeSet<String>, DbError> {
+    Ok(super::accounts::groups_of(db, account)?
         .into_iter()
         .collect())
 }
 
-fn stored_tier(c: &Connection, account: i64) -> rusqlite::Result<Option<String>> {
-    Ok(
-        c.query_row("SELECT tier FROM accounts WHERE id = ?1", [account], |r| {
-            r.get::<_, Option<String>>(0)
-        })
-        .optional()?
-        .flatten(),
-    )
+fn stored_tier(db: &dyn Db, account: i64) -> Result<Option<String>, DbError> {
+    Ok(db
+        .query_opt(
+            "SELECT tier FROM accounts WHERE id = ?1",
+            args![account],
+            |r| r.get::<Option<String>>(0),
+        )?
+        .flatten())
 }
 
 /// The level an account holds now by its stored tier: the entry level when
 /// it was never evaluated or its stored level is no longer configured.
 /// `None` when the programme has no levels.
 pub fn tier_of<'p>(
-    c: &Connection,
+    db: &dyn Db,
     p: &'p Programme,
     account: i64,
-) -> rusqlite::Result<Option<&'p Tier>> {
+) -> Result<Option<&'p Tier>, DbError> {
     if p.tiers.is_empty() {
         return Ok(None);
     }
-    let stored = stored_tier(c, account)?;
+    let stored = stored_tier(db, account)?;
     let order = rules::ordered(&p.tiers);
     Ok(stored
         .and_then(|n| order.iter().find(|t| t.name == n).copied())
@@ -206,12 +200,12 @@ pub fn tier_of<'p>(
 /// Merges the account's level into its own percentages: a per-customer
 /// setting beats the level, which beats the programme default.
 pub fn merge_overrides(
-    c: &Connection,
+    db: &dyn Db,
     p: &Programme,
     account: i64,
     o: &mut AccountOverrides,
-) -> rusqlite::Result<()> {
-    if let Some(t) = tier_of(c, p, account)? {
+) -> Result<(), DbError> {
+    if let Some(t) = tier_of(db, p, account)? {
         o.accrual_percent = o.accrual_percent.or(t.accrual_percent);
         o.cap_percent = o.cap_percent.or(t.cap_percent);
     }
@@ -219,21 +213,36 @@ pub fn merge_overrides(
 }
 
 /// Evaluates one account at `now` and records a change: `accounts.tier`,
-/// a `tier_changes` row. Runs inside the caller's transaction. `None` when
-/// nothing changed or no levels are configured.
+/// a `tier_changes` row, and a `tier` transaction in its history that
+/// records no store or terminal (an evaluation not tied to a till: the
+/// daily run, an administrator's). Runs inside the caller's transaction.
+/// `None` when nothing changed or no levels are configured.
 pub fn evaluate_tx(
-    c: &Connection,
+    db: &dyn Db,
     p: &Programme,
     account: i64,
     now: OffsetDateTime,
     trigger: &str,
-) -> rusqlite::Result<Option<TierChange>> {
+) -> Result<Option<TierChange>, DbError> {
+    evaluate_as(db, p, account, now, trigger, &Origin::default())
+}
+
+/// [`evaluate_tx`] for an operation of `origin` (a sale or refund at a
+/// till): the history's `tier` transaction records where it happened.
+pub fn evaluate_as(
+    db: &dyn Db,
+    p: &Programme,
+    account: i64,
+    now: OffsetDateTime,
+    trigger: &str,
+    origin: &Origin,
+) -> Result<Option<TierChange>, DbError> {
     if p.tiers.is_empty() {
         return Ok(None);
     }
-    let current = stored_tier(c, account)?;
-    let bought = purchases(c, p, account, now)?;
-    let groups = groups(c, account)?;
+    let current = stored_tier(db, account)?;
+    let bought = purchases(db, p, account, now)?;
+    let groups = groups(db, account)?;
     let activity = Activity {
         purchases: &bought,
         groups: &groups,
@@ -254,14 +263,14 @@ pub fn evaluate_tx(
             .unwrap_or_default(),
     };
     let stamp = ts(now);
-    c.execute(
+    db.execute(
         "UPDATE accounts SET tier = ?1, tier_since = ?2 WHERE id = ?3",
-        params![outcome.tier.name, stamp, account],
+        args![outcome.tier.name, stamp, account],
     )?;
-    c.execute(
+    let change_id = db.insert(
         "INSERT INTO tier_changes (account_id, from_tier, to_tier, reason, source, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        args![
             account,
             from,
             outcome.tier.name,
@@ -273,7 +282,6 @@ pub fn evaluate_tx(
     // The change also goes into the account's history, as a transaction
     // without entries (like a change of its percentages), so
     // account.history tells the whole story in one list.
-    let change_id = c.last_insert_rowid();
     let detail = serde_json::json!({
         "from": from,
         "to": outcome.tier.name,
@@ -281,15 +289,16 @@ pub fn evaluate_tx(
         "trigger": trigger,
     });
     let txn = new_txn(
-        c,
+        db,
         &format!("tier:{account}:{change_id}"),
         "tier",
         account,
         None,
         &detail.to_string(),
         &stamp,
+        origin,
     )?;
-    store_result(c, txn, &detail)?;
+    store_result(db, txn, &detail)?;
     Ok(Some(TierChange {
         account,
         from,
@@ -302,16 +311,16 @@ pub fn evaluate_tx(
 
 /// The account's level and its progress to the next, at `now`.
 pub fn view(
-    c: &Connection,
+    db: &dyn Db,
     p: &Programme,
     account: i64,
     now: OffsetDateTime,
-) -> rusqlite::Result<TierView> {
-    let Some(tier) = tier_of(c, p, account)? else {
+) -> Result<TierView, DbError> {
+    let Some(tier) = tier_of(db, p, account)? else {
         return Ok(TierView::default());
     };
-    let bought = purchases(c, p, account, now)?;
-    let groups = groups(c, account)?;
+    let bought = purchases(db, p, account, now)?;
+    let groups = groups(db, account)?;
     let activity = Activity {
         purchases: &bought,
         groups: &groups,
@@ -327,12 +336,12 @@ pub fn view(
 /// Fills a summary's `tier` and `tier_progress` (left unset without
 /// levels).
 pub fn annotate(
-    c: &Connection,
+    db: &dyn Db,
     p: &Programme,
-    s: &mut super::embedded::AccountSummary,
+    s: &mut super::types::AccountSummary,
     now: OffsetDateTime,
-) -> rusqlite::Result<()> {
-    let v = view(c, p, s.account, now)?;
+) -> Result<(), DbError> {
+    let v = view(db, p, s.account, now)?;
     s.tier = v.tier;
     s.tier_progress = v.progress;
     Ok(())
@@ -342,60 +351,42 @@ pub fn annotate(
 pub const BATCH: usize = 200;
 
 /// Account ids above `after`, at most [`BATCH`], in id order.
-pub fn account_batch(c: &Connection, after: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut stmt =
-        c.prepare_cached("SELECT id FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-    let rows = stmt.query_map(params![after, BATCH as i64], |r| r.get(0))?;
-    rows.collect()
-}
-
-/// Evaluates `accounts` at `now`, each in its own `BEGIN IMMEDIATE`
-/// transaction. Returns the changes.
-pub fn evaluate_many(
-    c: &mut Connection,
-    p: &Programme,
-    accounts: &[i64],
-    now: OffsetDateTime,
-    trigger: &str,
-) -> rusqlite::Result<Vec<TierChange>> {
-    let mut out = Vec::new();
-    for &a in accounts {
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let change = evaluate_tx(&tx, p, a, now, trigger)?;
-        tx.commit()?;
-        out.extend(change);
-    }
-    Ok(out)
+pub fn account_batch(db: &dyn Db, after: i64) -> Result<Vec<i64>, DbError> {
+    db.query_map(
+        "SELECT id FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2",
+        args![after, BATCH],
+        |r| r.get(0),
+    )
 }
 
 /// Whether an account with this id exists.
-pub fn account_exists(c: &Connection, account: i64) -> rusqlite::Result<bool> {
-    Ok(c.query_row(
-        "SELECT 1 FROM accounts WHERE id = ?1",
-        [account],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some())
+pub fn account_exists(db: &dyn Db, account: i64) -> Result<bool, DbError> {
+    Ok(db
+        .query_opt(
+            "SELECT id FROM accounts WHERE id = ?1",
+            args![account],
+            |r| r.get::<i64>(0),
+        )?
+        .is_some())
 }
 
 /// An account's level changes, newest first, at most `limit`.
-pub fn history(c: &Connection, account: i64, limit: u32) -> rusqlite::Result<Vec<TierChange>> {
-    let mut stmt = c.prepare_cached(
+pub fn history(db: &dyn Db, account: i64, limit: u32) -> Result<Vec<TierChange>, DbError> {
+    db.query_map(
         "SELECT from_tier, to_tier, reason, source, created_at FROM tier_changes
          WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![account, i64::from(limit)], |r| {
-        Ok(TierChange {
-            account,
-            from: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-            to: r.get(1)?,
-            reason: r.get(2)?,
-            trigger: r.get(3)?,
-            at: r.get(4)?,
-        })
-    })?;
-    rows.collect()
+        args![account, limit],
+        |r| {
+            Ok(TierChange {
+                account,
+                from: r.get::<Option<String>>(0)?.unwrap_or_default(),
+                to: r.get(1)?,
+                reason: r.get(2)?,
+                trigger: r.get(3)?,
+                at: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// Why a tiers call failed.
@@ -407,22 +398,30 @@ pub enum TierError {
     /// No account has this id.
     #[error("no such account")]
     UnknownAccount,
-    /// The database failed.
+    /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The books failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
-/// Tier evaluation and history on the daemon's store, for the API and the
+/// Tier evaluation and history on a set of books, for the API and the
 /// daily job.
 #[derive(Clone)]
 pub struct Tiers {
-    store: Store,
+    books: Books,
 }
 
 impl Tiers {
-    /// Tiers on `store`.
+    /// Tiers on the till's own `store`.
     pub fn new(store: Store) -> Self {
-        Tiers { store }
+        Tiers::with_books(Books::sqlite(store))
+    }
+
+    /// Tiers on `books` (the central service's PostgreSQL).
+    pub fn with_books(books: Books) -> Self {
+        Tiers { books }
     }
 
     /// Evaluates one account, or every account (in batches of [`BATCH`],
@@ -442,17 +441,12 @@ impl Tiers {
             return Err(TierError::NotConfigured);
         }
         if let Some(a) = account {
-            let p = programme.clone();
-            let r = self
-                .store
-                .with(move |c| {
-                    if !account_exists(c, a)? {
-                        return Ok(None);
-                    }
-                    evaluate_many(c, &p, &[a], now, trigger).map(Some)
-                })
+            if !self.books.read(move |db| account_exists(db, a)).await? {
+                return Err(TierError::UnknownAccount);
+            }
+            let ch = self
+                .evaluate_each(&programme, vec![a], now, trigger)
                 .await?;
-            let ch = r.ok_or(TierError::UnknownAccount)?;
             committed(&ch);
             return Ok((1, ch));
         }
@@ -460,14 +454,9 @@ impl Tiers {
         let mut count = 0;
         let mut changes = Vec::new();
         loop {
-            let p = programme.clone();
-            let (batch, ch) = self
-                .store
-                .with(move |c| {
-                    let batch = account_batch(c, after)?;
-                    let ch = evaluate_many(c, &p, &batch, now, trigger)?;
-                    Ok((batch, ch))
-                })
+            let batch = self.books.read(move |db| account_batch(db, after)).await?;
+            let ch = self
+                .evaluate_each(&programme, batch.clone(), now, trigger)
                 .await?;
             count += batch.len();
             committed(&ch);
@@ -480,6 +469,32 @@ impl Tiers {
         Ok((count, changes))
     }
 
+    /// Evaluates `accounts`, each in its own write transaction (a sale
+    /// waits for one account's evaluation at most), on one blocking thread.
+    async fn evaluate_each(
+        &self,
+        programme: &Arc<Programme>,
+        accounts: Vec<i64>,
+        now: OffsetDateTime,
+        trigger: &'static str,
+    ) -> Result<Vec<TierChange>, TierError> {
+        let books = self.books.clone();
+        let p = programme.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for &a in &accounts {
+                let change = books
+                    .write_blocking(|db| evaluate_tx(db, &p, a, now, trigger).map(Ok::<_, ()>))?
+                    .unwrap_or_default();
+                out.extend(change);
+            }
+            Ok::<_, DbError>(out)
+        })
+        .await
+        .map_err(|join| DbError::Store(format!("tier worker failed: {join}")))?
+        .map_err(TierError::from)
+    }
+
     /// An account's level and progress at `now`, and its changes, newest
     /// first.
     pub async fn history(
@@ -489,13 +504,13 @@ impl Tiers {
         limit: u32,
         now: OffsetDateTime,
     ) -> Result<(TierView, Vec<TierChange>), TierError> {
-        self.store
-            .with(move |c| {
-                if !account_exists(c, account)? {
+        self.books
+            .read(move |db| {
+                if !account_exists(db, account)? {
                     return Ok(Err(TierError::UnknownAccount));
                 }
-                let v = view(c, &programme, account, now)?;
-                Ok(Ok((v, history(c, account, limit)?)))
+                let v = view(db, &programme, account, now)?;
+                Ok(Ok((v, history(db, account, limit)?)))
             })
             .await?
     }
@@ -504,7 +519,7 @@ impl Tiers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::embedded::{SaleRef, commit_tx, refund_tx};
+    use crate::ledger::embedded::{SaleRef, TxResult, commit_tx, refund_tx};
     use crate::ledger::rules::tiers::Combine;
     use time::macros::datetime;
 
@@ -546,66 +561,110 @@ mod tests {
 
     const CARD: &str = "6035000011112222";
 
+    /// `f` in a write transaction on `books`, as the daemon runs it.
+    fn wr<T>(books: &Books, mut f: impl FnMut(&dyn Db) -> Result<T, DbError>) -> T {
+        books
+            .write_blocking(|db| f(db).map(Ok::<_, ()>))
+            .unwrap()
+            .unwrap()
+    }
+
+    /// `f` in a read transaction on `books`.
+    fn rd<T>(books: &Books, f: impl FnMut(&dyn Db) -> Result<T, DbError>) -> T {
+        books.read_blocking(f).unwrap()
+    }
+
+    fn tx<T>(books: &Books, f: impl FnMut(&dyn Db) -> TxResult<T>) -> T {
+        books.write_blocking(f).unwrap().unwrap()
+    }
+
     #[test]
     fn refunds_count_against_their_sale_and_windows_roll() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let _store = Store::open(&path).unwrap();
-        let mut c = Connection::open(&path).unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let till = Origin::new("", store.terminal_id());
+        let b = Books::sqlite(store);
         let p = Programme {
             tiers: tiers(),
             ..Programme::default()
         };
         let t0 = datetime!(2026-03-01 12:00:00 UTC);
-        let r = commit_tx(&mut c, &p, "k1", CARD, "R1", &sale(1000), Decimal::ZERO, t0)
-            .unwrap()
-            .unwrap();
+        let r = tx(&b, |db| {
+            commit_tx(
+                db,
+                &p,
+                "k1",
+                CARD,
+                "R1",
+                &sale(1000),
+                Decimal::ZERO,
+                t0,
+                &till,
+            )
+        });
         let a = r.account;
         // The sale itself promotes, in its own transaction.
         let ch = r.tier_change.unwrap();
         assert_eq!((ch.from.as_str(), ch.to.as_str()), ("Bronze", "Silver"));
         assert_eq!(ch.trigger, "sale");
-        assert!(evaluate_tx(&c, &p, a, t0, "admin").unwrap().is_none());
-        assert_eq!(tier_of(&c, &p, a).unwrap().unwrap().name, "Silver");
+        assert!(wr(&b, |db| evaluate_tx(db, &p, a, t0, "admin")).is_none());
+        assert_eq!(
+            rd(&b, |db| Ok(tier_of(db, &p, a)?.map(|t| t.name.clone()))).as_deref(),
+            Some("Silver")
+        );
         let mut o = AccountOverrides::default();
-        merge_overrides(&c, &p, a, &mut o).unwrap();
+        rd(&b, |db| merge_overrides(db, &p, a, &mut o));
         assert_eq!(o.accrual_percent, Some(Decimal::from(10)));
         // A per-customer setting beats the level.
         let mut own = AccountOverrides {
             accrual_percent: Some(Decimal::from(7)),
             ..Default::default()
         };
-        merge_overrides(&c, &p, a, &mut own).unwrap();
+        rd(&b, |db| merge_overrides(db, &p, a, &mut own));
         assert_eq!(own.accrual_percent, Some(Decimal::from(7)));
 
         // A partial refund takes the spend below the threshold: the
         // refund itself demotes, in its own transaction.
-        let rf = refund_tx(
-            &mut c,
-            &p,
-            "rf",
-            &SaleRef::Transaction(r.transaction),
-            Some(Decimal::ONE),
-            t0,
-        )
-        .unwrap()
-        .unwrap();
+        let rf = tx(&b, |db| {
+            refund_tx(
+                db,
+                &p,
+                "rf",
+                &SaleRef::Transaction(r.transaction),
+                Some(Decimal::ONE),
+                t0,
+                &till,
+            )
+        });
         let ch = rf.tier_change.unwrap();
         assert_eq!((ch.to.as_str(), ch.reason.as_str()), ("Bronze", "demoted"));
         assert_eq!(ch.trigger, "refund");
-        let v = view(&c, &p, a, t0).unwrap();
+        let v = rd(&b, |db| view(db, &p, a, t0));
         let pr = v.progress.unwrap();
         assert_eq!(pr.next_tier, "Silver");
         assert_eq!(pr.spend_needed, Some(Decimal::ONE));
         // Nothing changes a second time.
-        assert!(evaluate_tx(&c, &p, a, t0, "daily").unwrap().is_none());
-        let h = history(&c, a, 10).unwrap();
+        assert!(wr(&b, |db| evaluate_tx(db, &p, a, t0, "daily")).is_none());
+        let h = rd(&b, |db| history(db, a, 10));
         assert_eq!(h.len(), 2);
+        // Both changes came with a till's sale or refund: the history's
+        // `tier` transactions say which till.
+        let origins: Vec<Option<String>> = rd(&b, |db| {
+            db.query_map(
+                "SELECT terminal_id FROM txns WHERE kind = 'tier' ORDER BY id",
+                args![],
+                |r| r.get(0),
+            )
+        });
+        assert_eq!(
+            origins,
+            [Some(till.terminal.clone()), Some(till.terminal.clone())]
+        );
         assert_eq!(h[0].to, "Bronze");
         assert_eq!(h[1].to, "Silver");
         // Without levels nothing is evaluated or shown.
         let plain = Programme::default();
-        assert!(evaluate_tx(&c, &plain, a, t0, "daily").unwrap().is_none());
-        assert_eq!(view(&c, &plain, a, t0).unwrap(), TierView::default());
+        assert!(wr(&b, |db| evaluate_tx(db, &plain, a, t0, "daily")).is_none());
+        assert_eq!(rd(&b, |db| view(db, &plain, a, t0)), TierView::default());
     }
 }

@@ -1,0 +1,140 @@
+//! The whole ledger at once: the invariant check (`posbridge ledger
+//! verify`, `posbridge-central verify`) and the export of every
+//! transaction (`ledger export`). Both read in pages of bounded size, so
+//! a ledger of millions of rows never sits in memory at once.
+
+use super::{ExportRow, points};
+use crate::ledger::db::{Db, DbError, args};
+
+/// Accounts or transactions read per query. Tests read in pages of two,
+/// so their few rows cross page boundaries.
+const PAGE: i64 = if cfg!(test) { 2 } else { 1000 };
+
+/// Every invariant of every account: balance = Σ entries = Σ lot
+/// remainders − debt, the debt ≥ 0 and equal to what its lot-less entries
+/// (`debt`, `debt_repay`) leave owed, each lot's remainder = Σ its entries,
+/// no lot below zero or above its amount. Returns the violations found,
+/// empty when all hold. Run it in one (read) transaction so it sees one
+/// state of the books.
+pub fn verify(db: &dyn Db) -> Result<Vec<String>, DbError> {
+    let mut problems = Vec::new();
+    let mut after = 0_i64;
+    loop {
+        let rows: Vec<(i64, i64, i64, i64, i64)> = db.query_map(
+            "SELECT a.id,
+                    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT)
+                     FROM entries e WHERE e.account_id = a.id),
+                    (SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT)
+                     FROM lots l WHERE l.account_id = a.id),
+                    a.debt,
+                    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM entries e
+                     WHERE e.account_id = a.id AND e.lot_id IS NULL)
+             FROM accounts a WHERE a.id > ?1 ORDER BY a.id LIMIT ?2",
+            args![after, PAGE],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        for &(account, entries, lots, debt, lotless) in &rows {
+            if debt < 0 {
+                problems.push(format!("account {account}: debt {} < 0", points(debt)));
+            }
+            if entries != lots - debt {
+                problems.push(format!(
+                    "account {account}: entries sum to {} but lots hold {} and the debt is {}",
+                    points(entries),
+                    points(lots),
+                    points(debt)
+                ));
+            }
+            if lotless != -debt {
+                problems.push(format!(
+                    "account {account}: debt entries leave {} owed but the debt is {}",
+                    points(-lotless),
+                    points(debt)
+                ));
+            }
+        }
+        match rows.last() {
+            Some(&(last, ..)) if rows.len() as i64 == PAGE => after = last,
+            _ => break,
+        }
+    }
+    let bad: i64 = db.query_row(
+        "SELECT COUNT(*) FROM lots WHERE remaining < 0 OR remaining > amount",
+        args![],
+        |r| r.get(0),
+    )?;
+    if bad > 0 {
+        problems.push(format!("{bad} lots outside 0..=amount"));
+    }
+    // Every entry names its lot, so each lot's entries must add up to what
+    // is left of it; a sum that only matches per account could hide points
+    // moved between lots (spent from one, returned to another). Only the
+    // violations come back, so the result stays small on a sound ledger.
+    let rows: Vec<(i64, i64, i64)> = db.query_map(
+        "SELECT l.id, l.remaining, CAST(COALESCE(SUM(e.amount), 0) AS BIGINT)
+         FROM lots l LEFT JOIN entries e ON e.lot_id = l.id
+         GROUP BY l.id, l.remaining HAVING l.remaining != COALESCE(SUM(e.amount), 0)
+         ORDER BY l.id",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    for (lot, remaining, sum) in rows {
+        problems.push(format!(
+            "lot {lot}: entries sum to {} but {} remains",
+            points(sum),
+            points(remaining)
+        ));
+    }
+    Ok(problems)
+}
+
+/// Calls `f` with every transaction and entry of the ledger, in id order,
+/// stopping at the first error `f` returns (the inner result). Run it in
+/// one (read) transaction so the pages add up to one state of the books.
+pub fn export(
+    db: &dyn Db,
+    mut f: impl FnMut(&ExportRow) -> std::io::Result<()>,
+) -> Result<std::io::Result<()>, DbError> {
+    let mut after = 0_i64;
+    loop {
+        // A page of transactions by id, then their entries: a page holds
+        // at most PAGE transactions whatever the size of the ledger.
+        let ids: Vec<i64> = db.query_map(
+            "SELECT id FROM txns WHERE id > ?1 ORDER BY id LIMIT ?2",
+            args![after, PAGE],
+            |r| r.get(0),
+        )?;
+        let Some(&last) = ids.last() else {
+            return Ok(Ok(()));
+        };
+        let rows = db.query_map(
+            "SELECT t.id, t.kind, t.created_at, t.account_id, t.receipt_id,
+                    e.kind, e.amount, e.lot_id
+             FROM txns t LEFT JOIN entries e ON e.txn_id = t.id
+             WHERE t.id > ?1 AND t.id <= ?2
+             ORDER BY t.id, e.id",
+            args![after, last],
+            |r| {
+                Ok(ExportRow {
+                    txn: r.get(0)?,
+                    kind: r.get(1)?,
+                    created_at: r.get(2)?,
+                    account: r.get(3)?,
+                    receipt_id: r.get(4)?,
+                    entry_kind: r.get(5)?,
+                    amount: r.get::<Option<i64>>(6)?.map(points),
+                    lot: r.get(7)?,
+                })
+            },
+        )?;
+        for row in &rows {
+            if let Err(e) = f(row) {
+                return Ok(Err(e));
+            }
+        }
+        if (ids.len() as i64) < PAGE {
+            return Ok(Ok(()));
+        }
+        after = last;
+    }
+}

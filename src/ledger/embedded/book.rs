@@ -1,0 +1,321 @@
+//! The postings every operation is made of: transaction rows with their
+//! origin, entries, lots taken and accrued, expiries, balances and
+//! summaries, and the replay of an idempotency key. Each works inside the
+//! caller's transaction on any [`Db`].
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{AccountSummary, LedgerError, NextExpiry, TxResult, points, ts};
+use crate::ledger::db::{Db, DbError, Row, args};
+use crate::ledger::origin::Origin;
+use crate::ledger::rules::{AccountOverrides, CategoryOverride, Programme};
+use crate::ledger::types::Replayable;
+
+/// An account's own percentages; unreadable values count as unset. The
+/// one place an account's overrides are computed (quote and commit both
+/// come here).
+pub(super) fn overrides_of(db: &dyn Db, account: i64) -> Result<AccountOverrides, DbError> {
+    let (a, cp, cats): (Option<String>, Option<String>, Option<String>) = db.query_row(
+        "SELECT accrual_pct, cap_pct, category_overrides FROM accounts WHERE id = ?1",
+        args![account],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(AccountOverrides {
+        accrual_percent: a.and_then(|s| s.parse().ok()),
+        cap_percent: cp.and_then(|s| s.parse().ok()),
+        categories: cats
+            .and_then(|s| {
+                serde_json::from_str::<std::collections::BTreeMap<String, CategoryOverride>>(&s)
+                    .ok()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// [`overrides_of`] with the account's tier merged in (per-customer
+/// setting > tier > programme default): what quote and commit price with.
+pub(super) fn priced_overrides(
+    db: &dyn Db,
+    p: &Programme,
+    account: i64,
+) -> Result<AccountOverrides, DbError> {
+    let mut o = overrides_of(db, account)?;
+    crate::ledger::tiers::merge_overrides(db, p, account, &mut o)?;
+    Ok(o)
+}
+
+/// Adds `amount` units (> 0) that `txn` gives the account: its debt is paid
+/// first (a `debt_repay` entry without a lot), the rest becomes a new lot
+/// posted as a `kind` entry. Returns the lot, if any, and the units repaid.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn accrue(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    amount: i64,
+    kind: &str,
+    expires: Option<&str>,
+    stamp: &str,
+) -> Result<(Option<i64>, i64), DbError> {
+    let debt = debt_units(db, account)?;
+    let repay = debt.min(amount).max(0);
+    if repay > 0 {
+        db.execute(
+            "UPDATE accounts SET debt = debt - ?1 WHERE id = ?2",
+            args![repay, account],
+        )?;
+        entry(db, txn, account, None, "debt_repay", repay, stamp)?;
+    }
+    let rest = amount - repay;
+    if rest <= 0 {
+        return Ok((None, repay));
+    }
+    let lot = db.insert(
+        "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING id",
+        args![account, txn, rest, expires, stamp],
+    )?;
+    entry(db, txn, account, Some(lot), kind, rest, stamp)?;
+    Ok((Some(lot), repay))
+}
+
+/// Stores an operation's result with its transaction row (what a repeat of
+/// its key returns); the runner commits.
+pub(super) fn finish<T: Serialize>(db: &dyn Db, txn: i64, result: T) -> TxResult<T> {
+    store_result(db, txn, &result)?;
+    Ok(Ok(result))
+}
+
+/// Stores `result` on the transaction row: what a repeat of its key gets.
+pub(crate) fn store_result<T: Serialize>(db: &dyn Db, txn: i64, result: &T) -> Result<(), DbError> {
+    let stored = serde_json::to_string(result)
+        .map_err(|_| DbError::Invariant("a result that does not serialize"))?;
+    db.execute(
+        "UPDATE txns SET result = ?1 WHERE id = ?2",
+        args![stored, txn],
+    )?;
+    Ok(())
+}
+
+/// Inserts a transaction row (its result is stored later by
+/// [`store_result`]) recording where it came from; returns its id. An
+/// empty store or terminal is stored as NULL (not recorded).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_txn(
+    db: &dyn Db,
+    key: &str,
+    kind: &str,
+    account: i64,
+    receipt: Option<&str>,
+    request: &str,
+    stamp: &str,
+    origin: &Origin,
+) -> Result<i64, DbError> {
+    let store = Some(origin.store.as_str()).filter(|s| !s.is_empty());
+    let terminal = Some(origin.terminal.as_str()).filter(|s| !s.is_empty());
+    db.insert(
+        "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result,
+                           created_at, store_id, terminal_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8) RETURNING id",
+        args![key, kind, account, receipt, request, stamp, store, terminal],
+    )
+}
+
+pub(super) fn entry(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    lot: Option<i64>,
+    kind: &str,
+    amount: i64,
+    stamp: &str,
+) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        args![txn, account, lot, kind, amount, stamp],
+    )?;
+    Ok(())
+}
+
+/// Takes up to `want` units from the account's lots, `first` (a lot id)
+/// before the rest, then soonest-expiring first (lots without expiry
+/// last). Returns what it took.
+pub(super) fn take_from_lots(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    first: Option<i64>,
+    want: i64,
+    kind: &str,
+    stamp: &str,
+) -> Result<i64, DbError> {
+    if want <= 0 {
+        return Ok(0);
+    }
+    let read = |r: &Row| Ok((r.get(0)?, r.get(1)?));
+    // Without a first lot (every sale's redemption) the order needs no
+    // extra sort key, so the open-lots index can give it.
+    let lots: Vec<(i64, i64)> = match first {
+        Some(first) => db.query_map(
+            "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
+             ORDER BY id != ?2, expires_at IS NULL, expires_at, id",
+            args![account, first],
+            read,
+        )?,
+        None => db.query_map(
+            "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
+             ORDER BY expires_at IS NULL, expires_at, id",
+            args![account],
+            read,
+        )?,
+    };
+    let mut left = want;
+    for (lot, remaining) in lots {
+        if left == 0 {
+            break;
+        }
+        let take = remaining.min(left);
+        db.execute(
+            "UPDATE lots SET remaining = remaining - ?1 WHERE id = ?2",
+            args![take, lot],
+        )?;
+        entry(db, txn, account, Some(lot), kind, -take, stamp)?;
+        left -= take;
+    }
+    Ok(want - left)
+}
+
+/// The stored result of `key`, if it was used: the same request gets it
+/// back; a different one is refused.
+pub(super) fn replay<T: serde::de::DeserializeOwned + Replayable>(
+    db: &dyn Db,
+    key: &str,
+    request: &str,
+) -> Result<Option<Result<T, LedgerError>>, DbError> {
+    let row: Option<(String, String)> = db.query_opt(
+        "SELECT request, result FROM txns WHERE idempotency_key = ?1",
+        args![key],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(row.map(|(req, result)| {
+        if req != request {
+            Err(LedgerError::KeyReused)
+        } else {
+            let mut r: T = serde_json::from_str(&result).map_err(|_| LedgerError::KeyReused)?;
+            r.mark_replayed();
+            Ok(r)
+        }
+    }))
+}
+
+pub(super) fn card_account(db: &dyn Db, number: &str) -> Result<Option<(i64, String)>, DbError> {
+    db.query_opt(
+        "SELECT a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END
+         FROM cards c JOIN accounts a ON a.id = c.account_id WHERE c.number = ?1",
+        args![number],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+pub(super) fn debt_units(db: &dyn Db, account: i64) -> Result<i64, DbError> {
+    db.query_row(
+        "SELECT debt FROM accounts WHERE id = ?1",
+        args![account],
+        |r| r.get(0),
+    )
+}
+
+pub(super) fn enrol(db: &dyn Db, number: &str, now: OffsetDateTime) -> Result<i64, DbError> {
+    let account = db.insert(
+        "INSERT INTO accounts (created_at) VALUES (?1) RETURNING id",
+        args![ts(now)],
+    )?;
+    db.execute(
+        "INSERT INTO cards (number, account_id) VALUES (?1, ?2)",
+        args![number, account],
+    )?;
+    Ok(account)
+}
+
+pub(super) fn balance_units(db: &dyn Db, account: i64) -> Result<i64, DbError> {
+    db.query_row(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM entries WHERE account_id = ?1",
+        args![account],
+        |r| r.get(0),
+    )
+}
+
+/// Posts an `expire` entry for every lot whose time has come, in its own
+/// transaction row so the history shows it.
+pub(super) fn expire_due(
+    db: &dyn Db,
+    account: i64,
+    now: OffsetDateTime,
+    origin: &Origin,
+) -> Result<(), DbError> {
+    let stamp = ts(now);
+    let due: Vec<(i64, i64)> = db.query_map(
+        "SELECT id, remaining FROM lots
+         WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?2
+         ORDER BY expires_at, id",
+        args![account, stamp],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some(&(first, _)) = due.first() else {
+        return Ok(());
+    };
+    // The first lot's id keeps the key unique: two expiries of the same
+    // account can fall in the same second (a lot added with a past
+    // `expires_at`, then two operations within that second), and a
+    // repeated key would fail the whole operation on the UNIQUE index.
+    let key = format!("expire:{account}:{stamp}:{first}");
+    let txn = new_txn(db, &key, "expire", account, None, "", &stamp, origin)?;
+    for (lot, remaining) in due {
+        db.execute("UPDATE lots SET remaining = 0 WHERE id = ?1", args![lot])?;
+        entry(db, txn, account, Some(lot), "expire", -remaining, &stamp)?;
+    }
+    Ok(())
+}
+
+pub(super) fn summary(
+    db: &dyn Db,
+    account: i64,
+    status: String,
+    now: OffsetDateTime,
+) -> Result<AccountSummary, DbError> {
+    let balance = balance_units(db, account)?;
+    summary_with(db, account, status, balance, now)
+}
+
+/// [`summary`] with the balance (in units) already known.
+pub(super) fn summary_with(
+    db: &dyn Db,
+    account: i64,
+    status: String,
+    balance: i64,
+    now: OffsetDateTime,
+) -> Result<AccountSummary, DbError> {
+    let next: Option<(String, i64)> = db.query_opt(
+        "SELECT expires_at, CAST(SUM(remaining) AS BIGINT) FROM lots
+         WHERE account_id = ?1 AND remaining > 0 AND expires_at > ?2
+         GROUP BY expires_at ORDER BY expires_at LIMIT 1",
+        args![account, ts(now)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let debt = debt_units(db, account)?;
+    Ok(AccountSummary {
+        account,
+        status,
+        balance: points(balance),
+        debt: points(debt),
+        next_expiry: next.map(|(at, amount)| NextExpiry {
+            amount: points(amount),
+            at,
+        }),
+        // Filled in by `tiers::annotate` where the programme is at hand.
+        tier: None,
+        tier_progress: None,
+    })
+}

@@ -1,0 +1,480 @@
+//! The book-keeping's unit tests, on a till's SQLite books.
+
+use super::*;
+use crate::ledger::db::Db;
+use crate::ledger::rules::{CategoryOverride, RulesError};
+use time::macros::datetime;
+
+fn sale(total: u32) -> Vec<SaleLine> {
+    vec![SaleLine {
+        sku: "A1".into(),
+        name: "x".into(),
+        category: "general".into(),
+        qty: Decimal::ONE,
+        price: Decimal::from(total),
+        discount: Decimal::ZERO,
+    }]
+}
+
+/// A till's books on a fresh database. The functions under test run
+/// through the runner, as the daemon runs them: a refusal rolls back.
+struct Till {
+    _dir: tempfile::TempDir,
+    store: Store,
+    books: Books,
+    origin: Origin,
+}
+
+fn open() -> Till {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let origin = Origin::new("", store.terminal_id());
+    Till {
+        _dir: dir,
+        books: Books::sqlite(store.clone()),
+        store,
+        origin,
+    }
+}
+
+impl Till {
+    fn write<T>(&self, mut f: impl FnMut(&dyn Db, &Origin) -> TxResult<T>) -> TxResult<T> {
+        self.books.write_blocking(|db| f(db, &self.origin))
+    }
+
+    fn read<T>(&self, f: impl FnMut(&dyn Db) -> Result<T, DbError>) -> Result<T, DbError> {
+        self.books.read_blocking(f)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_tx(
+        &self,
+        p: &Programme,
+        key: &str,
+        number: &str,
+        receipt: &str,
+        lines: &[SaleLine],
+        redeem: Decimal,
+        now: OffsetDateTime,
+    ) -> TxResult<CommitResult> {
+        self.write(|db, o| commit_tx(db, p, key, number, receipt, lines, redeem, now, o))
+    }
+
+    fn refund_tx(
+        &self,
+        p: &Programme,
+        key: &str,
+        sale: &SaleRef,
+        amount: Option<Decimal>,
+        now: OffsetDateTime,
+    ) -> TxResult<RefundResult> {
+        self.write(|db, o| refund_tx(db, p, key, sale, amount, now, o))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn adjust_tx(
+        &self,
+        p: &Programme,
+        key: &str,
+        number: &str,
+        amount: Decimal,
+        reason: &str,
+        operator: &str,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> TxResult<AdjustResult> {
+        self.write(|db, o| {
+            adjust_tx(
+                db, p, key, number, amount, reason, operator, expires, now, o,
+            )
+        })
+    }
+
+    fn resolve_tx(
+        &self,
+        number: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<AccountSummary>, DbError> {
+        self.write(|db, o| resolve_tx(db, number, now, o).map(Ok))
+            .map(|r| r.unwrap())
+    }
+
+    fn history_tx(
+        &self,
+        who: &AccountRef,
+        cursor: Option<i64>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> TxResult<HistoryPage> {
+        self.write(|db, o| history_tx(db, who, cursor, limit, now, o))
+    }
+
+    fn set_overrides_tx(
+        &self,
+        key: Option<&str>,
+        account: i64,
+        ov: &AccountOverrides,
+        now: OffsetDateTime,
+    ) -> TxResult<OverridesResult> {
+        self.write(|db, o| set_overrides_tx(db, key, account, ov, now, o))
+    }
+
+    fn overrides_of(&self, account: i64) -> Result<AccountOverrides, DbError> {
+        self.read(|db| overrides_of(db, account))
+    }
+
+    fn verify(&self) -> Result<Vec<String>, DbError> {
+        self.read(verify)
+    }
+}
+
+const CARD: &str = "6035000011112222";
+
+#[test]
+fn points_expire_at_local_midnight_after_the_last_valid_day() {
+    let c = open();
+    // Moscow time; 6 months.
+    let p = Programme::default();
+    assert_eq!(p.utc_offset_minutes, 180);
+    // 01:30 on 16 January in Moscow, still 15 January in UTC: the
+    // local date is what counts. Last valid day 16 July; gone at
+    // 00:00 +03:00 on 17 July = 21:00 UTC on 16 July.
+    let accrued_at = datetime!(2026-01-15 22:30:00 UTC);
+    let boundary = datetime!(2026-07-17 00:00:00 +03:00);
+    let r = c
+        .commit_tx(&p, "k1", CARD, "R1", &sale(1000), Decimal::ZERO, accrued_at)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.accrued, Decimal::from(50));
+    assert_eq!(
+        r.accrued_expires_at.as_deref(),
+        Some("2026-07-16T21:00:00Z")
+    );
+
+    // One second before: all 50 there, and spendable.
+    let just_before = boundary - time::Duration::SECOND;
+    let s = c.resolve_tx(CARD, just_before).unwrap().unwrap();
+    assert_eq!(s.balance, Decimal::from(50));
+    let spend = c
+        .commit_tx(
+            &p,
+            "k2",
+            CARD,
+            "R2",
+            &sale(100),
+            Decimal::from(20),
+            just_before,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(spend.redeemed, Decimal::from(20));
+    // 5 % of the 80 paid in money.
+    assert_eq!(spend.balance_after, Decimal::from(34));
+
+    // At the boundary the first lot's last 30 points are posted as an
+    // `expire` entry; the new lot (accrued in July) stays.
+    let s = c.resolve_tx(CARD, boundary).unwrap().unwrap();
+    assert_eq!(s.balance, Decimal::from(4));
+    let page = c
+        .history_tx(&AccountRef::Number(CARD.into()), None, 10, boundary)
+        .unwrap()
+        .unwrap();
+    let newest = &page.transactions[0];
+    assert_eq!(newest.kind, "expire");
+    assert_eq!(newest.created_at, "2026-07-16T21:00:00Z");
+    assert_eq!(newest.entries.len(), 1);
+    assert_eq!(newest.entries[0].kind, "expire");
+    assert_eq!(newest.entries[0].amount, Decimal::from(-30));
+    assert_eq!(
+        newest.entries[0].lot_expires_at.as_deref(),
+        Some("2026-07-16T21:00:00Z")
+    );
+    // Nothing more to spend from it: redeeming 5 is over the balance.
+    let over = c
+        .commit_tx(&p, "k3", CARD, "R3", &sale(100), Decimal::from(5), boundary)
+        .unwrap();
+    assert!(matches!(
+        over,
+        Err(LedgerError::Rules(RulesError::RedeemTooHigh { .. }))
+    ));
+    assert!(c.verify().unwrap().is_empty());
+}
+
+#[test]
+fn two_expiries_in_one_second_do_not_collide() {
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    c.commit_tx(&p, "s", CARD, "R", &sale(100), Decimal::ZERO, now)
+        .unwrap()
+        .unwrap();
+    let past = Some(now - time::Duration::HOUR);
+    let one = Decimal::ONE;
+    c.adjust_tx(&p, "a1", CARD, one, "r", "o", past, now)
+        .unwrap()
+        .unwrap();
+    c.resolve_tx(CARD, now).unwrap();
+    c.adjust_tx(&p, "a2", CARD, one, "r", "o", past, now)
+        .unwrap()
+        .unwrap();
+    // Before the fix this second expiry reused the first one's key
+    // and failed on the UNIQUE index.
+    let s = c.resolve_tx(CARD, now).unwrap().unwrap();
+    assert_eq!(s.balance, Decimal::from(5));
+    assert!(c.verify().unwrap().is_empty());
+}
+
+#[test]
+fn a_refund_of_spent_points_clamps_or_goes_into_debt() {
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    for policy in [RefundShortfall::Clamp, RefundShortfall::Debt] {
+        let c = open();
+        let p = Programme {
+            refund_shortfall: policy,
+            ..Programme::default()
+        };
+        // 50 accrued, then 40 of them spent elsewhere.
+        let sale1 = c
+            .commit_tx(&p, "s1", CARD, "R1", &sale(1000), Decimal::ZERO, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(sale1.accrued, Decimal::from(50));
+        c.adjust_tx(&p, "a1", CARD, Decimal::from(-40), "r", "o", None, now)
+            .unwrap()
+            .unwrap();
+        let r = c
+            .refund_tx(
+                &p,
+                "f1",
+                &SaleRef::Transaction(sale1.transaction),
+                None,
+                now,
+            )
+            .unwrap()
+            .unwrap();
+        assert!(c.verify().unwrap().is_empty(), "{policy:?}");
+        let s = c.resolve_tx(CARD, now).unwrap().unwrap();
+        match policy {
+            RefundShortfall::Clamp => {
+                assert_eq!(r.clawback, Decimal::from(10));
+                assert_eq!(r.clawback_shortfall, Decimal::from(40));
+                assert_eq!(r.clawback_debt, Decimal::ZERO);
+                assert_eq!(r.balance_after, Decimal::ZERO);
+                assert_eq!((s.balance, s.debt), (Decimal::ZERO, Decimal::ZERO));
+            }
+            RefundShortfall::Debt => {
+                assert_eq!(r.clawback, Decimal::from(50));
+                assert_eq!(r.clawback_shortfall, Decimal::ZERO);
+                assert_eq!(r.clawback_debt, Decimal::from(40));
+                assert_eq!(r.balance_after, Decimal::from(-40));
+                assert_eq!((s.balance, s.debt), (Decimal::from(-40), Decimal::from(40)));
+                // Nothing to redeem while in debt.
+                let over = c
+                    .commit_tx(&p, "s2", CARD, "R2", &sale(100), Decimal::ONE, now)
+                    .unwrap();
+                assert!(matches!(
+                    over,
+                    Err(LedgerError::Rules(RulesError::RedeemTooHigh { .. }))
+                ));
+                // A 1000 sale accrues 50: 40 pay the debt, 10 become a lot.
+                let s3 = c
+                    .commit_tx(&p, "s3", CARD, "R3", &sale(1000), Decimal::ZERO, now)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(s3.accrued, Decimal::from(50));
+                assert_eq!(s3.debt_repaid, Decimal::from(40));
+                assert_eq!(s3.balance_after, Decimal::from(10));
+                let page = c
+                    .history_tx(&AccountRef::Number(CARD.into()), None, 1, now)
+                    .unwrap()
+                    .unwrap();
+                let kinds: Vec<(&str, Decimal, bool)> = page.transactions[0]
+                    .entries
+                    .iter()
+                    .map(|e| (e.kind.as_str(), e.amount, e.lot.is_some()))
+                    .collect();
+                assert_eq!(
+                    kinds,
+                    [
+                        ("debt_repay", Decimal::from(40), false),
+                        ("accrue", Decimal::from(10), true)
+                    ]
+                );
+                let s = c.resolve_tx(CARD, now).unwrap().unwrap();
+                assert_eq!((s.balance, s.debt), (Decimal::from(10), Decimal::ZERO));
+                // A manual accrual repays too.
+                let r2 = c
+                    .commit_tx(&p, "s4", CARD, "R4", &sale(200), Decimal::from(10), now)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(r2.balance_after, Decimal::from(9));
+                assert!(c.verify().unwrap().is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn verify_finds_a_debt_that_entries_do_not_explain() {
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    c.commit_tx(&p, "s", CARD, "R", &sale(100), Decimal::ZERO, now)
+        .unwrap()
+        .unwrap();
+    c.books
+        .write_blocking(|db| {
+            db.execute("UPDATE accounts SET debt = 10000", args![])
+                .map(Ok::<_, ()>)
+        })
+        .unwrap()
+        .unwrap();
+    let problems = c.verify().unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("the debt is 1"), "{problems:?}");
+}
+
+#[test]
+fn overrides_are_stored_per_account_and_replayed_by_key() {
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    let r = c
+        .commit_tx(&p, "s", CARD, "R", &sale(100), Decimal::ZERO, now)
+        .unwrap()
+        .unwrap();
+    let mut o = AccountOverrides {
+        cap_percent: Some(Decimal::from(20)),
+        ..Default::default()
+    };
+    o.categories.insert(
+        "bar".into(),
+        CategoryOverride {
+            cap_percent: Some(Decimal::from(100)),
+            accrual_percent: None,
+        },
+    );
+    let set = c
+        .set_overrides_tx(Some("o1"), r.account, &o, now)
+        .unwrap()
+        .unwrap();
+    assert!(!set.replayed);
+    assert_eq!(c.overrides_of(r.account).unwrap(), o);
+    let again = c
+        .set_overrides_tx(Some("o1"), r.account, &o, now)
+        .unwrap()
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.overrides, o);
+    let other = c
+        .set_overrides_tx(Some("o1"), r.account, &AccountOverrides::default(), now)
+        .unwrap();
+    assert!(matches!(other, Err(LedgerError::KeyReused)));
+    // Without a key: cleared.
+    c.set_overrides_tx(None, r.account, &AccountOverrides::default(), now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.overrides_of(r.account).unwrap(),
+        AccountOverrides::default()
+    );
+    assert!(matches!(
+        c.set_overrides_tx(None, 99, &o, now).unwrap(),
+        Err(LedgerError::UnknownAccount)
+    ));
+}
+
+#[test]
+fn history_pages_newest_first() {
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    for i in 0..5 {
+        c.commit_tx(
+            &p,
+            &format!("k{i}"),
+            CARD,
+            &format!("R{i}"),
+            &sale(100),
+            Decimal::ZERO,
+            now,
+        )
+        .unwrap()
+        .unwrap();
+    }
+    let who = AccountRef::Number(CARD.into());
+    let first = c.history_tx(&who, None, 2, now).unwrap().unwrap();
+    let ids: Vec<i64> = first.transactions.iter().map(|t| t.transaction).collect();
+    assert_eq!(ids, [5, 4]);
+    assert_eq!(first.next_cursor, Some(4));
+    assert_eq!(first.balance, Decimal::from(25));
+    let second = c
+        .history_tx(&who, first.next_cursor, 2, now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.next_cursor, Some(2));
+    let last = c
+        .history_tx(&who, second.next_cursor, 2, now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.transactions.len(), 1);
+    assert_eq!(last.transactions[0].receipt_id.as_deref(), Some("R0"));
+    assert_eq!(last.next_cursor, None);
+    // Exactly a full last page: no cursor to an empty page.
+    let all = c.history_tx(&who, None, 5, now).unwrap().unwrap();
+    assert_eq!(all.next_cursor, None);
+    assert!(matches!(
+        c.history_tx(&AccountRef::Account(99), None, 5, now)
+            .unwrap(),
+        Err(LedgerError::UnknownAccount)
+    ));
+}
+
+#[tokio::test]
+async fn every_transaction_records_where_it_came_from() {
+    let c = open();
+    let till = Embedded::new(c.store.clone(), Programme::default());
+    till.commit(
+        "k1".into(),
+        CARD.into(),
+        "R1".into(),
+        sale(1000),
+        Decimal::ZERO,
+    )
+    .await
+    .unwrap();
+    // The same books acting for a till of a chain's store.
+    let other = till.with_origin(Origin::new("shop-2", "till-7"));
+    other
+        .adjust(
+            "k2".into(),
+            CARD.into(),
+            Decimal::ONE,
+            "r".into(),
+            "o".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let page = till
+        .history(AccountRef::Number(CARD.into()), None, 10)
+        .await
+        .unwrap();
+    let origins: Vec<(Option<&str>, Option<&str>)> = page
+        .transactions
+        .iter()
+        .map(|t| (t.store.as_deref(), t.terminal.as_deref()))
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            (Some("shop-2"), Some("till-7")),
+            (None, Some(c.store.terminal_id()))
+        ]
+    );
+    // A single till's history names no store.
+    let json = serde_json::to_value(&page.transactions[1]).unwrap();
+    assert!(json.get("store").is_none(), "{json}");
+    assert_eq!(json["terminal"], c.store.terminal_id());
+    assert!(c.verify().unwrap().is_empty());
+}
