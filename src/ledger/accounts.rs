@@ -21,7 +21,7 @@ use std::time::Duration;
 use argon2::{Algorithm, Argon2, Params, Version};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::embedded::{ts, units};
@@ -33,6 +33,7 @@ use crate::store::{Store, StoreError};
 mod gate;
 mod guess;
 mod redeem;
+mod wire;
 
 use gate::{HashGate, KeyLocks};
 use guess::{CARD_SECRET, CODE_WORD, Checked, CodeCount, Guess};
@@ -261,16 +262,21 @@ pub enum AccountError {
     Random(#[from] RandomError),
 }
 
-/// A confirmation code to deliver; `Debug` hides the code.
-#[derive(Debug, Clone)]
+/// A confirmation code to deliver; `Debug` hides the code. Serialised
+/// with the code in clear: the central service sends it to the till whose
+/// notifier delivers it, and nothing else may serialise it (the till's API
+/// takes it out of a reply first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingCode {
     /// The account waiting for it.
     pub account: i64,
     /// `phone` (preferred when the account has one) or `email`.
-    pub channel: &'static str,
+    #[serde(deserialize_with = "wire::channel")]
+    pub channel: wire::Known,
     /// The phone number or e-mail address.
     pub contact: String,
     /// The code.
+    #[serde(with = "wire::secret")]
     pub code: Secret,
 }
 
@@ -307,16 +313,18 @@ impl CodeTable {
 }
 
 /// What registration created. The secret is shown here once and never again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Registered {
     /// Account id.
     pub account: i64,
     /// `active`, or `pending` until confirmed.
-    pub status: &'static str,
+    #[serde(deserialize_with = "wire::status")]
+    pub status: wire::Known,
     /// The card.
     pub card_number: String,
     /// `physical` or `virtual`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "wire::kind")]
+    pub kind: wire::Known,
     /// The secret code when it was generated here (shown once).
     pub secret: Option<String>,
     /// True when the card had joined through a sale and its account (with
@@ -329,13 +337,15 @@ pub struct Registered {
     pub welcome_bonus: Option<Decimal>,
     /// When it expires.
     pub welcome_expires_at: Option<String>,
-    /// The code to deliver, with confirmation on. Never serialised.
-    #[serde(skip)]
+    /// The code to deliver, with confirmation on. It travels from the
+    /// central service to the till that delivers it; a till answering its
+    /// POS takes it out first, so a cashier never sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingCode>,
 }
 
 /// A registration request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Registration {
     /// Phone, any common notation.
     pub phone: Option<String>,
@@ -346,20 +356,24 @@ pub struct Registration {
     /// A physical card's number; absent: a virtual card is generated.
     pub card_number: Option<String>,
     /// The card's secret; absent: one is generated.
+    #[serde(default, with = "wire::opt_secret")]
     pub secret: Option<Secret>,
     /// Groups to join (each must exist).
+    #[serde(default)]
     pub groups: Vec<String>,
     /// A word the customer can give a cashier instead of the card.
+    #[serde(default, with = "wire::opt_secret")]
     pub code_word: Option<Secret>,
 }
 
 /// What `account.activate` did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Activated {
     /// Account id.
     pub account: i64,
     /// Always `active`.
-    pub status: &'static str,
+    #[serde(deserialize_with = "wire::status")]
+    pub status: wire::Known,
     /// The welcome bonus credited at activation (the same on a repeat).
     #[serde(with = "rust_decimal::serde::str_option")]
     pub welcome_bonus: Option<Decimal>,
@@ -372,20 +386,21 @@ pub struct Activated {
 }
 
 /// A card added to an account. The secret is shown here once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Issued {
     /// Account id.
     pub account: i64,
     /// The card.
     pub card_number: String,
     /// `physical` or `virtual`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "wire::kind")]
+    pub kind: wire::Known,
     /// The secret code when it was generated here (shown once).
     pub secret: Option<String>,
 }
 
 /// A group as `group.list` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct GroupView {
     /// Name.
     pub name: String,
@@ -398,18 +413,40 @@ pub struct GroupView {
 }
 
 /// An `account.update`: each field `None` = unchanged, `Some(None)` =
-/// cleared.
-#[derive(Debug, Clone, Default)]
+/// cleared. On the wire an unchanged field is absent and a cleared one
+/// null.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Update {
     /// Name.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wire::present"
+    )]
     pub name: Option<Option<String>>,
     /// Phone.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wire::present"
+    )]
     pub phone: Option<Option<String>>,
     /// E-mail.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wire::present"
+    )]
     pub email: Option<Option<String>>,
     /// Code word.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "wire::update_secret"
+    )]
     pub code_word: Option<Option<Secret>>,
     /// `active` or `blocked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 }
 
@@ -1585,17 +1622,17 @@ impl Accounts {
 }
 
 /// The answer of [`Accounts::verify_code_word`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CodeWordCheck {
     /// Whether the word is the account's.
     pub matches: bool,
     /// After a wrong word: tries left before the code word locks.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<i64>,
 }
 
 /// An account as `account.get` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AccountView {
     /// Account id.
     pub account: i64,
@@ -1649,8 +1686,10 @@ fn view_of(c: &Connection, id: i64) -> rusqlite::Result<AccountView> {
     })
 }
 
-/// Who `account.get` is about.
-#[derive(Debug, Clone)]
+/// Who `account.get` is about. On the wire: `{"account": 7}`,
+/// `{"card": "…"}`, `{"phone": "…"}` or `{"email": "…"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Lookup {
     /// By id.
     Account(i64),
@@ -1959,5 +1998,96 @@ mod tests {
         ));
         let ok = a.activate(&p, r.account, fresh.code).await.unwrap();
         assert!(ok.newly);
+    }
+
+    /// What the central service sends a till: the pending code in clear
+    /// (for the till's notifier), an update's "clear" apart from "keep",
+    /// and the static strings read back.
+    #[test]
+    fn wire_forms_round_trip() {
+        let code = PendingCode {
+            account: 7,
+            channel: "phone",
+            contact: "+79160000001".into(),
+            code: Secret::new("4711"),
+        };
+        assert!(
+            !format!("{code:?}").contains("4711"),
+            "Debug hides the code"
+        );
+        let r = Registered {
+            account: 7,
+            status: "pending",
+            card_number: "2990000000000001".into(),
+            kind: "virtual",
+            secret: Some("123456".into()),
+            adopted: false,
+            groups: vec!["staff".into()],
+            welcome_bonus: None,
+            welcome_expires_at: None,
+            pending: Some(code),
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["pending"]["code"], "4711");
+        assert_eq!(json["pending"]["channel"], "phone");
+        let back: Registered = serde_json::from_value(json).unwrap();
+        assert_eq!((back.status, back.kind), ("pending", "virtual"));
+        let pending = back.pending.unwrap();
+        assert_eq!(
+            (pending.account, pending.channel, pending.code.expose()),
+            (7, "phone", "4711")
+        );
+        // Without a code the reply has no such field.
+        let mut r2 =
+            serde_json::from_value::<Registered>(serde_json::to_value(&r).unwrap()).unwrap();
+        r2.pending = None;
+        assert!(serde_json::to_value(&r2).unwrap().get("pending").is_none());
+        assert!(
+            serde_json::from_value::<Registered>(serde_json::json!({
+                "account": 1, "status": "frozen", "card_number": "1", "kind": "virtual",
+                "secret": null, "adopted": false, "groups": [], "welcome_bonus": null,
+                "welcome_expires_at": null
+            }))
+            .is_err()
+        );
+
+        let u = Update {
+            name: Some(None),
+            email: Some(Some("a@b.ru".into())),
+            code_word: Some(Some(Secret::new("ромашка"))),
+            ..Update::default()
+        };
+        let json = serde_json::to_value(&u).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": null, "email": "a@b.ru", "code_word": "ромашка"})
+        );
+        let back: Update = serde_json::from_value(json).unwrap();
+        assert_eq!(back.name, Some(None));
+        assert_eq!(back.phone, None);
+        assert_eq!(back.email, Some(Some("a@b.ru".into())));
+        assert_eq!(back.code_word, Some(Some(Secret::new("ромашка"))));
+        assert_eq!(back.status, None);
+        let cleared: Update =
+            serde_json::from_value(serde_json::json!({"code_word": null})).unwrap();
+        assert_eq!(cleared.code_word, Some(None));
+
+        let reg: Registration = serde_json::from_value(serde_json::json!({
+            "phone": "+79160000001", "secret": "4711", "code_word": "ромашка"
+        }))
+        .unwrap();
+        assert_eq!(reg.secret.as_ref().map(Secret::expose), Some("4711"));
+        assert!(reg.groups.is_empty());
+        assert_eq!(
+            serde_json::to_value(&reg).unwrap()["secret"],
+            serde_json::json!("4711")
+        );
+
+        let by = serde_json::to_value(Lookup::Card("2990".into())).unwrap();
+        assert_eq!(by, serde_json::json!({"card": "2990"}));
+        assert!(matches!(
+            serde_json::from_value::<Lookup>(serde_json::json!({"account": 5})).unwrap(),
+            Lookup::Account(5)
+        ));
     }
 }
