@@ -16,15 +16,17 @@
 //! Delivering codes is not done here (this floor has no network): the
 //! caller gets a [`PendingCode`] and hands it to a notifier.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::db::{Books, Db, DbError, Value, args};
 use super::embedded::{ts, units};
+use super::origin::Origin;
 use super::rules::{self, Programme};
 use crate::random::{self, RandomError, Source};
 use crate::redact::{Secret, constant_time_eq};
@@ -254,6 +256,9 @@ pub enum AccountError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The books failed (either store).
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// Every hashing turn stayed taken for the queue timeout: retry later.
     #[error("busy checking secrets; retry")]
     Busy,
@@ -634,56 +639,59 @@ fn secret_matches(stored: &str, presented: &str, memory: &mut [argon2::Block]) -
 
 /// The groups an account belongs to, by name, sorted. Read inside the
 /// caller's transaction (the tiers restrict levels to groups).
-pub(crate) fn groups_of(c: &rusqlite::Connection, account: i64) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT group_name FROM account_groups WHERE account_id = ?1 ORDER BY group_name",
+pub(crate) fn groups_of(db: &dyn Db, account: i64) -> Result<Vec<String>, DbError> {
+    let mut groups: Vec<String> = db.query_map(
+        "SELECT group_name FROM account_groups WHERE account_id = ?1",
+        args![account],
+        |r| r.get(0),
     )?;
-    stmt.query_map([account], |r| r.get(0))?.collect()
+    // Sorted here, by bytes: PostgreSQL's ORDER BY follows the cluster's
+    // locale, SQLite's does not, and both stores must answer alike.
+    groups.sort();
+    Ok(groups)
 }
 
-fn card_exists(c: &Connection, number: &str) -> rusqlite::Result<bool> {
-    c.query_row(
-        "SELECT 1 FROM cards WHERE number = ?1",
-        [number],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|r| r.is_some())
+fn card_exists(db: &dyn Db, number: &str) -> Result<bool, DbError> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM cards WHERE number = ?1",
+            args![number],
+            |_| Ok(()),
+        )?
+        .is_some())
 }
 
-fn account_exists(c: &Connection, account: i64) -> rusqlite::Result<bool> {
-    c.query_row(
-        "SELECT 1 FROM accounts WHERE id = ?1",
-        [account],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|r| r.is_some())
+fn account_exists(db: &dyn Db, account: i64) -> Result<bool, DbError> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM accounts WHERE id = ?1",
+            args![account],
+            |_| Ok(()),
+        )?
+        .is_some())
 }
 
 /// A fresh virtual number not yet issued.
 fn unused_virtual(
-    c: &Connection,
+    db: &dyn Db,
     f: &CardFormat,
     source: Source,
-) -> rusqlite::Result<Result<String, AccountError>> {
+) -> Result<Result<String, AccountError>, DbError> {
     loop {
         let n = match f.generate(source) {
             Ok(n) => n,
             Err(e) => return Ok(Err(e.into())),
         };
-        if !card_exists(c, &n)? {
+        if !card_exists(db, &n)? {
             return Ok(Ok(n));
         }
     }
 }
 
 /// The first group of `groups` that does not exist.
-fn missing_group(c: &Connection, groups: &[String]) -> rusqlite::Result<Option<String>> {
+fn missing_group(db: &dyn Db, groups: &[String]) -> Result<Option<String>, DbError> {
     for g in groups {
-        let found = c
-            .query_row("SELECT 1 FROM groups WHERE name = ?1", [g], |_| Ok(()))
-            .optional()?;
+        let found = db.query_opt("SELECT 1 FROM groups WHERE name = ?1", args![g], |_| Ok(()))?;
         if found.is_none() {
             return Ok(Some(g.clone()));
         }
@@ -693,20 +701,18 @@ fn missing_group(c: &Connection, groups: &[String]) -> rusqlite::Result<Option<S
 
 /// Who else holds this phone or e-mail (`except` the account itself).
 fn duplicate(
-    c: &Connection,
+    db: &dyn Db,
     phone: Option<&str>,
     email: Option<&str>,
     except: i64,
-) -> rusqlite::Result<Option<&'static str>> {
+) -> Result<Option<&'static str>, DbError> {
     for (field, value) in [("phone", phone), ("email", email)] {
         if let Some(v) = value {
-            let taken: Option<i64> = c
-                .query_row(
-                    &format!("SELECT id FROM accounts WHERE {field} = ?1 AND id != ?2"),
-                    params![v, except],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let taken: Option<i64> = db.query_opt(
+                &format!("SELECT id FROM accounts WHERE {field} = ?1 AND id != ?2"),
+                args![v, except],
+                |r| r.get(0),
+            )?;
             if taken.is_some() {
                 return Ok(Some(field));
             }
@@ -715,16 +721,21 @@ fn duplicate(
     Ok(None)
 }
 
-/// Credits the welcome bonus once per account. Returns the amount and
-/// expiry credited, now or earlier (`None`: no bonus).
+/// A welcome bonus and its expiry (`None`, `None`: no bonus).
+type Welcome = (Option<Decimal>, Option<String>);
+
+/// Credits the welcome bonus once per account, recording `origin` on its
+/// transaction. Returns the amount and expiry credited, now or earlier
+/// (`None`: no bonus).
 fn credit_welcome(
-    tx: &Connection,
+    db: &dyn Db,
     account: i64,
     bonus: Option<Decimal>,
-    expires: Option<String>,
+    expires: Option<&str>,
     stamp: &str,
-) -> rusqlite::Result<(Option<Decimal>, Option<String>)> {
-    if let Some(earlier) = welcome_of(tx, account)? {
+    origin: &Origin,
+) -> Result<Welcome, DbError> {
+    if let Some(earlier) = welcome_of(db, account)? {
         return Ok(earlier);
     }
     let Some(bonus) = bonus else {
@@ -732,57 +743,77 @@ fn credit_welcome(
     };
     // The key names the account: a second credit fails the UNIQUE index
     // and rolls the whole transaction back rather than paying twice.
-    tx.execute(
-        "INSERT INTO txns (idempotency_key, kind, account_id, request, result, created_at)
-         VALUES (?1, 'welcome', ?2, '', '', ?3)",
-        params![format!("welcome:{account}"), account, stamp],
+    let txn = db.insert(
+        "INSERT INTO txns (idempotency_key, kind, account_id, request, result, created_at,
+                           store_id, terminal_id)
+         VALUES (?1, 'welcome', ?2, '', '', ?3, ?4, ?5) RETURNING id",
+        args![
+            format!("welcome:{account}"),
+            account,
+            stamp,
+            origin.store,
+            origin.terminal
+        ],
     )?;
-    let txn = tx.last_insert_rowid();
     let u = units(bonus);
-    tx.execute(
+    let lot = db.insert(
         "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-        params![account, txn, u, expires, stamp],
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING id",
+        args![account, txn, u, expires, stamp],
     )?;
-    let lot = tx.last_insert_rowid();
-    tx.execute(
+    db.execute(
         "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
          VALUES (?1, ?2, ?3, 'welcome', ?4, ?5)",
-        params![txn, account, lot, u, stamp],
+        args![txn, account, lot, u, stamp],
     )?;
-    Ok((Some(bonus), expires))
+    Ok((Some(bonus), expires.map(str::to_owned)))
 }
 
 /// The welcome bonus already credited to `account`, if any.
-fn welcome_of(
-    c: &Connection,
-    account: i64,
-) -> rusqlite::Result<Option<(Option<Decimal>, Option<String>)>> {
-    c.query_row(
+fn welcome_of(db: &dyn Db, account: i64) -> Result<Option<Welcome>, DbError> {
+    db.query_opt(
         "SELECT l.amount, l.expires_at FROM txns t JOIN lots l ON l.txn_id = t.id
          WHERE t.idempotency_key = ?1 AND t.kind = 'welcome' AND t.account_id = ?2",
-        params![format!("welcome:{account}"), account],
+        args![format!("welcome:{account}"), account],
         |r| {
             let amount: i64 = r.get(0)?;
             Ok((
                 Some(Decimal::new(amount, 4).normalize()),
-                r.get::<_, Option<String>>(1)?,
+                r.get::<Option<String>>(1)?,
             ))
         },
     )
-    .optional()
 }
 
 /// The contact a code goes to: the phone when there is one.
-fn contact_of(c: &Connection, account: i64) -> rusqlite::Result<Option<(&'static str, String)>> {
-    let (phone, email): (Option<String>, Option<String>) = c.query_row(
+fn contact_of(db: &dyn Db, account: i64) -> Result<Option<(&'static str, String)>, DbError> {
+    let (phone, email): (Option<String>, Option<String>) = db.query_row(
         "SELECT phone, email FROM accounts WHERE id = ?1",
-        [account],
+        args![account],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok(phone
         .map(|p| ("phone", p))
         .or_else(|| email.map(|e| ("email", e))))
+}
+
+/// A pending account's confirmation as `activate` reads it: the account's
+/// status; `None` without a confirmation row, else the code's hash (`None`
+/// once voided by wrong tries); and the code's expiry.
+type ConfirmationRow = (String, Option<Option<String>>, Option<String>);
+
+fn confirmation_of(db: &dyn Db, account: i64) -> Result<Option<ConfirmationRow>, DbError> {
+    db.query_opt(
+        "SELECT a.status, f.account_id IS NOT NULL, f.code_hash, f.expires_at
+         FROM accounts a LEFT JOIN confirmations f ON f.account_id = a.id WHERE a.id = ?1",
+        args![account],
+        |r| {
+            // The second column tells "no row" from "a row with a void code".
+            let has_row: bool = r.get(1)?;
+            let hash: Option<String> = r.get(2)?;
+            Ok((r.get(0)?, has_row.then_some(hash), r.get(3)?))
+        },
+    )
 }
 
 /// The welcome bonus of `p` and its expiry if granted at `now`.
@@ -804,26 +835,47 @@ fn code_expiry(now: OffsetDateTime, ttl: Duration) -> String {
     ts(now + ttl + Duration::from_millis(999))
 }
 
-/// Accounts and cards.
+/// Accounts and cards, on either store's books. Cloning is cheap: the
+/// books, settings, hashing gate and guess locks are shared.
 #[derive(Clone)]
 pub struct Accounts {
-    store: Store,
-    settings: Settings,
+    books: Books,
+    settings: Arc<Settings>,
     gate: HashGate,
     keys: KeyLocks,
     random: Source,
+    origin: Arc<Origin>,
 }
 
 impl Accounts {
-    /// On `store`, with the programme's registration `settings`.
+    /// On `store` (the embedded SQLite books), with the programme's
+    /// registration `settings`; its transactions record this till's
+    /// terminal id.
     pub fn new(store: Store, settings: Settings) -> Self {
+        let origin = Origin::new("", store.terminal_id());
+        Accounts::with_books(Books::sqlite(store), settings, origin)
+    }
+
+    /// On any store's `books`, recording `origin` on the transactions it
+    /// writes (the central service gives each till's own).
+    pub fn with_books(books: Books, settings: Settings, origin: Origin) -> Self {
         let gate = HashGate::new(settings.hash_concurrency, settings.hash_queue_timeout);
         Accounts {
-            store,
-            settings,
+            books,
+            settings: Arc::new(settings),
             gate,
             keys: KeyLocks::default(),
             random: random::system,
+            origin: Arc::new(origin),
+        }
+    }
+
+    /// The same accounts (books, gate and locks shared) acting for
+    /// `origin`: the central service makes one per authenticated till.
+    pub fn with_origin(&self, origin: Origin) -> Self {
+        Accounts {
+            origin: Arc::new(origin),
+            ..self.clone()
         }
     }
 
@@ -849,6 +901,11 @@ impl Accounts {
     /// The registration settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Where the transactions these accounts write say they came from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// Refuses a physical card of another programme: one whose number
@@ -905,7 +962,7 @@ impl Accounts {
                 true,
             ),
         };
-        // The slow hashes run before the write lock is taken.
+        // The slow hashes run before the transaction begins.
         let hash = self.hash(secret.clone()).await?;
         let word_hash = match code_word {
             Some(w) => Some(self.hash(w).await?),
@@ -923,119 +980,125 @@ impl Accounts {
         let (welcome, welcome_expiry) = welcome_now(p, now)?;
         let card_format = self.settings.card.clone();
         let source = self.random;
+        let origin = self.origin.clone();
+        let (name, card_number) = (r.name, r.card_number);
+        // The closure may run again on a conflict: it reads what it needs
+        // afresh and clones what it hands out.
         let out = self
-            .store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if let Some(field) = duplicate(&tx, phone.as_deref(), email.as_deref(), 0)? {
+            .books
+            .write(move |db| {
+                if let Some(field) = duplicate(db, phone.as_deref(), email.as_deref(), 0)? {
                     return Ok(Err(AccountError::Duplicate(field)));
                 }
-                if let Some(g) = missing_group(&tx, &groups)? {
+                if let Some(g) = missing_group(db, &groups)? {
                     return Ok(Err(AccountError::UnknownGroup(g)));
                 }
                 let stamp = ts(now);
                 let status = if code.is_some() { "pending" } else { "active" };
                 // An existing card: adopt its account if nobody owns it.
-                let existing: Option<(i64, String, bool)> = match &r.card_number {
-                    Some(n) => tx
-                        .query_row(
-                            "SELECT a.id,
-                                    CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
-                                    a.phone IS NOT NULL OR a.email IS NOT NULL
-                             FROM cards c JOIN accounts a ON a.id = c.account_id
-                             WHERE c.number = ?1",
-                            [n],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )
-                        .optional()?,
+                let existing: Option<(i64, String, bool)> = match &card_number {
+                    Some(n) => db.query_opt(
+                        "SELECT a.id,
+                                CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
+                                a.phone IS NOT NULL OR a.email IS NOT NULL
+                         FROM cards c JOIN accounts a ON a.id = c.account_id
+                         WHERE c.number = ?1",
+                        args![n],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )?,
                     None => None,
                 };
-                let (account, number, kind, adopted) = match (existing, r.card_number) {
+                let (account, number, kind, adopted) = match (existing, &card_number) {
                     (Some((_, _, true)), _) => return Ok(Err(AccountError::CardTaken)),
                     (Some((_, card_status, _)), _) if card_status != "active" => {
                         return Ok(Err(AccountError::CardInactive(card_status)));
                     }
                     (Some((account, _, false)), Some(n)) => {
-                        let kind: String = tx.query_row(
+                        let kind: String = db.query_row(
                             "SELECT kind FROM cards WHERE number = ?1",
-                            [&n],
+                            args![n],
                             |r| r.get(0),
                         )?;
-                        tx.execute(
+                        db.execute(
                             "UPDATE accounts SET name = ?2, phone = ?3, email = ?4,
                              code_word_hash = ?5, status = ?6 WHERE id = ?1",
-                            params![account, r.name, phone, email, word_hash, status],
+                            args![account, name, phone, email, word_hash, status],
                         )?;
-                        tx.execute(
+                        db.execute(
                             "UPDATE cards SET secret_hash = ?2, failed_attempts = 0,
                              locked_until = NULL WHERE number = ?1",
-                            params![n, hash],
+                            args![n, hash],
                         )?;
                         let kind = if kind == "virtual" { "virtual" } else { "physical" };
-                        (account, n, kind, true)
+                        (account, n.clone(), kind, true)
                     }
                     (_, physical) => {
                         let (number, kind) = match physical {
-                            Some(n) => (n, "physical"),
-                            None => match unused_virtual(&tx, &card_format, source)? {
+                            Some(n) => (n.clone(), "physical"),
+                            None => match unused_virtual(db, &card_format, source)? {
                                 Ok(n) => (n, "virtual"),
                                 Err(e) => return Ok(Err(e)),
                             },
                         };
-                        tx.execute(
+                        let account = db.insert(
                             "INSERT INTO accounts (created_at, name, phone, email, code_word_hash, status)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![stamp, r.name, phone, email, word_hash, status],
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                            args![stamp, name, phone, email, word_hash, status],
                         )?;
-                        let account = tx.last_insert_rowid();
-                        tx.execute(
+                        db.execute(
                             "INSERT INTO cards (number, account_id, kind, secret_hash)
                              VALUES (?1, ?2, ?3, ?4)",
-                            params![number, account, kind, hash],
+                            args![number, account, kind, hash],
                         )?;
                         (account, number, kind, false)
                     }
                 };
                 for g in &groups {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO account_groups (account_id, group_name) VALUES (?1, ?2)",
-                        params![account, g],
+                    db.execute(
+                        "INSERT INTO account_groups (account_id, group_name) VALUES (?1, ?2)
+                         ON CONFLICT DO NOTHING",
+                        args![account, g],
                     )?;
                 }
-                let (bonus, expiry, pending) = match code {
+                let (bonus, expiry, pending) = match &code {
                     Some((code, code_hash, ttl)) => {
-                        tx.execute(
+                        db.execute(
                             "INSERT INTO confirmations (account_id, code_hash, expires_at, attempts, sent_at)
                              VALUES (?1, ?2, ?3, 0, NULL)
                              ON CONFLICT(account_id) DO UPDATE SET code_hash = ?2, expires_at = ?3,
                              attempts = 0, sent_at = NULL",
-                            params![account, code_hash, code_expiry(now, ttl)],
+                            args![account, code_hash, code_expiry(now, *ttl)],
                         )?;
-                        let (channel, contact) = match contact_of(&tx, account)? {
-                            Some(x) => x,
-                            None => return Err(rusqlite::Error::InvalidQuery),
+                        let Some((channel, contact)) = contact_of(db, account)? else {
+                            return Err(DbError::Invariant("a registered account has no contact"));
                         };
                         let pending = PendingCode {
                             account,
                             channel,
                             contact,
-                            code: Secret::new(code),
+                            code: Secret::new(code.clone()),
                         };
                         (None, None, Some(pending))
                     }
                     None => {
-                        let (b, e) = credit_welcome(&tx, account, welcome, welcome_expiry, &stamp)?;
+                        let (b, e) = credit_welcome(
+                            db,
+                            account,
+                            welcome,
+                            welcome_expiry.as_deref(),
+                            &stamp,
+                            &origin,
+                        )?;
                         (b, e, None)
                     }
                 };
-                let groups = groups_of(&tx, account)?;
-                tx.commit()?;
+                let groups = groups_of(db, account)?;
                 Ok(Ok(Registered {
                     account,
                     status,
                     card_number: number,
                     kind,
-                    secret: generated.then_some(secret),
+                    secret: generated.then(|| secret.clone()),
                     adopted,
                     groups,
                     welcome_bonus: bonus,
@@ -1077,8 +1140,8 @@ impl Accounts {
             "UPDATE {} SET sent_at = ?2 WHERE account_id = ?1",
             table.name()
         );
-        self.store
-            .with(move |c| c.execute(&sql, params![account, stamp]))
+        self.books
+            .write_always(move |db| db.execute(&sql, args![account, stamp]))
             .await?;
         Ok(())
     }
@@ -1097,20 +1160,18 @@ impl Accounts {
         let code_hash = self.hash(code.clone()).await?;
         let now = OffsetDateTime::now_utc();
         let expires = code_expiry(now, conf.ttl);
+        let resend_after = conf.resend_after;
         let name = table.name();
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let row: Option<(String, Option<String>)> = tx
-                    .query_row(
-                        &format!(
-                            "SELECT a.status, f.sent_at FROM accounts a
-                             LEFT JOIN {name} f ON f.account_id = a.id WHERE a.id = ?1"
-                        ),
-                        [account],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
+        self.books
+            .write(move |db| {
+                let row: Option<(String, Option<String>)> = db.query_opt(
+                    &format!(
+                        "SELECT a.status, f.sent_at FROM accounts a
+                         LEFT JOIN {name} f ON f.account_id = a.id WHERE a.id = ?1"
+                    ),
+                    args![account],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 let sent_at = match row {
                     None => return Ok(Err(AccountError::UnknownAccount)),
                     Some((status, _)) if status != table.status() => {
@@ -1121,7 +1182,7 @@ impl Accounts {
                 if let Some(sent) = sent_at.as_deref().and_then(|s| {
                     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
                 }) {
-                    let next = sent + conf.resend_after;
+                    let next = sent + resend_after;
                     if next > now {
                         let wait = (next - now).whole_seconds().max(0) as u64 + 1;
                         return Ok(Err(AccountError::TooSoon {
@@ -1129,24 +1190,23 @@ impl Accounts {
                         }));
                     }
                 }
-                let Some((channel, contact)) = contact_of(&tx, account)? else {
+                let Some((channel, contact)) = contact_of(db, account)? else {
                     return Ok(Err(AccountError::NoContact));
                 };
-                tx.execute(
+                db.execute(
                     &format!(
                         "INSERT INTO {name} (account_id, code_hash, expires_at, attempts, sent_at)
                          VALUES (?1, ?2, ?3, 0, NULL)
                          ON CONFLICT(account_id) DO UPDATE SET code_hash = ?2, expires_at = ?3,
                          attempts = 0, sent_at = NULL"
                     ),
-                    params![account, code_hash, expires],
+                    args![account, code_hash, expires],
                 )?;
-                tx.commit()?;
                 Ok(Ok(PendingCode {
                     account,
                     channel,
                     contact,
-                    code: Secret::new(code),
+                    code: Secret::new(code.clone()),
                 }))
             })
             .await?
@@ -1168,36 +1228,18 @@ impl Accounts {
             .map_or(MAX_ATTEMPTS, |c| c.max_attempts);
         let now = OffsetDateTime::now_utc();
         let stamp = ts(now);
-        type Row = (String, Option<Option<String>>, Option<String>);
-        let read = move |c: &Connection| -> rusqlite::Result<Option<Row>> {
-            c.query_row(
-                "SELECT a.status, CASE WHEN f.account_id IS NULL THEN NULL ELSE json_array(f.code_hash) END,
-                        f.expires_at
-                 FROM accounts a LEFT JOIN confirmations f ON f.account_id = a.id WHERE a.id = ?1",
-                [account],
-                |r| {
-                    let status: String = r.get(0)?;
-                    // json_array distinguishes "no row" from "row with a void code".
-                    let wrapped: Option<String> = r.get(1)?;
-                    let hash = wrapped.map(|w| {
-                        serde_json::from_str::<Vec<Option<String>>>(&w)
-                            .ok()
-                            .and_then(|v| v.into_iter().next().flatten())
-                    });
-                    Ok((status, hash, r.get(2)?))
-                },
-            )
-            .optional()
-        };
         // One try at a time per account; each is counted before its
-        // verdict. argon2 runs outside the write lock; the row is re-checked
-        // inside it.
+        // verdict. argon2 runs outside any transaction; the row is
+        // re-checked inside the one that decides.
         let deadline = self.gate.deadline();
         let _one_at_a_time = self
             .keys
             .lock(format!("confirmations:{account}"), deadline)
             .await?;
-        let first = self.store.with(move |c| read(c)).await?;
+        let first = self
+            .books
+            .read(move |db| confirmation_of(db, account))
+            .await?;
         let verified_against = match first {
             None => return Err(AccountError::UnknownAccount),
             Some((status, None, _)) if status == "active" => None,
@@ -1229,25 +1271,16 @@ impl Accounts {
             }
         };
         let (welcome, welcome_expiry) = welcome_now(p, now)?;
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let row = read(&tx)?;
-                let done = |tx: &Connection, newly| -> rusqlite::Result<Activated> {
-                    let (b, e) = welcome_of(tx, account)?.unwrap_or((None, None));
-                    Ok(Activated {
-                        account,
-                        status: "active",
-                        welcome_bonus: b,
-                        welcome_expires_at: e,
-                        newly,
-                    })
-                };
-                let (hash_now, expires) = match row {
+        let origin = self.origin.clone();
+        // Commits on a wrong code too: voiding an exhausted code must stand
+        // while the answer is an error.
+        self.books
+            .write_always(move |db| {
+                let (hash_now, expires) = match confirmation_of(db, account)? {
                     None => return Ok(Err(AccountError::UnknownAccount)),
                     // Someone else activated it meanwhile: same answer.
                     Some((status, None, _)) if status == "active" => {
-                        return done(&tx, false).map(Ok);
+                        return activated(db, account, false).map(Ok);
                     }
                     Some((status, _, _)) if status != "pending" => {
                         return Ok(Err(AccountError::NotPending(status)));
@@ -1263,37 +1296,43 @@ impl Accounts {
                 // in between voids the old one).
                 let ok = matches!(&verified_against, Some((h, true)) if *h == hash_now);
                 if ok {
-                    let changed = tx.execute(
+                    let changed = db.execute(
                         "UPDATE accounts SET status = 'active' WHERE id = ?1 AND status = 'pending'",
-                        [account],
+                        args![account],
                     )?;
-                    tx.execute("DELETE FROM confirmations WHERE account_id = ?1", [account])?;
+                    db.execute(
+                        "DELETE FROM confirmations WHERE account_id = ?1",
+                        args![account],
+                    )?;
                     if changed == 1 {
-                        credit_welcome(&tx, account, welcome, welcome_expiry, &stamp)?;
+                        credit_welcome(
+                            db,
+                            account,
+                            welcome,
+                            welcome_expiry.as_deref(),
+                            &stamp,
+                            &origin,
+                        )?;
                     }
-                    let out = done(&tx, changed == 1)?;
-                    tx.commit()?;
-                    return Ok(Ok(out));
+                    return activated(db, account, changed == 1).map(Ok);
                 }
                 // Already counted, before the comparison.
-                let attempts: i64 = tx.query_row(
+                let attempts: i64 = db.query_row(
                     "SELECT attempts FROM confirmations WHERE account_id = ?1",
-                    [account],
+                    args![account],
                     |r| r.get(0),
                 )?;
-                let r = if attempts >= max {
-                    tx.execute(
+                if attempts >= max {
+                    db.execute(
                         "UPDATE confirmations SET code_hash = NULL WHERE account_id = ?1",
-                        [account],
+                        args![account],
                     )?;
-                    Err(AccountError::CodeExhausted)
+                    Ok(Err(AccountError::CodeExhausted))
                 } else {
-                    Err(AccountError::WrongCode {
+                    Ok(Err(AccountError::WrongCode {
                         attempts_left: max - attempts,
-                    })
-                };
-                tx.commit()?;
-                Ok(r)
+                    }))
+                }
             })
             .await?
     }
@@ -1321,16 +1360,13 @@ impl Accounts {
             Some(_) => return Err(AccountError::BadStatus("active or blocked")),
         };
         let name = u.name.clone();
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let row: Option<(String, Option<String>, Option<String>)> = tx
-                    .query_row(
-                        "SELECT status, phone, email FROM accounts WHERE id = ?1",
-                        [account],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?;
+        self.books
+            .write(move |db| {
+                let row: Option<(String, Option<String>, Option<String>)> = db.query_opt(
+                    "SELECT status, phone, email FROM accounts WHERE id = ?1",
+                    args![account],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
                 let Some((current, old_phone, old_email)) = row else {
                     return Ok(Err(AccountError::UnknownAccount));
                 };
@@ -1348,35 +1384,33 @@ impl Accounts {
                     return Ok(Err(AccountError::NoContact));
                 }
                 if let Some(field) =
-                    duplicate(&tx, new_phone.as_deref(), new_email.as_deref(), account)?
+                    duplicate(db, new_phone.as_deref(), new_email.as_deref(), account)?
                 {
                     return Ok(Err(AccountError::Duplicate(field)));
                 }
                 if let Some(n) = &name {
-                    tx.execute(
+                    db.execute(
                         "UPDATE accounts SET name = ?2 WHERE id = ?1",
-                        params![account, n],
+                        args![account, n],
                     )?;
                 }
-                tx.execute(
+                db.execute(
                     "UPDATE accounts SET phone = ?2, email = ?3 WHERE id = ?1",
-                    params![account, new_phone, new_email],
+                    args![account, new_phone, new_email],
                 )?;
                 if let Some(h) = &word_hash {
-                    tx.execute(
+                    db.execute(
                         "UPDATE accounts SET code_word_hash = ?2 WHERE id = ?1",
-                        params![account, h],
+                        args![account, h],
                     )?;
                 }
                 if let Some(s) = status {
-                    tx.execute(
+                    db.execute(
                         "UPDATE accounts SET status = ?2 WHERE id = ?1",
-                        params![account, s],
+                        args![account, s],
                     )?;
                 }
-                let view = view_of(&tx, account)?;
-                tx.commit()?;
-                Ok(Ok(view))
+                Ok(Ok(view_of(db, account)?))
             })
             .await?
     }
@@ -1438,14 +1472,13 @@ impl Accounts {
         let format = self.settings.card.clone();
         let source = self.random;
         let (number, kind) = self
-            .store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let status: Option<String> = tx
-                    .query_row("SELECT status FROM accounts WHERE id = ?1", [account], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
+            .books
+            .write(move |db| {
+                let status: Option<String> = db.query_opt(
+                    "SELECT status FROM accounts WHERE id = ?1",
+                    args![account],
+                    |r| r.get(0),
+                )?;
                 match status.as_deref() {
                     None => return Ok(Err(AccountError::UnknownAccount)),
                     // A blocked customer gets no new way to spend; a pending
@@ -1455,19 +1488,18 @@ impl Accounts {
                     }
                     Some(_) => {}
                 }
-                let (number, kind) = match card_number {
-                    Some(n) if card_exists(&tx, &n)? => return Ok(Err(AccountError::CardTaken)),
-                    Some(n) => (n, "physical"),
-                    None => match unused_virtual(&tx, &format, source)? {
+                let (number, kind) = match &card_number {
+                    Some(n) if card_exists(db, n)? => return Ok(Err(AccountError::CardTaken)),
+                    Some(n) => (n.clone(), "physical"),
+                    None => match unused_virtual(db, &format, source)? {
                         Ok(n) => (n, "virtual"),
                         Err(e) => return Ok(Err(e)),
                     },
                 };
-                tx.execute(
+                db.execute(
                     "INSERT INTO cards (number, account_id, kind, secret_hash) VALUES (?1, ?2, ?3, ?4)",
-                    params![number, account, kind, hash],
+                    args![number, account, kind, hash],
                 )?;
-                tx.commit()?;
                 Ok(Ok((number, kind)))
             })
             .await??;
@@ -1487,21 +1519,21 @@ impl Accounts {
     ) -> Result<GroupView, AccountError> {
         let name = group_name(name)?;
         let stamp = ts(OffsetDateTime::now_utc());
-        self.store
-            .with(move |c| {
-                let n = c.execute(
+        self.books
+            .write(move |db| {
+                let n = db.execute(
                     "INSERT INTO groups (name, description, created_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT(name) DO NOTHING",
-                    params![name, description, stamp],
+                    args![name, description, stamp],
                 )?;
                 if n == 0 {
                     return Ok(Err(AccountError::GroupExists));
                 }
                 Ok(Ok(GroupView {
-                    name,
-                    description,
+                    name: name.clone(),
+                    description: description.clone(),
                     members: 0,
-                    created_at: stamp,
+                    created_at: stamp.clone(),
                 }))
             })
             .await?
@@ -1509,52 +1541,57 @@ impl Accounts {
 
     /// Every group with its member count, by name.
     pub async fn list_groups(&self) -> Result<Vec<GroupView>, AccountError> {
-        Ok(self
-            .store
-            .with(|c| {
-                let mut stmt = c.prepare(
+        let mut groups = self
+            .books
+            .read(|db| {
+                db.query_map(
                     "SELECT g.name, g.description, g.created_at,
                             (SELECT COUNT(*) FROM account_groups m WHERE m.group_name = g.name)
-                     FROM groups g ORDER BY g.name",
-                )?;
-                stmt.query_map([], |r| {
-                    Ok(GroupView {
-                        name: r.get(0)?,
-                        description: r.get(1)?,
-                        created_at: r.get(2)?,
-                        members: r.get(3)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
+                     FROM groups g",
+                    args![],
+                    |r| {
+                        Ok(GroupView {
+                            name: r.get(0)?,
+                            description: r.get(1)?,
+                            created_at: r.get(2)?,
+                            members: r.get(3)?,
+                        })
+                    },
+                )
             })
-            .await?)
+            .await?;
+        // By bytes, as groups_of sorts: the stores' collations differ.
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
     }
 
     /// Deletes a group; with members only when `force` (they leave it).
     /// Returns how many accounts left it.
     pub async fn delete_group(&self, name: &str, force: bool) -> Result<i64, AccountError> {
         let name = group_name(name)?;
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let exists = tx
-                    .query_row("SELECT 1 FROM groups WHERE name = ?1", [&name], |_| Ok(()))
-                    .optional()?
+        self.books
+            .write(move |db| {
+                let exists = db
+                    .query_opt("SELECT 1 FROM groups WHERE name = ?1", args![name], |_| {
+                        Ok(())
+                    })?
                     .is_some();
                 if !exists {
-                    return Ok(Err(AccountError::UnknownGroup(name)));
+                    return Ok(Err(AccountError::UnknownGroup(name.clone())));
                 }
-                let members: i64 = tx.query_row(
+                let members: i64 = db.query_row(
                     "SELECT COUNT(*) FROM account_groups WHERE group_name = ?1",
-                    [&name],
+                    args![name],
                     |r| r.get(0),
                 )?;
                 if members > 0 && !force {
                     return Ok(Err(AccountError::GroupInUse { members }));
                 }
-                tx.execute("DELETE FROM account_groups WHERE group_name = ?1", [&name])?;
-                tx.execute("DELETE FROM groups WHERE name = ?1", [&name])?;
-                tx.commit()?;
+                db.execute(
+                    "DELETE FROM account_groups WHERE group_name = ?1",
+                    args![name],
+                )?;
+                db.execute("DELETE FROM groups WHERE name = ?1", args![name])?;
                 Ok(Ok(members))
             })
             .await?
@@ -1573,28 +1610,25 @@ impl Accounts {
             .collect::<Result<Vec<_>, _>>()?;
         groups.sort();
         groups.dedup();
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if !account_exists(&tx, account)? {
+        self.books
+            .write(move |db| {
+                if !account_exists(db, account)? {
                     return Ok(Err(AccountError::UnknownAccount));
                 }
-                if let Some(g) = missing_group(&tx, &groups)? {
+                if let Some(g) = missing_group(db, &groups)? {
                     return Ok(Err(AccountError::UnknownGroup(g)));
                 }
-                tx.execute(
+                db.execute(
                     "DELETE FROM account_groups WHERE account_id = ?1",
-                    [account],
+                    args![account],
                 )?;
                 for g in &groups {
-                    tx.execute(
+                    db.execute(
                         "INSERT INTO account_groups (account_id, group_name) VALUES (?1, ?2)",
-                        params![account, g],
+                        args![account, g],
                     )?;
                 }
-                let now = groups_of(&tx, account)?;
-                tx.commit()?;
-                Ok(Ok(now))
+                Ok(Ok(groups_of(db, account)?))
             })
             .await?
     }
@@ -1619,6 +1653,19 @@ impl Accounts {
             }
         }
     }
+}
+
+/// The answer `activate` gives for an active account: the welcome bonus
+/// credited at its activation, if any.
+fn activated(db: &dyn Db, account: i64, newly: bool) -> Result<Activated, DbError> {
+    let (b, e) = welcome_of(db, account)?.unwrap_or((None, None));
+    Ok(Activated {
+        account,
+        status: "active",
+        welcome_bonus: b,
+        welcome_expires_at: e,
+        newly,
+    })
 }
 
 /// The answer of [`Accounts::verify_code_word`].
@@ -1652,28 +1699,28 @@ pub struct AccountView {
     pub cards: Vec<serde_json::Value>,
 }
 
-fn view_of(c: &Connection, id: i64) -> rusqlite::Result<AccountView> {
-    let (status, name, phone, email, has_code_word) = c.query_row(
+fn view_of(db: &dyn Db, id: i64) -> Result<AccountView, DbError> {
+    let (status, name, phone, email, has_code_word) = db.query_row(
         "SELECT status, name, phone, email, code_word_hash IS NOT NULL FROM accounts WHERE id = ?1",
-        [id],
+        args![id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
-    let mut stmt = c.prepare(
+    // In issue order (both stores keep a rowid for cards).
+    let cards = db.query_map(
         "SELECT number, kind, status, secret_hash IS NOT NULL, locked_until
          FROM cards WHERE account_id = ?1 ORDER BY rowid",
-    )?;
-    let cards = stmt
-        .query_map([id], |r| {
+        args![id],
+        |r| {
             let number: String = r.get(0)?;
             Ok(serde_json::json!({
                 "card_masked": crate::redact::CardNumber::new(number).masked(),
-                "kind": r.get::<_, String>(1)?,
-                "status": r.get::<_, String>(2)?,
-                "has_secret": r.get::<_, bool>(3)?,
-                "locked_until": r.get::<_, Option<String>>(4)?,
+                "kind": r.get::<String>(1)?,
+                "status": r.get::<String>(2)?,
+                "has_secret": r.get::<bool>(3)?,
+                "locked_until": r.get::<Option<String>>(4)?,
             }))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     Ok(AccountView {
         account: id,
         status,
@@ -1681,7 +1728,7 @@ fn view_of(c: &Connection, id: i64) -> rusqlite::Result<AccountView> {
         phone,
         email,
         has_code_word,
-        groups: groups_of(c, id)?,
+        groups: groups_of(db, id)?,
         cards,
     })
 }
@@ -1709,23 +1756,29 @@ impl Accounts {
             Lookup::Email(e) => Lookup::Email(e.trim().to_lowercase()),
             other => other,
         };
-        self.store
-            .with(move |c| {
-                let (sql, arg): (&str, String) = match &by {
+        self.books
+            .read(move |db| {
+                let (sql, arg): (&str, Value) = match &by {
                     Lookup::Account(id) => {
-                        ("SELECT id FROM accounts WHERE id = ?1", id.to_string())
+                        ("SELECT id FROM accounts WHERE id = ?1", Value::Int(*id))
                     }
-                    Lookup::Card(n) => {
-                        ("SELECT account_id FROM cards WHERE number = ?1", n.clone())
-                    }
-                    Lookup::Phone(p) => ("SELECT id FROM accounts WHERE phone = ?1", p.clone()),
-                    Lookup::Email(e) => ("SELECT id FROM accounts WHERE email = ?1", e.clone()),
+                    Lookup::Card(n) => (
+                        "SELECT account_id FROM cards WHERE number = ?1",
+                        Value::Text(n.clone()),
+                    ),
+                    Lookup::Phone(p) => (
+                        "SELECT id FROM accounts WHERE phone = ?1",
+                        Value::Text(p.clone()),
+                    ),
+                    Lookup::Email(e) => (
+                        "SELECT id FROM accounts WHERE email = ?1",
+                        Value::Text(e.clone()),
+                    ),
                 };
-                let Some(id): Option<i64> = c.query_row(sql, [&arg], |r| r.get(0)).optional()?
-                else {
+                let Some(id) = db.query_opt(sql, args![arg], |r| r.get::<i64>(0))? else {
                     return Ok(Err(AccountError::UnknownCard));
                 };
-                Ok(Ok(view_of(c, id)?))
+                Ok(Ok(view_of(db, id)?))
             })
             .await?
     }
@@ -1738,14 +1791,14 @@ impl Accounts {
         status: &'static str,
     ) -> Result<(), AccountError> {
         let changed = self
-            .store
-            .with(move |c| {
-                c.execute(
+            .books
+            .write_always(move |db| {
+                db.execute(
                     "UPDATE cards SET status = ?2,
                      failed_attempts = CASE WHEN ?2 = 'active' THEN 0 ELSE failed_attempts END,
                      locked_until = CASE WHEN ?2 = 'active' THEN NULL ELSE locked_until END
                      WHERE number = ?1",
-                    params![number, status],
+                    args![number, status],
                 )
             })
             .await?;
@@ -1763,12 +1816,12 @@ impl Accounts {
             self.random_from(&self.settings.secret.alphabet, self.settings.secret.length)?;
         let hash = self.hash(secret.clone()).await?;
         let changed = self
-            .store
-            .with(move |c| {
-                c.execute(
+            .books
+            .write_always(move |db| {
+                db.execute(
                     "UPDATE cards SET secret_hash = ?2, failed_attempts = 0, locked_until = NULL
                      WHERE number = ?1",
-                    params![number, hash],
+                    args![number, hash],
                 )
             })
             .await?;
@@ -1939,11 +1992,11 @@ mod tests {
         let again = a.activate(&p, r.account, Secret::new(code)).await.unwrap();
         assert!(!again.newly);
         assert_eq!(again.welcome_bonus, Some(Decimal::from(100)));
-        let credits: i64 = store
-            .with(|c| {
-                c.query_row(
+        let credits: i64 = Books::sqlite(store)
+            .read(|db| {
+                db.query_row(
                     "SELECT COUNT(*) FROM entries WHERE kind = 'welcome'",
-                    [],
+                    args![],
                     |r| r.get(0),
                 )
             })
@@ -1998,6 +2051,69 @@ mod tests {
         ));
         let ok = a.activate(&p, r.account, fresh.code).await.unwrap();
         assert!(ok.newly);
+    }
+
+    /// The welcome bonus's transaction says where it came from: this
+    /// till's terminal on the embedded books, the given origin otherwise.
+    #[tokio::test]
+    async fn welcome_bonuses_record_their_origin() {
+        let (_d, store) = open();
+        let p = programme();
+        let till = Accounts::new(store.clone(), Settings::default());
+        assert_eq!(till.origin(), &Origin::new("", store.terminal_id()));
+        let chain = Accounts::with_books(
+            Books::sqlite(store.clone()),
+            Settings::default(),
+            Origin::new("shop-1", "till-1"),
+        );
+        let other = chain.with_origin(Origin::new("shop-2", "till-7"));
+        let mut accounts = Vec::new();
+        for (i, a) in [&till, &chain, &other].into_iter().enumerate() {
+            let r = a
+                .register(
+                    &p,
+                    Registration {
+                        phone: Some(format!("+7916000002{i}")),
+                        ..Registration::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.welcome_bonus, Some(Decimal::from(100)));
+            accounts.push(r.account);
+        }
+        let books = Books::sqlite(store.clone());
+        let mut origins = Vec::new();
+        for account in accounts {
+            let o: (Option<String>, Option<String>) = books
+                .read(move |db| {
+                    db.query_row(
+                        "SELECT store_id, terminal_id FROM txns
+                         WHERE kind = 'welcome' AND account_id = ?1",
+                        args![account],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                })
+                .await
+                .unwrap();
+            origins.push(o);
+        }
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(
+            origins,
+            [
+                (s(""), s(store.terminal_id())),
+                (s("shop-1"), s("till-1")),
+                (s("shop-2"), s("till-7")),
+            ]
+        );
+        // The clone shares the books: the first's account is visible.
+        assert!(
+            other
+                .get(Lookup::Phone("+79160000020".into()))
+                .await
+                .is_ok()
+        );
     }
 
     /// What the central service sends a till: the pending code in clear
