@@ -96,7 +96,10 @@ pub struct Activated {
     /// When it expires.
     pub welcome_expires_at: Option<String>,
     /// True only for the call that activated; a repeat (or a race loser)
-    /// gets the same reply with `false`.
+    /// gets the same reply with `false`. Not serialised: the till's API
+    /// answers a repeat exactly as the first call, so this cannot sit in
+    /// the reply; across the wire it reads `false` (a central client that
+    /// needs it must carry it beside the result).
     #[serde(skip)]
     pub newly: bool,
 }
