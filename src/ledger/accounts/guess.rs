@@ -4,10 +4,10 @@
 //! more than [`MAX_ATTEMPTS`] evaluated per lock window, and nothing is
 //! accepted while locked.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, CodeTable, LOCK_FOR, MAX_ATTEMPTS, secret_matches, ts};
+use crate::ledger::db::{ToValue, args};
 
 /// Where a guessed value keeps its hash, its count of wrong guesses in a
 /// row and its lock, so both kinds are limited the same way.
@@ -63,9 +63,9 @@ impl Guessed {
     ///
     /// 1. takes the row's lock (one guess at a time per card or account);
     /// 2. refuses a locked row, or one without a hash, without hashing;
-    /// 3. takes a hashing turn, then counts the guess in one `BEGIN
-    ///    IMMEDIATE` (the [`MAX_ATTEMPTS`]th in a row locks for
-    ///    [`LOCK_FOR`]), durably, before comparing;
+    /// 3. takes a hashing turn, then counts the guess in one write
+    ///    transaction (the [`MAX_ATTEMPTS`]th in a row locks for
+    ///    [`LOCK_FOR`]), committed before comparing;
     /// 4. compares (argon2id, constant time); a right guess clears the
     ///    count and the lock it may just have set.
     ///
@@ -79,7 +79,7 @@ impl Guessed {
         presented: String,
     ) -> Result<Checked, AccountError>
     where
-        K: rusqlite::ToSql + std::fmt::Display + Clone + Send + 'static,
+        K: ToValue + std::fmt::Display + Clone + Send + 'static,
     {
         let deadline = accounts.gate.deadline();
         let _one_at_a_time = accounts
@@ -107,7 +107,10 @@ impl Guessed {
                 "UPDATE {} SET {} = 0, {} = NULL WHERE {} = ?1",
                 self.table, self.failed, self.locked, self.key
             );
-            accounts.store.with(move |c| c.execute(&sql, [key])).await?;
+            accounts
+                .books
+                .write_always(move |db| db.execute(&sql, args![key]))
+                .await?;
             return Ok(Checked::Guess(Guess::Right));
         }
         Ok(Checked::Guess(if n >= MAX_ATTEMPTS {
@@ -122,9 +125,10 @@ impl Guessed {
         }))
     }
 
-    /// Reads the row in one `BEGIN IMMEDIATE`; with `lock_until`, also
+    /// Reads the row in one write transaction; with `lock_until`, also
     /// counts the guess (and locks at the [`MAX_ATTEMPTS`]th in a row, the
-    /// count starting again for the next window).
+    /// count starting again for the next window), committed whatever the
+    /// verdict will be.
     async fn count<K>(
         &self,
         accounts: &Accounts,
@@ -133,7 +137,7 @@ impl Guessed {
         lock_until: Option<String>,
     ) -> Result<Counted, AccountError>
     where
-        K: rusqlite::ToSql + Send + 'static,
+        K: ToValue + Send + 'static,
     {
         let read = format!(
             "SELECT {}, {}, {} FROM {} WHERE {} = ?1",
@@ -145,12 +149,10 @@ impl Guessed {
         );
         let stamp = stamp.to_owned();
         Ok(accounts
-            .store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let row: Option<(Option<String>, Option<String>, i64)> = tx
-                    .query_row(&read, [&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()?;
+            .books
+            .write_always(move |db| {
+                let row: Option<(Option<String>, Option<String>, i64)> =
+                    db.query_opt(&read, args![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 let Some((hash, locked, failed)) = row else {
                     return Ok(Counted::Done(Checked::Missing));
                 };
@@ -163,16 +165,15 @@ impl Guessed {
                 let Some(hash) = hash else {
                     return Ok(Counted::Done(Checked::NoHash));
                 };
-                let Some(until) = lock_until else {
+                let Some(until) = &lock_until else {
                     return Ok(Counted::Compare { hash, n: 0 });
                 };
                 let n = failed + 1;
                 if n >= MAX_ATTEMPTS {
-                    tx.execute(&bump, params![key, 0, until])?;
+                    db.execute(&bump, args![key, 0_i64, until])?;
                 } else {
-                    tx.execute(&bump, params![key, n, None::<String>])?;
+                    db.execute(&bump, args![key, n, None::<String>])?;
                 }
-                tx.commit()?;
                 Ok(Counted::Compare { hash, n })
             })
             .await?)
@@ -191,7 +192,7 @@ pub(super) enum CodeCount {
 
 impl Accounts {
     /// Counts a try at `account`'s code in `table` before it is compared,
-    /// in one `BEGIN IMMEDIATE`, so that however tries arrive at most
+    /// in one write transaction committed before the comparison, so that however tries arrive at most
     /// `max` are ever compared. The caller holds the code's key lock and a
     /// hashing turn.
     pub(super) async fn count_code_try(
@@ -203,18 +204,15 @@ impl Accounts {
     ) -> Result<CodeCount, AccountError> {
         let name = table.name();
         Ok(self
-            .store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let row: Option<(Option<String>, String, i64)> = tx
-                    .query_row(
-                        &format!(
-                            "SELECT code_hash, expires_at, attempts FROM {name} WHERE account_id = ?1"
-                        ),
-                        [account],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?;
+            .books
+            .write_always(move |db| {
+                let row: Option<(Option<String>, String, i64)> = db.query_opt(
+                    &format!(
+                        "SELECT code_hash, expires_at, attempts FROM {name} WHERE account_id = ?1"
+                    ),
+                    args![account],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
                 let out = match row {
                     None => CodeCount::Gone,
                     Some((None, _, _)) => CodeCount::Refused(AccountError::CodeExhausted),
@@ -224,23 +222,22 @@ impl Accounts {
                     // Tries used up without the code being voided (a crash
                     // between count and verdict): void it now.
                     Some((_, _, n)) if n >= max => {
-                        tx.execute(
+                        db.execute(
                             &format!("UPDATE {name} SET code_hash = NULL WHERE account_id = ?1"),
-                            [account],
+                            args![account],
                         )?;
                         CodeCount::Refused(AccountError::CodeExhausted)
                     }
                     Some((Some(hash), _, _)) => {
-                        tx.execute(
+                        db.execute(
                             &format!(
                                 "UPDATE {name} SET attempts = attempts + 1 WHERE account_id = ?1"
                             ),
-                            [account],
+                            args![account],
                         )?;
                         CodeCount::Compare(hash)
                     }
                 };
-                tx.commit()?;
                 Ok(out)
             })
             .await?)

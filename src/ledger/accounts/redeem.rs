@@ -6,11 +6,20 @@
 //! an expiry and a limit of wrong tries; using it deletes it, so a code
 //! pays for one sale.
 
-use rusqlite::{OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, CodeCount, CodeTable, PendingCode, ts};
+use crate::ledger::db::{Db, DbError, args};
 use crate::redact::Secret;
+
+/// The account's redemption code: its hash (`None` once voided) and expiry.
+fn redeem_code_of(db: &dyn Db, account: i64) -> Result<Option<(Option<String>, String)>, DbError> {
+    db.query_opt(
+        "SELECT code_hash, expires_at FROM redeem_codes WHERE account_id = ?1",
+        args![account],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
 
 impl Accounts {
     /// A new redemption code for an active account, replacing any earlier
@@ -40,24 +49,20 @@ impl Accounts {
             .ok_or(AccountError::RedeemByCodeOff)?
             .max_attempts;
         let stamp = ts(OffsetDateTime::now_utc());
-        type Row = (Option<String>, String);
-        let read = move |c: &rusqlite::Connection| -> rusqlite::Result<Option<Row>> {
-            c.query_row(
-                "SELECT code_hash, expires_at FROM redeem_codes WHERE account_id = ?1",
-                [account],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        };
         // One try at a time per account, counted before its verdict;
-        // argon2 outside the write lock; the row is re-read inside it, and
-        // only a match against the code still in force counts.
+        // argon2 outside any transaction; the row is re-read in the one
+        // that decides, and only a match against the code still in force
+        // counts.
         let deadline = self.gate.deadline();
         let _one_at_a_time = self
             .keys
             .lock(format!("redeem_codes:{account}"), deadline)
             .await?;
-        match self.store.with(move |c| read(c)).await? {
+        match self
+            .books
+            .read(move |db| redeem_code_of(db, account))
+            .await?
+        {
             None => return Err(AccountError::NoRedeemCode),
             Some((None, _)) => return Err(AccountError::CodeExhausted),
             Some((_, exp)) if exp.as_str() <= stamp.as_str() => {
@@ -77,39 +82,40 @@ impl Accounts {
         let ok = self
             .compare(turn, hash.clone(), code.expose().to_owned())
             .await?;
-        self.store
-            .with(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                match read(&tx)? {
+        // Commits on a wrong code too: voiding an exhausted code must stand
+        // while the answer is an error.
+        self.books
+            .write_always(move |db| {
+                match redeem_code_of(db, account)? {
                     // Used meanwhile by a concurrent sale.
                     None => return Ok(Err(AccountError::NoRedeemCode)),
                     Some((Some(h), _)) if ok && h == hash => {
-                        tx.execute("DELETE FROM redeem_codes WHERE account_id = ?1", [account])?;
-                        tx.commit()?;
+                        db.execute(
+                            "DELETE FROM redeem_codes WHERE account_id = ?1",
+                            args![account],
+                        )?;
                         return Ok(Ok(()));
                     }
                     Some((None, _)) => return Ok(Err(AccountError::CodeExhausted)),
                     Some(_) => {}
                 }
                 // Already counted, before the comparison.
-                let attempts: i64 = tx.query_row(
+                let attempts: i64 = db.query_row(
                     "SELECT attempts FROM redeem_codes WHERE account_id = ?1",
-                    [account],
+                    args![account],
                     |r| r.get(0),
                 )?;
-                let r = if attempts >= max {
-                    tx.execute(
+                if attempts >= max {
+                    db.execute(
                         "UPDATE redeem_codes SET code_hash = NULL WHERE account_id = ?1",
-                        [account],
+                        args![account],
                     )?;
-                    Err(AccountError::CodeExhausted)
+                    Ok(Err(AccountError::CodeExhausted))
                 } else {
-                    Err(AccountError::WrongCode {
+                    Ok(Err(AccountError::WrongCode {
                         attempts_left: max - attempts,
-                    })
-                };
-                tx.commit()?;
-                Ok(r)
+                    }))
+                }
             })
             .await?
     }
@@ -117,26 +123,23 @@ impl Accounts {
     /// The card a sale for `account` is booked on when no card is at hand:
     /// its first active card (all of an account's cards share its points).
     pub async fn booking_card(&self, account: i64) -> Result<String, AccountError> {
-        self.store
-            .with(move |c| {
-                let status: Option<String> = c
-                    .query_row(
-                        "SELECT status FROM accounts WHERE id = ?1",
-                        [account],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+        self.books
+            .read(move |db| {
+                let status: Option<String> = db.query_opt(
+                    "SELECT status FROM accounts WHERE id = ?1",
+                    args![account],
+                    |r| r.get(0),
+                )?;
                 if status.is_none() {
                     return Ok(Err(AccountError::UnknownAccount));
                 }
-                let card: Option<String> = c
-                    .query_row(
-                        "SELECT number FROM cards WHERE account_id = ?1 AND status = 'active'
-                         ORDER BY rowid LIMIT 1",
-                        [account],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                // The first issued: both stores keep a rowid for cards.
+                let card: Option<String> = db.query_opt(
+                    "SELECT number FROM cards WHERE account_id = ?1 AND status = 'active'
+                     ORDER BY rowid LIMIT 1",
+                    args![account],
+                    |r| r.get(0),
+                )?;
                 Ok(card.ok_or_else(|| AccountError::CardInactive("without an active card".into())))
             })
             .await?
