@@ -21,7 +21,7 @@ use std::time::Duration;
 use argon2::{Algorithm, Argon2, Params, Version};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 use super::embedded::{ts, units};
@@ -261,17 +261,43 @@ pub enum AccountError {
     Random(#[from] RandomError),
 }
 
-/// A confirmation code to deliver; `Debug` hides the code.
-#[derive(Debug, Clone)]
+/// A confirmation code to deliver; `Debug` hides the code. It crosses the
+/// central ledger's wire (the till's notifier delivers it), so it
+/// serialises the code in the clear: never put one in an API reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingCode {
     /// The account waiting for it.
     pub account: i64,
     /// `phone` (preferred when the account has one) or `email`.
+    #[serde(deserialize_with = "known_word")]
     pub channel: &'static str,
     /// The phone number or e-mail address.
     pub contact: String,
     /// The code.
+    #[serde(serialize_with = "crate::redact::expose")]
     pub code: Secret,
+}
+
+/// The fixed words (statuses, kinds, channels) the `&'static str` fields
+/// of crossing types hold, read back from the wire.
+fn known_word<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    const WORDS: [&str; 8] = [
+        "active", "pending", "blocked", "lost", "physical", "virtual", "phone", "email",
+    ];
+    let w = String::deserialize(d)?;
+    WORDS
+        .into_iter()
+        .find(|k| *k == w)
+        .ok_or_else(|| serde::de::Error::custom(format!("unexpected word \"{w}\"")))
+}
+
+/// `Some(None)` for an explicit `null`, so an [`Update`] can clear a field.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The two tables of one-time codes: registration confirmations and
@@ -307,15 +333,17 @@ impl CodeTable {
 }
 
 /// What registration created. The secret is shown here once and never again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Registered {
     /// Account id.
     pub account: i64,
     /// `active`, or `pending` until confirmed.
+    #[serde(deserialize_with = "known_word")]
     pub status: &'static str,
     /// The card.
     pub card_number: String,
     /// `physical` or `virtual`.
+    #[serde(deserialize_with = "known_word")]
     pub kind: &'static str,
     /// The secret code when it was generated here (shown once).
     pub secret: Option<String>,
@@ -329,13 +357,15 @@ pub struct Registered {
     pub welcome_bonus: Option<Decimal>,
     /// When it expires.
     pub welcome_expires_at: Option<String>,
-    /// The code to deliver, with confirmation on. Never serialised.
-    #[serde(skip)]
+    /// The code to deliver, with confirmation on. Serialised only for the
+    /// central ledger's wire: the API takes it out before it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingCode>,
 }
 
 /// A registration request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Registration {
     /// Phone, any common notation.
     pub phone: Option<String>,
@@ -346,19 +376,22 @@ pub struct Registration {
     /// A physical card's number; absent: a virtual card is generated.
     pub card_number: Option<String>,
     /// The card's secret; absent: one is generated.
+    #[serde(serialize_with = "crate::redact::expose")]
     pub secret: Option<Secret>,
     /// Groups to join (each must exist).
     pub groups: Vec<String>,
     /// A word the customer can give a cashier instead of the card.
+    #[serde(serialize_with = "crate::redact::expose")]
     pub code_word: Option<Secret>,
 }
 
 /// What `account.activate` did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Activated {
     /// Account id.
     pub account: i64,
     /// Always `active`.
+    #[serde(deserialize_with = "known_word")]
     pub status: &'static str,
     /// The welcome bonus credited at activation (the same on a repeat).
     #[serde(with = "rust_decimal::serde::str_option")]
@@ -366,26 +399,28 @@ pub struct Activated {
     /// When it expires.
     pub welcome_expires_at: Option<String>,
     /// True only for the call that activated; a repeat (or a race loser)
-    /// gets the same reply with `false`.
-    #[serde(skip)]
+    /// gets the same reply with `false`. Serialised for the central
+    /// ledger's wire; the API leaves it out of its reply.
+    #[serde(default)]
     pub newly: bool,
 }
 
 /// A card added to an account. The secret is shown here once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Issued {
     /// Account id.
     pub account: i64,
     /// The card.
     pub card_number: String,
     /// `physical` or `virtual`.
+    #[serde(deserialize_with = "known_word")]
     pub kind: &'static str,
     /// The secret code when it was generated here (shown once).
     pub secret: Option<String>,
 }
 
 /// A group as `group.list` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct GroupView {
     /// Name.
     pub name: String,
@@ -398,18 +433,40 @@ pub struct GroupView {
 }
 
 /// An `account.update`: each field `None` = unchanged, `Some(None)` =
-/// cleared.
-#[derive(Debug, Clone, Default)]
+/// cleared (absent and `null` on the wire).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Update {
     /// Name.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<Option<String>>,
     /// Phone.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub phone: Option<Option<String>>,
     /// E-mail.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub email: Option<Option<String>>,
     /// Code word.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        serialize_with = "crate::redact::expose",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub code_word: Option<Option<Secret>>,
     /// `active` or `blocked`.
+    #[serde(default)]
     pub status: Option<String>,
 }
 
@@ -1585,17 +1642,17 @@ impl Accounts {
 }
 
 /// The answer of [`Accounts::verify_code_word`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CodeWordCheck {
     /// Whether the word is the account's.
     pub matches: bool,
     /// After a wrong word: tries left before the code word locks.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<i64>,
 }
 
 /// An account as `account.get` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AccountView {
     /// Account id.
     pub account: i64,
@@ -1650,7 +1707,8 @@ fn view_of(c: &Connection, id: i64) -> rusqlite::Result<AccountView> {
 }
 
 /// Who `account.get` is about.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Lookup {
     /// By id.
     Account(i64),

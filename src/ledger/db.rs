@@ -411,9 +411,13 @@ impl Books {
         F: FnMut(&dyn Db) -> Result<T, DbError> + Send + 'static,
     {
         let mut f = f;
-        self.run(Mode::Write, move |db| f(db).map(Ok::<T, ()>), |_| Finish::Commit)
-            .await
-            .map(|r| r.unwrap_or_else(|()| unreachable!()))
+        self.run(
+            Mode::Write,
+            move |db| f(db).map(Ok::<T, ()>),
+            |_| Finish::Commit,
+        )
+        .await
+        .map(|r| r.unwrap_or_else(|()| unreachable!()))
     }
 
     /// Runs `f` in a read-only transaction.
@@ -423,9 +427,13 @@ impl Books {
         F: FnMut(&dyn Db) -> Result<T, DbError> + Send + 'static,
     {
         let mut f = f;
-        self.run(Mode::Read, move |db| f(db).map(Ok::<T, ()>), |_| Finish::Rollback)
-            .await
-            .map(|r| r.unwrap_or_else(|()| unreachable!()))
+        self.run(
+            Mode::Read,
+            move |db| f(db).map(Ok::<T, ()>),
+            |_| Finish::Rollback,
+        )
+        .await
+        .map(|r| r.unwrap_or_else(|()| unreachable!()))
     }
 
     /// The same as [`Books::write`], on the calling thread (for
@@ -645,9 +653,11 @@ mod tests {
         assert_eq!(name.as_deref(), Some("Anna"));
         let none = books
             .read_blocking(|db| {
-                db.query_row("SELECT id FROM accounts WHERE id = ?1", args![id + 1], |r| {
-                    r.get::<i64>(0)
-                })
+                db.query_row(
+                    "SELECT id FROM accounts WHERE id = ?1",
+                    args![id + 1],
+                    |r| r.get::<i64>(0),
+                )
                 .optional()
             })
             .unwrap();

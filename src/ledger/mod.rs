@@ -7,8 +7,8 @@
 
 pub mod accounts;
 pub mod db;
-pub mod origin;
 pub mod embedded;
+pub mod origin;
 #[cfg(test)]
 mod proptests;
 pub mod rules;

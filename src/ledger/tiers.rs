@@ -42,7 +42,7 @@ pub struct TierChange {
 }
 
 /// An account's level and how far the next one is, for summaries.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TierView {
     /// The level held (`None` when no levels are configured).
     pub tier: Option<String>,

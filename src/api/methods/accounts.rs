@@ -273,7 +273,12 @@ pub(super) async fn activate(app: &Arc<App>, params: Option<Value>) -> Result<Va
             json!({"account": a.account, "welcome_bonus": a.welcome_bonus.map(|b| b.to_string())}),
         );
     }
-    Ok(json!(a))
+    let mut out = json!(a);
+    // `newly` is for the till (and the central ledger's wire), not the POS.
+    if let Some(o) = out.as_object_mut() {
+        o.remove("newly");
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
