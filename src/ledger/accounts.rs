@@ -259,6 +259,9 @@ pub enum AccountError {
     /// No randomness: nothing was minted.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The central ledger refused (its own code) or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] crate::ledger::wire::RemoteError),
 }
 
 /// A confirmation code to deliver; `Debug` hides the code. It crosses the
@@ -270,7 +273,7 @@ pub struct PendingCode {
     pub account: i64,
     /// `phone` (preferred when the account has one) or `email`.
     #[serde(deserialize_with = "known_word")]
-    pub channel: &'static str,
+    pub channel: Word,
     /// The phone number or e-mail address.
     pub contact: String,
     /// The code.
@@ -278,7 +281,11 @@ pub struct PendingCode {
     pub code: Secret,
 }
 
-/// The fixed words (statuses, kinds, channels) the `&'static str` fields
+/// A fixed word: a status, a card kind, a channel. (An alias, so serde's
+/// derive does not see a borrowed `&'static str` and ask for `'de: 'static`.)
+pub type Word = &'static str;
+
+/// The fixed words (statuses, kinds, channels) the [`Word`] fields
 /// of crossing types hold, read back from the wire.
 fn known_word<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
     const WORDS: [&str; 8] = [
@@ -339,12 +346,12 @@ pub struct Registered {
     pub account: i64,
     /// `active`, or `pending` until confirmed.
     #[serde(deserialize_with = "known_word")]
-    pub status: &'static str,
+    pub status: Word,
     /// The card.
     pub card_number: String,
     /// `physical` or `virtual`.
     #[serde(deserialize_with = "known_word")]
-    pub kind: &'static str,
+    pub kind: Word,
     /// The secret code when it was generated here (shown once).
     pub secret: Option<String>,
     /// True when the card had joined through a sale and its account (with
@@ -392,7 +399,7 @@ pub struct Activated {
     pub account: i64,
     /// Always `active`.
     #[serde(deserialize_with = "known_word")]
-    pub status: &'static str,
+    pub status: Word,
     /// The welcome bonus credited at activation (the same on a repeat).
     #[serde(with = "rust_decimal::serde::str_option")]
     pub welcome_bonus: Option<Decimal>,
@@ -414,7 +421,7 @@ pub struct Issued {
     pub card_number: String,
     /// `physical` or `virtual`.
     #[serde(deserialize_with = "known_word")]
-    pub kind: &'static str,
+    pub kind: Word,
     /// The secret code when it was generated here (shown once).
     pub secret: Option<String>,
 }

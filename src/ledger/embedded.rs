@@ -54,6 +54,9 @@ pub enum LedgerError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The central ledger refused (its own code) or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] crate::ledger::wire::RemoteError),
 }
 
 /// What a card resolves to.

@@ -410,6 +410,9 @@ pub enum TierError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The central ledger refused (its own code) or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] crate::ledger::wire::RemoteError),
 }
 
 /// Tier evaluation and history on the daemon's store, for the API and the
