@@ -151,7 +151,7 @@ async fn mini_central(p: Programme, s: Settings) -> MiniCentral {
                         let method = path.strip_prefix("/v1/").unwrap_or("").to_owned();
                         log.lock().unwrap().push(method.clone());
                         let args: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        match wire::dispatch(&ledger, &method, args).await {
+                        match wire::dispatch_as(&ledger, TERMINAL, &method, args).await {
                             Ok(v) => (200, v),
                             Err(e) => (e.status, e.body()),
                         }
@@ -510,6 +510,63 @@ async fn dispatch_names_bad_arguments_and_unknown_methods() {
         .unwrap();
     assert_eq!(g, json!([]));
     assert_eq!(wire::programme(&l)["welcome_bonus"], "100");
+    // A till's keys are its own: another terminal's replay of "k1" finds
+    // nothing, the same terminal's finds its sale.
+    let sale = json!({"key": "k2", "number": "6035000011112222", "receipt_id": "R2",
+        "lines": [{"sku": "A1", "name": "x", "category": "general", "qty": "1", "price": "200"}],
+        "redeem": "0"});
+    wire::dispatch_as(&l, "till-1", "commit", sale.clone())
+        .await
+        .unwrap();
+    let mut replay = sale.clone();
+    replay.as_object_mut().unwrap().remove("number");
+    let theirs = wire::dispatch_as(&l, "till-2", "replay_commit", replay.clone())
+        .await
+        .unwrap();
+    assert_eq!(theirs, Value::Null);
+    let mine = wire::dispatch_as(&l, "till-1", "replay_commit", replay)
+        .await
+        .unwrap();
+    assert_eq!(mine[0], "6035000011112222");
+}
+
+#[tokio::test]
+async fn the_lock_after_wrong_secrets_is_announced_once_through_the_wire() {
+    let central = mini_central(programme(), Settings::default()).await;
+    let till = Central::new(
+        endpoint(&central.url, KEY),
+        programme(),
+        Settings::default(),
+    )
+    .unwrap();
+    let l: &dyn Ledger = &till;
+    let card = "6035000011113333";
+    l.register(Registration {
+        phone: Some("+79161234568".into()),
+        card_number: Some(card.into()),
+        secret: Some(Secret::new("4711")),
+        ..Registration::default()
+    })
+    .await
+    .unwrap();
+    let mut just = Vec::new();
+    for _ in 0..7 {
+        match l.verify_secret(card.into(), Secret::new("0000")).await {
+            Err(e) => {
+                let rpc = errors::account_error(e);
+                let data = rpc.data.unwrap_or_default();
+                just.push((rpc.code, data["just_locked"] == true));
+            }
+            Ok(()) => panic!("a wrong secret passed"),
+        }
+    }
+    let locked: Vec<_> = just.iter().filter(|(c, _)| *c == 2009).collect();
+    assert_eq!(locked.len(), 3, "{just:?}");
+    assert_eq!(just.iter().filter(|(_, j)| *j).count(), 1, "{just:?}");
+    assert!(
+        locked[0].1,
+        "the first locked answer is the one that locked"
+    );
 }
 
 #[tokio::test]

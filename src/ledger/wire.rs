@@ -204,7 +204,21 @@ impl ToRpc for LedgerError {
 
 impl ToRpc for AccountError {
     fn to_rpc(self) -> RpcError {
-        errors::account_error(self)
+        // The till publishes `card.locked` once, for the attempt that
+        // locked the card: that fact travels in `data.just_locked`, which
+        // the till takes out again before it answers the POS.
+        let just = matches!(
+            self,
+            AccountError::Locked {
+                just_locked: true,
+                ..
+            }
+        );
+        let mut e = errors::account_error(self);
+        if just && let Some(Value::Object(data)) = e.data.as_mut() {
+            data.insert("just_locked".into(), Value::Bool(true));
+        }
+        e
     }
 }
 
@@ -282,6 +296,22 @@ ledger_methods!(dispatch_table);
 /// Arguments are never logged: some are secrets.
 pub async fn dispatch(ledger: &dyn Ledger, method: &str, args: Value) -> Result<Value, WireError> {
     dispatch_table(ledger, method, args).await
+}
+
+/// [`dispatch`] for the authenticated till `terminal`: its idempotency key
+/// (the `key` argument) becomes `"{terminal}:{key}"`, so a till can replay
+/// only its own operations and never meet another till's keys (nor the
+/// ledger's own, such as `welcome:`). The central service calls this one.
+pub async fn dispatch_as(
+    ledger: &dyn Ledger,
+    terminal: &str,
+    method: &str,
+    mut args: Value,
+) -> Result<Value, WireError> {
+    if let Some(Value::String(k)) = args.get_mut("key") {
+        *k = format!("{terminal}:{k}");
+    }
+    dispatch(ledger, method, args).await
 }
 
 /// The body of `GET /v1/programme`: the programme `ledger` runs, so a

@@ -651,7 +651,24 @@ async fn verify_secret(
             }))
         }
         Err(AccountError::UnknownCard) => Err(RpcError::new(code::UNKNOWN_CARD, "unknown card")),
-        Err(e) => Err(super::accounts::account_error(e)),
+        Err(e) => {
+            let mut e = super::accounts::account_error(e);
+            // The central ledger says which attempt locked the card.
+            let just_locked = e.code == code::CARD_LOCKED
+                && e.data
+                    .as_mut()
+                    .and_then(Value::as_object_mut)
+                    .and_then(|d| d.remove("just_locked"))
+                    == Some(Value::Bool(true));
+            if just_locked {
+                let until = e.data.as_ref().map_or(Value::Null, |d| d["until"].clone());
+                app.bus.publish(
+                    "card.locked",
+                    json!({ "card_masked": number.masked(), "until": until }),
+                );
+            }
+            Err(e)
+        }
     }
 }
 
