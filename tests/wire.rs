@@ -690,6 +690,12 @@ async fn a_till_in_central_mode_serves_the_pos_from_the_central_ledger() {
     );
     assert!(called.contains(&"commit".to_owned()), "{called:?}");
     assert!(d.log().contains("the same programme"), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("the daily tier job runs on the central service"),
+        "{}",
+        d.log()
+    );
 }
 
 #[tokio::test]

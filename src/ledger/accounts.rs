@@ -261,7 +261,7 @@ pub enum AccountError {
     Random(#[from] RandomError),
     /// The central ledger refused (its own code) or could not be reached.
     #[error(transparent)]
-    Remote(#[from] crate::ledger::wire::RemoteError),
+    Remote(#[from] crate::ledger::RemoteError),
 }
 
 /// A confirmation code to deliver; `Debug` hides the code. It crosses the

@@ -56,7 +56,7 @@ pub enum LedgerError {
     Store(#[from] StoreError),
     /// The central ledger refused (its own code) or could not be reached.
     #[error(transparent)]
-    Remote(#[from] crate::ledger::wire::RemoteError),
+    Remote(#[from] crate::ledger::RemoteError),
 }
 
 /// What a card resolves to.

@@ -37,6 +37,25 @@ use tiers::{TierChange, TierError, TierView};
 
 use crate::redact::Secret;
 
+/// Why a central ledger call failed, as the till sees it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RemoteError {
+    /// No answer: connect failure, timeout, 5xx. Nothing is known about
+    /// the outcome; a retry with the same idempotency key is safe.
+    #[error("the central ledger is unreachable: {0}")]
+    Unreachable(String),
+    /// The central ledger refused, with the till's own JSON-RPC code.
+    #[error("{message}")]
+    Remote {
+        /// The JSON-RPC error code.
+        code: i64,
+        /// For humans.
+        message: String,
+        /// For programs (`null` when none).
+        data: serde_json::Value,
+    },
+}
+
 /// A ledger call in flight; its error is [`LedgerError`] for the money
 /// path, [`AccountError`] or [`TierError`] for accounts and tiers.
 pub type LedgerFuture<'a, T, E = LedgerError> =

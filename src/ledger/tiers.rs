@@ -412,7 +412,7 @@ pub enum TierError {
     Store(#[from] StoreError),
     /// The central ledger refused (its own code) or could not be reached.
     #[error(transparent)]
-    Remote(#[from] crate::ledger::wire::RemoteError),
+    Remote(#[from] crate::ledger::RemoteError),
 }
 
 /// Tier evaluation and history on the daemon's store, for the API and the

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Ledger;
+pub use super::RemoteError;
 use super::accounts::AccountError;
 use super::embedded::LedgerError;
 use super::tiers::TierError;
@@ -122,25 +123,6 @@ macro_rules! ledger_methods {
     };
 }
 pub(crate) use ledger_methods;
-
-/// Why a central ledger call failed, as the till sees it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RemoteError {
-    /// No answer: connect failure, timeout, 5xx. Nothing is known about
-    /// the outcome; a retry with the same idempotency key is safe.
-    #[error("the central ledger is unreachable: {0}")]
-    Unreachable(String),
-    /// The central ledger refused, with the till's own JSON-RPC code.
-    #[error("{message}")]
-    Remote {
-        /// The JSON-RPC error code.
-        code: i64,
-        /// For humans.
-        message: String,
-        /// For programs (`null` when none).
-        data: Value,
-    },
-}
 
 /// An error answer of the central service: the HTTP status and the body's
 /// `error` object. Plain data; the service turns it into a response.
