@@ -1,4 +1,4 @@
-//! The central ledger's wire: one table of methods ([`ledger_methods`])
+//! The central ledger's wire: one table of methods (`ledger_methods!`)
 //! from which the till's client ([`super::remote::Central`]) and the
 //! server's [`dispatch`] are both generated, so the two cannot disagree on
 //! a name, an argument or a type.
@@ -21,22 +21,20 @@ use super::tiers::TierError;
 use crate::api::errors;
 use crate::api::rpc::{RpcError, code};
 
-#[allow(unused_imports)] // Each used by the table's expansion.
-use {
-    super::accounts::{
-        AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode, Registered,
-        Registration, Update,
-    },
-    super::embedded::{
-        AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
-        RefundResult, SaleRef,
-    },
-    super::rules::{AccountOverrides, Quote, SaleLine},
-    super::tiers::{TierChange, TierView},
-    crate::redact::Secret,
-    rust_decimal::Decimal,
-    time::OffsetDateTime,
+// The types the table names, for its expansion here.
+use super::accounts::{
+    AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode, Registered,
+    Registration, Update,
 };
+use super::embedded::{
+    AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
+    RefundResult, SaleRef,
+};
+use super::rules::{AccountOverrides, Quote, SaleLine};
+use super::tiers::{TierChange, TierView};
+use crate::redact::Secret;
+use rust_decimal::Decimal;
+use time::OffsetDateTime;
 
 /// The wire's methods, handed to `$gen` as one list of
 /// `"wire/name" Class trait_method(args) -> Result, Error;`. `Class` says
