@@ -12,7 +12,9 @@ use crate::cards::Cards;
 use crate::config::{Config, ConfigError, Source};
 use crate::devices::{ApplyReport, DeviceEntry, Devices, Journal, Queue, ReaderOutput};
 use crate::events::{EventBus, now_rfc3339};
-use crate::ledger::{Embedded, Ledger};
+use crate::ledger::Ledger;
+use crate::ledger::local::Local;
+use crate::ledger::remote::{Central, CentralError, Endpoint};
 use crate::store::Store;
 
 /// Why a reload was refused; the old configuration stays in force.
@@ -27,6 +29,17 @@ pub enum ReloadError {
     /// The loader thread died; nothing was changed.
     #[error("configuration loader failed: {0}")]
     Loader(String),
+}
+
+/// Why the daemon's state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The token file is invalid.
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    /// The central ledger's client could not be set up.
+    #[error(transparent)]
+    Central(#[from] CentralError),
 }
 
 /// What a successful reload did.
@@ -59,10 +72,9 @@ pub struct App {
     pub devices: Devices,
     /// Card tokens and `card.read`.
     pub cards: Arc<Cards>,
-    /// The loyalty ledger.
+    /// The loyalty ledger: money, accounts and tiers, on this till's store
+    /// or the chain's central service.
     pub ledger: Arc<dyn Ledger>,
-    /// Customers, cards and secrets.
-    pub accounts: crate::ledger::accounts::Accounts,
     /// Delivers registration confirmation codes (`[ledger.registration]`,
     /// fixed at start like the rest of the ledger).
     pub notifier: Arc<dyn crate::notify::Notifier>,
@@ -81,17 +93,14 @@ impl App {
         source: Source,
         store: Store,
         socket_path: PathBuf,
-    ) -> Result<Arc<App>, TokenError> {
+    ) -> Result<Arc<App>, StartError> {
         let tokens = load_tokens(&config)?;
         let bus = EventBus::new();
         let cards = Arc::new(Cards::new(bus.clone(), store.terminal_id().to_owned()));
         let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(64);
         // Reader actors hand their output here; the card service turns it
         // into tokens and events. The task ends when every reader is gone.
-        let ledger: Arc<dyn Ledger> = Arc::new(Embedded::new(
-            store.clone(),
-            config.ledger.programme.clone(),
-        ));
+        let ledger = ledger_of(&config, &store)?;
         let service = cards.clone();
         let resolver = ledger.clone();
         let scan_bus = bus.clone();
@@ -127,10 +136,6 @@ impl App {
             Journal::new(store.clone()),
         );
         devices.apply(DeviceEntry::from_config(&config));
-        let mut settings = account_settings(&config.ledger.registration, &config.ledger.redemption);
-        settings.hash_concurrency = config.ledger.hash_concurrency;
-        settings.hash_queue_timeout = config.ledger.hash_queue_timeout();
-        let accounts = crate::ledger::accounts::Accounts::new(store.clone(), settings);
         let notifier = crate::notify::from_config(&config.ledger.registration);
         if config.ledger.registration.confirmation == crate::config::Confirmation::Code
             && config.ledger.registration.notifier == crate::config::NotifierKind::Log
@@ -152,7 +157,6 @@ impl App {
             devices,
             cards,
             ledger,
-            accounts,
             notifier,
             store,
             socket_path,
@@ -218,6 +222,44 @@ impl App {
             devices,
             restart_required,
         })
+    }
+}
+
+/// The ledger `config` names: the books on `store`, or the central
+/// service's client (whose programme check runs in the background).
+fn ledger_of(config: &Config, store: &Store) -> Result<Arc<dyn Ledger>, CentralError> {
+    use crate::config::LedgerBackend;
+    let mut settings = account_settings(&config.ledger.registration, &config.ledger.redemption);
+    settings.hash_concurrency = config.ledger.hash_concurrency;
+    settings.hash_queue_timeout = config.ledger.hash_queue_timeout();
+    let programme = config.ledger.programme.clone();
+    match (config.ledger.backend, &config.ledger.central) {
+        (LedgerBackend::Embedded, _) => {
+            Ok(Arc::new(Local::new(store.clone(), programme, settings)))
+        }
+        (LedgerBackend::Central, None) => Err(CentralError::Client(
+            "backend = \"central\" needs a [ledger.central] table".into(),
+        )),
+        (LedgerBackend::Central, Some(c)) => {
+            let endpoint = Endpoint {
+                url: c.url.clone(),
+                terminal: c.terminal.clone(),
+                key: crate::ledger::remote::read_key(&c.key_file)?,
+                connect_timeout: std::time::Duration::from_millis(c.connect_timeout_ms),
+                request_timeout: std::time::Duration::from_millis(c.request_timeout_ms),
+            };
+            let central = Central::new(endpoint, programme, settings)?;
+            let check = central.clone();
+            tokio::spawn(async move {
+                // About 20 minutes of backoff: a till may start before the
+                // service; sales answer 2050 until it is reachable anyway.
+                if let Err(e) = check.check_programme(25).await {
+                    tracing::warn!(error = %e, "could not compare the programme with the central ledger's");
+                }
+            });
+            tracing::info!(url = %c.url, terminal = %c.terminal, "ledger: central");
+            Ok(Arc::new(central))
+        }
     }
 }
 

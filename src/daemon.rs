@@ -31,6 +31,9 @@ pub enum DaemonError {
     /// The token file is unusable.
     #[error(transparent)]
     Tokens(#[from] TokenError),
+    /// The central ledger's client could not be set up.
+    #[error(transparent)]
+    Central(#[from] crate::ledger::remote::CentralError),
     /// Signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
@@ -100,7 +103,10 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         tracing::info!(max_clients = fit, nofile, "client limit");
         fit
     };
-    let app = App::start(config, source, store, socket_path.clone())?;
+    let app = App::start(config, source, store, socket_path.clone()).map_err(|e| match e {
+        crate::app::StartError::Tokens(e) => DaemonError::Tokens(e),
+        crate::app::StartError::Central(e) => DaemonError::Central(e),
+    })?;
 
     let shutdown = CancellationToken::new();
     let acceptors = TaskTracker::new();
@@ -120,10 +126,19 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     }
     acceptors.close();
     // Loyalty tiers are re-evaluated daily; the job ends with the shutdown.
-    let tier_job = tokio::spawn(crate::api::methods::tiers::daily(
-        app.clone(),
-        shutdown.clone(),
-    ));
+    // A till on the central ledger leaves it to the central service, which
+    // runs it once for the chain.
+    let tier_job = match app.config().ledger.backend {
+        crate::config::LedgerBackend::Embedded => tokio::spawn(crate::api::methods::tiers::daily(
+            app.clone(),
+            crate::ledger::tiers::Tiers::new(app.store.clone()),
+            shutdown.clone(),
+        )),
+        crate::config::LedgerBackend::Central => {
+            tracing::info!("ledger: central; the daily tier job runs on the central service");
+            tokio::spawn(async {})
+        }
+    };
 
     tracing::info!(socket = %socket_path.display(), version = env!("CARGO_PKG_VERSION"), "ready");
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);

@@ -78,6 +78,35 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// Serialises a [`Secret`] (or an `Option` of one) in the clear, for the
+/// central ledger's wire only: `Secret` has no `Serialize` of its own, so
+/// nothing else (API replies, logs) can write one by accident. Use as
+/// `#[serde(serialize_with = "crate::redact::expose")]`.
+pub fn expose<T: Exposed, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    v.expose_to(s)
+}
+
+/// What [`expose`] can write.
+pub trait Exposed {
+    /// Writes the clear value.
+    fn expose_to<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+}
+
+impl Exposed for Secret {
+    fn expose_to<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<T: Exposed> Exposed for Option<T> {
+    fn expose_to<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Some(v) => v.expose_to(s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for CardNumber {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(CardNumber)

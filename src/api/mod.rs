@@ -7,6 +7,7 @@
 
 pub mod amount;
 pub mod conn;
+pub mod errors;
 pub mod fdlimit;
 pub mod listener;
 pub mod login_limit;

@@ -107,6 +107,11 @@ pub mod code {
     pub const NO_REDEEM_CODE: i64 = 2032;
     /// `tiers.evaluate` on a programme without levels.
     pub const TIERS_NOT_CONFIGURED: i64 = 2040;
+    /// A till in central mode could not reach the central ledger (connect
+    /// failure, timeout, 5xx): nothing is known about the balance, so
+    /// nothing is guessed. `data.retry` is `true`; retry with the same
+    /// idempotency key.
+    pub const LEDGER_UNREACHABLE: i64 = 2050;
 }
 
 /// The longest request line accepted, newline excluded.

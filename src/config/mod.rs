@@ -129,8 +129,11 @@ pub struct TcpConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerConfig {
-    /// `embedded` (SQLite in the state dir) is the only backend so far.
+    /// `embedded` (SQLite in the state dir) or `central` (the chain's
+    /// central service, `[ledger.central]`).
     pub backend: LedgerBackend,
+    /// The central service, required with `backend = "central"`.
+    pub central: Option<CentralConfig>,
     /// Database file; default `<state_dir>/posbridge.sqlite3`.
     pub path: Option<PathBuf>,
     /// The loyalty programme's rules (`[ledger.programme]`).
@@ -160,6 +163,7 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             backend: LedgerBackend::Embedded,
+            central: None,
             path: None,
             programme: default_programme(),
             registration: RegistrationConfig::default(),
@@ -535,6 +539,78 @@ pub fn default_programme() -> Programme {
 pub enum LedgerBackend {
     /// SQLite on this terminal.
     Embedded,
+    /// The chain's central ledger service (`[ledger.central]`).
+    Central,
+}
+
+/// `[ledger.central]`: the chain's central ledger service and this till's
+/// credential.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralConfig {
+    /// Base URL, `http://` or `https://` (such as
+    /// `https://ledger.example.com:7460`).
+    pub url: String,
+    /// This till's terminal id, as issued by `posbridge-central`.
+    pub terminal: String,
+    /// A file holding this till's key (first line), readable by the daemon
+    /// only.
+    pub key_file: PathBuf,
+    /// The longest wait for a connection, 100 to 60000 ms.
+    #[serde(default = "central_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// The longest wait for a whole call, 100 to 300000 ms.
+    #[serde(default = "central_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn central_connect_timeout_ms() -> u64 {
+    2000
+}
+
+fn central_request_timeout_ms() -> u64 {
+    5000
+}
+
+impl CentralConfig {
+    /// The first invalid key and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(u) => {
+                return Err((
+                    "url",
+                    format!(
+                        "\"{}\": the scheme must be http or https, with a host",
+                        u.scheme()
+                    ),
+                ));
+            }
+            Err(e) => return Err(("url", format!("not a URL: {e}"))),
+        }
+        let t = &self.terminal;
+        if t.is_empty()
+            || t.len() > 64
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err((
+                "terminal",
+                "1 to 64 ASCII letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return Err(("key_file", "a path to the till's key".into()));
+        }
+        if !(100..=60_000).contains(&self.connect_timeout_ms) {
+            return Err(("connect_timeout_ms", "100 to 60000 milliseconds".into()));
+        }
+        if !(100..=300_000).contains(&self.request_timeout_ms) {
+            return Err(("request_timeout_ms", "100 to 300000 milliseconds".into()));
+        }
+        Ok(())
+    }
 }
 
 /// `[receipt]`.
@@ -1625,6 +1701,25 @@ impl Config {
                 "ledger.hash_queue_timeout_ms".into(),
                 "10 to 60000 milliseconds".into(),
             ));
+        }
+        match (&self.ledger.backend, &self.ledger.central) {
+            (LedgerBackend::Central, None) => {
+                return Err(invalid(
+                    find_key(src, "backend"),
+                    "ledger.central".into(),
+                    "backend = \"central\" needs a [ledger.central] table".into(),
+                ));
+            }
+            (_, Some(c)) => {
+                if let Err((key, message)) = c.validate() {
+                    return Err(invalid(
+                        find_key(src, key),
+                        format!("ledger.central.{key}"),
+                        message,
+                    ));
+                }
+            }
+            _ => {}
         }
         if let Err(e) = self.ledger.programme.validate() {
             let at = find_key(src, "programme");

@@ -155,7 +155,7 @@ fn socket_mode_must_be_octal() {
 
 #[test]
 fn error_display_is_file_line_column_path() {
-    let e = parse("[ledger]\nbackend = \"central\"\n").unwrap_err();
+    let e = parse("[ledger]\nbackend = \"postgres\"\n").unwrap_err();
     let s = e.to_string();
     assert!(s.starts_with("test.toml:2:11: ledger.backend: "), "{s}");
 }
@@ -247,4 +247,54 @@ fn printer_taxes_map_2026_names_and_refuse_the_old_ones() {
         c.printers[0].tax_map().unwrap().position(Tax::Vat7),
         Some(8)
     );
+}
+
+const CENTRAL: &str = "[ledger]\nbackend = \"central\"\n[ledger.central]\n\
+                       url = \"https://ledger.example.com:7460\"\nterminal = \"till-1\"\n\
+                       key_file = \"/etc/posbridge/central.key\"\n";
+
+#[test]
+fn the_central_backend_reads_its_table_with_default_timeouts() {
+    let c = parse(CENTRAL).unwrap();
+    assert_eq!(c.ledger.backend, LedgerBackend::Central);
+    let central = c.ledger.central.unwrap();
+    assert_eq!(central.url, "https://ledger.example.com:7460");
+    assert_eq!(central.terminal, "till-1");
+    assert_eq!(
+        central.key_file,
+        std::path::PathBuf::from("/etc/posbridge/central.key")
+    );
+    assert_eq!(
+        (central.connect_timeout_ms, central.request_timeout_ms),
+        (2000, 5000)
+    );
+}
+
+#[test]
+fn the_central_backend_needs_its_table() {
+    let (line, _, path, message) = invalid("[ledger]\nbackend = \"central\"\n");
+    assert_eq!((line, path.as_str()), (2, "ledger.central"));
+    assert!(message.contains("[ledger.central]"), "{message}");
+}
+
+#[test]
+fn bad_central_settings_name_their_key() {
+    let cases = [
+        ("https://ledger.example.com:7460", "ftp://ledger", "url"),
+        ("https://ledger.example.com:7460", "not a url", "url"),
+        ("terminal = \"till-1\"", "terminal = \"\"", "terminal"),
+        ("terminal = \"till-1\"", "terminal = \"till 1\"", "terminal"),
+    ];
+    for (from, to, key) in cases {
+        let src = CENTRAL.replace(from, to);
+        let (_, _, path, _) = invalid(&src);
+        assert_eq!(path, format!("ledger.central.{key}"), "{src}");
+    }
+    let slow = format!("{CENTRAL}connect_timeout_ms = 99\n");
+    assert_eq!(invalid(&slow).2, "ledger.central.connect_timeout_ms");
+    let slow = format!("{CENTRAL}request_timeout_ms = 300001\n");
+    assert_eq!(invalid(&slow).2, "ledger.central.request_timeout_ms");
+    // Unknown keys are refused by name, like everywhere else.
+    let typo = format!("{CENTRAL}timeout = 5\n");
+    assert!(parse(&typo).is_err());
 }

@@ -273,6 +273,9 @@ pub enum AccountError {
     /// The books failed (either store).
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The central ledger refused (its own code) or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] crate::ledger::RemoteError),
     /// Every hashing turn stayed taken for the queue timeout: retry later.
     #[error("busy checking secrets; retry")]
     Busy,

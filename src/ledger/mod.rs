@@ -2,18 +2,22 @@
 //!
 //! [`rules`] is pure arithmetic on `rust_decimal` (quotes, caps, accrual,
 //! refund shares, expiry dates); [`embedded`] keeps accounts, lots and
-//! entries in the daemon's SQLite file. The API talks to a [`Ledger`], so a
-//! central ledger for store chains can take the embedded one's place.
+//! entries in the daemon's SQLite file. The API talks to a [`Ledger`]:
+//! [`local::Local`] (the books on this till's store) or
+//! [`remote::Central`] (the chain's central service, over [`wire`]).
 
 pub mod accounts;
 pub mod db;
 pub mod embedded;
+pub mod local;
 pub mod origin;
 #[cfg(test)]
 mod proptests;
+pub mod remote;
 pub mod rules;
 pub mod tiers;
 pub mod types;
+pub mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,21 +25,53 @@ use std::pin::Pin;
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
+use accounts::{
+    AccountError, AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode,
+    Registered, Registration, Settings, Update,
+};
 pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
 };
 use rules::{AccountOverrides, Programme, Quote, SaleLine};
+use tiers::{TierChange, TierError, TierView};
 
-/// A ledger call in flight.
-pub type LedgerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'a>>;
+use crate::redact::Secret;
 
-/// The money path, whatever keeps the books. Every state-changing call
-/// carries an idempotency key: a repeat returns the first result and
-/// changes nothing.
+/// Why a central ledger call failed, as the till sees it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RemoteError {
+    /// No answer: connect failure, timeout, 5xx. Nothing is known about
+    /// the outcome; a retry with the same idempotency key is safe.
+    #[error("the central ledger is unreachable: {0}")]
+    Unreachable(String),
+    /// The central ledger refused, with the till's own JSON-RPC code.
+    #[error("{message}")]
+    Remote {
+        /// The JSON-RPC error code.
+        code: i64,
+        /// For humans.
+        message: String,
+        /// For programs (`null` when none).
+        data: serde_json::Value,
+    },
+}
+
+/// A ledger call in flight; its error is [`LedgerError`] for the money
+/// path, [`AccountError`] or [`TierError`] for accounts and tiers.
+pub type LedgerFuture<'a, T, E = LedgerError> =
+    Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
+
+/// The money path, accounts and tiers, whatever keeps the books. Every
+/// state-changing call of the money path carries an idempotency key: a
+/// repeat returns the first result and changes nothing. The methods after
+/// `history` are [`accounts::Accounts`]' and [`tiers::Tiers`]', with the
+/// same meaning (the programme is the ledger's own).
 pub trait Ledger: Send + Sync {
     /// The programme's rules.
     fn programme(&self) -> &Programme;
+    /// The registration and redemption settings the API reads.
+    fn account_settings(&self) -> &Settings;
     /// The account behind a card, if any.
     fn resolve(&self, number: String) -> LedgerFuture<'_, Option<AccountSummary>>;
     /// Rates, caps and the expected accrual for a sale.
@@ -96,81 +132,83 @@ pub trait Ledger: Send + Sync {
         cursor: Option<i64>,
         limit: u32,
     ) -> LedgerFuture<'_, HistoryPage>;
-}
 
-impl Ledger for Embedded {
-    fn programme(&self) -> &Programme {
-        Embedded::programme(self)
-    }
-    fn resolve(&self, number: String) -> LedgerFuture<'_, Option<AccountSummary>> {
-        Box::pin(Embedded::resolve(self, number))
-    }
-    fn quote(
+    /// Registers a customer with a card.
+    fn register(&self, r: Registration) -> LedgerFuture<'_, Registered, AccountError>;
+    /// Records that the pending confirmation code was delivered.
+    fn code_delivered(&self, account: i64) -> LedgerFuture<'_, (), AccountError>;
+    /// A new confirmation code for a pending account.
+    fn new_code(&self, account: i64) -> LedgerFuture<'_, PendingCode, AccountError>;
+    /// Activates a pending account with its code.
+    fn activate(&self, account: i64, code: Secret) -> LedgerFuture<'_, Activated, AccountError>;
+    /// Changes an account's details.
+    fn update_account(
         &self,
-        number: String,
-        lines: Vec<SaleLine>,
-        redeem: Decimal,
-    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)> {
-        Box::pin(Embedded::quote(self, number, lines, redeem))
-    }
-    fn commit(
-        &self,
-        key: String,
-        number: String,
-        receipt_id: String,
-        lines: Vec<SaleLine>,
-        redeem: Decimal,
-    ) -> LedgerFuture<'_, CommitResult> {
-        Box::pin(Embedded::commit(
-            self, key, number, receipt_id, lines, redeem,
-        ))
-    }
-    fn replay_commit(
-        &self,
-        key: String,
-        receipt_id: String,
-        lines: Vec<SaleLine>,
-        redeem: Decimal,
-    ) -> LedgerFuture<'_, Option<(String, CommitResult)>> {
-        Box::pin(Embedded::replay_commit(
-            self, key, receipt_id, lines, redeem,
-        ))
-    }
-    fn set_overrides(
-        &self,
-        key: Option<String>,
         account: i64,
-        overrides: AccountOverrides,
-    ) -> LedgerFuture<'_, OverridesResult> {
-        Box::pin(Embedded::set_overrides(self, key, account, overrides))
-    }
-    fn refund(
+        u: Update,
+    ) -> LedgerFuture<'_, AccountView, AccountError>;
+    /// Whether `word` is the account's code word.
+    fn verify_code_word(
         &self,
-        key: String,
-        sale: SaleRef,
-        amount: Option<Decimal>,
-    ) -> LedgerFuture<'_, RefundResult> {
-        Box::pin(Embedded::refund(self, key, sale, amount))
-    }
-    fn adjust(
+        account: i64,
+        word: Secret,
+    ) -> LedgerFuture<'_, CodeWordCheck, AccountError>;
+    /// Adds a card to an account.
+    fn issue_card(
         &self,
-        key: String,
+        account: i64,
+        card_number: Option<String>,
+        secret: Option<Secret>,
+    ) -> LedgerFuture<'_, Issued, AccountError>;
+    /// An account with its cards.
+    fn get_account(&self, by: Lookup) -> LedgerFuture<'_, AccountView, AccountError>;
+    /// Blocks or unblocks a card: `blocked`, `lost` or `active`.
+    fn set_card_status(&self, number: String, status: String)
+    -> LedgerFuture<'_, (), AccountError>;
+    /// A new secret for a card, returned once.
+    fn regenerate_secret(&self, number: String) -> LedgerFuture<'_, String, AccountError>;
+    /// Checks a card's secret, counting wrong guesses.
+    fn verify_secret(
+        &self,
         number: String,
-        amount: Decimal,
-        reason: String,
-        operator: String,
-        expires_at: Option<OffsetDateTime>,
-    ) -> LedgerFuture<'_, AdjustResult> {
-        Box::pin(Embedded::adjust(
-            self, key, number, amount, reason, operator, expires_at,
-        ))
-    }
-    fn history(
+        presented: Secret,
+    ) -> LedgerFuture<'_, (), AccountError>;
+    /// A one-time redemption code for an account.
+    fn new_redeem_code(&self, account: i64) -> LedgerFuture<'_, PendingCode, AccountError>;
+    /// Records that the redemption code was delivered.
+    fn redeem_code_delivered(&self, account: i64) -> LedgerFuture<'_, (), AccountError>;
+    /// Uses up an account's outstanding redemption code.
+    fn use_redeem_code(&self, account: i64, code: Secret) -> LedgerFuture<'_, (), AccountError>;
+    /// The card a sale for `account` is booked on.
+    fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError>;
+    /// Creates a group.
+    fn create_group(
         &self,
-        who: AccountRef,
-        cursor: Option<i64>,
+        name: String,
+        description: Option<String>,
+    ) -> LedgerFuture<'_, GroupView, AccountError>;
+    /// Every group with its member count.
+    fn list_groups(&self) -> LedgerFuture<'_, Vec<GroupView>, AccountError>;
+    /// Deletes a group; returns how many accounts left it.
+    fn delete_group(&self, name: String, force: bool) -> LedgerFuture<'_, i64, AccountError>;
+    /// Replaces an account's groups; returns them.
+    fn set_groups(
+        &self,
+        account: i64,
+        groups: Vec<String>,
+    ) -> LedgerFuture<'_, Vec<String>, AccountError>;
+    /// Re-evaluates one account's level, or every account's, as of `now`
+    /// (an admin's run): the number evaluated and the changes.
+    fn evaluate_tiers(
+        &self,
+        account: Option<i64>,
+        now: OffsetDateTime,
+    ) -> LedgerFuture<'_, (usize, Vec<TierChange>), TierError>;
+    /// An account's level and progress at `now`, and its changes.
+    fn tier_history(
+        &self,
+        account: i64,
         limit: u32,
-    ) -> LedgerFuture<'_, HistoryPage> {
-        Box::pin(Embedded::history(self, who, cursor, limit))
-    }
+        now: OffsetDateTime,
+    ) -> LedgerFuture<'_, (TierView, Vec<TierChange>), TierError>;
 }

@@ -404,6 +404,9 @@ pub enum TierError {
     /// The books failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The central ledger refused (its own code) or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] crate::ledger::RemoteError),
 }
 
 /// Tier evaluation and history on a set of books, for the API and the

@@ -46,6 +46,9 @@ pub enum LedgerError {
     /// retries, an unreachable store).
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The central ledger refused (its own code) or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] crate::ledger::RemoteError),
 }
 
 /// What a card resolves to.

@@ -8,97 +8,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+pub(super) use crate::api::errors::account_error;
 use crate::api::rpc::{self, RpcError, code};
 use crate::api::session::Session;
 use crate::app::App;
 use crate::auth::Role;
-use crate::ledger::accounts::{AccountError, PendingCode, Registration, Update};
+use crate::ledger::accounts::{PendingCode, Registration, Update};
 use crate::notify::{Channel, Message, Purpose};
 use crate::redact::{CardNumber, Secret};
-
-/// Every account error as its stable code.
-pub(super) fn account_error(e: AccountError) -> RpcError {
-    match e {
-        AccountError::BadPhone => RpcError::invalid_params("phone", "not a phone number (E.164)"),
-        AccountError::BadEmail => RpcError::invalid_params("email", "not an e-mail address"),
-        AccountError::NoContact => RpcError::invalid_params("phone", "give phone or email"),
-        AccountError::BadCardNumber => RpcError::invalid_params("card_number", "4 to 32 digits"),
-        AccountError::BadSecret => RpcError::invalid_params("secret", "4 to 32 letters or digits"),
-        AccountError::BadCodeWord => RpcError::invalid_params("code_word", "2 to 64 characters"),
-        AccountError::BadGroupName => {
-            RpcError::invalid_params("name", "1 to 64 printable characters")
-        }
-        AccountError::BadStatus(why) => RpcError::invalid_params("status", why),
-        AccountError::Duplicate(field) => RpcError::new(
-            code::ACCOUNT_EXISTS,
-            format!("an account with this {field} exists"),
-        )
-        .with_data(json!({ "field": field })),
-        AccountError::CardTaken => {
-            RpcError::new(code::CARD_TAKEN, "the card number is already issued")
-        }
-        AccountError::CodeWordLocked { until } => RpcError::new(
-            code::CODE_WORD_LOCKED,
-            format!("too many wrong code words; locked until {until}"),
-        )
-        .with_data(json!({ "until": until })),
-        AccountError::OtherProgramme => RpcError::new(
-            code::CARD_OTHER_PROGRAMME,
-            "the card belongs to another programme (ledger.registration.card_ranges)",
-        ),
-        AccountError::UnknownCard | AccountError::UnknownAccount => {
-            RpcError::new(code::UNKNOWN_CARD, "no such account or card")
-        }
-        AccountError::CardInactive(status) => {
-            RpcError::new(code::CARD_INACTIVE, format!("the card is {status}"))
-                .with_data(json!({ "status": status }))
-        }
-        AccountError::UnknownGroup(g) => {
-            RpcError::new(code::UNKNOWN_GROUP, format!("unknown group \"{g}\""))
-                .with_data(json!({ "group": g }))
-        }
-        AccountError::GroupExists => RpcError::new(code::GROUP_EXISTS, "the group exists"),
-        AccountError::GroupInUse { members } => RpcError::new(
-            code::GROUP_IN_USE,
-            format!("the group has {members} member(s); give force: true to remove them too"),
-        )
-        .with_data(json!({ "members": members })),
-        AccountError::NotPending(status) => RpcError::new(
-            code::NOT_PENDING,
-            format!("the account is {status}, not pending"),
-        )
-        .with_data(json!({ "status": status })),
-        AccountError::WrongCode { attempts_left } => RpcError::new(
-            code::WRONG_CODE,
-            format!("wrong code; {attempts_left} attempts left"),
-        )
-        .with_data(json!({ "attempts_left": attempts_left })),
-        AccountError::CodeExpired => RpcError::new(
-            code::CODE_EXPIRED,
-            "the code expired; send a new one (account.confirmation.resend or sale.redeem_code.send)",
-        ),
-        AccountError::CodeExhausted => RpcError::new(
-            code::CODE_EXHAUSTED,
-            "too many wrong codes; send a new one (account.confirmation.resend or sale.redeem_code.send)",
-        ),
-        AccountError::TooSoon { retry_after_s } => RpcError::new(
-            code::RESEND_TOO_SOON,
-            format!("a code was sent recently; try again in {retry_after_s} s"),
-        )
-        .with_data(json!({ "retry_after_s": retry_after_s })),
-        AccountError::RedeemByCodeOff => RpcError::new(
-            code::REDEEM_BY_CODE_OFF,
-            "this programme spends points only with the card's secret ([ledger.redemption] by_code)",
-        ),
-        AccountError::NoRedeemCode => RpcError::new(
-            code::NO_REDEEM_CODE,
-            "no redemption code outstanding for this account; send one with sale.redeem_code.send",
-        ),
-        AccountError::Busy => RpcError::new(code::BUSY, "busy checking secrets; retry in a moment")
-            .with_data(json!({ "retry": true })),
-        e => RpcError::internal("accounts", e),
-    }
-}
 
 fn need_admin(session: &Session, what: &str) -> Result<(), RpcError> {
     match session.role() {
@@ -131,8 +48,8 @@ pub(super) async fn deliver(
     match app.notifier.send(&m).await {
         Ok(()) => {
             let recorded = match purpose {
-                Purpose::Registration => app.accounts.code_delivered(p.account).await,
-                Purpose::Redemption => app.accounts.redeem_code_delivered(p.account).await,
+                Purpose::Registration => app.ledger.code_delivered(p.account).await,
+                Purpose::Redemption => app.ledger.redeem_code_delivered(p.account).await,
             };
             if let Err(e) = recorded {
                 // Delivered; only the resend limit is lost.
@@ -213,19 +130,16 @@ pub(super) async fn register(
     }
     // The programme the ledger runs, fixed at start like the rest of it.
     let mut r = app
-        .accounts
-        .register(
-            app.ledger.programme(),
-            Registration {
-                phone: p.phone,
-                email: p.email,
-                name: p.name,
-                card_number: p.card_number,
-                secret: p.secret,
-                groups,
-                code_word: p.code_word,
-            },
-        )
+        .ledger
+        .register(Registration {
+            phone: p.phone,
+            email: p.email,
+            name: p.name,
+            card_number: p.card_number,
+            secret: p.secret,
+            groups,
+            code_word: p.code_word,
+        })
         .await
         .map_err(account_error)?;
     let masked = CardNumber::new(r.card_number.clone()).masked();
@@ -262,8 +176,8 @@ pub(super) async fn activate(app: &Arc<App>, params: Option<Value>) -> Result<Va
         return Err(RpcError::invalid_params("code", "digits"));
     }
     let a = app
-        .accounts
-        .activate(app.ledger.programme(), p.account, p.code)
+        .ledger
+        .activate(p.account, p.code)
         .await
         .map_err(account_error)?;
     if a.newly {
@@ -273,7 +187,12 @@ pub(super) async fn activate(app: &Arc<App>, params: Option<Value>) -> Result<Va
             json!({"account": a.account, "welcome_bonus": a.welcome_bonus.map(|b| b.to_string())}),
         );
     }
-    Ok(json!(a))
+    let mut out = json!(a);
+    // `newly` is for the till (and the central ledger's wire), not the POS.
+    if let Some(o) = out.as_object_mut() {
+        o.remove("newly");
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -285,7 +204,7 @@ struct AccountParams {
 pub(super) async fn resend(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: AccountParams = rpc::params(params)?;
     let code = app
-        .accounts
+        .ledger
         .new_code(p.account)
         .await
         .map_err(account_error)?;
@@ -310,7 +229,7 @@ pub(super) async fn send_redeem_code(
 ) -> Result<Value, RpcError> {
     let p: AccountParams = rpc::params(params)?;
     let code = app
-        .accounts
+        .ledger
         .new_redeem_code(p.account)
         .await
         .map_err(account_error)?;
@@ -353,7 +272,7 @@ pub(super) async fn get(app: &Arc<App>, params: Option<Value>) -> Result<Value, 
             ));
         }
     };
-    let view = app.accounts.get(by).await.map_err(account_error)?;
+    let view = app.ledger.get_account(by).await.map_err(account_error)?;
     let mut out = json!(view);
     super::tiers::add_tier(app, view.account, &mut out).await?;
     Ok(out)
@@ -394,8 +313,8 @@ pub(super) async fn update(
         need_admin(session, "changing an account's status")?;
     }
     let view = app
-        .accounts
-        .update(
+        .ledger
+        .update_account(
             p.account,
             Update {
                 name: p.name,
@@ -428,7 +347,7 @@ pub(super) async fn verify_code_word(
 ) -> Result<Value, RpcError> {
     let p: CodeWordParams = rpc::params(params)?;
     let check = app
-        .accounts
+        .ledger
         .verify_code_word(p.account, p.code_word)
         .await
         .map_err(account_error)?;
@@ -465,7 +384,7 @@ pub(super) async fn issue(app: &Arc<App>, params: Option<Value>) -> Result<Value
         _ => {}
     }
     let r = app
-        .accounts
+        .ledger
         .issue_card(p.account, p.card_number, p.secret)
         .await
         .map_err(account_error)?;
@@ -513,8 +432,8 @@ async fn set_status(
     status: &'static str,
 ) -> Result<Value, RpcError> {
     let masked = CardNumber::new(number.clone()).masked();
-    app.accounts
-        .set_card_status(number, status)
+    app.ledger
+        .set_card_status(number, status.to_owned())
         .await
         .map_err(account_error)?;
     tracing::info!(card = %masked, status, "card status changed");
@@ -535,7 +454,7 @@ pub(super) async fn regenerate(app: &Arc<App>, params: Option<Value>) -> Result<
     let p: RegenerateParams = rpc::params(params)?;
     let masked = CardNumber::new(p.number.clone()).masked();
     let secret = app
-        .accounts
+        .ledger
         .regenerate_secret(p.number)
         .await
         .map_err(account_error)?;

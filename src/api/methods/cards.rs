@@ -39,7 +39,7 @@ pub(super) async fn enter(app: &Arc<App>, params: Option<Value>) -> Result<Value
         .ledger
         .resolve(number.to_owned())
         .await
-        .map_err(|e| RpcError::internal("ledger", e))?;
+        .map_err(crate::api::errors::ledger_error)?;
     app.cards
         .accept(
             CardRead {

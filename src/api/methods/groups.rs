@@ -30,8 +30,8 @@ pub(super) async fn create(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         ));
     }
     let g = app
-        .accounts
-        .create_group(&p.name, p.description)
+        .ledger
+        .create_group(p.name, p.description)
         .await
         .map_err(account_error)?;
     tracing::info!(group = %g.name, "group created");
@@ -43,7 +43,7 @@ pub(super) async fn list(app: &Arc<App>, params: Option<Value>) -> Result<Value,
     #[serde(deny_unknown_fields)]
     struct NoParams {}
     let _: NoParams = rpc::params(params)?;
-    let groups = app.accounts.list_groups().await.map_err(account_error)?;
+    let groups = app.ledger.list_groups().await.map_err(account_error)?;
     Ok(json!({ "groups": groups }))
 }
 
@@ -58,8 +58,8 @@ struct DeleteParams {
 pub(super) async fn delete(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: DeleteParams = rpc::params(params)?;
     let removed = app
-        .accounts
-        .delete_group(&p.name, p.force)
+        .ledger
+        .delete_group(p.name.clone(), p.force)
         .await
         .map_err(account_error)?;
     tracing::info!(group = %p.name.trim(), members_removed = removed, "group deleted");
@@ -76,7 +76,7 @@ struct SetParams {
 pub(super) async fn set(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: SetParams = rpc::params(params)?;
     let groups = app
-        .accounts
+        .ledger
         .set_groups(p.account, p.groups)
         .await
         .map_err(account_error)?;

@@ -68,7 +68,7 @@ pub(super) fn card(
 /// presence for spending is a one-time code, not a secret.
 async fn account_card(app: &App, account: i64) -> Result<Card, RpcError> {
     let number = app
-        .accounts
+        .ledger
         .booking_card(account)
         .await
         .map_err(super::accounts::account_error)?;
@@ -96,47 +96,7 @@ async fn sale_card(
     }
 }
 
-pub(super) fn ledger_error(e: LedgerError) -> RpcError {
-    match e {
-        LedgerError::Rules(RulesError::Invalid { field, reason }) => {
-            RpcError::invalid_params(&field, reason)
-        }
-        LedgerError::Rules(RulesError::RedeemTooHigh {
-            requested,
-            max,
-            limit,
-        }) => RpcError::new(
-            code::REDEEM_TOO_HIGH,
-            format!("cannot redeem {requested}: at most {max} ({limit})"),
-        )
-        .with_data(json!({
-            "requested": requested.to_string(),
-            "max": max.to_string(),
-            "limit": limit,
-        })),
-        LedgerError::Rules(e) => RpcError::new(code::INVALID_PARAMS, e.to_string()),
-        LedgerError::UnknownCard => RpcError::new(code::UNKNOWN_CARD, "unknown card"),
-        LedgerError::Inactive(status) => {
-            RpcError::new(code::CARD_INACTIVE, format!("the card is {status}"))
-                .with_data(json!({ "status": status }))
-        }
-        LedgerError::KeyReused => RpcError::new(
-            code::IDEMPOTENCY_CONFLICT,
-            "idempotency key already used for a different request",
-        ),
-        LedgerError::UnknownSale => RpcError::new(code::UNKNOWN_SALE, "no such sale"),
-        // The same code as an unknown card: either way no account answers
-        // to what the client named.
-        LedgerError::UnknownAccount => RpcError::new(code::UNKNOWN_CARD, "no such account")
-            .with_data(json!({ "field": "account" })),
-        LedgerError::InsufficientBalance { balance } => RpcError::new(
-            code::INSUFFICIENT_BALANCE,
-            format!("insufficient balance: {balance} available"),
-        )
-        .with_data(json!({ "balance": balance.to_string() })),
-        LedgerError::Store(e) => RpcError::internal("ledger", e),
-    }
-}
+pub(super) use crate::api::errors::ledger_error;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,7 +203,7 @@ pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value
         // For an account: spending needs a code, if the programme takes
         // codes at all.
         "redeem_allowed": card.present_with_secret
-            || (by_account && app.accounts.settings().redeem_code.is_some()),
+            || (by_account && app.ledger.account_settings().redeem_code.is_some()),
     }))
 }
 
@@ -348,7 +308,7 @@ async fn by_account(
     if redeem <= Decimal::ZERO {
         return Ok(Ready::Card(card));
     }
-    if app.accounts.settings().redeem_code.is_none() {
+    if app.ledger.account_settings().redeem_code.is_none() {
         return Err(super::accounts::account_error(
             crate::ledger::accounts::AccountError::RedeemByCodeOff,
         ));
@@ -380,7 +340,7 @@ async fn by_account(
         .quote(card.number.expose().to_owned(), p.lines.clone(), redeem)
         .await
         .map_err(ledger_error)?;
-    app.accounts
+    app.ledger
         .use_redeem_code(account, code)
         .await
         .map_err(super::accounts::account_error)?;
@@ -673,16 +633,11 @@ async fn verify_secret(
 ) -> Result<(), RpcError> {
     use crate::ledger::accounts::AccountError;
     match app
-        .accounts
+        .ledger
         .verify_secret(number.expose().to_owned(), secret)
         .await
     {
         Ok(()) => Ok(()),
-        Err(AccountError::WrongSecret { attempts_left }) => Err(RpcError::new(
-            code::WRONG_SECRET,
-            format!("wrong secret code; {attempts_left} attempts left"),
-        )
-        .with_data(json!({ "attempts_left": attempts_left }))),
         Err(AccountError::Locked { until, just_locked }) => {
             if just_locked {
                 app.bus.publish(
@@ -690,18 +645,30 @@ async fn verify_secret(
                     json!({ "card_masked": number.masked(), "until": until }),
                 );
             }
-            Err(RpcError::new(
-                code::CARD_LOCKED,
-                format!("the card is locked until {until}"),
-            )
-            .with_data(json!({ "until": until })))
+            Err(super::accounts::account_error(AccountError::Locked {
+                until,
+                just_locked,
+            }))
         }
-        Err(AccountError::NoSecret) => Err(RpcError::new(
-            code::NO_SECRET,
-            "the card has no secret code registered; register it to spend points",
-        )),
         Err(AccountError::UnknownCard) => Err(RpcError::new(code::UNKNOWN_CARD, "unknown card")),
-        Err(e) => Err(super::accounts::account_error(e)),
+        Err(e) => {
+            let mut e = super::accounts::account_error(e);
+            // The central ledger says which attempt locked the card.
+            let just_locked = e.code == code::CARD_LOCKED
+                && e.data
+                    .as_mut()
+                    .and_then(Value::as_object_mut)
+                    .and_then(|d| d.remove("just_locked"))
+                    == Some(Value::Bool(true));
+            if just_locked {
+                let until = e.data.as_ref().map_or(Value::Null, |d| d["until"].clone());
+                app.bus.publish(
+                    "card.locked",
+                    json!({ "card_masked": number.masked(), "until": until }),
+                );
+            }
+            Err(e)
+        }
     }
 }
 

@@ -10,10 +10,11 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, Time, UtcOffset};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::rpc::{self, RpcError, code};
+use crate::api::errors::tier_error;
+use crate::api::rpc::{self, RpcError};
 use crate::app::App;
 use crate::ledger::rules::Programme;
-use crate::ledger::tiers::{TierChange, TierError, Tiers};
+use crate::ledger::tiers::{TierChange, Tiers};
 
 /// The most changes one `account.tier_history` call returns.
 const HISTORY_MAX_LIMIT: u32 = 500;
@@ -21,18 +22,6 @@ const HISTORY_MAX_LIMIT: u32 = 500;
 fn programme(app: &App) -> Arc<Programme> {
     // The ledger's programme: fixed at start, like the rest of it.
     Arc::new(app.ledger.programme().clone())
-}
-
-fn tier_error(e: TierError) -> RpcError {
-    match e {
-        TierError::NotConfigured => RpcError::new(
-            code::TIERS_NOT_CONFIGURED,
-            "the programme has no tiers ([[ledger.programme.tiers]])",
-        ),
-        TierError::UnknownAccount => RpcError::new(code::UNKNOWN_CARD, "no such account")
-            .with_data(json!({ "field": "account" })),
-        TierError::Store(e) => RpcError::internal("tiers", e),
-    }
 }
 
 /// Publishes each change as `account.tier_changed`.
@@ -75,12 +64,12 @@ pub(super) async fn evaluate(app: &Arc<App>, params: Option<Value>) -> Result<Va
         Some(s) => OffsetDateTime::parse(s, &Rfc3339)
             .map_err(|e| RpcError::invalid_params("at", format!("not RFC 3339: {e}")))?,
     };
-    let (evaluated, changes) = Tiers::new(app.store.clone())
-        .evaluate(programme(app), p.account, now, "admin", |ch| {
-            publish(app, ch)
-        })
+    let (evaluated, changes) = app
+        .ledger
+        .evaluate_tiers(p.account, now)
         .await
         .map_err(tier_error)?;
+    publish(app, &changes);
     Ok(json!({ "evaluated": evaluated, "changes": changes }))
 }
 
@@ -100,8 +89,9 @@ pub(super) async fn history(app: &Arc<App>, params: Option<Value>) -> Result<Val
             format!("1 to {HISTORY_MAX_LIMIT}"),
         ));
     }
-    let (view, changes) = Tiers::new(app.store.clone())
-        .history(programme(app), p.account, limit, OffsetDateTime::now_utc())
+    let (view, changes) = app
+        .ledger
+        .tier_history(p.account, limit, OffsetDateTime::now_utc())
         .await
         .map_err(tier_error)?;
     let mut out = json!({ "account": p.account, "tier": view.tier, "changes": changes });
@@ -118,12 +108,12 @@ pub(super) async fn add_tier(
     account: i64,
     out: &mut Value,
 ) -> Result<(), RpcError> {
-    let p = programme(app);
-    if p.tiers.is_empty() {
+    if app.ledger.programme().tiers.is_empty() {
         return Ok(());
     }
-    let (view, _) = Tiers::new(app.store.clone())
-        .history(p, account, 1, OffsetDateTime::now_utc())
+    let (view, _) = app
+        .ledger
+        .tier_history(account, 1, OffsetDateTime::now_utc())
         .await
         .map_err(tier_error)?;
     out["tier"] = json!(view.tier);
@@ -145,15 +135,16 @@ fn next_run(now: OffsetDateTime, offset: UtcOffset) -> OffsetDateTime {
 }
 
 /// The daily job: every account re-evaluated at 00:05 programme time until
-/// `shutdown`. Does nothing without tiers.
-pub(crate) async fn daily(app: Arc<App>, shutdown: CancellationToken) {
+/// `shutdown`. Does nothing without tiers. It runs where the books are: on
+/// a till with the embedded ledger (`tiers` on its store), in the central
+/// service for a chain.
+pub(crate) async fn daily(app: Arc<App>, tiers: Tiers, shutdown: CancellationToken) {
     let p = programme(&app);
     if p.tiers.is_empty() {
         return;
     }
     let offset = UtcOffset::from_whole_seconds(p.utc_offset_minutes.saturating_mul(60))
         .unwrap_or(UtcOffset::UTC);
-    let tiers = Tiers::new(app.store.clone());
     loop {
         let now = OffsetDateTime::now_utc();
         let wait = (next_run(now, offset) - now)

@@ -1,0 +1,288 @@
+//! The books on this till's own store: [`Embedded`] (the money path),
+//! [`Accounts`] and [`Tiers`] behind one [`Ledger`]. The central service
+//! serves the same type over its own store, one per authenticated till
+//! ([`Local::with_origin`]).
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use time::OffsetDateTime;
+
+use super::accounts::{
+    AccountError, AccountView, Accounts, Activated, CodeWordCheck, GroupView, Issued, Lookup,
+    PendingCode, Registered, Registration, Settings, Update,
+};
+use super::db::Books;
+use super::embedded::{
+    AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, OverridesResult,
+    RefundResult, SaleRef,
+};
+use super::origin::Origin;
+use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
+use super::tiers::{TierChange, TierError, TierView, Tiers};
+use super::{Ledger, LedgerFuture};
+use crate::redact::Secret;
+use crate::store::Store;
+
+/// Money, accounts and tiers on one store.
+#[derive(Clone)]
+pub struct Local {
+    embedded: Embedded,
+    accounts: Accounts,
+    tiers: Tiers,
+    programme: Arc<Programme>,
+    origin: Origin,
+}
+
+impl Local {
+    /// The books on `store`, with `programme`'s rules and the registration
+    /// `settings`.
+    pub fn new(store: Store, programme: Programme, settings: Settings) -> Self {
+        let origin = Origin::new("", store.terminal_id());
+        Local {
+            embedded: Embedded::new(store.clone(), programme.clone()),
+            accounts: Accounts::new(store.clone(), settings),
+            tiers: Tiers::new(store),
+            programme: Arc::new(programme),
+            origin,
+        }
+    }
+
+    /// Money, accounts and tiers on `books` (the central service's
+    /// PostgreSQL), writing as `origin`.
+    pub fn with_books(
+        books: Books,
+        programme: Programme,
+        settings: Settings,
+        origin: Origin,
+    ) -> Self {
+        Local {
+            embedded: Embedded::with_books(books.clone(), programme.clone(), origin.clone()),
+            accounts: Accounts::with_books(books.clone(), settings, origin.clone()),
+            tiers: Tiers::with_books(books),
+            programme: Arc::new(programme),
+            origin,
+        }
+    }
+
+    /// The same books, recording `origin` as the store and terminal of
+    /// what it writes (the central service: the authenticated till). The
+    /// cores share their books, hash gate and key locks with `self`.
+    pub fn with_origin(&self, origin: Origin) -> Local {
+        Local {
+            embedded: self.embedded.with_origin(origin.clone()),
+            accounts: self.accounts.with_origin(origin.clone()),
+            tiers: self.tiers.clone(),
+            programme: self.programme.clone(),
+            origin,
+        }
+    }
+
+    /// Where this ledger's writes say they come from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The tier evaluator, for the daily job (which announces each batch
+    /// as it commits, something a call through [`Ledger`] cannot do).
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
+    }
+}
+
+/// Maps a card status word to the fixed words [`Accounts`] stores.
+fn card_status(s: &str) -> Result<&'static str, AccountError> {
+    match s {
+        "active" => Ok("active"),
+        "blocked" => Ok("blocked"),
+        "lost" => Ok("lost"),
+        _ => Err(AccountError::BadStatus("active, blocked or lost")),
+    }
+}
+
+impl Ledger for Local {
+    fn programme(&self) -> &Programme {
+        &self.programme
+    }
+    fn account_settings(&self) -> &Settings {
+        self.accounts.settings()
+    }
+    fn resolve(&self, number: String) -> LedgerFuture<'_, Option<AccountSummary>> {
+        Box::pin(self.embedded.resolve(number))
+    }
+    fn quote(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)> {
+        Box::pin(self.embedded.quote(number, lines, redeem))
+    }
+    fn commit(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, CommitResult> {
+        Box::pin(self.embedded.commit(key, number, receipt_id, lines, redeem))
+    }
+    fn replay_commit(
+        &self,
+        key: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, Option<(String, CommitResult)>> {
+        Box::pin(self.embedded.replay_commit(key, receipt_id, lines, redeem))
+    }
+    fn set_overrides(
+        &self,
+        key: Option<String>,
+        account: i64,
+        overrides: AccountOverrides,
+    ) -> LedgerFuture<'_, OverridesResult> {
+        Box::pin(self.embedded.set_overrides(key, account, overrides))
+    }
+    fn refund(
+        &self,
+        key: String,
+        sale: SaleRef,
+        amount: Option<Decimal>,
+    ) -> LedgerFuture<'_, RefundResult> {
+        Box::pin(self.embedded.refund(key, sale, amount))
+    }
+    fn adjust(
+        &self,
+        key: String,
+        number: String,
+        amount: Decimal,
+        reason: String,
+        operator: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> LedgerFuture<'_, AdjustResult> {
+        Box::pin(
+            self.embedded
+                .adjust(key, number, amount, reason, operator, expires_at),
+        )
+    }
+    fn history(
+        &self,
+        who: AccountRef,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> LedgerFuture<'_, HistoryPage> {
+        Box::pin(self.embedded.history(who, cursor, limit))
+    }
+    fn register(&self, r: Registration) -> LedgerFuture<'_, Registered, AccountError> {
+        Box::pin(self.accounts.register(&self.programme, r))
+    }
+    fn code_delivered(&self, account: i64) -> LedgerFuture<'_, (), AccountError> {
+        Box::pin(self.accounts.code_delivered(account))
+    }
+    fn new_code(&self, account: i64) -> LedgerFuture<'_, PendingCode, AccountError> {
+        Box::pin(self.accounts.new_code(account))
+    }
+    fn activate(&self, account: i64, code: Secret) -> LedgerFuture<'_, Activated, AccountError> {
+        Box::pin(self.accounts.activate(&self.programme, account, code))
+    }
+    fn update_account(
+        &self,
+        account: i64,
+        u: Update,
+    ) -> LedgerFuture<'_, AccountView, AccountError> {
+        Box::pin(self.accounts.update(account, u))
+    }
+    fn verify_code_word(
+        &self,
+        account: i64,
+        word: Secret,
+    ) -> LedgerFuture<'_, CodeWordCheck, AccountError> {
+        Box::pin(self.accounts.verify_code_word(account, word))
+    }
+    fn issue_card(
+        &self,
+        account: i64,
+        card_number: Option<String>,
+        secret: Option<Secret>,
+    ) -> LedgerFuture<'_, Issued, AccountError> {
+        Box::pin(self.accounts.issue_card(account, card_number, secret))
+    }
+    fn get_account(&self, by: Lookup) -> LedgerFuture<'_, AccountView, AccountError> {
+        Box::pin(self.accounts.get(by))
+    }
+    fn set_card_status(
+        &self,
+        number: String,
+        status: String,
+    ) -> LedgerFuture<'_, (), AccountError> {
+        Box::pin(async move {
+            let status = card_status(&status)?;
+            self.accounts.set_card_status(number, status).await
+        })
+    }
+    fn regenerate_secret(&self, number: String) -> LedgerFuture<'_, String, AccountError> {
+        Box::pin(self.accounts.regenerate_secret(number))
+    }
+    fn verify_secret(
+        &self,
+        number: String,
+        presented: Secret,
+    ) -> LedgerFuture<'_, (), AccountError> {
+        Box::pin(self.accounts.verify_secret(number, presented))
+    }
+    fn new_redeem_code(&self, account: i64) -> LedgerFuture<'_, PendingCode, AccountError> {
+        Box::pin(self.accounts.new_redeem_code(account))
+    }
+    fn redeem_code_delivered(&self, account: i64) -> LedgerFuture<'_, (), AccountError> {
+        Box::pin(self.accounts.redeem_code_delivered(account))
+    }
+    fn use_redeem_code(&self, account: i64, code: Secret) -> LedgerFuture<'_, (), AccountError> {
+        Box::pin(self.accounts.use_redeem_code(account, code))
+    }
+    fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError> {
+        Box::pin(self.accounts.booking_card(account))
+    }
+    fn create_group(
+        &self,
+        name: String,
+        description: Option<String>,
+    ) -> LedgerFuture<'_, GroupView, AccountError> {
+        Box::pin(async move { self.accounts.create_group(&name, description).await })
+    }
+    fn list_groups(&self) -> LedgerFuture<'_, Vec<GroupView>, AccountError> {
+        Box::pin(self.accounts.list_groups())
+    }
+    fn delete_group(&self, name: String, force: bool) -> LedgerFuture<'_, i64, AccountError> {
+        Box::pin(async move { self.accounts.delete_group(&name, force).await })
+    }
+    fn set_groups(
+        &self,
+        account: i64,
+        groups: Vec<String>,
+    ) -> LedgerFuture<'_, Vec<String>, AccountError> {
+        Box::pin(self.accounts.set_groups(account, groups))
+    }
+    fn evaluate_tiers(
+        &self,
+        account: Option<i64>,
+        now: OffsetDateTime,
+    ) -> LedgerFuture<'_, (usize, Vec<TierChange>), TierError> {
+        Box::pin(
+            self.tiers
+                .evaluate(self.programme.clone(), account, now, "admin", |_| {}),
+        )
+    }
+    fn tier_history(
+        &self,
+        account: i64,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> LedgerFuture<'_, (TierView, Vec<TierChange>), TierError> {
+        Box::pin(
+            self.tiers
+                .history(self.programme.clone(), account, limit, now),
+        )
+    }
+}
