@@ -96,11 +96,10 @@ pub struct Activated {
     /// When it expires.
     pub welcome_expires_at: Option<String>,
     /// True only for the call that activated; a repeat (or a race loser)
-    /// gets the same reply with `false`. Not serialised: the till's API
-    /// answers a repeat exactly as the first call, so this cannot sit in
-    /// the reply; across the wire it reads `false` (a central client that
-    /// needs it must carry it beside the result).
-    #[serde(skip)]
+    /// gets the same reply with `false`. Serialised for the central
+    /// ledger's wire (the till publishes `account.activated` by it); the
+    /// API takes it out of its reply.
+    #[serde(default)]
     pub newly: bool,
 }
 
