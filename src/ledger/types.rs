@@ -133,8 +133,10 @@ pub struct CommitResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier_change: Option<super::tiers::TierChange>,
     /// True when this is the stored result of an earlier call with the same
-    /// key (nothing was written now). Not part of the stored or wire result.
-    #[serde(skip)]
+    /// key (nothing was written now). Never stored (a stored result is a
+    /// first one); on the central ledger's wire only when true; the API
+    /// leaves it out of its reply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
 }
 
@@ -292,7 +294,7 @@ pub struct RefundResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier_change: Option<super::tiers::TierChange>,
     /// A repeat of the key (nothing written). Not stored or sent.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
 }
 
@@ -318,7 +320,7 @@ pub struct AdjustResult {
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_after: Decimal,
     /// A repeat of the key (nothing written). Not stored or sent.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
 }
 
@@ -330,7 +332,7 @@ pub struct OverridesResult {
     /// The account's percentages now.
     pub overrides: AccountOverrides,
     /// A repeat of the key (nothing written). Not stored or sent.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
 }
 

@@ -403,7 +403,7 @@ async fn respond(
     print: Option<PrintTarget>,
     key: &str,
 ) -> Result<Value, RpcError> {
-    let mut result = json!(r);
+    let mut result = reply(&r);
     let config = app.config();
     let masked = number.masked();
     let facts = bonus::BonusFacts {
@@ -534,7 +534,7 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         .await
         .map_err(ledger_error)?;
     if r.replayed {
-        return Ok(json!(r));
+        return Ok(reply(&r));
     }
     app.bus.publish(
         "ledger.transaction",
@@ -551,7 +551,7 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     if let Some(ch) = &r.tier_change {
         super::tiers::publish_one(app, ch);
     }
-    Ok(json!(r))
+    Ok(reply(&r))
 }
 
 #[derive(Deserialize)]
@@ -610,7 +610,7 @@ pub(super) async fn adjust(
         .await
         .map_err(ledger_error)?;
     if r.replayed {
-        return Ok(json!(r));
+        return Ok(reply(&r));
     }
     app.bus.publish(
         "ledger.transaction",
@@ -622,7 +622,7 @@ pub(super) async fn adjust(
             "balance_after": r.balance_after.to_string(),
         }),
     );
-    Ok(json!(r))
+    Ok(reply(&r))
 }
 
 /// Checks the secret a read carried against the card's stored hash.
@@ -734,5 +734,16 @@ pub(super) async fn set_overrides(
             }
             e => ledger_error(e),
         })?;
-    Ok(json!(r))
+    Ok(reply(&r))
+}
+
+/// A ledger result as the POS gets it: `replayed` (set on a repeat, and
+/// carried over the central ledger's wire) is the till's business; a
+/// repeat answers exactly as the first call did.
+fn reply<T: serde::Serialize>(r: &T) -> Value {
+    let mut v = json!(r);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("replayed");
+    }
+    v
 }
