@@ -248,17 +248,20 @@ impl Cluster {
                 ),
             });
         }
-        let mut client = self.connect("postgres")?;
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .map_err(|source| Error::Sql {
-                what: format!("creating database {name}"),
-                source,
-            })?;
+        let port = self.port;
+        off_runtime(move || {
+            connect(port, "postgres")?
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .map_err(|source| Error::Sql {
+                    what: format!("creating database {name}"),
+                    source,
+                })
+        })?;
         Ok(self.url_for(name))
     }
 
-    /// A connection to database `db` as the superuser.
+    /// A connection to database `db` as the superuser. The client is
+    /// blocking: use (and drop) it outside async code.
     pub fn connect(&self, db: &str) -> Result<postgres::Client, Error> {
         connect(self.port, db)
     }
@@ -267,6 +270,18 @@ impl Cluster {
     pub fn log_tail(&self) -> String {
         log_tail(&self.log)
     }
+}
+
+/// Runs `f` on a thread of its own: the blocking `postgres` client starts
+/// (and, dropped, runs) a runtime of its own, which tokio forbids on a
+/// thread that drives async tasks, and the tests calling us are often
+/// `#[tokio::test]`s.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 fn connect(port: u16, db: &str) -> Result<postgres::Client, Error> {
@@ -294,8 +309,8 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), Error> {
                 log_tail: log_tail(log),
             });
         }
-        match connect(port, "postgres") {
-            Ok(_) => return Ok(()),
+        match off_runtime(|| connect(port, "postgres").map(drop)) {
+            Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(Error::Start {
                     reason: format!("not accepting connections after {START_TIMEOUT:?}: {e}"),
