@@ -253,6 +253,7 @@ impl Runner for PgBooks {
                 Ok(()) => return Ok(()),
                 Err(DbError::Conflict(why)) if attempt == MAX_ATTEMPTS => {
                     self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(attempts = MAX_ATTEMPTS, %why, "transaction gave up on conflicts");
                     return Err(DbError::Conflict(format!(
                         "still conflicting after {MAX_ATTEMPTS} attempts: {why}"
                     )));

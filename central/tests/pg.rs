@@ -507,6 +507,28 @@ fn socket_connection_strings_and_a_bounded_pool() {
     .unwrap();
     assert_eq!(pg.pool_stats().open, 1);
 
+    // A statement running past statement_timeout is cancelled by the
+    // server: a store error, and the connection stays usable.
+    let mut slow = PgConfig::new(cluster.socket_conninfo("pool"));
+    slow.statement_timeout = Duration::from_millis(200);
+    let slow = PgBooks::connect(&slow).unwrap();
+    let started = std::time::Instant::now();
+    let e = slow
+        .transaction(Mode::Read, &mut |db| {
+            db.query("SELECT pg_sleep(10)", args![])
+                .map(|_| Finish::Rollback)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&e, DbError::Store(m) if m.contains("57014")),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    slow.transaction(Mode::Read, &mut |db| {
+        db.query("SELECT 1", args![]).map(|_| Finish::Rollback)
+    })
+    .unwrap();
+
     // A wrong address fails at connect, and the error names no password.
     let mut bad = PgConfig::new("postgres://postgres:s3cret@127.0.0.1:1/x");
     bad.connect_timeout = Duration::from_secs(2);
@@ -541,4 +563,105 @@ fn a_conflict_that_never_clears_gives_up_after_twenty_attempts() {
     // its step: about 1.3 s at least, 2.7 s at most (plus the work).
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_300), "{took:?}");
+}
+
+/// Every column of a table as (name, type, not null, default), types and
+/// defaults spelled alike for both stores.
+type Columns = Vec<(String, &'static str, bool, Option<String>)>;
+
+fn sqlite_columns(books: &Books, table: &str) -> Columns {
+    books
+        .read_blocking(|db| {
+            db.query_map(
+                "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)
+                 ORDER BY name",
+                args![table],
+                |r| {
+                    let ty = match r.get::<String>(1)?.as_str() {
+                        "INTEGER" => "integer",
+                        "TEXT" => "text",
+                        _ => "other",
+                    };
+                    // A primary key column is NOT NULL on PostgreSQL (and
+                    // an INTEGER PRIMARY KEY is the rowid on SQLite).
+                    let not_null = r.get::<bool>(2)? || r.get::<i64>(4)? > 0;
+                    Ok((r.get(0)?, ty, not_null, r.get(3)?))
+                },
+            )
+        })
+        .unwrap()
+}
+
+fn pg_columns(books: &Books, table: &str) -> Columns {
+    books
+        .read_blocking(|db| {
+            db.query_map(
+                "SELECT column_name, data_type, is_nullable, column_default
+                 FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name = ?1 AND column_name <> 'rowid'
+                 ORDER BY column_name",
+                args![table],
+                |r| {
+                    let ty = match r.get::<String>(1)?.as_str() {
+                        "bigint" => "integer",
+                        "text" => "text",
+                        _ => "other",
+                    };
+                    let default = r
+                        .get::<Option<String>>(3)?
+                        .map(|d| d.trim_end_matches("::text").to_owned());
+                    Ok((r.get(0)?, ty, r.get::<String>(2)? == "NO", default))
+                },
+            )
+        })
+        .unwrap()
+}
+
+fn index_names(books: &Books, sql: &str, table: &str) -> Vec<String> {
+    books
+        .read_blocking(|db| db.query_map(sql, args![table], |r| r.get(0)))
+        .unwrap()
+}
+
+/// Migration 1 mirrors the SQLite ledger tables column for column (type,
+/// NOT NULL, default) and index for index: a column added to one store and
+/// not the other fails here.
+#[test]
+fn the_schema_mirrors_the_sqlite_ledger_tables() {
+    let cluster = Cluster::shared().unwrap();
+    let pg = Books::new(Arc::new(books(&cluster, "parity")));
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Books::sqlite(posbridge::store::Store::open(&dir.path().join("db")).unwrap());
+    for table in [
+        "accounts",
+        "cards",
+        "txns",
+        "lots",
+        "entries",
+        "groups",
+        "account_groups",
+        "confirmations",
+        "tier_changes",
+        "redeem_codes",
+    ] {
+        let lite = sqlite_columns(&sqlite, table);
+        assert!(!lite.is_empty(), "{table} is not a SQLite table");
+        assert_eq!(pg_columns(&pg, table), lite, "columns of {table}");
+        let lite_idx = index_names(
+            &sqlite,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+            table,
+        );
+        // Primary keys, UNIQUE columns and the rowid's key are constraints
+        // on both sides; cards_account is PostgreSQL's own (see schema.rs).
+        let pg_idx = index_names(
+            &pg,
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'
+             AND tablename = ?1 AND indexname !~ '_(pkey|key)$'
+             AND indexname <> 'cards_account' ORDER BY indexname",
+            table,
+        );
+        assert_eq!(pg_idx, lite_idx, "indexes of {table}");
+    }
 }

@@ -10,7 +10,7 @@
 use std::error::Error;
 
 use bytes::{BufMut, BytesMut};
-use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 
 use posbridge::ledger::db::Value;
 
@@ -33,6 +33,10 @@ fn refuse(what: &str, ty: &Type) -> BoxError {
 
 impl ToSql for Param {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        // A domain travels as its base type.
+        if let Kind::Domain(base) = ty.kind() {
+            return self.to_sql(base, out);
+        }
         match &self.0 {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(i) => int_to_sql(*i, ty, out),
@@ -109,6 +113,9 @@ pub(crate) struct Cell(pub(crate) Value);
 
 impl<'a> FromSql<'a> for Cell {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        if let Kind::Domain(base) = ty.kind() {
+            return Self::from_sql(base, raw);
+        }
         let v = match *ty {
             Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
             Type::INT4 => Value::Int(i64::from(i32::from_sql(ty, raw)?)),
