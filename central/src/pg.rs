@@ -15,6 +15,12 @@
 //! and a balance show is a state some serial order of the commits
 //! produced (`REPEATABLE READ` could show a state no order produces — the
 //! read-only anomaly).
+//!
+//! Closures run again after a conflict, so they keep no state across
+//! attempts, and they never start another transaction (as on SQLite, whose
+//! one connection is not re-entrant). A connection lost during `COMMIT`
+//! leaves the outcome unknown: that is a [`DbError::Store`], and the till's
+//! idempotency key makes its retry safe either way.
 
 mod pool;
 mod types;
@@ -23,7 +29,7 @@ use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use posbridge::ledger::db::{Db, DbError, Dialect, Finish, Mode, Row, Runner, ToValue};
@@ -226,18 +232,13 @@ impl Runner for PgBooks {
                 // Taken before a connection, so an exclusive holder never
                 // waits on connections held by writers queued behind it.
                 // std's RwLock queues new readers behind a waiting writer.
-                let _lane = match mode {
-                    Mode::Read => None,
-                    Mode::Write if attempt > ALONE_AFTER => {
-                        self.stats.alone.fetch_add(1, Ordering::Relaxed);
-                        Some(Lane::Alone(
-                            self.lane.write().unwrap_or_else(|p| p.into_inner()),
-                        ))
-                    }
-                    Mode::Write => Some(Lane::Shared(
-                        self.lane.read().unwrap_or_else(|p| p.into_inner()),
-                    )),
-                };
+                let alone = mode == Mode::Write && attempt > ALONE_AFTER;
+                let _shared = (mode == Mode::Write && !alone)
+                    .then(|| self.lane.read().unwrap_or_else(|p| p.into_inner()));
+                let _alone = alone.then(|| {
+                    self.stats.alone.fetch_add(1, Ordering::Relaxed);
+                    self.lane.write().unwrap_or_else(|p| p.into_inner())
+                });
                 let mut conn = self.pool.get()?;
                 if conn.begin(begin).is_err() {
                     // A pooled connection the server closed while it sat
@@ -269,12 +270,6 @@ impl Runner for PgBooks {
         }
         unreachable!("the last attempt returns")
     }
-}
-
-/// A writer's hold on the lane, for one attempt.
-enum Lane<'a> {
-    Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
-    Alone(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
 }
 
 /// A random duration in [d/2, d] ("equal jitter"): retries of transactions
