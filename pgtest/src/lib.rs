@@ -12,7 +12,7 @@
 //! was acknowledged being on disk.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -105,6 +105,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// A running throwaway PostgreSQL cluster; stopped and removed on drop.
 pub struct Cluster {
     child: Child,
+    watchdog: Child,
     port: u16,
     socket_dir: PathBuf,
     data_dir: PathBuf,
@@ -154,10 +155,18 @@ impl Cluster {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             let mut child = spawn_server(&bindir, &data_dir, &socket_dir, &log, port, run_as)?;
+            let mut watchdog = match spawn_watchdog(child.id(), dir.path()) {
+                Ok(w) => w,
+                Err(e) => {
+                    stop(&mut child);
+                    return Err(e);
+                }
+            };
             match wait_ready(&mut child, port, &log) {
                 Ok(()) => {
                     let cluster = Cluster {
                         child,
+                        watchdog,
                         port,
                         socket_dir,
                         data_dir,
@@ -169,6 +178,7 @@ impl Cluster {
                 }
                 Err(e) => {
                     stop(&mut child);
+                    dismiss(&mut watchdog);
                     if !log_tail(&log).contains("could not bind") {
                         return Err(e);
                     }
@@ -346,8 +356,42 @@ fn stop(child: &mut Child) {
 impl Drop for Cluster {
     fn drop(&mut self) {
         stop(&mut self.child);
+        dismiss(&mut self.watchdog);
         // The TempDir field removes the directory after this.
     }
+}
+
+/// A shell that stops the server and removes its directory if this process
+/// dies without dropping the [`Cluster`] (a test binary killed by a
+/// timeout): it waits for a line on a pipe only we hold, and end-of-file
+/// without "done" means we are gone.
+fn spawn_watchdog(postmaster: u32, dir: &Path) -> Result<Child, Error> {
+    const SCRIPT: &str = r#"
+        read -r word
+        if [ "$word" != done ]; then
+            kill -INT "$1" 2>/dev/null
+            i=0
+            while kill -0 "$1" 2>/dev/null && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+            kill -KILL "$1" 2>/dev/null
+            rm -rf "$2"
+        fi"#;
+    Command::new("/bin/sh")
+        .args(["-c", SCRIPT, "pgtest-watchdog"])
+        .arg(postmaster.to_string())
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io("starting the cluster's watchdog"))
+}
+
+/// Tells the watchdog we stopped the server ourselves, and reaps it.
+fn dismiss(watchdog: &mut Child) {
+    if let Some(mut pipe) = watchdog.stdin.take() {
+        let _ = pipe.write_all(b"done\n");
+    }
+    let _ = watchdog.wait();
 }
 
 /// The directory of `initdb` and `postgres`, installing Debian's package

@@ -71,3 +71,51 @@ fn shared_cluster_is_one_while_held() {
     drop((a, b));
     assert!(!alive(pid));
 }
+
+/// A test binary killed outright (a timeout's SIGKILL) runs no destructor:
+/// the watchdog still stops its server and removes its directory.
+#[test]
+fn a_killed_test_process_leaves_no_server() {
+    if let Ok(out) = std::env::var("PGTEST_CHILD_OUT") {
+        // The child: start a cluster, say where it is, wait to be killed.
+        let cluster = Cluster::start().unwrap();
+        let dir = cluster.data_dir().parent().unwrap().display().to_string();
+        std::fs::write(out, format!("{} {dir}", cluster.pid())).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        unreachable!("the parent kills this process");
+    }
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_killed_test_process_leaves_no_server",
+            "--nocapture",
+        ])
+        .env("PGTEST_CHILD_OUT", out.path())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let said = loop {
+        let s = std::fs::read_to_string(out.path()).unwrap();
+        if !s.is_empty() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started a cluster"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the child died early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (pid, dir) = said.split_once(' ').unwrap();
+    let pid: u32 = pid.parse().unwrap();
+    assert!(alive(pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (alive(pid) || Path::new(dir).exists()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "the server outlived its killed test process");
+    assert!(!Path::new(dir).exists(), "{dir} was left behind");
+}
