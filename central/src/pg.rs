@@ -343,11 +343,21 @@ impl PgDb<'_> {
             op(client, &stmt, &refs)
         });
         result.map_err(|e| {
+            let mapped = if stale_plan(&e) {
+                // Another instance changed a table this connection had
+                // prepared statements on (a rolling upgrade): prepare
+                // afresh and run the transaction again; nothing of it
+                // was committed.
+                conn.statements.clear();
+                DbError::Conflict("a prepared statement's table changed".into())
+            } else {
+                db_error(&e)
+            };
             let mut failed = self.failed.borrow_mut();
             if failed.is_none() {
-                *failed = Some(db_error(&e));
+                *failed = Some(copy(&mapped));
             }
-            db_error(&e)
+            mapped
         })
     }
 }
@@ -379,6 +389,23 @@ impl Db for PgDb<'_> {
 
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+}
+
+/// PostgreSQL refusing a cached plan whose result columns changed since it
+/// was prepared (0A000, "cached plan must not change result type").
+fn stale_plan(e: &postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        *d.code() == SqlState::FEATURE_NOT_SUPPORTED && d.message().contains("cached plan")
+    })
+}
+
+/// The same error again, for the kinds [`db_error`] makes.
+fn copy(e: &DbError) -> DbError {
+    match e {
+        DbError::Conflict(m) => DbError::Conflict(m.clone()),
+        DbError::Constraint(m) => DbError::Constraint(m.clone()),
+        other => DbError::Store(other.to_string()),
     }
 }
 
@@ -445,5 +472,66 @@ impl Conn {
             self.in_transaction = false;
         }
         r.map_err(|e| db_error(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use posbridge::ledger::db::{Books, Value, args};
+    use posbridge_pgtest::Cluster;
+
+    #[test]
+    fn statements_are_cached_per_connection_within_bounds_and_survive_table_changes() {
+        let cluster = Cluster::shared().unwrap();
+        let url = cluster.createdb("statement_cache").unwrap();
+        let mut config = PgConfig::new(url);
+        config.pool_size = 1;
+        let pg = PgBooks::connect(&config).unwrap();
+        let books = Books::new(Arc::new(pg.clone()));
+        let cached = || pg.pool.get().unwrap().statements.len();
+        books
+            .write_blocking(|db| {
+                db.execute("CREATE TABLE t (a BIGINT)", args![])?;
+                db.execute("INSERT INTO t VALUES (1)", args![])?;
+                Ok(Ok::<_, ()>(()))
+            })
+            .unwrap()
+            .unwrap();
+        let before = cached();
+        // The same text twice is prepared once.
+        for _ in 0..2 {
+            books
+                .read_blocking(|db| db.query("SELECT * FROM t WHERE a = ?1", args![1]))
+                .unwrap();
+        }
+        assert_eq!(cached(), before + 1);
+        // Distinct statements beyond the bound: the cache is cleared, not grown.
+        books
+            .read_blocking(|db| {
+                for i in 0..STATEMENT_CACHE + 10 {
+                    db.query(&format!("SELECT {i}"), args![])?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(cached() <= STATEMENT_CACHE, "{}", cached());
+
+        // A cached `SELECT *` whose table gains a column elsewhere: the
+        // server refuses the stale plan once, the runner prepares afresh.
+        let rows = || {
+            books
+                .read_blocking(|db| db.query("SELECT * FROM t", args![]))
+                .unwrap()
+        };
+        assert_eq!(rows()[0].0.len(), 1);
+        let mut other = cluster.connect("statement_cache").unwrap();
+        other
+            .batch_execute("ALTER TABLE t ADD COLUMN b TEXT DEFAULT 'x'")
+            .unwrap();
+        drop(other);
+        let now = rows();
+        assert_eq!(now[0].0, [Value::Int(1), Value::Text("x".into())]);
+        assert_eq!(pg.retry_stats().retried, 1);
     }
 }
