@@ -58,8 +58,9 @@ pub const ALONE_AFTER: u32 = 4;
 /// without bound).
 pub const STATEMENT_CACHE: usize = 256;
 
-/// How to reach PostgreSQL and how long to wait for it.
-#[derive(Debug, Clone)]
+/// How to reach PostgreSQL and how long to wait for it. Its `Debug` masks
+/// the password.
+#[derive(Clone)]
 pub struct PgConfig {
     /// `postgres://user@host:port/db` or `host=/path/to/socket dbname=…`
     /// (libpq's forms). May hold a password: never logged.
@@ -97,6 +98,74 @@ impl PgConfig {
             tcp_user_timeout: Duration::from_secs(30),
         }
     }
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &masked(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
+            .field("keepalive_idle", &self.keepalive_idle)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .finish()
+    }
+}
+
+/// A connection string with its password (URL user info or `password=`)
+/// replaced by `***`, for logs.
+pub fn masked(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            return format!("{scheme}{}:***{}", &rest[..colon], &rest[at..]);
+        }
+        return url.to_owned();
+    }
+    // key=value form: mask the password's value, quoted or not.
+    let Some(start) = url.find("password") else {
+        return url.to_owned();
+    };
+    let after_key = &url[start + "password".len()..];
+    let Some(eq) = after_key
+        .find('=')
+        .filter(|&i| after_key[..i].trim().is_empty())
+    else {
+        return url.to_owned();
+    };
+    let value = after_key[eq + 1..].trim_start();
+    let value_start = url.len() - value.len();
+    let value_len = if let Some(quoted) = value.strip_prefix('\'') {
+        // Up to the closing quote (a backslash escapes one).
+        let mut escaped = false;
+        quoted
+            .char_indices()
+            .find(|&(_, c)| {
+                let end = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                end
+            })
+            .map_or(value.len(), |(i, _)| i + 2)
+    } else {
+        value.find(char::is_whitespace).unwrap_or(value.len())
+    };
+    format!(
+        "{}***{}",
+        &url[..value_start],
+        &url[value_start + value_len..]
+    )
 }
 
 /// Why the books could not be opened.
@@ -480,6 +549,34 @@ mod tests {
     use super::*;
     use posbridge::ledger::db::{Books, Value, args};
     use posbridge_pgtest::Cluster;
+
+    #[test]
+    fn passwords_are_masked() {
+        for (url, want) in [
+            (
+                "postgres://ledger:s3cret@db:5432/chain",
+                "postgres://ledger:***@db:5432/chain",
+            ),
+            (
+                "postgresql://ledger@db/chain",
+                "postgresql://ledger@db/chain",
+            ),
+            ("postgres://a:b@c@db/x", "postgres://a:***@db/x"),
+            (
+                "host=/run/pg dbname=chain password=s3cret user=l",
+                "host=/run/pg dbname=chain password=*** user=l",
+            ),
+            (
+                "host=db password = 'a \\' b' user=l",
+                "host=db password = *** user=l",
+            ),
+            ("host=/run/pg dbname=chain", "host=/run/pg dbname=chain"),
+        ] {
+            assert_eq!(masked(url), want);
+        }
+        let debug = format!("{:?}", PgConfig::new("postgres://u:s3cret@h/d"));
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
 
     #[test]
     fn statements_are_cached_per_connection_within_bounds_and_survive_table_changes() {
