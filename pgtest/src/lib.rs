@@ -136,9 +136,16 @@ impl Cluster {
     pub fn start() -> Result<Cluster, Error> {
         let bindir = server_bindir()?;
         let run_as = run_as()?;
+        // As root, in /tmp: the postgres user must reach the directory, and
+        // a TMPDIR under /root would stop it. /tmp also keeps the socket's
+        // path within the 107 bytes a Unix socket address allows.
+        let parent = match run_as {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
         let dir = tempfile::Builder::new()
             .prefix("posbridge-pg-")
-            .tempdir()
+            .tempdir_in(&parent)
             .map_err(io("creating the cluster's temporary directory"))?;
         let data_dir = dir.path().join("data");
         let socket_dir = dir.path().join("socket");
