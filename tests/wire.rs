@@ -15,7 +15,7 @@ use posbridge::ledger::Ledger;
 use posbridge::ledger::accounts::{
     AccountError, ConfirmSettings, Lookup, Registration, Settings, Update,
 };
-use posbridge::ledger::embedded::{AccountRef, LedgerError, SaleRef};
+use posbridge::ledger::embedded::{AccountRef, CommitResult, LedgerError, SaleRef};
 use posbridge::ledger::local::Local;
 use posbridge::ledger::origin::Origin;
 use posbridge::ledger::remote::{Central, Endpoint};
@@ -271,7 +271,11 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((number.as_str(), &replayed), (card, &c));
+    assert!(replayed.replayed, "a replay says so across the wire");
+    assert_eq!(
+        (number.as_str(), &CommitResult { replayed: false, ..replayed }),
+        (card, &c)
+    );
     let rf = l
         .refund(
             "rf1".into(),
