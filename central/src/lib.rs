@@ -4,3 +4,9 @@
 //! runs here over PostgreSQL, served to every till of a chain over HTTP with
 //! JSON. The service keeps no state of its own between requests: any number
 //! of instances can serve one database.
+
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod jobs;
+pub mod principals;

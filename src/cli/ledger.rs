@@ -62,7 +62,9 @@ pub async fn export(
     }
 }
 
-fn write_rows(
+/// Writes every transaction with its entries to `sink` in `format` (the
+/// central service's `export` shares it).
+pub fn write_rows(
     c: &rusqlite::Connection,
     format: ExportFormat,
     sink: Box<dyn Write>,
