@@ -459,4 +459,49 @@ mod tests {
         assert!(check_id("terminal", "a:b").is_err());
         assert!(check_id("terminal", &"x".repeat(65)).is_err());
     }
+
+    #[tokio::test]
+    async fn wrong_keys_are_throttled_and_revocation_bites_through_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("db").display());
+        let core = crate::core::Core::open(&url, 1, &Default::default()).unwrap();
+        let books = core.books().clone();
+        add_store(&books, "s1", "Shop").await.unwrap();
+        let key = add_terminal(&books, "t1", "s1").await.unwrap();
+        let auth = Authenticator::new(books.clone(), 2);
+        let basic = |t: &str, k: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{t}:{k}"))
+            )
+        };
+        let good = basic("t1", &key);
+        let me = Principal {
+            terminal: "t1".into(),
+            store: "s1".into(),
+        };
+        assert_eq!(auth.authenticate(Some(&good)).await, Ok(me.clone()));
+        // Cached now; a wrong key is still wrong.
+        let stored = lock(&auth.verified)["t1"].key_hash.clone();
+        assert!(auth.cached("t1", &stored, &Sha256::digest(key.as_bytes()).into()));
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(
+                auth.authenticate(Some(&basic("t1", "nope"))).await,
+                Err(AuthError::Invalid)
+            );
+        }
+        // Locked out for a while, even with the right key.
+        assert!(matches!(
+            auth.authenticate(Some(&good)).await,
+            Err(AuthError::Throttled(_))
+        ));
+        lock(&auth.failures).clear();
+        assert_eq!(auth.authenticate(Some(&good)).await, Ok(me));
+        revoke_terminal(&books, "t1").await.unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&good)).await,
+            Err(AuthError::Revoked)
+        );
+        assert_eq!(list_terminals(&books).await.unwrap()[0].status, "revoked");
+    }
 }
