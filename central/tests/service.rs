@@ -46,12 +46,18 @@ fn admin(config: &Path, args: &[&str]) -> (bool, String, String) {
 impl Central {
     /// A configured service with store `s1`, not yet serving.
     fn new() -> Central {
+        Central::with(|_| String::new())
+    }
+
+    /// The same, with `extra(dir)` appended to the `[server]` table.
+    fn with(extra: impl FnOnce(&Path) -> String) -> Central {
         let dir = tempfile::tempdir().unwrap();
+        let extra = extra(dir.path());
         let config = dir.path().join("central.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 4096\n\
+                "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 4096\n{extra}\
                  [database]\nurl = \"sqlite:{}\"\n\
                  [ledger.programme]\nname = \"Chain\"\ndefault_accrual_percent = \"10\"\n",
                 dir.path().join("ledger.sqlite3").display()
@@ -96,12 +102,21 @@ impl Central {
                 .nth(1)
                 .filter(|_| line.contains("listening"))
             {
-                break rest.split_whitespace().next().unwrap().to_owned();
+                let addr = rest.split_whitespace().next().unwrap();
+                break if line.contains("https") {
+                    format!("https:{addr}")
+                } else {
+                    addr.to_owned()
+                };
             }
         };
         // Keep draining the log so the service never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        self.base = format!("http://{addr}");
+        self.base = if line_is_https(&addr) {
+            format!("https://localhost:{}", addr.rsplit(':').next().unwrap())
+        } else {
+            format!("http://{addr}")
+        };
         self.child = Some(child);
         self
     }
@@ -118,6 +133,10 @@ impl Central {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+}
+
+fn line_is_https(addr: &str) -> bool {
+    addr.starts_with("https:")
 }
 
 fn sale(key: &str, number: &str) -> Value {
@@ -339,4 +358,37 @@ fn sigterm_stops_the_service() {
         assert!(Instant::now() < deadline, "still running after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[tokio::test]
+async fn tls_is_terminated_with_rustls() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem = cert.cert.pem();
+    let c = Central::with(|dir| {
+        std::fs::write(dir.join("c.pem"), &pem).unwrap();
+        std::fs::write(dir.join("k.pem"), cert.signing_key.serialize_pem()).unwrap();
+        format!(
+            "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join("c.pem").display(),
+            dir.join("k.pem").display()
+        )
+    });
+    let key = c.terminal("t1");
+    let mut c = c.serve();
+    assert!(c.base.starts_with("https://localhost:"), "{}", c.base);
+    c.http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let (s, v) = c
+        .post(Some(("t1", &key)), "commit", sale("k1", "9001"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let r = c
+        .http
+        .get(format!("{}/v1/health", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
 }
