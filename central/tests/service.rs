@@ -392,3 +392,35 @@ async fn tls_is_terminated_with_rustls() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn verify_lists_violations_and_exits_1_and_export_has_the_sale() {
+    let c = Central::new();
+    let key = c.terminal("t1");
+    let c = c.serve();
+    let (s, v) = c
+        .post(Some(("t1", &key)), "commit", sale("k1", "7001"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (ok, out, err) = admin(&c.config, &["export", "--format", "json"]);
+    assert!(ok, "{err}");
+    let row: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(row["kind"], "sale", "{out}");
+    assert_eq!(row["receipt_id"], "R1", "{out}");
+
+    // Break the books behind the core's back.
+    let db = c._dir.path().join("ledger.sqlite3");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE lots SET remaining = remaining - 1", [])
+        .unwrap();
+    drop(conn);
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&c.config)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("account 1"), "{text}");
+}
