@@ -305,7 +305,15 @@ impl Authenticator {
     /// The principal behind an `Authorization` header value.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let (terminal, key) = parse_basic(header).ok_or(AuthError::Missing)?;
-        self.throttled(&terminal)?;
+        let key_sha: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        // A key this instance has verified skips the throttle: someone
+        // guessing keys for a till's id cannot lock the till itself out.
+        let known = lock(&self.verified)
+            .get(&terminal)
+            .is_some_and(|v| bool::from(v.key_sha.ct_eq(&key_sha)));
+        if !known {
+            self.throttled(&terminal)?;
+        }
         let t = terminal.clone();
         let row = self
             .books
@@ -329,7 +337,6 @@ impl Authenticator {
             self.failed(&terminal);
             return Err(AuthError::Invalid);
         };
-        let key_sha: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         if !self.cached(&terminal, &key_hash, &key_sha) {
             if !self.check(&key_hash, key).await? {
                 self.failed(&terminal);
@@ -346,7 +353,11 @@ impl Authenticator {
         if status != "active" {
             return Err(AuthError::Revoked);
         }
-        lock(&self.failures).remove(&terminal);
+        if !known {
+            // Only a fresh verification clears the count: the till's own
+            // cached calls must not keep resetting a guesser's.
+            lock(&self.failures).remove(&terminal);
+        }
         Ok(Principal { terminal, store })
     }
 
@@ -490,13 +501,29 @@ mod tests {
                 Err(AuthError::Invalid)
             );
         }
-        // Locked out for a while, even with the right key.
+        // Locked out for a while: further guesses are not even checked...
         assert!(matches!(
-            auth.authenticate(Some(&good)).await,
+            auth.authenticate(Some(&basic("t1", "nope"))).await,
             Err(AuthError::Throttled(_))
         ));
-        lock(&auth.failures).clear();
-        assert_eq!(auth.authenticate(Some(&good)).await, Ok(me));
+        // ...but the till whose key this instance has verified carries on,
+        // and its calls do not lift the guesser's lock-out.
+        assert_eq!(auth.authenticate(Some(&good)).await, Ok(me.clone()));
+        assert!(matches!(
+            auth.authenticate(Some(&basic("t1", "nope"))).await,
+            Err(AuthError::Throttled(_))
+        ));
+        // An instance that has not seen the key yet throttles it too.
+        let fresh = Authenticator::new(books.clone(), 2);
+        for _ in 0..FREE_FAILURES {
+            let _ = fresh.authenticate(Some(&basic("t1", "nope"))).await;
+        }
+        assert!(matches!(
+            fresh.authenticate(Some(&good)).await,
+            Err(AuthError::Throttled(_))
+        ));
+        lock(&fresh.failures).clear();
+        assert_eq!(fresh.authenticate(Some(&good)).await, Ok(me));
         revoke_terminal(&books, "t1").await.unwrap();
         assert_eq!(
             auth.authenticate(Some(&good)).await,
