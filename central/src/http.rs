@@ -22,7 +22,7 @@ use posbridge::api::rpc::code;
 use posbridge::args;
 use posbridge::ledger::origin::Origin;
 use serde_json::{Value, json};
-use tower::limit::ConcurrencyLimitLayer;
+use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
 use crate::core::{Core, WireError, dispatch};
@@ -47,20 +47,26 @@ impl Service {
     }
 }
 
-/// The router with its limits: concurrency, then a per-request timeout
-/// that also bounds the wait for a concurrency slot.
+/// The router with its limits.
 pub fn router(service: Arc<Service>, server: &ServerConfig) -> Router {
-    let timeout = server.request_timeout();
-    Router::new()
+    let routes = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/programme", get(programme))
         .route("/v1/{*method}", post(call))
-        .fallback(not_found)
-        .layer(ConcurrencyLimitLayer::new(server.max_concurrent_requests))
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            deadline(timeout, req, next)
-        }))
-        .with_state(service)
+        .fallback(not_found);
+    with_limits(routes, server).with_state(service)
+}
+
+/// A per-request timeout that also bounds the wait for one of
+/// `max_concurrent_requests` slots, so a queue cannot grow old. One
+/// semaphore for the whole router: axum applies layers route by route, so
+/// tower's `ConcurrencyLimitLayer` would limit each route on its own.
+fn with_limits<S: Clone + Send + Sync + 'static>(r: Router<S>, server: &ServerConfig) -> Router<S> {
+    let timeout = server.request_timeout();
+    let slots = Arc::new(Semaphore::new(server.max_concurrent_requests));
+    r.layer(middleware::from_fn(move |req: Request, next: Next| {
+        deadline(timeout, slots.clone(), req, next)
+    }))
 }
 
 /// An error response in the wire's shape.
@@ -104,8 +110,13 @@ fn auth_error(e: &AuthError) -> Response {
     }
 }
 
-async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+async fn deadline(limit: Duration, slots: Arc<Semaphore>, req: Request, next: Next) -> Response {
+    let run = async move {
+        // The semaphore is never closed: a permit always comes.
+        let _slot = slots.acquire_owned().await;
+        next.run(req).await
+    };
+    match tokio::time::timeout(limit, run).await {
         Ok(r) => r,
         // A write cut off here may still commit; the till retries with the
         // same idempotency key and gets its result.
@@ -284,6 +295,41 @@ mod tests {
         assert!(parse_args(br#"{"key": 5}"#, "t").is_err());
         assert!(parse_args(b"[1]", "t").is_err());
         assert_eq!(parse_args(b"", "t").unwrap(), json!({}));
+    }
+
+    #[tokio::test]
+    async fn slow_requests_and_queues_time_out_with_a_json_503() {
+        use tower::ServiceExt;
+        let server = ServerConfig {
+            request_timeout_ms: 300,
+            max_concurrent_requests: 1,
+            ..ServerConfig::default()
+        };
+        let slow = |ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            "done"
+        };
+        let app = with_limits(
+            Router::new()
+                .route("/fast", get(move || slow(200)))
+                .route("/stuck", get(move || slow(5_000))),
+            &server,
+        );
+        let get = |path: &str| Request::builder().uri(path).body(Body::empty()).unwrap();
+        let r = app.clone().oneshot(get("/stuck")).await.unwrap();
+        assert_eq!(r.status(), 503);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], code::BUSY);
+        // One slot: the second of two 200 ms requests waits for the first
+        // and the wait counts against its 300 ms.
+        let (a, b) = tokio::join!(
+            app.clone().oneshot(get("/fast")),
+            app.clone().oneshot(get("/fast"))
+        );
+        let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 503]);
     }
 
     #[test]
