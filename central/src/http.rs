@@ -137,7 +137,11 @@ async fn authenticate(s: &Service, headers: &HeaderMap) -> Result<Principal, Res
     let h = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    s.auth.authenticate(h).await.map_err(|e| auth_error(&e))
+    s.auth.authenticate(h).await.map_err(|e| {
+        // The reason only: the header holds the key.
+        tracing::info!(reason = %e, "refused a request");
+        auth_error(&e)
+    })
 }
 
 /// `GET /v1/health`: 200 when the database answers `SELECT 1`.
