@@ -266,7 +266,7 @@ fn ledger_of(config: &Config, store: &Store) -> Result<Arc<dyn Ledger>, CentralE
 /// The accounts module's view of `[ledger.registration]` and
 /// `[ledger.redemption]` (the ledger floor does not read the configuration
 /// itself).
-fn account_settings(
+pub fn account_settings(
     r: &crate::config::RegistrationConfig,
     redemption: &crate::config::RedemptionConfig,
 ) -> crate::ledger::accounts::Settings {

@@ -273,7 +273,13 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .unwrap();
     assert!(replayed.replayed, "a replay says so across the wire");
     assert_eq!(
-        (number.as_str(), &CommitResult { replayed: false, ..replayed }),
+        (
+            number.as_str(),
+            &CommitResult {
+                replayed: false,
+                ..replayed
+            }
+        ),
         (card, &c)
     );
     let rf = l

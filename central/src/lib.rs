@@ -5,5 +5,10 @@
 //! JSON. The service keeps no state of its own between requests: any number
 //! of instances can serve one database.
 
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod jobs;
 pub mod pg;
+pub mod principals;
 pub mod schema;

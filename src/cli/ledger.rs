@@ -64,7 +64,9 @@ pub async fn export(
     }
 }
 
-fn write_rows(db: &dyn Db, format: ExportFormat, sink: Box<dyn Write>) -> std::io::Result<()> {
+/// Writes every transaction with its entries to `sink` in `format` (the
+/// central service's `export` shares it).
+pub fn write_rows(db: &dyn Db, format: ExportFormat, sink: Box<dyn Write>) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::new(sink);
     if format == ExportFormat::Csv {
         write_csv_record(&mut w, &CSV_HEADER)?;

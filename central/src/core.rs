@@ -1,0 +1,170 @@
+//! The ledger core as the service sees it: the chain's books (PostgreSQL),
+//! a ledger per request acting for the authenticated till, verify, export
+//! and the daily tier run. The rules and book-keeping are the till's own
+//! (`posbridge::ledger`): one core, two stores.
+//!
+//! `url = "sqlite:PATH"` opens the embedded SQLite books instead: for
+//! trying the service on one machine without PostgreSQL, never for a chain
+//! (one file, one writer, one instance).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use posbridge::args;
+use posbridge::cli::ledger::ExportFormat;
+use posbridge::ledger::db::Books;
+use posbridge::ledger::embedded;
+use posbridge::ledger::local::Local;
+use posbridge::ledger::origin::Origin;
+use posbridge::ledger::rules::Programme;
+use posbridge::ledger::tiers::{TierError, Tiers};
+use posbridge::store::Store;
+use time::OffsetDateTime;
+
+use crate::config::LedgerSection;
+use crate::pg::{PgBooks, PgConfig, PgError};
+
+pub use posbridge::ledger::wire::WireError;
+
+/// Why the books could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The connection string names no store this build can open.
+    #[error("database.url: {0}")]
+    Url(String),
+    /// PostgreSQL could not be reached, or its schema is newer than us.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// The embedded store failed.
+    #[error(transparent)]
+    Store(#[from] posbridge::store::StoreError),
+    /// The books failed.
+    #[error(transparent)]
+    Db(#[from] posbridge::ledger::db::DbError),
+    /// Tier evaluation failed.
+    #[error(transparent)]
+    Tiers(#[from] TierError),
+}
+
+/// The principals' tables on the SQLite stand-in, as the PostgreSQL
+/// schema (migration 1) declares them.
+const SQLITE_PRINCIPALS: &str = "
+CREATE TABLE IF NOT EXISTS stores (id TEXT PRIMARY KEY, name TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS terminals (
+    id TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL REFERENCES stores(id),
+    key_hash TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);";
+
+/// The chain's books and the programme they run.
+pub struct Core {
+    books: Books,
+    postgres: bool,
+    programme: Arc<Programme>,
+    ledger: Local,
+}
+
+impl Core {
+    /// Opens the books at `url` (migrating PostgreSQL's schema) with a pool
+    /// of `pool_size` connections. Blocking.
+    pub fn open(url: &str, pool_size: usize, ledger: &LedgerSection) -> Result<Core, CoreError> {
+        let (books, postgres) = if let Some(path) = url.strip_prefix("sqlite:") {
+            let store = Store::open(std::path::Path::new(path))?;
+            let books = Books::sqlite(store);
+            let Ok(()) = books.write_blocking(|db| {
+                for stmt in SQLITE_PRINCIPALS
+                    .split(';')
+                    .filter(|s| !s.trim().is_empty())
+                {
+                    db.execute(stmt, args![])?;
+                }
+                Ok(Ok::<_, std::convert::Infallible>(()))
+            })?;
+            (books, false)
+        } else if url.starts_with("postgres") || url.contains("host=") || url.contains("dbname=") {
+            let mut config = PgConfig::new(url);
+            config.pool_size = pool_size.max(1);
+            let pg = PgBooks::connect(&config)?;
+            (Books::new(Arc::new(pg)), true)
+        } else {
+            return Err(CoreError::Url(
+                "expected postgres://… (or host=… dbname=…), or sqlite:PATH for a trial".into(),
+            ));
+        };
+        let settings = posbridge::app::account_settings(&ledger.registration, &ledger.redemption);
+        let local = Local::with_books(
+            books.clone(),
+            ledger.programme.clone(),
+            settings,
+            Origin::default(),
+        );
+        Ok(Core {
+            books,
+            postgres,
+            programme: Arc::new(ledger.programme.clone()),
+            ledger: local,
+        })
+    }
+
+    /// The books (principals, health).
+    pub fn books(&self) -> &Books {
+        &self.books
+    }
+
+    /// The programme in force.
+    pub fn programme(&self) -> &Programme {
+        &self.programme
+    }
+
+    /// Whether the books are on PostgreSQL (the daily job's lock needs it).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// The ledger for one request, recording `origin` on what it writes.
+    pub fn with_origin(&self, origin: Origin) -> Local {
+        self.ledger.with_origin(origin)
+    }
+
+    /// The invariants `posbridge ledger verify` checks; the violations.
+    pub async fn verify(&self) -> Result<Vec<String>, CoreError> {
+        Ok(self.books.read(|db| embedded::verify(db)).await?)
+    }
+
+    /// Every transaction with its entries to `sink`.
+    pub async fn export(
+        &self,
+        format: ExportFormat,
+        sink: Box<dyn Write + Send>,
+    ) -> Result<std::io::Result<()>, CoreError> {
+        let mut sink = Some(sink);
+        Ok(self
+            .books
+            .read(move |db| match sink.take() {
+                Some(s) => Ok(posbridge::cli::ledger::write_rows(db, format, s)),
+                None => Err(posbridge::ledger::db::DbError::Invariant(
+                    "export ran twice",
+                )),
+            })
+            .await?)
+    }
+
+    /// Re-evaluates every account's tier at `now`: (accounts, changes).
+    /// `None` when the programme has no tiers.
+    pub async fn evaluate_tiers(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<(usize, usize)>, CoreError> {
+        match Tiers::with_books(self.books.clone())
+            .evaluate(self.programme.clone(), None, now, "daily", |_| {})
+            .await
+        {
+            Ok((n, ch)) => Ok(Some((n, ch.len()))),
+            Err(TierError::NotConfigured) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The ledger core over PostgreSQL and SQLite side by side: the same calls,
+//! the same answers; concurrent redemptions of one balance: exactly one wins.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use posbridge::ledger::db::Books;
+use posbridge::ledger::embedded::{self, Embedded};
+use posbridge::ledger::origin::Origin;
+use posbridge::ledger::rules::tiers::{Combine, Tier};
+use posbridge::ledger::rules::{AccountOverrides, Programme, SaleLine};
+use posbridge::ledger::tiers::Tiers;
+use posbridge::ledger::{AccountRef, LedgerError, SaleRef};
+use posbridge::store::Store;
+use posbridge_central::pg::{PgBooks, PgConfig};
+use posbridge_pgtest::Cluster;
+use rust_decimal::Decimal;
+
+fn programme() -> Programme {
+    let bronze = Tier {
+        name: "Bronze".into(),
+        priority: 1,
+        accrual_percent: None,
+        cap_percent: None,
+        min_spend: None,
+        spend_period_days: None,
+        category_min_spend: BTreeMap::new(),
+        min_visits: None,
+        visits_period_days: None,
+        groups: vec![],
+        combine: Combine::Any,
+    };
+    let silver = Tier {
+        name: "Silver".into(),
+        priority: 2,
+        accrual_percent: Some(Decimal::from(10)),
+        min_spend: Some(Decimal::from(1000)),
+        spend_period_days: Some(30),
+        ..bronze.clone()
+    };
+    Programme {
+        tiers: vec![bronze, silver],
+        ..Programme::default()
+    }
+}
+
+fn sale(total: u32) -> Vec<SaleLine> {
+    vec![SaleLine {
+        sku: "A1".into(),
+        name: "x".into(),
+        category: "general".into(),
+        qty: Decimal::ONE,
+        price: Decimal::from(total),
+        discount: Decimal::ZERO,
+    }]
+}
+
+const CARD: &str = "6035000011112222";
+
+/// Runs the story; returns what must agree between the stores.
+async fn story(books: Books) -> Vec<String> {
+    let l = Embedded::with_books(books.clone(), programme(), Origin::new("s1", "t1"));
+    let mut out = Vec::new();
+    let s1 = l
+        .commit(
+            "k1".into(),
+            CARD.into(),
+            "R1".into(),
+            sale(1000),
+            Decimal::ZERO,
+        )
+        .await
+        .unwrap();
+    out.push(format!(
+        "s1 {} {} {:?}",
+        s1.accrued,
+        s1.balance_after,
+        s1.tier_change.as_ref().map(|c| c.to.clone())
+    ));
+    let (sum, q) = l
+        .quote(CARD.into(), sale(100), Decimal::from(20))
+        .await
+        .unwrap();
+    out.push(format!(
+        "q {} {} {:?}",
+        sum.unwrap().balance,
+        q.accrual,
+        q.redeem
+    ));
+    let l2 = l.with_origin(Origin::new("s2", "t9"));
+    let s2 = l2
+        .commit(
+            "k2".into(),
+            CARD.into(),
+            "R2".into(),
+            sale(100),
+            Decimal::from(20),
+        )
+        .await
+        .unwrap();
+    out.push(format!(
+        "s2 {} {} {}",
+        s2.redeemed, s2.accrued, s2.balance_after
+    ));
+    let again = l2
+        .commit(
+            "k2".into(),
+            CARD.into(),
+            "R2".into(),
+            sale(100),
+            Decimal::from(20),
+        )
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    let (n, r) = l2
+        .replay_commit("k2".into(), "R2".into(), sale(100), Decimal::from(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n.as_str(), r.transaction), (CARD, s2.transaction));
+    assert!(matches!(
+        l2.commit(
+            "k2".into(),
+            CARD.into(),
+            "R3".into(),
+            sale(100),
+            Decimal::ZERO
+        )
+        .await,
+        Err(LedgerError::KeyReused)
+    ));
+    let past = time::OffsetDateTime::now_utc() - time::Duration::HOUR;
+    let a = l
+        .adjust(
+            "a1".into(),
+            CARD.into(),
+            Decimal::from(5),
+            "r".into(),
+            "o".into(),
+            Some(past),
+        )
+        .await
+        .unwrap();
+    out.push(format!("a {} {}", a.amount, a.balance_after));
+    let s = l.resolve(CARD.into()).await.unwrap().unwrap();
+    out.push(format!(
+        "r {} {:?} {:?}",
+        s.balance,
+        s.tier,
+        s.next_expiry.map(|e| e.amount)
+    ));
+    let d = l
+        .adjust(
+            "a2".into(),
+            CARD.into(),
+            Decimal::from(-1),
+            "r".into(),
+            "o".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    out.push(format!("d {}", d.balance_after));
+    assert!(matches!(
+        l.adjust(
+            "a3".into(),
+            CARD.into(),
+            Decimal::from(-100000),
+            "r".into(),
+            "o".into(),
+            None
+        )
+        .await,
+        Err(LedgerError::InsufficientBalance { .. })
+    ));
+    let f1 = l
+        .refund(
+            "f1".into(),
+            SaleRef::Receipt("R1".into()),
+            Some(Decimal::from(500)),
+        )
+        .await
+        .unwrap();
+    out.push(format!(
+        "f1 {} {} {:?}",
+        f1.clawback,
+        f1.balance_after,
+        f1.tier_change.map(|c| c.to)
+    ));
+    let f2 = l2
+        .refund("f2".into(), SaleRef::Transaction(s2.transaction), None)
+        .await
+        .unwrap();
+    out.push(format!(
+        "f2 {} {} {}",
+        f2.clawback, f2.returned, f2.balance_after
+    ));
+    assert!(matches!(
+        l.refund("f3".into(), SaleRef::Transaction(999), None).await,
+        Err(LedgerError::UnknownSale)
+    ));
+    let o = AccountOverrides {
+        cap_percent: Some(Decimal::from(20)),
+        ..Default::default()
+    };
+    let ov = l.set_overrides(None, s1.account, o.clone()).await.unwrap();
+    assert_eq!(ov.overrides, o);
+    let ov = l
+        .set_overrides(Some("o1".into()), s1.account, o.clone())
+        .await
+        .unwrap();
+    assert!(!ov.replayed);
+    let page = l
+        .history(AccountRef::Number(CARD.into()), None, 3)
+        .await
+        .unwrap();
+    let mut kinds: Vec<String> = page
+        .transactions
+        .iter()
+        .map(|t| {
+            format!(
+                "{}@{:?}/{:?}:{}",
+                t.kind,
+                t.store,
+                t.terminal,
+                t.entries.len()
+            )
+        })
+        .collect();
+    let mut cursor = page.next_cursor;
+    while let Some(c) = cursor {
+        let p = l
+            .history(AccountRef::Account(s1.account), Some(c), 3)
+            .await
+            .unwrap();
+        kinds.extend(p.transactions.iter().map(|t| {
+            format!(
+                "{}@{:?}/{:?}:{}",
+                t.kind,
+                t.store,
+                t.terminal,
+                t.entries.len()
+            )
+        }));
+        cursor = p.next_cursor;
+    }
+    out.push(format!("h {} {kinds:?}", page.balance));
+    let tiers = Tiers::with_books(books.clone());
+    let p = Arc::new(programme());
+    let (n, ch) = tiers
+        .evaluate(
+            p.clone(),
+            None,
+            time::OffsetDateTime::now_utc(),
+            "daily",
+            |_| {},
+        )
+        .await
+        .unwrap();
+    out.push(format!("t {n} {}", ch.len()));
+    let (view, hist) = tiers
+        .history(p, s1.account, 10, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    out.push(format!("th {:?} {}", view.tier, hist.len()));
+    let problems = books.read(embedded::verify).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let rows = books
+        .read(|db| {
+            let mut rows = 0;
+            embedded::export(db, |_| {
+                rows += 1;
+                Ok(())
+            })
+            .map(|r| r.map(|()| rows))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    out.push(format!("x {rows}"));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_story_on_both_stores() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_story").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let on_pg = story(Books::new(Arc::new(pg))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let on_sqlite = story(Books::sqlite(store)).await;
+    println!("{on_pg:#?}");
+    assert_eq!(on_pg, on_sqlite);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_redemptions_of_one_balance_one_wins() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_race").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let books = Books::new(Arc::new(pg));
+    let l = Embedded::with_books(books.clone(), Programme::default(), Origin::new("s", "t"));
+    // 50 points.
+    l.commit(
+        "seed".into(),
+        CARD.into(),
+        "R0".into(),
+        sale(1000),
+        Decimal::ZERO,
+    )
+    .await
+    .unwrap();
+    for round in 0..5 {
+        if round > 0 {
+            // Back to 50 after the round's one winner took 30.
+            l.adjust(
+                format!("top{round}"),
+                CARD.into(),
+                Decimal::from(30),
+                "r".into(),
+                "o".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let l = l.with_origin(Origin::new("s", format!("t{i}")));
+                tokio::spawn(async move {
+                    l.adjust(
+                        format!("r{round}-{i}"),
+                        CARD.into(),
+                        Decimal::from(-30),
+                        "spend".into(),
+                        "o".into(),
+                        None,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(LedgerError::InsufficientBalance { .. }) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        let problems = books.read(embedded::verify).await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+}

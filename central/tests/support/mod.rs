@@ -1,0 +1,302 @@
+//! A chain on one machine for the tests: a throwaway PostgreSQL, real
+//! `posbridge-central` instances and real till daemons in central mode.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use posbridge::client::{Client, ClientError};
+use serde_json::{Value, json};
+
+/// The central service under test.
+pub const CENTRAL: &str = env!("CARGO_BIN_EXE_posbridge-central");
+
+/// The till daemon: built by `cargo test --workspace` next to this test's
+/// binary; when only this package is tested, built here into a separate
+/// target dir (the workspace's is locked by the running `cargo test`).
+pub fn till_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test exe");
+        let beside = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("posbridge"))
+            .expect("target dir");
+        if beside.exists() {
+            return beside;
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chain-tills");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "posbridge",
+                "--bin",
+                "posbridge",
+                "--target-dir",
+            ])
+            .arg(&dir)
+            .status()
+            .expect("cargo build the till daemon");
+        assert!(status.success(), "building the till daemon failed");
+        dir.join("debug/posbridge")
+    })
+    .clone()
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The programme every test's chain runs, unless it says otherwise.
+pub const PROGRAMME: &str = "[ledger.programme]\n";
+
+/// One `posbridge-central` instance.
+pub struct Central {
+    pub child: Option<Child>,
+    pub url: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Central {
+    /// Starts an instance with `config` and waits for its health check.
+    pub fn start(dir: &Path, name: &str, db_url: &str, ledger: &str) -> Central {
+        let port = free_port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{db_url}\"\npool_size = 16\n\n{ledger}\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let mut c = Central {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            config,
+            log,
+        };
+        c.spawn();
+        c
+    }
+
+    /// (Re)spawns the process on the same config and port.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(CENTRAL)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn posbridge-central");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        loop {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return;
+            }
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("central exited early ({s}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "central did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs an admin command against this instance's config; its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(CENTRAL)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run posbridge-central");
+        assert!(
+            out.status.success(),
+            "posbridge-central {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Central {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A till daemon in central mode.
+pub struct Till {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+}
+
+impl Till {
+    /// Starts a till that uses `central` as terminal `terminal` with `key`.
+    pub fn start(central_url: &str, terminal: &str, key: &str) -> Till {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("terminal.key");
+        std::fs::write(&key_file, key).unwrap();
+        let socket = dir.path().join("posbridge.sock");
+        let config = dir.path().join("posbridge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\n\
+                 [ledger]\nbackend = \"central\"\n\n[ledger.central]\nurl = \"{central_url}\"\n\
+                 terminal = \"{terminal}\"\nkey_file = \"{}\"\n",
+                socket.display(),
+                dir.path().join("state").display(),
+                key_file.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(till_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn posbridge");
+        let mut t = Till {
+            dir,
+            child: Some(child),
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&t.socket).is_err() {
+            if let Some(s) = t.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("till exited early ({s}):\n{}", t.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "till did not come up:\n{}",
+                t.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::unix(&self.socket).await.expect("connect")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Till {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A chain: PostgreSQL, one central instance per `instances`, a store and
+/// terminals issued by the admin command.
+pub struct Chain {
+    pub dir: tempfile::TempDir,
+    pub centrals: Vec<Central>,
+    pub db_url: String,
+    pub pg: posbridge_pgtest::Cluster,
+}
+
+impl Chain {
+    /// A chain with `instances` central instances on one database.
+    pub fn start(instances: usize, ledger: &str) -> Chain {
+        let pg = posbridge_pgtest::Cluster::start().expect("start PostgreSQL");
+        let db_url = pg.url();
+        let dir = tempfile::tempdir().unwrap();
+        let centrals = (0..instances)
+            .map(|i| Central::start(dir.path(), &format!("central{i}"), &db_url, ledger))
+            .collect::<Vec<_>>();
+        centrals[0].admin(&["store", "add", "S1", "--name", "Store 1"]);
+        centrals[0].admin(&["store", "add", "S2", "--name", "Store 2"]);
+        Chain {
+            dir,
+            centrals,
+            db_url,
+            pg,
+        }
+    }
+
+    /// Issues terminal `id` in `store` and starts a till with it, talking to
+    /// central instance `instance`.
+    pub fn till(&self, id: &str, store: &str, instance: usize) -> Till {
+        let out = self.centrals[0].admin(&["terminal", "add", id, "--store", store]);
+        let key = key_of(&out);
+        Till::start(&self.centrals[instance].url, id, &key)
+    }
+
+    /// `posbridge-central verify` finds nothing wrong.
+    pub fn verify(&self) {
+        self.centrals[0].admin(&["verify"]);
+    }
+}
+
+/// The key `terminal add` printed: its stdout is the key alone.
+pub fn key_of(out: &str) -> String {
+    out.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or_else(|| panic!("no key in {out:?}"))
+        .to_owned()
+}
+
+pub fn lines(total: u32) -> Value {
+    json!([{"sku": "A1", "name": "Товар", "category": "general", "qty": "1", "price": total.to_string()}])
+}
+
+pub fn code(r: Result<Value, ClientError>) -> (i64, Value) {
+    match r {
+        Err(ClientError::Rpc { error }) => (error["code"].as_i64().unwrap(), error["data"].clone()),
+        other => panic!("expected an RPC error, got {other:?}"),
+    }
+}
