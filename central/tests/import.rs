@@ -283,3 +283,108 @@ async fn a_till_imported_into_a_chain_keeps_its_figures_secrets_and_keys() {
     assert_eq!(counts(&chain), once, "a refused import writes nothing");
     chain.verify();
 }
+
+/// A till's file with one account, its card and one adjustment, written
+/// as the till's schema has it; returns its path.
+fn till_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("posbridge.sqlite3");
+    drop(posbridge::store::Store::open(&path).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "INSERT INTO accounts (id, created_at) VALUES (7, '2026-01-01T00:00:00Z');
+         INSERT INTO cards (number, account_id) VALUES ('6035000099990000', 7);
+         INSERT INTO txns (id, idempotency_key, kind, account_id, request, result, created_at)
+             VALUES (3, 'q1', 'adjust', 7, '{}', '{\"account\":7,\"transaction\":3}',
+                     '2026-01-01T00:00:00Z');
+         INSERT INTO lots (id, account_id, txn_id, amount, remaining, created_at)
+             VALUES (5, 7, 3, 10000, 10000, '2026-01-01T00:00:00Z');
+         INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+             VALUES (3, 7, 5, 'adjust', 10000, '2026-01-01T00:00:00Z');",
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn an_import_checks_the_schema_version_the_store_and_a_file_changed_since() {
+    use posbridge::ledger::db::Books;
+    use posbridge_central::import::{ImportError, Source, Target, run};
+    use posbridge_central::pg::{PgBooks, PgConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = till_file(dir.path());
+
+    // A file of another schema version is refused before anything is read.
+    let newer = dir.path().join("newer.sqlite3");
+    std::fs::copy(&path, &newer).unwrap();
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(matches!(
+        Source::read(&newer),
+        Err(ImportError::Version { found: 99, .. })
+    ));
+
+    let cluster = posbridge_pgtest::Cluster::shared().unwrap();
+    let url = cluster.createdb("import_checks").unwrap();
+    let books = Books::new(std::sync::Arc::new(
+        PgBooks::connect(&PgConfig::new(url)).unwrap(),
+    ));
+    let Ok(()) = books
+        .write_blocking(|db| {
+            db.execute(
+                "INSERT INTO stores (id, created_at) VALUES ('S1', '2026-01-01T00:00:00Z')",
+                posbridge::args![],
+            )?;
+            Ok(Ok::<_, std::convert::Infallible>(()))
+        })
+        .unwrap();
+    let source = Source::read(&path).unwrap();
+    let nowhere = Target {
+        store: "NOPE".into(),
+        terminal: Some("T-9".into()),
+    };
+    let r = run(&books, &source, &nowhere, false).unwrap();
+    assert!(!r.written);
+    assert_eq!(r.conflicts.len(), 2, "{r}");
+    assert!(r.conflicts[0].contains("no store \"NOPE\""), "{r}");
+    assert!(r.conflicts[1].contains("no terminal \"T-9\""), "{r}");
+
+    let s1 = Target {
+        store: "S1".into(),
+        terminal: None,
+    };
+    let r = run(&books, &source, &s1, false).unwrap();
+    assert!(r.written && r.conflicts.is_empty(), "{r}");
+    // The key carries the till's terminal; the stored result names the
+    // central ids (the first of each table here).
+    let (key, result, store): (String, String, String) = books
+        .read_blocking(|db| {
+            db.query_row(
+                "SELECT idempotency_key, result, store_id FROM txns",
+                posbridge::args![],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .unwrap();
+    assert_eq!(key, format!("{}:q1", source.terminal));
+    assert_eq!(result, r#"{"account":1,"transaction":1}"#);
+    assert_eq!(store, "S1");
+
+    // Run again: nothing to do.
+    let r = run(&books, &source, &s1, false).unwrap();
+    assert!(r.already && !r.written && r.conflicts.is_empty(), "{r}");
+
+    // The till went on after its import: refused, not half-imported.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO accounts (id, created_at) VALUES (8, '2026-01-02T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+    let r = run(&books, &Source::read(&path).unwrap(), &s1, false).unwrap();
+    assert!(!r.written, "{r}");
+    assert!(r.conflicts[0].contains("changed since"), "{r}");
+}
