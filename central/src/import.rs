@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::Path;
 
 use posbridge::args;
-use posbridge::ledger::db::{Books, Db, DbError, Row, SqliteDb, Value};
+use posbridge::ledger::db::{Books, Db, DbError, Row, SqliteDb, ToValue, Value};
 use posbridge::redact::CardNumber;
 use rusqlite::{Connection, OpenFlags};
 
@@ -69,21 +69,27 @@ pub struct Target {
     pub terminal: Option<String>,
 }
 
-/// One table of the till: its rows as read, in id (or rowid) order.
+/// One table of the till: what is copied of it.
 struct Table {
     name: &'static str,
     /// The columns copied, in order; the first is the id where `kind` is set.
     columns: &'static [&'static str],
     /// The mapping kind of its id (`None`: the table has no id of its own).
     kind: Option<&'static str>,
-    rows: Vec<Row>,
 }
 
+/// Rows read from the till's file at a time: the file is streamed, never
+/// held whole in memory.
+const PAGE: usize = 1000;
+
+/// Conflicts listed at most; the rest are counted.
+const MAX_LISTED: usize = 100;
+
 /// The tables in the order their references need, with the columns copied.
-const TABLES: &[(&str, &[&str], Option<&str>, &str)] = &[
-    (
-        "accounts",
-        &[
+const TABLES: &[Table] = &[
+    Table {
+        name: "accounts",
+        columns: &[
             "id",
             "status",
             "accrual_pct",
@@ -100,24 +106,21 @@ const TABLES: &[(&str, &[&str], Option<&str>, &str)] = &[
             "code_word_failed",
             "code_word_locked_until",
         ],
-        Some("account"),
-        "id",
-    ),
-    (
-        "groups",
-        &["name", "description", "created_at"],
-        None,
-        "name",
-    ),
-    (
-        "account_groups",
-        &["account_id", "group_name"],
-        None,
-        "account_id, group_name",
-    ),
-    (
-        "cards",
-        &[
+        kind: Some("account"),
+    },
+    Table {
+        name: "groups",
+        columns: &["name", "description", "created_at"],
+        kind: None,
+    },
+    Table {
+        name: "account_groups",
+        columns: &["account_id", "group_name"],
+        kind: None,
+    },
+    Table {
+        name: "cards",
+        columns: &[
             "number",
             "account_id",
             "status",
@@ -126,36 +129,33 @@ const TABLES: &[(&str, &[&str], Option<&str>, &str)] = &[
             "failed_attempts",
             "locked_until",
         ],
-        None,
-        "rowid",
-    ),
-    (
-        "confirmations",
-        &[
+        kind: None,
+    },
+    Table {
+        name: "confirmations",
+        columns: &[
             "account_id",
             "code_hash",
             "expires_at",
             "attempts",
             "sent_at",
         ],
-        None,
-        "account_id",
-    ),
-    (
-        "redeem_codes",
-        &[
+        kind: None,
+    },
+    Table {
+        name: "redeem_codes",
+        columns: &[
             "account_id",
             "code_hash",
             "expires_at",
             "attempts",
             "sent_at",
         ],
-        None,
-        "rowid",
-    ),
-    (
-        "tier_changes",
-        &[
+        kind: None,
+    },
+    Table {
+        name: "tier_changes",
+        columns: &[
             "id",
             "account_id",
             "from_tier",
@@ -164,12 +164,11 @@ const TABLES: &[(&str, &[&str], Option<&str>, &str)] = &[
             "source",
             "created_at",
         ],
-        Some("tier_change"),
-        "id",
-    ),
-    (
-        "txns",
-        &[
+        kind: Some("tier_change"),
+    },
+    Table {
+        name: "txns",
+        columns: &[
             "id",
             "idempotency_key",
             "kind",
@@ -179,12 +178,11 @@ const TABLES: &[(&str, &[&str], Option<&str>, &str)] = &[
             "result",
             "created_at",
         ],
-        Some("txn"),
-        "id",
-    ),
-    (
-        "lots",
-        &[
+        kind: Some("txn"),
+    },
+    Table {
+        name: "lots",
+        columns: &[
             "id",
             "account_id",
             "txn_id",
@@ -193,12 +191,11 @@ const TABLES: &[(&str, &[&str], Option<&str>, &str)] = &[
             "expires_at",
             "created_at",
         ],
-        Some("lot"),
-        "id",
-    ),
-    (
-        "entries",
-        &[
+        kind: Some("lot"),
+    },
+    Table {
+        name: "entries",
+        columns: &[
             "id",
             "txn_id",
             "account_id",
@@ -207,37 +204,37 @@ const TABLES: &[(&str, &[&str], Option<&str>, &str)] = &[
             "amount",
             "created_at",
         ],
-        Some("entry"),
-        "id",
-    ),
+        kind: Some("entry"),
+    },
 ];
 
-/// A till's ledger, read from its file in one read transaction.
+/// A till's ledger file, open read-only in one read transaction (one
+/// snapshot, should anything still write to it), read page by page.
 pub struct Source {
     /// The till's terminal id (its `meta` table): the import's `source`.
     pub terminal: String,
-    tables: Vec<Table>,
+    conn: Connection,
 }
 
 impl Source {
-    /// Reads the till's database at `path`, opened read-only, after
-    /// checking its schema version is the one this build knows.
+    /// Opens the till's database at `path` read-only, after checking its
+    /// schema version is the one this build knows.
     pub fn read(path: &Path) -> Result<Source, ImportError> {
         let shown = path.display().to_string();
         let err = |source| ImportError::Sqlite {
             path: shown.clone(),
             source,
         };
-        let mut conn = Connection::open_with_flags(
+        let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
-        // One snapshot of the whole file, should a till still write to it.
-        let tx = conn.transaction().map_err(err)?;
-        let found: i64 = tx
+        // Held until the Source is dropped: every page reads one snapshot.
+        conn.execute_batch("BEGIN").map_err(err)?;
+        let found: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
         let known = posbridge::store::schema_version();
@@ -248,36 +245,80 @@ impl Source {
                 known,
             });
         }
-        let sqlite = SqliteDb(&tx);
-        let db: &dyn Db = &sqlite;
-        let terminal: Option<String> = db.query_opt(
+        let terminal: Option<String> = (&SqliteDb(&conn) as &dyn Db).query_opt(
             "SELECT value FROM meta WHERE key = 'terminal_id'",
             args![],
             |r| r.get(0),
         )?;
         let terminal = terminal.ok_or_else(|| ImportError::NoTerminal(shown.clone()))?;
-        let mut tables = Vec::new();
-        for &(name, columns, kind, order) in TABLES {
-            let rows = db.query(
-                &format!("SELECT {} FROM {name} ORDER BY {order}", columns.join(", ")),
-                args![],
-            )?;
-            tables.push(Table {
-                name,
-                columns,
-                kind,
-                rows,
-            });
-        }
-        Ok(Source { terminal, tables })
+        Ok(Source { terminal, conn })
     }
 
-    fn table(&self, name: &str) -> &Table {
-        // TABLES names every table `read` fills.
-        self.tables
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap_or_else(|| unreachable!("table {name} is in TABLES"))
+    /// The rows of `table`.
+    fn count(&self, table: &Table) -> Result<i64, DbError> {
+        (&SqliteDb(&self.conn) as &dyn Db).query_row(
+            &format!("SELECT COUNT(*) FROM {}", table.name),
+            args![],
+            |r| r.get(0),
+        )
+    }
+
+    /// Calls `f` with every row of `table` in rowid (for tables with an
+    /// integer id: id) order, [`PAGE`] rows read at a time.
+    fn each(
+        &self,
+        table: &Table,
+        mut f: impl FnMut(&Row) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        let db = SqliteDb(&self.conn);
+        let sql = format!(
+            "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT {PAGE}",
+            table.columns.join(", "),
+            table.name
+        );
+        let mut after = i64::MIN;
+        loop {
+            let page = db.query(&sql, args![after])?;
+            for mut row in page.iter().cloned() {
+                after = row.get(0)?;
+                row.0.remove(0);
+                f(&row)?;
+            }
+            if page.len() < PAGE {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn table(name: &str) -> &'static Table {
+    TABLES
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| unreachable!("table {name} is in TABLES"))
+}
+
+/// Conflicts found: the first [`MAX_LISTED`] and how many in all.
+#[derive(Default)]
+struct Found {
+    listed: Vec<String>,
+    total: usize,
+}
+
+impl Found {
+    fn push(&mut self, conflict: String) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(conflict);
+        }
+    }
+
+    fn into_list(mut self) -> Vec<String> {
+        if self.total > self.listed.len() {
+            let more = self.total - self.listed.len();
+            self.listed.push(format!("… and {more} more"));
+        }
+        self.listed
     }
 }
 
@@ -335,7 +376,7 @@ pub fn run(
 
 /// Counts and conflicts, read in the import's own transaction.
 fn plan(db: &dyn Db, source: &Source, target: &Target) -> Result<Report, DbError> {
-    let mut conflicts = Vec::new();
+    let mut found = Found::default();
     let done: HashMap<String, i64> = db
         .query_map(
             "SELECT kind, COUNT(*) FROM imports WHERE source = ?1 GROUP BY kind",
@@ -345,52 +386,45 @@ fn plan(db: &dyn Db, source: &Source, target: &Target) -> Result<Report, DbError
         .into_iter()
         .collect();
     let already = !done.is_empty();
-    if already {
-        // Imported whole (one transaction), so a row the mapping lacks is
-        // one the till wrote after the import: importing it alone would
-        // leave balances that disagree with the entries already in.
-        for t in source.tables.iter().filter(|t| t.kind.is_some()) {
-            let had = done.get(t.kind.unwrap_or_default()).copied().unwrap_or(0);
-            if had != t.rows.len() as i64 {
-                conflicts.push(format!(
-                    "the file changed since terminal {} was imported: {} has {} row(s), {} imported",
-                    source.terminal,
-                    t.name,
-                    t.rows.len(),
-                    had
+    let mut tables = Vec::new();
+    for t in TABLES {
+        let rows = source.count(t)?;
+        if already && let Some(kind) = t.kind {
+            // Imported whole (one transaction), so a row the mapping lacks
+            // is one the till wrote after the import: importing it alone
+            // would leave balances that disagree with the entries in.
+            let had = done.get(kind).copied().unwrap_or(0);
+            if had != rows {
+                found.push(format!(
+                    "the file changed since terminal {} was imported: {} has {rows} row(s), {had} imported",
+                    source.terminal, t.name,
                 ));
             }
         }
-    } else {
-        target_conflicts(db, target, &mut conflicts)?;
-        row_conflicts(db, source, target, &mut conflicts)?;
+        let rows = usize::try_from(rows).unwrap_or(0);
+        tables.push((t.name, rows, if already { 0 } else { rows }));
     }
-    let tables = source
-        .tables
-        .iter()
-        .map(|t| (t.name, t.rows.len(), if already { 0 } else { t.rows.len() }))
-        .collect();
+    if !already {
+        target_conflicts(db, target, &mut found)?;
+        row_conflicts(db, source, target, &mut found)?;
+    }
     Ok(Report {
         source: source.terminal.clone(),
         tables,
-        conflicts,
+        conflicts: found.into_list(),
         already,
         written: false,
     })
 }
 
-fn target_conflicts(
-    db: &dyn Db,
-    target: &Target,
-    conflicts: &mut Vec<String>,
-) -> Result<(), DbError> {
+fn target_conflicts(db: &dyn Db, target: &Target, found: &mut Found) -> Result<(), DbError> {
     let store: Option<String> = db.query_opt(
         "SELECT id FROM stores WHERE id = ?1",
         args![target.store],
         |r| r.get(0),
     )?;
     if store.is_none() {
-        conflicts.push(format!(
+        found.push(format!(
             "no store \"{}\" (posbridge-central store add)",
             target.store
         ));
@@ -402,10 +436,10 @@ fn target_conflicts(
             |r| r.get(0),
         )?;
         match of {
-            None => conflicts.push(format!(
+            None => found.push(format!(
                 "no terminal \"{t}\" (posbridge-central terminal add)"
             )),
-            Some(s) if s != target.store => conflicts.push(format!(
+            Some(s) if s != target.store => found.push(format!(
                 "terminal \"{t}\" belongs to store \"{s}\", not \"{}\"",
                 target.store
             )),
@@ -420,9 +454,9 @@ fn row_conflicts(
     db: &dyn Db,
     source: &Source,
     target: &Target,
-    conflicts: &mut Vec<String>,
+    found: &mut Found,
 ) -> Result<(), DbError> {
-    for row in &source.table("cards").rows {
+    source.each(table("cards"), |row| {
         let number: String = row.get(0)?;
         let account: i64 = row.get(1)?;
         let central: Option<i64> = db.query_opt(
@@ -431,13 +465,14 @@ fn row_conflicts(
             |r| r.get(0),
         )?;
         if let Some(c) = central {
-            conflicts.push(format!(
+            found.push(format!(
                 "card {} of till account {account} already belongs to central account {c}",
                 CardNumber::new(number).masked()
             ));
         }
-    }
-    for row in &source.table("accounts").rows {
+        Ok(())
+    })?;
+    source.each(table("accounts"), |row| {
         let account: i64 = row.get(0)?;
         for (col, what) in [(6, "phone"), (7, "email")] {
             let Some(value) = row.get::<Option<String>>(col)? else {
@@ -449,14 +484,15 @@ fn row_conflicts(
                 |r| r.get(0),
             )?;
             if let Some(c) = central {
-                conflicts.push(format!(
+                found.push(format!(
                     "the {what} of till account {account} is already central account {c}'s"
                 ));
             }
         }
-    }
+        Ok(())
+    })?;
     let prefix = prefix(source, target);
-    for row in &source.table("txns").rows {
+    source.each(table("txns"), |row| {
         let key: String = row.get(1)?;
         let key = format!("{prefix}:{key}");
         let central: Option<i64> = db.query_opt(
@@ -465,19 +501,20 @@ fn row_conflicts(
             |r| r.get(0),
         )?;
         if let Some(c) = central {
-            conflicts.push(format!(
+            found.push(format!(
                 "idempotency key {key} is already central transaction {c}'s"
             ));
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn prefix<'a>(source: &'a Source, target: &'a Target) -> &'a str {
     target.terminal.as_deref().unwrap_or(&source.terminal)
 }
 
-/// Till ids to central ids, by kind, recorded in `imports` as they are made.
+/// Till ids to central ids, by kind, recorded in `imports` as they are
+/// made; kept in memory too for the kinds later rows refer to.
 struct Ids<'a> {
     db: &'a dyn Db,
     source: &'a str,
@@ -490,7 +527,10 @@ impl Ids<'_> {
             "INSERT INTO imports (source, kind, old_id, new_id) VALUES (?1, ?2, ?3, ?4)",
             args![self.source, kind, old, new],
         )?;
-        self.map.insert((kind, old), new);
+        // Nothing refers to an entry or a tier change.
+        if !matches!(kind, "entry" | "tier_change") {
+            self.map.insert((kind, old), new);
+        }
         Ok(())
     }
 
@@ -523,59 +563,55 @@ fn apply(db: &dyn Db, source: &Source, target: &Target) -> Result<(), DbError> {
         map: HashMap::new(),
     };
     let prefix = prefix(source, target).to_owned();
-    let terminal = prefix.clone();
-    for table in &source.tables {
-        for row in &table.rows {
+    for table in TABLES {
+        // The central sequence gives the id: it is not copied.
+        let skip = usize::from(table.kind.is_some());
+        let mut columns: Vec<&str> = table.columns[skip..].to_vec();
+        if table.name == "txns" {
+            columns.extend(["store_id", "terminal_id"]);
+        }
+        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            table.name,
+            columns.join(", "),
+            marks.join(", ")
+        );
+        match table.kind {
+            Some(_) => sql.push_str(" RETURNING id"),
+            // A group of the same name the chain has already is the same
+            // group; everything else is new (checked).
+            None if table.name == "groups" => sql.push_str(" ON CONFLICT (name) DO NOTHING"),
+            None => {}
+        }
+        source.each(table, |row| {
             let mut values = row.0.clone();
             remap(table.name, &mut values, &ids, &prefix)?;
-            let (columns, values) = match table.kind {
-                // The central sequence gives the id.
-                Some(_) => (&table.columns[1..], values[1..].to_vec()),
-                None => (table.columns, values),
-            };
-            let mut columns: Vec<&str> = columns.to_vec();
-            let mut values = values;
+            let mut values = values.split_off(skip);
             if table.name == "txns" {
-                columns.extend(["store_id", "terminal_id"]);
                 values.push(Value::Text(target.store.clone()));
-                values.push(Value::Text(terminal.clone()));
+                values.push(Value::Text(prefix.clone()));
             }
-            let marks: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
-            let mut sql = format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                table.name,
-                columns.join(", "),
-                marks.join(", ")
-            );
-            let params: Vec<&dyn posbridge::ledger::db::ToValue> = values
-                .iter()
-                .map(|v| v as &dyn posbridge::ledger::db::ToValue)
-                .collect();
-            match table.kind {
-                Some(kind) => {
-                    sql.push_str(" RETURNING id");
-                    let new = db.insert(&sql, &params)?;
-                    ids.record(kind, row.get(0)?, new)?;
-                    if table.name == "txns"
-                        && let Value::Text(result) = &row.0[6]
-                        && let Some(changed) = rewrite_json(result, &ids)
-                    {
-                        db.execute(
-                            "UPDATE txns SET result = ?1 WHERE id = ?2",
-                            args![changed, new],
-                        )?;
-                    }
-                }
-                None => {
-                    // A group of the same name the chain has already is
-                    // the same group; everything else is new (checked).
-                    if table.name == "groups" {
-                        sql.push_str(" ON CONFLICT (name) DO NOTHING");
-                    }
-                    db.execute(&sql, &params)?;
-                }
+            let params: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+            let Some(kind) = table.kind else {
+                db.execute(&sql, &params)?;
+                return Ok(());
+            };
+            let new = db.insert(&sql, &params)?;
+            ids.record(kind, row.get(0)?, new)?;
+            // The result names this transaction itself: rewritten once its
+            // central id is known.
+            if table.name == "txns"
+                && let Value::Text(result) = &row.0[6]
+                && let Some(changed) = rewrite_json(result, &ids)
+            {
+                db.execute(
+                    "UPDATE txns SET result = ?1 WHERE id = ?2",
+                    args![changed, new],
+                )?;
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(())
 }

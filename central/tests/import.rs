@@ -299,7 +299,12 @@ fn till_file(dir: &std::path::Path) -> std::path::PathBuf {
          INSERT INTO lots (id, account_id, txn_id, amount, remaining, created_at)
              VALUES (5, 7, 3, 10000, 10000, '2026-01-01T00:00:00Z');
          INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
-             VALUES (3, 7, 5, 'adjust', 10000, '2026-01-01T00:00:00Z');",
+             VALUES (3, 7, 5, 'adjust', 10000, '2026-01-01T00:00:00Z');
+         -- More than one page of the import's reads.
+         WITH RECURSIVE n(i) AS (SELECT 100 UNION ALL SELECT i + 1 FROM n WHERE i < 1599)
+         INSERT INTO accounts (id, created_at) SELECT i, '2026-01-01T00:00:00Z' FROM n;
+         INSERT INTO cards (number, account_id)
+             SELECT '7035' || printf('%012d', id), id FROM accounts WHERE id >= 100;",
     )
     .unwrap();
     path
@@ -357,6 +362,16 @@ fn an_import_checks_the_schema_version_the_store_and_a_file_changed_since() {
     };
     let r = run(&books, &source, &s1, false).unwrap();
     assert!(r.written && r.conflicts.is_empty(), "{r}");
+    assert!(r.tables.contains(&("accounts", 1501, 1501)), "{r}");
+    assert!(r.tables.contains(&("cards", 1501, 1501)), "{r}");
+    let cards: i64 = books
+        .read_blocking(|db| {
+            db.query_row("SELECT COUNT(*) FROM cards", posbridge::args![], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap();
+    assert_eq!(cards, 1501);
     // The key carries the till's terminal; the stored result names the
     // central ids (the first of each table here).
     let (key, result, store): (String, String, String) = books
@@ -369,6 +384,7 @@ fn an_import_checks_the_schema_version_the_store_and_a_file_changed_since() {
         })
         .unwrap();
     assert_eq!(key, format!("{}:q1", source.terminal));
+    // Account 7 came first (id order), so it is central account 1.
     assert_eq!(result, r#"{"account":1,"transaction":1}"#);
     assert_eq!(store, "S1");
 
@@ -380,7 +396,7 @@ fn an_import_checks_the_schema_version_the_store_and_a_file_changed_since() {
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute(
-            "INSERT INTO accounts (id, created_at) VALUES (8, '2026-01-02T00:00:00Z')",
+            "INSERT INTO accounts (id, created_at) VALUES (5000, '2026-01-02T00:00:00Z')",
             [],
         )
         .unwrap();
