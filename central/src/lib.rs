@@ -8,6 +8,7 @@
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod pg;
 pub mod principals;

@@ -12,6 +12,7 @@ use posbridge::cli::ledger::ExportFormat;
 use posbridge_central::config::CentralConfig;
 use posbridge_central::core::Core;
 use posbridge_central::http::{Service, router};
+use posbridge_central::import::{self, Target};
 use posbridge_central::jobs::{self, JobLock};
 use posbridge_central::principals;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,24 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Import a till's embedded ledger (its SQLite file) into the chain,
+    /// in one transaction; a second run of the same file changes nothing.
+    Import {
+        /// The till's database (the `posbridge.db` in its state dir).
+        #[arg(long)]
+        sqlite: PathBuf,
+        /// The store its transactions belong to.
+        #[arg(long)]
+        store: String,
+        /// The terminal id the till will use in central mode (its keys are
+        /// prefixed with it, so its retries replay); default: the till's
+        /// own terminal id from its file.
+        #[arg(long)]
+        terminal: Option<String>,
+        /// List what would be imported and every conflict; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Stores (shops) of the chain.
     #[command(subcommand)]
@@ -154,6 +173,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?
                 .context("writing the export")?;
         }
+        Command::Import {
+            sqlite,
+            store,
+            terminal,
+            dry_run,
+        } => return import(&config, sqlite, Target { store, terminal }, dry_run).await,
         Command::Store(StoreCommand::Add { id, name }) => {
             principals::add_store(open(&config).await?.books(), &id, &name).await?;
             println!("store {id} added");
@@ -181,6 +206,51 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import(
+    config: &CentralConfig,
+    sqlite: PathBuf,
+    target: Target,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let core = open(config).await?;
+    if !core.is_postgres() {
+        anyhow::bail!(
+            "import writes the chain's PostgreSQL ledger; database.url is not PostgreSQL"
+        );
+    }
+    let books = core.books().clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let source = import::Source::read(&sqlite)?;
+        import::run(&books, &source, &target, dry_run)
+    })
+    .await
+    .context("importing")??;
+    print!("{report}");
+    if !report.conflicts.is_empty() {
+        eprintln!(
+            "{} conflict(s): {}",
+            report.conflicts.len(),
+            if dry_run {
+                "the import would be refused"
+            } else {
+                "refused, nothing written"
+            }
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if report.already {
+        eprintln!(
+            "terminal {} was imported before: nothing to do",
+            report.source
+        );
+    } else if report.written {
+        eprintln!("terminal {} imported", report.source);
+    } else {
+        eprintln!("dry run: nothing written");
     }
     Ok(ExitCode::SUCCESS)
 }

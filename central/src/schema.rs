@@ -144,6 +144,17 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_at TEXT
     );
     CREATE INDEX terminals_store ON terminals(store_id);",
+    // 2: `posbridge-central import`: which central row each imported till
+    // row became (`source` is the till's terminal id from its SQLite
+    // `meta`), so a second run of the same file finds it done and a second
+    // till's ids never collide with the first's.
+    "CREATE TABLE imports (
+        source TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        old_id BIGINT NOT NULL,
+        new_id BIGINT NOT NULL,
+        PRIMARY KEY (source, kind, old_id)
+    );",
 ];
 
 /// The schema version this binary writes.

@@ -193,6 +193,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE txns ADD COLUMN terminal_id TEXT;",
 ];
 
+/// The schema version this build writes (`PRAGMA user_version` after its
+/// migrations): tools reading a till's file check it against this.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Database errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -142,6 +142,21 @@ impl Central {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs an admin command that may fail: (success, stdout, stderr).
+    pub fn admin_output(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(CENTRAL)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run posbridge-central");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -174,17 +189,54 @@ impl Till {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("terminal.key");
         std::fs::write(&key_file, key).unwrap();
+        let ledger = format!(
+            "[ledger]\nbackend = \"central\"\n\n[ledger.central]\nurl = \"{central_url}\"\n\
+             terminal = \"{terminal}\"\nkey_file = \"{}\"\n",
+            key_file.display(),
+        );
+        Till::launch(dir, &ledger)
+    }
+
+    /// Starts a till with its own embedded ledger (a single shop before it
+    /// joins a chain), running `ledger` (its `[ledger…]` sections).
+    pub fn embedded(ledger: &str) -> Till {
+        Till::launch(tempfile::tempdir().unwrap(), ledger)
+    }
+
+    /// The till's embedded database.
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.path().join("state/posbridge.sqlite3")
+    }
+
+    /// SIGTERM and wait: the till checkpoints its database and exits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -TERM failed");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while c.try_wait().unwrap().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "till did not stop:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn launch(dir: tempfile::TempDir, ledger: &str) -> Till {
         let socket = dir.path().join("posbridge.sock");
         let config = dir.path().join("posbridge.toml");
         std::fs::write(
             &config,
             format!(
-                "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\n\
-                 [ledger]\nbackend = \"central\"\n\n[ledger.central]\nurl = \"{central_url}\"\n\
-                 terminal = \"{terminal}\"\nkey_file = \"{}\"\n",
+                "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\n{ledger}\n",
                 socket.display(),
                 dir.path().join("state").display(),
-                key_file.display(),
             ),
         )
         .unwrap();
