@@ -13,11 +13,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Ledger, SpendError};
 pub use super::RemoteError;
 use super::accounts::AccountError;
 use super::embedded::LedgerError;
 use super::tiers::TierError;
+use super::{Ledger, SpendError};
 use crate::api::errors;
 use crate::api::rpc::{RpcError, code};
 

@@ -297,14 +297,16 @@ fn replayed_sale(
     lines: &[SaleLine],
     redeem: Decimal,
 ) -> Result<Option<Result<(String, CommitResult), SpendError>>, DbError> {
-    Ok(match replay_commit_tx(db, key, receipt_id, lines, redeem)? {
-        Ok(None) => None,
-        Ok(Some((number, r))) if r.account == account => Some(Ok((number, r))),
-        Ok(Some(_)) => Some(Err(SpendError::Ledger(
-            crate::ledger::LedgerError::KeyReused,
-        ))),
-        Err(e) => Some(Err(SpendError::Ledger(e))),
-    })
+    Ok(
+        match replay_commit_tx(db, key, receipt_id, lines, redeem)? {
+            Ok(None) => None,
+            Ok(Some((number, r))) if r.account == account => Some(Ok((number, r))),
+            Ok(Some(_)) => Some(Err(SpendError::Ledger(
+                crate::ledger::LedgerError::KeyReused,
+            ))),
+            Err(e) => Some(Err(SpendError::Ledger(e))),
+        },
+    )
 }
 
 /// The card a sale for `account` is booked on, in the caller's
