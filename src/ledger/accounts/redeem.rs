@@ -287,6 +287,10 @@ where
     })
 }
 
+/// A sale spending with a code: the card it was booked on and its result,
+/// or why not.
+type Spent = Result<(String, CommitResult), SpendError>;
+
 /// The stored sale under `key` for `account`, if the key was used:
 /// `KeyReused` if it was used for another request or another account.
 fn replayed_sale(
@@ -296,7 +300,7 @@ fn replayed_sale(
     receipt_id: &str,
     lines: &[SaleLine],
     redeem: Decimal,
-) -> Result<Option<Result<(String, CommitResult), SpendError>>, DbError> {
+) -> Result<Option<Spent>, DbError> {
     Ok(
         match replay_commit_tx(db, key, receipt_id, lines, redeem)? {
             Ok(None) => None,
