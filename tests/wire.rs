@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use posbridge::api::errors;
 use posbridge::config::Config;
-use posbridge::ledger::Ledger;
 use posbridge::ledger::accounts::{
     AccountError, ConfirmSettings, Lookup, Registration, Settings, Update,
 };
@@ -21,6 +20,7 @@ use posbridge::ledger::origin::Origin;
 use posbridge::ledger::remote::{Central, Endpoint};
 use posbridge::ledger::rules::{AccountOverrides, Programme, SaleLine};
 use posbridge::ledger::wire::{self, RemoteError};
+use posbridge::ledger::{Ledger, SpendError};
 use posbridge::redact::Secret;
 use posbridge::store::Store;
 use rust_decimal::Decimal;
@@ -374,6 +374,19 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
     let code = l.new_redeem_code(account).await.unwrap();
     l.redeem_code_delivered(account).await.unwrap();
     l.use_redeem_code(account, code.code).await.unwrap();
+    let code = l.new_redeem_code(account).await.unwrap();
+    let (number, spent) = l
+        .commit_with_code(
+            "bycode".into(),
+            account,
+            code.code,
+            "R-code".into(),
+            lines(100),
+            Decimal::from(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!((number.as_str(), spent.redeemed), (card, Decimal::from(1)));
     assert_eq!(l.booking_card(account).await.unwrap(), card);
 
     // Groups.
@@ -734,4 +747,132 @@ async fn a_till_whose_central_ledger_is_down_answers_2050() {
         }
         other => panic!("expected 2050, got {other:?}"),
     }
+}
+
+/// A sale for an account spending with a one-time code, on the books
+/// directly and through the wire: a wrong code is counted and refused
+/// without a sale; a right code with a sale the rules refuse rolls back
+/// both (the code stays usable, the try uncounted); a right code commits
+/// the sale and consumes the code in one call; a repeat of the key is the
+/// stored sale without a code.
+#[tokio::test]
+async fn a_code_is_checked_consumed_and_spent_in_the_sale_s_own_transaction() {
+    let s = Settings {
+        redeem_code: Some(code_settings()),
+        ..Settings::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::new(
+        Store::open(&dir.path().join("l.sqlite3")).unwrap(),
+        programme(),
+        s.clone(),
+    );
+    let central = mini_central(programme(), s.clone()).await;
+    let remote = Central::new(endpoint(&central.url, KEY), programme(), s).unwrap();
+    for (name, l) in [("local", &local as &dyn Ledger), ("wire", &remote)] {
+        let card = "6035000011113333";
+        let account = l
+            .register(Registration {
+                phone: Some("+79161230000".into()),
+                card_number: Some(card.into()),
+                ..Registration::default()
+            })
+            .await
+            .unwrap()
+            .account;
+        l.commit(
+            "seed".into(),
+            card.into(),
+            "R0".into(),
+            lines(1000),
+            Decimal::ZERO,
+        )
+        .await
+        .unwrap();
+        let balance = l.resolve(card.into()).await.unwrap().unwrap().balance;
+        let good = l.new_redeem_code(account).await.unwrap().code;
+        let wrong = Secret::new(if good.expose() == "000000" {
+            "111111"
+        } else {
+            "000000"
+        });
+        let spend = |code: &Secret, redeem: i64| {
+            l.commit_with_code(
+                "k1".into(),
+                account,
+                code.clone(),
+                "R1".into(),
+                lines(200),
+                Decimal::from(redeem),
+            )
+        };
+        let code_of = |e: SpendError| match e {
+            SpendError::Account(AccountError::Remote(e)) => remote_code(e),
+            SpendError::Account(e) => errors::account_error(e).code,
+            SpendError::Ledger(LedgerError::Remote(e)) => remote_code(e),
+            SpendError::Ledger(e) => errors::ledger_error(e).code,
+        };
+        // Wrong: counted, no sale.
+        let e = spend(&wrong, 5).await.unwrap_err();
+        assert_eq!(code_of(e), 2024, "{name}");
+        assert_eq!(
+            l.resolve(card.into()).await.unwrap().unwrap().balance,
+            balance,
+            "{name}"
+        );
+        // Right, but over the cap: nothing happens, not even the count.
+        let e = spend(&good, 190).await.unwrap_err();
+        assert_eq!(code_of(e), 2003, "{name}");
+        // The second wrong try is the second counted: 3 of 5 left.
+        match spend(&wrong, 5).await.unwrap_err() {
+            SpendError::Account(AccountError::WrongCode { attempts_left }) => {
+                assert_eq!(attempts_left, 3, "{name}")
+            }
+            SpendError::Ledger(LedgerError::Remote(RemoteError::Remote { code, data, .. })) => {
+                assert_eq!(
+                    (code, data["attempts_left"].clone()),
+                    (2024, json!(3)),
+                    "{name}"
+                )
+            }
+            e => panic!("{name}: {e:?}"),
+        }
+        // Right: the sale under the key the refusals did not use up.
+        let (number, r) = spend(&good, 5).await.unwrap();
+        assert_eq!(
+            (number.as_str(), r.redeemed),
+            (card, Decimal::from(5)),
+            "{name}"
+        );
+        assert_eq!(r.balance_before, balance, "{name}");
+        // A repeat needs no code (any will do) and changes nothing.
+        let (_, again) = spend(&wrong, 5).await.unwrap();
+        assert_eq!(
+            (again.transaction, again.replayed),
+            (r.transaction, true),
+            "{name}"
+        );
+        // The code paid for that sale only.
+        let e = l
+            .commit_with_code(
+                "k2".into(),
+                account,
+                good.clone(),
+                "R2".into(),
+                lines(200),
+                Decimal::from(5),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(e), 2032, "{name}");
+    }
+    let called = central.called.lock().unwrap().clone();
+    assert!(
+        called.contains(&"commit_with_code".to_owned()),
+        "{called:?}"
+    );
+    assert!(
+        !called.contains(&"accounts/use_redeem_code".to_owned()),
+        "{called:?}"
+    );
 }

@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use posbridge::client::Client;
 use serde_json::{Value, json};
 use support::{Chain, Till, code, lines};
 
@@ -203,5 +204,121 @@ async fn a_central_instance_killed_during_commits_loses_nothing_acknowledged() {
     }
     // 60 sales of 100 at 5 %: 5 points each, once.
     assert_eq!(balance(&a, CARD).await, "300");
+    chain.verify();
+}
+
+/// Redemption by code, for both tills and both instances.
+const BY_CODE: &str = "[ledger.programme]\ncap_percent = \"100\"\n\n[ledger.redemption]\n\
+                       by_code = true\nmax_attempts = 3\nresend_after_seconds = 0\n";
+
+/// The last code the till's demo notifier logged for `account`.
+fn logged_code(t: &Till, account: i64) -> String {
+    let log = t.log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("demo notifier") && l.contains(&format!("account={account} ")))
+        .unwrap_or_else(|| panic!("no code for {account}:\n{log}"));
+    let at = line.find("code=").expect("code field") + 5;
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+/// Sends a code to `account` through till `t`; the code.
+async fn send_code(t: &Till, account: i64) -> String {
+    t.client()
+        .await
+        .call("sale.redeem_code.send", json!({"account": account}))
+        .await
+        .unwrap();
+    logged_code(t, account)
+}
+
+fn spend(account: i64, key: &str, code: &str) -> Value {
+    json!({"idempotency_key": key, "account": account, "redeem_code": code,
+           "receipt_id": key, "lines": lines(100), "redeem": "10"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_at_one_code_from_two_instances_never_exceed_its_tries_and_a_spend_is_one_call() {
+    // Two instances on one database, one till on each: the in-process
+    // one-at-a-time locks do not span them, the count in the database does.
+    let chain = Chain::start(2, BY_CODE);
+    let a = chain.till_with("T-A", "S1", 0, BY_CODE);
+    let b = chain.till_with("T-B", "S2", 1, BY_CODE);
+    register(&a, CARD, "+79161234567").await;
+    a.client()
+        .await
+        .call("sale.commit", json!({"idempotency_key": "seed", "number": CARD, "receipt_id": "seed", "lines": lines(10000)}))
+        .await
+        .unwrap();
+    let account = a
+        .client()
+        .await
+        .call("account.get", json!({"card_number": CARD}))
+        .await
+        .unwrap()["account"]
+        .as_i64()
+        .unwrap();
+    let before = balance(&a, CARD).await;
+    for round in 0..4 {
+        let good = send_code(&a, account).await;
+        let wrong = if good == "0000" { "1111" } else { "0000" };
+        // Six wrong guesses from each till at once, each on its own
+        // connection, each till on its own instance.
+        let mut calls = Vec::new();
+        for i in 0..12 {
+            let socket = if i % 2 == 0 { &a.socket } else { &b.socket }.clone();
+            let p = spend(account, &format!("g{round}-{i}"), wrong);
+            calls.push(tokio::spawn(async move {
+                let mut c = Client::unix(&socket).await.unwrap();
+                code(c.call("sale.commit", p).await).0
+            }));
+        }
+        let mut tally = BTreeMap::new();
+        for c in calls {
+            *tally.entry(c.await.unwrap()).or_insert(0) += 1;
+        }
+        // Two wrong answers, the third try voids the code, the rest are
+        // refused unanswered: never more verdicts than tries.
+        assert_eq!(tally.get(&2024), Some(&2), "round {round}: {tally:?}");
+        assert_eq!(tally.get(&2026), Some(&10), "round {round}: {tally:?}");
+        let late = spend(account, &format!("late{round}"), &good);
+        let (c, _) = code(b.client().await.call("sale.commit", late).await);
+        assert_eq!(c, 2026, "round {round}: the void code pays for nothing");
+    }
+    assert_eq!(balance(&b, CARD).await, before);
+
+    // The right code from both tills at once: one sale, one code used.
+    let good = send_code(&b, account).await;
+    let calls_before = chain.calls();
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let (ra, rb) = tokio::join!(
+        ca.call("sale.commit", spend(account, "ra", &good)),
+        cb.call("sale.commit", spend(account, "rb", &good))
+    );
+    assert_eq!(
+        [&ra, &rb].iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{ra:?} / {rb:?}"
+    );
+    let (won, lost) = if ra.is_ok() { (ra, rb) } else { (rb, ra) };
+    assert_eq!(code(lost).0, 2032, "the code was used by the other sale");
+    assert_eq!(won.unwrap()["redeemed"], "10");
+    // Each redemption was one call to the central ledger, and nothing else.
+    let calls_after = chain.calls();
+    let mut new: BTreeMap<String, usize> = BTreeMap::new();
+    for (m, n) in &calls_after {
+        let d = n - calls_before.get(m).copied().unwrap_or(0);
+        if d > 0 {
+            new.insert(m.clone(), d);
+        }
+    }
+    assert_eq!(
+        new,
+        BTreeMap::from([("commit_with_code".to_owned(), 2)]),
+        "{calls_after:?}"
+    );
     chain.verify();
 }

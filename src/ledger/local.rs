@@ -20,7 +20,7 @@ use super::embedded::{
 use super::origin::Origin;
 use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView, Tiers};
-use super::{Ledger, LedgerFuture};
+use super::{Ledger, LedgerFuture, SpendError};
 use crate::redact::Secret;
 use crate::store::Store;
 
@@ -240,6 +240,25 @@ impl Ledger for Local {
     }
     fn use_redeem_code(&self, account: i64, code: Secret) -> LedgerFuture<'_, (), AccountError> {
         Box::pin(self.accounts.use_redeem_code(account, code))
+    }
+    fn commit_with_code(
+        &self,
+        key: String,
+        account: i64,
+        code: Secret,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, (String, CommitResult), SpendError> {
+        Box::pin(self.accounts.commit_with_code(
+            self.programme.clone(),
+            key,
+            account,
+            code,
+            receipt_id,
+            lines,
+            redeem,
+        ))
     }
     fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError> {
         Box::pin(self.accounts.booking_card(account))

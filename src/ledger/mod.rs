@@ -57,6 +57,31 @@ pub enum RemoteError {
     },
 }
 
+/// Why a sale that spends with a proof (a one-time code) was refused: the
+/// proof's verdict or the money path's.
+#[derive(Debug, thiserror::Error)]
+pub enum SpendError {
+    /// The code was missing, wrong, expired or used up (or the books
+    /// failed while checking it).
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// The sale itself was refused (rules, inactive card, key reused).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<db::DbError> for SpendError {
+    fn from(e: db::DbError) -> Self {
+        SpendError::Ledger(LedgerError::Db(e))
+    }
+}
+
+impl From<RemoteError> for SpendError {
+    fn from(e: RemoteError) -> Self {
+        SpendError::Ledger(LedgerError::Remote(e))
+    }
+}
+
 /// A ledger call in flight; its error is [`LedgerError`] for the money
 /// path, [`AccountError`] or [`TierError`] for accounts and tiers.
 pub type LedgerFuture<'a, T, E = LedgerError> =
@@ -179,6 +204,19 @@ pub trait Ledger: Send + Sync {
     fn redeem_code_delivered(&self, account: i64) -> LedgerFuture<'_, (), AccountError>;
     /// Uses up an account's outstanding redemption code.
     fn use_redeem_code(&self, account: i64, code: Secret) -> LedgerFuture<'_, (), AccountError>;
+    /// A paid sale for `account` that spends points with its one-time
+    /// `code`: checked, consumed and committed in one transaction (one
+    /// call to a central ledger). A repeat of `key` returns the stored sale.
+    /// Returns the card the sale was booked on, and the result.
+    fn commit_with_code(
+        &self,
+        key: String,
+        account: i64,
+        code: Secret,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+    ) -> LedgerFuture<'_, (String, CommitResult), SpendError>;
     /// The card a sale for `account` is booked on.
     fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError>;
     /// Creates a group.

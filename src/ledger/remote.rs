@@ -33,7 +33,7 @@ use super::embedded::{
 use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
 use super::wire::{RemoteError, ledger_methods};
-use super::{Ledger, LedgerFuture};
+use super::{Ledger, LedgerFuture, SpendError};
 use crate::api::rpc::code;
 use crate::redact::Secret;
 use rust_decimal::Decimal;

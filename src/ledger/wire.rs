@@ -13,11 +13,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Ledger;
 pub use super::RemoteError;
 use super::accounts::AccountError;
 use super::embedded::LedgerError;
 use super::tiers::TierError;
+use super::{Ledger, SpendError};
 use crate::api::errors;
 use crate::api::rpc::{RpcError, code};
 
@@ -101,6 +101,11 @@ macro_rules! ledger_methods {
                 account: i64,
                 #[serde(serialize_with = "crate::redact::expose")] code: Secret
             ) -> (), AccountError;
+            "commit_with_code" Keyed commit_with_code(
+                key: String, account: i64,
+                #[serde(serialize_with = "crate::redact::expose")] code: Secret,
+                receipt_id: String, lines: Vec<SaleLine>, redeem: Decimal
+            ) -> (String, CommitResult), SpendError;
             "accounts/booking_card" Read booking_card(account: i64) -> String, AccountError;
             "groups/create" Write create_group(name: String, description: Option<String>)
                 -> GroupView, AccountError;
@@ -199,6 +204,15 @@ impl ToRpc for AccountError {
             data.insert("just_locked".into(), Value::Bool(true));
         }
         e
+    }
+}
+
+impl ToRpc for SpendError {
+    fn to_rpc(self) -> RpcError {
+        match self {
+            SpendError::Account(e) => e.to_rpc(),
+            SpendError::Ledger(e) => e.to_rpc(),
+        }
     }
 }
 

@@ -186,12 +186,18 @@ pub struct Till {
 impl Till {
     /// Starts a till that uses `central` as terminal `terminal` with `key`.
     pub fn start(central_url: &str, terminal: &str, key: &str) -> Till {
+        Till::start_with(central_url, terminal, key, "")
+    }
+
+    /// [`Till::start`] with `extra` appended to its config (the programme
+    /// and redemption settings the till reads itself).
+    pub fn start_with(central_url: &str, terminal: &str, key: &str, extra: &str) -> Till {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("terminal.key");
         std::fs::write(&key_file, key).unwrap();
         let ledger = format!(
             "[ledger]\nbackend = \"central\"\n\n[ledger.central]\nurl = \"{central_url}\"\n\
-             terminal = \"{terminal}\"\nkey_file = \"{}\"\n",
+             terminal = \"{terminal}\"\nkey_file = \"{}\"\n\n{extra}\n",
             key_file.display(),
         );
         Till::launch(dir, &ledger)
@@ -325,6 +331,27 @@ impl Chain {
         let out = self.centrals[0].admin(&["terminal", "add", id, "--store", store]);
         let key = key_of(&out);
         Till::start(&self.centrals[instance].url, id, &key)
+    }
+
+    /// [`Chain::till`] with `extra` appended to the till's config.
+    pub fn till_with(&self, id: &str, store: &str, instance: usize, extra: &str) -> Till {
+        let out = self.centrals[0].admin(&["terminal", "add", id, "--store", store]);
+        let key = key_of(&out);
+        Till::start_with(&self.centrals[instance].url, id, &key, extra)
+    }
+
+    /// How many ledger calls the central instances have served, by method
+    /// (from their logs' `call` lines).
+    pub fn calls(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut n = std::collections::BTreeMap::new();
+        for c in &self.centrals {
+            for l in c.log().lines().filter(|l| l.contains(" call ")) {
+                if let Some(m) = l.split_whitespace().find_map(|w| w.strip_prefix("method=")) {
+                    *n.entry(m.to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+        n
     }
 
     /// `posbridge-central verify` finds nothing wrong.

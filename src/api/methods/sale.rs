@@ -269,7 +269,7 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     };
     let card = match ready {
         Ready::Card(card) => card,
-        Ready::Replayed(number, r) => {
+        Ready::Done(number, r) => {
             return respond(app, &CardNumber::new(number), *r, p.print, &key).await;
         }
     };
@@ -288,10 +288,11 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
 }
 
 /// Who a commit is for, once the proof of presence checked out; or the
-/// stored sale, for a retry that needs no proof any more.
+/// sale already committed: stored, for a retry that needs no proof any
+/// more, or just now together with its proof (a one-time code).
 enum Ready {
     Card(Card),
-    Replayed(String, Box<CommitResult>),
+    Done(String, Box<CommitResult>),
 }
 
 /// A customer without the card: booked on the account's card; spending
@@ -304,8 +305,11 @@ async fn by_account(
     redeem: Decimal,
     key: &str,
 ) -> Result<Ready, RpcError> {
-    let card = sale_card(app, p.card_token.clone(), p.number.clone(), Some(account)).await?;
-    if redeem <= Decimal::ZERO {
+    // Checks that no card came with the account, and finds the card to
+    // book on (one trip), only where no code is spent: with a code, the
+    // ledger finds it in the sale's transaction.
+    if redeem <= Decimal::ZERO || p.card_token.is_some() || p.number.is_some() {
+        let card = sale_card(app, p.card_token.clone(), p.number.clone(), Some(account)).await?;
         return Ok(Ready::Card(card));
     }
     if app.ledger.account_settings().redeem_code.is_none() {
@@ -320,31 +324,31 @@ async fn by_account(
         )
         .with_data(json!({ "field": "redeem_code" })));
     };
-    // A retry of a committed sale needs no new code (the first one was used
-    // up by it).
-    if let Some((number, r)) = app
+    // One ledger call: a retry of a committed sale is answered without a
+    // code (the first one used it up); otherwise the code is checked,
+    // consumed and the sale committed in one transaction, so a sale the
+    // rules refuse keeps the code and a code pays for this sale only.
+    let (number, r) = app
         .ledger
-        .replay_commit(
+        .commit_with_code(
             key.to_owned(),
+            account,
+            code,
             p.receipt_id.clone(),
             p.lines.clone(),
             redeem,
         )
         .await
-        .map_err(ledger_error)?
-    {
-        return Ok(Ready::Replayed(number, Box::new(r)));
+        .map_err(spend_error)?;
+    Ok(Ready::Done(number, Box::new(r)))
+}
+
+/// A refusal of a sale spending with a code: the code's or the sale's.
+fn spend_error(e: crate::ledger::SpendError) -> RpcError {
+    match e {
+        crate::ledger::SpendError::Account(e) => super::accounts::account_error(e),
+        crate::ledger::SpendError::Ledger(e) => ledger_error(e),
     }
-    // Limits first: a sale the ledger would refuse keeps the code.
-    app.ledger
-        .quote(card.number.expose().to_owned(), p.lines.clone(), redeem)
-        .await
-        .map_err(ledger_error)?;
-    app.ledger
-        .use_redeem_code(account, code)
-        .await
-        .map_err(super::accounts::account_error)?;
-    Ok(Ready::Card(card))
 }
 
 /// A card token or a typed number: spending needs a read with the card's
@@ -372,7 +376,7 @@ async fn by_card(
                 .await
                 .map_err(ledger_error)?
             {
-                Some((number, r)) => Ok(Ready::Replayed(number, Box::new(r))),
+                Some((number, r)) => Ok(Ready::Done(number, Box::new(r))),
                 None => Err(e),
             };
         }
