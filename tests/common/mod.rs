@@ -64,6 +64,20 @@ impl Daemon {
         };
         d.write_config(daemon_extra, rest);
         d.spawn(adjust);
+        if d.central.is_some() {
+            // A central-mode run that quietly fell back to the embedded
+            // ledger would prove nothing. (The line may land in the log
+            // just after the socket answers.)
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !d.log().contains("ledger: central") {
+                assert!(
+                    Instant::now() < deadline,
+                    "the till is not on the central ledger:\n{}",
+                    d.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         d
     }
 
