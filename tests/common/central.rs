@@ -300,6 +300,19 @@ impl Side {
 impl Drop for Side {
     fn drop(&mut self) {
         kill(&mut self.state());
+        // Dropped, its pages need no writing back: the shared cluster's
+        // shutdown at the end of the binary otherwise flushes every test's
+        // database (tens of seconds). Best effort: a failure only costs time.
+        let (pg, sql) = (
+            self.pg.clone(),
+            format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db),
+        );
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = pg.connect("postgres") {
+                let _ = c.batch_execute(&sql);
+            }
+        })
+        .join();
     }
 }
 

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::api::amount;
 use crate::api::rpc::{self, RpcError, code};
 use crate::app::App;
-use crate::ledger::rules::{AccountOverrides, CategoryOverride, SaleLine};
 use crate::ledger::CommitResult;
+use crate::ledger::rules::{AccountOverrides, CategoryOverride, SaleLine};
 use crate::receipt::bonus;
 use crate::redact::CardNumber;
 
