@@ -161,6 +161,10 @@ async fn acknowledged_commits_survive_a_hard_kill() {
     }
     d.signal(nix::sys::signal::Signal::SIGKILL);
     d.wait_exit(Duration::from_secs(10));
+    // In central mode the books live in the service: it dies hard too.
+    if let Some(central) = &d.central {
+        central.kill9_and_restart();
+    }
     let _ = std::fs::remove_file(&d.socket);
     d.spawn(|_| {});
     let mut c = d.client().await;
@@ -181,15 +185,7 @@ async fn acknowledged_commits_survive_a_hard_kill() {
         .await
         .unwrap();
     assert_eq!(r["account"]["balance"], "100");
-    let out = std::process::Command::new(common::BIN)
-        .args(["--config", d.config.to_str().unwrap(), "ledger", "verify"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.verify_ledger();
 }
 
 #[tokio::test]
@@ -267,15 +263,7 @@ async fn refunds_claw_back_and_return_in_proportion() {
     assert_eq!(r["clawback"], "47");
     assert_eq!(r["clawback_shortfall"], "3");
     assert_eq!(r["balance_after"], "0");
-    let out = std::process::Command::new(common::BIN)
-        .args(["--config", d.config.to_str().unwrap(), "ledger", "verify"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.verify_ledger();
 }
 
 #[tokio::test]
@@ -411,19 +399,6 @@ async fn account_history_pages_newest_first_with_entries() {
     }
 }
 
-fn verify_cli(d: &Daemon) {
-    let out = std::process::Command::new(common::BIN)
-        .args(["--config", d.config.to_str().unwrap(), "ledger", "verify"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Earns 50 with sale "a", spends 40 of them on an 80 sale (which earns 2),
 /// then refunds sale "a" whole: 50 to claw back, 12 left.
 async fn refund_after_spending(policy: &str) -> (Daemon, Client, Value) {
@@ -481,7 +456,7 @@ async fn refund_when_the_accrued_points_are_already_spent_clamp() {
         (n["debt_repaid"].clone(), n["balance_after"].clone()),
         (json!("0"), json!("50"))
     );
-    verify_cli(&d);
+    d.verify_ledger();
 }
 
 #[tokio::test]
@@ -550,19 +525,9 @@ async fn refund_when_the_accrued_points_are_already_spent_debt() {
         kinds(&txns[1]).contains(&("debt".into(), "-38".into())),
         "{txns:#?}"
     );
-    verify_cli(&d);
+    d.verify_ledger();
     // The export carries the debt entries without a lot.
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "--config",
-            d.config.to_str().unwrap(),
-            "ledger",
-            "export",
-            "--format",
-            "csv",
-        ])
-        .output()
-        .unwrap();
+    let out = d.ledger_cli(&["export", "--format", "csv"]);
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(csv.lines().any(|l| l.contains(",debt,-38,")), "{csv}");
     assert!(csv.lines().any(|l| l.contains(",debt_repay,38,")), "{csv}");

@@ -250,19 +250,10 @@ async fn a_group_restricted_level_is_for_its_group_only() {
         .unwrap();
     // Groups are written straight into the database: this test is about
     // the tiers reading them, not about how they are managed.
-    let db = rusqlite::Connection::open(d.dir.path().join("state/posbridge.sqlite3")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute(
-        "INSERT INTO groups (name, created_at) VALUES ('staff', '2026-01-01T00:00:00Z')",
-        [],
-    )
-    .unwrap();
-    db.execute(
-        "INSERT INTO account_groups (account_id, group_name) VALUES (?1, 'staff')",
-        [b],
-    )
-    .unwrap();
-    drop(db);
+    d.ledger_sql(&format!(
+        "INSERT INTO groups (name, created_at) VALUES ('staff', '2026-01-01T00:00:00Z');\n\
+         INSERT INTO account_groups (account_id, group_name) VALUES ({b}, 'staff');"
+    ));
 
     // Both spend 1600 in all: over Staff's 1500.
     let r = c

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod central;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -13,12 +15,22 @@ use serde_json::Value;
 /// Path of the daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_posbridge");
 
+/// Whether this test binary runs the ledger on the central service: the
+/// ledger tests are built twice, as `X` (embedded SQLite) and `X_central`
+/// (a real `posbridge-central` on PostgreSQL), from the same file.
+pub fn central_mode() -> bool {
+    env!("CARGO_CRATE_NAME").ends_with("_central")
+}
+
 /// A running daemon in its own temp dir; killed on drop.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub socket: PathBuf,
     pub config: PathBuf,
+    /// The central service in central mode ([`central_mode`]); dropped
+    /// (killed) after the till.
+    pub central: Option<central::Side>,
 }
 
 /// Config text with the socket and state dir inside `dir`; `extra` is
@@ -41,15 +53,31 @@ impl Daemon {
     pub fn start_with(daemon_extra: &str, rest: &str, adjust: impl FnOnce(&mut Command)) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("posbridge.toml");
-        std::fs::write(&config, config_text(dir.path(), daemon_extra, rest)).unwrap();
         let socket = dir.path().join("posbridge.sock");
+        let central = central_mode().then(|| central::Side::start(dir.path(), rest));
         let mut d = Daemon {
             child: None,
             socket,
             config,
             dir,
+            central,
         };
+        d.write_config(daemon_extra, rest);
         d.spawn(adjust);
+        if d.central.is_some() {
+            // A central-mode run that quietly fell back to the embedded
+            // ledger would prove nothing. (The line may land in the log
+            // just after the socket answers.)
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !d.log().contains("ledger: central") {
+                assert!(
+                    Instant::now() < deadline,
+                    "the till is not on the central ledger:\n{}",
+                    d.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         d
     }
 
@@ -127,13 +155,76 @@ impl Daemon {
         }
     }
 
-    /// Rewrites the config file.
+    /// Rewrites the config file; in central mode the service's too (it
+    /// restarts when its ledger tables change).
     pub fn write_config(&self, daemon_extra: &str, rest: &str) {
+        let rest = match &self.central {
+            Some(side) => {
+                side.reconfigure(rest);
+                side.till_rest(rest)
+            }
+            None => rest.to_owned(),
+        };
         std::fs::write(
             &self.config,
-            config_text(self.dir.path(), daemon_extra, rest),
+            config_text(self.dir.path(), daemon_extra, &rest),
         )
         .unwrap();
+    }
+
+    /// Runs the ledger's admin command: `posbridge ledger args…` on the
+    /// till's books, or `posbridge-central args…` in central mode.
+    pub fn ledger_cli(&self, args: &[&str]) -> std::process::Output {
+        match &self.central {
+            Some(side) => side.run(args),
+            None => Command::new(BIN)
+                .arg("--config")
+                .arg(&self.config)
+                .arg("ledger")
+                .args(args)
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("run posbridge ledger"),
+        }
+    }
+
+    /// The ledger's verify command finds nothing wrong.
+    pub fn verify_ledger(&self) {
+        let out = self.ledger_cli(&["verify"]);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// What the ledger's store holds, as bytes to search for leaks: the
+    /// SQLite file and its WAL, or every row of the central database as
+    /// text (and the service's log, which must not leak either).
+    pub fn ledger_bytes(&self) -> Vec<Vec<u8>> {
+        match &self.central {
+            Some(side) => vec![side.all_rows().into_bytes(), side.log().into_bytes()],
+            None => ["posbridge.sqlite3", "posbridge.sqlite3-wal"]
+                .iter()
+                .map(|f| std::fs::read(self.dir.path().join("state").join(f)).unwrap_or_default())
+                .collect(),
+        }
+    }
+
+    /// Runs SQL statements (the dialect both stores share) straight on the
+    /// ledger's database, for tests about reading what is there.
+    pub fn ledger_sql(&self, sql: &str) {
+        match &self.central {
+            Some(side) => side.execute(sql),
+            None => {
+                let db =
+                    rusqlite::Connection::open(self.dir.path().join("state/posbridge.sqlite3"))
+                        .unwrap();
+                db.busy_timeout(Duration::from_secs(10)).unwrap();
+                db.execute_batch(sql).unwrap();
+            }
+        }
     }
 
     /// A connected client.

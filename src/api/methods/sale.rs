@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::api::amount;
 use crate::api::rpc::{self, RpcError, code};
 use crate::app::App;
-use crate::ledger::rules::{AccountOverrides, CategoryOverride, RulesError, SaleLine};
-use crate::ledger::{CommitResult, LedgerError};
+use crate::ledger::CommitResult;
+use crate::ledger::rules::{AccountOverrides, CategoryOverride, SaleLine};
 use crate::receipt::bonus;
 use crate::redact::CardNumber;
 
@@ -730,15 +730,21 @@ pub(super) async fn set_overrides(
         .ledger
         .set_overrides(p.idempotency_key, p.account, overrides)
         .await
-        .map_err(|e| match e {
-            // The field names of the rules are `overrides.x`; the wire's
-            // are the params' own.
-            LedgerError::Rules(RulesError::Invalid { field, reason }) => {
-                RpcError::invalid_params(field.strip_prefix("overrides.").unwrap_or(&field), reason)
-            }
-            e => ledger_error(e),
-        })?;
+        .map_err(|e| params_field(ledger_error(e)))?;
     Ok(reply(&r))
+}
+
+/// The field names of the rules are `overrides.x`; the method's are the
+/// params' own. Done on the mapped error, so a refusal the central ledger
+/// already mapped (it arrives as a remote error) is renamed the same way.
+fn params_field(mut e: RpcError) -> RpcError {
+    if e.code == code::INVALID_PARAMS
+        && let Some(field) = e.data.as_mut().and_then(|d| d.get_mut("field"))
+        && let Some(own) = field.as_str().and_then(|f| f.strip_prefix("overrides."))
+    {
+        *field = Value::String(own.to_owned());
+    }
+    e
 }
 
 /// A ledger result as the POS gets it: `replayed` (set on a repeat, and
