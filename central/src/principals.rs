@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use posbridge::args;
 use posbridge::ledger::db::{Books, DbError, OptionalExt};
@@ -190,52 +189,15 @@ pub async fn list_terminals(books: &Books) -> Result<Vec<TerminalInfo>, Principa
         .await?)
 }
 
-fn hasher() -> Argon2<'static> {
-    // The till's parameters for card secrets (19 MiB, 2 passes): a key is
-    // 256 random bits, so the hash guards a leaked table, not a weak key.
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::DEFAULT)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// `argon2id$<salt hex>$<hash hex>`, the till's format for secrets.
+/// `argon2id$<salt hex>$<hash hex>`: the till's format and parameters for
+/// card secrets (19 MiB, 2 passes). A key is 256 random bits, so the hash
+/// guards a leaked table, not a weak key.
 fn hash_key(key: &str, salt: [u8; 16]) -> String {
-    let mut out = [0u8; 32];
-    // Fixed parameters and lengths: this cannot fail.
-    let _ = hasher().hash_password_into(key.as_bytes(), &salt, &mut out);
-    format!("argon2id${}${}", hex(&salt), hex(&out))
+    posbridge::ledger::accounts::argon2id_hash(key, salt)
 }
 
 fn key_matches(stored: &str, presented: &str) -> bool {
-    let mut parts = stored.split('$');
-    let (Some("argon2id"), Some(salt), Some(hash), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let (Some(salt), Some(hash)) = (unhex(salt), unhex(hash)) else {
-        return false;
-    };
-    let mut out = vec![0u8; hash.len()];
-    if hasher()
-        .hash_password_into(presented.as_bytes(), &salt, &mut out)
-        .is_err()
-    {
-        return false;
-    }
-    out.ct_eq(&hash).into()
+    posbridge::ledger::accounts::argon2id_matches(stored, presented)
 }
 
 /// Why a request was not authenticated.

@@ -161,6 +161,9 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
@@ -177,7 +180,8 @@ pub(super) fn hash_secret(secret: &str, salt: [u8; 16], memory: &mut [argon2::Bl
 
 pub(super) fn secret_matches(stored: &str, presented: &str, memory: &mut [argon2::Block]) -> bool {
     let mut parts = stored.split('$');
-    let (Some("argon2id"), Some(salt), Some(hash)) = (parts.next(), parts.next(), parts.next())
+    let (Some("argon2id"), Some(salt), Some(hash), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -192,6 +196,21 @@ pub(super) fn secret_matches(stored: &str, presented: &str, memory: &mut [argon2
         return false;
     }
     constant_time_eq(&out, &hash)
+}
+
+/// [`hash_secret`] with a work area of its own, for callers outside the
+/// ledger's hash gate (the central service's terminal keys): the same
+/// format and parameters as card secrets. Blocking, about 19 MiB.
+pub fn argon2id_hash(secret: &str, salt: [u8; 16]) -> String {
+    let mut memory = vec![argon2::Block::default(); Params::DEFAULT.block_count()];
+    hash_secret(secret, salt, &mut memory)
+}
+
+/// [`secret_matches`] with a work area of its own (see [`argon2id_hash`]);
+/// the comparison is constant-time.
+pub fn argon2id_matches(stored: &str, presented: &str) -> bool {
+    let mut memory = vec![argon2::Block::default(); Params::DEFAULT.block_count()];
+    secret_matches(stored, presented, &mut memory)
 }
 
 #[cfg(test)]
