@@ -22,11 +22,19 @@ use crate::client::Client;
 /// The demo card: track 2 with the secret code 4711 in its discretionary data.
 const SWIPE: &[u8] = b"%B6035000011112222^IVANOVA/MARIA^4912101?\r;6035000011112222=49121014711?\r";
 
-fn step(n: u32, text: &str) {
-    println!("\n\x1b[1m{n}. {text}\x1b[0m");
+/// Prints a step's heading: bold on a terminal, plain text when stdout is a
+/// pipe or a file (a log should not fill with escape codes).
+pub(crate) fn step(n: u32, text: &str) {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        println!("\n\x1b[1m{n}. {text}\x1b[0m");
+    } else {
+        println!("\n{n}. {text}");
+    }
 }
 
-fn show(label: &str, v: &Value) {
+/// Prints one labelled JSON value of the story.
+pub(crate) fn show(label: &str, v: &Value) {
     println!("   {label}: {v}");
 }
 
