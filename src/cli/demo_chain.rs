@@ -552,9 +552,11 @@ async fn story(parts: &mut Parts, once: bool) -> Result<()> {
         return Ok(());
     }
     println!("\nThe chain is running. Try, from another terminal:");
+    let exe = std::env::current_exe()?;
     for t in &tills {
         println!(
-            "  posbridge call --socket {} card.resolve '{{\"number\":\"{CARD}\"}}'",
+            "  {} call --socket {} card.resolve '{{\"number\":\"{CARD}\"}}'",
+            exe.display(),
             t.socket.display()
         );
     }
