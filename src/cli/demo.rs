@@ -53,14 +53,9 @@ async fn pty() -> Result<(SerialStream, String)> {
     Ok((device, path))
 }
 
-fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16, fiscal_port: u16) -> String {
-    format!(
-        r#"[daemon]
-socket = "{socket}"
-state_dir = "{state}"
-log_level = "warn"
-
-[ledger.programme]
+/// The demo's loyalty programme: 5 % back, up to half a line paid with
+/// points, a welcome bonus of 100.
+pub(crate) const PROGRAMME: &str = r#"[ledger.programme]
 name = "Demo club"
 accrual_rounding = "down_to_whole"
 default_accrual_percent = "5"
@@ -69,7 +64,16 @@ expiry_months = 6
 utc_offset_minutes = 180
 welcome_bonus = "100"
 welcome_expiry_days = 30
+"#;
 
+fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16, fiscal_port: u16) -> String {
+    format!(
+        r#"[daemon]
+socket = "{socket}"
+state_dir = "{state}"
+log_level = "warn"
+
+{PROGRAMME}
 [[reader]]
 name = "msr"
 type = "msr"

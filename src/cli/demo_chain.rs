@@ -25,7 +25,9 @@ use posbridge_pgtest::Cluster;
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::demo::{show, step};
+// The single-till demo's programme: the central service and both tills run
+// it (a till compares its own with the central one at start).
+use super::demo::{PROGRAMME, show, step};
 use crate::client::Client;
 
 /// The demo card and its secret code.
@@ -39,19 +41,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a JSON-RPC call or an admin command may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The programme the central service and both tills run: a till compares
-/// its own with the central one at start and warns when they differ.
-const PROGRAMME: &str = r#"[ledger.programme]
-name = "Demo chain"
-accrual_rounding = "down_to_whole"
-default_accrual_percent = "5"
-cap_percent = "50"
-expiry_months = 6
-utc_offset_minutes = 180
-welcome_bonus = "100"
-welcome_expiry_days = 30
-"#;
 
 /// A child process of the demo, stopped (SIGTERM, then SIGKILL) and reaped
 /// when dropped.
@@ -335,7 +324,9 @@ pub async fn run(once: bool) -> Result<()> {
             _ = term.recv() => {}
         }
     }
-    println!("\nStopping the tills, the central service and PostgreSQL.");
+    if parts.pg.is_some() {
+        println!("\nStopping the tills, the central service and PostgreSQL.");
+    }
     // Stopping waits for processes: off the async threads.
     tokio::task::spawn_blocking(move || drop(parts))
         .await
