@@ -57,7 +57,8 @@ fn main() -> ExitCode {
             Command::Ledger(LedgerCommand::Export { format, out }) => {
                 posbridge::cli::ledger::export(flag.as_deref(), format, out).await
             }
-            Command::Demo { once } => posbridge::cli::demo::run(once).await,
+            Command::Demo { once, chain: false } => posbridge::cli::demo::run(once).await,
+            Command::Demo { once, chain: true } => posbridge::cli::demo_chain::run(once).await,
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::PrintTest(args) => print_test::run(args, flag.as_deref()).await,
             Command::Config(_) | Command::Devices | Command::Preview(_) => Ok(()),

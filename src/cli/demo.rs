@@ -22,11 +22,19 @@ use crate::client::Client;
 /// The demo card: track 2 with the secret code 4711 in its discretionary data.
 const SWIPE: &[u8] = b"%B6035000011112222^IVANOVA/MARIA^4912101?\r;6035000011112222=49121014711?\r";
 
-fn step(n: u32, text: &str) {
-    println!("\n\x1b[1m{n}. {text}\x1b[0m");
+/// Prints a step's heading: bold on a terminal, plain text when stdout is a
+/// pipe or a file (a log should not fill with escape codes).
+pub(crate) fn step(n: u32, text: &str) {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        println!("\n\x1b[1m{n}. {text}\x1b[0m");
+    } else {
+        println!("\n{n}. {text}");
+    }
 }
 
-fn show(label: &str, v: &Value) {
+/// Prints one labelled JSON value of the story.
+pub(crate) fn show(label: &str, v: &Value) {
     println!("   {label}: {v}");
 }
 
@@ -45,14 +53,9 @@ async fn pty() -> Result<(SerialStream, String)> {
     Ok((device, path))
 }
 
-fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16, fiscal_port: u16) -> String {
-    format!(
-        r#"[daemon]
-socket = "{socket}"
-state_dir = "{state}"
-log_level = "warn"
-
-[ledger.programme]
+/// The demo's loyalty programme: 5 % back, up to half a line paid with
+/// points, a welcome bonus of 100.
+pub(crate) const PROGRAMME: &str = r#"[ledger.programme]
 name = "Demo club"
 accrual_rounding = "down_to_whole"
 default_accrual_percent = "5"
@@ -61,7 +64,16 @@ expiry_months = 6
 utc_offset_minutes = 180
 welcome_bonus = "100"
 welcome_expiry_days = 30
+"#;
 
+fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16, fiscal_port: u16) -> String {
+    format!(
+        r#"[daemon]
+socket = "{socket}"
+state_dir = "{state}"
+log_level = "warn"
+
+{PROGRAMME}
 [[reader]]
 name = "msr"
 type = "msr"

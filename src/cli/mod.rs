@@ -3,6 +3,7 @@
 pub mod call;
 pub mod config;
 pub mod demo;
+pub mod demo_chain;
 pub mod devices;
 pub mod ledger;
 pub mod print_test;
@@ -53,11 +54,18 @@ pub enum Command {
     Events(call::EventsArgs),
     /// The whole job on simulated devices: a reader, a scanner and a
     /// printer simulator, the real daemon, and a short story played through
-    /// its socket.
+    /// its socket. With `--chain`, a store chain instead: a throwaway
+    /// PostgreSQL, the central service and two tills in central mode.
     Demo {
-        /// Exit after the story instead of leaving the daemon running.
+        /// Exit after the story instead of leaving the daemon (or the
+        /// chain) running.
         #[arg(long)]
         once: bool,
+        /// A chain's story: a card earns at till 1, spends at till 2, and a
+        /// return at till 2 takes back what till 1 accrued. Needs
+        /// `posbridge-central` beside this binary.
+        #[arg(long)]
+        chain: bool,
     },
     /// Ledger tools.
     #[command(subcommand)]
