@@ -545,9 +545,16 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for &n in &p.clients {
         let tills = Arc::new(tills[..n].to_vec());
-        let before = xacts(&mut pg, "chain");
+        // Sampled when the warm-up ends, as `drive` starts counting.
+        let mut sampler = cluster.connect("chain").unwrap();
+        let warm = Duration::from_secs(p.secs.div_ceil(5).max(1));
+        let before = std::thread::spawn(move || {
+            std::thread::sleep(warm);
+            xacts(&mut sampler, "chain")
+        });
         let mut row = rt.block_on(commits(tills, &p, &format!("c{n}"), 1, p.cards));
         let after = xacts(&mut pg, "chain");
+        let before = before.join().unwrap();
         let rollbacks = (after.1 - before.1) as f64 / row.ok.max(1) as f64;
         let theirs = pgbench(&cluster, "pgbench", n, p.secs);
         println!(
