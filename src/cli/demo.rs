@@ -361,23 +361,11 @@ pub async fn run(once: bool) -> Result<()> {
         .await?;
     println!("   account.history, newest first:");
     for t in history["transactions"].as_array().into_iter().flatten() {
-        let entries: Vec<String> = t["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    e["kind"].as_str().unwrap_or("?"),
-                    e["amount"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
         println!(
             "   | #{:<3} {:<8} {}",
             t["transaction"],
             t["kind"].as_str().unwrap_or("?"),
-            entries.join(", ")
+            entries(t)
         );
     }
 
@@ -393,4 +381,21 @@ pub async fn run(once: bool) -> Result<()> {
     println!("Ctrl-C stops it.");
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// A history transaction's entries as one line: `accrue 50, redeem -10`.
+pub(super) fn entries(t: &Value) -> String {
+    t["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap_or("?"),
+                e["amount"].as_str().unwrap_or("?")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -27,7 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 // The single-till demo's programme: the central service and both tills run
 // it (a till compares its own with the central one at start).
-use super::demo::{PROGRAMME, show, step};
+use super::demo::{PROGRAMME, entries, show, step};
 use crate::client::Client;
 
 /// The demo card and its secret code.
@@ -514,24 +514,12 @@ async fn story(parts: &mut Parts, once: bool) -> Result<()> {
     .await?;
     println!("   till 1 account.history, newest first, with the till that wrote each:");
     for t in history["transactions"].as_array().into_iter().flatten() {
-        let entries: Vec<String> = t["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    e["kind"].as_str().unwrap_or("?"),
-                    e["amount"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
         println!(
             "   | #{:<3} {:<8} {:<7} {}",
             t["transaction"].as_i64().unwrap_or_default(),
             t["kind"].as_str().unwrap_or("?"),
             t["terminal"].as_str().unwrap_or("-"),
-            entries.join(", ")
+            entries(t)
         );
     }
 
