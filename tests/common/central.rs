@@ -20,42 +20,12 @@ pub const TERMINAL: &str = "T1";
 /// central one, prices receipts and delivers codes with them).
 const LEDGER_TABLES: [&str; 3] = ["programme", "registration", "redemption"];
 
-/// The central service binary: built by `cargo test --workspace` beside
-/// this test's binary; when only this package is tested, built once into a
-/// separate target dir (the workspace's is locked by the running `cargo
-/// test`).
+/// The central service binary (see [`super::bins::workspace_bin`]).
 pub fn central_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test exe");
-        let beside = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|d| d.join("posbridge-central"))
-            .expect("target dir");
-        if beside.exists() {
-            return beside;
-        }
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/central-bin");
-        eprintln!(
-            "{} missing: building posbridge-central into {}",
-            beside.display(),
-            dir.display()
-        );
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "posbridge-central",
-                "--bin",
-                "posbridge-central",
-                "--target-dir",
-            ])
-            .arg(&dir)
-            .status()
-            .expect("cargo build posbridge-central");
-        assert!(status.success(), "building posbridge-central failed");
-        dir.join("debug/posbridge-central")
+        let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/central-bin");
+        super::bins::workspace_bin("posbridge-central", "posbridge-central", &fallback)
     })
     .clone()
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bins;
 pub mod central;
 
 use std::path::{Path, PathBuf};

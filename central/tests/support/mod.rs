@@ -13,36 +13,15 @@ use serde_json::{Value, json};
 /// The central service under test.
 pub const CENTRAL: &str = env!("CARGO_BIN_EXE_posbridge-central");
 
-/// The till daemon: built by `cargo test --workspace` next to this test's
-/// binary; when only this package is tested, built here into a separate
-/// target dir (the workspace's is locked by the running `cargo test`).
+#[path = "../../../tests/common/bins.rs"]
+mod bins;
+
+/// The till daemon (see [`bins::workspace_bin`]).
 pub fn till_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test exe");
-        let beside = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|d| d.join("posbridge"))
-            .expect("target dir");
-        if beside.exists() {
-            return beside;
-        }
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chain-tills");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "posbridge",
-                "--bin",
-                "posbridge",
-                "--target-dir",
-            ])
-            .arg(&dir)
-            .status()
-            .expect("cargo build the till daemon");
-        assert!(status.success(), "building the till daemon failed");
-        dir.join("debug/posbridge")
+        let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/chain-tills");
+        bins::workspace_bin("posbridge", "posbridge", &fallback)
     })
     .clone()
 }
