@@ -17,6 +17,7 @@
 //! runs the closure again; closures therefore compute from what they read
 //! and keep no state across attempts.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use crate::store::{Store, StoreError};
@@ -413,11 +414,14 @@ impl Books {
         let mut f = f;
         self.run(
             Mode::Write,
-            move |db| f(db).map(Ok::<T, ()>),
+            move |db| f(db).map(Ok::<T, Infallible>),
             |_| Finish::Commit,
         )
         .await
-        .map(|r| r.unwrap_or_else(|()| unreachable!()))
+        .map(|r| match r {
+            Ok(v) => v,
+            Err(never) => match never {},
+        })
     }
 
     /// Runs `f` in a read-only transaction.
@@ -429,11 +433,14 @@ impl Books {
         let mut f = f;
         self.run(
             Mode::Read,
-            move |db| f(db).map(Ok::<T, ()>),
+            move |db| f(db).map(Ok::<T, Infallible>),
             |_| Finish::Rollback,
         )
         .await
-        .map(|r| r.unwrap_or_else(|()| unreachable!()))
+        .map(|r| match r {
+            Ok(v) => v,
+            Err(never) => match never {},
+        })
     }
 
     /// The same as [`Books::write`], on the calling thread (for
@@ -456,10 +463,13 @@ impl Books {
         run_on(
             &*self.0,
             Mode::Read,
-            move |db| f(db).map(Ok::<T, ()>),
+            move |db| f(db).map(Ok::<T, Infallible>),
             |_| Finish::Rollback,
         )
-        .map(|r| r.unwrap_or_else(|()| unreachable!()))
+        .map(|r| match r {
+            Ok(v) => v,
+            Err(never) => match never {},
+        })
     }
 
     async fn run<T, E, F>(
