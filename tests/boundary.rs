@@ -470,8 +470,14 @@ fn daemon_with_nofile(soft: u64, hard: u64) -> Daemon {
 }
 
 /// The number after `key=` on the last log line holding `what`.
+/// The line can reach the log just after the socket answers: wait for it.
 fn logged_number(d: &Daemon, what: &str, key: &str) -> u64 {
-    let log = d.log();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut log = d.log();
+    while !log.lines().any(|l| l.contains(what)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        log = d.log();
+    }
     let line = log
         .lines()
         .rfind(|l| l.contains(what))
