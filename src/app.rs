@@ -14,6 +14,7 @@ use crate::devices::{ApplyReport, DeviceEntry, Devices, Journal, Queue, ReaderOu
 use crate::events::{EventBus, now_rfc3339};
 use crate::ledger::Ledger;
 use crate::ledger::local::Local;
+use crate::ledger::offline::{Offline, Policy};
 use crate::ledger::remote::{Central, CentralError, Endpoint};
 use crate::store::Store;
 
@@ -75,6 +76,9 @@ pub struct App {
     /// The loyalty ledger: money, accounts and tiers, on this till's store
     /// or the chain's central service.
     pub ledger: Arc<dyn Ledger>,
+    /// The same ledger's offline side, in central mode: the outbox, its
+    /// status and dead-letter list (`ledger.sync.*`).
+    pub sync: Option<Arc<Offline>>,
     /// Delivers registration confirmation codes (`[ledger.registration]`,
     /// fixed at start like the rest of the ledger).
     pub notifier: Arc<dyn crate::notify::Notifier>,
@@ -100,7 +104,7 @@ impl App {
         let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(64);
         // Reader actors hand their output here; the card service turns it
         // into tokens and events. The task ends when every reader is gone.
-        let ledger = ledger_of(&config, &store)?;
+        let (ledger, sync) = ledger_of(&config, &store)?;
         let service = cards.clone();
         let resolver = ledger.clone();
         let scan_bus = bus.clone();
@@ -157,6 +161,7 @@ impl App {
             devices,
             cards,
             ledger,
+            sync,
             notifier,
             store,
             socket_path,
@@ -225,9 +230,15 @@ impl App {
     }
 }
 
+/// The ledger, and its offline side in central mode.
+type LedgerPair = (Arc<dyn Ledger>, Option<Arc<Offline>>);
+
 /// The ledger `config` names: the books on `store`, or the central
 /// service's client (whose programme check runs in the background).
-fn ledger_of(config: &Config, store: &Store) -> Result<Arc<dyn Ledger>, CentralError> {
+fn ledger_of(
+    config: &Config,
+    store: &Store,
+) -> Result<LedgerPair, CentralError> {
     use crate::config::LedgerBackend;
     let mut settings = account_settings(&config.ledger.registration, &config.ledger.redemption);
     settings.hash_concurrency = config.ledger.hash_concurrency;
@@ -235,7 +246,8 @@ fn ledger_of(config: &Config, store: &Store) -> Result<Arc<dyn Ledger>, CentralE
     let programme = config.ledger.programme.clone();
     match (config.ledger.backend, &config.ledger.central) {
         (LedgerBackend::Embedded, _) => {
-            Ok(Arc::new(Local::new(store.clone(), programme, settings)))
+            let local = Local::new(store.clone(), programme, settings);
+            Ok((Arc::new(local), None))
         }
         (LedgerBackend::Central, None) => Err(CentralError::Client(
             "backend = \"central\" needs a [ledger.central] table".into(),
@@ -258,7 +270,18 @@ fn ledger_of(config: &Config, store: &Store) -> Result<Arc<dyn Ledger>, CentralE
                 }
             });
             tracing::info!(url = %c.url, terminal = %c.terminal, "ledger: central");
-            Ok(Arc::new(central))
+            let o = &config.ledger.offline;
+            let policy = Policy {
+                enabled: o.enabled,
+                max_offline: std::time::Duration::from_secs(o.max_offline_secs),
+                redeem_limit: o.redeem_limit,
+                clock_tolerance: std::time::Duration::from_secs(o.clock_tolerance_secs),
+                heartbeat: std::time::Duration::from_secs(o.heartbeat_secs),
+                retry_max: std::time::Duration::from_millis(o.retry_max_ms),
+                queue_limit: o.queue_limit,
+            };
+            let offline = Arc::new(Offline::new(central, store.clone(), policy));
+            Ok((offline.clone(), Some(offline)))
         }
     }
 }

@@ -140,6 +140,18 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         }
     };
 
+    // A till in central mode replays what it accepted offline, and tells
+    // the POS how far it got.
+    let sync_tasks = app.sync.clone().map(|offline| {
+        let events = tokio::spawn(crate::api::methods::sync::forward(
+            app.clone(),
+            offline.clone(),
+            shutdown.clone(),
+        ));
+        let replay = tokio::spawn(offline.run(shutdown.clone()));
+        (events, replay)
+    });
+
     tracing::info!(socket = %socket_path.display(), version = env!("CARGO_PKG_VERSION"), "ready");
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
 
@@ -192,6 +204,12 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         );
     }
     let _ = tokio::time::timeout_at(deadline, tier_job).await;
+    if let Some((events, replay)) = sync_tasks {
+        // An operation being sent stays queued if cut short: it is sent
+        // again at the next start and the central ledger books it once.
+        let _ = tokio::time::timeout_at(deadline, replay).await;
+        events.abort();
+    }
     if tokio::time::timeout_at(deadline, app.devices.shutdown())
         .await
         .is_err()

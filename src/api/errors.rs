@@ -76,6 +76,16 @@ pub fn ledger_error(e: LedgerError) -> RpcError {
         LedgerError::Store(e) => RpcError::internal("ledger", e),
         LedgerError::Db(e) => db_error("ledger", e),
         LedgerError::Remote(e) => remote_error(e),
+        LedgerError::SaleTime { at, reason } => RpcError::new(
+            code::SALE_TIME_REFUSED,
+            format!("the operation's time {at} is refused: {reason}"),
+        )
+        .with_data(json!({ "at": at, "reason": reason })),
+        LedgerError::OfflineRedeem(reason) => RpcError::new(
+            code::OFFLINE_REDEEM_REFUSED,
+            format!("points cannot be spent offline: {reason}"),
+        )
+        .with_data(json!({ "reason": reason })),
     }
 }
 

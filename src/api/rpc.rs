@@ -112,6 +112,18 @@ pub mod code {
     /// nothing is guessed. `data.retry` is `true`; retry with the same
     /// idempotency key.
     pub const LEDGER_UNREACHABLE: i64 = 2050;
+    /// A till in central mode that cannot reach the central ledger refused
+    /// to spend points: its offline policy allows none, or not this many,
+    /// or the last contact is too old, or its clock jumped. `data.reason`
+    /// says which; a sale without redemption is still accepted.
+    pub const OFFLINE_REDEEM_REFUSED: i64 = 2051;
+    /// The central ledger refused to book a till's late (offline) sale or
+    /// return at its time: ahead of the ledger's clock, or older than 30
+    /// days. `data.at` and `data.reason` say which.
+    pub const SALE_TIME_REFUSED: i64 = 2052;
+    /// `ledger.sync.retry` or `ledger.sync.drop` named no item on the
+    /// dead-letter list.
+    pub const UNKNOWN_SYNC_ITEM: i64 = 2053;
 }
 
 /// The longest request line accepted, newline excluded.

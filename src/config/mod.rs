@@ -7,6 +7,8 @@
 
 mod error;
 mod load;
+mod offline;
+pub use offline::OfflineConfig;
 mod reader;
 
 use std::collections::HashMap;
@@ -150,6 +152,9 @@ pub struct LedgerConfig {
     /// The longest a call waits for its turn to hash, in milliseconds (10
     /// to 60000); then it is answered busy (1006).
     pub hash_queue_timeout_ms: u64,
+    /// A till in central mode while the central ledger is out of reach
+    /// (`[ledger.offline]`).
+    pub offline: OfflineConfig,
 }
 
 impl LedgerConfig {
@@ -168,6 +173,7 @@ impl Default for LedgerConfig {
             programme: default_programme(),
             registration: RegistrationConfig::default(),
             redemption: RedemptionConfig::default(),
+            offline: OfflineConfig::default(),
             hash_concurrency: 2,
             hash_queue_timeout_ms: 5000,
         }
@@ -696,6 +702,9 @@ pub struct BonusLabels {
     pub next_expiry: Option<String>,
     /// The customer's tier (left out when the account has none).
     pub tier: Option<String>,
+    /// In place of `accrued` when the central ledger was out of reach and
+    /// the accrual is queued (the `balance_after` row is left out then).
+    pub pending: Option<String>,
 }
 
 /// A piece of a bonus template: literal text or a placeholder.
@@ -800,6 +809,7 @@ impl BonusTemplate {
             ("redeemed", &l.redeemed),
             ("accrued", &l.accrued),
             ("balance_after", &l.balance_after),
+            ("pending", &l.pending),
             ("next_expiry", &l.next_expiry),
             ("tier", &l.tier),
         ] {
@@ -1720,6 +1730,13 @@ impl Config {
                 }
             }
             _ => {}
+        }
+        if let Err((key, message)) = self.ledger.offline.validate() {
+            return Err(invalid(
+                find_key(src, key),
+                format!("ledger.offline.{key}"),
+                message,
+            ));
         }
         if let Err(e) = self.ledger.programme.validate() {
             let at = find_key(src, "programme");

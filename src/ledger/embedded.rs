@@ -219,8 +219,27 @@ impl Embedded {
         lines: Vec<SaleLine>,
         redeem: Decimal,
     ) -> Result<CommitResult, LedgerError> {
+        self.commit_at(key, number, receipt_id, lines, redeem, None)
+            .await
+    }
+
+    /// [`Embedded::commit`] booked at `at` instead of now: a till's offline
+    /// sale replayed later. The sale's time decides its expiry and tier
+    /// window; a time outside [`late_booking`]'s bounds is refused. A
+    /// repeat of the key returns the stored result whatever `at` says (the
+    /// request compared leaves the time out, so a sale first sent online
+    /// and replayed after its answer was lost is booked once).
+    pub async fn commit_at(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        at: Option<OffsetDateTime>,
+    ) -> Result<CommitResult, LedgerError> {
         let programme = self.programme.clone();
-        let now = OffsetDateTime::now_utc();
+        let now = late_booking(at, OffsetDateTime::now_utc())?;
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
@@ -249,8 +268,20 @@ impl Embedded {
         sale: SaleRef,
         amount: Option<Decimal>,
     ) -> Result<RefundResult, LedgerError> {
+        self.refund_at(key, sale, amount, None).await
+    }
+
+    /// [`Embedded::refund`] booked at `at` (a till's offline return,
+    /// replayed), with the bounds of [`late_booking`].
+    pub async fn refund_at(
+        &self,
+        key: String,
+        sale: SaleRef,
+        amount: Option<Decimal>,
+        at: Option<OffsetDateTime>,
+    ) -> Result<RefundResult, LedgerError> {
         let programme = self.programme.clone();
-        let now = OffsetDateTime::now_utc();
+        let now = late_booking(at, OffsetDateTime::now_utc())?;
         let origin = self.origin.clone();
         self.books
             .write(move |db| refund_tx(db, &programme, &key, &sale, amount, now, &origin))
@@ -280,6 +311,39 @@ impl Embedded {
             })
             .await?
     }
+}
+
+/// How far ahead of the ledger's clock a late booking may be: the till
+/// derives its time from the central service's own clock plus its
+/// monotonic clock, so only the spread between service instances is left.
+pub const LATE_AHEAD: time::Duration = time::Duration::minutes(5);
+/// The oldest late booking accepted: a till offline for longer has its
+/// operations put aside for an operator instead of rewriting a month of
+/// history (expiries and levels already settled).
+pub const LATE_MAX_AGE: time::Duration = time::Duration::days(30);
+
+/// The time an operation is booked at: `now`, or the till's `at` when it
+/// lies within [`LATE_AHEAD`] ahead and [`LATE_MAX_AGE`] behind `now`
+/// ([`LedgerError::SaleTime`] otherwise). A time ahead of `now` but within
+/// the tolerance is booked at `now`: the books never hold the future.
+pub fn late_booking(
+    at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime, LedgerError> {
+    let Some(at) = at else { return Ok(now) };
+    let refuse = |reason: &str| LedgerError::SaleTime {
+        at: ts(at),
+        reason: reason.to_owned(),
+    };
+    if at > now + LATE_AHEAD {
+        return Err(refuse("it is ahead of the ledger's clock"));
+    }
+    if at < now - LATE_MAX_AGE {
+        return Err(refuse(
+            "it is older than the oldest late booking accepted (30 days)",
+        ));
+    }
+    Ok(at.min(now))
 }
 
 /// [`Embedded::resolve`] at `now`, in the caller's (write) transaction:
@@ -668,6 +732,7 @@ pub(crate) fn refund_tx(
         balance_after: points(after),
         tier_change: None,
         replayed: false,
+        pending: None,
     };
     if !p.tiers.is_empty() {
         // Returned goods no longer count towards the account's level. The
@@ -849,6 +914,7 @@ pub(crate) fn commit_tx(
         tier: after.tier,
         tier_change,
         replayed: false,
+        pending: None,
     };
     finish(db, txn, result)
 }

@@ -153,6 +153,29 @@ impl Ledger for Local {
     ) -> LedgerFuture<'_, RefundResult> {
         Box::pin(self.embedded.refund(key, sale, amount))
     }
+    fn commit_at(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        at: OffsetDateTime,
+    ) -> LedgerFuture<'_, CommitResult> {
+        Box::pin(
+            self.embedded
+                .commit_at(key, number, receipt_id, lines, redeem, Some(at)),
+        )
+    }
+    fn refund_at(
+        &self,
+        key: String,
+        sale: SaleRef,
+        amount: Option<Decimal>,
+        at: OffsetDateTime,
+    ) -> LedgerFuture<'_, RefundResult> {
+        Box::pin(self.embedded.refund_at(key, sale, amount, Some(at)))
+    }
     fn adjust(
         &self,
         key: String,

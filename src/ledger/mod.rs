@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod db;
 pub mod embedded;
 pub mod local;
+pub mod offline;
 pub mod origin;
 #[cfg(test)]
 mod proptests;
@@ -133,6 +134,26 @@ pub trait Ledger: Send + Sync {
         account: i64,
         overrides: AccountOverrides,
     ) -> LedgerFuture<'_, OverridesResult>;
+    /// [`Ledger::commit`] booked at the sale's own time `at`: a till's
+    /// offline sale, replayed. Refused with [`LedgerError::SaleTime`] when
+    /// `at` is out of bounds ([`embedded::late_booking`]).
+    fn commit_at(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        at: OffsetDateTime,
+    ) -> LedgerFuture<'_, CommitResult>;
+    /// [`Ledger::refund`] booked at the return's own time `at`.
+    fn refund_at(
+        &self,
+        key: String,
+        sale: SaleRef,
+        amount: Option<Decimal>,
+        at: OffsetDateTime,
+    ) -> LedgerFuture<'_, RefundResult>;
     /// A whole or partial return.
     fn refund(
         &self,

@@ -14,7 +14,8 @@
 //! service's at start and warns on a mismatch instead of adopting it.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -139,6 +140,18 @@ struct ErrorObject {
     data: Value,
 }
 
+/// The last time the central service answered (any answer but a 5xx):
+/// when, on this process's monotonic clock, and the service's own time
+/// then (its `Date` header, to the second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contact {
+    /// When the answer came, on the monotonic clock (immune to the wall
+    /// clock being set).
+    pub at: Instant,
+    /// The central service's clock at that moment.
+    pub central_time: OffsetDateTime,
+}
+
 /// The central ledger, for a till in `[ledger] backend = "central"` mode.
 #[derive(Clone)]
 pub struct Central {
@@ -147,6 +160,7 @@ pub struct Central {
     auth: HeaderValue,
     programme: Programme,
     settings: Settings,
+    contact: Arc<Mutex<Option<Contact>>>,
 }
 
 impl Central {
@@ -178,7 +192,55 @@ impl Central {
             auth,
             programme,
             settings,
+            contact: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The last answer of the central service, if any since start.
+    pub fn last_contact(&self) -> Option<Contact> {
+        *self.contact.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pretends the service answered at `c` (offline tests, which have no
+    /// service to ask).
+    #[cfg(test)]
+    pub(crate) fn set_contact(&self, c: Contact) {
+        *self.contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+    }
+
+    /// Notes an answer of the service (not a 5xx: the service itself was
+    /// reached but its store was not).
+    fn note_contact(&self, resp: &reqwest::Response) {
+        if resp.status().is_server_error() {
+            return;
+        }
+        let central_time = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(OffsetDateTime::from)
+            // A service without a Date header: this till's clock is all
+            // there is.
+            .unwrap_or_else(OffsetDateTime::now_utc);
+        let c = Contact {
+            at: Instant::now(),
+            central_time,
+        };
+        *self.contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+    }
+
+    /// Asks the service for its programme, once, only to see whether it
+    /// answers (the offline replayer's heartbeat). `Ok` is a contact.
+    pub async fn ping(&self) -> Result<(), RemoteError> {
+        let url = format!("{}/v1/programme", self.base);
+        let sent = self
+            .http
+            .get(&url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .send()
+            .await;
+        self.answer(sent).await.map(|_| ()).map_err(|f| f.error)
     }
 
     /// Compares the till's programme with the one the central service
@@ -197,7 +259,7 @@ impl Central {
                 .header(AUTHORIZATION, self.auth.clone())
                 .send()
                 .await;
-            match answer(sent).await {
+            match self.answer(sent).await {
                 Ok(b) => break b,
                 Err(f) if f.retriable && tries < attempts => {
                     tokio::time::sleep(wait).await;
@@ -243,7 +305,7 @@ impl Central {
                 .body(body.clone())
                 .send()
                 .await;
-            match answer(sent).await {
+            match self.answer(sent).await {
                 Ok(b) => return decode(&b),
                 Err(f) if f.retriable && retry != Retry::Write && attempt < RETRIES => {
                     attempt += 1;
@@ -257,67 +319,70 @@ impl Central {
     }
 }
 
-/// The body of a `200`, or the failure.
-async fn answer(sent: reqwest::Result<reqwest::Response>) -> Result<Vec<u8>, Failure> {
-    let mut resp = match sent {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => {
-            return Err(Failure::unreachable(true, format!("cannot connect: {e}")));
-        }
-        Err(e) if e.is_timeout() => return Err(Failure::unreachable(true, "timed out")),
-        // Sent, perhaps applied, no answer: retried only like a timeout.
-        Err(e) => return Err(Failure::unreachable(true, e.to_string())),
-    };
-    let status = resp.status();
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if body.len() + c.len() > MAX_RESPONSE {
-                    return Err(Failure {
-                        retriable: false,
-                        error: RemoteError::Remote {
-                            code: code::INTERNAL_ERROR,
-                            message: format!(
-                                "the central ledger's answer exceeds {MAX_RESPONSE} bytes"
-                            ),
-                            data: Value::Null,
-                        },
-                    });
-                }
-                body.extend_from_slice(&c);
+impl Central {
+    /// The body of a `200`, or the failure.
+    async fn answer(&self, sent: reqwest::Result<reqwest::Response>) -> Result<Vec<u8>, Failure> {
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(Failure::unreachable(true, format!("cannot connect: {e}")));
             }
-            Ok(None) => break,
             Err(e) if e.is_timeout() => return Err(Failure::unreachable(true, "timed out")),
+            // Sent, perhaps applied, no answer: retried only like a timeout.
             Err(e) => return Err(Failure::unreachable(true, e.to_string())),
-        }
-    }
-    if status.is_success() {
-        return Ok(body);
-    }
-    let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
-    if status.is_server_error() {
-        let why = match parsed {
-            Some(b) => format!("HTTP {}: {}", status.as_u16(), b.error.message),
-            None => format!("HTTP {}", status.as_u16()),
         };
-        return Err(Failure::unreachable(true, why));
+        self.note_contact(&resp);
+        let status = resp.status();
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if body.len() + c.len() > MAX_RESPONSE {
+                        return Err(Failure {
+                            retriable: false,
+                            error: RemoteError::Remote {
+                                code: code::INTERNAL_ERROR,
+                                message: format!(
+                                    "the central ledger's answer exceeds {MAX_RESPONSE} bytes"
+                                ),
+                                data: Value::Null,
+                            },
+                        });
+                    }
+                    body.extend_from_slice(&c);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(Failure::unreachable(true, "timed out")),
+                Err(e) => return Err(Failure::unreachable(true, e.to_string())),
+            }
+        }
+        if status.is_success() {
+            return Ok(body);
+        }
+        let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
+        if status.is_server_error() {
+            let why = match parsed {
+                Some(b) => format!("HTTP {}: {}", status.as_u16(), b.error.message),
+                None => format!("HTTP {}", status.as_u16()),
+            };
+            return Err(Failure::unreachable(true, why));
+        }
+        Err(Failure {
+            retriable: false,
+            error: match parsed {
+                Some(b) => RemoteError::Remote {
+                    code: b.error.code,
+                    message: b.error.message,
+                    data: b.error.data,
+                },
+                None => RemoteError::Remote {
+                    code: code::INTERNAL_ERROR,
+                    message: format!("the central ledger answered HTTP {}", status.as_u16()),
+                    data: Value::Null,
+                },
+            },
+        })
     }
-    Err(Failure {
-        retriable: false,
-        error: match parsed {
-            Some(b) => RemoteError::Remote {
-                code: b.error.code,
-                message: b.error.message,
-                data: b.error.data,
-            },
-            None => RemoteError::Remote {
-                code: code::INTERNAL_ERROR,
-                message: format!("the central ledger answered HTTP {}", status.as_u16()),
-                data: Value::Null,
-            },
-        },
-    })
 }
 
 fn decode<R: DeserializeOwned>(body: &[u8]) -> Result<R, RemoteError> {

@@ -49,6 +49,20 @@ pub enum LedgerError {
     /// The central ledger refused (its own code) or could not be reached.
     #[error(transparent)]
     Remote(#[from] crate::ledger::RemoteError),
+    /// A late booking (a till's offline sale or return, replayed) whose
+    /// time the ledger will not book: in the future beyond the clock
+    /// tolerance, or older than the oldest late booking accepted.
+    #[error("the operation's time {at} is refused: {reason}")]
+    SaleTime {
+        /// The time the till gave (RFC 3339).
+        at: String,
+        /// Why.
+        reason: String,
+    },
+    /// A redemption while the central ledger is out of reach, refused by
+    /// the till's offline policy.
+    #[error("points cannot be spent offline: {0}")]
+    OfflineRedeem(String),
 }
 
 /// What a card resolves to.
@@ -74,6 +88,23 @@ pub struct AccountSummary {
     /// How far the next level is; absent at the top or without levels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier_progress: Option<super::rules::tiers::Progress>,
+    /// Set when the central ledger was out of reach and this is the
+    /// till's copy from its last contact (RFC 3339, UTC): the balance as
+    /// of then, before anything queued here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+}
+
+/// An operation the till accepted while the central ledger was out of
+/// reach: queued on the till's disk and booked there later, at `at`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pending {
+    /// The operation's own time, the one it is booked at (RFC 3339, UTC).
+    pub at: String,
+    /// The card's balance this result starts from is as of this time
+    /// (the till's last copy), if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }
 
 /// The next points to expire.
@@ -138,6 +169,11 @@ pub struct CommitResult {
     /// leaves it out of its reply.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// Present when the central ledger was out of reach: the operation is
+    /// queued on the till and booked later; the figures are the till's
+    /// expectation, the central ledger's own come with the booking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
 }
 
 /// A stored result a repeated key gets back.
@@ -296,6 +332,11 @@ pub struct RefundResult {
     /// A repeat of the key (nothing written). Not stored or sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// Present when the central ledger was out of reach: the operation is
+    /// queued on the till and booked later; the figures are the till's
+    /// expectation, the central ledger's own come with the booking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
 }
 
 /// The result of a manual adjustment.

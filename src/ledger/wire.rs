@@ -57,6 +57,15 @@ macro_rules! ledger_methods {
             ) -> Option<(String, CommitResult)>, LedgerError;
             "refund" Keyed refund(key: String, sale: SaleRef, amount: Option<Decimal>)
                 -> RefundResult, LedgerError;
+            "offline/commit" Keyed commit_at(
+                key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
+                redeem: Decimal,
+                #[serde(with = "time::serde::rfc3339")] at: OffsetDateTime
+            ) -> CommitResult, LedgerError;
+            "offline/refund" Keyed refund_at(
+                key: String, sale: SaleRef, amount: Option<Decimal>,
+                #[serde(with = "time::serde::rfc3339")] at: OffsetDateTime
+            ) -> RefundResult, LedgerError;
             "adjust" Keyed adjust(
                 key: String, number: String, amount: Decimal, reason: String, operator: String,
                 #[serde(default, with = "time::serde::rfc3339::option")]

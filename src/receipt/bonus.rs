@@ -25,6 +25,10 @@ pub struct BonusFacts<'a> {
     pub next_expiry: Option<(Decimal, &'a str)>,
     /// The customer's tier; its row is left out without one.
     pub tier: Option<&'a str>,
+    /// The accrual is queued on the till (the central ledger was out of
+    /// reach): the `accrued` row says it will be credited, and the balance
+    /// after, not known yet, is left out.
+    pub pending: bool,
 }
 
 struct Labels {
@@ -36,6 +40,7 @@ struct Labels {
     after: &'static str,
     expiry: &'static str,
     tier: &'static str,
+    pending: &'static str,
 }
 
 const RU: Labels = Labels {
@@ -47,6 +52,7 @@ const RU: Labels = Labels {
     after: "Баланс после покупки",
     expiry: "Сгорит {next_expiry_date}",
     tier: "Уровень",
+    pending: "Начисление будет зачислено",
 };
 
 const EN: Labels = Labels {
@@ -58,6 +64,7 @@ const EN: Labels = Labels {
     after: "Balance after",
     expiry: "Expiring {next_expiry_date}",
     tier: "Tier",
+    pending: "Points to be credited",
 };
 
 /// The rows without a `receipt.bonus.lines` setting.
@@ -146,7 +153,9 @@ pub fn block(f: &BonusFacts<'_>, cfg: &ReceiptConfig) -> Block {
             "redeemed" if !f.redeemed.is_zero() => {
                 Some((label(&l.redeemed, d.redeemed), amount(f.redeemed, lang)))
             }
+            "accrued" if f.pending => Some((label(&l.pending, d.pending), amount(f.accrued, lang))),
             "accrued" => Some((label(&l.accrued, d.accrued), amount(f.accrued, lang))),
+            "balance_after" if f.pending => None,
             "balance_after" => Some((label(&l.balance_after, d.after), amount(f.after, lang))),
             "next_expiry" => f
                 .next_expiry
@@ -205,7 +214,37 @@ mod tests {
             after: dec!(68),
             next_expiry: Some((dec!(20), "2027-05-26")),
             tier: None,
+            pending: false,
         }
+    }
+
+    #[test]
+    fn a_queued_accrual_says_it_will_be_credited_and_shows_no_balance_after() {
+        let mut f = facts();
+        f.pending = true;
+        f.after = dec!(20);
+        let lines = render(&f, &cfg(Language::Ru, 32));
+        assert_eq!(
+            lines,
+            [
+                "--------------------------------",
+                "       БОНУСНАЯ ПРОГРАММА       ",
+                "Карта                   ****2222",
+                "Баланс до покупки          50,00",
+                "Списано бонусов            30,00",
+                "Начисление будет зачислено 48,00",
+                "Сгорит 2027-05-26          20,00",
+                "--------------------------------",
+            ]
+        );
+        let mut c = cfg(Language::En, 42);
+        c.bonus.labels.pending = Some("Will be credited".into());
+        let en = render(&f, &c);
+        assert!(
+            en.iter()
+                .any(|l| l.starts_with("Will be credited") && l.ends_with("48.00"))
+        );
+        assert!(!en.iter().any(|l| l.contains("Balance after")));
     }
 
     fn cfg(language: Language, width: usize) -> ReceiptConfig {

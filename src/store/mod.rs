@@ -191,6 +191,32 @@ const MIGRATIONS: &[&str] = &[
     // till they are this till's own).
     "ALTER TABLE txns ADD COLUMN store_id TEXT;
     ALTER TABLE txns ADD COLUMN terminal_id TEXT;",
+    // 13: a till in central mode while the central ledger is out of reach
+    // (`ledger/offline/`): the sales and returns it accepted, in order,
+    // until the central ledger has booked them (`state` 'failed': refused
+    // there, kept for an operator), and the accounts it has seen.
+    "CREATE TABLE sync_outbox (
+        id         INTEGER PRIMARY KEY,
+        key        TEXT NOT NULL UNIQUE,
+        kind       TEXT NOT NULL CHECK (kind IN ('sale', 'refund')),
+        number     TEXT,
+        redeem     TEXT NOT NULL DEFAULT '0',
+        request    TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        result     TEXT NOT NULL,
+        queued_at  TEXT NOT NULL,
+        state      TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'failed')),
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        code       INTEGER,
+        reason     TEXT,
+        failed_at  TEXT
+    ) STRICT;
+    CREATE INDEX sync_outbox_state ON sync_outbox(state, id);
+    CREATE TABLE sync_cards (
+        number  TEXT PRIMARY KEY,
+        summary TEXT NOT NULL,
+        as_of   TEXT NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

@@ -11,6 +11,7 @@ mod groups;
 mod history;
 pub(crate) mod print;
 mod sale;
+pub(crate) mod sync;
 mod system;
 pub(crate) mod tiers;
 
@@ -191,6 +192,26 @@ pub const METHODS: &[MethodSpec] = &[
         "a manual accrual or deduction, with the reason and operator recorded",
     ),
     m(
+        "ledger.sync.status",
+        Role::Cashier,
+        "central mode: whether the central ledger answers, and the offline outbox's figures",
+    ),
+    m(
+        "ledger.sync.failed",
+        Role::Admin,
+        "central mode: the offline operations the central ledger refused (dead-letter list)",
+    ),
+    m(
+        "ledger.sync.retry",
+        Role::Admin,
+        "central mode: a refused offline operation goes back in the queue",
+    ),
+    m(
+        "ledger.sync.drop",
+        Role::Admin,
+        "central mode: a refused offline operation is given up for good",
+    ),
+    m(
         "account.overrides.set",
         Role::Admin,
         "an account's own accrual and cap percentages, flat and per category",
@@ -344,6 +365,10 @@ pub async fn dispatch(
         "account.history" => history::history(app, params).await,
         "ledger.adjust" => sale::adjust(app, session, params).await,
         "account.overrides.set" => sale::set_overrides(app, params).await,
+        "ledger.sync.status" => sync::status(app).await,
+        "ledger.sync.failed" => sync::failed(app, params).await,
+        "ledger.sync.retry" => sync::retry(app, params).await,
+        "ledger.sync.drop" => sync::drop_item(app, params).await,
         "tiers.evaluate" => tiers::evaluate(app, params).await,
         "account.tier_history" => tiers::history(app, params).await,
         "print.document" => print::document(app, params).await,

@@ -421,6 +421,7 @@ async fn respond(
             .as_ref()
             .map(|n| (n.amount, n.at.get(..10).unwrap_or(&n.at))),
         tier: r.tier.as_deref(),
+        pending: r.pending.is_some(),
     };
     let block = bonus::block(&facts, &config.receipt);
     result["bonus_lines"] = json!(bonus::lines(&block, config.receipt.width));
@@ -465,18 +466,19 @@ async fn respond(
         result["print_job"] = job;
     }
     if !r.replayed {
-        app.bus.publish(
-            "ledger.transaction",
-            json!({
-                "kind": "sale",
-                "transaction": r.transaction,
-                "account": r.account,
-                "card_masked": masked,
-                "redeemed": r.redeemed.to_string(),
-                "accrued": r.accrued.to_string(),
-                "balance_after": r.balance_after.to_string(),
-            }),
-        );
+        let mut event = json!({
+            "kind": "sale",
+            "transaction": r.transaction,
+            "account": r.account,
+            "card_masked": masked,
+            "redeemed": r.redeemed.to_string(),
+            "accrued": r.accrued.to_string(),
+            "balance_after": r.balance_after.to_string(),
+        });
+        if let Some(p) = &r.pending {
+            event["pending"] = json!(p);
+        }
+        app.bus.publish("ledger.transaction", event);
         if let Some(ch) = &r.tier_change {
             super::tiers::publish_one(app, ch);
         }
@@ -540,18 +542,19 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     if r.replayed {
         return Ok(reply(&r));
     }
-    app.bus.publish(
-        "ledger.transaction",
-        json!({
-            "kind": "refund",
-            "transaction": r.transaction,
-            "account": r.account,
-            "clawback": r.clawback.to_string(),
-            "clawback_debt": r.clawback_debt.to_string(),
-            "returned": r.returned.to_string(),
-            "balance_after": r.balance_after.to_string(),
-        }),
-    );
+    let mut event = json!({
+        "kind": "refund",
+        "transaction": r.transaction,
+        "account": r.account,
+        "clawback": r.clawback.to_string(),
+        "clawback_debt": r.clawback_debt.to_string(),
+        "returned": r.returned.to_string(),
+        "balance_after": r.balance_after.to_string(),
+    });
+    if let Some(p) = &r.pending {
+        event["pending"] = json!(p);
+    }
+    app.bus.publish("ledger.transaction", event);
     if let Some(ch) = &r.tier_change {
         super::tiers::publish_one(app, ch);
     }

@@ -317,5 +317,6 @@ pub(super) fn summary_with(
         // Filled in by `tiers::annotate` where the programme is at hand.
         tier: None,
         tier_progress: None,
+        as_of: None,
     })
 }
