@@ -235,10 +235,7 @@ type LedgerPair = (Arc<dyn Ledger>, Option<Arc<Offline>>);
 
 /// The ledger `config` names: the books on `store`, or the central
 /// service's client (whose programme check runs in the background).
-fn ledger_of(
-    config: &Config,
-    store: &Store,
-) -> Result<LedgerPair, CentralError> {
+fn ledger_of(config: &Config, store: &Store) -> Result<LedgerPair, CentralError> {
     use crate::config::LedgerBackend;
     let mut settings = account_settings(&config.ledger.registration, &config.ledger.redemption);
     settings.hash_concurrency = config.ledger.hash_concurrency;

@@ -27,6 +27,8 @@ use crate::store::Store;
 struct Harness {
     runtime: tokio::runtime::Runtime,
     app: Arc<App>,
+    // Kept for the process's life: the store's directory.
+    _dir: tempfile::TempDir,
 }
 
 fn harness() -> &'static Harness {
@@ -36,8 +38,11 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("a current-thread runtime");
+        let dir = tempfile::tempdir().expect("a scratch directory");
         let app = runtime.block_on(async {
-            let store = Store::open(Path::new(":memory:")).expect("an in-memory store");
+            // A throwaway file: the store is always a file (WAL), and one
+            // named ":memory:" would land in the fuzzer's working directory.
+            let store = Store::open(&dir.path().join("fuzz.sqlite3")).expect("a scratch store");
             App::start(
                 Config::default(),
                 Source::Defaults,
@@ -46,7 +51,11 @@ fn harness() -> &'static Harness {
             )
             .expect("the default configuration starts")
         });
-        Harness { runtime, app }
+        Harness {
+            runtime,
+            app,
+            _dir: dir,
+        }
     })
 }
 

@@ -108,9 +108,19 @@ async fn ledger_verify(flag: Option<&std::path::Path>) -> anyhow::Result<()> {
     let config = locate(flag).load()?;
     let store = posbridge::store::Store::open(&config.database_path())?;
     // One read transaction: the invariants of one state of the books.
-    let problems = posbridge::ledger::db::Books::sqlite(store.clone())
+    let mut problems = posbridge::ledger::db::Books::sqlite(store.clone())
         .read(|db| posbridge::ledger::embedded::verify(db))
         .await?;
+    // A till in central mode keeps its offline outbox in the same file.
+    let outbox = posbridge::ledger::offline::outbox::Outbox::new(store.clone(), u64::MAX);
+    problems.extend(outbox.verify().await?);
+    let depth = outbox.depth().await?;
+    if depth.queued + depth.failed > 0 {
+        println!(
+            "offline outbox: {} waiting for the central ledger, {} refused by it",
+            depth.queued, depth.failed
+        );
+    }
     if problems.is_empty() {
         println!("{}: every invariant holds", store.path().display());
         Ok(())

@@ -238,8 +238,21 @@ impl Embedded {
         redeem: Decimal,
         at: Option<OffsetDateTime>,
     ) -> Result<CommitResult, LedgerError> {
+        let now = match late_booking(at, OffsetDateTime::now_utc()) {
+            Ok(t) => t,
+            Err(e) => {
+                // A key booked before answers with its booking whatever the
+                // time says: a late replay of a sale already booked is
+                // harmless, never a refusal.
+                let stored = self.replay_commit(key, receipt_id, lines, redeem).await?;
+                return match stored {
+                    Some((n, r)) if n == number => Ok(r),
+                    Some(_) => Err(LedgerError::KeyReused),
+                    None => Err(e),
+                };
+            }
+        };
         let programme = self.programme.clone();
-        let now = late_booking(at, OffsetDateTime::now_utc())?;
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
@@ -280,8 +293,19 @@ impl Embedded {
         amount: Option<Decimal>,
         at: Option<OffsetDateTime>,
     ) -> Result<RefundResult, LedgerError> {
+        let now = match late_booking(at, OffsetDateTime::now_utc()) {
+            Ok(t) => t,
+            Err(e) => {
+                // As for a sale: a key booked before answers with it.
+                let request = refund_request(&sale, amount);
+                let stored = self
+                    .books
+                    .read(move |db| replay::<RefundResult>(db, &key, &request))
+                    .await?;
+                return stored.unwrap_or(Err(e));
+            }
+        };
         let programme = self.programme.clone();
-        let now = late_booking(at, OffsetDateTime::now_utc())?;
         let origin = self.origin.clone();
         self.books
             .write(move |db| refund_tx(db, &programme, &key, &sale, amount, now, &origin))
@@ -545,6 +569,12 @@ fn commit_request(number: &str, receipt_id: &str, lines: &[SaleLine], redeem: De
     json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string()
 }
 
+/// The text a return's request is stored as (its exact text is part of
+/// every existing database, so it must not change).
+fn refund_request(sale: &SaleRef, amount: Option<Decimal>) -> String {
+    json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string()
+}
+
 /// [`Embedded::replay_commit`] in the caller's transaction (it only reads).
 pub(crate) fn replay_commit_tx(
     db: &dyn Db,
@@ -592,7 +622,7 @@ pub(crate) fn refund_tx(
 ) -> TxResult<RefundResult> {
     // The stored request a repeat of the key is compared with: its exact
     // text is part of every existing database, so it must not change.
-    let request = json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string();
+    let request = refund_request(sale, amount);
     let request = request.as_str();
     if let Some(r) = replay(db, key, request)? {
         return Ok(r);

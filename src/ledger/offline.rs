@@ -20,6 +20,7 @@
 pub mod clock;
 pub mod outbox;
 pub mod replay;
+mod secret;
 #[cfg(test)]
 mod tests;
 
@@ -128,6 +129,9 @@ pub struct Offline {
     /// sale queued as one step.
     offline_turn: tokio::sync::Mutex<()>,
     wake: Notify,
+    /// Offline secret checks and the hashes kept for them, one at a time
+    /// (argon2id, about 19 MiB each).
+    hash_gate: Arc<tokio::sync::Semaphore>,
     status: watch::Sender<SyncStatus>,
     refused: broadcast::Sender<Refused>,
 }
@@ -162,6 +166,7 @@ impl Offline {
             clock,
             offline_turn: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            hash_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             status,
             refused,
         }
@@ -335,8 +340,12 @@ impl Offline {
     {
         match self.outbox.find(key.to_owned()).await? {
             None => Ok(None),
-            Some((req, _)) if req != request => Err(LedgerError::KeyReused),
-            Some((_, stored)) => repeat_of(&stored).map(Some),
+            Some(f) if f.request != request => Err(LedgerError::KeyReused),
+            Some(f) => match f.refused {
+                // The POS asking again learns of the refusal.
+                Some((code, message)) => Err(refusal(code, message)),
+                None => repeat_of(&f.result).map(Some),
+            },
         }
     }
 
@@ -384,7 +393,11 @@ impl Offline {
             money_paid: q.money_paid,
             accrued: q.accrual,
             debt_repaid: Decimal::ZERO,
-            accrued_expires_at: None,
+            accrued_expires_at: if q.accrual > Decimal::ZERO {
+                rules::expiry_of(self.central.programme(), at)?.map(ts)
+            } else {
+                None
+            },
             balance_before: balance,
             balance_after: balance - q.redeem,
             next_expiry: cached.as_ref().and_then(|c| c.next_expiry.clone()),
@@ -455,6 +468,15 @@ impl Offline {
     }
 }
 
+/// The central ledger's refusal of a queued operation, as it came.
+fn refusal(code: i64, message: String) -> LedgerError {
+    LedgerError::Remote(RemoteError::Remote {
+        code,
+        message,
+        data: serde_json::json!({ "offline": "refused when replayed" }),
+    })
+}
+
 /// A stored pending result, marked as a repeat.
 fn repeat_of<T>(stored: &str) -> Result<T, LedgerError>
 where
@@ -497,6 +519,7 @@ macro_rules! pass_one {
     (commit $($t:tt)*) => {};
     (replay_commit $($t:tt)*) => {};
     (refund $($t:tt)*) => {};
+    (verify_secret $($t:tt)*) => {};
     ($method:ident ($($arg:ident : $ty:ty),*) -> $ret:ty, $err:ty) => {
         fn $method(&self, $($arg: $ty),*) -> LedgerFuture<'_, $ret, $err> {
             self.central.$method($($arg),*)
@@ -625,7 +648,8 @@ impl Ledger for Offline {
         redeem: Decimal,
     ) -> LedgerFuture<'_, Option<(String, CommitResult)>> {
         Box::pin(async move {
-            if let Some((request, stored)) = self.outbox.find(key.clone()).await? {
+            if let Some(found) = self.outbox.find(key.clone()).await? {
+                let request = found.request;
                 let number = serde_json::from_str::<serde_json::Value>(&request)
                     .ok()
                     .and_then(|v| v.get("number")?.as_str().map(str::to_owned));
@@ -635,11 +659,43 @@ impl Ledger for Offline {
                 if sale_request(&number, &receipt_id, &lines, redeem) != request {
                     return Err(LedgerError::KeyReused);
                 }
-                return Ok(Some((number, repeat_of(&stored)?)));
+                if let Some((code, message)) = found.refused {
+                    return Err(refusal(code, message));
+                }
+                return Ok(Some((number, repeat_of(&found.result)?)));
             }
             self.central
                 .replay_commit(key, receipt_id, lines, redeem)
                 .await
+        })
+    }
+
+    fn verify_secret(
+        &self,
+        number: String,
+        presented: Secret,
+    ) -> LedgerFuture<'_, (), AccountError> {
+        Box::pin(async move {
+            if self.link_down() {
+                return self.verify_secret_offline(number, presented).await;
+            }
+            match self
+                .central
+                .verify_secret(number.clone(), presented.clone())
+                .await
+            {
+                Ok(()) => {
+                    self.set_link(Link::Online);
+                    self.keep_secret(number, presented).await;
+                    Ok(())
+                }
+                Err(AccountError::Remote(RemoteError::Unreachable(why))) if self.policy.enabled => {
+                    tracing::warn!(reason = %why, "the central ledger is out of reach: checking the secret offline");
+                    self.set_link(Link::Offline);
+                    self.verify_secret_offline(number, presented).await
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 

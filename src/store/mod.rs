@@ -213,9 +213,11 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX sync_outbox_state ON sync_outbox(state, id);
     CREATE TABLE sync_cards (
-        number  TEXT PRIMARY KEY,
-        summary TEXT NOT NULL,
-        as_of   TEXT NOT NULL
+        number          TEXT PRIMARY KEY,
+        summary         TEXT NOT NULL,
+        as_of           TEXT NOT NULL,
+        secret_hash     TEXT,
+        secret_failures INTEGER NOT NULL DEFAULT 0
     ) STRICT;",
 ];
 

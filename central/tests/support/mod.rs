@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ pub const CENTRAL: &str = env!("CARGO_BIN_EXE_posbridge-central");
 
 #[path = "../../../tests/common/bins.rs"]
 mod bins;
+pub mod netfault;
 
 /// The till daemon (see [`bins::workspace_bin`]).
 pub fn till_bin() -> PathBuf {
@@ -160,6 +162,8 @@ pub struct Till {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub socket: PathBuf,
+    /// Its `posbridge.toml` (in `dir`), for [`Till::restart`].
+    pub config: PathBuf,
 }
 
 impl Till {
@@ -213,6 +217,29 @@ impl Till {
         }
     }
 
+    /// SIGKILL and wait: no checkpoint, no goodbye (the socket file stays
+    /// behind, as after a crash).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same config and state dir, after
+    /// [`Till::kill9`] or [`Till::stop`]. A socket file a killed daemon
+    /// left is the daemon's to replace (it removes a socket nobody answers
+    /// on), as after a real crash.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart: the till is still running (kill9 or stop it first)"
+        );
+        let mut log = self.log_file();
+        writeln!(log, "--- restart ---").unwrap();
+        self.spawn();
+    }
+
     fn launch(dir: tempfile::TempDir, ledger: &str) -> Till {
         let socket = dir.path().join("posbridge.sock");
         let config = dir.path().join("posbridge.toml");
@@ -225,37 +252,53 @@ impl Till {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let mut t = Till {
+            dir,
+            child: None,
+            socket,
+            config,
+        };
+        t.spawn();
+        t
+    }
+
+    /// Spawns the daemon on `self.config` and waits until its socket answers.
+    fn spawn(&mut self) {
         let child = Command::new(till_bin())
             .arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .arg("run")
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("LISTEN_FDS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(self.log_file())
             .spawn()
             .expect("spawn posbridge");
-        let mut t = Till {
-            dir,
-            child: Some(child),
-            socket,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&t.socket).is_err() {
-            if let Some(s) = t.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("till exited early ({s}):\n{}", t.log());
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("till exited early ({s}):\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "till did not come up:\n{}",
-                t.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        t
+    }
+
+    /// The daemon's log, opened for appending (a restart keeps the earlier
+    /// runs' lines).
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .unwrap()
     }
 
     pub async fn client(&self) -> Client {
@@ -269,10 +312,7 @@ impl Till {
 
 impl Drop for Till {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill9();
     }
 }
 
@@ -307,16 +347,29 @@ impl Chain {
     /// Issues terminal `id` in `store` and starts a till with it, talking to
     /// central instance `instance`.
     pub fn till(&self, id: &str, store: &str, instance: usize) -> Till {
-        let out = self.centrals[0].admin(&["terminal", "add", id, "--store", store]);
-        let key = key_of(&out);
-        Till::start(&self.centrals[instance].url, id, &key)
+        Till::start(&self.centrals[instance].url, id, &self.issue(id, store))
     }
 
     /// [`Chain::till`] with `extra` appended to the till's config.
     pub fn till_with(&self, id: &str, store: &str, instance: usize, extra: &str) -> Till {
-        let out = self.centrals[0].admin(&["terminal", "add", id, "--store", store]);
-        let key = key_of(&out);
-        Till::start_with(&self.centrals[instance].url, id, &key, extra)
+        Till::start_with(
+            &self.centrals[instance].url,
+            id,
+            &self.issue(id, store),
+            extra,
+        )
+    }
+
+    /// Issues terminal `id` in `store` and starts a till with it that talks
+    /// to the central service at `url` (a [`netfault::Proxy`] in front of an
+    /// instance), with `extra` appended to its config.
+    pub fn till_via(&self, id: &str, store: &str, url: &str, extra: &str) -> Till {
+        Till::start_with(url, id, &self.issue(id, store), extra)
+    }
+
+    /// Issues terminal `id` in `store`: its key.
+    fn issue(&self, id: &str, store: &str) -> String {
+        key_of(&self.centrals[0].admin(&["terminal", "add", id, "--store", store]))
     }
 
     /// How many ledger calls the central instances have served, by method

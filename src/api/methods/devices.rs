@@ -10,7 +10,9 @@ use crate::app::App;
 use crate::devices::DeviceError;
 
 pub(super) fn list(app: &Arc<App>) -> Result<Value, RpcError> {
-    Ok(json!({ "devices": app.devices.list() }))
+    // The ledger is not a device, but a technician reading this list wants
+    // to see the link to the chain's ledger beside the readers and printers.
+    Ok(json!({ "devices": app.devices.list(), "ledger": super::sync::ledger_state(app) }))
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,15 @@ fn offline_error(e: OfflineError) -> RpcError {
     }
 }
 
+/// The ledger's backend and, in central mode, the outbox's status: the
+/// `ledger` member of `system.info` and `devices.list`.
+pub(super) fn ledger_state(app: &Arc<App>) -> Value {
+    match &app.sync {
+        Some(o) => json!({ "backend": "central", "sync": *o.status().borrow() }),
+        None => json!({ "backend": "embedded", "sync": null }),
+    }
+}
+
 /// `ledger.sync.status`.
 pub(super) async fn status(app: &Arc<App>) -> Result<Value, RpcError> {
     let s = sync(app)?.status().borrow().clone();

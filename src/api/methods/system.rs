@@ -25,6 +25,7 @@ pub(super) fn info(app: &Arc<App>, session: &Arc<Session>) -> Result<Value, RpcE
         "database": app.store.path(),
         "terminal_id": app.store.terminal_id(),
         "devices": { "total": devices.len(), "by_status": by_status },
+        "ledger": super::sync::ledger_state(app),
         "role": session.role(),
     }))
 }

@@ -478,3 +478,126 @@ async fn every_transaction_records_where_it_came_from() {
     assert_eq!(json["terminal"], c.store.terminal_id());
     assert!(c.verify().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
+    let c = open();
+    let p = Programme {
+        expiry_months: Some(12),
+        ..Programme::default()
+    };
+    let till = Embedded::new(c.store.clone(), p.clone());
+    let now = OffsetDateTime::now_utc();
+    let at = (now - time::Duration::days(10))
+        .replace_nanosecond(0)
+        .unwrap();
+    let r = till
+        .commit_at(
+            "k1".into(),
+            CARD.into(),
+            "R1".into(),
+            sale(1000),
+            Decimal::ZERO,
+            Some(at),
+        )
+        .await
+        .unwrap();
+    // Expiry counts from the sale, not from the booking.
+    let expiry = rules::expiry_of(&p, at).unwrap().map(ts);
+    assert_eq!(r.accrued_expires_at, expiry);
+    let page = till
+        .history(AccountRef::Number(CARD.into()), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.transactions[0].created_at, ts(at));
+
+    // Out of bounds: ahead of the clock, or older than 30 days.
+    for bad in [
+        now + time::Duration::minutes(6),
+        now - time::Duration::days(31),
+    ] {
+        let e = till
+            .commit_at(
+                "k2".into(),
+                CARD.into(),
+                "R2".into(),
+                sale(10),
+                Decimal::ZERO,
+                Some(bad),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LedgerError::SaleTime { .. }), "{e:?}");
+        let e = till
+            .refund_at("f2".into(), SaleRef::Receipt("R1".into()), None, Some(bad))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LedgerError::SaleTime { .. }), "{e:?}");
+    }
+    // Within the tolerance ahead: booked now, never in the future.
+    let soon = till
+        .commit_at(
+            "k3".into(),
+            CARD.into(),
+            "R3".into(),
+            sale(10),
+            Decimal::ZERO,
+            Some(now + time::Duration::minutes(4)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        soon.accrued_expires_at
+            <= rules::expiry_of(&p, OffsetDateTime::now_utc())
+                .unwrap()
+                .map(ts)
+    );
+
+    // A key booked before answers with its booking, whatever the time.
+    let old = now - time::Duration::days(40);
+    let again = till
+        .commit_at(
+            "k1".into(),
+            CARD.into(),
+            "R1".into(),
+            sale(1000),
+            Decimal::ZERO,
+            Some(old),
+        )
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.transaction, r.transaction);
+    let other = till
+        .commit_at(
+            "k1".into(),
+            CARD.into(),
+            "R9".into(),
+            sale(1000),
+            Decimal::ZERO,
+            Some(old),
+        )
+        .await;
+    assert!(matches!(other, Err(LedgerError::KeyReused)), "{other:?}");
+    let back = till
+        .refund_at(
+            "f1".into(),
+            SaleRef::Receipt("R1".into()),
+            Some(Decimal::from(100)),
+            Some(at),
+        )
+        .await
+        .unwrap();
+    let back_again = till
+        .refund_at(
+            "f1".into(),
+            SaleRef::Receipt("R1".into()),
+            Some(Decimal::from(100)),
+            Some(old),
+        )
+        .await
+        .unwrap();
+    assert_eq!(back_again.transaction, back.transaction);
+    assert!(back_again.replayed);
+    assert!(c.verify().unwrap().is_empty());
+}

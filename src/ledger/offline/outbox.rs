@@ -1,5 +1,5 @@
-//! The till's outbox and card cache, in its own SQLite file (WAL,
-//! `synchronous=FULL`): an operation is on disk before the POS hears it
+//! The till's outbox and card cache, in the daemon's SQLite file (WAL,
+//! `synchronous=FULL`; migration 13): an operation is on disk before the POS hears it
 //! was accepted, and leaves only once the central ledger has booked it.
 
 use rusqlite::{OptionalExtension, params};
@@ -97,6 +97,17 @@ pub enum Enqueued {
     Full,
 }
 
+/// A key found in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// The request queued (JSON, without the time).
+    pub request: String,
+    /// The pending result the POS was given (JSON).
+    pub result: String,
+    /// On the dead-letter list: the central ledger's code and reason.
+    pub refused: Option<(i64, String)>,
+}
+
 /// The queue's figures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Depth {
@@ -187,14 +198,23 @@ impl Outbox {
             .await
     }
 
-    /// The stored result and request of a key still in the outbox.
-    pub async fn find(&self, key: String) -> Result<Option<(String, String)>, StoreError> {
+    /// A key still in the outbox: its request, its stored result, and the
+    /// central ledger's refusal if it is on the dead-letter list.
+    pub async fn find(&self, key: String) -> Result<Option<Found>, StoreError> {
         self.store
             .with(move |c| {
                 c.query_row(
-                    "SELECT request, result FROM sync_outbox WHERE key = ?1",
+                    "SELECT request, result, code, reason FROM sync_outbox WHERE key = ?1",
                     params![key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| {
+                        let code: Option<i64> = r.get(2)?;
+                        let reason: Option<String> = r.get(3)?;
+                        Ok(Found {
+                            request: r.get(0)?,
+                            result: r.get(1)?,
+                            refused: code.map(|c| (c, reason.unwrap_or_default())),
+                        })
+                    },
                 )
                 .optional()
             })
@@ -364,8 +384,8 @@ impl Outbox {
             .map(drop)
     }
 
-    /// Moves a remembered card's balance by `delta` after a booking (the
-    /// central ledger's answer carries the new balance, not the summary).
+    /// Sets a remembered card's balance after a booking (the central
+    /// ledger's answer carries the new balance, not the summary).
     pub async fn rebalance(&self, number: String, balance: Decimal) -> Result<(), StoreError> {
         let Some(mut s) = self.recall(number.clone()).await? else {
             return Ok(());
@@ -392,5 +412,120 @@ impl Outbox {
             s.as_of = Some(as_of);
             Some(s)
         }))
+    }
+
+    /// The hash of the secret last accepted online for a card this till
+    /// remembers, and the wrong secrets presented offline since.
+    pub async fn secret(&self, number: String) -> Result<Option<(String, i64)>, StoreError> {
+        let row: Option<(Option<String>, i64)> = self
+            .store
+            .with(move |c| {
+                c.query_row(
+                    "SELECT secret_hash, secret_failures FROM sync_cards WHERE number = ?1",
+                    params![number],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        Ok(row.and_then(|(h, f)| h.map(|h| (h, f))))
+    }
+
+    /// Keeps `hash` as the card's secret (after an online check accepted
+    /// it), and clears the offline failures. Nothing for a card not
+    /// remembered.
+    pub async fn set_secret(&self, number: String, hash: Option<String>) -> Result<(), StoreError> {
+        self.store
+            .with(move |c| {
+                c.execute(
+                    "UPDATE sync_cards SET secret_hash = COALESCE(?2, secret_hash),
+                     secret_failures = 0 WHERE number = ?1",
+                    params![number, hash],
+                )
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Counts a wrong secret presented offline; returns the count.
+    pub async fn secret_failed(&self, number: String) -> Result<i64, StoreError> {
+        self.store
+            .with(move |c| {
+                c.query_row(
+                    "UPDATE sync_cards SET secret_failures = secret_failures + 1
+                     WHERE number = ?1 RETURNING secret_failures",
+                    params![number],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map(|n| n.unwrap_or(0))
+            })
+            .await
+    }
+
+    /// What is wrong with the outbox, if anything: each operation's time,
+    /// request and stored result readable, its points a decimal ≥ 0, and
+    /// a refusal recorded exactly for those on the dead-letter list.
+    pub async fn verify(&self) -> Result<Vec<String>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = self
+            .store
+            .with(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, kind, redeem, request, at, result, state, code FROM sync_outbox",
+                )?;
+                st.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                })?
+                .collect()
+            })
+            .await?;
+        let mut problems = Vec::new();
+        for (id, kind, redeem, request, at, result, state, code) in rows {
+            let mut bad = |what: &str| problems.push(format!("outbox item {id}: {what}"));
+            if super::parse_time(&at).is_none() {
+                bad("unreadable time");
+            }
+            if !redeem
+                .parse::<Decimal>()
+                .is_ok_and(|d| !d.is_sign_negative())
+            {
+                bad("points spent are not a decimal of at least 0");
+            }
+            if serde_json::from_str::<serde_json::Value>(&request).is_err() {
+                bad("unreadable request");
+            }
+            let readable = match kind.as_str() {
+                "sale" => {
+                    serde_json::from_str::<crate::ledger::types::CommitResult>(&result).is_ok()
+                }
+                _ => serde_json::from_str::<crate::ledger::types::RefundResult>(&result).is_ok(),
+            };
+            if !readable {
+                bad("unreadable stored result");
+            }
+            if (state == "failed") != code.is_some() {
+                bad("a refusal code without the dead-letter state, or the other way round");
+            }
+        }
+        Ok(problems)
     }
 }

@@ -207,14 +207,16 @@ impl Offline {
     }
 }
 
-/// Refusals that say nothing about the operation itself: the service busy
-/// or failing inside, or this till's credential refused (an operator
-/// re-issues it; the queue waits).
+/// Refusals that say nothing about the operation itself: the service busy,
+/// stopping or failing inside, or this till's credential refused or
+/// throttled (an operator re-issues it; the queue waits).
 fn passing(c: i64) -> bool {
     matches!(
         c,
         code::INTERNAL_ERROR
             | code::BUSY
+            | code::SHUTTING_DOWN
+            | code::LOGIN_THROTTLED
             | code::BAD_TOKEN
             | code::LOGIN_REQUIRED
             | code::FORBIDDEN

@@ -1,6 +1,6 @@
 //! The till's decisions while the central ledger does not answer: a real
 //! client of a closed loopback port, the outbox on a real SQLite file, the
-//! clocks moved by hand. Replays against a real central service are in
+//! clocks moved by hand. Replays against a real central service:
 //! `central/tests/offline.rs`.
 
 use std::sync::Arc;
