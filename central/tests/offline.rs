@@ -468,11 +468,22 @@ async fn without_the_service_at_all_the_till_sells_and_catches_up_when_it_is_bac
     chain.centrals[0].kill9();
     let r = call(&t, "sale.commit", sale("k1", CARD, "R1", 1000, "0")).await;
     assert!(r["pending"].is_object(), "{r}");
+    // A card no till has seen earns offline; the central ledger enrols it
+    // when the sale is booked.
+    let new = call(&t, "sale.commit", sale("k2", OTHER, "R2", 200, "0")).await;
+    assert_eq!(
+        (new["account"].clone(), new["accrued"].clone()),
+        (json!(0), json!("10"))
+    );
     let info = call(&t, "system.info", json!({})).await;
-    assert_eq!(info["ledger"]["sync"]["queued"], 1, "{info}");
+    assert_eq!(info["ledger"]["sync"]["queued"], 2, "{info}");
+    assert_eq!(info["ledger"]["backend"], "central", "{info}");
+    let devices = call(&t, "devices.list", json!({})).await;
+    assert_eq!(devices["ledger"]["sync"]["link"], "offline", "{devices}");
     chain.centrals[0].spawn();
     drained(&t).await;
     assert_eq!(balance(&t, CARD).await, "50");
+    assert_eq!(balance(&t, OTHER).await, "10");
     chain.verify();
     verify_till(&t);
 }

@@ -670,4 +670,72 @@ mod tests {
         assert!(wr(&b, |db| evaluate_tx(db, &plain, a, t0, "daily")).is_none());
         assert_eq!(rd(&b, |db| view(db, &plain, a, t0)), TierView::default());
     }
+
+    #[tokio::test]
+    async fn a_late_booking_counts_in_the_window_of_its_own_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let mut t = tiers();
+        t[1].spend_period_days = Some(3);
+        let p = Programme {
+            tiers: t,
+            ..Programme::default()
+        };
+        let e = crate::ledger::embedded::Embedded::new(store, p);
+        let now = time::OffsetDateTime::now_utc();
+        let day = |d: i64| Some(now - time::Duration::days(d));
+        // Two sales of 600 a day apart, twenty days ago, booked only now: on
+        // the second one's day the 3-day window holds both, 1200.
+        e.commit_at(
+            "k1".into(),
+            CARD.into(),
+            "R1".into(),
+            sale(600),
+            Decimal::ZERO,
+            day(20),
+        )
+        .await
+        .unwrap();
+        let r = e
+            .commit_at(
+                "k2".into(),
+                CARD.into(),
+                "R2".into(),
+                sale(600),
+                Decimal::ZERO,
+                day(19),
+            )
+            .await
+            .unwrap();
+        let change = r.tier_change.expect("the level changes on the sale's day");
+        assert_eq!(change.to, "Silver", "{change:?}");
+        assert_eq!(change.at, crate::ledger::embedded::ts(day(19).unwrap()));
+        // The same two sales, the second booked at today's time: the first
+        // is outside today's window, no change.
+        let other = "6035000033334444";
+        e.commit_at(
+            "k3".into(),
+            other.into(),
+            "R3".into(),
+            sale(600),
+            Decimal::ZERO,
+            day(20),
+        )
+        .await
+        .unwrap();
+        let today = e
+            .commit(
+                "k4".into(),
+                other.into(),
+                "R4".into(),
+                sale(600),
+                Decimal::ZERO,
+            )
+            .await
+            .unwrap();
+        assert!(
+            today.tier_change.as_ref().is_none_or(|c| c.to != "Silver"),
+            "{today:?}"
+        );
+    }
 }
