@@ -291,6 +291,42 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .await
         .unwrap();
     assert_eq!(rf.account, account);
+    // A till's offline sale and return, booked at their own time; the
+    // time crosses the wire.
+    let at = (OffsetDateTime::now_utc() - time::Duration::days(2))
+        .replace_nanosecond(0)
+        .unwrap();
+    let late = l
+        .commit_at(
+            "s2".into(),
+            card.into(),
+            "R2".into(),
+            lines(200),
+            Decimal::ZERO,
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.accrued, Decimal::from(10));
+    let late_rf = l
+        .refund_at("rf2".into(), SaleRef::Receipt("R2".into()), None, at)
+        .await
+        .unwrap();
+    assert_eq!(late_rf.sale_transaction, late.transaction);
+    let booked = l
+        .history(AccountRef::Account(account), None, 50)
+        .await
+        .unwrap();
+    let r2 = booked
+        .transactions
+        .iter()
+        .find(|t| t.receipt_id.as_deref() == Some("R2"))
+        .unwrap();
+    assert_eq!(
+        r2.created_at,
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
     let expires = OffsetDateTime::now_utc() + time::Duration::days(10);
     let adj = l
         .adjust(
