@@ -274,6 +274,34 @@ impl Offline {
         Ok(Some(s))
     }
 
+    /// What the clocks say now, against the last answer.
+    fn trust(&self) -> clock::Trust {
+        clock::assess(
+            self.central.last_contact(),
+            &*self.clock,
+            self.policy.clock_tolerance,
+        )
+    }
+
+    /// The till's expectation of a sale on `card`'s copy: the programme's
+    /// own rates (the account's own percentages and level are applied by
+    /// the central ledger when it books the sale).
+    fn expect(
+        &self,
+        card: Option<&AccountSummary>,
+        lines: &[SaleLine],
+        redeem: Decimal,
+    ) -> Result<Quote, LedgerError> {
+        let balance = card.map_or(Decimal::ZERO, |c| c.balance);
+        Ok(rules::quote(
+            self.central.programme(),
+            &AccountOverrides::default(),
+            lines,
+            balance.max(Decimal::ZERO),
+            redeem,
+        )?)
+    }
+
     /// Whether `number` may spend `redeem` offline now; the reason if not.
     async fn check_offline_redeem(
         &self,
@@ -287,11 +315,7 @@ impl Offline {
                 "this programme spends no points while the central ledger is out of reach".into(),
             );
         }
-        let trust = clock::assess(
-            self.central.last_contact(),
-            &*self.clock,
-            self.policy.clock_tolerance,
-        );
+        let trust = self.trust();
         if let Err(why) = trust.may_redeem(self.policy.max_offline) {
             return refuse(why);
         }
@@ -368,22 +392,10 @@ impl Offline {
             self.check_offline_redeem(&number, redeem, cached.as_ref())
                 .await?;
         }
-        let trust = clock::assess(
-            self.central.last_contact(),
-            &*self.clock,
-            self.policy.clock_tolerance,
-        );
+        let trust = self.trust();
         let at = trust.booking_time(&*self.clock);
         let balance = cached.as_ref().map_or(Decimal::ZERO, |c| c.balance);
-        // The expectation: the programme's own rates. The account's own
-        // percentages and level are applied by the central ledger.
-        let q = rules::quote(
-            self.central.programme(),
-            &AccountOverrides::default(),
-            &lines,
-            balance.max(Decimal::ZERO),
-            redeem,
-        )?;
+        let q = self.expect(cached.as_ref(), &lines, redeem)?;
         let result = CommitResult {
             transaction: 0,
             account: cached.as_ref().map_or(0, |c| c.account),
@@ -427,12 +439,7 @@ impl Offline {
         sale: SaleRef,
         amount: Option<Decimal>,
     ) -> Result<RefundResult, LedgerError> {
-        let at = clock::assess(
-            self.central.last_contact(),
-            &*self.clock,
-            self.policy.clock_tolerance,
-        )
-        .booking_time(&*self.clock);
+        let at = self.trust().booking_time(&*self.clock);
         let result = RefundResult {
             transaction: 0,
             sale_transaction: match &sale {
@@ -585,14 +592,7 @@ impl Ledger for Offline {
                 self.check_offline_redeem(&number, redeem, cached.as_ref())
                     .await?;
             }
-            let balance = cached.as_ref().map_or(Decimal::ZERO, |c| c.balance);
-            let q = rules::quote(
-                self.central.programme(),
-                &AccountOverrides::default(),
-                &lines,
-                balance.max(Decimal::ZERO),
-                redeem,
-            )?;
+            let q = self.expect(cached.as_ref(), &lines, redeem)?;
             Ok((cached, q))
         })
     }

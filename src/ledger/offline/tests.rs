@@ -57,6 +57,26 @@ fn rig(redeem_limit: Decimal) -> Rig {
 }
 
 impl Rig {
+    /// A sale through the offline ledger.
+    async fn sell(
+        &self,
+        key: &str,
+        card: &str,
+        receipt: &str,
+        total: Decimal,
+        redeem: Decimal,
+    ) -> Result<CommitResult, LedgerError> {
+        self.ledger
+            .commit(
+                key.into(),
+                card.into(),
+                receipt.into(),
+                lines(total),
+                redeem,
+            )
+            .await
+    }
+
     /// The central service "answered" now.
     fn contact(&self) {
         self.ledger.central.set_contact(Contact {
@@ -105,14 +125,7 @@ async fn a_sale_offline_is_queued_with_its_time_and_a_retry_gets_the_same_answer
     r.clock.advance(Duration::from_secs(600));
     r.seen(CARD, dec!(100)).await;
     let first = r
-        .ledger
-        .commit(
-            "k1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(1000)),
-            Decimal::ZERO,
-        )
+        .sell("k1", CARD, "R1", dec!(1000), Decimal::ZERO)
         .await
         .unwrap();
     let p = first.pending.clone().expect("pending");
@@ -125,28 +138,12 @@ async fn a_sale_offline_is_queued_with_its_time_and_a_retry_gets_the_same_answer
     assert!(!first.replayed);
 
     let again = r
-        .ledger
-        .commit(
-            "k1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(1000)),
-            Decimal::ZERO,
-        )
+        .sell("k1", CARD, "R1", dec!(1000), Decimal::ZERO)
         .await
         .unwrap();
     assert!(again.replayed);
     assert_eq!(again.pending, first.pending);
-    let other = r
-        .ledger
-        .commit(
-            "k1".into(),
-            CARD.into(),
-            "R2".into(),
-            lines(dec!(1000)),
-            Decimal::ZERO,
-        )
-        .await;
+    let other = r.sell("k1", CARD, "R2", dec!(1000), Decimal::ZERO).await;
     assert!(matches!(other, Err(LedgerError::KeyReused)), "{other:?}");
     // A retry whose card token expired finds it in the queue too.
     let (card, stored) = r
@@ -170,14 +167,7 @@ async fn spending_offline_is_refused_by_default() {
     r.contact();
     r.seen(CARD, dec!(100)).await;
     let e = r
-        .ledger
-        .commit(
-            "k1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(1000)),
-            dec!(10),
-        )
+        .sell("k1", CARD, "R1", dec!(1000), dec!(10))
         .await
         .unwrap_err();
     assert!(matches!(e, LedgerError::OfflineRedeem(_)), "{e:?}");
@@ -197,14 +187,7 @@ async fn a_programme_limit_per_card_within_the_hour_and_never_after() {
     r.seen(CARD, dec!(100)).await;
     // No answer since start: no trusted time, nothing spent.
     let e = r
-        .ledger
-        .commit(
-            "k0".into(),
-            CARD.into(),
-            "R0".into(),
-            lines(dec!(1000)),
-            dec!(10),
-        )
+        .sell("k0", CARD, "R0", dec!(1000), dec!(10))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("since the till started"), "{e}");
@@ -212,14 +195,7 @@ async fn a_programme_limit_per_card_within_the_hour_and_never_after() {
     r.contact();
     r.clock.advance(Duration::from_secs(30 * 60));
     let ok = r
-        .ledger
-        .commit(
-            "k1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(1000)),
-            dec!(20),
-        )
+        .sell("k1", CARD, "R1", dec!(1000), dec!(20))
         .await
         .unwrap();
     assert_eq!(ok.redeemed, dec!(20));
@@ -230,26 +206,12 @@ async fn a_programme_limit_per_card_within_the_hour_and_never_after() {
     assert!(s.as_of.is_some());
     // 20 spent, 15 more is beyond the card's 30.
     let e = r
-        .ledger
-        .commit(
-            "k2".into(),
-            CARD.into(),
-            "R2".into(),
-            lines(dec!(1000)),
-            dec!(15),
-        )
+        .sell("k2", CARD, "R2", dec!(1000), dec!(15))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("at most 30"), "{e}");
     let ok = r
-        .ledger
-        .commit(
-            "k3".into(),
-            CARD.into(),
-            "R3".into(),
-            lines(dec!(1000)),
-            dec!(10),
-        )
+        .sell("k3", CARD, "R3", dec!(1000), dec!(10))
         .await
         .unwrap();
     assert_eq!(ok.balance_before, dec!(80));
@@ -258,26 +220,12 @@ async fn a_programme_limit_per_card_within_the_hour_and_never_after() {
     // limit.
     r.clock.advance(Duration::from_secs(30 * 60 + 1));
     let e = r
-        .ledger
-        .commit(
-            "k4".into(),
-            "7000000000002".into(),
-            "R4".into(),
-            lines(dec!(1000)),
-            dec!(1),
-        )
+        .sell("k4", "7000000000002", "R4", dec!(1000), dec!(1))
         .await
         .unwrap_err();
     assert!(matches!(e, LedgerError::OfflineRedeem(_)), "{e:?}");
     // Earning still works.
-    r.ledger
-        .commit(
-            "k5".into(),
-            CARD.into(),
-            "R5".into(),
-            lines(dec!(1000)),
-            Decimal::ZERO,
-        )
+    r.sell("k5", CARD, "R5", dec!(1000), Decimal::ZERO)
         .await
         .unwrap();
     assert_eq!(r.ledger.outbox.depth().await.unwrap().queued, 3);
@@ -293,26 +241,12 @@ async fn an_unseen_card_earns_offline_but_cannot_spend_or_resolve() {
         "{e:?}"
     );
     let e = r
-        .ledger
-        .commit(
-            "k1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(100)),
-            dec!(1),
-        )
+        .sell("k1", CARD, "R1", dec!(100), dec!(1))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("no copy"), "{e}");
     let ok = r
-        .ledger
-        .commit(
-            "k2".into(),
-            CARD.into(),
-            "R2".into(),
-            lines(dec!(100)),
-            Decimal::ZERO,
-        )
+        .sell("k2", CARD, "R2", dec!(100), Decimal::ZERO)
         .await
         .unwrap();
     assert_eq!((ok.account, ok.accrued), (0, dec!(5)));
@@ -333,14 +267,7 @@ async fn a_blocked_card_is_refused_offline_as_online() {
     };
     r.ledger.outbox.remember(CARD.into(), &s).await.unwrap();
     let e = r
-        .ledger
-        .commit(
-            "k1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(100)),
-            Decimal::ZERO,
-        )
+        .sell("k1", CARD, "R1", dec!(100), Decimal::ZERO)
         .await
         .unwrap_err();
     assert!(matches!(e, LedgerError::Inactive(_)), "{e:?}");
@@ -350,14 +277,7 @@ async fn a_blocked_card_is_refused_offline_as_online() {
 async fn returns_queue_behind_sales_and_the_queue_has_a_limit() {
     let r = rig(Decimal::ZERO);
     let sale = r
-        .ledger
-        .commit(
-            "s1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(100)),
-            Decimal::ZERO,
-        )
+        .sell("s1", CARD, "R1", dec!(100), Decimal::ZERO)
         .await
         .unwrap();
     assert!(sale.pending.is_some());
@@ -383,14 +303,7 @@ async fn returns_queue_behind_sales_and_the_queue_has_a_limit() {
             .unwrap();
     }
     let e = r
-        .ledger
-        .commit(
-            "full".into(),
-            CARD.into(),
-            "F".into(),
-            lines(dec!(1)),
-            Decimal::ZERO,
-        )
+        .sell("full", CARD, "F", dec!(1), Decimal::ZERO)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("queue is full"), "{e}");
@@ -399,14 +312,7 @@ async fn returns_queue_behind_sales_and_the_queue_has_a_limit() {
 #[tokio::test]
 async fn the_dead_letter_list_retries_and_drops_by_id() {
     let r = rig(Decimal::ZERO);
-    r.ledger
-        .commit(
-            "s1".into(),
-            CARD.into(),
-            "R1".into(),
-            lines(dec!(100)),
-            Decimal::ZERO,
-        )
+    r.sell("s1", CARD, "R1", dec!(100), Decimal::ZERO)
         .await
         .unwrap();
     let item = r.ledger.outbox.next().await.unwrap().unwrap();
