@@ -24,10 +24,11 @@ use posbridge::redact::Secret;
 use posbridge_pgtest::Cluster;
 use rust_decimal::Decimal;
 
+mod common;
 #[path = "../tests/support/load.rs"]
 mod load;
 
-const CENTRAL_BIN: &str = env!("CARGO_BIN_EXE_posbridge-central");
+use common::{Service, cpu_model, env, pct, till_bin, till_command, till_config};
 
 /// What a run measures; every field has an env var.
 struct Params {
@@ -57,18 +58,8 @@ struct Params {
     growth_calls: usize,
 }
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
-
 impl Params {
     fn from_env() -> Params {
-        let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/posbridge");
         Params {
             secs: env("BENCH_SECS", 15),
             clients: std::env::var("BENCH_CLIENTS")
@@ -81,9 +72,7 @@ impl Params {
             pool: env("BENCH_POOL", 16),
             pgbench_scale: env("BENCH_PGBENCH_SCALE", 16),
             daemons: env("BENCH_DAEMONS", 8),
-            till_bin: std::env::var_os("BENCH_TILL_BIN")
-                .map(PathBuf::from)
-                .unwrap_or(release),
+            till_bin: till_bin(),
             growth_accounts: env("BENCH_GROWTH_ACCOUNTS", 200_000),
             growth_sales: env("BENCH_GROWTH_SALES", 5),
             growth_calls: env("BENCH_GROWTH_CALLS", 400),
@@ -103,81 +92,11 @@ impl Rng {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `posbridge-central serve` process; killed on drop.
-struct Service {
-    child: Child,
-    url: String,
-    config: PathBuf,
-}
-
+/// What this bench adds to the service: tills.
 impl Service {
-    fn start(dir: &Path, name: &str, db_url: &str, pool: usize) -> Service {
-        let port = free_port();
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_requests = 512\n\n\
-                 [database]\nurl = \"{db_url}\"\npool_size = {pool}\n\n[ledger.programme]\n"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(CENTRAL_BIN)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            // Requests are not logged one by one: the bench measures the service.
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn posbridge-central");
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "posbridge-central did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let s = Service {
-            child,
-            url: format!("http://{addr}"),
-            config,
-        };
-        s.admin(&["store", "add", "S1", "--name", "Bench"]);
-        s
-    }
-
-    fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(CENTRAL_BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run posbridge-central");
-        assert!(
-            out.status.success(),
-            "posbridge-central {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = String::from_utf8_lossy(&out.stdout);
-        out.lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or_default()
-            .to_owned()
+    /// The service's base URL.
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Issues terminal `id` and returns the key.
@@ -190,7 +109,7 @@ impl Service {
         let key = self.terminal(id);
         Central::new(
             Endpoint {
-                url: self.url.clone(),
+                url: self.url(),
                 terminal: id.to_owned(),
                 key: Secret::new(key),
                 connect_timeout: Duration::from_secs(5),
@@ -200,13 +119,6 @@ impl Service {
             Settings::default(),
         )
         .expect("client")
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -222,30 +134,8 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("terminal.key");
         std::fs::write(&key_file, service.terminal(id)).unwrap();
-        let socket = dir.path().join("posbridge.sock");
-        let config = dir.path().join("posbridge.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nlog_level = \"warn\"\n\n\
-                 [ledger]\nbackend = \"central\"\n\n[ledger.central]\nurl = \"{}\"\n\
-                 terminal = \"{id}\"\nkey_file = \"{}\"\n",
-                socket.display(),
-                dir.path().join("state").display(),
-                service.url,
-                key_file.display(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let (socket, config) = till_config(dir.path(), &service.url(), id, &key_file, "");
+        let child = till_command(bin, &config)
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn posbridge");
@@ -312,15 +202,6 @@ impl Row {
     fn tps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
-}
-
-fn pct(l: &mut [Duration], p: f64) -> f64 {
-    if l.is_empty() {
-        return f64::NAN;
-    }
-    l.sort_unstable();
-    let i = ((l.len() as f64 - 1.0) * p).round() as usize;
-    l[i].as_secs_f64() * 1000.0
 }
 
 /// Runs `clients` loops of `call` for a warm-up then `secs`; the calls
@@ -748,16 +629,4 @@ fn growth(rt: &tokio::runtime::Runtime, p: &Params, cluster: &Cluster, dir: &Pat
         println!("-- {name}\n{plan}\n");
     }
     println!("hot statements with a Seq Scan: {scans}");
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -212,6 +212,7 @@ const MIGRATIONS: &[&str] = &[
         failed_at  TEXT
     ) STRICT;
     CREATE INDEX sync_outbox_state ON sync_outbox(state, id);
+    CREATE INDEX sync_outbox_number ON sync_outbox(number);
     CREATE TABLE sync_cards (
         number          TEXT PRIMARY KEY,
         summary         TEXT NOT NULL,

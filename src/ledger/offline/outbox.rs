@@ -349,11 +349,13 @@ impl Outbox {
     pub async fn depth(&self) -> Result<Depth, StoreError> {
         self.store
             .with(|c| {
+                // Each from the (state, id) index: counted there, not in
+                // the table (this runs after every queued or booked item).
                 c.query_row(
-                    "SELECT COUNT(*) FILTER (WHERE state = 'queued'),
-                            COUNT(*) FILTER (WHERE state = 'failed'),
-                            MIN(queued_at) FILTER (WHERE state = 'queued')
-                     FROM sync_outbox",
+                    "SELECT (SELECT COUNT(*) FROM sync_outbox WHERE state = 'queued'),
+                            (SELECT COUNT(*) FROM sync_outbox WHERE state = 'failed'),
+                            (SELECT queued_at FROM sync_outbox WHERE state = 'queued'
+                             ORDER BY id LIMIT 1)",
                     [],
                     |r| {
                         Ok(Depth {
