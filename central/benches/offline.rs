@@ -253,36 +253,23 @@ async fn status(c: &mut Client) -> Value {
         .expect("ledger.sync.status")
 }
 
-/// The outbox's two full-table queries (`Outbox::depth` after every
-/// operation, `Outbox::pending_redeem` before every offline sale), timed on
-/// the till's file as it is now (read-only, beside the running daemon).
-fn outbox_queries(db: &Path) -> (f64, f64) {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open the till's file");
-    let time = |sql: &str| {
-        let mut best = f64::INFINITY;
-        for _ in 0..20 {
-            let t = Instant::now();
-            let mut st = c.prepare_cached(sql).unwrap();
-            let card = load::card(1);
-            let args: &[&dyn rusqlite::ToSql] = if st.parameter_count() == 1 {
-                &[&card]
-            } else {
-                &[]
-            };
-            let mut rows = st.query(args).unwrap();
-            while rows.next().unwrap().is_some() {}
-            best = best.min(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        best
-    };
-    (
-        time(
-            "SELECT COUNT(*) FILTER (WHERE state = 'queued'), COUNT(*) FILTER (WHERE state = 'failed'),
-                    MIN(queued_at) FILTER (WHERE state = 'queued') FROM sync_outbox",
-        ),
-        time("SELECT redeem FROM sync_outbox WHERE kind = 'sale' AND number = ?1"),
-    )
+/// The till's own `Outbox::depth` (after every queued and every replayed
+/// operation) and `Outbox::pending_redeem` (before every offline sale),
+/// best of 20, on the till's file as it is now, beside the running daemon.
+async fn outbox_queries(db: &Path) -> (f64, f64) {
+    let store = posbridge::store::Store::open(db).expect("open the till's file");
+    let outbox = posbridge::ledger::offline::outbox::Outbox::new(store, u64::MAX);
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let (mut depth, mut redeem) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..20 {
+        let t = Instant::now();
+        outbox.depth().await.expect("depth");
+        depth = depth.min(ms(t));
+        let t = Instant::now();
+        outbox.pending_redeem(load::card(1)).await.expect("pending_redeem");
+        redeem = redeem.min(ms(t));
+    }
+    (depth, redeem)
 }
 
 fn main() {
@@ -439,7 +426,8 @@ async fn run(
     let s = status(&mut c).await;
     assert_eq!(s["queued"], p.queue, "{s}");
     assert_eq!(s["link"], "offline", "{s}");
-    let (depth_ms, redeem_ms) = outbox_queries(&till.dir.path().join("state/posbridge.sqlite3"));
+    let (depth_ms, redeem_ms) =
+        outbox_queries(&till.dir.path().join("state/posbridge.sqlite3")).await;
 
     // (c) Link back: until nothing is queued and the link is online.
     let quarters = [p.queue * 3 / 4, p.queue / 2, p.queue / 4, 0];
