@@ -291,6 +291,27 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .await
         .unwrap();
     assert_eq!(rf.account, account);
+    // A till's offline sale and return, booked at their own time.
+    let at = OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let late = l
+        .commit_at(
+            "late1".into(),
+            card.into(),
+            "R-late".into(),
+            lines(100),
+            Decimal::ZERO,
+            at,
+        )
+        .await
+        .unwrap();
+    l.refund_at(
+        "late-rf".into(),
+        SaleRef::Transaction(late.transaction),
+        None,
+        at,
+    )
+    .await
+    .unwrap();
     let expires = OffsetDateTime::now_utc() + time::Duration::days(10);
     let adj = l
         .adjust(
@@ -388,6 +409,16 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .unwrap();
     assert_eq!((number.as_str(), spent.redeemed), (card, Decimal::from(1)));
     assert_eq!(l.booking_card(account).await.unwrap(), card);
+
+    // The back office's look-ups.
+    let found = l
+        .search_accounts(card[card.len() - 4..].to_owned(), None, 10)
+        .await
+        .unwrap();
+    assert!(found.hits.iter().any(|h| h.account == account));
+    assert!(!l.lots(account).await.unwrap().is_empty());
+    let cards = l.account_cards(account).await.unwrap();
+    assert!(cards.iter().any(|c| c.number == card));
 
     // Groups.
     let g = l
