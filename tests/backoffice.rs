@@ -143,6 +143,16 @@ async fn operators_find_a_customer_adjust_points_block_a_card_and_are_audited() 
     let number = reg["card_number"].as_str().unwrap().to_owned();
     add_operator(&d, "root", "admin", None, "correct horse battery");
     add_operator(&d, "olga", "operator", Some("50"), "olga's long password");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["backoffice", "operator", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("root\tadmin\t-\tfalse"), "{list}");
+    assert!(list.contains("olga\toperator\t50\tfalse"), "{list}");
+    assert!(!list.contains("argon2"));
 
     let mut admin = Browser::new(port);
     // No session: to the login page.
@@ -284,6 +294,47 @@ async fn operators_find_a_customer_adjust_points_block_a_card_and_are_audited() 
     let (_, page) = olga.get(&format!("/customers/{id}")).await;
     assert!(page.contains("<td id=\"balance\">80</td>"), "{page}");
     assert_eq!(olga.get("/audit").await.0, StatusCode::FORBIDDEN);
+
+    // A viewer reads (in Russian, as its browser asks) but changes nothing.
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let mut vera = Browser::new(port);
+    vera.login("vera", "vera's long password").await;
+    let r = vera
+        .http
+        .get(format!("{}/customers/{id}", vera.base))
+        .header("cookie", &vera.cookie)
+        .header("accept-language", "ru-RU,ru;q=0.9,en;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Баланс") && !page.contains("form_key"),
+        "{page}"
+    );
+    let vcsrf = field(&page, "csrf");
+    let (status, _) = vera
+        .post(
+            &adjust,
+            &[
+                ("csrf", vcsrf.as_str()),
+                ("form_key", "0123456789abcdef0123456789abcdef"),
+                ("direction", "accrue"),
+                ("amount", "1"),
+                ("reason", "goodwill"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Disabled, its session ends at the next request.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["backoffice", "operator", "disable", "vera"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(vera.get("/").await.0, StatusCode::SEE_OTHER);
 
     // The audit log lists every change, with who and from where; the CSV too.
     let (status, page) = admin.get("/audit").await;
