@@ -346,8 +346,11 @@ pub(super) async fn adjust(
                 &w.op.name,
                 "points.adjust",
                 Some(format!("account:{id}")),
+                // A repeated form is answered from the ledger's stored
+                // result and audited again; the key and transaction tell
+                // the two rows for one booking.
                 json!({
-                    "amount": signed.to_string(), "reason": reason,
+                    "amount": signed.to_string(), "reason": reason, "key": f.form_key,
                     "transaction": r.transaction, "balance_after": r.balance_after.to_string(),
                 }),
                 from,
