@@ -207,6 +207,9 @@ impl App {
         if old.daemon.tcp != new.daemon.tcp {
             restart_required.push("daemon.tcp");
         }
+        if old.backoffice != new.backoffice {
+            restart_required.push("backoffice");
+        }
         if old.state_dir() != new.state_dir() || old.ledger != new.ledger {
             restart_required.push("ledger");
         }

@@ -85,6 +85,23 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         None => None,
     };
 
+    // The back office binds before "ready", so a port in use fails the
+    // start instead of a page that never answers.
+    let backoffice = match &config.backoffice.listen {
+        Some(listen) => {
+            let addr = *listen.get_ref();
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ListenError::Io {
+                    what: format!("bind backoffice {addr}"),
+                    source,
+                })?;
+            tracing::info!(addr = %l.local_addr().unwrap_or(addr), "back office on");
+            Some(l)
+        }
+        None => None,
+    };
+
     let grace = config.daemon.shutdown_grace();
     let max_clients = {
         let devices = crate::devices::DeviceEntry::from_config(&config).len() as u64;
@@ -139,6 +156,14 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
             tokio::spawn(async {})
         }
     };
+
+    let backoffice_task = backoffice.map(|l| {
+        let state = crate::backoffice::Backoffice::new(
+            app.ledger.clone(),
+            crate::ledger::db::Books::sqlite(app.store.clone()),
+        );
+        tokio::spawn(crate::backoffice::serve(l, state, shutdown.clone()))
+    });
 
     // A till in central mode replays what it accepted offline, and tells
     // the POS how far it got.
@@ -204,6 +229,15 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         );
     }
     let _ = tokio::time::timeout_at(deadline, tier_job).await;
+    if let Some(task) = backoffice_task {
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "back office stopped with an error"),
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("back office did not stop within the grace period")
+            }
+        }
+    }
     if let Some((events, replay)) = sync_tasks {
         // An operation being sent stays queued if cut short: it is sent
         // again at the next start and the central ledger books it once.

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backoffice;
 pub mod cards;
 pub mod cli;
 pub mod client;

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             Command::Ledger(LedgerCommand::Export { format, out }) => {
                 posbridge::cli::ledger::export(flag.as_deref(), format, out).await
             }
+            Command::Backoffice(cmd) => posbridge::cli::backoffice::run(flag.as_deref(), cmd).await,
             Command::Demo { once, chain: false } => posbridge::cli::demo::run(once).await,
             Command::Demo { once, chain: true } => posbridge::cli::demo_chain::run(once).await,
             Command::Sim(cmd) => sim::run(cmd).await,

@@ -425,6 +425,16 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
     assert_eq!((number.as_str(), spent.redeemed), (card, Decimal::from(1)));
     assert_eq!(l.booking_card(account).await.unwrap(), card);
 
+    // The back office's look-ups.
+    let found = l
+        .search_accounts(card[card.len() - 4..].to_owned(), None, 10)
+        .await
+        .unwrap();
+    assert!(found.hits.iter().any(|h| h.account == account));
+    assert!(!l.lots(account).await.unwrap().is_empty());
+    let cards = l.account_cards(account).await.unwrap();
+    assert!(cards.iter().any(|c| c.number == card));
+
     // Groups.
     let g = l
         .create_group("staff".into(), Some("Сотрудники".into()))

@@ -266,7 +266,10 @@ async fn outbox_queries(db: &Path) -> (f64, f64) {
         outbox.depth().await.expect("depth");
         depth = depth.min(ms(t));
         let t = Instant::now();
-        outbox.pending_redeem(load::card(1)).await.expect("pending_redeem");
+        outbox
+            .pending_redeem(load::card(1))
+            .await
+            .expect("pending_redeem");
         redeem = redeem.min(ms(t));
     }
     (depth, redeem)

@@ -98,6 +98,9 @@ pub fn account_error(e: AccountError) -> RpcError {
         AccountError::BadCardNumber => RpcError::invalid_params("card_number", "4 to 32 digits"),
         AccountError::BadSecret => RpcError::invalid_params("secret", "4 to 32 letters or digits"),
         AccountError::BadCodeWord => RpcError::invalid_params("code_word", "2 to 64 characters"),
+        AccountError::BadQuery(max) => {
+            RpcError::invalid_params("query", format!("1 to {max} characters"))
+        }
         AccountError::BadGroupName => {
             RpcError::invalid_params("name", "1 to 64 printable characters")
         }

@@ -1,5 +1,6 @@
 //! Command-line interface: the daemon and the technician's tools.
 
+pub mod backoffice;
 pub mod call;
 pub mod config;
 pub mod demo;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Ledger tools.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// The back office's operators (see docs/backoffice.md).
+    #[command(subcommand)]
+    Backoffice(backoffice::BackofficeCommand),
     /// List serial, HID, input and USB printer devices, flag those that
     /// cannot be opened, and print a configuration snippet for each.
     Devices,

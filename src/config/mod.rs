@@ -55,6 +55,22 @@ pub struct Config {
     /// How receipts are laid out.
     #[serde(default)]
     pub receipt: ReceiptConfig,
+    /// The back office web application (off unless `listen` is set).
+    #[serde(default)]
+    pub backoffice: BackofficeConfig,
+}
+
+/// `[backoffice]`: the operators' web application on the embedded ledger.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackofficeConfig {
+    /// Address to serve on, such as `127.0.0.1:7460`; absent: off.
+    pub listen: Option<Spanned<SocketAddr>>,
+    /// Must be true to listen on a non-loopback address: the pages move
+    /// points and block cards, so exposing them is a deliberate choice
+    /// (like `[daemon.tcp]`).
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// `[daemon]`: the local API and the process itself.
@@ -1677,6 +1693,20 @@ impl Config {
                     tcp.listen.span().start,
                     "daemon.token_file".into(),
                     "the TCP listener needs daemon.token_file: TCP clients must log in".into(),
+                ));
+            }
+        }
+
+        if let Some(listen) = &self.backoffice.listen {
+            let addr = listen.get_ref();
+            if !addr.ip().is_loopback() && !self.backoffice.allow_remote {
+                return Err(invalid(
+                    listen.span().start,
+                    "backoffice.listen".into(),
+                    format!(
+                        "{addr} is not a loopback address; set backoffice.allow_remote = true \
+                         to expose the back office to the network deliberately"
+                    ),
                 ));
             }
         }

@@ -36,6 +36,7 @@ mod groups;
 mod guess;
 mod redeem;
 mod register;
+mod search;
 mod types;
 mod values;
 mod wire;
@@ -44,6 +45,10 @@ use gate::{HashGate, KeyLocks};
 pub(crate) use groups::groups_of;
 use groups::missing_group;
 use guess::{CARD_SECRET, CODE_WORD, Checked, CodeCount, Guess};
+pub use search::{
+    CardRow, LOTS_MAX, LotView, SEARCH_MAX_LIMIT, SEARCH_MAX_QUERY, SearchHit, SearchPage,
+    like_escape,
+};
 pub use types::{
     AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode, Registered,
     Registration, Update,
@@ -202,6 +207,9 @@ pub enum AccountError {
     /// A group name is not 1 to 64 printable characters.
     #[error("group name: 1 to 64 printable characters")]
     BadGroupName,
+    /// A search query is empty or longer than the bound (characters).
+    #[error("query: 1 to {0} characters")]
+    BadQuery(usize),
     /// No such card.
     #[error("unknown card")]
     UnknownCard,

@@ -429,7 +429,7 @@ pub(crate) fn history_tx(
     let balance = balance_units(db, account)?;
     // One row more than asked tells whether there is a next page.
     let mut txns: Vec<HistoryTxn> = db.query_map(
-        "SELECT id, kind, created_at, receipt_id, result, store_id, terminal_id FROM txns
+        "SELECT id, kind, created_at, receipt_id, result, store_id, terminal_id, request FROM txns
          WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         args![account, cursor.unwrap_or(i64::MAX), i64::from(limit) + 1],
         |r| {
@@ -439,6 +439,15 @@ pub(crate) fn history_tx(
                 serde_json::from_str(&r.get::<String>(4)?).ok()
             } else {
                 None
+            };
+            // An adjustment's reason and operator live in its request.
+            let (reason, operator) = if kind == "adjust" {
+                let req: serde_json::Value =
+                    serde_json::from_str(&r.get::<String>(7)?).unwrap_or_default();
+                let text = |k: &str| req.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                (text("reason"), text("operator"))
+            } else {
+                (None, None)
             };
             let refund_of = if kind == "refund" {
                 receipt.as_deref().and_then(refund_marker_sale)
@@ -453,6 +462,8 @@ pub(crate) fn history_tx(
                 kind,
                 store: recorded(r.get(5)?),
                 terminal: recorded(r.get(6)?),
+                reason,
+                operator,
                 entries: Vec::new(),
                 detail,
             })

@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
 use super::accounts::{
-    AccountError, AccountView, Accounts, Activated, CodeWordCheck, GroupView, Issued, Lookup,
-    PendingCode, Registered, Registration, Settings, Update,
+    AccountError, AccountView, Accounts, Activated, CardRow, CodeWordCheck, GroupView, Issued,
+    Lookup, LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
 };
 use super::db::Books;
 use super::embedded::{
@@ -234,6 +234,20 @@ impl Ledger for Local {
     }
     fn get_account(&self, by: Lookup) -> LedgerFuture<'_, AccountView, AccountError> {
         Box::pin(self.accounts.get(by))
+    }
+    fn search_accounts(
+        &self,
+        query: String,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> LedgerFuture<'_, SearchPage, AccountError> {
+        Box::pin(self.accounts.search(query, cursor, limit))
+    }
+    fn lots(&self, account: i64) -> LedgerFuture<'_, Vec<LotView>, AccountError> {
+        Box::pin(self.accounts.lots(account))
+    }
+    fn account_cards(&self, account: i64) -> LedgerFuture<'_, Vec<CardRow>, AccountError> {
+        Box::pin(self.accounts.cards(account))
     }
     fn set_card_status(
         &self,

@@ -27,8 +27,8 @@ use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
 use accounts::{
-    AccountError, AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode,
-    Registered, Registration, Settings, Update,
+    AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
+    LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
 };
 pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
@@ -208,6 +208,20 @@ pub trait Ledger: Send + Sync {
     ) -> LedgerFuture<'_, Issued, AccountError>;
     /// An account with its cards.
     fn get_account(&self, by: Lookup) -> LedgerFuture<'_, AccountView, AccountError>;
+    /// Customers whose name, phone or e-mail contains `query`, or whose
+    /// card ends with it (4+ digits); ids above `cursor`, at most `limit`
+    /// (the back office's search).
+    fn search_accounts(
+        &self,
+        query: String,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> LedgerFuture<'_, SearchPage, AccountError>;
+    /// An account's lots that still hold points, soonest to burn first.
+    fn lots(&self, account: i64) -> LedgerFuture<'_, Vec<LotView>, AccountError>;
+    /// An account's cards with full numbers, in issue order: for a server
+    /// that acts on one (the back office blocks by it), never for display.
+    fn account_cards(&self, account: i64) -> LedgerFuture<'_, Vec<CardRow>, AccountError>;
     /// Blocks or unblocks a card: `blocked`, `lost` or `active`.
     fn set_card_status(&self, number: String, status: String)
     -> LedgerFuture<'_, (), AccountError>;

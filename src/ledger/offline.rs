@@ -34,8 +34,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, broadcast, watch};
 
 use super::accounts::{
-    AccountError, AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode,
-    Registered, Registration, Settings, Update,
+    AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
+    LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
 };
 use super::embedded::{AccountRef, HistoryPage, OverridesResult, ts};
 use super::remote::Central;

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::accounts::{
-    AccountError, AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode,
-    Registered, Registration, Settings, Update,
+    AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
+    LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
 };
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, LedgerError,

@@ -253,6 +253,12 @@ pub struct HistoryTxn {
     /// (transactions older than the column have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminal: Option<String>,
+    /// For `adjust`: the reason given (from the stored request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `adjust`: who made it (from the stored request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
     /// The postings, in order.
     pub entries: Vec<HistoryEntry>,
     /// What changed, for `overrides` (the percentages now) and `tier`
@@ -424,6 +430,8 @@ mod tests {
                 refund_of: Some(2),
                 store: Some("shop-2".into()),
                 terminal: Some("till-7".into()),
+                reason: None,
+                operator: None,
                 entries: vec![HistoryEntry {
                     kind: "debt".into(),
                     amount: Decimal::new(-4, 0),

@@ -23,8 +23,8 @@ use crate::api::rpc::{RpcError, code};
 
 // The types the table names, for its expansion here.
 use super::accounts::{
-    AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode, Registered,
-    Registration, Update,
+    AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup, LotView,
+    PendingCode, Registered, Registration, SearchPage, Update,
 };
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
@@ -94,6 +94,10 @@ macro_rules! ledger_methods {
                 #[serde(default, serialize_with = "crate::redact::expose")] secret: Option<Secret>
             ) -> Issued, AccountError;
             "accounts/get" Read get_account(by: Lookup) -> AccountView, AccountError;
+            "accounts/search" Read search_accounts(query: String, cursor: Option<i64>, limit: u32)
+                -> SearchPage, AccountError;
+            "accounts/lots" Read lots(account: i64) -> Vec<LotView>, AccountError;
+            "accounts/cards" Read account_cards(account: i64) -> Vec<CardRow>, AccountError;
             "accounts/set_card_status" Write set_card_status(number: String, status: String)
                 -> (), AccountError;
             "accounts/regenerate_secret" Write regenerate_secret(number: String)

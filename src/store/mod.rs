@@ -220,6 +220,29 @@ const MIGRATIONS: &[&str] = &[
         secret_hash     TEXT,
         secret_failures INTEGER NOT NULL DEFAULT 0
     ) STRICT;",
+    // 14: the back office's operators and its audit log. Plain SQL that
+    // PostgreSQL also runs (no STRICT, no rowid alias: the audit id is
+    // written by the code as MAX(id) + 1 inside the write transaction), so
+    // the central service can keep the same tables. A password is kept
+    // only as an argon2id hash; `op_limit` is points per operation in
+    // units of 0.0001 (NULL: unlimited).
+    "CREATE TABLE bo_operators (
+        name          TEXT PRIMARY KEY NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        password_hash TEXT NOT NULL,
+        op_limit      BIGINT CHECK (op_limit IS NULL OR op_limit >= 0),
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE bo_audit (
+        id       BIGINT PRIMARY KEY NOT NULL,
+        at       TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        target   TEXT,
+        detail   TEXT NOT NULL,
+        remote   TEXT
+    );",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

@@ -1,0 +1,200 @@
+//! Every string the pages show, in Russian and English, in one table.
+
+/// A page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Русский.
+    Ru,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// The code in `?lang=` and the cookie.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ru => "ru",
+            Lang::En => "en",
+        }
+    }
+
+    /// `ru` or `en`.
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "ru" => Some(Lang::Ru),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The first of Russian or English an `Accept-Language` header names
+    /// (quality values are ignored: browsers list in preference order);
+    /// Russian when it names neither, as the programme's shops are.
+    pub fn from_accept(header: &str) -> Lang {
+        for part in header.split(',') {
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            let primary = tag.split('-').next().unwrap_or("");
+            if let Some(l) = Lang::parse(primary) {
+                return l;
+            }
+        }
+        Lang::Ru
+    }
+}
+
+/// A string of the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum T {
+    Title,
+    Login,
+    Name,
+    Password,
+    LogOut,
+    BadLogin,
+    TooMany,
+    Customers,
+    Search,
+    SearchHint,
+    NoResults,
+    Next,
+    Account,
+    Status,
+    Phone,
+    Email,
+    Cards,
+    Balance,
+    Tier,
+    Lots,
+    Remaining,
+    Burns,
+    Never,
+    History,
+    Kind,
+    When,
+    Where,
+    Reason,
+    Operator,
+    Amount,
+    Block,
+    Unblock,
+    ManualPoints,
+    Accrue,
+    Deduct,
+    Note,
+    Expires,
+    Submit,
+    Done,
+    Audit,
+    ExportCsv,
+    Action,
+    Target,
+    Detail,
+    From,
+    Forbidden,
+    OverLimit,
+    NotFound,
+    ReasonGoodwill,
+    ReasonComplaint,
+    ReasonCorrection,
+    ReasonPromotion,
+    ReasonOther,
+    BadDate,
+    Failed,
+}
+
+/// `t` in `lang`.
+pub fn tr(lang: Lang, t: T) -> &'static str {
+    let (ru, en) = match t {
+        T::Title => ("Бэк-офис программы лояльности", "Loyalty back office"),
+        T::Login => ("Войти", "Log in"),
+        T::Name => ("Имя", "Name"),
+        T::Password => ("Пароль", "Password"),
+        T::LogOut => ("Выйти", "Log out"),
+        T::BadLogin => ("Неверное имя или пароль", "Wrong name or password"),
+        T::TooMany => (
+            "Слишком много неудачных попыток; попробуйте позже",
+            "Too many failed attempts; try again later",
+        ),
+        T::Customers => ("Клиенты", "Customers"),
+        T::Search => ("Найти", "Search"),
+        T::SearchHint => (
+            "Телефон, e-mail, имя или номер карты (можно последние 4 цифры)",
+            "Phone, e-mail, name or card number (the last 4 digits will do)",
+        ),
+        T::NoResults => ("Ничего не найдено", "Nothing found"),
+        T::Next => ("Дальше", "Next"),
+        T::Account => ("Счёт", "Account"),
+        T::Status => ("Статус", "Status"),
+        T::Phone => ("Телефон", "Phone"),
+        T::Email => ("E-mail", "E-mail"),
+        T::Cards => ("Карты", "Cards"),
+        T::Balance => ("Баланс", "Balance"),
+        T::Tier => ("Уровень", "Tier"),
+        T::Lots => ("Начисления и сгорание", "Lots and burn dates"),
+        T::Remaining => ("Осталось", "Remaining"),
+        T::Burns => ("Сгорает", "Burns"),
+        T::Never => ("никогда", "never"),
+        T::History => ("История", "History"),
+        T::Kind => ("Операция", "Kind"),
+        T::When => ("Когда", "When"),
+        T::Where => ("Магазин / касса", "Store / till"),
+        T::Reason => ("Причина", "Reason"),
+        T::Operator => ("Оператор", "Operator"),
+        T::Amount => ("Сумма", "Amount"),
+        T::Block => ("Заблокировать", "Block"),
+        T::Unblock => ("Разблокировать", "Unblock"),
+        T::ManualPoints => ("Ручное начисление и списание", "Manual points"),
+        T::Accrue => ("Начислить", "Accrue"),
+        T::Deduct => ("Списать", "Deduct"),
+        T::Note => ("Комментарий", "Note"),
+        T::Expires => ("Сгорает (необязательно)", "Expires (optional)"),
+        T::Submit => ("Провести", "Submit"),
+        T::Done => ("Готово", "Done"),
+        T::Audit => ("Журнал действий", "Audit log"),
+        T::ExportCsv => ("Выгрузить CSV", "Export CSV"),
+        T::Action => ("Действие", "Action"),
+        T::Target => ("Объект", "Target"),
+        T::Detail => ("Подробности", "Detail"),
+        T::From => ("Адрес", "From"),
+        T::Forbidden => ("Недостаточно прав", "Not allowed for your role"),
+        T::OverLimit => (
+            "Больше вашего лимита на одну операцию",
+            "More than your limit per operation",
+        ),
+        T::NotFound => ("Не найдено", "Not found"),
+        T::ReasonGoodwill => ("Жест доброй воли", "Goodwill"),
+        T::ReasonComplaint => ("Жалоба", "Complaint"),
+        T::ReasonCorrection => ("Исправление ошибки", "Correction"),
+        T::ReasonPromotion => ("Акция", "Promotion"),
+        T::ReasonOther => ("Другое", "Other"),
+        T::BadDate => (
+            "Дата в виде ГГГГ-ММ-ДД, в будущем",
+            "A future date as YYYY-MM-DD",
+        ),
+        T::Failed => ("Операция не выполнена", "The operation failed"),
+    };
+    match lang {
+        Lang::Ru => ru,
+        Lang::En => en,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_first_known() {
+        assert_eq!(Lang::from_accept("en-GB,en;q=0.9,ru;q=0.8"), Lang::En);
+        assert_eq!(Lang::from_accept("de-DE, ru;q=0.5"), Lang::Ru);
+        assert_eq!(Lang::from_accept("fr"), Lang::Ru);
+        assert_eq!(Lang::from_accept(""), Lang::Ru);
+        assert_eq!(tr(Lang::En, T::Login), "Log in");
+    }
+}

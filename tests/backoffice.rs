@@ -1,0 +1,405 @@
+//! The back office end to end over real HTTP on loopback: the real daemon
+//! binary serving `[backoffice] listen`, operators created with the real
+//! CLI, cookies and forms handled by hand as a browser would.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{BIN, Daemon};
+use posbridge::client::ClientError;
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+
+const PROGRAMME: &str = "[ledger.programme]\nwelcome_bonus = \"100\"\nwelcome_expiry_days = 30\n";
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `posbridge backoffice operator add NAME --role ROLE [--limit L]` with
+/// the password on stdin.
+fn add_operator(d: &Daemon, name: &str, role: &str, limit: Option<&str>, password: &str) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&d.config)
+        .args(["backoffice", "operator", "add", name, "--role", role])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(l) = limit {
+        cmd.args(["--limit", l]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A browser's view of one operator: the base address and the session
+/// cookie once logged in.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Browser {
+    fn new(port: u16) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+            cookie: String::new(),
+        }
+    }
+
+    async fn login(&mut self, name: &str, password: &str) -> reqwest::Response {
+        let r = self
+            .http
+            .post(format!("{}/login", self.base))
+            .form(&[("name", name), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        if let Some(c) = r.headers().get("set-cookie") {
+            let c = c.to_str().unwrap();
+            assert!(
+                c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+                "{c}"
+            );
+            self.cookie = c.split(';').next().unwrap().to_owned();
+        }
+        r
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("accept-language", "en")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+}
+
+/// The value of the first `name="…" value="…"` input in a page.
+fn field(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} field in:\n{page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn rpc_code(r: Result<Value, ClientError>) -> i64 {
+    match r {
+        Err(ClientError::Rpc { error }) => error["code"].as_i64().unwrap(),
+        other => panic!("expected an RPC error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn operators_find_a_customer_adjust_points_block_a_card_and_are_audited() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161234567", "name": "Ivan Petrov", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    let number = reg["card_number"].as_str().unwrap().to_owned();
+    add_operator(&d, "root", "admin", None, "correct horse battery");
+    add_operator(&d, "olga", "operator", Some("50"), "olga's long password");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["backoffice", "operator", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("root\tadmin\t-\tfalse"), "{list}");
+    assert!(list.contains("olga\toperator\t50\tfalse"), "{list}");
+    assert!(!list.contains("argon2"));
+
+    let mut admin = Browser::new(port);
+    // No session: to the login page.
+    let (status, _) = admin.get("/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        admin.login("root", "wrong password").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        admin.login("root", "correct horse battery").await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // Search by phone and by the card's last four digits.
+    let (status, page) = admin.get("/?q=%2B7%20916%20123-45-67").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&format!("/customers/{id}")), "{page}");
+    let last4 = &number[number.len() - 4..];
+    let (_, page) = admin.get(&format!("/?q={last4}")).await;
+    assert!(page.contains("Ivan Petrov"), "{page}");
+    assert!(!page.contains(&number), "a full card number on a page");
+
+    // The customer card.
+    let (status, page) = admin.get(&format!("/customers/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<td id=\"balance\">100</td>"), "{page}");
+    assert!(!page.contains(&number));
+    let csrf = field(&page, "csrf");
+    let form_key = field(&page, "form_key");
+    let adjust = format!("/customers/{id}/adjust");
+
+    // Without the CSRF token: refused, nothing booked.
+    let (status, _) = admin
+        .post(
+            &adjust,
+            &[
+                ("form_key", &form_key),
+                ("direction", "accrue"),
+                ("amount", "25"),
+                ("reason", "complaint"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A strict amount: an error next to the field.
+    let (status, page) = admin
+        .post(
+            &adjust,
+            &[
+                ("csrf", &csrf),
+                ("form_key", &form_key),
+                ("direction", "accrue"),
+                ("amount", "1e3"),
+                ("reason", "complaint"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"amount-error\""), "{page}");
+
+    // Accrue 25 with a reason; the same form twice books once.
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("form_key", form_key.as_str()),
+        ("direction", "accrue"),
+        ("amount", "25"),
+        ("reason", "complaint"),
+        ("note", "late delivery"),
+        ("expires", ""),
+    ];
+    for _ in 0..2 {
+        let (status, page) = admin.post(&adjust, &good).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    }
+    let (_, page) = admin.get(&format!("/customers/{id}")).await;
+    assert!(page.contains("<td id=\"balance\">125</td>"), "{page}");
+    assert!(page.contains("complaint: late delivery"), "{page}");
+    assert!(page.contains("<td class=\"operator\">root</td>"), "{page}");
+    // The till's own history says the same.
+    let h = c
+        .call("account.history", json!({"account": id}))
+        .await
+        .unwrap();
+    assert_eq!(h["transactions"][0]["operator"], "root");
+    assert_eq!(h["transactions"][0]["reason"], "complaint: late delivery");
+
+    // Block the card: a sale on it is refused at the till.
+    let (status, _) = admin
+        .post(
+            &format!("/customers/{id}/cards/0"),
+            &[("csrf", &csrf), ("status", "blocked")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let sale = json!({"idempotency_key": "bo-1", "number": number, "receipt_id": "R1",
+        "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "100"}]});
+    assert_eq!(rpc_code(c.call("sale.commit", sale.clone()).await), 2002);
+    let (_, page) = admin.get(&format!("/customers/{id}")).await;
+    assert!(page.contains(">blocked<"), "{page}");
+    // Unblocked again, it earns (5 points on this sale).
+    let (status, _) = admin
+        .post(
+            &format!("/customers/{id}/cards/0"),
+            &[("csrf", &csrf), ("status", "active")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    c.call("sale.commit", sale).await.unwrap();
+
+    // An operator is held to the limit; within it, fine. No audit page.
+    let mut olga = Browser::new(port);
+    assert_eq!(
+        olga.login("olga", "olga's long password").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = olga.get(&format!("/customers/{id}")).await;
+    let (ocsrf, okey) = (field(&page, "csrf"), field(&page, "form_key"));
+    let over = [
+        ("csrf", ocsrf.as_str()),
+        ("form_key", okey.as_str()),
+        ("direction", "deduct"),
+        ("amount", "50.0001"),
+        ("reason", "correction"),
+    ];
+    let (status, page) = olga.post(&adjust, &over).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"amount-error\""), "{page}");
+    let within = [
+        ("csrf", ocsrf.as_str()),
+        ("form_key", okey.as_str()),
+        ("direction", "deduct"),
+        ("amount", "50"),
+        ("reason", "correction"),
+    ];
+    let (status, page) = olga.post(&adjust, &within).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, page) = olga.get(&format!("/customers/{id}")).await;
+    assert!(page.contains("<td id=\"balance\">80</td>"), "{page}");
+    assert_eq!(olga.get("/audit").await.0, StatusCode::FORBIDDEN);
+
+    // A viewer reads (in Russian, as its browser asks) but changes nothing.
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let mut vera = Browser::new(port);
+    vera.login("vera", "vera's long password").await;
+    let r = vera
+        .http
+        .get(format!("{}/customers/{id}", vera.base))
+        .header("cookie", &vera.cookie)
+        .header("accept-language", "ru-RU,ru;q=0.9,en;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Баланс") && !page.contains("form_key"),
+        "{page}"
+    );
+    let vcsrf = field(&page, "csrf");
+    let (status, _) = vera
+        .post(
+            &adjust,
+            &[
+                ("csrf", vcsrf.as_str()),
+                ("form_key", "0123456789abcdef0123456789abcdef"),
+                ("direction", "accrue"),
+                ("amount", "1"),
+                ("reason", "goodwill"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Disabled, its session ends at the next request.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["backoffice", "operator", "disable", "vera"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(vera.get("/").await.0, StatusCode::SEE_OTHER);
+
+    // The audit log lists every change, with who and from where; the CSV too.
+    let (status, page) = admin.get("/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    for what in ["login", "points.adjust", "card.block", "olga", "127.0.0.1"] {
+        assert!(page.contains(what), "{what} missing from\n{page}");
+    }
+    let r = admin
+        .http
+        .get(format!("{}/audit.csv", admin.base))
+        .header("cookie", &admin.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("id,at,operator,action,target,detail,remote"));
+    assert!(csv.contains("card.block"));
+    assert!(!csv.contains(&number));
+
+    // Logins from one address wait after five failures, right password or not.
+    let mut guess = Browser::new(port);
+    for _ in 0..5 {
+        assert_eq!(
+            guess.login("root", "not it at all").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        guess.login("root", "correct horse battery").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[test]
+fn a_remote_listen_address_needs_allow_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, "[backoffice]\nlisten = \"0.0.0.0:7460\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("backoffice.listen"), "{err}");
+    std::fs::write(
+        &path,
+        "[backoffice]\nlisten = \"0.0.0.0:7460\"\nallow_remote = true\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,165 @@
+//! The back office in a real browser: Debian's headless Chromium driven
+//! through chromedriver (WebDriver), against the real daemon serving
+//! `[backoffice] listen` on loopback. An admin logs in, finds a customer by
+//! phone, adds points with a reason, sees the balance and the history line
+//! with the operator's name, blocks the card and the till refuses a sale on
+//! it. Screenshots of the pages: `UPDATE_SCREENSHOTS=1` writes docs/img/.
+
+mod common;
+#[path = "browser/webdriver.rs"]
+mod webdriver;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{BIN, Daemon};
+use posbridge::client::ClientError;
+use serde_json::json;
+use webdriver::Browser;
+
+const PROGRAMME: &str = "[ledger.programme]\nwelcome_bonus = \"100\"\nwelcome_expiry_days = 30\n";
+
+fn add_admin(d: &Daemon, name: &str, password: &str) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["backoffice", "operator", "add", name, "--role", "admin"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Where a screenshot goes: the docs' own (docs/img) with
+/// `UPDATE_SCREENSHOTS=1`, else cargo's scratch directory, so a test run
+/// leaves the checkout as it was.
+fn shot(name: &str) -> std::path::PathBuf {
+    let dir = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_a_customer_adds_points_and_blocks_the_card_in_a_browser() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161234567", "name": "Мария Иванова", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let number = reg["card_number"].as_str().unwrap().to_owned();
+    add_admin(&d, "anna", "correct horse battery");
+
+    let b = Browser::start(1366, 768).await;
+    let base = format!("http://127.0.0.1:{port}");
+    b.open(&base).await;
+    // No session yet: the login page.
+    b.find("input[name=password]").await;
+    b.screenshot(&shot("backoffice-login.png")).await;
+    b.fill("input[name=name]", "anna").await;
+    b.fill("input[name=password]", "wrong").await;
+    b.submit("form[action='/login'] button").await;
+    b.find("input[name=password]").await;
+    b.fill("input[name=name]", "anna").await;
+    b.fill("input[name=password]", "correct horse battery")
+        .await;
+    b.submit("form[action='/login'] button").await;
+    // The office works in Russian (the browser says English).
+    b.open(&format!("{base}/?lang=ru")).await;
+    assert!(
+        b.text("nav, header, body").await.contains("Клиенты"),
+        "{}",
+        b.text("body").await
+    );
+
+    // Find the customer by phone, written as a person would.
+    b.fill("input[name=q]", "+7 916 123-45-67").await;
+    b.submit("form[action='/'] button").await;
+    let hit = b.text("table").await;
+    assert!(hit.contains("Мария Иванова"), "{hit}");
+    assert!(
+        !hit.contains(&number),
+        "a full card number on the page: {hit}"
+    );
+    b.screenshot(&shot("backoffice-search.png")).await;
+    b.submit("table a").await;
+    assert_eq!(b.text("#balance").await, "100");
+
+    // Add points with a reason.
+    b.click("input[name=direction][value=accrue]").await;
+    b.fill("input[name=amount]", "25").await;
+    b.script("document.querySelector('select[name=reason]').value = 'complaint';")
+        .await;
+    b.fill("input[name=note]", "Гость долго ждал заказ").await;
+    b.submit("form[action$='/adjust'] button").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.text("#balance").await != "125" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            b.text("body").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let row = b.text("tr.txn").await;
+    assert!(
+        row.contains("anna"),
+        "the history line names the operator: {row}"
+    );
+    assert!(row.contains("Гость долго ждал заказ"), "{row}");
+    b.screenshot(&shot("backoffice-customer.png")).await;
+
+    // Block the card: the till refuses a sale on it.
+    b.submit("form[action*='/cards/'] button").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.text("body").await.contains("blocked") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            b.text("body").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sale = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "k1", "number": number, "receipt_id": "R1",
+                   "lines": [{"sku": "A1", "name": "Чай", "category": "food", "qty": "1", "price": "100"}]}),
+        )
+        .await;
+    match sale {
+        Err(ClientError::Rpc { error }) => assert_eq!(error["code"], 2002, "{error}"),
+        other => panic!("a sale on a blocked card: {other:?}"),
+    }
+
+    // The audit log lists what the admin did.
+    b.open(&format!("{base}/audit")).await;
+    let audit = b.text("body").await;
+    assert!(audit.contains("anna"), "{audit}");
+    b.screenshot(&shot("backoffice-audit.png")).await;
+    b.quit().await;
+}
