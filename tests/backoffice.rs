@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{BIN, Daemon};
+use common::{BIN, Daemon, add_operator};
 use posbridge::client::ClientError;
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
@@ -18,30 +17,6 @@ const PROGRAMME: &str = "[ledger.programme]\nwelcome_bonus = \"100\"\nwelcome_ex
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-/// `posbridge backoffice operator add NAME --role ROLE [--limit L]` with
-/// the password on stdin.
-fn add_operator(d: &Daemon, name: &str, role: &str, limit: Option<&str>, password: &str) {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(&d.config)
-        .args(["backoffice", "operator", "add", name, "--role", role])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(l) = limit {
-        cmd.args(["--limit", l]);
-    }
-    let mut child = cmd.spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A browser's view of one operator: the base address and the session

@@ -9,36 +9,14 @@ mod common;
 #[path = "browser/webdriver.rs"]
 mod webdriver;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{BIN, Daemon};
+use common::{Daemon, add_operator};
 use posbridge::client::ClientError;
 use serde_json::json;
 use webdriver::Browser;
 
 const PROGRAMME: &str = "[ledger.programme]\nwelcome_bonus = \"100\"\nwelcome_expiry_days = 30\n";
-
-fn add_admin(d: &Daemon, name: &str, password: &str) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&d.config)
-        .args(["backoffice", "operator", "add", name, "--role", "admin"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Where a screenshot goes: the docs' own (docs/img) with
 /// `UPDATE_SCREENSHOTS=1`, else cargo's scratch directory, so a test run
@@ -72,7 +50,7 @@ async fn an_operator_finds_a_customer_adds_points_and_blocks_the_card_in_a_brows
         .await
         .unwrap();
     let number = reg["card_number"].as_str().unwrap().to_owned();
-    add_admin(&d, "anna", "correct horse battery");
+    add_operator(&d, "anna", "admin", None, "correct horse battery");
 
     let b = Browser::start(1366, 768).await;
     let base = format!("http://127.0.0.1:{port}");

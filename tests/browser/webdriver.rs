@@ -177,22 +177,27 @@ impl Browser {
         v.as_str().unwrap_or_default().to_owned()
     }
 
+    /// The first element `css` selects now, if any.
+    async fn lookup(&self, css: &str) -> Option<String> {
+        let r: Value = self
+            .http
+            .post(format!("{}/element", self.base))
+            .json(&json!({"using": "css selector", "value": css}))
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .unwrap();
+        r["value"][ELEMENT].as_str().map(str::to_owned)
+    }
+
     /// The first element `css` selects, waiting up to 10 s for it.
     pub async fn find(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let r: Value = self
-                .http
-                .post(format!("{}/element", self.base))
-                .json(&json!({"using": "css selector", "value": css}))
-                .send()
-                .await
-                .expect("webdriver")
-                .json()
-                .await
-                .unwrap();
-            if let Some(id) = r["value"][ELEMENT].as_str() {
-                return id.to_owned();
+            if let Some(id) = self.lookup(css).await {
+                return id;
             }
             assert!(
                 Instant::now() < deadline,
@@ -249,19 +254,9 @@ impl Browser {
         }
     }
 
-    /// The visible text of the element `css` selects.
+    /// The visible text of the element `css` selects ("" when none does).
     pub async fn text(&self, css: &str) -> String {
-        let r: Value = self
-            .http
-            .post(format!("{}/element", self.base))
-            .json(&json!({"using": "css selector", "value": css}))
-            .send()
-            .await
-            .expect("webdriver")
-            .json()
-            .await
-            .unwrap();
-        let Some(e) = r["value"][ELEMENT].as_str() else {
+        let Some(e) = self.lookup(css).await else {
             return String::new();
         };
         let v = self

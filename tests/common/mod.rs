@@ -403,3 +403,28 @@ pub fn logged_code(d: &Daemon, account: i64) -> String {
         .take_while(char::is_ascii_digit)
         .collect()
 }
+
+/// `posbridge backoffice operator add NAME --role ROLE [--limit L]` on
+/// `d`'s configuration, the password on stdin.
+pub fn add_operator(d: &Daemon, name: &str, role: &str, limit: Option<&str>, password: &str) {
+    use std::io::Write;
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&d.config)
+        .args(["backoffice", "operator", "add", name, "--role", role])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(l) = limit {
+        cmd.args(["--limit", l]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
