@@ -208,6 +208,14 @@ impl Central {
         *self.contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
     }
 
+    /// [`answer`], noting the contact when the service answered.
+    async fn answer(&self, sent: reqwest::Result<reqwest::Response>) -> Result<Vec<u8>, Failure> {
+        if let Ok(resp) = &sent {
+            self.note_contact(resp);
+        }
+        answer(sent).await
+    }
+
     /// Notes an answer of the service (not a 5xx: the service itself was
     /// reached but its store was not).
     fn note_contact(&self, resp: &reqwest::Response) {
@@ -230,17 +238,21 @@ impl Central {
         *self.contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
     }
 
-    /// Asks the service for its programme, once, only to see whether it
-    /// answers (the offline replayer's heartbeat). `Ok` is a contact.
-    pub async fn ping(&self) -> Result<(), RemoteError> {
-        let url = format!("{}/v1/programme", self.base);
+    /// `GET /v1/programme`, once: the body or the failure.
+    async fn get_programme(&self) -> Result<Vec<u8>, Failure> {
         let sent = self
             .http
-            .get(&url)
+            .get(format!("{}/v1/programme", self.base))
             .header(AUTHORIZATION, self.auth.clone())
             .send()
             .await;
-        self.answer(sent).await.map(|_| ()).map_err(|f| f.error)
+        self.answer(sent).await
+    }
+
+    /// Asks the service for its programme, once, only to see whether it
+    /// answers (the offline replayer's heartbeat). `Ok` is a contact.
+    pub async fn ping(&self) -> Result<(), RemoteError> {
+        self.get_programme().await.map(drop).map_err(|f| f.error)
     }
 
     /// Compares the till's programme with the one the central service
@@ -248,18 +260,11 @@ impl Central {
     /// `attempts` times. A mismatch is logged as a warning: quotes shown at
     /// this till would differ from what the central ledger books.
     pub async fn check_programme(&self, attempts: u32) -> Result<bool, RemoteError> {
-        let url = format!("{}/v1/programme", self.base);
         let mut wait = Duration::from_secs(1);
         let mut tries = 0;
         let body = loop {
             tries += 1;
-            let sent = self
-                .http
-                .get(&url)
-                .header(AUTHORIZATION, self.auth.clone())
-                .send()
-                .await;
-            match self.answer(sent).await {
+            match self.get_programme().await {
                 Ok(b) => break b,
                 Err(f) if f.retriable && tries < attempts => {
                     tokio::time::sleep(wait).await;
@@ -319,70 +324,67 @@ impl Central {
     }
 }
 
-impl Central {
-    /// The body of a `200`, or the failure.
-    async fn answer(&self, sent: reqwest::Result<reqwest::Response>) -> Result<Vec<u8>, Failure> {
-        let mut resp = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                return Err(Failure::unreachable(true, format!("cannot connect: {e}")));
-            }
-            Err(e) if e.is_timeout() => return Err(Failure::unreachable(true, "timed out")),
-            // Sent, perhaps applied, no answer: retried only like a timeout.
-            Err(e) => return Err(Failure::unreachable(true, e.to_string())),
-        };
-        self.note_contact(&resp);
-        let status = resp.status();
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    if body.len() + c.len() > MAX_RESPONSE {
-                        return Err(Failure {
-                            retriable: false,
-                            error: RemoteError::Remote {
-                                code: code::INTERNAL_ERROR,
-                                message: format!(
-                                    "the central ledger's answer exceeds {MAX_RESPONSE} bytes"
-                                ),
-                                data: Value::Null,
-                            },
-                        });
-                    }
-                    body.extend_from_slice(&c);
+/// The body of a `200`, or the failure.
+async fn answer(sent: reqwest::Result<reqwest::Response>) -> Result<Vec<u8>, Failure> {
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            return Err(Failure::unreachable(true, format!("cannot connect: {e}")));
+        }
+        Err(e) if e.is_timeout() => return Err(Failure::unreachable(true, "timed out")),
+        // Sent, perhaps applied, no answer: retried only like a timeout.
+        Err(e) => return Err(Failure::unreachable(true, e.to_string())),
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > MAX_RESPONSE {
+                    return Err(Failure {
+                        retriable: false,
+                        error: RemoteError::Remote {
+                            code: code::INTERNAL_ERROR,
+                            message: format!(
+                                "the central ledger's answer exceeds {MAX_RESPONSE} bytes"
+                            ),
+                            data: Value::Null,
+                        },
+                    });
                 }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(Failure::unreachable(true, "timed out")),
-                Err(e) => return Err(Failure::unreachable(true, e.to_string())),
+                body.extend_from_slice(&c);
             }
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(Failure::unreachable(true, "timed out")),
+            Err(e) => return Err(Failure::unreachable(true, e.to_string())),
         }
-        if status.is_success() {
-            return Ok(body);
-        }
-        let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
-        if status.is_server_error() {
-            let why = match parsed {
-                Some(b) => format!("HTTP {}: {}", status.as_u16(), b.error.message),
-                None => format!("HTTP {}", status.as_u16()),
-            };
-            return Err(Failure::unreachable(true, why));
-        }
-        Err(Failure {
-            retriable: false,
-            error: match parsed {
-                Some(b) => RemoteError::Remote {
-                    code: b.error.code,
-                    message: b.error.message,
-                    data: b.error.data,
-                },
-                None => RemoteError::Remote {
-                    code: code::INTERNAL_ERROR,
-                    message: format!("the central ledger answered HTTP {}", status.as_u16()),
-                    data: Value::Null,
-                },
-            },
-        })
     }
+    if status.is_success() {
+        return Ok(body);
+    }
+    let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
+    if status.is_server_error() {
+        let why = match parsed {
+            Some(b) => format!("HTTP {}: {}", status.as_u16(), b.error.message),
+            None => format!("HTTP {}", status.as_u16()),
+        };
+        return Err(Failure::unreachable(true, why));
+    }
+    Err(Failure {
+        retriable: false,
+        error: match parsed {
+            Some(b) => RemoteError::Remote {
+                code: b.error.code,
+                message: b.error.message,
+                data: b.error.data,
+            },
+            None => RemoteError::Remote {
+                code: code::INTERNAL_ERROR,
+                message: format!("the central ledger answered HTTP {}", status.as_u16()),
+                data: Value::Null,
+            },
+        },
+    })
 }
 
 fn decode<R: DeserializeOwned>(body: &[u8]) -> Result<R, RemoteError> {
