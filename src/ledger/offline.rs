@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -37,7 +36,9 @@ use super::accounts::{
     AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
     LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
 };
-use super::embedded::{AccountRef, HistoryPage, OverridesResult, ts};
+use super::embedded::{
+    AccountRef, HistoryPage, OverridesResult, commit_request, refund_request, ts,
+};
 use super::remote::Central;
 use super::rules::{self, AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
@@ -265,13 +266,15 @@ impl Offline {
         }
     }
 
-    /// The card's last copy with what this till has spent since taken off.
-    async fn recall(&self, number: &str) -> Result<Option<AccountSummary>, LedgerError> {
+    /// The card's last copy with what this till has spent since taken off,
+    /// and that spending (points in queued sales).
+    async fn recall(&self, number: &str) -> Result<(Option<AccountSummary>, Decimal), LedgerError> {
         let Some(mut s) = self.outbox.recall(number.to_owned()).await? else {
-            return Ok(None);
+            return Ok((None, Decimal::ZERO));
         };
-        s.balance -= self.outbox.pending_redeem(number.to_owned()).await?;
-        Ok(Some(s))
+        let spent = self.outbox.pending_redeem(number.to_owned()).await?;
+        s.balance -= spent;
+        Ok((Some(s), spent))
     }
 
     /// What the clocks say now, against the last answer.
@@ -302,12 +305,14 @@ impl Offline {
         )?)
     }
 
-    /// Whether `number` may spend `redeem` offline now; the reason if not.
-    async fn check_offline_redeem(
+    /// Whether a card may spend `redeem` offline now, given its copy and
+    /// what it `spent` offline already ([`Offline::recall`]); the reason if
+    /// not.
+    fn check_offline_redeem(
         &self,
-        number: &str,
         redeem: Decimal,
         cached: Option<&AccountSummary>,
+        spent: Decimal,
     ) -> Result<(), LedgerError> {
         let refuse = |why: String| Err(LedgerError::OfflineRedeem(why));
         if self.policy.redeem_limit.is_zero() {
@@ -322,7 +327,6 @@ impl Offline {
         let Some(card) = cached else {
             return refuse("this till has no copy of the card's balance".into());
         };
-        let spent = self.outbox.pending_redeem(number.to_owned()).await?;
         if spent + redeem > self.policy.redeem_limit {
             return refuse(format!(
                 "at most {} points per card while offline; {spent} already spent",
@@ -388,15 +392,14 @@ impl Offline {
         } else {
             None
         };
-        let cached = self.recall(&number).await?;
+        let (cached, spent) = self.recall(&number).await?;
         if let Some(c) = &cached
             && c.status != "active"
         {
             return Err(LedgerError::Inactive(c.status.clone()));
         }
         if redeem > Decimal::ZERO {
-            self.check_offline_redeem(&number, redeem, cached.as_ref())
-                .await?;
+            self.check_offline_redeem(redeem, cached.as_ref(), spent)?;
         }
         let trust = self.trust();
         let at = trust.booking_time(&*self.clock);
@@ -432,7 +435,7 @@ impl Offline {
             kind: Kind::Sale,
             number: Some(number.clone()),
             redeem,
-            request: sale_request(&number, &receipt_id, &lines, redeem),
+            request: commit_request(&number, &receipt_id, &lines, redeem),
             at: ts(at),
             result: serde_json::to_string(&result).unwrap_or_default(),
         };
@@ -504,17 +507,6 @@ where
     Ok(r)
 }
 
-/// A sale's wire arguments without its time, as queued.
-fn sale_request(number: &str, receipt_id: &str, lines: &[SaleLine], redeem: Decimal) -> String {
-    json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()})
-        .to_string()
-}
-
-/// A return's wire arguments without its time, as queued.
-fn refund_request(sale: &SaleRef, amount: Option<Decimal>) -> String {
-    json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string()
-}
-
 /// The methods that need the central ledger: passed through (2050 when it
 /// does not answer). The ones an offline till answers itself are left out
 /// by name and written below.
@@ -564,7 +556,7 @@ impl Ledger for Offline {
                     Ok(Some(s))
                 }
                 Some(None) => Ok(None),
-                None => match self.recall(&number).await? {
+                None => match self.recall(&number).await?.0 {
                     Some(s) => Ok(Some(s)),
                     // Not seen here: no balance to show, but a sale can
                     // still earn on it (the central ledger enrols it).
@@ -593,10 +585,9 @@ impl Ledger for Offline {
                     return Ok(q);
                 }
             }
-            let cached = self.recall(&number).await?;
+            let (cached, spent) = self.recall(&number).await?;
             if redeem > Decimal::ZERO {
-                self.check_offline_redeem(&number, redeem, cached.as_ref())
-                    .await?;
+                self.check_offline_redeem(redeem, cached.as_ref(), spent)?;
             }
             let q = self.expect(cached.as_ref(), &lines, redeem)?;
             Ok((cached, q))
@@ -612,7 +603,7 @@ impl Ledger for Offline {
         redeem: Decimal,
     ) -> LedgerFuture<'_, CommitResult> {
         Box::pin(async move {
-            let request = sale_request(&number, &receipt_id, &lines, redeem);
+            let request = commit_request(&number, &receipt_id, &lines, redeem);
             if let Some(r) = self.queued(&key, &request).await? {
                 return Ok(r);
             }
@@ -662,7 +653,7 @@ impl Ledger for Offline {
                 let Some(number) = number else {
                     return Err(LedgerError::KeyReused);
                 };
-                if sale_request(&number, &receipt_id, &lines, redeem) != request {
+                if commit_request(&number, &receipt_id, &lines, redeem) != request {
                     return Err(LedgerError::KeyReused);
                 }
                 if let Some((code, message)) = found.refused {
