@@ -429,7 +429,10 @@ pub(crate) fn history_tx(
     let balance = balance_units(db, account)?;
     // One row more than asked tells whether there is a next page.
     let mut txns: Vec<HistoryTxn> = db.query_map(
-        "SELECT id, kind, created_at, receipt_id, result, store_id, terminal_id, request FROM txns
+        // Only an adjustment's request is read (its reason and operator); a
+        // sale's carries all its lines.
+        "SELECT id, kind, created_at, receipt_id, result, store_id, terminal_id,
+                CASE WHEN kind = 'adjust' THEN request END FROM txns
          WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         args![account, cursor.unwrap_or(i64::MAX), i64::from(limit) + 1],
         |r| {
@@ -441,9 +444,8 @@ pub(crate) fn history_tx(
                 None
             };
             // An adjustment's reason and operator live in its request.
-            let (reason, operator) = if kind == "adjust" {
-                let req: serde_json::Value =
-                    serde_json::from_str(&r.get::<String>(7)?).unwrap_or_default();
+            let (reason, operator) = if let Some(req) = r.get::<Option<String>>(7)? {
+                let req: serde_json::Value = serde_json::from_str(&req).unwrap_or_default();
                 let text = |k: &str| req.get(k).and_then(|v| v.as_str()).map(str::to_owned);
                 (text("reason"), text("operator"))
             } else {
@@ -576,13 +578,18 @@ pub(crate) fn set_overrides_tx(
 
 /// The text a sale's request is stored as, compared on a repeat of its
 /// key. Same text as it always was: existing keys must keep replaying.
-fn commit_request(number: &str, receipt_id: &str, lines: &[SaleLine], redeem: Decimal) -> String {
+pub(crate) fn commit_request(
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+) -> String {
     json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string()
 }
 
 /// The text a return's request is stored as (its exact text is part of
 /// every existing database, so it must not change).
-fn refund_request(sale: &SaleRef, amount: Option<Decimal>) -> String {
+pub(crate) fn refund_request(sale: &SaleRef, amount: Option<Decimal>) -> String {
     json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string()
 }
 
