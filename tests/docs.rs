@@ -199,10 +199,9 @@ fn python3() -> Option<PathBuf> {
 
 #[tokio::test]
 async fn the_python_example_client_completes_a_sale() {
-    let Some(python) = python3() else {
-        eprintln!("python3 is not installed: skipping the example client test");
-        return;
-    };
+    // Never skipped: .ci/run installs python3; elsewhere the failure says
+    // what to install.
+    let python = python3().expect("python3 is not installed: apt-get install python3");
     let d = Daemon::start("", "");
     let mut child = Command::new(python)
         .arg(root().join("docs/example_client.py"))
