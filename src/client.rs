@@ -11,7 +11,9 @@ use tokio::net::{TcpStream, UnixStream};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Could not connect or the connection broke.
-    #[error("{0}")]
+    // Transparent: the io error's text is this error's text, so a chain
+    // printed with `{:#}` does not say the cause twice.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The daemon sent something that is not a JSON-RPC message.
     #[error("bad message from the daemon: {0}")]

@@ -470,6 +470,7 @@ async fn the_events_command_prints_events_as_they_arrive() {
             "device.*",
         ])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -491,4 +492,29 @@ async fn the_events_command_prints_events_as_they_arrive() {
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["params"]["topic"], "device.status");
     assert_eq!(v["params"]["device"], "p1");
+
+    // `posbridge events | head -1`: the reader goes away; the next event
+    // ends the command quietly (it panicked with "Broken pipe", exit 101).
+    drop(lines);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        assert!(std::time::Instant::now() < deadline, "events kept running");
+        c.call("devices.restart", json!({"name": "p1"}))
+            .await
+            .unwrap();
+        if let Ok(s) = tokio::time::timeout(Duration::from_millis(300), child.wait()).await {
+            break s.unwrap();
+        }
+    };
+    assert!(status.success(), "{status}");
+    let mut err = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
 }
