@@ -40,6 +40,60 @@ async fn token(c: &mut Client) -> String {
     r["card_token"].as_str().unwrap().to_owned()
 }
 
+/// The codes `sale.quote` and `sale.commit` answer for spending 10 with
+/// the card read as `t`.
+async fn verdicts(c: &mut Client, t: String, key: &str) -> (i64, i64) {
+    let q = json!({"card_token": t, "lines": lines(1000), "redeem": "10"});
+    let mut s = q.clone();
+    s["idempotency_key"] = json!(key);
+    s["receipt_id"] = json!(key);
+    (
+        code(c.call("sale.quote", q).await).0,
+        code(c.call("sale.commit", s).await).0,
+    )
+}
+
+/// The quote and the commit of the same request give the same verdict:
+/// the quote said 2003 (balance) where the commit said 2001 (unknown card),
+/// and `redeem_allowed: true` where the commit said 2010 (no secret).
+#[tokio::test]
+async fn quote_and_commit_refuse_a_spend_alike() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    // A card no account holds.
+    let t = token(&mut c).await;
+    assert_eq!(verdicts(&mut c, t, "v1").await, (2001, 2001));
+    // Enrolled by a first sale, but no secret registered.
+    c.call(
+        "sale.commit",
+        json!({"idempotency_key": "v0", "number": CARD, "receipt_id": "v0", "lines": lines(1000)}),
+    )
+    .await
+    .unwrap();
+    let t = token(&mut c).await;
+    assert_eq!(verdicts(&mut c, t, "v2").await, (2010, 2010));
+    // Registered (adopted), then read with a wrong secret.
+    register(&mut c).await;
+    let wrong = c
+        .call("card.enter", json!({"number": CARD, "secret": "0000"}))
+        .await
+        .unwrap()["card_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(verdicts(&mut c, wrong, "v3").await, (2008, 2008));
+    // Typed without the secret.
+    let typed = json!({"number": CARD, "lines": lines(1000), "redeem": "10"});
+    assert_eq!(code(c.call("sale.quote", typed).await).0, 2004);
+    // And with the right one, both agree to spend.
+    let t = token(&mut c).await;
+    let q = json!({"card_token": t, "lines": lines(1000), "redeem": "10"});
+    assert_eq!(
+        c.call("sale.quote", q).await.unwrap()["redeem_allowed"],
+        true
+    );
+}
+
 #[tokio::test]
 async fn a_sale_accrues_once_and_redemption_respects_limits() {
     let d = Daemon::start("", "");

@@ -186,6 +186,11 @@ pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value
     let lines = sale_lines(p.lines)?;
     let by_account = p.account.is_some();
     let card = sale_card(app, p.card_token, p.number, p.account).await?;
+    // A customer without the card proves presence with a one-time code
+    // only at the commit; a card's checks are the commit's own.
+    if !by_account {
+        may_spend(app, &card, p.redeem.unwrap_or_default()).await?;
+    }
     let (summary, q) = app
         .ledger
         .quote(
@@ -382,19 +387,29 @@ async fn by_card(
         }
         Err(e) => return Err(e),
     };
-    if redeem > Decimal::ZERO && !card.present_with_secret {
+    may_spend(app, &card, redeem).await?;
+    Ok(Ready::Card(card))
+}
+
+/// What spending `redeem` from a card needs before the ledger weighs the
+/// balance: the card present with its secret, and the secret right. The
+/// quote and the commit both ask, in this order, so the same request gets
+/// the same verdict from both.
+async fn may_spend(app: &Arc<App>, card: &Card, redeem: Decimal) -> Result<(), RpcError> {
+    if redeem <= Decimal::ZERO {
+        return Ok(());
+    }
+    if !card.present_with_secret {
         return Err(RpcError::new(
             code::CARD_NOT_PRESENT,
             "redeeming points needs a card_token from a read that carried the card's secret",
         )
         .with_data(json!({ "field": "card_token" })));
     }
-    if redeem > Decimal::ZERO
-        && let Some(secret) = card.secret.clone()
-    {
+    if let Some(secret) = card.secret.clone() {
         verify_secret(app, &card.number, secret).await?;
     }
-    Ok(Ready::Card(card))
+    Ok(())
 }
 
 /// The answer to a commit, first or repeated: the stored result with its
