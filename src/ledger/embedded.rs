@@ -684,6 +684,7 @@ pub(crate) fn refund_tx(
             accrued: original.accrued,
             redeemed: original.redeemed,
             precision: p.precision,
+            accrual_scale: p.accrual_rounding.scale(),
         },
         already,
         amount,

@@ -69,7 +69,8 @@ pub enum AccrualRounding {
 }
 
 impl AccrualRounding {
-    fn scale(self) -> u32 {
+    /// Decimal places of one accrued point's unit.
+    pub fn scale(self) -> u32 {
         match self {
             Self::DownToWhole => 0,
             Self::DownToCents => 2,
@@ -337,6 +338,11 @@ pub struct CommittedSale {
     /// Decimal places to floor the shares to (the programme's precision at
     /// the time of the sale).
     pub precision: u32,
+    /// Decimal places of the programme's accrual unit
+    /// ([`AccrualRounding::scale`]: 0 for whole points): a clawback is
+    /// floored to it, so a programme that accrues whole points never holds
+    /// a fraction after a partial return.
+    pub accrual_scale: u32,
 }
 
 /// The points side of one refund.
@@ -702,9 +708,8 @@ pub fn refund_share(
             return_points: Decimal::ZERO,
         });
     }
-    let prec = original.precision;
     let done = already_refunded + amount;
-    let f = |v: Decimal, x: Decimal| -> Decimal {
+    let f = |v: Decimal, x: Decimal, prec: u32| -> Decimal {
         if x == original.total {
             // Exactly v, whatever v's own number of places.
             v
@@ -712,9 +717,14 @@ pub fn refund_share(
             floor_to(v * x / original.total, prec).min(v)
         }
     };
+    // Accrued points come back in the accrual's unit; spent points in the
+    // sale's precision, as they were spent.
+    let unit = original.accrual_scale.min(original.precision);
+    let prec = original.precision;
     Ok(RefundShare {
-        clawback: f(original.accrued, done) - f(original.accrued, already_refunded),
-        return_points: f(original.redeemed, done) - f(original.redeemed, already_refunded),
+        clawback: f(original.accrued, done, unit) - f(original.accrued, already_refunded, unit),
+        return_points: f(original.redeemed, done, prec)
+            - f(original.redeemed, already_refunded, prec),
     })
 }
 

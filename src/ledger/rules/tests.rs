@@ -468,7 +468,25 @@ fn sale(total: Decimal, accrued: Decimal, redeemed: Decimal) -> CommittedSale {
         accrued,
         redeemed,
         precision: 2,
+        accrual_scale: 2,
     }
+}
+
+#[test]
+fn a_whole_point_programme_claws_back_whole_points() {
+    // 5 % of 3030 in whole points is 151; returning 1010 of it took back
+    // 50.33 and left 100.67 (the issue: "151.5"-like balances).
+    let s = CommittedSale {
+        accrual_scale: 0,
+        ..sale(dec!(3030), dec!(151), dec!(10.50))
+    };
+    let r = refund_share(&s, dec!(0), dec!(1010)).unwrap();
+    assert_eq!((r.clawback, r.return_points), (dec!(50), dec!(3.50)));
+    let r = refund_share(&s, dec!(1010), dec!(1010)).unwrap();
+    assert_eq!(r.clawback, dec!(50));
+    // The last return takes the rest: 151 in all.
+    let r = refund_share(&s, dec!(2020), dec!(1010)).unwrap();
+    assert_eq!(r.clawback, dec!(51));
 }
 
 #[test]
@@ -692,8 +710,11 @@ proptest! {
         accrued in cents(100_000_000),
         redeemed in cents(100_000_000),
         cuts in prop::collection::vec(1u32..=100, 1..10),
+        whole in any::<bool>(),
     ) {
-        let s = sale(total, accrued, redeemed);
+        // A whole-point programme accrues whole points.
+        let (accrued, accrual_scale) = if whole { (accrued.trunc(), 0) } else { (accrued, 2) };
+        let s = CommittedSale { accrual_scale, ..sale(total, accrued, redeemed) };
         let weights: u32 = cuts.iter().sum();
         let mut done = Decimal::ZERO;
         let (mut claw, mut ret) = (Decimal::ZERO, Decimal::ZERO);
@@ -705,6 +726,7 @@ proptest! {
             };
             let r = refund_share(&s, done, amount).unwrap();
             prop_assert!(r.clawback >= Decimal::ZERO && r.return_points >= Decimal::ZERO);
+            prop_assert_eq!(r.clawback, r.clawback.trunc_with_scale(accrual_scale));
             claw += r.clawback;
             ret += r.return_points;
             done += amount;
