@@ -7,6 +7,7 @@
 
 mod error;
 mod load;
+mod locate;
 mod offline;
 pub use offline::OfflineConfig;
 mod reader;
@@ -25,6 +26,7 @@ use toml::Spanned;
 // The programme's rules are plain data with pure functions: the config
 // owns their shape, the ledger their arithmetic.
 use crate::ledger::rules::Programme;
+use locate::{MAX_ERRORS, blank_lines, find_key, find_path, toml_error};
 
 pub use error::ConfigError;
 pub use load::{Located, SYSTEM_CONFIG, Source, default_socket_path, locate};
@@ -1626,18 +1628,86 @@ impl PrinterConfig {
 impl Config {
     /// Parses and validates `src`, naming `file` in errors.
     pub fn parse(src: &str, file: &Path) -> Result<Config, ConfigError> {
-        let de = toml::de::Deserializer::parse(src).map_err(|e| toml_error(src, file, "", &e))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        // serde stops at the first error. To report every key of the wrong
+        // type or name in one pass, the lines of each error found are
+        // blanked (spaces keep every offset, so later errors keep their
+        // lines and columns) and the text is read again.
+        let mut text = src.to_owned();
+        let mut errors = Vec::new();
+        let mut blanked_paths: Vec<String> = Vec::new();
+        let parsed = loop {
+            match Self::deserialize(&text, src, file) {
+                Ok(config) => break Some(config),
+                Err((e, span)) => {
+                    // A key that was blanked for its bad value now reads
+                    // as missing: that is the same error, already told.
+                    if let ConfigError::Invalid { path, message, .. } = &e
+                        && let Some(key) = message
+                            .strip_prefix("the key `")
+                            .and_then(|m| m.strip_suffix("` is required here"))
+                    {
+                        let full = if path.is_empty() {
+                            key.to_owned()
+                        } else {
+                            format!("{path}.{key}")
+                        };
+                        if blanked_paths
+                            .iter()
+                            .any(|b| b == &full || b.starts_with(&format!("{full}.")))
+                        {
+                            break None;
+                        }
+                    }
+                    if let ConfigError::Invalid { path, .. } = &e {
+                        blanked_paths.push(path.clone());
+                    }
+                    errors.push(e);
+                    let blanked = span.and_then(|s| blank_lines(&text, s));
+                    match blanked {
+                        Some(t) if errors.len() < MAX_ERRORS => text = t,
+                        _ => break None,
+                    }
+                }
+            }
+        };
+        // The rules serde cannot express are checked on a file that read
+        // cleanly (a blanked key would be judged by its default).
+        if let Some(config) = &parsed
+            && errors.is_empty()
+            && let Err(e) = config.validate(src, file)
+        {
+            errors.push(e);
+        }
+        // In file order, as an editor walks them.
+        errors.sort_by_key(|e| match e {
+            ConfigError::Invalid { line, column, .. } => (*line, *column),
+            _ => (0, 0),
+        });
+        match (parsed, errors.len()) {
+            (Some(config), 0) => Ok(config),
+            (_, 1) => Err(errors.remove(0)),
+            _ => Err(ConfigError::Several(errors)),
+        }
+    }
+
+    /// One reading of `text` (the file, maybe with lines blanked): the
+    /// error and the byte range it points at.
+    fn deserialize(
+        text: &str,
+        src: &str,
+        file: &Path,
+    ) -> Result<Config, (ConfigError, Option<std::ops::Range<usize>>)> {
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| (toml_error(src, file, "", &e), None))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
             // Spanned<T> shows up in the path as a private field: hide it.
             let path = e
                 .path()
                 .to_string()
                 .replace(".$__serde_spanned_private_value", "");
             let path = if path == "." { String::new() } else { path };
-            toml_error(src, file, &path, e.inner())
-        })?;
-        config.validate(src, file)?;
-        Ok(config)
+            (toml_error(src, file, &path, e.inner()), e.inner().span())
+        })
     }
 
     /// Checks the rules serde cannot express.
@@ -1769,8 +1839,19 @@ impl Config {
             ));
         }
         if let Err(e) = self.ledger.programme.validate() {
-            let at = find_key(src, "programme");
-            return Err(invalid(at, "ledger.programme".into(), e.to_string()));
+            // Point at the key itself (`cap_percent = "150"`), not the
+            // table's header.
+            return Err(match e {
+                crate::ledger::rules::RulesError::Invalid { field, reason } => {
+                    let path = format!("ledger.{field}");
+                    invalid(find_path(src, &path), path, reason)
+                }
+                e => invalid(
+                    find_key(src, "programme"),
+                    "ledger.programme".into(),
+                    e.to_string(),
+                ),
+            });
         }
 
         // Devices: names unique across readers and printers, exactly one
@@ -1902,37 +1983,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-}
-
-/// Offset of `key =` in `src`, for errors on plain (unspanned) values.
-fn find_key(src: &str, key: &str) -> usize {
-    src.lines()
-        .scan(0usize, |off, line| {
-            let start = *off;
-            *off += line.len() + 1;
-            Some((start, line))
-        })
-        .find(|(_, line)| {
-            line.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map_or(0, |(start, line)| {
-            start + (line.len() - line.trim_start().len())
-        })
-}
-
-fn toml_error(src: &str, file: &Path, path: &str, e: &toml::de::Error) -> ConfigError {
-    let (line, column) = e
-        .span()
-        .map_or((1, 1), |span| error::line_col(src, span.start));
-    ConfigError::Invalid {
-        file: file.to_path_buf(),
-        line,
-        column,
-        path: path.to_owned(),
-        message: e.message().trim().to_owned(),
     }
 }
 

@@ -298,3 +298,58 @@ fn bad_central_settings_name_their_key() {
     let typo = format!("{CENTRAL}timeout = 5\n");
     assert!(parse(&typo).is_err());
 }
+
+#[test]
+fn every_wrong_key_is_reported_in_one_pass_in_file_order() {
+    let src = "[daemon]\nmax_clients = \"many\"\nlog_json = 1\nsocket_mode = 660\n\n[[printer]]\nname = \"r\"\nwidth = \"x\"\n";
+    let Err(ConfigError::Several(errors)) = parse(src) else {
+        panic!("expected several errors");
+    };
+    let at: Vec<(usize, String)> = errors
+        .iter()
+        .map(|e| match e {
+            ConfigError::Invalid { line, path, .. } => (*line, path.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (2, "daemon.max_clients".to_owned()),
+            (3, "daemon.log_json".to_owned()),
+            (4, "daemon.socket_mode".to_owned()),
+            (6, "printer[0]".to_owned()),
+            (8, "printer[0].width".to_owned()),
+        ]
+    );
+    let text = ConfigError::Several(errors).to_string();
+    assert!(
+        text.contains(
+            "daemon.max_clients: expected a whole number (0 or more), found the text \"many\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("printer #1, width: unknown key `width`"),
+        "{text}"
+    );
+    assert!(!text.contains("usize"), "{text}");
+}
+
+#[test]
+fn a_programme_value_out_of_range_points_at_its_key() {
+    let src = "[ledger.programme]\nname = \"x\"\n\n[[ledger.programme.categories]]\ncategory = \"otc\"\n\n[[ledger.programme.categories]]\ncategory = \"rx\"\ncap_percent = \"150\"\n";
+    let (line, column, path, message) = invalid(src);
+    assert_eq!((line, column), (9, 1));
+    assert_eq!(path, "ledger.programme.categories[1].cap_percent");
+    assert!(message.contains("150"), "{message}");
+    let (line, _, path, _) = invalid("[ledger.programme]\nname = \"x\"\ncap_percent = \"150\"\n");
+    assert_eq!((line, path.as_str()), (3, "ledger.programme.cap_percent"));
+}
+
+#[test]
+fn a_duplicate_key_is_named() {
+    let (line, _, _, message) = invalid("[daemon]\nlog_level = \"info\"\nlog_level = \"debug\"\n");
+    assert_eq!(line, 3);
+    assert!(message.contains("`log_level` appears twice"), "{message}");
+}
