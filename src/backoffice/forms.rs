@@ -125,7 +125,7 @@ pub(super) async fn logout(
 
 /// The session, its CSRF token checked and its role at least `least`;
 /// else the response that refuses.
-async fn authorise(
+pub(super) async fn authorise(
     st: &Backoffice,
     headers: &HeaderMap,
     csrf: &str,
@@ -146,7 +146,7 @@ async fn authorise(
 }
 
 /// Writes an audit row; a failure is logged (the change itself stands).
-async fn audit(
+pub(super) async fn audit(
     st: &Backoffice,
     operator: &str,
     action: &str,
@@ -199,6 +199,11 @@ pub(super) async fn card_status(
         },
         Err(_) => return refuse(StatusCode::NOT_FOUND, lang, Some(&w), T::NotFound),
     };
+    // A lost card comes back only through its own confirmed action
+    // (`cards::found`), never by an Unblock click.
+    if card.status == "lost" {
+        return refuse(StatusCode::CONFLICT, lang, Some(&w), T::ConfirmFound);
+    }
     let masked = CardNumber::new(card.number.clone()).masked();
     if let Err(e) = st.ledger.set_card_status(card.number, status.into()).await {
         tracing::error!(error = %e, card = %masked, "back office: card status change failed");
