@@ -677,3 +677,31 @@ async fn the_programme_page_shows_the_rules_and_admins_manage_groups() {
     let (_, audit) = admin.get("/audit").await;
     assert!(audit.contains(">group.create<") && audit.contains(">group.delete<"));
 }
+
+#[tokio::test]
+async fn cyrillic_names_are_found_whatever_their_case() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161110000", "name": "Иван Иванов", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let mut vera = Browser::new(port);
+    vera.login("vera", "vera's long password").await;
+    for q in ["иванов", "ИВАН", "Иванов"] {
+        let (status, page) = vera.get(&format!("/?q={q}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains(&format!("/customers/{id}")), "{q}: {page}");
+    }
+    let (_, page) = vera.get("/?q=петров").await;
+    assert!(!page.contains(&format!("/customers/{id}")), "{page}");
+}
