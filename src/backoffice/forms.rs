@@ -301,7 +301,8 @@ pub(super) async fn adjust(
         form.errors
             .insert("note", format!("≤ {NOTE_MAX}, {}", tr(lang, T::Failed)));
     }
-    let expires = match parse_expiry(f.expires.trim(), OffsetDateTime::now_utc()) {
+    let zone = super::programme::offset(st.ledger.programme());
+    let expires = match parse_expiry(f.expires.trim(), OffsetDateTime::now_utc(), zone) {
         Ok(e) if e.is_some() && deduct => {
             form.errors.insert("expires", tr(lang, T::BadDate).into());
             None
@@ -374,15 +375,23 @@ pub(super) async fn adjust(
     }
 }
 
-/// An optional `YYYY-MM-DD` expiry: the end of that day (UTC), which must
+/// An optional `YYYY-MM-DD` expiry: the end of that day on the
+/// programme's clock `zone` (the one the pages show times in), which must
 /// be in the future.
-fn parse_expiry(s: &str, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, ()> {
+fn parse_expiry(
+    s: &str,
+    now: OffsetDateTime,
+    zone: time::UtcOffset,
+) -> Result<Option<OffsetDateTime>, ()> {
     if s.is_empty() {
         return Ok(None);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(s, &fmt).map_err(|_| ())?;
-    let at = date.with_hms(23, 59, 59).map_err(|_| ())?.assume_utc();
+    let at = date
+        .with_hms(23, 59, 59)
+        .map_err(|_| ())?
+        .assume_offset(zone);
     if at <= now {
         return Err(());
     }
@@ -396,13 +405,20 @@ mod tests {
     #[test]
     fn expiry_dates_are_strict_and_in_the_future() {
         let now = time::macros::datetime!(2026-12-07 12:00 UTC);
-        assert_eq!(parse_expiry("", now), Ok(None));
+        let utc = time::UtcOffset::UTC;
+        assert_eq!(parse_expiry("", now, utc), Ok(None));
         assert_eq!(
-            parse_expiry("2027-01-31", now),
+            parse_expiry("2027-01-31", now, utc),
             Ok(Some(time::macros::datetime!(2027-01-31 23:59:59 UTC)))
         );
-        assert!(parse_expiry("2026-12-06", now).is_err());
-        assert!(parse_expiry("31.01.2027", now).is_err());
-        assert!(parse_expiry("2027-02-30", now).is_err());
+        // On Moscow's clock the day ends three hours earlier in UTC.
+        let moscow = time::macros::offset!(+3);
+        assert_eq!(
+            parse_expiry("2027-01-31", now, moscow),
+            Ok(Some(time::macros::datetime!(2027-01-31 20:59:59 UTC)))
+        );
+        assert!(parse_expiry("2026-12-06", now, utc).is_err());
+        assert!(parse_expiry("31.01.2027", now, utc).is_err());
+        assert!(parse_expiry("2027-02-30", now, utc).is_err());
     }
 }
