@@ -85,7 +85,8 @@ fn release(key: &str) {
     s.order.retain(|k| k != key);
 }
 
-/// A random key for one rendering of a form.
+/// A random key for one rendering of a form: submitting it twice acts
+/// once (the adjust form's ledger idempotency key is `bo:{key}`).
 pub(super) fn new_form_key() -> String {
     // Without randomness the form has no key and its submission is refused.
     crate::random::hex::<16>(crate::random::system).unwrap_or_default()

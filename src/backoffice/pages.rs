@@ -231,7 +231,7 @@ pub(super) async fn customer_page(
             @if let Some(e) = err("form") { p.err { (e) } }
             form method="post" action={"/customers/" (id) "/adjust"} {
                 input type="hidden" name="csrf" value=(w.session.csrf);
-                input type="hidden" name="form_key" value=(new_form_key());
+                input type="hidden" name="form_key" value=(super::cards::new_form_key());
                 label {
                     input type="radio" name="direction" value="accrue"
                         checked[form.direction != "deduct"]; " " (tr(lang, T::Accrue)) " "
@@ -281,13 +281,6 @@ pub(super) async fn customer_page(
     };
     let title = account.name.clone().unwrap_or_else(|| format!("#{id}"));
     page(status, set, layout(lang, Some(w), &title, body))
-}
-
-/// A random key for one rendering of the adjust form: submitting it twice
-/// books once (the ledger's idempotency key is `bo:{key}`).
-fn new_form_key() -> String {
-    // Without randomness the form has no key and its submission is refused.
-    crate::random::hex::<16>(crate::random::system).unwrap_or_default()
 }
 
 /// The ledger failed: say so without details a customer should not see
