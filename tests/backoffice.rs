@@ -378,3 +378,330 @@ fn a_remote_listen_address_needs_allow_remote() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Programme with two levels, for the tier progress on the customer card.
+const TIERED: &str = "[ledger.programme]\nwelcome_bonus = \"100\"\n\n\
+[[ledger.programme.tiers]]\nname = \"Bronze\"\npriority = 1\n\n\
+[[ledger.programme.tiers]]\nname = \"Silver\"\npriority = 2\nmin_spend = \"1000\"\nspend_period_days = 30\n";
+
+/// The text of the element with `id` (`<tag id="id">text<`).
+fn by_id(page: &str, id: &str) -> String {
+    let at = page
+        .find(&format!("id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no #{id} in:\n{page}"));
+    let rest = &page[at + id.len() + 6..];
+    rest[..rest.find('<').unwrap()].to_owned()
+}
+
+fn sale(key: &str, number: &str) -> Value {
+    json!({"idempotency_key": key, "number": number, "receipt_id": key,
+        "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "100"}]})
+}
+
+#[tokio::test]
+async fn cards_are_reported_lost_replaced_and_get_a_new_secret_shown_once() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{TIERED}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161230000", "name": "Anna Lost", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    let number = reg["card_number"].as_str().unwrap().to_owned();
+    add_operator(&d, "root", "admin", None, "correct horse battery");
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let mut admin = Browser::new(port);
+    admin.login("root", "correct horse battery").await;
+    let (_, page) = admin.get(&format!("/customers/{id}")).await;
+    let csrf = field(&page, "csrf");
+    // Tier and progress to the next by the programme's rule.
+    assert_eq!(by_id(&page, "tier"), "Bronze");
+    assert!(
+        by_id(&page, "tier-progress").starts_with("Silver: spend 1000 (within 30 days)"),
+        "{page}"
+    );
+
+    // Reported lost (the same form twice: one change, one audit row).
+    let k1 = "11111111111111111111111111111111";
+    for _ in 0..2 {
+        let (status, _) = admin
+            .post(
+                &format!("/customers/{id}/cards/0/lost"),
+                &[("csrf", &csrf), ("form_key", k1)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    assert_eq!(
+        rpc_code(c.call("sale.commit", sale("s0", &number)).await),
+        2002
+    );
+    // Unblock does not bring a lost card back, nor does "found" unconfirmed.
+    let (status, _) = admin
+        .post(
+            &format!("/customers/{id}/cards/0"),
+            &[("csrf", &csrf), ("status", "active")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let found = format!("/customers/{id}/cards/0/found");
+    let k2 = "22222222222222222222222222222222";
+    let (status, _) = admin
+        .post(&found, &[("csrf", &csrf), ("form_key", k2)])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, page) = admin.get(&format!("/customers/{id}")).await;
+    assert!(page.contains("<td class=\"status\">lost</td>"), "{page}");
+    // Confirmed, it earns again.
+    let (status, _) = admin
+        .post(
+            &found,
+            &[("csrf", &csrf), ("form_key", k2), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    c.call("sale.commit", sale("s1", &number)).await.unwrap();
+
+    // A replacement: a malformed number is refused next to the field.
+    let replace = format!("/customers/{id}/cards/0/replace");
+    let (status, page) = admin.get(&replace).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("name=\"number\""), "{page}");
+    let k3 = "33333333333333333333333333333333";
+    let (status, page) = admin
+        .post(
+            &replace,
+            &[("csrf", &csrf), ("form_key", k3), ("number", "12ab")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"number-error\""), "{page}");
+    // A physical card typed with spaces; the same form twice issues once.
+    let physical = "6035777700003333";
+    for _ in 0..2 {
+        let (status, page) = admin
+            .post(
+                &replace,
+                &[
+                    ("csrf", &csrf),
+                    ("form_key", k3),
+                    ("number", "6035 7777 0000 3333"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(by_id(&page, "new-card"), "****3333");
+        assert!(!page.contains(physical));
+    }
+    let view = c.call("account.get", json!({"account": id})).await.unwrap();
+    assert_eq!(view["cards"].as_array().unwrap().len(), 2, "{view}");
+    assert_eq!(view["cards"][0]["status"], "lost");
+    assert_eq!(view["cards"][1]["status"], "active");
+    // The old card is refused; the new one earns on the same account.
+    assert_eq!(
+        rpc_code(c.call("sale.commit", sale("s2", &number)).await),
+        2002
+    );
+    let r = c.call("sale.commit", sale("s3", physical)).await.unwrap();
+    assert_eq!(r["account"].as_i64(), Some(id), "{r}");
+    let (_, page) = admin.get(&format!("/customers/{id}")).await;
+    assert!(page.contains("<td id=\"balance\">110</td>"), "{page}");
+    assert!(
+        by_id(&page, "tier-progress").starts_with("Silver: spend 800"),
+        "{page}"
+    );
+    // Burn dates are on the programme's clock (Moscow by default), not UTC.
+    assert!(page.contains("UTC+03:00"), "{page}");
+    assert!(
+        !page.contains("T00:00:00Z") && !page.contains(":00Z<"),
+        "{page}"
+    );
+
+    // A new secret for the new card, shown once; a repeat shows nothing.
+    let k4 = "44444444444444444444444444444444";
+    let secret_url = format!("/customers/{id}/cards/1/secret");
+    let (status, page) = admin
+        .post(&secret_url, &[("csrf", &csrf), ("form_key", k4)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let secret = by_id(&page, "secret");
+    assert_eq!(secret.len(), 6);
+    let (status, page) = admin
+        .post(&secret_url, &[("csrf", &csrf), ("form_key", k4)])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(!page.contains(&secret) && !page.contains("id=\"secret\""));
+    // It spends at the till.
+    let t = c
+        .call("card.enter", json!({"number": physical, "secret": secret}))
+        .await
+        .unwrap();
+    let spent = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "s4", "card_token": t["card_token"], "receipt_id": "s4",
+                   "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "100"}],
+                   "redeem": "10"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(spent["redeemed"], "10");
+
+    // A viewer sees no card actions and may not take them.
+    let mut vera = Browser::new(port);
+    vera.login("vera", "vera's long password").await;
+    let (_, page) = vera.get(&format!("/customers/{id}")).await;
+    assert!(
+        !page.contains("/lost\"") && !page.contains("/replace\""),
+        "{page}"
+    );
+    let vcsrf = field(&page, "csrf");
+    let (status, _) = vera
+        .post(
+            &format!("/customers/{id}/cards/1/lost"),
+            &[
+                ("csrf", &vcsrf),
+                ("form_key", "55555555555555555555555555555555"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Audited once each, masked, and the secret nowhere.
+    let (_, audit) = admin.get("/audit").await;
+    assert_eq!(audit.matches(">card.lost<").count(), 1, "{audit}");
+    assert_eq!(audit.matches(">card.replace<").count(), 1, "{audit}");
+    assert_eq!(audit.matches(">card.secret<").count(), 1, "{audit}");
+    assert!(audit.contains(">card.found<"), "{audit}");
+    assert!(audit.contains("****3333"), "{audit}");
+    let r = admin
+        .http
+        .get(format!("{}/audit.csv", admin.base))
+        .header("cookie", &admin.cookie)
+        .send()
+        .await
+        .unwrap();
+    let csv = r.text().await.unwrap();
+    for hidden in [secret.as_str(), physical, number.as_str()] {
+        assert!(!csv.contains(hidden), "{hidden} in the audit log:\n{csv}");
+        assert!(!audit.contains(hidden), "{hidden} on the audit page");
+        assert!(!d.log().contains(hidden), "{hidden} in the daemon's log");
+    }
+}
+
+#[tokio::test]
+async fn the_programme_page_shows_the_rules_and_admins_manage_groups() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{TIERED}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    add_operator(&d, "root", "admin", None, "correct horse battery");
+    add_operator(&d, "olga", "operator", None, "olga's long password");
+    let mut admin = Browser::new(port);
+    admin.login("root", "correct horse battery").await;
+    let (status, page) = admin.get("/programme").await;
+    assert_eq!(status, StatusCode::OK);
+    for what in [
+        "[ledger.programme] expiry_months",
+        "[ledger.programme] utc_offset_minutes",
+        "UTC+03:00",
+        "Silver",
+        "[[ledger.programme.tiers]]",
+        "central.toml",
+    ] {
+        assert!(page.contains(what), "{what} missing from\n{page}");
+    }
+    let csrf = field(&page, "csrf");
+    let create = |name: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("name", name.to_owned()),
+            ("description", "shop staff".to_owned()),
+        ]
+    };
+    let form = create("staff");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _) = admin.post("/programme/groups", &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // Again: the error is next to the name.
+    let (status, page) = admin.post("/programme/groups", &form).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // (A POST's page is in the default language, Russian.)
+    assert!(
+        page.contains("id=\"name-error\">Такая группа уже есть"),
+        "{page}"
+    );
+    let (status, page) = admin
+        .post("/programme/groups", &[("csrf", &csrf), ("name", "   ")])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"name-error\""), "{page}");
+    let (_, page) = admin.get("/programme").await;
+    assert!(page.contains("<td>staff</td><td>shop staff</td>"), "{page}");
+
+    // An operator reads the page but cannot change groups.
+    let mut olga = Browser::new(port);
+    olga.login("olga", "olga's long password").await;
+    let (status, page) = olga.get("/programme").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("/programme/groups"), "{page}");
+    let ocsrf = field(&page, "csrf");
+    let (status, _) = olga
+        .post(
+            "/programme/groups/delete",
+            &[("csrf", &ocsrf), ("name", "staff")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The admin deletes it (twice: the second finds it gone).
+    for _ in 0..2 {
+        let (status, _) = admin
+            .post(
+                "/programme/groups/delete",
+                &[("csrf", &csrf), ("name", "staff")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    let (_, page) = admin.get("/programme").await;
+    assert!(!page.contains("<td>staff</td>"), "{page}");
+    let (_, audit) = admin.get("/audit").await;
+    assert!(audit.contains(">group.create<") && audit.contains(">group.delete<"));
+}
+
+#[tokio::test]
+async fn cyrillic_names_are_found_whatever_their_case() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161110000", "name": "Иван Иванов", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let mut vera = Browser::new(port);
+    vera.login("vera", "vera's long password").await;
+    for q in ["иванов", "ИВАН", "Иванов"] {
+        let (status, page) = vera.get(&format!("/?q={q}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains(&format!("/customers/{id}")), "{q}: {page}");
+    }
+    let (_, page) = vera.get("/?q=петров").await;
+    assert!(!page.contains(&format!("/customers/{id}")), "{page}");
+}

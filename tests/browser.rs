@@ -141,3 +141,82 @@ async fn an_operator_finds_a_customer_adds_points_and_blocks_the_card_in_a_brows
     b.screenshot(&shot("backoffice-audit.png")).await;
     b.quit().await;
 }
+
+/// Waits until the page's body contains `what`.
+async fn body_shows(b: &Browser, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.text("body").await.contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not shown:\n{}",
+            b.text("body").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reports_a_card_lost_and_issues_a_replacement_in_a_browser() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79160000042", "name": "Пётр Сидоров", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    let number = reg["card_number"].as_str().unwrap().to_owned();
+    add_operator(&d, "olga", "operator", None, "olga's long password");
+
+    let b = Browser::start(1366, 768).await;
+    let base = format!("http://127.0.0.1:{port}");
+    b.open(&format!("{base}/login?lang=en")).await;
+    b.fill("input[name=name]", "olga").await;
+    b.fill("input[name=password]", "olga's long password").await;
+    b.submit("form[action='/login'] button").await;
+    b.find("input[name=q]").await;
+    b.open(&format!("{base}/customers/{id}")).await;
+
+    // Report the card lost: the till refuses it.
+    b.submit("form[action$='/lost'] button").await;
+    body_shows(&b, "lost").await;
+    let sale = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "L1", "number": number, "receipt_id": "L1",
+                   "lines": [{"sku": "A1", "name": "Чай", "category": "food", "qty": "1", "price": "100"}]}),
+        )
+        .await;
+    match sale {
+        Err(ClientError::Rpc { error }) => assert_eq!(error["code"], 2002, "{error}"),
+        other => panic!("a sale on a lost card: {other:?}"),
+    }
+
+    // Replace it with a physical card typed by the operator.
+    b.submit("a.replace").await;
+    b.fill("input[name=number]", "6035 7777 0000 4444").await;
+    b.submit("form[action$='/replace'] button").await;
+    body_shows(&b, "****4444").await;
+    assert_eq!(b.text("#new-card").await, "****4444");
+    // The customer card lists the new card masked, the old one lost, and
+    // the balance (it lives on the account) unchanged.
+    b.open(&format!("{base}/customers/{id}")).await;
+    let cards = b.text("#cards").await;
+    assert!(
+        cards.contains("****4444") && cards.contains("lost"),
+        "{cards}"
+    );
+    assert!(!cards.contains("6035777700004444") && !cards.contains(&number));
+    assert_eq!(b.text("#balance").await, "100");
+    b.screenshot(&shot("backoffice-cards.png")).await;
+    b.quit().await;
+}

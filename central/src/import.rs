@@ -105,6 +105,8 @@ const TABLES: &[Table] = &[
             "tier_since",
             "code_word_failed",
             "code_word_locked_until",
+            // Last, so the positions above stay as the checks read them.
+            "name_fold",
         ],
         kind: Some("account"),
     },

@@ -155,6 +155,14 @@ pub const MIGRATIONS: &[&str] = &[
         new_id BIGINT NOT NULL,
         PRIMARY KEY (source, kind, old_id)
     );",
+    // bo-cards (issue 20's plan numbers this PostgreSQL migration 6; the
+    // till's SQLite one 17): the customer's name folded to lower case by
+    // the ledger's Rust code, searched by the back office on both stores
+    // alike (whatever the database's locale does to lower()). Existing
+    // rows are filled in Rust by `migrate` (`fold_names`). The
+    // text_pattern_ops index serves prefix look-ups (LIKE 'x%').
+    "ALTER TABLE accounts ADD COLUMN name_fold TEXT;
+    CREATE INDEX accounts_name_fold ON accounts(name_fold text_pattern_ops);",
 ];
 
 /// The schema version this binary writes.
@@ -180,6 +188,18 @@ pub enum SchemaError {
     /// PostgreSQL refused a statement or could not be reached.
     #[error("migrating the schema: {0}")]
     Postgres(#[from] postgres::Error),
+}
+
+/// Fills `accounts.name_fold` for the names written before it existed,
+/// with the Unicode lower-casing the ledger writes it with.
+fn fold_names(tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
+    let rows = tx.query("SELECT id, name FROM accounts WHERE name IS NOT NULL", &[])?;
+    let update = tx.prepare("UPDATE accounts SET name_fold = $2 WHERE id = $1")?;
+    for r in rows {
+        let (id, name): (i64, String) = (r.get(0), r.get(1));
+        tx.execute(&update, &[&id, &name.to_lowercase()])?;
+    }
+    Ok(())
 }
 
 /// Brings the schema to [`version`], applying what is missing, and returns
@@ -209,6 +229,9 @@ pub fn migrate(client: &mut Client) -> Result<i64, SchemaError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.batch_execute(sql)?;
+        if sql.contains("ADD COLUMN name_fold") {
+            fold_names(&mut tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at)
              VALUES ($1, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))",

@@ -359,3 +359,62 @@ async fn concurrent_redemptions_of_one_balance_one_wins() {
         assert!(problems.is_empty(), "{problems:?}");
     }
 }
+
+/// Registers, renames and searches Cyrillic names on `books`: the hits'
+/// names for "иванов" and "петров".
+async fn cyrillic_search(books: Books) -> Vec<String> {
+    use posbridge::ledger::accounts::{Accounts, Registration, Settings, Update};
+    let a = Accounts::with_books(books, Settings::default(), Origin::new("s1", "t1"));
+    let reg = |phone: &str, name: &str| Registration {
+        phone: Some(phone.into()),
+        name: Some(name.into()),
+        ..Registration::default()
+    };
+    let p = Programme::default();
+    a.register(&p, reg("+79160000001", "Иван Иванов"))
+        .await
+        .unwrap();
+    let anna = a
+        .register(&p, reg("+79160000002", "Анна Смирнова"))
+        .await
+        .unwrap();
+    a.update(
+        anna.account,
+        Update {
+            name: Some(Some("Анна ПЕТРОВА".into())),
+            ..Update::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for q in ["иванов", "ИВАНОВ", "петров", "смирнова"] {
+        let page = a.search(q.into(), None, 10).await.unwrap();
+        let names: Vec<String> = page.hits.into_iter().filter_map(|h| h.name).collect();
+        out.push(format!("{q}: {}", names.join(", ")));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cyrillic_names_are_found_whatever_their_case_on_both_stores() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("cyrillic_search").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let on_pg = cyrillic_search(Books::new(Arc::new(pg))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let on_sqlite = cyrillic_search(Books::sqlite(store)).await;
+    assert_eq!(
+        on_sqlite,
+        [
+            "иванов: Иван Иванов",
+            "ИВАНОВ: Иван Иванов",
+            "петров: Анна ПЕТРОВА",
+            "смирнова: ",
+        ]
+    );
+    assert_eq!(on_pg, on_sqlite);
+}

@@ -125,7 +125,7 @@ pub(super) async fn logout(
 
 /// The session, its CSRF token checked and its role at least `least`;
 /// else the response that refuses.
-async fn authorise(
+pub(super) async fn authorise(
     st: &Backoffice,
     headers: &HeaderMap,
     csrf: &str,
@@ -146,7 +146,7 @@ async fn authorise(
 }
 
 /// Writes an audit row; a failure is logged (the change itself stands).
-async fn audit(
+pub(super) async fn audit(
     st: &Backoffice,
     operator: &str,
     action: &str,
@@ -199,6 +199,11 @@ pub(super) async fn card_status(
         },
         Err(_) => return refuse(StatusCode::NOT_FOUND, lang, Some(&w), T::NotFound),
     };
+    // A lost card comes back only through its own confirmed action
+    // (`cards::found`), never by an Unblock click.
+    if card.status == "lost" {
+        return refuse(StatusCode::CONFLICT, lang, Some(&w), T::ConfirmFound);
+    }
     let masked = CardNumber::new(card.number.clone()).masked();
     if let Err(e) = st.ledger.set_card_status(card.number, status.into()).await {
         tracing::error!(error = %e, card = %masked, "back office: card status change failed");
@@ -296,7 +301,8 @@ pub(super) async fn adjust(
         form.errors
             .insert("note", format!("≤ {NOTE_MAX}, {}", tr(lang, T::Failed)));
     }
-    let expires = match parse_expiry(f.expires.trim(), OffsetDateTime::now_utc()) {
+    let zone = super::programme::offset(st.ledger.programme());
+    let expires = match parse_expiry(f.expires.trim(), OffsetDateTime::now_utc(), zone) {
         Ok(e) if e.is_some() && deduct => {
             form.errors.insert("expires", tr(lang, T::BadDate).into());
             None
@@ -369,15 +375,23 @@ pub(super) async fn adjust(
     }
 }
 
-/// An optional `YYYY-MM-DD` expiry: the end of that day (UTC), which must
+/// An optional `YYYY-MM-DD` expiry: the end of that day on the
+/// programme's clock `zone` (the one the pages show times in), which must
 /// be in the future.
-fn parse_expiry(s: &str, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, ()> {
+fn parse_expiry(
+    s: &str,
+    now: OffsetDateTime,
+    zone: time::UtcOffset,
+) -> Result<Option<OffsetDateTime>, ()> {
     if s.is_empty() {
         return Ok(None);
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(s, &fmt).map_err(|_| ())?;
-    let at = date.with_hms(23, 59, 59).map_err(|_| ())?.assume_utc();
+    let at = date
+        .with_hms(23, 59, 59)
+        .map_err(|_| ())?
+        .assume_offset(zone);
     if at <= now {
         return Err(());
     }
@@ -391,13 +405,20 @@ mod tests {
     #[test]
     fn expiry_dates_are_strict_and_in_the_future() {
         let now = time::macros::datetime!(2026-12-07 12:00 UTC);
-        assert_eq!(parse_expiry("", now), Ok(None));
+        let utc = time::UtcOffset::UTC;
+        assert_eq!(parse_expiry("", now, utc), Ok(None));
         assert_eq!(
-            parse_expiry("2027-01-31", now),
+            parse_expiry("2027-01-31", now, utc),
             Ok(Some(time::macros::datetime!(2027-01-31 23:59:59 UTC)))
         );
-        assert!(parse_expiry("2026-12-06", now).is_err());
-        assert!(parse_expiry("31.01.2027", now).is_err());
-        assert!(parse_expiry("2027-02-30", now).is_err());
+        // On Moscow's clock the day ends three hours earlier in UTC.
+        let moscow = time::macros::offset!(+3);
+        assert_eq!(
+            parse_expiry("2027-01-31", now, moscow),
+            Ok(Some(time::macros::datetime!(2027-01-31 20:59:59 UTC)))
+        );
+        assert!(parse_expiry("2026-12-06", now, utc).is_err());
+        assert!(parse_expiry("31.01.2027", now, utc).is_err());
+        assert!(parse_expiry("2027-02-30", now, utc).is_err());
     }
 }

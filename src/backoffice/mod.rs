@@ -9,10 +9,12 @@
 //! maud templates with no JavaScript; every POST carries the session's
 //! CSRF token, sessions are in-memory and bounded ([`session`]).
 
+mod cards;
 mod forms;
 pub mod i18n;
 pub mod operators;
 mod pages;
+mod programme;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -79,6 +81,16 @@ pub fn router(state: Arc<Backoffice>) -> Router {
         .route("/customers/{id}", get(pages::customer))
         .route("/customers/{id}/adjust", post(forms::adjust))
         .route("/customers/{id}/cards/{index}", post(forms::card_status))
+        .route("/customers/{id}/cards/{index}/lost", post(cards::lost))
+        .route("/customers/{id}/cards/{index}/found", post(cards::found))
+        .route("/customers/{id}/cards/{index}/secret", post(cards::secret))
+        .route(
+            "/customers/{id}/cards/{index}/replace",
+            get(cards::replace_page).post(cards::replace),
+        )
+        .route("/programme", get(programme::show))
+        .route("/programme/groups", post(programme::create_group))
+        .route("/programme/groups/delete", post(programme::delete_group))
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
         .layer(axum::middleware::from_fn(guard))
@@ -195,6 +207,7 @@ fn layout(lang: Lang, who: Option<&Who>, title: &str, body: Markup) -> Markup {
             body {
                 nav {
                     a href="/" { (tr(lang, T::Customers)) }
+                    @if who.is_some() { " · " a href="/programme" { (tr(lang, T::Programme)) } }
                     @if who.is_some_and(|w| w.role() == Role::Admin) {
                         " · " a href="/audit" { (tr(lang, T::Audit)) }
                     }
@@ -220,7 +233,7 @@ nav{background:#234;color:#fff;padding:.5em 1em}nav a{color:#fff}\
 .right{float:right}main{padding:0 1em}table{border-collapse:collapse;width:100%}\
 td,th{border-bottom:1px solid #ccc;padding:.25em .5em;text-align:left}\
 .err{color:#b00}.ok{color:#070}form.inline{display:inline}\
-label{display:block;margin:.3em 0}";
+label{display:block;margin:.3em 0}label.inline{display:inline}";
 
 /// A full page as a response, with the language cookie when `?lang=`
 /// chose one.

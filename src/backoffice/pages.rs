@@ -15,7 +15,6 @@ use super::operators::Role;
 use super::{Backoffice, Who, lang_of, layout, page, refuse, to_login, who};
 use crate::ledger::AccountRef;
 use crate::ledger::accounts::{AccountError, Lookup};
-use crate::redact::CardNumber;
 
 /// Search results per page.
 const SEARCH_PAGE: u32 = 20;
@@ -191,17 +190,17 @@ pub(super) async fn customer_page(
         Ok(c) => c,
         Err(e) => return failed(lang, w, &e),
     };
-    // The level, from the card sales are booked on (none: no level shown).
-    let tier = match st.ledger.booking_card(id).await {
-        Ok(n) => st
-            .ledger
-            .resolve(n)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.tier),
-        Err(_) => None,
-    };
+    // The level and the progress to the next, by the programme's tier rule
+    // (no levels configured: no rows).
+    let tier = st
+        .ledger
+        .tier_history(id, 1, time::OffsetDateTime::now_utc())
+        .await
+        .ok()
+        .map(|(view, _)| view)
+        .unwrap_or_default();
+    let prog = st.ledger.programme();
+    let at = |s: &str| super::programme::local_time(prog, s);
     let can_change = w.role() >= Role::Operator;
     let form = form.unwrap_or_default();
     let err = |f: &str| form.errors.get(f).cloned();
@@ -213,36 +212,18 @@ pub(super) async fn customer_page(
             tr { th { (tr(lang, T::Email)) } td { (account.email.as_deref().unwrap_or("—")) } }
             tr { th { (tr(lang, T::Status)) } td { (account.status) } }
             tr { th { (tr(lang, T::Balance)) } td #balance { (history.balance) } }
-            @if let Some(t) = &tier { tr { th { (tr(lang, T::Tier)) } td { (t) } } }
+            (super::programme::tier_rows(lang, &tier))
         }
         h2 { (tr(lang, T::Cards)) }
-        table {
-            @for (i, c) in cards.iter().enumerate() {
-                tr {
-                    td { (CardNumber::new(c.number.clone()).masked()) }
-                    td { (c.kind) } td { (c.status) }
-                    td { @if can_change {
-                        form.inline method="post" action={"/customers/" (id) "/cards/" (i)} {
-                            input type="hidden" name="csrf" value=(w.session.csrf);
-                            @if c.status == "active" {
-                                input type="hidden" name="status" value="blocked";
-                                button { (tr(lang, T::Block)) }
-                            } @else {
-                                input type="hidden" name="status" value="active";
-                                button { (tr(lang, T::Unblock)) }
-                            }
-                        }
-                    } }
-                }
-            }
-        }
+        (super::cards::section(lang, w, id, &cards))
         h2 { (tr(lang, T::Lots)) }
+        p.zone { (super::programme::zone_name(prog)) }
         table {
             tr { th { (tr(lang, T::When)) } th { (tr(lang, T::Amount)) }
                  th { (tr(lang, T::Remaining)) } th { (tr(lang, T::Burns)) } }
             @for l in &lots {
-                tr { td { (l.created_at) } td { (l.amount) } td { (l.remaining) }
-                     td { (l.expires_at.as_deref().unwrap_or(tr(lang, T::Never))) } }
+                tr { td { (at(&l.created_at)) } td { (l.amount) } td { (l.remaining) }
+                     td.burns { @match &l.expires_at { Some(e) => (at(e)), None => (tr(lang, T::Never)) } } }
             }
         }
         @if can_change {
@@ -250,7 +231,7 @@ pub(super) async fn customer_page(
             @if let Some(e) = err("form") { p.err { (e) } }
             form method="post" action={"/customers/" (id) "/adjust"} {
                 input type="hidden" name="csrf" value=(w.session.csrf);
-                input type="hidden" name="form_key" value=(new_form_key());
+                input type="hidden" name="form_key" value=(super::cards::new_form_key());
                 label {
                     input type="radio" name="direction" value="accrue"
                         checked[form.direction != "deduct"]; " " (tr(lang, T::Accrue)) " "
@@ -278,7 +259,7 @@ pub(super) async fn customer_page(
                  th { (tr(lang, T::Reason)) } th { (tr(lang, T::Operator)) } }
             @for t in &history.transactions {
                 tr.txn {
-                    td { (t.transaction) } td { (t.kind) } td { (t.created_at) }
+                    td { (t.transaction) } td { (t.kind) } td { (at(&t.created_at)) }
                     td { (t.store.as_deref().unwrap_or("")) " " (t.terminal.as_deref().unwrap_or("")) }
                     td { (t.entries.iter().map(|e| e.amount).sum::<rust_decimal::Decimal>()) }
                     td.reason { (t.reason.as_deref().unwrap_or("")) }
@@ -286,6 +267,9 @@ pub(super) async fn customer_page(
                 }
             }
         }
+        // The ledger records the operator of a manual posting but not the
+        // cashier of a sale or return (the till sends none).
+        p.note { (tr(lang, T::Operator)) ": " (tr(lang, T::NoCashier)) }
         @if let Some(c) = history.next_cursor {
             p { a href={"/customers/" (id) "?cursor=" (c)} { (tr(lang, T::Next)) " →" } }
         }
@@ -297,13 +281,6 @@ pub(super) async fn customer_page(
     };
     let title = account.name.clone().unwrap_or_else(|| format!("#{id}"));
     page(status, set, layout(lang, Some(w), &title, body))
-}
-
-/// A random key for one rendering of the adjust form: submitting it twice
-/// books once (the ledger's idempotency key is `bo:{key}`).
-fn new_form_key() -> String {
-    // Without randomness the form has no key and its submission is refused.
-    crate::random::hex::<16>(crate::random::system).unwrap_or_default()
 }
 
 /// The ledger failed: say so without details a customer should not see
@@ -337,7 +314,7 @@ pub(super) async fn audit(
                  th { (tr(lang, T::Action)) } th { (tr(lang, T::Target)) }
                  th { (tr(lang, T::Detail)) } th { (tr(lang, T::From)) } }
             @for r in &rows {
-                tr.audit { td { (r.id) } td { (r.at) } td { (r.operator) } td { (r.action) }
+                tr.audit { td { (r.id) } td { (super::programme::local_time(st.ledger.programme(), &r.at)) } td { (r.operator) } td { (r.action) }
                      td { (r.target.as_deref().unwrap_or("")) } td { code { (r.detail) } }
                      td { (r.remote.as_deref().unwrap_or("")) } }
             }

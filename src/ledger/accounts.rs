@@ -618,8 +618,8 @@ impl Accounts {
                 }
                 if let Some(n) = &name {
                     db.execute(
-                        "UPDATE accounts SET name = ?2 WHERE id = ?1",
-                        args![account, n],
+                        "UPDATE accounts SET name = ?2, name_fold = ?3 WHERE id = ?1",
+                        args![account, n, search::name_fold(n.as_deref())],
                     )?;
                 }
                 db.execute(

@@ -243,6 +243,14 @@ const MIGRATIONS: &[&str] = &[
         detail   TEXT NOT NULL,
         remote   TEXT
     );",
+    // bo-cards (issue 20's plan numbers this SQLite migration 17): the
+    // customer's name folded to lower case by the ledger's Rust code
+    // (`str::to_lowercase`, Unicode), since SQLite's lower() and LIKE fold
+    // ASCII only; the back office searches it, so "иванов" finds "Иванов".
+    // Existing rows are filled in Rust by `migrate` ([`fold_names`]). The
+    // index serves prefix and equality look-ups.
+    "ALTER TABLE accounts ADD COLUMN name_fold TEXT;
+    CREATE INDEX accounts_name_fold ON accounts(name_fold);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
@@ -429,10 +437,26 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).map_err(err)?;
+        if sql.contains("ADD COLUMN name_fold") {
+            fold_names(&tx).map_err(err)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(err)?;
     }
     tx.commit().map_err(err)
+}
+
+/// Fills `accounts.name_fold` for the names written before it existed,
+/// with the same Unicode lower-casing the ledger writes it with.
+fn fold_names(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let mut read = tx.prepare("SELECT id, name FROM accounts WHERE name IS NOT NULL")?;
+    let mut write = tx.prepare("UPDATE accounts SET name_fold = ?2 WHERE id = ?1")?;
+    let rows = read.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (id, name) = row?;
+        write.execute(rusqlite::params![id, name.to_lowercase()])?;
+    }
+    Ok(())
 }
 
 fn terminal_id(conn: &mut Connection) -> rusqlite::Result<String> {
@@ -486,6 +510,31 @@ mod tests {
         store.checkpoint().await.unwrap();
         drop(store);
         assert_eq!(Store::open(&path).unwrap().terminal_id(), id);
+    }
+
+    #[test]
+    fn names_written_before_the_fold_column_are_folded_in_unicode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(Store::open(&path).unwrap());
+        {
+            // The file as the build before the fold column left it.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "DROP INDEX accounts_name_fold;
+                 ALTER TABLE accounts DROP COLUMN name_fold;
+                 INSERT INTO accounts (created_at, name) VALUES ('2026-01-01T00:00:00Z', 'Иван ИВАНОВ');",
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", MIGRATIONS.len() as i64 - 1)
+                .unwrap();
+        }
+        drop(Store::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let fold: String = c
+            .query_row("SELECT name_fold FROM accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fold, "иван иванов");
     }
 
     #[test]

@@ -77,6 +77,15 @@ pub struct CardRow {
     pub status: String,
 }
 
+/// A name as `accounts.name_fold` keeps it: lower-cased by Rust (Unicode),
+/// because SQLite's lower() and LIKE fold ASCII only. Every write of
+/// `accounts.name` writes this too; the search matches it (falling back to
+/// lower(name) for a row without it, such as one imported from a till's
+/// older file).
+pub fn name_fold(name: Option<&str>) -> Option<String> {
+    name.map(str::to_lowercase)
+}
+
 /// `s` as a `LIKE` operand matching itself literally: `\`, `%` and `_`
 /// are escaped with `\` (the statements say `ESCAPE '\'`).
 pub fn like_escape(s: &str) -> String {
@@ -137,13 +146,15 @@ impl Accounts {
             .books
             .read(move |db| {
                 // One row more than asked tells whether there is a next page.
+                // The casts: PostgreSQL cannot type a NULL parameter that
+                // is only tested for NULL.
                 let mut hits = db.query_map(
                     "SELECT a.id, a.status, a.name, a.phone, a.email FROM accounts a
                      WHERE a.id > ?1 AND (
-                        lower(a.name) LIKE ?2 ESCAPE '\\'
+                        COALESCE(a.name_fold, lower(a.name)) LIKE ?2 ESCAPE '\\'
                         OR lower(a.email) LIKE ?2 ESCAPE '\\'
-                        OR (?3 IS NOT NULL AND a.phone LIKE ?3 ESCAPE '\\')
-                        OR (?4 IS NOT NULL AND EXISTS (
+                        OR (CAST(?3 AS TEXT) IS NOT NULL AND a.phone LIKE ?3 ESCAPE '\\')
+                        OR (CAST(?4 AS TEXT) IS NOT NULL AND EXISTS (
                             SELECT 1 FROM cards c
                             WHERE c.account_id = a.id AND c.number LIKE ?4 ESCAPE '\\')))
                      ORDER BY a.id LIMIT ?5",
