@@ -155,6 +155,27 @@ pub const MIGRATIONS: &[&str] = &[
         new_id BIGINT NOT NULL,
         PRIMARY KEY (source, kind, old_id)
     );",
+    // 3: the back office's operators and audit log, as the till's SQLite
+    // migration 14 has them (the same SQL runs on both). `bo_audit.id` is
+    // MAX(id)+1 inside the writing transaction: two instances appending
+    // at once conflict under SERIALIZABLE and one runs again.
+    "CREATE TABLE bo_operators (
+        name          TEXT PRIMARY KEY NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        password_hash TEXT NOT NULL,
+        op_limit      BIGINT CHECK (op_limit IS NULL OR op_limit >= 0),
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE bo_audit (
+        id       BIGINT PRIMARY KEY NOT NULL,
+        at       TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        target   TEXT,
+        detail   TEXT NOT NULL,
+        remote   TEXT
+    );",
 ];
 
 /// The schema version this binary writes.

@@ -106,6 +106,8 @@ pub enum T {
     ReasonOther,
     BadDate,
     Failed,
+    // The login form's CSRF token (bo-central).
+    LoginExpired,
 }
 
 /// `t` in `lang`.
@@ -178,6 +180,11 @@ pub fn tr(lang: Lang, t: T) -> &'static str {
             "A future date as YYYY-MM-DD",
         ),
         T::Failed => ("Операция не выполнена", "The operation failed"),
+        // The login form's CSRF token (bo-central).
+        T::LoginExpired => (
+            "Форма входа устарела; войдите ещё раз",
+            "The login form expired; please log in again",
+        ),
     };
     match lang {
         Lang::Ru => ru,
