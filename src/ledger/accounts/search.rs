@@ -137,13 +137,15 @@ impl Accounts {
             .books
             .read(move |db| {
                 // One row more than asked tells whether there is a next page.
+                // The CASTs type the NULL tests' parameters: PostgreSQL
+                // cannot infer a type from `$3 IS NOT NULL` alone.
                 let mut hits = db.query_map(
                     "SELECT a.id, a.status, a.name, a.phone, a.email FROM accounts a
                      WHERE a.id > ?1 AND (
                         lower(a.name) LIKE ?2 ESCAPE '\\'
                         OR lower(a.email) LIKE ?2 ESCAPE '\\'
-                        OR (?3 IS NOT NULL AND a.phone LIKE ?3 ESCAPE '\\')
-                        OR (?4 IS NOT NULL AND EXISTS (
+                        OR (CAST(?3 AS TEXT) IS NOT NULL AND a.phone LIKE ?3 ESCAPE '\\')
+                        OR (CAST(?4 AS TEXT) IS NOT NULL AND EXISTS (
                             SELECT 1 FROM cards c
                             WHERE c.account_id = a.id AND c.number LIKE ?4 ESCAPE '\\')))
                      ORDER BY a.id LIMIT ?5",
