@@ -307,3 +307,78 @@ async fn two_instances_append_to_the_audit_log_at_once_without_losing_a_row() {
     let retried = a.retry_stats().retried + b.retry_stats().retried;
     assert!(retried > 0, "no conflicts: the test did not race");
 }
+
+/// A till in central mode still serves its own `[backoffice]`: the same
+/// pages over the central ledger (its `Central` client), with the till's
+/// own operators. What it changes, the chain sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_till_in_central_mode_serves_its_own_pages_over_the_chain() {
+    let chain = support::Chain::start(1, PROGRAMME);
+    let port = free_port();
+    let till = chain.till_with(
+        "T-1",
+        "S1",
+        0,
+        &format!("[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let other = chain.till("T-2", "S2", 0);
+    let reg = other
+        .client()
+        .await
+        .call(
+            "account.register",
+            json!({"phone": "+79160000001", "name": "Anna", "card_number": CARD, "secret": "4711"}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    // The till's own operator, on the till's own store.
+    let mut child = Command::new(support::till_bin())
+        .arg("--config")
+        .arg(&till.config)
+        .args(["backoffice", "operator", "add", "root", "--role", "admin"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "correct horse battery").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut b = Browser::new(port);
+    assert_eq!(
+        b.login("root", "correct horse battery").await,
+        StatusCode::SEE_OTHER
+    );
+    let (status, page) = b.get("/?q=%2B79160000001").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&format!("/customers/{id}")), "{page}");
+    let (_, page) = b.get(&format!("/customers/{id}")).await;
+    let good = [
+        ("csrf", field(&page, "csrf")),
+        ("form_key", field(&page, "form_key")),
+        ("direction", "accrue".into()),
+        ("amount", "7".into()),
+        ("reason", "goodwill".into()),
+        ("note", String::new()),
+        ("expires", String::new()),
+    ];
+    let form: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = b.post(&format!("/customers/{id}/adjust"), &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    // The other store's till sees the points: they are the chain's.
+    let r = other
+        .client()
+        .await
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(r["account"]["balance"], "7");
+    chain.verify();
+}
