@@ -156,7 +156,8 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, kind, old_id)
     );",
     // 3: the back office's operators and audit log, as the till's SQLite
-    // migration 14 has them (the same SQL runs on both). `bo_audit.id` is
+    // migration 14 has them (the same SQL runs on both; integers BIGINT as
+    // in migration 1). `bo_audit.id` is
     // MAX(id)+1 inside the writing transaction: two instances appending
     // at once conflict under SERIALIZABLE and one runs again.
     "CREATE TABLE bo_operators (
@@ -164,7 +165,7 @@ pub const MIGRATIONS: &[&str] = &[
         role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
         password_hash TEXT NOT NULL,
         op_limit      BIGINT CHECK (op_limit IS NULL OR op_limit >= 0),
-        disabled      INTEGER NOT NULL DEFAULT 0,
+        disabled      BIGINT NOT NULL DEFAULT 0,
         created_at    TEXT NOT NULL
     );
     CREATE TABLE bo_audit (
