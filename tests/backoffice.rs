@@ -39,16 +39,24 @@ impl Browser {
         }
     }
 
+    /// Opens the login page (its token and cookie), then posts the form.
     async fn login(&mut self, name: &str, password: &str) -> reqwest::Response {
+        let (pre, token) = login_token(&self.http, &self.base).await;
         let r = self
             .http
             .post(format!("{}/login", self.base))
-            .form(&[("name", name), ("password", password)])
+            .header("cookie", pre)
+            .form(&[("name", name), ("password", password), ("csrf", &token)])
             .send()
             .await
             .unwrap();
-        if let Some(c) = r.headers().get("set-cookie") {
-            let c = c.to_str().unwrap();
+        if let Some(c) = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap())
+            .find(|c| c.starts_with("bo_session="))
+        {
             assert!(
                 c.contains("HttpOnly") && c.contains("SameSite=Strict"),
                 "{c}"
@@ -81,6 +89,28 @@ impl Browser {
             .unwrap();
         (r.status(), r.text().await.unwrap())
     }
+}
+
+/// The login page's pre-session cookie (`bo_login=…`) and its form's
+/// token.
+async fn login_token(http: &reqwest::Client, base: &str) -> (String, String) {
+    let r = http.get(format!("{base}/login")).send().await.unwrap();
+    let c = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("bo_login="))
+        .expect("the login page sets its token cookie");
+    assert!(
+        c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+        "{c}"
+    );
+    let page = r.text().await.unwrap();
+    (
+        c.split(';').next().unwrap().to_owned(),
+        field(&page, "csrf"),
+    )
 }
 
 /// The value of the first `name="…" value="…"` input in a page.
@@ -704,4 +734,131 @@ async fn cyrillic_names_are_found_whatever_their_case() {
     }
     let (_, page) = vera.get("/?q=петров").await;
     assert!(!page.contains(&format!("/customers/{id}")), "{page}");
+}
+
+/// Login CSRF (bo-central): a login post needs the token its login page
+/// set, in both the cookie and the form; a foreign page can send neither.
+#[tokio::test]
+async fn a_login_needs_the_token_of_its_login_page() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    add_operator(&d, "root", "admin", None, "correct horse battery");
+    let b = Browser::new(port);
+    let post = |cookie: Option<String>, csrf: Option<String>| {
+        let mut r = b.http.post(format!("{}/login", b.base));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        let mut form = vec![
+            ("name", "root".to_owned()),
+            ("password", "correct horse battery".to_owned()),
+        ];
+        if let Some(t) = csrf {
+            form.push(("csrf", t));
+        }
+        r.header("accept-language", "en").form(&form).send()
+    };
+    // No token at all, as a foreign page's form would post.
+    let r = post(None, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("login form expired"));
+    // The form's token without the cookie, and a cookie of another page.
+    let (c1, t1) = login_token(&b.http, &b.base).await;
+    let (c2, t2) = login_token(&b.http, &b.base).await;
+    assert_ne!(t1, t2, "each login page has its own token");
+    assert_eq!(
+        post(None, Some(t1.clone())).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(Some(c2.clone()), Some(t1.clone()))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(Some("bo_login=".into()), Some(String::new()))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    // The matching pair logs in.
+    let r = post(Some(c1), Some(t1)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("bo_session="))
+    );
+    assert!(d.log().contains("a login without its form's token"));
+}
+
+/// Slow clients (bo-central): more stalled half-requests than the port
+/// serves at once do not keep a normal request out for long: the extra
+/// connections are closed at once, the stalled ones after the header
+/// timeout (10 s), and the normal request is answered.
+#[tokio::test]
+async fn stalled_clients_do_not_keep_the_pages_from_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let limit = posbridge::backoffice::MAX_CONNECTIONS;
+    let mut stalled = Vec::new();
+    for _ in 0..limit + 8 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // Half a request head, then nothing.
+        let _ = s.write_all(b"GET /login HTTP/1.1\r\nHost: x\r\n").await;
+        stalled.push(s);
+    }
+    let started = std::time::Instant::now();
+    let bound = posbridge::backoffice::HEADER_TIMEOUT + std::time::Duration::from_secs(15);
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    loop {
+        match http.get(format!("http://{addr}/login")).send().await {
+            Ok(r) => {
+                assert_eq!(r.status(), StatusCode::OK);
+                break;
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    started.elapsed() < bound,
+                    "the page did not answer within {bound:?} behind stalled clients: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "with every slot stalled, a request must wait or be refused"
+    );
+    // The stalled connections were closed by the server, not left open.
+    let mut buf = [0u8; 256];
+    for s in stalled.iter_mut().take(limit) {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(15), s.read(&mut buf))
+            .await
+            .expect("a stalled connection was left open");
+        // Closed (0 bytes or reset) or answered 408 before closing.
+        if let Ok(n) = n
+            && n > 0
+        {
+            assert!(String::from_utf8_lossy(&buf[..n]).contains("408"), "{n}");
+        }
+    }
+    assert!(d.log().contains("too many connections"), "{}", d.log());
 }

@@ -171,6 +171,11 @@ fn ctrl_c_stops_the_running_chain_demo_and_everything_it_started() {
         all
     });
     let running = rx.recv_timeout(Duration::from_secs(240));
+    // The chain's back office is the central one, and it answers (checked
+    // while the chain runs; a failure is reported after the stop).
+    let office = running
+        .clone()
+        .map(|r| std::panic::catch_unwind(move || backoffice_answers(&r)));
     let pid = nix::unistd::Pid::from_raw(demo.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -190,6 +195,112 @@ fn ctrl_c_stops_the_running_chain_demo_and_everything_it_started() {
     let running = running.unwrap_or_else(|_| panic!("the chain never ran:\n{all}\n{stderr}"));
     assert!(running.contains("ledger consistent"), "{running}");
     assert!(running.contains("/v1/health"), "{running}");
+    if let Ok(Err(e)) = office {
+        std::panic::resume_unwind(e);
+    }
     assert!(status.success(), "{status}:\n{all}\n{stderr}");
     nothing_left(&all);
+}
+
+/// One HTTP/1.1 exchange on `addr` (the connection closed after it).
+fn http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The back office the demo printed answers its login page, and the
+/// printed login and password open a session.
+fn backoffice_answers(stdout: &str) {
+    let url = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("The back office: "))
+        .unwrap_or_else(|| panic!("no back office address in:\n{stdout}"));
+    let addr = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("not an http://HOST:PORT/ address: {url}"));
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let creds = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("login: "))
+        .unwrap_or_else(|| panic!("no login line in:\n{stdout}"));
+    let (login, password) = creds
+        .split_once("  password: ")
+        .unwrap_or_else(|| panic!("{creds}"));
+    let page = http(
+        addr,
+        "GET /login HTTP/1.1\r\nHost: demo\r\nAccept-Language: en\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("name=\"password\""), "{page}");
+    let cookie = page
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: bo_login="))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no login token cookie in:\n{page}"));
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).unwrap() + marker.len();
+    let token = &page[at..at + page[at..].find('"').unwrap()];
+    let body = format!("name={login}&password={password}&csrf={token}");
+    let r = http(
+        addr,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: demo\r\nCookie: bo_login={cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(r.starts_with("HTTP/1.1 303"), "{r}");
+    assert!(r.contains("set-cookie: bo_session="), "{r}");
+}
+
+#[test]
+fn the_demo_prints_a_back_office_that_answers() {
+    use std::io::{BufRead, BufReader};
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            all.push_str(&line);
+            all.push('\n');
+            if line.starts_with("Ctrl-C stops it") {
+                let _ = tx.send(all.clone());
+            }
+        }
+    });
+    let running = rx.recv_timeout(Duration::from_secs(120));
+    let checked = running
+        .clone()
+        .map(|r| std::panic::catch_unwind(move || backoffice_answers(&r)));
+    let pid = nix::unistd::Pid::from_raw(demo.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while demo.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = demo.kill();
+            panic!("the demo did not stop within 30 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = reader.join();
+    running.expect("the demo never got to running");
+    if let Ok(Err(e)) = checked {
+        std::panic::resume_unwind(e);
+    }
 }

@@ -28,6 +28,22 @@ pub struct CentralConfig {
     /// `[jobs]`.
     #[serde(default)]
     pub jobs: JobsConfig,
+    /// `[backoffice]`: the chain's back office (off unless `listen` is set).
+    #[serde(default)]
+    pub backoffice: BackofficeSection,
+}
+
+/// `[backoffice]`: the operators' pages over the chain's ledger, the same
+/// pages and rules as a till's `[backoffice]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BackofficeSection {
+    /// Address to serve on, such as `127.0.0.1:8740`; absent: off.
+    pub listen: Option<SocketAddr>,
+    /// Must be true to listen on a non-loopback address: the pages move
+    /// points and block cards, so exposing them is a deliberate choice.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// `[server]`: the HTTP listener and its limits.
@@ -229,6 +245,19 @@ impl CentralConfig {
         if let Err(e) = self.ledger.programme.validate() {
             return invalid("programme", "ledger.programme", e.to_string());
         }
+        if let Some(addr) = self.backoffice.listen
+            && !addr.ip().is_loopback()
+            && !self.backoffice.allow_remote
+        {
+            return invalid(
+                "listen",
+                "backoffice.listen",
+                format!(
+                    "{addr} is not a loopback address; set backoffice.allow_remote = true \
+                     to expose the back office to the network deliberately"
+                ),
+            );
+        }
         if self.jobs.daily_time().is_none() {
             return invalid(
                 "daily_at",
@@ -332,6 +361,24 @@ mod tests {
         assert!(e.contains("database.url"), "{e}");
         let e = parse("[server]\n").unwrap_err();
         assert!(e.contains("database"), "{e}");
+    }
+
+    #[test]
+    fn the_back_office_listens_on_loopback_unless_allowed() {
+        let c = parse("[database]\nurl = \"x\"\n").unwrap();
+        assert_eq!(c.backoffice.listen, None);
+        let c =
+            parse("[database]\nurl = \"x\"\n[backoffice]\nlisten = \"127.0.0.1:8740\"\n").unwrap();
+        assert_eq!(c.backoffice.listen.unwrap().port(), 8740);
+        let e = parse("[database]\nurl = \"x\"\n[backoffice]\nlisten = \"0.0.0.0:8740\"\n")
+            .unwrap_err();
+        assert!(e.contains("backoffice.listen"), "{e}");
+        assert!(e.contains("allow_remote"), "{e}");
+        let c = parse(
+            "[database]\nurl = \"x\"\n[backoffice]\nlisten = \"0.0.0.0:8740\"\nallow_remote = true\n",
+        )
+        .unwrap();
+        assert!(c.backoffice.allow_remote);
     }
 
     #[test]

@@ -124,6 +124,12 @@ impl Core {
         self.postgres
     }
 
+    /// The chain's ledger as the back office uses it: changes made there
+    /// record no store or till.
+    pub fn ledger(&self) -> Arc<dyn posbridge::ledger::Ledger> {
+        Arc::new(self.ledger.with_origin(Origin::default()))
+    }
+
     /// The ledger for one request, recording `origin` on what it writes.
     pub fn with_origin(&self, origin: Origin) -> Local {
         self.ledger.with_origin(origin)

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use posbridge::backoffice::operators::Operators;
+use posbridge::cli::backoffice::OperatorCommand;
 use posbridge::cli::ledger::ExportFormat;
 use posbridge_central::config::CentralConfig;
 use posbridge_central::core::Core;
@@ -73,6 +75,10 @@ enum Command {
     /// Terminals (tills) and their keys.
     #[command(subcommand)]
     Terminal(TerminalCommand),
+    /// The chain's back office operators (as `posbridge backoffice
+    /// operator ...` on a till; see docs/backoffice.md).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
 }
 
 #[derive(Subcommand)]
@@ -179,6 +185,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             terminal,
             dry_run,
         } => return import(&config, sqlite, Target { store, terminal }, dry_run).await,
+        Command::Operator(cmd) => {
+            let ops = Operators::new(open(&config).await?.books().clone());
+            posbridge::cli::backoffice::operator(&ops, cmd).await?;
+        }
         Command::Store(StoreCommand::Add { id, name }) => {
             principals::add_store(open(&config).await?.books(), &id, &name).await?;
             println!("store {id} added");
@@ -270,6 +280,24 @@ async fn serve(config: CentralConfig) -> anyhow::Result<()> {
     let at = config.jobs.daily_time().unwrap_or((0, 5));
     let job = tokio::spawn(jobs::daily(core.clone(), lock, at, shutdown.clone()));
 
+    // The back office binds before the API, so a port in use fails the
+    // start instead of a page that never answers.
+    let backoffice = match config.backoffice.listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("backoffice.listen: {addr}"))?;
+            tracing::info!(addr = %l.local_addr()?, "back office on");
+            let state = posbridge::backoffice::Backoffice::new(core.ledger(), core.books().clone());
+            Some(tokio::spawn(posbridge::backoffice::serve(
+                l,
+                state,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+
     let addr = config.server.listen;
     match &config.server.tls {
         Some(tls) => {
@@ -312,6 +340,11 @@ async fn serve(config: CentralConfig) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     let _ = job.await;
+    if let Some(b) = backoffice
+        && let Ok(Err(e)) = b.await
+    {
+        tracing::error!(error = %e, "back office");
+    }
     tracing::info!("stopped");
     Ok(())
 }

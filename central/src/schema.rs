@@ -155,14 +155,35 @@ pub const MIGRATIONS: &[&str] = &[
         new_id BIGINT NOT NULL,
         PRIMARY KEY (source, kind, old_id)
     );",
-    // bo-cards (issue 20's plan numbers this PostgreSQL migration 6; the
-    // till's SQLite one 17): the customer's name folded to lower case by
+    // 3: the customer's name folded to lower case by
     // the ledger's Rust code, searched by the back office on both stores
     // alike (whatever the database's locale does to lower()). Existing
     // rows are filled in Rust by `migrate` (`fold_names`). The
     // text_pattern_ops index serves prefix look-ups (LIKE 'x%').
     "ALTER TABLE accounts ADD COLUMN name_fold TEXT;
     CREATE INDEX accounts_name_fold ON accounts(name_fold text_pattern_ops);",
+    // 4: the back office's operators and audit log, as the till's SQLite
+    // migration 14 has them (the same SQL runs on both; integers BIGINT as
+    // in migration 1). `bo_audit.id` is
+    // MAX(id)+1 inside the writing transaction: two instances appending
+    // at once conflict under SERIALIZABLE and one runs again.
+    "CREATE TABLE bo_operators (
+        name          TEXT PRIMARY KEY NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        password_hash TEXT NOT NULL,
+        op_limit      BIGINT CHECK (op_limit IS NULL OR op_limit >= 0),
+        disabled      BIGINT NOT NULL DEFAULT 0,
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE bo_audit (
+        id       BIGINT PRIMARY KEY NOT NULL,
+        at       TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        target   TEXT,
+        detail   TEXT NOT NULL,
+        remote   TEXT
+    );",
 ];
 
 /// The schema version this binary writes.

@@ -578,7 +578,7 @@ fn sqlite_columns(books: &Books, table: &str) -> Columns {
                 args![table],
                 |r| {
                     let ty = match r.get::<String>(1)?.as_str() {
-                        "INTEGER" => "integer",
+                        "INTEGER" | "BIGINT" => "integer",
                         "TEXT" => "text",
                         _ => "other",
                     };
@@ -623,7 +623,7 @@ fn index_names(books: &Books, sql: &str, table: &str) -> Vec<String> {
         .unwrap()
 }
 
-/// Migration 1 mirrors the SQLite ledger tables column for column (type,
+/// Migrations 1 and 3 mirror the SQLite ledger and back office tables column for column (type,
 /// NOT NULL, default) and index for index: a column added to one store and
 /// not the other fails here.
 #[test]
@@ -643,6 +643,9 @@ fn the_schema_mirrors_the_sqlite_ledger_tables() {
         "confirmations",
         "tier_changes",
         "redeem_codes",
+        // The back office's (SQLite 14, PostgreSQL 3).
+        "bo_operators",
+        "bo_audit",
     ] {
         let lite = sqlite_columns(&sqlite, table);
         assert!(!lite.is_empty(), "{table} is not a SQLite table");

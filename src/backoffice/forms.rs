@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 
 use super::i18n::{T, tr};
 use super::operators::{AuditEntry, Role};
-use super::pages::{AdjustForm, customer_page, login_form};
-use super::{Backoffice, SESSION_COOKIE, Who, lang_of, page, refuse, who};
+use super::pages::{AdjustForm, customer_page, login_response};
+use super::{Backoffice, LOGIN_COOKIE, SESSION_COOKIE, Who, cookie, lang_of, refuse, who};
 use crate::api::amount::{self, POINT_DECIMALS};
 use crate::ledger::LedgerError;
 use crate::redact::CardNumber;
@@ -39,6 +39,9 @@ const NOTE_MAX: usize = 200;
 pub(super) struct Login {
     name: String,
     password: String,
+    /// The login page's token ([`super::pages::login_response`]).
+    #[serde(default)]
+    csrf: String,
 }
 
 /// `POST /login`: a session cookie, or the form again.
@@ -50,12 +53,15 @@ pub(super) async fn login(
 ) -> Response {
     let (lang, _) = lang_of(&headers, None);
     let ip = from.ip();
+    let paired = cookie(&headers, LOGIN_COOKIE).is_some_and(|c| {
+        !c.is_empty() && crate::redact::constant_time_eq(c.as_bytes(), f.csrf.as_bytes())
+    });
+    if !paired {
+        tracing::warn!(from = %ip, "back office: a login without its form's token");
+        return login_response(StatusCode::FORBIDDEN, None, lang, Some(T::LoginExpired));
+    }
     if st.throttle.blocked(ip, Instant::now()).is_some() {
-        return page(
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            login_form(lang, Some(T::TooMany)),
-        );
+        return login_response(StatusCode::TOO_MANY_REQUESTS, None, lang, Some(T::TooMany));
     }
     let checked = {
         let Ok(_turn) = st.hashing.acquire().await else {
@@ -68,11 +74,7 @@ pub(super) async fn login(
         Ok(None) => {
             st.throttle.failed(ip, Instant::now());
             tracing::info!(from = %ip, "back office: a login was refused");
-            return page(
-                StatusCode::UNAUTHORIZED,
-                None,
-                login_form(lang, Some(T::BadLogin)),
-            );
+            return login_response(StatusCode::UNAUTHORIZED, None, lang, Some(T::BadLogin));
         }
         Err(e) => {
             tracing::error!(error = %e, "back office: login failed");

@@ -164,6 +164,8 @@ pub enum T {
     GroupInUse,
     Programme,
     NoCashier,
+    // The login form's CSRF token (bo-central).
+    LoginExpired,
 }
 
 /// `t` in `lang`.
@@ -342,6 +344,11 @@ pub fn tr(lang: Lang, t: T) -> &'static str {
         ),
         T::Programme => ("Программа", "Programme"),
         T::NoCashier => ("кассир не записывается", "cashier not recorded"),
+        // The login form's CSRF token (bo-central).
+        T::LoginExpired => (
+            "Форма входа устарела; войдите ещё раз",
+            "The login form expired; please log in again",
+        ),
     };
     match lang {
         Lang::Ru => ru,

@@ -17,7 +17,6 @@ mod pages;
 mod programme;
 pub mod session;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +47,20 @@ const HASHES_AT_ONCE: usize = 2;
 const SESSION_COOKIE: &str = "bo_session";
 /// The language cookie's name.
 const LANG_COOKIE: &str = "bo_lang";
+/// The login form's pre-session CSRF cookie.
+const LOGIN_COOKIE: &str = "bo_login";
+/// Connections served at once; one more is closed at once rather than
+/// queued, so stalled clients cannot make the port hang for others.
+pub const MAX_CONNECTIONS: usize = 128;
+/// How long a client may take to send a request's headers (hyper's
+/// `header_read_timeout`); a client that sends half a request and stalls
+/// loses its connection then.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one connection stays open, keep-alive included: an idle
+/// connection gives its slot back eventually whatever the client does.
+pub const CONNECTION_MAX: Duration = Duration::from_secs(300);
+/// How long shutdown waits for the requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The back office's shared state.
 pub struct Backoffice {
@@ -121,16 +134,67 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     r
 }
 
-/// Serves the back office on `listener` until `shutdown`.
+/// Serves the back office on `listener` until `shutdown`: at most
+/// [`MAX_CONNECTIONS`] connections (more are closed at once), each given
+/// [`HEADER_TIMEOUT`] per request head and [`CONNECTION_MAX`] in all.
+/// `axum::serve` has no header timeout, hence hyper's own builder here.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<Backoffice>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let app = router(state);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns = tokio_util::task::TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "back office: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(from = %peer, "back office: too many connections; one closed");
+            drop(stream);
+            continue;
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        let stop = shutdown.clone();
+        conns.spawn(async move {
+            let _slot = slot;
+            tokio::pin!(conn);
+            let end = tokio::time::sleep(CONNECTION_MAX);
+            tokio::pin!(end);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, from = %peer, "back office: connection ended");
+                    }
+                    return;
+                }
+                _ = stop.cancelled() => {}
+                _ = &mut end => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+        });
+    }
+    conns.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conns.wait()).await;
+    Ok(())
 }
 
 /// A cookie's value from the request's `Cookie` headers.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::i18n::{Lang, T, tr};
 use super::operators::Role;
-use super::{Backoffice, Who, lang_of, layout, page, refuse, to_login, who};
+use super::{Backoffice, LOGIN_COOKIE, Who, lang_of, layout, page, refuse, to_login, who};
 use crate::ledger::AccountRef;
 use crate::ledger::accounts::{AccountError, Lookup};
 
@@ -34,11 +34,42 @@ pub(super) struct Params {
 /// `GET /login`.
 pub(super) async fn login_page(headers: HeaderMap, Query(p): Query<Params>) -> Response {
     let (lang, set) = lang_of(&headers, p.lang.as_deref());
-    page(StatusCode::OK, set, login_form(lang, None))
+    login_response(StatusCode::OK, set, lang, None)
 }
 
-/// The login form, with an error above it.
-pub(super) fn login_form(lang: Lang, error: Option<T>) -> Markup {
+/// The login form with a fresh pre-session CSRF token, in the hidden
+/// field and in a `Path=/login` cookie (double submit: a foreign page can
+/// post the form but can neither read nor set our cookie, so its post
+/// carries no matching pair). This stops login CSRF: a foreign page
+/// logging the operator's browser in as someone else.
+pub(super) fn login_response(
+    status: StatusCode,
+    set: Option<Lang>,
+    lang: Lang,
+    error: Option<T>,
+) -> Response {
+    let token = match crate::random::hex::<32>(crate::random::system) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "back office: no randomness for a login token");
+            return page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                set,
+                login_form(lang, Some(T::Failed), ""),
+            );
+        }
+    };
+    let mut r = page(status, set, login_form(lang, error, &token));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// The login form, with an error above it and the CSRF token `csrf`.
+pub(super) fn login_form(lang: Lang, error: Option<T>, csrf: &str) -> Markup {
     layout(
         lang,
         None,
@@ -46,6 +77,7 @@ pub(super) fn login_form(lang: Lang, error: Option<T>) -> Markup {
         html! {
             @if let Some(e) = error { p.err { (tr(lang, e)) } }
             form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
                 label { (tr(lang, T::Name)) " " input name="name" autocomplete="username" required; }
                 label { (tr(lang, T::Password)) " "
                     input type="password" name="password" autocomplete="current-password" required; }

@@ -51,6 +51,12 @@ pub async fn run(config_flag: Option<&Path>, cmd: BackofficeCommand) -> anyhow::
     let config = locate(config_flag).load()?;
     let ops = Operators::new(Books::sqlite(Store::open(&config.database_path())?));
     let BackofficeCommand::Operator(cmd) = cmd;
+    operator(&ops, cmd).await
+}
+
+/// Runs an `operator` command on `ops`: the till's store here, the chain's
+/// PostgreSQL for `posbridge-central operator ...`.
+pub async fn operator(ops: &Operators, cmd: OperatorCommand) -> anyhow::Result<()> {
     match cmd {
         OperatorCommand::Add { name, role, limit } => {
             let role = Role::parse(&role).context("role: viewer, operator or admin")?;

@@ -22,6 +22,53 @@ use crate::client::Client;
 /// The demo card: track 2 with the secret code 4711 in its discretionary data.
 const SWIPE: &[u8] = b"%B6035000011112222^IVANOVA/MARIA^4912101?\r;6035000011112222=49121014711?\r";
 
+/// The demo's back office operator (an admin).
+pub(crate) const DEMO_OPERATOR: &str = "demo";
+
+/// A free loopback port for the back office (bound, then released).
+pub(crate) fn free_loopback_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Adds the demo's admin with a fresh random password through `bin`'s own
+/// command (`args` lead to `operator add`); the password. A throwaway
+/// password for a throwaway ledger: printed so a newcomer can log in.
+pub(crate) async fn add_demo_admin(bin: &Path, config: &Path, args: &[&str]) -> Result<String> {
+    let password = crate::random::hex::<8>(crate::random::system)?;
+    let mut child = tokio::process::Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .args(["operator", "add", DEMO_OPERATOR, "--role", "admin"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("adding the demo's back office operator")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(format!("{password}\n").as_bytes()).await?;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .context("adding the demo's back office operator took over 60 s")??;
+    if !out.status.success() {
+        bail!(
+            "adding the demo's back office operator: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(password)
+}
+
+/// Prints where the back office is and how to log in.
+pub(crate) fn print_backoffice(port: u16, password: &str) {
+    println!("\nThe back office: http://127.0.0.1:{port}/");
+    println!("  login: {DEMO_OPERATOR}  password: {password}");
+}
+
 /// Prints a step's heading: bold on a terminal, plain text when stdout is a
 /// pipe or a file (a log should not fill with escape codes).
 pub(crate) fn step(n: u32, text: &str) {
@@ -66,12 +113,22 @@ welcome_bonus = "100"
 welcome_expiry_days = 30
 "#;
 
-fn config(dir: &Path, msr: &str, qr: &str, printer_port: u16, fiscal_port: u16) -> String {
+fn config(
+    dir: &Path,
+    msr: &str,
+    qr: &str,
+    printer_port: u16,
+    fiscal_port: u16,
+    backoffice_port: u16,
+) -> String {
     format!(
         r#"[daemon]
 socket = "{socket}"
 state_dir = "{state}"
 log_level = "warn"
+
+[backoffice]
+listen = "127.0.0.1:{backoffice_port}"
 
 {PROGRAMME}
 [[reader]]
@@ -157,6 +214,7 @@ pub async fn run(once: bool) -> Result<()> {
     let (mut msr, msr_path) = pty().await?;
     let (mut qr, qr_path) = pty().await?;
     let cfg = dir.path().join("posbridge.toml");
+    let backoffice_port = free_loopback_port()?;
     std::fs::write(
         &cfg,
         config(
@@ -165,6 +223,7 @@ pub async fn run(once: bool) -> Result<()> {
             &qr_path,
             printer_addr.port(),
             fiscal_addr.port(),
+            backoffice_port,
         ),
     )?;
     let socket: PathBuf = dir.path().join("posbridge.sock");
@@ -369,7 +428,9 @@ pub async fn run(once: bool) -> Result<()> {
         );
     }
 
+    let password = add_demo_admin(&std::env::current_exe()?, &cfg, &["backoffice"]).await?;
     println!("\nThe daemon is running on {}.", socket.display());
+    print_backoffice(backoffice_port, &password);
     if once {
         return Ok(());
     }

@@ -27,7 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 // The single-till demo's programme: the central service and both tills run
 // it (a till compares its own with the central one at start).
-use super::demo::{PROGRAMME, entries, show, step};
+use super::demo::{PROGRAMME, add_demo_admin, entries, print_backoffice, show, step};
 use crate::client::Client;
 
 /// The demo card and its secret code.
@@ -357,14 +357,18 @@ async fn story(parts: &mut Parts, once: bool) -> Result<()> {
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let config = root.join("central.toml");
+    // The chain's back office is the central one.
+    let backoffice_port = free_port()?;
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{db_url}\"\npool_size = 4\n\n{PROGRAMME}"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[database]\nurl = \"{db_url}\"\npool_size = 4\n\n\
+             [backoffice]\nlisten = \"127.0.0.1:{backoffice_port}\"\n\n{PROGRAMME}"
         ),
     )?;
     // migrate first, so the admin commands below find the schema.
     admin(&central, &config, &["migrate"]).await?;
+    let password = add_demo_admin(&central, &config, &[]).await?;
     let p = start_central(&central, &config, &url, root.join("central.log")).await?;
     let central_pid = p.child.id();
     parts.central = Some(p);
@@ -526,6 +530,7 @@ async fn story(parts: &mut Parts, once: bool) -> Result<()> {
     step(5, "The central service checks the chain's books");
     let out = admin(&central, &config, &["verify"]).await?;
     println!("   posbridge-central verify: {}", out.trim());
+    print_backoffice(backoffice_port, &password);
 
     if once {
         return Ok(());

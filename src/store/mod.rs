@@ -243,7 +243,7 @@ const MIGRATIONS: &[&str] = &[
         detail   TEXT NOT NULL,
         remote   TEXT
     );",
-    // bo-cards (issue 20's plan numbers this SQLite migration 17): the
+    // 15: the
     // customer's name folded to lower case by the ledger's Rust code
     // (`str::to_lowercase`, Unicode), since SQLite's lower() and LIKE fold
     // ASCII only; the back office searches it, so "иванов" finds "Иванов".
