@@ -37,7 +37,7 @@ use book::{
     priced_overrides, replay, summary, summary_with, take_from_lots,
 };
 pub(crate) use book::{new_txn, store_result};
-pub use sweep::SWEEP_BATCH;
+pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.
 const SCALE: i64 = 10_000;

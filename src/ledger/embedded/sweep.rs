@@ -20,6 +20,12 @@ use crate::ledger::origin::Origin;
 /// Accounts per write transaction of the sweep.
 pub const SWEEP_BATCH: i64 = 200;
 
+/// Accounts with a lot due at `?1`, at most `?2` (public for the plan
+/// checks in `central/tests/plans.rs`).
+pub const DUE_ACCOUNTS_SQL: &str = "SELECT DISTINCT account_id FROM lots
+     WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?1
+     ORDER BY account_id LIMIT ?2";
+
 /// Posts the due expiries of up to `batch` accounts; how many it took.
 fn sweep_batch(
     db: &dyn Db,
@@ -29,13 +35,7 @@ fn sweep_batch(
 ) -> Result<usize, DbError> {
     // `lots_due` (migration 15) holds only open lots by expiry: this reads
     // the due ones, not every account.
-    let accounts: Vec<i64> = db.query_map(
-        "SELECT DISTINCT account_id FROM lots
-         WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?1
-         ORDER BY account_id LIMIT ?2",
-        args![ts(now), batch],
-        |r| r.get(0),
-    )?;
+    let accounts: Vec<i64> = db.query_map(DUE_ACCOUNTS_SQL, args![ts(now), batch], |r| r.get(0))?;
     for &a in &accounts {
         expire_due(db, a, now, origin)?;
     }
