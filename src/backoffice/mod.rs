@@ -1,6 +1,6 @@
 //! The back office: server-rendered pages for the programme's operators
 //! (customer search, the customer card with its lots, cards and history,
-//! manual points, card blocking, the audit log), served on
+//! manual points, card blocking, the audit log, reports), served on
 //! `[backoffice] listen`.
 //!
 //! Everything it reads and changes goes through the [`Ledger`] trait, and
@@ -13,6 +13,7 @@ mod forms;
 pub mod i18n;
 pub mod operators;
 mod pages;
+mod reports;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -81,6 +82,8 @@ pub fn router(state: Arc<Backoffice>) -> Router {
         .route("/customers/{id}/cards/{index}", post(forms::card_status))
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
+        .route("/reports", get(reports::show))
+        .route("/reports.csv", get(reports::csv))
         .layer(axum::middleware::from_fn(guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -195,6 +198,7 @@ fn layout(lang: Lang, who: Option<&Who>, title: &str, body: Markup) -> Markup {
             body {
                 nav {
                     a href="/" { (tr(lang, T::Customers)) }
+                    @if who.is_some() { " · " a href="/reports" { (tr(lang, T::Reports)) } }
                     @if who.is_some_and(|w| w.role() == Role::Admin) {
                         " · " a href="/audit" { (tr(lang, T::Audit)) }
                     }
