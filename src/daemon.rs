@@ -145,6 +145,17 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     // Loyalty tiers are re-evaluated daily; the job ends with the shutdown.
     // A till on the central ledger leaves it to the central service, which
     // runs it once for the chain.
+    // Expired points are swept daily too, so they burn on their date on
+    // accounts nobody touches.
+    let expiry_job = match app.config().ledger.backend {
+        crate::config::LedgerBackend::Embedded => {
+            tokio::spawn(crate::api::methods::tiers::expiry_daily(
+                crate::ledger::Embedded::new(app.store.clone(), app.ledger.programme().clone()),
+                shutdown.clone(),
+            ))
+        }
+        crate::config::LedgerBackend::Central => tokio::spawn(async {}),
+    };
     let tier_job = match app.config().ledger.backend {
         crate::config::LedgerBackend::Embedded => tokio::spawn(crate::api::methods::tiers::daily(
             app.clone(),
@@ -229,6 +240,7 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         );
     }
     let _ = tokio::time::timeout_at(deadline, tier_job).await;
+    let _ = tokio::time::timeout_at(deadline, expiry_job).await;
     if let Some(task) = backoffice_task {
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Ok(()))) => {}

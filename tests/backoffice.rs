@@ -862,3 +862,211 @@ async fn stalled_clients_do_not_keep_the_pages_from_others() {
     }
     assert!(d.log().contains("too many connections"), "{}", d.log());
 }
+
+/// The movements CSV summed over its rows: accrued, redeemed, expired,
+/// adjusted, returns.
+fn movement_totals(csv: &str) -> [rust_decimal::Decimal; 5] {
+    let mut sums = [rust_decimal::Decimal::ZERO; 5];
+    for row in csv.lines().skip(1) {
+        let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols.len(), 8, "{row}");
+        for (i, s) in sums.iter_mut().enumerate() {
+            *s += cols[3 + i].parse::<rust_decimal::Decimal>().unwrap();
+        }
+    }
+    sums
+}
+
+#[tokio::test]
+async fn reports_show_sales_adjustments_and_burns_and_export_them() {
+    use rust_decimal::Decimal;
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    const CARD: &str = "6035000011112222";
+    let lines = |total: u32| json!([{"sku": "A1", "name": "x", "category": "general", "qty": "1", "price": total.to_string()}]);
+    // A name a spreadsheet would run: the CSV must defuse it.
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161234567", "name": "=Maria", "card_number": CARD, "secret": "4711"}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    // Welcome 100, then a sale, then a sale that spends 30.
+    let s1 = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "r1", "number": CARD, "receipt_id": "R1", "lines": lines(1000)}),
+        )
+        .await
+        .unwrap();
+    let t = c
+        .call("card.enter", json!({"number": CARD, "secret": "4711"}))
+        .await
+        .unwrap()["card_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s2 = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "r2", "card_token": t, "receipt_id": "R2", "lines": lines(1000), "redeem": "30"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s2["redeemed"], "30");
+    let dec = |v: &Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
+    let sales_accrued = dec(&s1["accrued"]) + dec(&s2["accrued"]);
+    // A deduction of 3 (from the soonest lot: the welcome bonus), then 7
+    // points that burn in two seconds.
+    c.call(
+        "ledger.adjust",
+        json!({"idempotency_key": "j1", "number": CARD, "amount": "-3", "reason": "correction"}),
+    )
+    .await
+    .unwrap();
+    let burns = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let burns_text = burns
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    c.call(
+        "ledger.adjust",
+        json!({"idempotency_key": "j2", "number": CARD, "amount": "7", "reason": "goodwill", "expires_at": burns_text}),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let balance = dec(&c
+        .call("card.resolve", json!({"number": CARD}))
+        .await
+        .unwrap()["account"]["balance"]);
+    assert_eq!(
+        balance,
+        Decimal::from(100) + sales_accrued - Decimal::from(30 + 3)
+    );
+
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let mut viewer = Browser::new(port);
+    // Not logged in: to the login page, for the CSV too.
+    assert_eq!(
+        viewer.get("/reports.csv?section=movements").await.0,
+        StatusCode::SEE_OTHER
+    );
+    viewer.login("vera", "vera's long password").await;
+    let (status, page) = viewer.get("/reports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("href=\"/reports\""), "no nav link: {page}");
+    assert!(page.contains("name=\"from\""), "{page}");
+    assert!(!page.contains("id=\"movements\""), "ran without asking");
+
+    // Around today in programme time (Moscow): yesterday to the day after
+    // tomorrow, so the test holds across midnight.
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(3, 0, 0).unwrap())
+        .date();
+    let from = (today - time::Duration::days(1)).to_string();
+    let to = (today + time::Duration::days(2)).to_string();
+    let q = format!("from={from}&to={to}&granularity=day&by_store=1&by_terminal=1");
+    let (status, page) = viewer.get(&format!("/reports?{q}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("id=\"movements\""), "{page}");
+    assert!(
+        page.contains(&format!(
+            "/reports.csv?section=movements&amp;{}",
+            q.replace('&', "&amp;")
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<td class=\"liability\">{balance}</td>")),
+        "{page}"
+    );
+    assert!(page.contains(&format!("/customers/{id}")), "{page}");
+
+    let csv = |section: &str| {
+        let http = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/reports.csv?section={section}&{q}");
+        let cookie = viewer.cookie.clone();
+        async move {
+            let r = http.get(url).header("cookie", cookie).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+            assert!(
+                r.headers()["content-disposition"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("attachment; filename=\"report-"),
+            );
+            r.text().await.unwrap()
+        }
+    };
+    let movements = csv("movements").await;
+    assert!(
+        movements
+            .starts_with("period,store,terminal,accrued,redeemed,expired,adjusted,returns\r\n"),
+        "{movements}"
+    );
+    assert_eq!(
+        movement_totals(&movements),
+        [
+            Decimal::from(100) + sales_accrued,
+            Decimal::from(30),
+            Decimal::from(7),
+            Decimal::from(4),
+            Decimal::ZERO
+        ],
+        "{movements}"
+    );
+    // The burn is on the day the lot expired, not on the day it was read.
+    let burn_day = burns
+        .to_offset(time::UtcOffset::from_hms(3, 0, 0).unwrap())
+        .date()
+        .to_string();
+    assert!(
+        movements
+            .lines()
+            .any(|l| l.starts_with(&burn_day) && l.split(',').nth(5) == Some("7")),
+        "{movements}"
+    );
+    let summary = csv("summary").await;
+    let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[1].parse::<Decimal>().unwrap(), balance, "{summary}");
+    assert!(row[2].parse::<Decimal>().unwrap() <= balance, "{summary}");
+    let top = csv("top_customers").await;
+    assert_eq!(
+        top,
+        format!("account,name,accrued\r\n{id},'=Maria,{sales_accrued}\r\n")
+    );
+    let new = csv("new_customers").await;
+    assert_eq!(new.lines().count(), 2, "{new}");
+    assert!(new.lines().nth(1).unwrap().ends_with(",1"), "{new}");
+
+    // Week and month fold the same figures.
+    for g in ["week", "month"] {
+        let q = format!("from={from}&to={to}&granularity={g}");
+        let (status, page) = viewer.get(&format!("/reports?{q}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+    }
+
+    // Bad fields: errors next to them, nothing run.
+    let (status, page) = viewer
+        .get("/reports?from=2026-13-01&to=2026-01-01&granularity=day")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"from-error\""), "{page}");
+    assert!(!page.contains("id=\"movements\""), "{page}");
+    let (status, page) = viewer
+        .get("/reports?from=2026-01-01&to=2027-06-01&granularity=day")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"to-error\""), "{page}");
+    let (status, _) = viewer.get(&format!("/reports.csv?section=nope&{q}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

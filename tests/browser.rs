@@ -220,3 +220,81 @@ async fn an_operator_reports_a_card_lost_and_issues_a_replacement_in_a_browser()
     b.screenshot(&shot("backoffice-cards.png")).await;
     b.quit().await;
 }
+
+/// A viewer runs this month's report in the browser and downloads its
+/// movements as CSV into Chromium's download directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_runs_a_report_and_downloads_its_csv_in_a_browser() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    // Welcome 100, and 5 % of a 1000 sale: 150 accrued today.
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161234567", "name": "Мария Иванова", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let number = reg["card_number"].as_str().unwrap().to_owned();
+    let sale = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "k1", "number": number, "receipt_id": "R1",
+                   "lines": [{"sku": "A1", "name": "Чай", "category": "food", "qty": "1", "price": "1000"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sale["accrued"], "50");
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+
+    let downloads = tempfile::tempdir().unwrap();
+    let b = Browser::start_with(1366, 768, Some(downloads.path())).await;
+    let base = format!("http://127.0.0.1:{port}");
+    b.open(&format!("{base}/login?lang=ru")).await;
+    b.fill("input[name=name]", "vera").await;
+    b.fill("input[name=password]", "vera's long password").await;
+    b.submit("form[action='/login'] button").await;
+    b.submit("nav a[href='/reports']").await;
+    // The form comes filled with this month so far, per day.
+    b.submit("#run").await;
+    let movements = b.text("#movements").await;
+    assert!(movements.contains("150"), "{movements}");
+    assert!(b.text("h1").await.contains("Отчёты"));
+    b.screenshot(&shot("backoffice-reports.png")).await;
+
+    b.click("a.csv[href*='section=movements']").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let csv = loop {
+        let done = std::fs::read_dir(downloads.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(p) = done {
+            break std::fs::read_to_string(p).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CSV downloaded into {}",
+            downloads.path().display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("period,store,terminal,accrued,redeemed,expired,adjusted,returns")
+    );
+    let accrued: u32 = lines
+        .map(|l| l.split(',').nth(3).unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(accrued, 150, "{csv}");
+    b.quit().await;
+}

@@ -461,6 +461,34 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
     assert!(view.tier.is_some());
     assert!(!changes.is_empty());
 
+    // Reports: the query and the report cross whole; a bad period is
+    // refused naming the field.
+    let today = OffsetDateTime::now_utc().date();
+    let q = posbridge::ledger::report::ReportQuery {
+        from: (today - time::Duration::days(2)).to_string(),
+        to: (today + time::Duration::days(2)).to_string(),
+        granularity: posbridge::ledger::report::Granularity::Month,
+        by_store: true,
+        by_terminal: false,
+    };
+    let r = l
+        .report(q.clone(), OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(r.query, q);
+    assert!(!r.movements.is_empty());
+    assert!(r.top_customers.iter().any(|c| c.account == account));
+    let bad = posbridge::ledger::report::ReportQuery {
+        to: q.from.clone(),
+        ..q
+    };
+    match l.report(bad, OffsetDateTime::now_utc()).await {
+        Err(LedgerError::Remote(RemoteError::Remote { code, data, .. })) => {
+            assert_eq!((code, data["field"].as_str()), (-32602, Some("to")));
+        }
+        other => panic!("a period the wrong way round: {other:?}"),
+    }
+
     let called = central.called.lock().unwrap().clone();
     for m in wire::METHODS {
         assert!(called.iter().any(|c| c == m), "{m} was not called");

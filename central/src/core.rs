@@ -158,6 +158,17 @@ impl Core {
             .await?)
     }
 
+    /// Posts every account's expiries due at `now` (the daily sweep), in
+    /// batches of accounts; how many accounts burned points.
+    pub async fn expire_all(&self, now: OffsetDateTime) -> Result<usize, CoreError> {
+        let ledger = embedded::Embedded::with_books(
+            self.books.clone(),
+            (*self.programme).clone(),
+            Origin::default(),
+        );
+        Ok(ledger.expire_all(now).await?)
+    }
+
     /// Re-evaluates every account's tier at `now`: (accounts, changes).
     /// `None` when the programme has no tiers.
     pub async fn evaluate_tiers(

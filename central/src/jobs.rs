@@ -1,13 +1,15 @@
-//! The chain's daily job: every account's tier re-evaluated once a day.
+//! The chain's daily job: due points expired and every account's tier
+//! re-evaluated, once a day.
 //!
 //! Several instances serve one database; only the one that takes a
 //! PostgreSQL advisory lock (`pg_try_advisory_lock`) runs the job, the
 //! others skip that day's run. The lock is a session lock on a connection
 //! of its own, so it is released when the run ends or the instance dies.
 //!
-//! Expired points need no batch: the core posts an account's expired lots
-//! whenever the account is read or written (resolve, quote, commit,
-//! history), so no balance is ever shown with them.
+//! The same run first sweeps expired points: the core also posts an
+//! account's expired lots whenever the account is read or written, but an
+//! account nobody touches must still show its burn on the day it happened
+//! (each expiry is stamped with its lot's own expiry time).
 
 use std::sync::Arc;
 
@@ -112,6 +114,10 @@ pub async fn daily(core: Arc<Core>, lock: JobLock, at: (u8, u8), shutdown: Cance
         let job = async move {
             // Each batch commits on its own: a run stopped midway has lost
             // nothing and the next one picks up the rest.
+            match c.expire_all(OffsetDateTime::now_utc()).await {
+                Ok(accounts) => tracing::info!(accounts, "daily expiry sweep"),
+                Err(e) => tracing::error!(error = %e, "daily expiry sweep failed"),
+            }
             match c.evaluate_tiers(OffsetDateTime::now_utc()).await {
                 Ok(Some((accounts, changes))) => {
                     tracing::info!(accounts, changes, "daily tier evaluation");

@@ -418,3 +418,253 @@ async fn cyrillic_names_are_found_whatever_their_case_on_both_stores() {
     );
     assert_eq!(on_pg, on_sqlite);
 }
+
+/// An account nobody touches: 10 points that burned 3 days before the
+/// sweep. Returns what must agree between the stores.
+async fn sweep_story(books: Books) -> Vec<String> {
+    let l = Embedded::with_books(books.clone(), Programme::default(), Origin::new("s1", "t1"));
+    l.commit(
+        "k1".into(),
+        CARD.into(),
+        "R1".into(),
+        sale(100),
+        Decimal::ZERO,
+    )
+    .await
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let burns = now + time::Duration::days(1);
+    l.adjust(
+        "a1".into(),
+        CARD.into(),
+        Decimal::from(10),
+        "r".into(),
+        "o".into(),
+        Some(burns),
+    )
+    .await
+    .unwrap();
+    let sweep = l.with_origin(Origin::default());
+    let at = burns + time::Duration::days(3);
+    assert_eq!(sweep.expire_all(at).await.unwrap(), 1);
+    // Idempotent: a second run posts nothing.
+    assert_eq!(sweep.expire_all(at).await.unwrap(), 0);
+    let rows: Vec<(String, String, i64)> = books
+        .read(|db| {
+            db.query_map(
+                "SELECT t.kind, t.created_at, e.amount FROM txns t JOIN entries e ON e.txn_id = t.id
+                 WHERE e.kind = 'expire' ORDER BY e.id",
+                posbridge::args![],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .await
+        .unwrap();
+    let stamp = burns
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(rows, vec![("expire".to_owned(), stamp, -100_000)]);
+    let problems = books.read(embedded::verify).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    vec![format!("{:?}", rows.len())]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_burns_an_untouched_account_on_its_date_on_both_stores() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_sweep").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let on_pg = sweep_story(Books::new(Arc::new(pg))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let on_sqlite = sweep_story(Books::sqlite(store)).await;
+    assert_eq!(on_pg, on_sqlite);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn sales_racing_the_sweep_never_post_a_lot_twice() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_sweep_race").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let books = Books::new(Arc::new(pg));
+    let l = Embedded::with_books(books.clone(), Programme::default(), Origin::new("s", "t"));
+    let cards: Vec<String> = (0..20).map(|i| format!("60350000{i:08}")).collect();
+    let burns = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    for c in &cards {
+        l.commit(
+            format!("s-{c}"),
+            c.clone(),
+            format!("R-{c}"),
+            sale(100),
+            Decimal::ZERO,
+        )
+        .await
+        .unwrap();
+        l.adjust(
+            format!("a-{c}"),
+            c.clone(),
+            Decimal::from(10),
+            "r".into(),
+            "o".into(),
+            Some(burns),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Every account's lot is due: the sweep and a sale on each card post
+    // it at the same time.
+    let sweep = {
+        let l = l.clone();
+        tokio::spawn(async move { l.expire_all(time::OffsetDateTime::now_utc()).await })
+    };
+    let sales: Vec<_> = cards
+        .iter()
+        .map(|c| {
+            let l = l.clone();
+            let c = c.clone();
+            tokio::spawn(async move {
+                l.commit(
+                    format!("s2-{c}"),
+                    c.clone(),
+                    format!("R2-{c}"),
+                    sale(100),
+                    Decimal::ZERO,
+                )
+                .await
+            })
+        })
+        .collect();
+    sweep.await.unwrap().unwrap();
+    for s in sales {
+        s.await.unwrap().unwrap();
+    }
+    let (expired_lots, entries): (i64, i64) = books
+        .read(|db| {
+            db.query_row(
+                "SELECT COUNT(DISTINCT lot_id), COUNT(*) FROM entries WHERE kind = 'expire'",
+                posbridge::args![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!((expired_lots, entries), (20, 20));
+    let problems = books.read(embedded::verify).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// Sales at two stores, an adjustment and a burn, reported per day and
+/// per store and terminal. Returns the report's JSON, which must agree
+/// between the stores.
+async fn report_story(books: Books) -> serde_json::Value {
+    use posbridge::ledger::report::{self, Granularity, ReportQuery};
+    let p = Programme::default();
+    let l = Embedded::with_books(books.clone(), p.clone(), Origin::new("s1", "t1"));
+    // 50 points at s1/t1, then 20 spent and 4 accrued at s2/t9.
+    l.commit(
+        "k1".into(),
+        CARD.into(),
+        "R1".into(),
+        sale(1000),
+        Decimal::ZERO,
+    )
+    .await
+    .unwrap();
+    l.with_origin(Origin::new("s2", "t9"))
+        .commit(
+            "k2".into(),
+            CARD.into(),
+            "R2".into(),
+            sale(100),
+            Decimal::from(20),
+        )
+        .await
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    l.adjust(
+        "a1".into(),
+        CARD.into(),
+        Decimal::from(7),
+        "r".into(),
+        "o".into(),
+        Some(now + time::Duration::days(1)),
+    )
+    .await
+    .unwrap();
+    let sweep_at = now + time::Duration::days(2);
+    l.with_origin(Origin::default())
+        .expire_all(sweep_at)
+        .await
+        .unwrap();
+    let offset = time::UtcOffset::from_whole_seconds(p.utc_offset_minutes * 60).unwrap();
+    let today = now.to_offset(offset).date();
+    let q = ReportQuery {
+        from: today.to_string(),
+        to: (today + time::Duration::days(3)).to_string(),
+        granularity: Granularity::Day,
+        by_store: true,
+        by_terminal: true,
+    };
+    let r = books
+        .read(move |db| report::report(db, &p, &q, sweep_at))
+        .await
+        .unwrap()
+        .unwrap();
+    let m = &r.movements;
+    assert_eq!(m.len(), 3, "{m:#?}");
+    let s1 = m.iter().find(|r| r.store.as_deref() == Some("s1")).unwrap();
+    assert_eq!(
+        (s1.accrued, s1.redeemed, s1.adjusted, s1.terminal.as_deref()),
+        (
+            Decimal::from(50),
+            Decimal::ZERO,
+            Decimal::from(7),
+            Some("t1")
+        )
+    );
+    let s2 = m.iter().find(|r| r.store.as_deref() == Some("s2")).unwrap();
+    assert_eq!(
+        (s2.accrued, s2.redeemed),
+        (Decimal::from(4), Decimal::from(20))
+    );
+    // The burn, on the day it happened, by the sweep (no store).
+    let burn = m.iter().find(|r| r.store.is_none()).unwrap();
+    assert_eq!(burn.expired, Decimal::from(7));
+    assert_eq!(
+        burn.period,
+        (now + time::Duration::days(1))
+            .to_offset(offset)
+            .date()
+            .to_string()
+    );
+    assert_eq!(r.liability, Decimal::from(34));
+    assert_eq!(r.new_customers.iter().map(|c| c.count).sum::<i64>(), 1);
+    assert_eq!(r.top_customers.len(), 1);
+    assert_eq!(r.top_customers[0].accrued, Decimal::from(54));
+    let mut v = serde_json::to_value(&r).unwrap();
+    v["as_of"] = serde_json::Value::Null;
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_report_on_both_stores() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_report").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let on_pg = report_story(Books::new(Arc::new(pg))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let on_sqlite = report_story(Books::sqlite(store)).await;
+    assert_eq!(on_pg, on_sqlite);
+}

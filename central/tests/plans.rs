@@ -64,3 +64,60 @@ fn hot_statements_use_indexes_on_a_loaded_ledger() {
         assert!(plan.contains("Index"), "{name} uses no index:\n{plan}");
     }
 }
+
+#[test]
+fn reports_and_the_expiry_sweep_use_indexes_on_a_loaded_ledger() {
+    use posbridge::ledger::db::{Dialect, dollar_placeholders};
+    use posbridge::ledger::report;
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("plans_report").unwrap();
+    drop(PgBooks::connect(&PgConfig::new(url)).unwrap());
+    let mut c = cluster.connect("plans_report").unwrap();
+    load::load(&mut c, 1, 20_000, 3, 10_000, |_| {}).unwrap();
+    c.batch_execute("ANALYZE").unwrap();
+    // A week of December 2026 (Moscow time); the load's entries are from
+    // 2025 and its lots burn in 2099: an index must skip them.
+    let (from, to) = ("2026-11-30T21:00:00Z", "2026-12-07T21:00:00Z");
+    let cap = 40_001_i64;
+    let top = report::TOP;
+    let statements: Vec<(&str, String, Vec<&(dyn postgres::types::ToSql + Sync)>)> = vec![
+        (
+            "movements by store and terminal",
+            report::movements_sql(Dialect::Postgres, 180, true, true),
+            vec![&from, &to, &cap],
+        ),
+        (
+            "movements",
+            report::movements_sql(Dialect::Postgres, 180, false, false),
+            vec![&from, &to, &cap],
+        ),
+        (
+            "new customers",
+            report::new_customers_sql(Dialect::Postgres, 180),
+            vec![&from, &to],
+        ),
+        (
+            "top customers",
+            report::TOP_SQL.into(),
+            vec![&from, &to, &top],
+        ),
+        (
+            "expiry sweep (accounts due)",
+            embedded::DUE_ACCOUNTS_SQL.into(),
+            vec![&from, &cap],
+        ),
+    ];
+    for (name, sql, params) in statements {
+        let sql = dollar_placeholders(&sql);
+        let rows = c
+            .query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &params)
+            .unwrap();
+        let plan = rows
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!plan.contains("Seq Scan"), "{name} scans:\n{plan}");
+        assert!(plan.contains("Index"), "{name} uses no index:\n{plan}");
+    }
+}

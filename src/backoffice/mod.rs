@@ -1,6 +1,6 @@
 //! The back office: server-rendered pages for the programme's operators
 //! (customer search, the customer card with its lots, cards and history,
-//! manual points, card blocking, the audit log), served on
+//! manual points, card blocking, the audit log, reports), served on
 //! `[backoffice] listen`.
 //!
 //! Everything it reads and changes goes through the [`Ledger`] trait, and
@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod operators;
 mod pages;
 mod programme;
+mod reports;
 pub mod session;
 
 use std::sync::Arc;
@@ -106,6 +107,8 @@ pub fn router(state: Arc<Backoffice>) -> Router {
         .route("/programme/groups/delete", post(programme::delete_group))
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
+        .route("/reports", get(reports::show))
+        .route("/reports.csv", get(reports::csv))
         .layer(axum::middleware::from_fn(guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -272,6 +275,7 @@ fn layout(lang: Lang, who: Option<&Who>, title: &str, body: Markup) -> Markup {
                 nav {
                     a href="/" { (tr(lang, T::Customers)) }
                     @if who.is_some() { " · " a href="/programme" { (tr(lang, T::Programme)) } }
+                    @if who.is_some() { " · " a href="/reports" { (tr(lang, T::Reports)) } }
                     @if who.is_some_and(|w| w.role() == Role::Admin) {
                         " · " a href="/audit" { (tr(lang, T::Audit)) }
                     }

@@ -404,7 +404,7 @@ pub(super) async fn audit_csv(State(st): State<Arc<Backoffice>>, headers: Header
 
 /// One RFC 4180 field; a leading `=`, `+`, `-` or `@` is prefixed with `'`
 /// so a spreadsheet does not run it as a formula.
-fn csv_field(s: &str) -> String {
+pub(super) fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")
     } else {

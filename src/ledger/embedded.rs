@@ -30,12 +30,14 @@ use crate::store::Store;
 
 mod audit;
 mod book;
+mod sweep;
 pub use audit::{export, verify};
 use book::{
     accrue, balance_units, card_account, enrol, entry, expire_due, finish, overrides_of,
     priced_overrides, replay, summary, summary_with, take_from_lots,
 };
 pub(crate) use book::{new_txn, store_result};
+pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.
 const SCALE: i64 = 10_000;

@@ -18,6 +18,7 @@ use super::embedded::{
     RefundResult, SaleRef,
 };
 use super::origin::Origin;
+use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView, Tiers};
 use super::{Ledger, LedgerFuture, SpendError};
@@ -340,5 +341,14 @@ impl Ledger for Local {
             self.tiers
                 .history(self.programme.clone(), account, limit, now),
         )
+    }
+    fn report(&self, q: ReportQuery, now: OffsetDateTime) -> LedgerFuture<'_, Report> {
+        let p = self.programme.clone();
+        Box::pin(async move {
+            self.embedded
+                .books()
+                .read(move |db| super::report::report(db, &p, &q, now))
+                .await?
+        })
     }
 }

@@ -15,6 +15,7 @@ pub mod origin;
 #[cfg(test)]
 mod proptests;
 pub mod remote;
+pub mod report;
 pub mod rules;
 pub mod tiers;
 pub mod types;
@@ -34,6 +35,7 @@ pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
 };
+use report::{Report, ReportQuery};
 use rules::{AccountOverrides, Programme, Quote, SaleLine};
 use tiers::{TierChange, TierError, TierView};
 
@@ -284,4 +286,7 @@ pub trait Ledger: Send + Sync {
         limit: u32,
         now: OffsetDateTime,
     ) -> LedgerFuture<'_, (TierView, Vec<TierChange>), TierError>;
+    /// The back office's report for `q`, its "now" figures (liability,
+    /// points burning soon) at `now`.
+    fn report(&self, q: ReportQuery, now: OffsetDateTime) -> LedgerFuture<'_, Report>;
 }

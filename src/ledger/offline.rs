@@ -40,6 +40,7 @@ use super::embedded::{
     AccountRef, HistoryPage, OverridesResult, commit_request, refund_request, ts,
 };
 use super::remote::Central;
+use super::report::{Report, ReportQuery};
 use super::rules::{self, AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
 use super::types::{

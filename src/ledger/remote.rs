@@ -31,6 +31,7 @@ use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
 };
+use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
 use super::wire::{RemoteError, ledger_methods};

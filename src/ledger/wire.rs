@@ -30,6 +30,7 @@ use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
     RefundResult, SaleRef,
 };
+use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, Quote, SaleLine};
 use super::tiers::{TierChange, TierView};
 use crate::redact::Secret;
@@ -135,6 +136,10 @@ macro_rules! ledger_methods {
                 account: i64, limit: u32,
                 #[serde(with = "time::serde::rfc3339")] now: OffsetDateTime
             ) -> (TierView, Vec<TierChange>), TierError;
+            "reports/run" Read report(
+                q: ReportQuery,
+                #[serde(with = "time::serde::rfc3339")] now: OffsetDateTime
+            ) -> Report, LedgerError;
         }
     };
 }

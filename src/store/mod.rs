@@ -251,6 +251,12 @@ const MIGRATIONS: &[&str] = &[
     // index serves prefix and equality look-ups.
     "ALTER TABLE accounts ADD COLUMN name_fold TEXT;
     CREATE INDEX accounts_name_fold ON accounts(name_fold);",
+    // 16: the daily expiry sweep finds due lots by expiry (open lots
+    // only), and the back office's reports read a period's entries and
+    // new accounts by time rather than scanning the tables.
+    "CREATE INDEX lots_due ON lots(expires_at) WHERE remaining > 0;
+    CREATE INDEX entries_created ON entries(created_at);
+    CREATE INDEX accounts_created ON accounts(created_at);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

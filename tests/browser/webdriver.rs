@@ -81,6 +81,12 @@ impl Browser {
     /// Starts chromedriver on a free loopback port and opens a session of
     /// a headless Chromium with a fresh profile, `width`×`height`.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::start_with(width, height, None).await
+    }
+
+    /// [`Browser::start`], saving downloads without asking into
+    /// `downloads` when given.
+    pub async fn start_with(width: u32, height: u32, downloads: Option<&Path>) -> Browser {
         ensure_chromium();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -128,9 +134,16 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        let mut options = json!({"binary": CHROMIUM, "args": args});
+        if let Some(dir) = downloads {
+            options["prefs"] = json!({
+                "download.default_directory": dir,
+                "download.prompt_for_download": false,
+            });
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
+            "goog:chromeOptions": options
         }}});
         let r: Value = http
             .post(format!("{root}/session"))

@@ -130,7 +130,9 @@ pub fn hot_statements(account: i64, lot: i64, txn: i64) -> Vec<(&'static str, St
         (
             "expire_due (lots due)",
             format!(
-                "SELECT id, remaining FROM lots
+                "SELECT id, remaining,
+                        CASE WHEN expires_at < created_at THEN created_at ELSE expires_at END
+                 FROM lots
                  WHERE account_id = {account} AND remaining > 0 AND expires_at IS NOT NULL
                    AND expires_at <= {now} ORDER BY expires_at, id"
             ),

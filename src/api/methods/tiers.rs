@@ -181,6 +181,35 @@ pub(crate) async fn daily(app: Arc<App>, tiers: Tiers, shutdown: CancellationTok
     }
 }
 
+/// The daily expiry sweep on a till with the embedded ledger: every
+/// account's due points posted at 00:05 programme time (stamped with their
+/// own expiry), until `shutdown`. Runs whether or not the programme has
+/// tiers; a chain's central service runs its own.
+pub(crate) async fn expiry_daily(ledger: crate::ledger::Embedded, shutdown: CancellationToken) {
+    let offset =
+        UtcOffset::from_whole_seconds(ledger.programme().utc_offset_minutes.saturating_mul(60))
+            .unwrap_or(UtcOffset::UTC);
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let wait = (next_run(now, offset) - now)
+            .try_into()
+            .unwrap_or(std::time::Duration::from_secs(60));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        // Each batch commits on its own: stopping midway loses nothing.
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = ledger.expire_all(OffsetDateTime::now_utc()) => r,
+        };
+        match result {
+            Ok(n) => tracing::info!(accounts = n, "daily expiry sweep"),
+            Err(e) => tracing::error!(error = %e, "daily expiry sweep failed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,34 +247,41 @@ pub(super) fn balance_units(db: &dyn Db, account: i64) -> Result<i64, DbError> {
     )
 }
 
-/// Posts an `expire` entry for every lot whose time has come, in its own
-/// transaction row so the history shows it.
-pub(super) fn expire_due(
+/// Posts an `expire` entry for every lot whose time has come, in a
+/// transaction row of its own per burn time, stamped with the lot's own
+/// expiry (or its creation, for a lot added already expired), so the
+/// history, the export and the reports show the burn on the day it
+/// happened however late the account is next touched or swept. Running it
+/// again posts nothing: a posted lot's `remaining` is 0.
+pub(crate) fn expire_due(
     db: &dyn Db,
     account: i64,
     now: OffsetDateTime,
     origin: &Origin,
 ) -> Result<(), DbError> {
     let stamp = ts(now);
-    let due: Vec<(i64, i64)> = db.query_map(
-        "SELECT id, remaining FROM lots
+    let mut due: Vec<(i64, i64, String)> = db.query_map(
+        "SELECT id, remaining,
+                CASE WHEN expires_at < created_at THEN created_at ELSE expires_at END
+         FROM lots
          WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?2
          ORDER BY expires_at, id",
         args![account, stamp],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let Some(&(first, _)) = due.first() else {
-        return Ok(());
-    };
-    // The first lot's id keeps the key unique: two expiries of the same
-    // account can fall in the same second (a lot added with a past
-    // `expires_at`, then two operations within that second), and a
-    // repeated key would fail the whole operation on the UNIQUE index.
-    let key = format!("expire:{account}:{stamp}:{first}");
-    let txn = new_txn(db, &key, "expire", account, None, "", &stamp, origin)?;
-    for (lot, remaining) in due {
-        db.execute("UPDATE lots SET remaining = 0 WHERE id = ?1", args![lot])?;
-        entry(db, txn, account, Some(lot), "expire", -remaining, &stamp)?;
+    due.sort_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
+    for group in due.chunk_by(|a, b| a.2 == b.2) {
+        let burn = group[0].2.as_str();
+        // The first lot's id keeps the key unique: two burns of the same
+        // account can share a second (lots added with the same past
+        // `expires_at`), and a repeated key would fail the whole operation
+        // on the UNIQUE index.
+        let key = format!("expire:{account}:{burn}:{}", group[0].0);
+        let txn = new_txn(db, &key, "expire", account, None, "", burn, origin)?;
+        for (lot, remaining, _) in group {
+            db.execute("UPDATE lots SET remaining = 0 WHERE id = ?1", args![lot])?;
+            entry(db, txn, account, Some(*lot), "expire", -remaining, burn)?;
+        }
     }
     Ok(())
 }

@@ -601,3 +601,65 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
     assert!(back_again.replayed);
     assert!(c.verify().unwrap().is_empty());
 }
+
+#[test]
+fn the_sweep_burns_an_untouched_account_on_its_own_date_once() {
+    let c = open();
+    let p = Programme::default();
+    let then = datetime!(2026-03-01 12:00:00 UTC);
+    let burns = datetime!(2026-03-02 12:00:00 UTC);
+    let sweep_at = burns + time::Duration::days(3);
+    let ten = Decimal::from(10);
+    // A sale opens the account (its lot burns in months), then 10 points
+    // that burn the next day.
+    c.commit_tx(&p, "s1", CARD, "R1", &sale(100), Decimal::ZERO, then)
+        .unwrap()
+        .unwrap();
+    c.adjust_tx(&p, "a1", CARD, ten, "r", "o", Some(burns), then)
+        .unwrap()
+        .unwrap();
+    // A second card's account, with nothing due: the sweep leaves it be.
+    c.commit_tx(
+        &p,
+        "s2",
+        "6035000099990000",
+        "R2",
+        &sale(100),
+        Decimal::ZERO,
+        then,
+    )
+    .unwrap()
+    .unwrap();
+    let ledger = Embedded::with_books(c.books.clone(), p.clone(), c.origin.clone());
+    // Batches of one account: the loop must go on past a full batch.
+    assert_eq!(ledger.expire_all_blocking(sweep_at, 1).unwrap(), 1);
+    let (kind, at, amount): (String, String, i64) = c
+        .read(|db| {
+            db.query_row(
+                "SELECT t.kind, t.created_at, e.amount FROM txns t JOIN entries e ON e.txn_id = t.id
+                 WHERE t.kind = 'expire'",
+                args![],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        (kind.as_str(), at.as_str(), amount),
+        ("expire", "2026-03-02T12:00:00Z", -10 * SCALE)
+    );
+    // Twice: nothing new; touching the account later posts nothing either.
+    assert_eq!(ledger.expire_all_blocking(sweep_at, 1).unwrap(), 0);
+    let s = c.resolve_tx(CARD, sweep_at).unwrap().unwrap();
+    assert_eq!(s.balance, Decimal::from(5));
+    let n: i64 = c
+        .read(|db| {
+            db.query_row(
+                "SELECT COUNT(*) FROM entries WHERE kind = 'expire'",
+                args![],
+                |r| r.get(0),
+            )
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(c.verify().unwrap().is_empty());
+}
