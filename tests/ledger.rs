@@ -817,11 +817,11 @@ fn a_bad_bonus_template_is_a_config_error_naming_the_key() {
     for (text, key) in [
         (
             "[receipt.bonus]\nlines = [\"card\", \"bonus\"]\n",
-            "receipt.bonus.lines[1]",
+            "receipt.bonus.lines #2",
         ),
         (
             "[receipt.bonus]\nfooter = [\"{card}\", \"{balance}\"]\n",
-            "receipt.bonus.footer[1]",
+            "receipt.bonus.footer #2",
         ),
         (
             "[receipt.bonus.labels]\ncard = \"Card {\"\n",

@@ -124,7 +124,7 @@ async fn system_reload_reports_what_changed_and_refuses_bad_files() {
     };
     assert_eq!(error["code"], 1101);
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains(":7:8: printer[0].name"), "{error}");
+    assert!(message.contains(":7:8: printer #1, name"), "{error}");
     assert_eq!(devices(&d).await.len(), 2);
 }
 

@@ -557,17 +557,17 @@ fn hid_printer_config_is_checked_naming_the_key() {
     for (hid, key) in [
         (
             "usb = \"0416:5011\"\nreport_size = 300",
-            "printer[0].hid.report_size",
+            "printer #1, hid.report_size",
         ),
         (
             "usb = \"0416:5011\"\nreport_size = 0\nlength_prefix = false",
-            "printer[0].hid.report_size",
+            "printer #1, hid.report_size",
         ),
         (
             "usb = \"0416:5011\"\npath = \"/dev/hidraw0\"",
-            "printer[0].hid",
+            "printer #1, hid",
         ),
-        ("report_id = 1", "printer[0].hid"),
+        ("report_id = 1", "printer #1, hid"),
         ("usb = \"0416:5011\"\nreport_sise = 64", "report_sise"),
     ] {
         let out = config_check(dir.path(), &entry(hid));

@@ -320,7 +320,7 @@ fn a_sub_threshold_above_the_total_is_refused_at_load_naming_the_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("programme.tiers[1].category_min_spend"),
+        err.contains("programme.tiers #2, category_min_spend"),
         "{err}"
     );
 }
