@@ -69,6 +69,25 @@ pub(crate) fn print_backoffice(port: u16, password: &str) {
     println!("  login: {DEMO_OPERATOR}  password: {password}");
 }
 
+/// How the reader's shell reaches this binary: `posbridge` when a
+/// `posbridge` on `PATH` is this very file, else its full path (after
+/// `cargo run` nothing put it on `PATH`).
+pub(crate) fn shell_name(exe: &std::path::Path) -> String {
+    let same = |p: std::path::PathBuf| {
+        std::fs::canonicalize(p)
+            .ok()
+            .zip(std::fs::canonicalize(exe).ok())
+            .is_some_and(|(a, b)| a == b)
+    };
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| same(d.join("posbridge"))));
+    if on_path {
+        "posbridge".into()
+    } else {
+        exe.display().to_string()
+    }
+}
+
 /// Prints a step's heading: bold on a terminal, plain text when stdout is a
 /// pipe or a file (a log should not fill with escape codes).
 pub(crate) fn step(n: u32, text: &str) {
@@ -428,17 +447,22 @@ pub async fn run(once: bool) -> Result<()> {
         );
     }
 
-    let password = add_demo_admin(&std::env::current_exe()?, &cfg, &["backoffice"]).await?;
-    println!("\nThe daemon is running on {}.", socket.display());
-    print_backoffice(backoffice_port, &password);
     if once {
+        // The daemon stops with the demo: no address to open, no commands
+        // to try.
+        println!("\nThe story is over; the daemon stops. Run `posbridge demo` without --once to keep it running.");
         return Ok(());
     }
-    println!("Try, from another terminal:");
+    let exe = std::env::current_exe()?;
+    let password = add_demo_admin(&exe, &cfg, &["backoffice"]).await?;
+    println!("\nThe daemon is running on {}.", socket.display());
+    print_backoffice(backoffice_port, &password);
+    println!("\nTry, from another terminal:");
     let s = socket.display();
-    println!("  posbridge call --socket {s} devices.list");
-    println!("  posbridge call --socket {s} card.resolve '{{\"number\":\"6035000011112222\"}}'");
-    println!("  posbridge events --socket {s} 'card.*'");
+    let me = shell_name(&exe);
+    println!("  {me} call --socket {s} devices.list");
+    println!("  {me} call --socket {s} card.resolve '{{\"number\":\"6035000011112222\"}}'");
+    println!("  {me} events --socket {s} 'card.*'");
     println!("Ctrl-C stops it.");
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -530,11 +530,11 @@ async fn story(parts: &mut Parts, once: bool) -> Result<()> {
     step(5, "The central service checks the chain's books");
     let out = admin(&central, &config, &["verify"]).await?;
     println!("   posbridge-central verify: {}", out.trim());
-    print_backoffice(backoffice_port, &password);
-
     if once {
+        println!("\nThe story is over; the chain stops. Run `posbridge demo --chain` without --once to keep it running.");
         return Ok(());
     }
+    print_backoffice(backoffice_port, &password);
     println!("\nThe chain is running. Try, from another terminal:");
     let exe = std::env::current_exe()?;
     for t in &tills {
