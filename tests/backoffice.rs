@@ -378,3 +378,269 @@ fn a_remote_listen_address_needs_allow_remote() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Logs `name` in and returns the browser with the page's CSRF token.
+async fn logged_in(port: u16, name: &str, password: &str) -> (Browser, String) {
+    let mut b = Browser::new(port);
+    assert_eq!(
+        b.login(name, password).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = b.get("/?q=zzzz").await;
+    let csrf = field(&page, "csrf");
+    (b, csrf)
+}
+
+#[tokio::test]
+async fn operators_create_and_edit_customers_and_assign_groups_in_bulk() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    for g in ["vip", "staff"] {
+        c.call("group.create", json!({"name": g})).await.unwrap();
+    }
+    c.call(
+        "account.register",
+        json!({"phone": "+79160000001", "name": "Taken", "virtual": true}),
+    )
+    .await
+    .unwrap();
+    add_operator(&d, "olga", "operator", Some("50"), "olga's long password");
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let (olga, csrf) = logged_in(port, "olga", "olga's long password").await;
+
+    // The form: every bad field gets its error next to it, nothing is made.
+    let (status, page) = olga.get("/customers/new").await;
+    assert_eq!(status, StatusCode::OK);
+    let key = field(&page, "form_key");
+    let (status, page) = olga
+        .post(
+            "/customers/new",
+            &[
+                ("csrf", &csrf),
+                ("form_key", &key),
+                ("name", "Anna"),
+                ("phone", "12345"),
+                ("email", "anna@nowhere"),
+                ("code_word", "x"),
+                ("card", "12ab"),
+                ("groups", "nosuch"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for id in [
+        "phone-error",
+        "email-error",
+        "code_word-error",
+        "card-error",
+        "groups-error",
+    ] {
+        assert!(page.contains(&format!("id=\"{id}\"")), "{id} in\n{page}");
+    }
+    assert!(
+        !page.contains("value=\"x\""),
+        "the code word is not shown back"
+    );
+    // A phone someone has: named next to the phone field.
+    let (status, page) = olga
+        .post(
+            "/customers/new",
+            &[
+                ("csrf", &csrf),
+                ("form_key", &key),
+                ("name", "Anna"),
+                ("phone", "8 (916) 000-00-01"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("id=\"phone-error\">Клиент с этим телефоном уже есть"),
+        "{page}"
+    );
+
+    // A good form, twice (a double click): one customer, with a physical card.
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("form_key", key.as_str()),
+        ("name", "Anna Sidorova"),
+        ("phone", "8 (916) 555-44-33"),
+        ("email", "Anna@Example.ru"),
+        ("code_word", "Ромашка"),
+        ("card", "7700 1234 5678"),
+        ("groups", "vip"),
+    ];
+    let mut locations = Vec::new();
+    for _ in 0..2 {
+        let r = olga
+            .http
+            .post(format!("{}/customers/new", olga.base))
+            .header("cookie", &olga.cookie)
+            .form(&good)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        locations.push(r.headers()["location"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(locations[0], locations[1], "one customer for one form");
+    let id: i64 = locations[0].rsplit('/').next().unwrap().parse().unwrap();
+    // The till finds them, normalised as its own API does.
+    let a = c
+        .call("account.get", json!({"phone": "+79165554433"}))
+        .await
+        .unwrap();
+    assert_eq!(a["account"], id);
+    assert_eq!(a["email"], "anna@example.ru");
+    assert_eq!(a["groups"], json!(["vip"]));
+    assert_eq!(a["has_code_word"], true);
+    let check = c
+        .call(
+            "account.verify_code_word",
+            json!({"account": id, "code_word": "ромашка"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(check["matches"], true);
+    let a = c
+        .call("account.get", json!({"card_number": "770012345678"}))
+        .await
+        .unwrap();
+    assert_eq!(a["account"], id);
+    let (_, page) = olga.get(&format!("/customers/{id}")).await;
+    assert!(page.contains("<td id=\"groups\">vip</td>"), "{page}");
+    assert!(!page.contains("770012345678"));
+
+    // Edit: a new e-mail, the code word cleared, groups replaced.
+    let (status, page) = olga.get(&format!("/customers/{id}/edit")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"code-word-state\">set<"), "{page}");
+    assert!(!page.to_lowercase().contains("ромашка"));
+    let ekey = field(&page, "form_key");
+    let edit = format!("/customers/{id}/edit");
+    let (status, page) = olga
+        .post(
+            &edit,
+            &[
+                ("csrf", &csrf),
+                ("form_key", &ekey),
+                ("name", "Anna Sidorova"),
+                ("phone", "+7 916 000 00 01"),
+                ("email", "anna@example.ru"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("id=\"phone-error\""), "{page}");
+    let (status, page) = olga
+        .post(
+            &edit,
+            &[
+                ("csrf", &csrf),
+                ("form_key", &ekey),
+                ("name", "Anna S."),
+                ("phone", "+7 916 555 44 33"),
+                ("email", "anna.s@example.ru"),
+                ("clear_code_word", "1"),
+                ("groups", "staff"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let a = c.call("account.get", json!({"account": id})).await.unwrap();
+    assert_eq!(a["name"], "Anna S.");
+    assert_eq!(a["email"], "anna.s@example.ru");
+    assert_eq!(a["has_code_word"], false);
+    assert_eq!(a["groups"], json!(["staff"]));
+
+    // A viewer sees no form and is refused one.
+    let (vera, vcsrf) = logged_in(port, "vera", "vera's long password").await;
+    assert_eq!(vera.get("/customers/new").await.0, StatusCode::FORBIDDEN);
+    let (_, page) = vera.get("/?q=7916").await;
+    assert!(!page.contains("name=\"id\""), "{page}");
+    let (status, _) = vera
+        .post(
+            "/customers/groups",
+            &[
+                ("csrf", &vcsrf),
+                ("group", "vip"),
+                ("op", "add"),
+                ("id", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Bulk: both customers found by "7916" go into vip, twice changes once.
+    let (_, page) = olga.get("/?q=7916").await;
+    assert_eq!(page.matches("name=\"id\"").count(), 2, "{page}");
+    let taken = c
+        .call("account.get", json!({"phone": "+79160000001"}))
+        .await
+        .unwrap()["account"]
+        .as_i64()
+        .unwrap();
+    let (ids, taken_s) = (id.to_string(), taken.to_string());
+    let bulk = [
+        ("csrf", csrf.as_str()),
+        ("q", "7916"),
+        ("group", "vip"),
+        ("op", "add"),
+        ("id", ids.as_str()),
+        ("id", taken_s.as_str()),
+    ];
+    let (status, page) = olga.post("/customers/groups", &bulk).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("2 / 2"), "{page}");
+    let (_, page) = olga.post("/customers/groups", &bulk).await;
+    assert!(page.contains("0 / 2"), "{page}");
+    for who in [id, taken] {
+        let a = c
+            .call("account.get", json!({"account": who}))
+            .await
+            .unwrap();
+        assert!(
+            a["groups"].as_array().unwrap().contains(&json!("vip")),
+            "{a}"
+        );
+    }
+    let remove = [
+        ("csrf", csrf.as_str()),
+        ("group", "vip"),
+        ("op", "remove"),
+        ("id", taken_s.as_str()),
+    ];
+    let (_, page) = olga.post("/customers/groups", &remove).await;
+    assert!(page.contains("1 / 1"), "{page}");
+    let a = c
+        .call("account.get", json!({"account": taken}))
+        .await
+        .unwrap();
+    assert_eq!(a["groups"], json!([]));
+    // More than a page at once: refused, nothing changed.
+    let many: Vec<String> = (1..=101).map(|i| i.to_string()).collect();
+    let mut over = vec![("csrf", csrf.as_str()), ("group", "vip"), ("op", "add")];
+    over.extend(many.iter().map(|i| ("id", i.as_str())));
+    assert_eq!(
+        olga.post("/customers/groups", &over).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // The audit log has each change.
+    add_operator(&d, "root", "admin", None, "correct horse battery");
+    let (root, _) = logged_in(port, "root", "correct horse battery").await;
+    let (_, page) = root.get("/audit").await;
+    for what in [
+        "customer.create",
+        "customer.edit",
+        "group.add",
+        "group.remove",
+    ] {
+        assert!(page.contains(what), "{what} missing from\n{page}");
+    }
+    assert!(!page.contains("770012345678"));
+}

@@ -125,7 +125,7 @@ pub(super) async fn logout(
 
 /// The session, its CSRF token checked and its role at least `least`;
 /// else the response that refuses.
-async fn authorise(
+pub(super) async fn authorise(
     st: &Backoffice,
     headers: &HeaderMap,
     csrf: &str,
@@ -146,7 +146,7 @@ async fn authorise(
 }
 
 /// Writes an audit row; a failure is logged (the change itself stands).
-async fn audit(
+pub(super) async fn audit(
     st: &Backoffice,
     operator: &str,
     action: &str,

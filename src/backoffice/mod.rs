@@ -9,6 +9,7 @@
 //! maud templates with no JavaScript; every POST carries the session's
 //! CSRF token, sessions are in-memory and bounded ([`session`]).
 
+mod customers;
 mod forms;
 pub mod i18n;
 pub mod operators;
@@ -77,6 +78,15 @@ pub fn router(state: Arc<Backoffice>) -> Router {
         .route("/login", get(pages::login_page).post(forms::login))
         .route("/logout", post(forms::logout))
         .route("/customers/{id}", get(pages::customer))
+        .route(
+            "/customers/new",
+            get(customers::new_page).post(customers::create),
+        )
+        .route("/customers/groups", post(customers::bulk_groups))
+        .route(
+            "/customers/{id}/edit",
+            get(customers::edit_page).post(customers::edit),
+        )
         .route("/customers/{id}/adjust", post(forms::adjust))
         .route("/customers/{id}/cards/{index}", post(forms::card_status))
         .route("/audit", get(pages::audit))
