@@ -212,7 +212,7 @@ fn check_groups(t: &mut Typed, lang: Lang, known: &[GroupView]) -> Vec<String> {
 /// `?lang=`.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct LangParam {
-    lang: Option<String>,
+    pub(super) lang: Option<String>,
 }
 
 /// The fields shared by the new and the edit form.

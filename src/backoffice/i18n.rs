@@ -156,6 +156,8 @@ pub enum T {
     CardRequired,
     BadBalance,
     ExplainImport,
+    Refused,
+    Rows,
 }
 
 /// `t` in `lang`.
@@ -340,6 +342,8 @@ pub fn tr(lang: Lang, t: T) -> &'static str {
             "Баланс: десятичное число ≥ 0, например 120.50",
             "Balance: a decimal ≥ 0, such as 120.50",
         ),
+        T::Refused => ("Отклонено", "Refused"),
+        T::Rows => ("Строк в файле", "Rows in the file"),
         T::ExplainImport => (
             "Только администратор. Повторный импорт того же файла ничего не меняет.",
             "Admins only. Importing the same file again changes nothing.",

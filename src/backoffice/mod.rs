@@ -12,6 +12,7 @@
 mod customers;
 mod forms;
 pub mod i18n;
+pub mod import;
 pub mod operators;
 mod pages;
 pub mod session;
@@ -89,6 +90,12 @@ pub fn router(state: Arc<Backoffice>) -> Router {
         )
         .route("/customers/{id}/adjust", post(forms::adjust))
         .route("/customers/{id}/cards/{index}", post(forms::card_status))
+        .route(
+            "/import",
+            get(import::import_page)
+                .post(import::import)
+                .layer(DefaultBodyLimit::max(import::IMPORT_BODY_LIMIT)),
+        )
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
         .layer(axum::middleware::from_fn(guard))

@@ -85,7 +85,8 @@ pub(super) async fn search(
         _ => None,
     };
     let body = html! {
-        @if can_change { p { a #new-customer href="/customers/new" { (tr(lang, T::NewCustomer)) } } }
+        @if can_change { p { a #new-customer href="/customers/new" { (tr(lang, T::NewCustomer)) }
+            @if w.role() == Role::Admin { " · " a #import href="/import" { (tr(lang, T::Import)) } } } }
         form method="get" action="/" {
             input name="q" value=(q) size="40" placeholder=(tr(lang, T::SearchHint));
             " " button { (tr(lang, T::Search)) }
