@@ -701,7 +701,10 @@ async fn an_admin_imports_customers_from_csv_after_a_dry_run_once() {
     let port = free_port();
     let d = Daemon::start(
         "",
-        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+        &format!(
+            "{PROGRAMME}[ledger.registration]\ncard_ranges = [\"77\"]\n\
+             [backoffice]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
     );
     let mut c = d.client().await;
     c.call("group.create", json!({"name": "vip"}))
@@ -730,8 +733,9 @@ async fn an_admin_imports_customers_from_csv_after_a_dry_run_once() {
         No Group;+79160000007;;7700000007;nosuch;\r\n\
         Bad Balance;+79160000008;;7700000008;;12.3.4\r\n\
         No Contact;;;7700000009;;\r\n\
-        Short;+79160000010\r\n";
-    let expect_refused = [4, 5, 6, 7, 8, 9, 10, 11];
+        Short;+79160000010\r\n\
+        Other Programme;+79160000012;;6000000001;;\r\n";
+    let expect_refused = [4, 5, 6, 7, 8, 9, 10, 11, 12];
 
     // An operator may not import, or even see the page.
     assert_eq!(olga.get("/import").await.0, StatusCode::FORBIDDEN);
@@ -787,9 +791,9 @@ async fn an_admin_imports_customers_from_csv_after_a_dry_run_once() {
         })
         .await;
         let counts = if round == 0 {
-            "Created: 2; Skipped: 0; Refused: 8; Rows in the file: 10"
+            "Created: 2; Skipped: 0; Refused: 9; Rows in the file: 11"
         } else {
-            "Created: 0; Skipped: 2; Refused: 8; Rows in the file: 10"
+            "Created: 0; Skipped: 2; Refused: 9; Rows in the file: 11"
         };
         assert!(page.contains(counts), "round {round}: {page}");
     }

@@ -75,6 +75,7 @@ fn why(lang: Lang, r: &Refusal) -> String {
         Refusal::PhoneTaken => tr(lang, T::PhoneTaken).into(),
         Refusal::EmailTaken => tr(lang, T::EmailTaken).into(),
         Refusal::CardTaken => tr(lang, T::CardTaken).into(),
+        Refusal::OtherProgramme => tr(lang, T::OtherProgramme).into(),
         Refusal::Ledger(e) => e.clone(),
     }
 }
@@ -106,9 +107,23 @@ async fn plan(st: &Backoffice, mut parsed: Parsed) -> Result<Plan, AccountError>
         parsed,
         ..Plan::default()
     };
+    let settings = st.ledger.account_settings();
+    // As registration checks it: a configured range, or the virtual prefix.
+    let in_range = |n: &str| {
+        settings.card_ranges.is_empty()
+            || settings
+                .card_ranges
+                .iter()
+                .any(|r| n.starts_with(r.as_str()))
+            || n.starts_with(settings.card.prefix.as_str())
+    };
     for r in rows {
         if let Some(g) = r.groups.iter().find(|g| !groups.contains(*g)) {
             p.parsed.refuse(r.row, Refusal::UnknownGroup(g.clone()));
+            continue;
+        }
+        if !in_range(&r.card) {
+            p.parsed.refuse(r.row, Refusal::OtherProgramme);
             continue;
         }
         match st.ledger.get_account(Lookup::Card(r.card.clone())).await {

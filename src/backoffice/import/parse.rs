@@ -79,6 +79,8 @@ pub enum Refusal {
     EmailTaken,
     /// The card is another customer's.
     CardTaken,
+    /// The card's number is outside the programme's card ranges.
+    OtherProgramme,
     /// The ledger refused when the row was applied.
     Ledger(String),
 }
