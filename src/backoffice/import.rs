@@ -260,6 +260,11 @@ pub(super) async fn import(
     m: Multipart,
 ) -> Response {
     let (lang, _) = lang_of(&headers, None);
+    // Only an admin's session gets its (up to 5 MiB) body read.
+    match who(&st, &headers).await {
+        Some(w) if w.role() == Role::Admin => {}
+        w => return refuse(StatusCode::FORBIDDEN, lang, w.as_ref(), T::Forbidden),
+    }
     let Some(u) = read_upload(m).await else {
         return refuse(StatusCode::BAD_REQUEST, lang, None, T::BadFile);
     };
