@@ -646,6 +646,7 @@ pub(super) async fn bulk_controls(st: &Backoffice, lang: Lang, w: &Who, q: &str)
         form #bulk method="post" action="/customers/groups" {
             input type="hidden" name="csrf" value=(w.session.csrf);
             input type="hidden" name="q" value=(q);
+            (tr(lang, T::Groups)) ": "
             select name="group" { @for g in &groups { option value=(g.name) { (g.name) } } }
             " " button name="op" value="add" { (tr(lang, T::AddToGroup)) }
             " " button name="op" value="remove" { (tr(lang, T::RemoveFromGroup)) }
