@@ -21,6 +21,8 @@ use super::forms::{audit, authorise};
 use super::i18n::{Lang, T, tr};
 use super::operators::Role;
 use super::{Backoffice, Who, lang_of, layout, page, refuse, to_login, who};
+use crate::api::rpc::code;
+use crate::ledger::RemoteError;
 use crate::ledger::accounts::{
     AccountError, GroupView, Lookup, Registration, Update, normalise_email, normalise_phone,
 };
@@ -92,7 +94,35 @@ fn field_of(e: &AccountError) -> (&'static str, Option<T>) {
         AccountError::UnknownGroup(_) | AccountError::BadGroupName => {
             ("groups", Some(T::UnknownGroup))
         }
+        AccountError::Remote(RemoteError::Remote { code, data, .. }) => remote_field(*code, data),
         _ => ("form", None),
+    }
+}
+
+/// A central ledger's refusal (its JSON-RPC code and data) next to its
+/// field, as [`field_of`] places the embedded ledger's.
+fn remote_field(c: i64, data: &serde_json::Value) -> (&'static str, Option<T>) {
+    let field = data.get("field").and_then(|f| f.as_str()).unwrap_or("");
+    match (c, field) {
+        (code::ACCOUNT_EXISTS, "phone") => ("phone", Some(T::PhoneTaken)),
+        (code::ACCOUNT_EXISTS, _) => ("email", Some(T::EmailTaken)),
+        (code::CARD_TAKEN | code::CARD_INACTIVE, _) => ("card", Some(T::CardTaken)),
+        (code::CARD_OTHER_PROGRAMME, _) => ("card", Some(T::OtherProgramme)),
+        (code::UNKNOWN_GROUP, _) => ("groups", Some(T::UnknownGroup)),
+        (code::INVALID_PARAMS, "phone") => ("phone", Some(T::BadPhone)),
+        (code::INVALID_PARAMS, "email") => ("email", Some(T::BadEmail)),
+        (code::INVALID_PARAMS, "card_number") => ("card", Some(T::BadCard)),
+        (code::INVALID_PARAMS, "code_word") => ("code_word", Some(T::BadCodeWord)),
+        _ => ("form", None),
+    }
+}
+
+/// Whether the ledger said "no such account or card" (either ledger).
+pub(super) fn is_unknown(e: &AccountError) -> bool {
+    match e {
+        AccountError::UnknownAccount | AccountError::UnknownCard => true,
+        AccountError::Remote(RemoteError::Remote { code, .. }) => *code == code::UNKNOWN_CARD,
+        _ => false,
     }
 }
 
@@ -387,7 +417,7 @@ async fn edit_form(
 ) -> Response {
     let account = match st.ledger.get_account(Lookup::Account(id)).await {
         Ok(a) => a,
-        Err(AccountError::UnknownAccount) => {
+        Err(e) if is_unknown(&e) => {
             return refuse(StatusCode::NOT_FOUND, lang, Some(w), T::NotFound);
         }
         Err(e) => {
@@ -486,9 +516,7 @@ pub(super) async fn edit(
     let before = st.ledger.get_account(Lookup::Account(id)).await.ok();
     if let Err(e) = st.ledger.update_account(id, u).await {
         return match e {
-            AccountError::UnknownAccount => {
-                refuse(StatusCode::NOT_FOUND, lang, Some(&w), T::NotFound)
-            }
+            e if is_unknown(&e) => refuse(StatusCode::NOT_FOUND, lang, Some(&w), T::NotFound),
             e => {
                 let (field, text) = field_of(&e);
                 match text {
@@ -680,5 +708,22 @@ mod tests {
         assert_eq!(field_of(&AccountError::Duplicate("email")).0, "email");
         assert_eq!(field_of(&AccountError::CardTaken).0, "card");
         assert_eq!(field_of(&AccountError::Busy).0, "form");
+        let central = |c: i64, data| {
+            field_of(&AccountError::Remote(RemoteError::Remote {
+                code: c,
+                message: String::new(),
+                data,
+            }))
+        };
+        assert_eq!(
+            central(code::ACCOUNT_EXISTS, json!({"field": "phone"})),
+            ("phone", Some(T::PhoneTaken))
+        );
+        assert_eq!(central(code::CARD_TAKEN, json!(null)).0, "card");
+        assert!(is_unknown(&AccountError::Remote(RemoteError::Remote {
+            code: code::UNKNOWN_CARD,
+            message: String::new(),
+            data: json!(null),
+        })));
     }
 }

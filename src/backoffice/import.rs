@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::json;
 
-use super::customers::LangParam;
+use super::customers::{LangParam, is_unknown};
 use super::forms::{audit, authorise};
 use super::i18n::{Lang, T, tr};
 use super::operators::Role;
@@ -138,21 +138,21 @@ async fn plan(st: &Backoffice, mut parsed: Parsed) -> Result<Plan, AccountError>
                 p.parsed.refuse(r.row, Refusal::CardTaken);
                 continue;
             }
-            Err(AccountError::UnknownCard | AccountError::UnknownAccount) => {}
+            Err(e) if is_unknown(&e) => {}
             Err(e) => return Err(e),
         }
         let mut taken = None;
         if let Some(ph) = &r.phone {
             match st.ledger.get_account(Lookup::Phone(ph.clone())).await {
                 Ok(_) => taken = Some(Refusal::PhoneTaken),
-                Err(AccountError::UnknownAccount | AccountError::UnknownCard) => {}
+                Err(e) if is_unknown(&e) => {}
                 Err(e) => return Err(e),
             }
         }
         if let (None, Some(em)) = (&taken, &r.email) {
             match st.ledger.get_account(Lookup::Email(em.clone())).await {
                 Ok(_) => taken = Some(Refusal::EmailTaken),
-                Err(AccountError::UnknownAccount | AccountError::UnknownCard) => {}
+                Err(e) if is_unknown(&e) => {}
                 Err(e) => return Err(e),
             }
         }
