@@ -97,3 +97,16 @@ pub fn config(data: &[u8]) {
         let _ = e.to_string();
     }
 }
+
+/// `customer_csv`: arbitrary bytes through the back office's customer
+/// import reader; every good row must carry a card and a contact, every
+/// refusal a row number past the header.
+pub fn customer_csv(data: &[u8]) {
+    if let Ok(p) = crate::backoffice::import::parse(data) {
+        for r in &p.rows {
+            assert!(r.row >= 2 && !r.card.is_empty());
+            assert!(r.phone.is_some() || r.email.is_some());
+        }
+        assert!(p.refused.iter().all(|(n, _)| *n >= 2));
+    }
+}

@@ -298,3 +298,65 @@ async fn a_viewer_runs_a_report_and_downloads_its_csv_in_a_browser() {
     assert_eq!(accrued, 150, "{csv}");
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_creates_a_customer_in_a_browser_and_finds_them_by_phone() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    c.call("group.create", json!({"name": "cinema-club"}))
+        .await
+        .unwrap();
+    add_operator(&d, "olga", "operator", Some("500"), "olga's long password");
+
+    let b = Browser::start(1366, 768).await;
+    let base = format!("http://127.0.0.1:{port}");
+    b.open(&format!("{base}/login?lang=en")).await;
+    b.fill("input[name=name]", "olga").await;
+    b.fill("input[name=password]", "olga's long password").await;
+    b.submit("form[action='/login'] button").await;
+    b.find("#new-customer").await;
+    b.submit("#new-customer").await;
+
+    // A bad phone first: the error stands next to the field.
+    b.find("form[action='/customers/new']").await;
+    b.fill("input[name=name]", "Пётр Сидоров").await;
+    b.fill("input[name=phone]", "12345").await;
+    b.submit("form[action='/customers/new'] button").await;
+    let err = b.text("#phone-error").await;
+    assert!(!err.is_empty(), "{}", b.text("body").await);
+    b.screenshot(&shot("backoffice-new-customer.png")).await;
+    b.fill("input[name=phone]", "8 (903) 111-22-33").await;
+    b.click("input[name=groups][value=cinema-club]").await;
+    b.submit("form[action='/customers/new'] button").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The customer's card, with the group.
+    while b.text("#groups").await != "cinema-club" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            b.text("body").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.text("#balance").await, "100");
+
+    // Found by phone, as a person types it.
+    b.open(&base).await;
+    b.fill("input[name=q]", "+7 903 111 22 33").await;
+    b.submit("form[action='/'] button").await;
+    let hit = b.text("table").await;
+    assert!(hit.contains("Пётр Сидоров"), "{hit}");
+    let a = c
+        .call("account.get", json!({"phone": "+79031112233"}))
+        .await
+        .unwrap();
+    assert_eq!(a["groups"], json!(["cinema-club"]));
+    b.quit().await;
+}

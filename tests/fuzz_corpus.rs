@@ -22,3 +22,8 @@ fn rpc_line_corpus() {
 fn config_corpus() {
     replay("config", fuzzing::config);
 }
+
+#[test]
+fn customer_csv_corpus() {
+    replay("customer_csv", fuzzing::customer_csv);
+}

@@ -10,8 +10,10 @@
 //! CSRF token, sessions are in-memory and bounded ([`session`]).
 
 mod cards;
+mod customers;
 mod forms;
 pub mod i18n;
+pub mod import;
 pub mod operators;
 mod pages;
 mod programme;
@@ -93,6 +95,15 @@ pub fn router(state: Arc<Backoffice>) -> Router {
         .route("/login", get(pages::login_page).post(forms::login))
         .route("/logout", post(forms::logout))
         .route("/customers/{id}", get(pages::customer))
+        .route(
+            "/customers/new",
+            get(customers::new_page).post(customers::create),
+        )
+        .route("/customers/groups", post(customers::bulk_groups))
+        .route(
+            "/customers/{id}/edit",
+            get(customers::edit_page).post(customers::edit),
+        )
         .route("/customers/{id}/adjust", post(forms::adjust))
         .route("/customers/{id}/cards/{index}", post(forms::card_status))
         .route("/customers/{id}/cards/{index}/lost", post(cards::lost))
@@ -105,6 +116,12 @@ pub fn router(state: Arc<Backoffice>) -> Router {
         .route("/programme", get(programme::show))
         .route("/programme/groups", post(programme::create_group))
         .route("/programme/groups/delete", post(programme::delete_group))
+        .route(
+            "/import",
+            get(import::import_page)
+                .post(import::import)
+                .layer(DefaultBodyLimit::max(import::IMPORT_BODY_LIMIT)),
+        )
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
         .route("/reports", get(reports::show))

@@ -107,7 +107,17 @@ pub(super) async fn search(
                 .await,
         )
     };
+    let can_change = w.role() >= Role::Operator;
+    // Bulk group assignment's controls, when there is a page to act on.
+    let bulk = match &result {
+        Some(Ok(page)) if can_change && !page.hits.is_empty() => {
+            Some(super::customers::bulk_controls(&st, lang, &w, &q).await)
+        }
+        _ => None,
+    };
     let body = html! {
+        @if can_change { p { a #new-customer href="/customers/new" { (tr(lang, T::NewCustomer)) }
+            @if w.role() == Role::Admin { " · " a #import href="/import" { (tr(lang, T::Import)) } } } }
         form method="get" action="/" {
             input name="q" value=(q) size="40" placeholder=(tr(lang, T::SearchHint));
             " " button { (tr(lang, T::Search)) }
@@ -118,11 +128,12 @@ pub(super) async fn search(
             Some(Ok(page)) if page.hits.is_empty() => p { (tr(lang, T::NoResults)) },
             Some(Ok(page)) => {
                 table {
-                    tr { th { "#" } th { (tr(lang, T::Name)) } th { (tr(lang, T::Phone)) }
+                    tr { @if bulk.is_some() { th {} } th { "#" } th { (tr(lang, T::Name)) } th { (tr(lang, T::Phone)) }
                          th { (tr(lang, T::Email)) } th { (tr(lang, T::Cards)) }
                          th { (tr(lang, T::Status)) } }
                     @for h in &page.hits {
                         tr {
+                            @if bulk.is_some() { td { input type="checkbox" form="bulk" name="id" value=(h.account); } }
                             td { a href={"/customers/" (h.account)} { (h.account) } }
                             td { a href={"/customers/" (h.account)} { (h.name.as_deref().unwrap_or("—")) } }
                             td { (h.phone.as_deref().unwrap_or("")) }
@@ -132,6 +143,7 @@ pub(super) async fn search(
                         }
                     }
                 }
+                @if let Some(b) = &bulk { (b) }
                 @if let Some(c) = page.next_cursor {
                     p { a href={"/?q=" (urlencode(&q)) "&cursor=" (c)} { (tr(lang, T::Next)) " →" } }
                 }
@@ -146,7 +158,7 @@ pub(super) async fn search(
 }
 
 /// Percent-encodes a query value.
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -243,9 +255,11 @@ pub(super) async fn customer_page(
             tr { th { (tr(lang, T::Phone)) } td { (account.phone.as_deref().unwrap_or("—")) } }
             tr { th { (tr(lang, T::Email)) } td { (account.email.as_deref().unwrap_or("—")) } }
             tr { th { (tr(lang, T::Status)) } td { (account.status) } }
+            tr { th { (tr(lang, T::Groups)) } td #groups { (account.groups.join(", ")) } }
             tr { th { (tr(lang, T::Balance)) } td #balance { (history.balance) } }
             (super::programme::tier_rows(lang, &tier))
         }
+        @if can_change { p { a #edit href={"/customers/" (id) "/edit"} { (tr(lang, T::Edit)) } } }
         h2 { (tr(lang, T::Cards)) }
         (super::cards::section(lang, w, id, &cards))
         h2 { (tr(lang, T::Lots)) }

@@ -450,7 +450,9 @@ pub async fn run(once: bool) -> Result<()> {
     if once {
         // The daemon stops with the demo: no address to open, no commands
         // to try.
-        println!("\nThe story is over; the daemon stops. Run `posbridge demo` without --once to keep it running.");
+        println!(
+            "\nThe story is over; the daemon stops. Run `posbridge demo` without --once to keep it running."
+        );
         return Ok(());
     }
     let exe = std::env::current_exe()?;

@@ -531,7 +531,9 @@ async fn story(parts: &mut Parts, once: bool) -> Result<()> {
     let out = admin(&central, &config, &["verify"]).await?;
     println!("   posbridge-central verify: {}", out.trim());
     if once {
-        println!("\nThe story is over; the chain stops. Run `posbridge demo --chain` without --once to keep it running.");
+        println!(
+            "\nThe story is over; the chain stops. Run `posbridge demo --chain` without --once to keep it running."
+        );
         return Ok(());
     }
     print_backoffice(backoffice_port, &password);

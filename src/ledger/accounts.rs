@@ -53,7 +53,9 @@ pub use types::{
     AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode, Registered,
     Registration, Update,
 };
-pub use values::{argon2id_hash, argon2id_matches, group_name, normalise_phone, virtual_number};
+pub use values::{
+    argon2id_hash, argon2id_matches, group_name, normalise_email, normalise_phone, virtual_number,
+};
 use values::{
     check_card_number, check_secret, code_word_of, ean_digit, email_of, hash_secret, luhn_digit,
     phone_of, random_digits, random_from, secret_matches,

@@ -101,6 +101,12 @@ fn valid_email(e: &str) -> bool {
         && !domain.contains('@')
 }
 
+/// An e-mail address as the ledger stores it (trimmed, lower case), if it
+/// is one: the back office checks its forms and imports by this.
+pub fn normalise_email(raw: &str) -> Option<String> {
+    email_of(raw).ok()
+}
+
 pub(super) fn phone_of(raw: &str) -> Result<String, AccountError> {
     normalise_phone(raw).ok_or(AccountError::BadPhone)
 }
