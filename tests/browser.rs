@@ -272,13 +272,23 @@ async fn a_viewer_runs_a_report_and_downloads_its_csv_in_a_browser() {
     b.click("a.csv[href*='section=movements']").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let csv = loop {
-        let done = std::fs::read_dir(downloads.path())
+        let files: Vec<std::path::PathBuf> = std::fs::read_dir(downloads.path())
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "csv"));
-        if let Some(p) = done {
-            break std::fs::read_to_string(p).unwrap();
+            .collect();
+        // Chromium writes into a `.crdownload` file and renames it when
+        // done; the named file may still be empty for a moment after.
+        let writing = files
+            .iter()
+            .any(|p| p.extension().is_some_and(|x| x == "crdownload"));
+        let done = files
+            .iter()
+            .find(|p| p.extension().is_some_and(|x| x == "csv"))
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .filter(|t| !writing && t.ends_with('\n'));
+        if let Some(t) = done {
+            break t;
         }
         assert!(
             std::time::Instant::now() < deadline,

@@ -312,7 +312,12 @@ pub(super) async fn create_group(
         return programme_page(&st, lang, None, &w, form).await;
     }
     let desc = (!description.is_empty()).then_some(description.clone());
-    match st.ledger.create_group(name.clone(), desc).await {
+    match st
+        .ledger
+        .create_group(name.clone(), desc)
+        .await
+        .map_err(typed)
+    {
         Ok(g) => {
             audit(
                 &st,
@@ -351,6 +356,34 @@ pub(super) struct DeleteGroup {
     force: String,
 }
 
+/// A central ledger's refusal of a group change (its JSON-RPC code) as the
+/// embedded ledger's own error, so both are shown next to the same field.
+fn typed(e: AccountError) -> AccountError {
+    use crate::api::rpc::code;
+    use crate::ledger::RemoteError;
+    let AccountError::Remote(RemoteError::Remote { code: c, data, .. }) = &e else {
+        return e;
+    };
+    let field = data.get("field").and_then(|f| f.as_str());
+    match (*c, field) {
+        (code::GROUP_EXISTS, _) => AccountError::GroupExists,
+        (code::INVALID_PARAMS, Some("name")) => AccountError::BadGroupName,
+        (code::UNKNOWN_GROUP, _) => AccountError::UnknownGroup(
+            data.get("group")
+                .and_then(|g| g.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        (code::GROUP_IN_USE, _) => AccountError::GroupInUse {
+            members: data
+                .get("members")
+                .and_then(|m| m.as_i64())
+                .unwrap_or_default(),
+        },
+        _ => e,
+    }
+}
+
 /// Deletes a group (admins); one with members only with `force` ticked.
 /// A repeat finds it gone and returns to the page.
 pub(super) async fn delete_group(
@@ -365,7 +398,12 @@ pub(super) async fn delete_group(
     };
     let (lang, _) = lang_of(&headers, None);
     let force = f.force == "yes";
-    match st.ledger.delete_group(f.name.clone(), force).await {
+    match st
+        .ledger
+        .delete_group(f.name.clone(), force)
+        .await
+        .map_err(typed)
+    {
         Ok(removed) => {
             audit(
                 &st,
