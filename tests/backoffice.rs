@@ -1500,8 +1500,17 @@ async fn an_admin_imports_customers_from_csv_after_a_dry_run_once() {
         .call("account.history", json!({"account": anna["account"]}))
         .await
         .unwrap();
-    // The welcome bonus (100) and the opening balance, once.
-    assert_eq!(h["balance"], "220.5", "{h}");
+    // The opening balance, once, and no welcome bonus: the customer is
+    // not new, and brings a balance of their own.
+    assert_eq!(h["balance"], "120.5", "{h}");
+    assert!(
+        !h["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "welcome"),
+        "{h}"
+    );
     let imports: Vec<&Value> = h["transactions"]
         .as_array()
         .unwrap()

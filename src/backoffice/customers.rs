@@ -358,6 +358,7 @@ pub(super) async fn create(
         secret: None,
         groups: groups.clone(),
         code_word: word,
+        no_welcome: false,
     };
     match st.ledger.register(r).await {
         Ok(reg) => {

@@ -363,6 +363,7 @@ async fn apply(st: Arc<Backoffice>, operator: String, from: SocketAddr, plan: Pl
             secret: None,
             groups: r.groups.clone(),
             code_word: None,
+            no_welcome: true,
         };
         match st.ledger.register(reg).await {
             Ok(done) => {

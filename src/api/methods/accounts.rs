@@ -139,6 +139,7 @@ pub(super) async fn register(
             secret: p.secret,
             groups,
             code_word: p.code_word,
+            no_welcome: false,
         })
         .await
         .map_err(account_error)?;

@@ -70,7 +70,11 @@ impl Accounts {
             None => None,
         };
         let now = OffsetDateTime::now_utc();
-        let (welcome, welcome_expiry) = welcome_now(p, now)?;
+        let (welcome, welcome_expiry) = if r.no_welcome {
+            (None, None)
+        } else {
+            welcome_now(p, now)?
+        };
         let card_format = self.settings.card.clone();
         let source = self.random;
         let origin = self.origin.clone();

@@ -80,6 +80,11 @@ pub struct Registration {
     /// A word the customer can give a cashier instead of the card.
     #[serde(default, with = "wire::opt_secret")]
     pub code_word: Option<Secret>,
+    /// A customer brought over from another system (the back office's
+    /// import): the programme's welcome bonus is not credited, since the
+    /// customer is not new and brings a balance of their own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_welcome: bool,
 }
 
 /// What `account.activate` did.
