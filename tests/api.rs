@@ -205,6 +205,14 @@ async fn clients_beyond_max_clients_are_refused_with_an_error() {
 #[tokio::test]
 async fn events_arrive_in_order_for_subscribed_topics_only() {
     let d = Daemon::start("", &file_printer("p1", std::env::temp_dir().as_path()));
+    // The printer's first "connected" must not land after the subscription
+    // (on a loaded machine it can): wait for it before subscribing.
+    eventually("p1 connected", || async {
+        let mut c = d.client().await;
+        let r = c.call("devices.list", json!({})).await.unwrap();
+        (r["devices"][0]["status"] == "connected").then_some(())
+    })
+    .await;
     let mut sub = d.client().await;
     let topics = sub
         .call("events.subscribe", json!({"topics": ["device.*"]}))

@@ -105,8 +105,6 @@ const TABLES: &[Table] = &[
             "tier_since",
             "code_word_failed",
             "code_word_locked_until",
-            // Last, so the positions above stay as the checks read them.
-            "name_fold",
         ],
         kind: Some("account"),
     },
@@ -601,6 +599,11 @@ fn apply(db: &dyn Db, source: &Source, target: &Target) -> Result<(), DbError> {
             };
             let new = db.insert(&sql, &params)?;
             ids.record(kind, row.get(0)?, new)?;
+            // The back office's search index, as the ledger writes it
+            // with every account (the till's own index is not copied).
+            if table.name == "accounts" {
+                posbridge::ledger::accounts::words::reindex(db, new)?;
+            }
             // The result names this transaction itself: rewritten once its
             // central id is known.
             if table.name == "txns"

@@ -155,13 +155,19 @@ pub const MIGRATIONS: &[&str] = &[
         new_id BIGINT NOT NULL,
         PRIMARY KEY (source, kind, old_id)
     );",
-    // 3: the customer's name folded to lower case by
-    // the ledger's Rust code, searched by the back office on both stores
-    // alike (whatever the database's locale does to lower()). Existing
-    // rows are filled in Rust by `migrate` (`fold_names`). The
-    // text_pattern_ops index serves prefix look-ups (LIKE 'x%').
-    "ALTER TABLE accounts ADD COLUMN name_fold TEXT;
-    CREATE INDEX accounts_name_fold ON accounts(name_fold text_pattern_ops);",
+    // 3: the back office's search index, as the till's SQLite migration 15:
+    // every word of a customer's name and e-mail, lower-cased by the
+    // ledger's Rust code, so both stores find the same customers whatever
+    // the database's locale does to lower(). `COLLATE "C"`: words compare
+    // bytewise, as SQLite's BINARY does, so a prefix is the range
+    // [prefix, prefix + U+10FFFF). Existing accounts are indexed in Rust
+    // by `migrate` (`index_words`).
+    "CREATE TABLE account_words (
+        word       TEXT COLLATE \"C\" NOT NULL,
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        PRIMARY KEY (word, account_id)
+    );
+    CREATE INDEX account_words_account ON account_words(account_id);",
     // 4: the back office's operators and audit log, as the till's SQLite
     // migration 14 has them (the same SQL runs on both; integers BIGINT as
     // in migration 1). `bo_audit.id` is
@@ -217,14 +223,24 @@ pub enum SchemaError {
     Postgres(#[from] postgres::Error),
 }
 
-/// Fills `accounts.name_fold` for the names written before it existed,
-/// with the Unicode lower-casing the ledger writes it with.
-fn fold_names(tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
-    let rows = tx.query("SELECT id, name FROM accounts WHERE name IS NOT NULL", &[])?;
-    let update = tx.prepare("UPDATE accounts SET name_fold = $2 WHERE id = $1")?;
+/// Indexes the words of the accounts written before `account_words`
+/// existed, as the ledger indexes each account it writes.
+fn index_words(tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
+    let rows = tx.query(
+        "SELECT id, name, email FROM accounts WHERE name IS NOT NULL OR email IS NOT NULL",
+        &[],
+    )?;
+    let insert = tx.prepare(
+        "INSERT INTO account_words (word, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )?;
     for r in rows {
-        let (id, name): (i64, String) = (r.get(0), r.get(1));
-        tx.execute(&update, &[&id, &name.to_lowercase()])?;
+        let (id, name, email): (i64, Option<String>, Option<String>) =
+            (r.get(0), r.get(1), r.get(2));
+        for w in
+            posbridge::ledger::accounts::words::account_words(name.as_deref(), email.as_deref())
+        {
+            tx.execute(&insert, &[&w, &id])?;
+        }
     }
     Ok(())
 }
@@ -256,8 +272,8 @@ pub fn migrate(client: &mut Client) -> Result<i64, SchemaError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.batch_execute(sql)?;
-        if sql.contains("ADD COLUMN name_fold") {
-            fold_names(&mut tx)?;
+        if sql.contains("CREATE TABLE account_words") {
+            index_words(&mut tx)?;
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at)

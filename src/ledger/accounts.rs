@@ -40,6 +40,7 @@ mod search;
 mod types;
 mod values;
 mod wire;
+pub mod words;
 
 use gate::{HashGate, KeyLocks};
 pub(crate) use groups::groups_of;
@@ -620,14 +621,17 @@ impl Accounts {
                 }
                 if let Some(n) = &name {
                     db.execute(
-                        "UPDATE accounts SET name = ?2, name_fold = ?3 WHERE id = ?1",
-                        args![account, n, search::name_fold(n.as_deref())],
+                        "UPDATE accounts SET name = ?2 WHERE id = ?1",
+                        args![account, n],
                     )?;
                 }
                 db.execute(
                     "UPDATE accounts SET phone = ?2, email = ?3 WHERE id = ?1",
                     args![account, new_phone, new_email],
                 )?;
+                if name.is_some() || email.is_some() {
+                    words::reindex(db, account)?;
+                }
                 if let Some(h) = &word_hash {
                     db.execute(
                         "UPDATE accounts SET code_word_hash = ?2 WHERE id = ?1",

@@ -243,14 +243,18 @@ const MIGRATIONS: &[&str] = &[
         detail   TEXT NOT NULL,
         remote   TEXT
     );",
-    // 15: the
-    // customer's name folded to lower case by the ledger's Rust code
-    // (`str::to_lowercase`, Unicode), since SQLite's lower() and LIKE fold
-    // ASCII only; the back office searches it, so "иванов" finds "Иванов".
-    // Existing rows are filled in Rust by `migrate` ([`fold_names`]). The
-    // index serves prefix and equality look-ups.
-    "ALTER TABLE accounts ADD COLUMN name_fold TEXT;
-    CREATE INDEX accounts_name_fold ON accounts(name_fold);",
+    // 15: the back office's search index: every word of a customer's name
+    // and e-mail, lower-cased by the ledger's Rust code (Unicode: SQLite's
+    // lower() and LIKE fold ASCII only), so "иванов" finds "Иван ИВАНОВ"
+    // by a range on the key rather than a scan of every account. Written
+    // with the account ([`crate::ledger::accounts::words`]); existing
+    // accounts are indexed in Rust by `migrate` ([`index_words`]).
+    "CREATE TABLE account_words (
+        word       TEXT NOT NULL,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        PRIMARY KEY (word, account_id)
+    );
+    CREATE INDEX account_words_account ON account_words(account_id);",
     // 16: the daily expiry sweep finds due lots by expiry (open lots
     // only), and the back office's reports read a period's entries and
     // new accounts by time rather than scanning the tables.
@@ -443,8 +447,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).map_err(err)?;
-        if sql.contains("ADD COLUMN name_fold") {
-            fold_names(&tx).map_err(err)?;
+        if sql.contains("CREATE TABLE account_words") {
+            index_words(&tx).map_err(err)?;
         }
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(err)?;
@@ -452,15 +456,26 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     tx.commit().map_err(err)
 }
 
-/// Fills `accounts.name_fold` for the names written before it existed,
-/// with the same Unicode lower-casing the ledger writes it with.
-fn fold_names(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let mut read = tx.prepare("SELECT id, name FROM accounts WHERE name IS NOT NULL")?;
-    let mut write = tx.prepare("UPDATE accounts SET name_fold = ?2 WHERE id = ?1")?;
-    let rows = read.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+/// Indexes the words of the accounts written before `account_words`
+/// existed, as the ledger indexes each account it writes.
+fn index_words(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let mut read = tx.prepare(
+        "SELECT id, name, email FROM accounts WHERE name IS NOT NULL OR email IS NOT NULL",
+    )?;
+    let mut write =
+        tx.prepare("INSERT OR IGNORE INTO account_words (word, account_id) VALUES (?1, ?2)")?;
+    let rows = read.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
     for row in rows {
-        let (id, name) = row?;
-        write.execute(rusqlite::params![id, name.to_lowercase()])?;
+        let (id, name, email) = row?;
+        for w in crate::ledger::accounts::words::account_words(name.as_deref(), email.as_deref()) {
+            write.execute(rusqlite::params![w, id])?;
+        }
     }
     Ok(())
 }
@@ -519,19 +534,19 @@ mod tests {
     }
 
     #[test]
-    fn names_written_before_the_fold_column_are_folded_in_unicode() {
+    fn accounts_written_before_the_word_index_are_indexed_in_unicode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         drop(Store::open(&path).unwrap());
         {
-            // The file as the build before the fold column left it (and
+            // The file as the build before the word index left it (and
             // before the migrations after it: their indexes go too).
-            let fold = MIGRATIONS
+            let at = MIGRATIONS
                 .iter()
-                .position(|m| m.contains("ADD COLUMN name_fold"))
+                .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                fold + 2,
+                at + 2,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
@@ -540,19 +555,24 @@ mod tests {
                 "DROP INDEX lots_due;
                  DROP INDEX entries_created;
                  DROP INDEX accounts_created;
-                 DROP INDEX accounts_name_fold;
-                 ALTER TABLE accounts DROP COLUMN name_fold;
-                 INSERT INTO accounts (created_at, name) VALUES ('2026-01-01T00:00:00Z', 'Иван ИВАНОВ');",
+                 DROP TABLE account_words;
+                 INSERT INTO accounts (created_at, name, email)
+                 VALUES ('2026-01-01T00:00:00Z', 'Иван ИВАНОВ', 'Ivan@Example.ru');",
             )
             .unwrap();
-            c.pragma_update(None, "user_version", fold as i64).unwrap();
+            c.pragma_update(None, "user_version", at as i64).unwrap();
         }
         drop(Store::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
-        let fold: String = c
-            .query_row("SELECT name_fold FROM accounts", [], |r| r.get(0))
+        let mut st = c
+            .prepare("SELECT word FROM account_words ORDER BY word")
             .unwrap();
-        assert_eq!(fold, "иван иванов");
+        let words: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(words, ["example", "ivan", "ru", "иван", "иванов"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use super::search::name_fold;
+use super::words::reindex;
 use super::{
     AccountError, Accounts, PendingCode, Registered, Registration, check_card_number, check_secret,
     code_expiry, code_word_of, contact_of, credit_welcome, duplicate, email_of, group_name,
@@ -118,9 +118,10 @@ impl Accounts {
                         )?;
                         db.execute(
                             "UPDATE accounts SET name = ?2, phone = ?3, email = ?4,
-                             code_word_hash = ?5, status = ?6, name_fold = ?7 WHERE id = ?1",
-                            args![account, name, phone, email, word_hash, status, name_fold(name.as_deref())],
+                             code_word_hash = ?5, status = ?6 WHERE id = ?1",
+                            args![account, name, phone, email, word_hash, status],
                         )?;
+                        reindex(db, account)?;
                         db.execute(
                             "UPDATE cards SET secret_hash = ?2, failed_attempts = 0,
                              locked_until = NULL WHERE number = ?1",
@@ -138,10 +139,11 @@ impl Accounts {
                             },
                         };
                         let account = db.insert(
-                            "INSERT INTO accounts (created_at, name, phone, email, code_word_hash, status, name_fold)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-                            args![stamp, name, phone, email, word_hash, status, name_fold(name.as_deref())],
+                            "INSERT INTO accounts (created_at, name, phone, email, code_word_hash, status)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                            args![stamp, name, phone, email, word_hash, status],
                         )?;
+                        reindex(db, account)?;
                         db.execute(
                             "INSERT INTO cards (number, account_id, kind, secret_hash)
                              VALUES (?1, ?2, ?3, ?4)",

@@ -4,13 +4,18 @@
 //! display).
 //!
 //! The SQL is the subset SQLite and PostgreSQL share (`LIKE … ESCAPE`,
-//! `lower`, `EXISTS`), so the central service serves the same pages.
+//! `EXISTS`, `UNION`), so the central service serves the same pages.
+//! Names and e-mails are found through the word index
+//! ([`super::words`]), phones and e-mails by equality and whole card
+//! numbers by their key: only a query of 4 to 12 bare digits (the end of a
+//! card, part of a phone) reads a whole index.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{AccountError, Accounts, normalise_phone};
-use crate::ledger::db::{DbError, args};
+use super::words::{self, prefix_end};
+use super::{AccountError, Accounts, normalise_email, normalise_phone};
+use crate::ledger::db::{DbError, ToValue, Value, args};
 use crate::ledger::embedded::points;
 
 /// The most hits one search page returns.
@@ -77,15 +82,6 @@ pub struct CardRow {
     pub status: String,
 }
 
-/// A name as `accounts.name_fold` keeps it: lower-cased by Rust (Unicode),
-/// because SQLite's lower() and LIKE fold ASCII only. Every write of
-/// `accounts.name` writes this too; the search matches it (falling back to
-/// lower(name) for a row without it, such as one imported from a till's
-/// older file).
-pub fn name_fold(name: Option<&str>) -> Option<String> {
-    name.map(str::to_lowercase)
-}
-
 /// `s` as a `LIKE` operand matching itself literally: `\`, `%` and `_`
 /// are escaped with `\` (the statements say `ESCAPE '\'`).
 pub fn like_escape(s: &str) -> String {
@@ -99,29 +95,122 @@ pub fn like_escape(s: &str) -> String {
     out
 }
 
-/// The patterns a query searches with: `(text, card, phone)`. `text` is
-/// a contains-pattern on the lowercased name and e-mail; `card` a
-/// suffix-pattern on card numbers when the query is 4 or more digits
-/// (spaces and dashes dropped), so the last four find a card and so does
-/// the whole number; `phone` the E.164 form when the query reads as a
-/// phone, else a contains-pattern of its digits.
-pub fn patterns(query: &str) -> (String, Option<String>, Option<String>) {
+/// The most words of a query searched together (each one more lookup).
+const QUERY_WORDS: usize = 3;
+/// A card number this long or longer is looked up whole, by its key.
+const WHOLE_CARD: usize = 13;
+
+/// What a query searches for.
+#[derive(Debug, Default, PartialEq)]
+pub struct Query {
+    /// Word prefixes of a name or e-mail that must all match (the
+    /// query's first [`QUERY_WORDS`] words).
+    pub words: Vec<String>,
+    /// A phone, when the query reads as one (E.164).
+    pub phone: Option<String>,
+    /// An e-mail address, when the query has an `@`.
+    pub email: Option<String>,
+    /// A whole card number ([`WHOLE_CARD`] digits or more).
+    pub card: Option<String>,
+    /// 4 to 12 digits: the end of a card number, or part of a phone
+    /// (`LIKE` patterns: `%digits` and `%digits%`).
+    pub digits: Option<(String, String)>,
+}
+
+/// Reads a query: its words (spaces, dashes and other punctuation
+/// separate them; `%` and `_` are punctuation like any other), and, when
+/// it is a phone, an e-mail or digits, those.
+pub fn parse_query(query: &str) -> Query {
     let q = query.trim();
-    let text = format!("%{}%", like_escape(&q.to_lowercase()));
     let digits: String = q
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '+'))
         .collect();
     let all_digits = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit());
-    let card = (all_digits && digits.len() >= 4).then(|| format!("%{digits}"));
-    let phone = if let Some(p) = normalise_phone(q) {
-        Some(like_escape(&p))
-    } else if all_digits && digits.len() >= 4 {
-        Some(format!("%{digits}%"))
-    } else {
-        None
+    let phone = normalise_phone(q);
+    let mut words: Vec<String> = Vec::new();
+    for w in words::words(q) {
+        if !words.contains(&w) && words.len() < QUERY_WORDS {
+            words.push(w);
+        }
+    }
+    Query {
+        words: if all_digits { Vec::new() } else { words },
+        email: q.contains('@').then(|| normalise_email(q)).flatten(),
+        card: (all_digits && digits.len() >= WHOLE_CARD).then(|| digits.clone()),
+        digits: (all_digits && (4..WHOLE_CARD).contains(&digits.len()) && phone.is_none())
+            .then(|| (format!("%{digits}"), format!("%{digits}%"))),
+        phone,
+    }
+}
+
+/// The statement and its parameters for one page of `q` after `after`:
+/// the ids each part of the query finds, united, then the accounts in id
+/// order. `None` when the query looks for nothing.
+fn search_sql(q: &Query, after: i64, limit: u32) -> Option<(String, Vec<Value>)> {
+    let mut params = vec![Value::Int(after)];
+    let next = |v: Value, params: &mut Vec<Value>| {
+        params.push(v);
+        format!("?{}", params.len())
     };
-    (text, card, phone)
+    let mut arms: Vec<String> = Vec::new();
+    if let Some((first, rest)) = q.words.split_first() {
+        let lo = next(Value::Text(first.clone()), &mut params);
+        let hi = next(Value::Text(prefix_end(first)), &mut params);
+        let mut arm = format!(
+            "SELECT w0.account_id FROM account_words w0
+             WHERE w0.word >= {lo} AND w0.word < {hi} AND w0.account_id > ?1"
+        );
+        for (i, w) in rest.iter().enumerate() {
+            let lo = next(Value::Text(w.clone()), &mut params);
+            let hi = next(Value::Text(prefix_end(w)), &mut params);
+            let t = format!("w{}", i + 1);
+            arm.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM account_words {t}
+                   WHERE {t}.account_id = w0.account_id AND {t}.word >= {lo} AND {t}.word < {hi})"
+            ));
+        }
+        arms.push(arm);
+    }
+    if let Some(p) = &q.phone {
+        let m = next(Value::Text(p.clone()), &mut params);
+        arms.push(format!(
+            "SELECT id FROM accounts WHERE phone = {m} AND id > ?1"
+        ));
+    }
+    if let Some(e) = &q.email {
+        let m = next(Value::Text(e.clone()), &mut params);
+        arms.push(format!(
+            "SELECT id FROM accounts WHERE email = {m} AND id > ?1"
+        ));
+    }
+    if let Some(c) = &q.card {
+        let m = next(Value::Text(c.clone()), &mut params);
+        arms.push(format!(
+            "SELECT account_id FROM cards WHERE number = {m} AND account_id > ?1"
+        ));
+    }
+    if let Some((card_end, phone_part)) = &q.digits {
+        let c = next(Value::Text(card_end.clone()), &mut params);
+        let p = next(Value::Text(phone_part.clone()), &mut params);
+        arms.push(format!(
+            "SELECT account_id FROM cards WHERE number LIKE {c} ESCAPE '\\' AND account_id > ?1"
+        ));
+        arms.push(format!(
+            "SELECT id FROM accounts WHERE phone LIKE {p} ESCAPE '\\' AND id > ?1"
+        ));
+    }
+    if arms.is_empty() {
+        return None;
+    }
+    // One row more than asked tells whether there is a next page.
+    let n = next(Value::Int(i64::from(limit) + 1), &mut params);
+    let sql = format!(
+        "SELECT a.id, a.status, a.name, a.phone, a.email FROM accounts a
+         WHERE a.id IN ({}) ORDER BY a.id LIMIT {n}",
+        arms.join(" UNION ")
+    );
+    Some((sql, params))
 }
 
 impl Accounts {
@@ -139,37 +228,27 @@ impl Accounts {
         if q.is_empty() || q.chars().count() > SEARCH_MAX_QUERY {
             return Err(AccountError::BadQuery(SEARCH_MAX_QUERY));
         }
-        let (text, card, phone) = patterns(q);
         let limit = limit.clamp(1, SEARCH_MAX_LIMIT);
-        let after = cursor.unwrap_or(0);
+        let Some((sql, params)) = search_sql(&parse_query(q), cursor.unwrap_or(0), limit) else {
+            return Ok(SearchPage {
+                hits: Vec::new(),
+                next_cursor: None,
+            });
+        };
         let page = self
             .books
             .read(move |db| {
-                // One row more than asked tells whether there is a next page.
-                // The casts: PostgreSQL cannot type a NULL parameter that
-                // is only tested for NULL.
-                let mut hits = db.query_map(
-                    "SELECT a.id, a.status, a.name, a.phone, a.email FROM accounts a
-                     WHERE a.id > ?1 AND (
-                        COALESCE(a.name_fold, lower(a.name)) LIKE ?2 ESCAPE '\\'
-                        OR lower(a.email) LIKE ?2 ESCAPE '\\'
-                        OR (CAST(?3 AS TEXT) IS NOT NULL AND a.phone LIKE ?3 ESCAPE '\\')
-                        OR (CAST(?4 AS TEXT) IS NOT NULL AND EXISTS (
-                            SELECT 1 FROM cards c
-                            WHERE c.account_id = a.id AND c.number LIKE ?4 ESCAPE '\\')))
-                     ORDER BY a.id LIMIT ?5",
-                    args![after, text, phone, card, i64::from(limit) + 1],
-                    |r| {
-                        Ok(SearchHit {
-                            account: r.get(0)?,
-                            status: r.get(1)?,
-                            name: r.get(2)?,
-                            phone: r.get(3)?,
-                            email: r.get(4)?,
-                            cards_masked: Vec::new(),
-                        })
-                    },
-                )?;
+                let args: Vec<&dyn ToValue> = params.iter().map(|v| v as &dyn ToValue).collect();
+                let mut hits = db.query_map(&sql, &args, |r| {
+                    Ok(SearchHit {
+                        account: r.get(0)?,
+                        status: r.get(1)?,
+                        name: r.get(2)?,
+                        phone: r.get(3)?,
+                        email: r.get(4)?,
+                        cards_masked: Vec::new(),
+                    })
+                })?;
                 let more = hits.len() > limit as usize;
                 hits.truncate(limit as usize);
                 for h in &mut hits {
@@ -265,21 +344,33 @@ mod tests {
     fn like_metacharacters_are_escaped() {
         assert_eq!(like_escape("50%_off\\"), "50\\%\\_off\\\\");
         assert_eq!(like_escape("Анна"), "Анна");
-        let (text, card, phone) = patterns("a%b");
-        assert_eq!(text, "%a\\%b%");
-        assert_eq!((card, phone), (None, None));
     }
 
     #[test]
-    fn digits_search_cards_by_suffix_and_phones() {
-        let (_, card, phone) = patterns("1234");
-        assert_eq!(card.as_deref(), Some("%1234"));
-        assert_eq!(phone.as_deref(), Some("%1234%"));
-        let (_, card, phone) = patterns("+7 916 123-45-67");
-        assert_eq!(card.as_deref(), Some("%79161234567"));
-        assert_eq!(phone.as_deref(), Some("+79161234567"));
-        let (_, card, _) = patterns("123");
-        assert_eq!(card, None);
+    fn queries_are_read_as_words_phones_addresses_and_digits() {
+        let q = parse_query("Иван ИВАНОВ иван петров сидоров");
+        assert_eq!(q.words, ["иван", "иванов", "петров"]);
+        assert_eq!(
+            (q.phone, q.email, q.card, q.digits),
+            (None, None, None, None)
+        );
+        // `%` and `_` separate words like any punctuation.
+        assert_eq!(parse_query("a%b").words, ["a", "b"]);
+        let q = parse_query("1234");
+        assert!(q.words.is_empty());
+        assert_eq!(q.digits, Some(("%1234".into(), "%1234%".into())));
+        let q = parse_query("+7 916 123-45-67");
+        assert_eq!(q.phone.as_deref(), Some("+79161234567"));
+        assert_eq!((q.card, q.digits), (None, None));
+        assert_eq!(
+            parse_query("6035 0000 1111 2222").card.as_deref(),
+            Some("6035000011112222")
+        );
+        let q = parse_query("Oleg@Example.ru");
+        assert_eq!(q.email.as_deref(), Some("oleg@example.ru"));
+        assert_eq!(q.words, ["oleg", "example", "ru"]);
+        assert_eq!(parse_query("123").digits, None);
+        assert!(search_sql(&parse_query("---"), 0, 10).is_none());
     }
 
     #[tokio::test]
@@ -310,13 +401,14 @@ mod tests {
             .unwrap();
         assert_eq!(next.hits.len(), 1);
         assert_eq!(next.next_cursor, None);
-        // `%` and `_` are literal: only Anna%2 contains "a%".
-        let p = accounts.search("a%".into(), None, 10).await.unwrap();
+        // Words match by their start, whatever the case or punctuation.
+        let p = accounts.search("ANN".into(), None, 10).await.unwrap();
+        assert_eq!(p.hits.len(), 2);
+        let p = accounts.search("anna 2".into(), None, 10).await.unwrap();
         assert_eq!(p.hits.len(), 1);
         assert_eq!(p.hits[0].name.as_deref(), Some("Anna%2"));
-        let p = accounts.search("a_".into(), None, 10).await.unwrap();
-        assert_eq!(p.hits[0].name.as_deref(), Some("Anna_1"));
-        assert_eq!(p.hits.len(), 1);
+        let p = accounts.search("nna".into(), None, 10).await.unwrap();
+        assert!(p.hits.is_empty(), "a word's middle is not its start");
         // Last four digits of a card: all three; the whole number: one.
         let p = accounts.search("4321".into(), None, 10).await.unwrap();
         assert_eq!(p.hits.len(), 3);
