@@ -1552,3 +1552,77 @@ async fn an_admin_imports_customers_from_csv_after_a_dry_run_once() {
         assert!(page.contains(what), "{what} missing from\n{page}");
     }
 }
+
+/// Manual points tied to a past receipt (seed 003: points the guest did
+/// not get): only a sale of this very customer is accepted, and the
+/// history's reason names the receipt and its transaction.
+#[tokio::test]
+async fn manual_points_can_be_tied_to_a_past_receipt_of_the_customer() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let mut ids = Vec::new();
+    for (phone, receipt) in [("+79161110001", "R-100"), ("+79161110002", "R-200")] {
+        let reg = c
+            .call("account.register", json!({"phone": phone, "virtual": true}))
+            .await
+            .unwrap();
+        let sale = json!({"idempotency_key": receipt, "number": reg["card_number"],
+            "receipt_id": receipt,
+            "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "100"}]});
+        let r = c.call("sale.commit", sale).await.unwrap();
+        ids.push((
+            reg["account"].as_i64().unwrap(),
+            r["transaction"].as_i64().unwrap(),
+        ));
+    }
+    let (id, txn) = ids[0];
+    add_operator(&d, "olga", "operator", Some("500"), "olga's long password");
+    let mut b = Browser::new(port);
+    b.login("olga", "olga's long password").await;
+    let (_, page) = b.get(&format!("/customers/{id}")).await;
+    let (csrf, key) = (field(&page, "csrf"), field(&page, "form_key"));
+    let post = |receipt: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("form_key", key.clone()),
+            ("direction", "accrue".to_owned()),
+            ("amount", "5".to_owned()),
+            ("reason", "complaint".to_owned()),
+            ("note", "no points at the till".to_owned()),
+            ("receipt", receipt.to_owned()),
+        ]
+    };
+    // Another customer's receipt, and one that never was: refused at the field.
+    for receipt in ["R-200", "R-999"] {
+        let form = post(receipt);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, page) = b.post(&format!("/customers/{id}/adjust"), &form).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{receipt}");
+        assert!(page.contains("id=\"receipt-error\""), "{page}");
+    }
+    let form = post("R-100");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = b.post(&format!("/customers/{id}/adjust"), &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let h = c
+        .call("account.history", json!({"account": id}))
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = h["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [format!(
+            "complaint: no points at the till (receipt R-100, transaction {txn})"
+        )],
+        "{h}"
+    );
+}

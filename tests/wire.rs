@@ -432,6 +432,9 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .unwrap();
     assert!(found.hits.iter().any(|h| h.account == account));
     assert!(!l.lots(account).await.unwrap().is_empty());
+    let sale = l.find_sale("R1".into()).await.unwrap().unwrap();
+    assert_eq!((sale.account, sale.transaction), (account, c.transaction));
+    assert_eq!(l.find_sale("nope".into()).await.unwrap(), None);
     let cards = l.account_cards(account).await.unwrap();
     assert!(cards.iter().any(|c| c.number == card));
 

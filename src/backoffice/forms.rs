@@ -21,6 +21,7 @@ use super::pages::{AdjustForm, customer_page, login_response};
 use super::{Backoffice, LOGIN_COOKIE, SESSION_COOKIE, Who, cookie, lang_of, refuse, who};
 use crate::api::amount::{self, POINT_DECIMALS};
 use crate::ledger::LedgerError;
+use crate::ledger::accounts::AccountError;
 use crate::redact::CardNumber;
 
 /// The reasons an adjustment may give, by the key stored in the ledger.
@@ -245,6 +246,8 @@ pub(super) struct Adjust {
     note: String,
     #[serde(default)]
     expires: String,
+    #[serde(default)]
+    receipt: String,
 }
 
 /// A manual accrual or deduction on the account's booking card.
@@ -266,6 +269,7 @@ pub(super) async fn adjust(
         reason: f.reason.clone(),
         note: f.note.clone(),
         expires: f.expires.clone(),
+        receipt: f.receipt.clone(),
         ..AdjustForm::default()
     };
     let amount = match amount::parse(f.amount.trim(), false, POINT_DECIMALS) {
@@ -315,6 +319,23 @@ pub(super) async fn adjust(
             None
         }
     };
+    // Tied to a past receipt: a sale of this very customer, named in the
+    // recorded reason with its transaction (history and export show it).
+    let receipt = f.receipt.trim();
+    let mut tied = None;
+    if !receipt.is_empty() {
+        match st.ledger.find_sale(receipt.to_owned()).await {
+            Ok(Some(sale)) if sale.account == id => tied = Some(sale.transaction),
+            Ok(_) | Err(AccountError::BadQuery(_)) => {
+                form.errors
+                    .insert("receipt", tr(lang, T::NoSuchReceipt).into());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "back office: cannot look up a receipt");
+                form.errors.insert("receipt", tr(lang, T::Failed).into());
+            }
+        }
+    }
     let key_ok = f.form_key.len() == 32 && f.form_key.bytes().all(|b| b.is_ascii_hexdigit());
     if !key_ok {
         form.errors.insert("form", tr(lang, T::Failed).into());
@@ -329,11 +350,14 @@ pub(super) async fn adjust(
             return customer_page(&st, lang, None, &w, id, None, Some(form)).await;
         }
     };
-    let reason = if note.is_empty() {
+    let mut reason = if note.is_empty() {
         f.reason.clone()
     } else {
         format!("{}: {note}", f.reason)
     };
+    if let Some(txn) = tied {
+        reason.push_str(&format!(" (receipt {receipt}, transaction {txn})"));
+    }
     let signed = if deduct { -amount } else { amount };
     let key = format!("bo:{}", f.form_key);
     match st

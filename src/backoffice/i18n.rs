@@ -247,6 +247,9 @@ pub enum T {
     ExplainImport,
     Refused,
     Rows,
+    // Manual points tied to a past receipt.
+    ForReceipt,
+    NoSuchReceipt,
 }
 
 /// `t` in `lang`.
@@ -585,6 +588,11 @@ pub fn tr(lang: Lang, t: T) -> &'static str {
         T::ExplainImport => (
             "Только администратор. Повторный импорт того же файла ничего не меняет.",
             "Admins only. Importing the same file again changes nothing.",
+        ),
+        T::ForReceipt => ("За чек (необязательно)", "For receipt (optional)"),
+        T::NoSuchReceipt => (
+            "У этого клиента нет продажи с таким чеком",
+            "This customer has no sale with this receipt",
         ),
     };
     match lang {

@@ -185,6 +185,8 @@ pub(super) struct AdjustForm {
     pub note: String,
     /// YYYY-MM-DD.
     pub expires: String,
+    /// A past receipt the adjustment is for (optional).
+    pub receipt: String,
 }
 
 /// `GET /customers/{id}`.
@@ -295,6 +297,8 @@ pub(super) async fn customer_page(
                     @if let Some(e) = err("note") { " " span.err { (e) } } }
                 label { (tr(lang, T::Expires)) " " input type="date" name="expires" value=(form.expires);
                     @if let Some(e) = err("expires") { " " span.err { (e) } } }
+                label { (tr(lang, T::ForReceipt)) " " input name="receipt" value=(form.receipt) maxlength="128";
+                    @if let Some(e) = err("receipt") { " " span.err id="receipt-error" { (e) } } }
                 button { (tr(lang, T::Submit)) }
             }
         }

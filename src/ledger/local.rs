@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 
 use super::accounts::{
     AccountError, AccountView, Accounts, Activated, CardRow, CodeWordCheck, GroupView, Issued,
-    Lookup, LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
+    Lookup, LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings,
+    Update,
 };
 use super::db::Books;
 use super::embedded::{
@@ -246,6 +247,9 @@ impl Ledger for Local {
     }
     fn lots(&self, account: i64) -> LedgerFuture<'_, Vec<LotView>, AccountError> {
         Box::pin(self.accounts.lots(account))
+    }
+    fn find_sale(&self, receipt_id: String) -> LedgerFuture<'_, Option<SaleFound>, AccountError> {
+        Box::pin(self.accounts.find_sale(receipt_id))
     }
     fn account_cards(&self, account: i64) -> LedgerFuture<'_, Vec<CardRow>, AccountError> {
         Box::pin(self.accounts.cards(account))

@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 
 use accounts::{
     AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
-    LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
+    LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings, Update,
 };
 pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
@@ -221,6 +221,9 @@ pub trait Ledger: Send + Sync {
     ) -> LedgerFuture<'_, SearchPage, AccountError>;
     /// An account's lots that still hold points, soonest to burn first.
     fn lots(&self, account: i64) -> LedgerFuture<'_, Vec<LotView>, AccountError>;
+    /// The latest sale with this receipt id, if any (the back office ties a
+    /// manual adjustment to a past receipt by it).
+    fn find_sale(&self, receipt_id: String) -> LedgerFuture<'_, Option<SaleFound>, AccountError>;
     /// An account's cards with full numbers, in issue order: for a server
     /// that acts on one (the back office blocks by it), never for display.
     fn account_cards(&self, account: i64) -> LedgerFuture<'_, Vec<CardRow>, AccountError>;

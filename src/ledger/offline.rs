@@ -34,7 +34,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use super::accounts::{
     AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
-    LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
+    LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings, Update,
 };
 use super::embedded::{
     AccountRef, HistoryPage, OverridesResult, commit_request, refund_request, ts,

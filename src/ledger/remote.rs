@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::accounts::{
     AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
-    LotView, PendingCode, Registered, Registration, SearchPage, Settings, Update,
+    LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings, Update,
 };
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, LedgerError,

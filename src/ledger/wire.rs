@@ -24,7 +24,7 @@ use crate::api::rpc::{RpcError, code};
 // The types the table names, for its expansion here.
 use super::accounts::{
     AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup, LotView,
-    PendingCode, Registered, Registration, SearchPage, Update,
+    PendingCode, Registered, Registration, SaleFound, SearchPage, Update,
 };
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
@@ -98,6 +98,7 @@ macro_rules! ledger_methods {
             "accounts/search" Read search_accounts(query: String, cursor: Option<i64>, limit: u32)
                 -> SearchPage, AccountError;
             "accounts/lots" Read lots(account: i64) -> Vec<LotView>, AccountError;
+            "accounts/sale" Read find_sale(receipt_id: String) -> Option<SaleFound>, AccountError;
             "accounts/cards" Read account_cards(account: i64) -> Vec<CardRow>, AccountError;
             "accounts/set_card_status" Write set_card_status(number: String, status: String)
                 -> (), AccountError;

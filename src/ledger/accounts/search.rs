@@ -70,6 +70,17 @@ pub struct LotView {
     pub created_at: String,
 }
 
+/// A committed sale found by its receipt id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SaleFound {
+    /// The sale's transaction.
+    pub transaction: i64,
+    /// The account it was booked on.
+    pub account: i64,
+    /// When (RFC 3339, UTC).
+    pub created_at: String,
+}
+
 /// A card of an account with its full number: for a server acting on it
 /// (block, unblock), never for display.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -267,6 +278,31 @@ impl Accounts {
             })
             .await?;
         Ok(page)
+    }
+
+    /// The latest sale with `receipt_id` (the refund's own look-up, by the
+    /// `txns_receipt` index).
+    pub async fn find_sale(&self, receipt_id: String) -> Result<Option<SaleFound>, AccountError> {
+        if receipt_id.is_empty() || receipt_id.chars().count() > 128 {
+            return Err(AccountError::BadQuery(128));
+        }
+        Ok(self
+            .books
+            .read(move |db| {
+                db.query_opt(
+                    "SELECT id, account_id, created_at FROM txns
+                     WHERE kind = 'sale' AND receipt_id = ?1 ORDER BY id DESC LIMIT 1",
+                    args![receipt_id],
+                    |r| {
+                        Ok(SaleFound {
+                            transaction: r.get(0)?,
+                            account: r.get(1)?,
+                            created_at: r.get(2)?,
+                        })
+                    },
+                )
+            })
+            .await?)
     }
 
     /// An account's lots that still hold points, soonest to burn first
