@@ -370,3 +370,68 @@ async fn an_operator_creates_a_customer_in_a_browser_and_finds_them_by_phone() {
     assert_eq!(a["groups"], json!(["cinema-club"]));
     b.quit().await;
 }
+
+/// On a tablet held upright (768 CSS pixels wide) every page fits its
+/// width: nothing needs a sideways scroll of the whole page (wide tables
+/// scroll inside their own box).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_tablet_held_upright() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161234567", "name": "Мария Иванова", "email": "maria.ivanova@example.ru", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    c.call(
+        "sale.commit",
+        json!({"idempotency_key": "t1", "number": reg["card_number"], "receipt_id": "R-1",
+            "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "1000"}]}),
+    )
+    .await
+    .unwrap();
+    add_operator(&d, "anna", "admin", None, "correct horse battery");
+
+    let b = Browser::start(768, 1024).await;
+    let base = format!("http://127.0.0.1:{port}");
+    b.open(&format!("{base}/login?lang=ru")).await;
+    b.fill("input[name=name]", "anna").await;
+    b.fill("input[name=password]", "correct horse battery")
+        .await;
+    b.submit("form[action='/login'] button").await;
+    b.find("input[name=q]").await;
+    for path in [
+        "/?q=иванова".to_owned(),
+        format!("/customers/{id}"),
+        format!("/customers/{id}/edit"),
+        "/customers/new".to_owned(),
+        "/reports".to_owned(),
+        "/programme".to_owned(),
+        "/audit".to_owned(),
+        "/import".to_owned(),
+    ] {
+        b.open(&format!("{base}{path}")).await;
+        b.find("h1").await;
+        let fits = b
+            .script("return [document.documentElement.scrollWidth, window.innerWidth];")
+            .await;
+        let (page, view) = (fits[0].as_i64().unwrap(), fits[1].as_i64().unwrap());
+        assert!(
+            page <= view,
+            "{path} is {page} px wide on a {view} px screen"
+        );
+    }
+    b.open(&format!("{base}/customers/{id}")).await;
+    b.screenshot(&shot("backoffice-tablet.png")).await;
+    b.quit().await;
+}

@@ -318,7 +318,9 @@ nav{background:#234;color:#fff;padding:.5em 1em}nav a{color:#fff}\
 .right{float:right}main{padding:0 1em}table{border-collapse:collapse;width:100%}\
 td,th{border-bottom:1px solid #ccc;padding:.25em .5em;text-align:left}\
 .err{color:#b00}.ok{color:#070}form.inline{display:inline}\
-label{display:block;margin:.3em 0}label.inline{display:inline}";
+label{display:block;margin:.3em 0}label.inline{display:inline}\
+input,select{max-width:100%;box-sizing:border-box}\
+@media (max-width:900px){table{display:block;overflow-x:auto}}";
 
 /// A full page as a response, with the language cookie when `?lang=`
 /// chose one.
