@@ -256,6 +256,46 @@ fn pad(s: &str, width: usize, align: Align) -> String {
 /// (shrunk if the line is too narrow); the rest share the remaining room by
 /// `weight` (default 1), leftovers going to the first shared cell. Every
 /// column is at least one character wide.
+/// The longest word of a cell, in characters.
+fn longest_word(c: &Cell) -> usize {
+    c.text
+        .split([' ', '\n'])
+        .map(|w| w.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// `widths` moved so that no cell breaks a word (a price, a total) that
+/// the row could hold whole. A cell too narrow for its longest word takes,
+/// in turn: what other cells do not need for their whole text (they stay
+/// on one line); then from the cells to its left down to their longest
+/// word, then down to one column (a description wraps between words, or
+/// is cut, rather than a number cut in two: `319,9` / `0` on a
+/// double-width total). Only a word longer than the whole row is broken.
+pub fn keep_words_whole(cells: &[Cell], mut widths: Vec<usize>) -> Vec<usize> {
+    let need: Vec<usize> = cells.iter().map(longest_word).collect();
+    let whole: Vec<usize> = cells.iter().map(|c| c.text.chars().count()).collect();
+    for i in 0..widths.len() {
+        let mut short = need[i].saturating_sub(widths[i]);
+        let passes: [(bool, fn(usize, usize) -> usize); 3] = [
+            (true, |whole, _| whole.max(1)),
+            (false, |_, need| need.max(1)),
+            (false, |_, _| 1),
+        ];
+        for (any_side, floor) in passes {
+            for j in (0..widths.len()).filter(|&j| j != i && (any_side || j < i)) {
+                let give = widths[j]
+                    .saturating_sub(floor(whole[j], need[j]))
+                    .min(short);
+                widths[j] -= give;
+                widths[i] += give;
+                short -= give;
+            }
+        }
+    }
+    widths
+}
+
 pub fn column_widths(cells: &[Cell], total: usize) -> Vec<usize> {
     let n = cells.len();
     if n == 0 {
@@ -301,7 +341,7 @@ pub fn column_widths(cells: &[Cell], total: usize) -> Vec<usize> {
 /// Lay out a columns row: each cell wrapped to its column, lines padded and
 /// joined with a space, trailing spaces trimmed.
 pub fn layout_columns(cells: &[Cell], total: usize) -> Vec<String> {
-    let widths = column_widths(cells, total);
+    let widths = keep_words_whole(cells, column_widths(cells, total));
     let wrapped: Vec<Vec<String>> = cells
         .iter()
         .zip(&widths)

@@ -294,6 +294,21 @@ fn column_fitting_table() {
 }
 
 #[test]
+fn a_number_is_never_cut_in_two_when_the_row_can_hold_it() {
+    // A double-width total: 16 columns, the amount's cell set too narrow.
+    let cells = vec![cell("ИТОГО К ОПЛАТЕ", None), cell("=12319,90", Some(6))];
+    let lines = layout_columns(&cells, 16);
+    assert!(lines.iter().any(|l| l.ends_with("=12319,90")), "{lines:?}");
+    assert!(lines.iter().all(|l| l.chars().count() <= 16), "{lines:?}");
+    // Two equal columns, a long amount: the label gives way.
+    let cells = vec![cell("ИТОГ", None), cell("=1234567,89", None)];
+    assert_eq!(layout_columns(&cells, 16), vec!["ИТОГ =1234567,89"]);
+    // Longer than the row: only then is it broken.
+    let cells = vec![cell("x", None), cell("12345678901234567890", None)];
+    assert!(layout_columns(&cells, 16).len() > 1);
+}
+
+#[test]
 fn column_layout_wraps_first_column() {
     let cells = vec![
         cell("Молоко пастеризованное 3,2%", None),
@@ -304,9 +319,9 @@ fn column_layout_wraps_first_column() {
     assert_eq!(
         lines,
         vec![
-            "Молоко        2 x 89,90   179,80",
-            "пастеризованн",
-            "ое 3,2%",
+            "Молоко          2 x 89,90 179,80",
+            "пастеризованное",
+            "3,2%",
         ]
     );
     for l in &lines {
