@@ -44,6 +44,30 @@ fn receipts(sim: &ShtrihSim) -> Vec<(u32, u64, u32)> {
         .collect()
 }
 
+/// fiscal.status without a job, once `ready` holds (the daemon reads the
+/// register every few seconds while idle).
+async fn status_when(
+    c: &mut posbridge::client::Client,
+    what: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = c
+            .call("fiscal.status", json!({"printer": "fiscal"}))
+            .await
+            .unwrap();
+        if ready(&st) {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_receipt_is_fiscalised_once_with_its_bonus_block() {
     let (port, sim) = start_sim();
@@ -81,6 +105,17 @@ async fn a_receipt_is_fiscalised_once_with_its_bonus_block() {
         .await
         .unwrap();
     assert_eq!(st["job"]["state"], "done");
+    // The mode and submode numbers come with their words in both languages.
+    let st = status_when(&mut c, "the open shift", |st| st["status"]["mode"] == 2).await;
+    assert_eq!(
+        st["status"]["mode_text"],
+        json!({"ru": "Открытая смена, 24 часа не кончились", "en": "shift open, under 24 hours"})
+    );
+    assert_eq!(st["status"]["submode"], 0);
+    assert_eq!(
+        st["status"]["submode_text"],
+        json!({"ru": "Бумага есть", "en": "paper present"})
+    );
     let z = c
         .call(
             "fiscal.shift.close",
@@ -103,7 +138,18 @@ async fn device_errors_surface_with_their_meaning_and_leave_no_open_check() {
     };
     assert_eq!(error["code"], 1205);
     assert_eq!(error["data"]["device_code"], 0x6B);
-    assert!(error["data"]["meaning"].as_str().unwrap().len() > 3);
+    assert_eq!(error["data"]["meaning"], "Нет чековой ленты");
+    assert_eq!(error["data"]["english"], "no receipt paper");
+    // The status says why in words: submode 1, passive paper out.
+    let st = status_when(&mut c, "the paper-out submode", |st| {
+        st["status"]["submode"] == 1
+    })
+    .await;
+    assert_eq!(
+        st["status"]["submode_text"],
+        json!({"ru": "Пассивное отсутствие бумаги", "en": "out of paper, not printing"})
+    );
+    assert!(st["status"]["mode_text"]["en"].is_string(), "{st}");
     assert!(receipts(&sim).is_empty());
     assert_ne!(sim.state_summary().mode & 0x0F, 8, "no check left open");
 

@@ -185,10 +185,16 @@ fn is_link(e: &ShtrihError) -> bool {
 fn device_error(e: &ShtrihError) -> Value {
     match e {
         ShtrihError::Device(d) => {
-            json!({"device_code": d.code, "meaning": d.meaning, "english": d.english()})
+            json!({"device_code": d.code, "meaning": d.meaning, "english": d.english().unwrap_or("unknown error")})
         }
         other => json!({ "message": other.to_string() }),
     }
+}
+
+/// A (Russian, English) pair as `{"ru", "en"}`; `null` for a mode or
+/// submode number the specification does not list.
+fn words(t: Option<(&str, &str)>) -> Value {
+    t.map_or(Value::Null, |(ru, en)| json!({"ru": ru, "en": en}))
 }
 
 type Client = ShtrihClient<BoxTransport>;
@@ -264,6 +270,8 @@ pub(super) async fn run(ctx: FiscalCtx<'_>, t: BoxTransport) -> String {
                 Ok(s) => {
                     ctx.status.send_replace(json!({
                         "mode": s.mode_number(), "submode": s.submode,
+                        "mode_text": words(s.mode_text()),
+                        "submode_text": words(s.submode_text()),
                         "operator": s.operator, "cover_open": s.flags.cover_open(),
                         "fn": fn_info, "tax_table": tax_table,
                     }));

@@ -506,6 +506,152 @@ impl ShortStatus {
     pub fn mode_status(&self) -> u8 {
         self.mode >> 4
     }
+
+    /// The mode in words, (Russian, English): see [`mode_text`].
+    pub fn mode_text(&self) -> Option<(&'static str, &'static str)> {
+        mode_text(self.mode)
+    }
+
+    /// The submode in words, (Russian, English): see [`submode_text`].
+    pub fn submode_text(&self) -> Option<(&'static str, &'static str)> {
+        submode_text(self.submode)
+    }
+}
+
+/// «Режим ККТ» in words, (Russian, English), from the spec's «Приложение 1
+/// Режимы и подрежимы ККТ» (v1.17, p. 71). Takes the whole mode byte: for
+/// modes 8, 12 and 13 a listed status nibble gives the status's text (8.2
+/// «Открытый документ: Возврат продажи»), an unlisted one the mode's.
+/// `None` for the numbers the spec does not list (0 and 15).
+pub fn mode_text(mode: u8) -> Option<(&'static str, &'static str)> {
+    let status = match (mode & 0x0F, mode >> 4) {
+        (8, 0) => Some(("Открытый документ: Продажа", "open document: sale")),
+        (8, 1) => Some(("Открытый документ: Покупка", "open document: purchase")),
+        (8, 2) => Some((
+            "Открытый документ: Возврат продажи",
+            "open document: sale return",
+        )),
+        (8, 3) => Some((
+            "Открытый документ: Возврат покупки",
+            "open document: purchase return",
+        )),
+        (8, 4) => Some((
+            "Открытый документ: Нефискальный",
+            "open document: non-fiscal",
+        )),
+        (12, 0) => Some((
+            "Работа с фискальным подкладным документом: Продажа (открыт)",
+            "fiscal slip document: sale (open)",
+        )),
+        (12, 1) => Some((
+            "Работа с фискальным подкладным документом: Покупка (открыт)",
+            "fiscal slip document: purchase (open)",
+        )),
+        (12, 2) => Some((
+            "Работа с фискальным подкладным документом: Возврат продажи (открыт)",
+            "fiscal slip document: sale return (open)",
+        )),
+        (12, 3) => Some((
+            "Работа с фискальным подкладным документом: Возврат покупки (открыт)",
+            "fiscal slip document: purchase return (open)",
+        )),
+        (13, 0) => Some((
+            "Печать подкладного документа: Ожидание загрузки",
+            "slip printing: waiting for loading",
+        )),
+        (13, 1) => Some((
+            "Печать подкладного документа: Загрузка и позиционирование",
+            "slip printing: loading and positioning",
+        )),
+        (13, 2) => Some((
+            "Печать подкладного документа: Позиционирование",
+            "slip printing: positioning",
+        )),
+        (13, 3) => Some((
+            "Печать подкладного документа: Печать",
+            "slip printing: printing",
+        )),
+        (13, 4) => Some((
+            "Печать подкладного документа: Печать закончена",
+            "slip printing: printing finished",
+        )),
+        (13, 5) => Some((
+            "Печать подкладного документа: Выброс документа",
+            "slip printing: ejecting document",
+        )),
+        (13, 6) => Some((
+            "Печать подкладного документа: Ожидание извлечения",
+            "slip printing: waiting for removal",
+        )),
+        _ => None,
+    };
+    if status.is_some() {
+        return status;
+    }
+    Some(match mode & 0x0F {
+        1 => ("Выдача данных", "data output"),
+        2 => (
+            "Открытая смена, 24 часа не кончились",
+            "shift open, under 24 hours",
+        ),
+        3 => (
+            "Открытая смена, 24 часа кончились",
+            "shift open, 24 hours over",
+        ),
+        4 => ("Закрытая смена", "shift closed"),
+        5 => (
+            "Блокировка по неправильному паролю налогового инспектора",
+            "locked: wrong tax inspector password",
+        ),
+        6 => (
+            "Ожидание подтверждения ввода даты",
+            "waiting for date confirmation",
+        ),
+        7 => (
+            "Разрешение изменения положения десятичной точки",
+            "decimal point position may be changed",
+        ),
+        8 => ("Открытый документ", "open document"),
+        9 => (
+            "Режим разрешения технологического обнуления",
+            "technological reset allowed",
+        ),
+        10 => ("Тестовый прогон", "test run"),
+        11 => (
+            "Печать полного фискального отчета",
+            "printing full fiscal report",
+        ),
+        12 => (
+            "Работа с фискальным подкладным документом",
+            "fiscal slip document",
+        ),
+        13 => ("Печать подкладного документа", "slip printing"),
+        14 => (
+            "Фискальный подкладной документ сформирован",
+            "fiscal slip document formed",
+        ),
+        _ => return None,
+    })
+}
+
+/// «Подрежим ККТ» in words, (Russian, English), from the spec's «Приложение
+/// 1» (v1.17, pp. 71–72), the description's first clause. `None` above 5.
+pub fn submode_text(submode: u8) -> Option<(&'static str, &'static str)> {
+    Some(match submode {
+        0 => ("Бумага есть", "paper present"),
+        1 => ("Пассивное отсутствие бумаги", "out of paper, not printing"),
+        2 => ("Активное отсутствие бумаги", "out of paper while printing"),
+        3 => (
+            "После активного отсутствия бумаги",
+            "after out of paper: waiting for continue-print command",
+        ),
+        4 => (
+            "Фаза печати операции полных фискальных отчетов",
+            "printing full fiscal reports",
+        ),
+        5 => ("Фаза печати операции", "printing an operation"),
+        _ => return None,
+    })
 }
 
 /// «Флаги ККТ» of 10h/11h.
@@ -753,6 +899,44 @@ impl CloseCheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_and_submodes_in_words() {
+        assert_eq!(
+            mode_text(2),
+            Some((
+                "Открытая смена, 24 часа не кончились",
+                "shift open, under 24 hours"
+            ))
+        );
+        assert_eq!(mode_text(4).unwrap().1, "shift closed");
+        assert_eq!(
+            mode_text(0x28).unwrap().0,
+            "Открытый документ: Возврат продажи"
+        );
+        assert_eq!(
+            mode_text(0x78).unwrap().1,
+            "open document",
+            "unlisted status"
+        );
+        assert_eq!(
+            mode_text(0x6D).unwrap().1,
+            "slip printing: waiting for removal"
+        );
+        assert_eq!(mode_text(0), None);
+        assert_eq!(mode_text(15), None);
+        for m in 1..=14u8 {
+            let (ru, en) = mode_text(m).unwrap();
+            assert!(!ru.is_empty() && en.is_ascii() && !en.is_empty(), "{m}");
+        }
+        assert_eq!(submode_text(1).unwrap().0, "Пассивное отсутствие бумаги");
+        assert_eq!(
+            submode_text(3).unwrap().0,
+            "После активного отсутствия бумаги"
+        );
+        assert!((0..=5).all(|s| submode_text(s).is_some()));
+        assert_eq!(submode_text(6), None);
+    }
 
     fn resp(body: &[u8]) -> Response {
         Response::from_body(body).unwrap()

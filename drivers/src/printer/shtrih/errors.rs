@@ -120,7 +120,8 @@ impl DeviceError {
         }
     }
 
-    /// A short English gloss for the most important codes.
+    /// The English text of the code; `None` only for codes outside the
+    /// spec's table.
     pub fn english(&self) -> Option<&'static str> {
         english_gloss(self.code)
     }
@@ -131,30 +132,123 @@ impl DeviceError {
     }
 }
 
-/// English glosses for the codes a POS operator meets most often.
+/// English for every code of [`error_meaning`]: a short translation of the
+/// spec's Russian text, FN rows (codes 01h–20h, A0h–A5h) prefixed "FN: ".
 pub fn english_gloss(code: u8) -> Option<&'static str> {
     Some(match code {
+        0x00 => "no errors",
         0x01 => "FN: unknown command or bad format",
         0x02 => "FN: wrong FN state",
-        0x03 => "FN failure",
+        0x03 => "FN: failure",
+        0x04 => "FN: crypto coprocessor failure",
+        0x05 => "FN: command parameters do not match the FN lifetime",
+        0x07 => "FN: wrong date and/or time",
+        0x08 => "FN: no requested data",
+        0x09 => "FN: invalid command parameter value",
+        0x10 => "FN: TLV data too large",
         0x11 => "FN: no transport connection to OFD",
         0x12 => "FN: resource exhausted",
+        0x14 => "FN: resource nearly exhausted",
         0x16 => "FN: shift longer than 24 hours",
+        0x17 => "FN: wrong time interval between fiscal documents",
+        0x20 => "FN: OFD message cannot be accepted",
+        0x2F => "FN exchange timeout",
         0x30 => "FN does not respond",
+        0x33 => "invalid command parameters",
+        0x34 => "no data",
+        0x35 => "invalid parameter for these settings",
+        0x36 => "invalid command parameters for this device",
         0x37 => "command not supported by this device",
+        0x38 => "ROM error",
+        0x39 => "internal firmware error",
+        0x3A => "shift surcharge total overflow",
+        0x3C => "shift open, operation impossible",
+        0x3D => "shift open, operation impossible",
+        0x3E => "shift department total overflow",
+        0x3F => "shift discount total overflow",
+        0x40 => "discount out of range",
+        0x41 => "cash payment out of range",
+        0x42 => "payment type 2 out of range",
+        0x43 => "payment type 3 out of range",
+        0x44 => "payment type 4 out of range",
         0x45 => "payments less than receipt total",
         0x46 => "not enough cash in drawer",
+        0x47 => "shift tax total overflow",
+        0x48 => "receipt total overflow",
+        0x49 => "operation impossible in an open receipt of this type",
         0x4A => "receipt already open",
+        0x4B => "receipt buffer full",
+        0x4C => "shift taxed turnover overflow",
+        0x4D => "cashless payment exceeds receipt total",
         0x4E => "shift longer than 24 hours",
         0x4F => "wrong password",
         0x50 => "printing previous command",
+        0x51 => "shift cash total overflow",
+        0x52 => "shift payment type 2 total overflow",
+        0x53 => "shift payment type 3 total overflow",
+        0x54 => "shift payment type 4 total overflow",
         0x55 => "receipt closed",
+        0x56 => "no document to repeat",
         0x58 => "waiting for continue-print command",
+        0x59 => "document opened by another operator",
+        0x5B => "surcharge out of range",
+        0x5C => "24 V supply low",
+        0x5D => "table not defined",
+        0x5E => "invalid operation",
+        0x5F => "negative receipt total",
+        0x60 => "multiplication overflow",
+        0x61 => "price out of range",
+        0x62 => "quantity out of range",
+        0x63 => "department out of range",
+        0x65 => "not enough money in department",
+        0x66 => "department money overflow",
+        0x68 => "not enough money in taxed turnover",
+        0x69 => "taxed turnover money overflow",
+        0x6A => "power failure during I2C answer",
         0x6B => "no receipt paper",
+        0x6D => "not enough money for tax",
+        0x6E => "tax money overflow",
+        0x6F => "shift payout overflow",
         0x71 => "cutter error",
         0x72 => "command not supported in this submode",
         0x73 => "command not supported in this mode",
+        0x74 => "RAM error",
+        0x75 => "power failure",
+        0x77 => "printer error: no signal from sensors",
+        0x78 => "firmware replaced",
+        0x7A => "field not editable",
+        0x7B => "hardware error",
+        0x7C => "date mismatch",
+        0x7D => "wrong date format",
+        0x7E => "wrong value in length field",
+        0x7F => "receipt total out of range",
+        0x84 => "cash overflow",
+        0x85 => "shift sales overflow",
+        0x86 => "shift purchases overflow",
+        0x87 => "shift sale returns overflow",
+        0x88 => "shift purchase returns overflow",
+        0x89 => "shift cash-in overflow",
+        0x8A => "receipt surcharges overflow",
+        0x8B => "receipt discounts overflow",
+        0x8C => "negative receipt surcharge total",
+        0x8D => "negative receipt discount total",
+        0x8E => "zero receipt total",
+        0x90 => "field longer than set in settings",
+        0x91 => "outside print area with these font settings",
+        0x92 => "fields overlap",
+        0x93 => "RAM restored successfully",
+        0x94 => "receipt operation limit reached",
+        0xA0 => "FN: marked goods not allowed",
+        0xA1 => "FN: wrong order of BXh commands",
+        0xA2 => "FN: marked goods temporarily blocked",
+        0xA3 => "FN: marking code check table full",
+        0xA4 => "FN: TLV block lacks required tags",
+        0xA5 => "FN: tag 2007 holds a marking code not checked by the FN",
         0xC0 => "confirm date and time",
+        0xC2 => "power supply overvoltage",
+        0xC4 => "shift numbers mismatch",
+        0xC7 => "field not editable in this mode",
+        0xC8 => "no link to printer or no tachometer pulses",
         _ => return None,
     })
 }
@@ -351,5 +445,24 @@ mod tests {
         assert!(!DeviceError::from_code(0x4E).is_fn_error());
         let s = ShtrihError::from(DeviceError::from_code(0x6B)).to_string();
         assert!(s.contains("0x6B") && s.contains("Нет чековой ленты"), "{s}");
+    }
+
+    /// The Russian and English tables cannot drift apart: every code with a
+    /// Russian meaning has an English one and no other code has either.
+    #[test]
+    fn every_code_has_an_english_meaning() {
+        for code in 0..=255u8 {
+            assert_eq!(
+                error_meaning(code).is_some(),
+                english_gloss(code).is_some(),
+                "{code:#04X}: {:?} / {:?}",
+                error_meaning(code),
+                english_gloss(code)
+            );
+            let e = DeviceError::from_code(code);
+            if e.is_fn_error() && e.english().is_some() {
+                assert!(e.english().unwrap().starts_with("FN: "), "{code:#04X}");
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ pub use classic::{ClassicClose, ClassicCloseResult, ClassicItem, is_not_supporte
 pub use commands::{
     CheckType, CloseCheckResult, CloseCheckV2, Command, FnDocument, FnShiftParams, FnStatus,
     FullStatus, KktFlags, OperationType, OperationV2, PrintFlags, Response, ShortStatus,
-    TimeoutClass,
+    TimeoutClass, mode_text, submode_text,
 };
 pub use errors::{DeviceError, ProtocolError, ShtrihError, TransportError};
 pub use frame::{FrameCodec, FrameDecoder, LinkDecoder, LinkItem, RawFrame, encode_frame, lrc};
