@@ -44,30 +44,6 @@ fn receipts(sim: &ShtrihSim) -> Vec<(u32, u64, u32)> {
         .collect()
 }
 
-/// fiscal.status without a job, once `ready` holds (the daemon reads the
-/// register every few seconds while idle).
-async fn status_when(
-    c: &mut posbridge::client::Client,
-    what: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = c
-            .call("fiscal.status", json!({"printer": "fiscal"}))
-            .await
-            .unwrap();
-        if ready(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_receipt_is_fiscalised_once_with_its_bonus_block() {
     let (port, sim) = start_sim();
@@ -106,7 +82,7 @@ async fn a_receipt_is_fiscalised_once_with_its_bonus_block() {
         .unwrap();
     assert_eq!(st["job"]["state"], "done");
     // The mode and submode numbers come with their words in both languages.
-    let st = status_when(&mut c, "the open shift", |st| st["status"]["mode"] == 2).await;
+    let st = common::status_when(&mut c, "the open shift", |st| st["status"]["mode"] == 2).await;
     assert_eq!(
         st["status"]["mode_text"],
         json!({"ru": "Открытая смена, 24 часа не кончились", "en": "shift open, under 24 hours"})
@@ -141,7 +117,7 @@ async fn device_errors_surface_with_their_meaning_and_leave_no_open_check() {
     assert_eq!(error["data"]["meaning"], "Нет чековой ленты");
     assert_eq!(error["data"]["english"], "no receipt paper");
     // The status says why in words: submode 1, passive paper out.
-    let st = status_when(&mut c, "the paper-out submode", |st| {
+    let st = common::status_when(&mut c, "the paper-out submode", |st| {
         st["status"]["submode"] == 1
     })
     .await;

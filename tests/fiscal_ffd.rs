@@ -28,29 +28,6 @@ fn start_sim(sim: ShtrihSim) -> (u16, ShtrihSimHandle) {
     (addr.port(), handle)
 }
 
-/// `fiscal.status` once `ready` holds for it (10 s at most).
-async fn status_when(
-    c: &mut posbridge::client::Client,
-    what: &str,
-    ready: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = c
-            .call("fiscal.status", json!({"printer": "fiscal"}))
-            .await
-            .unwrap();
-        if ready(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn rpc_error(r: Result<Value, ClientError>) -> Value {
     match r {
         Err(ClientError::Rpc { error }) => error,
@@ -226,7 +203,7 @@ async fn a_register_without_the_2026_rate_is_reported_and_refuses_receipts() {
     let (port, sim) = start_sim(sim);
     let d = Daemon::start("", &fiscal_entry(port));
     let mut c = d.client().await;
-    let st = status_when(&mut c, "the tax table check", |st| {
+    let st = common::status_when(&mut c, "the tax table check", |st| {
         !st["status"]["tax_table"].is_null()
     })
     .await;
@@ -385,7 +362,7 @@ async fn fiscal_status_shows_unsent_documents_and_warnings_are_published() {
     assert_eq!(ev["params"]["topic"], "fiscal.warning");
     assert_eq!(ev["params"]["warning"], "fn_expiring");
     // The event goes out just before the status is stored: wait for both.
-    let st = status_when(&mut c, "the FN state", |st| {
+    let st = common::status_when(&mut c, "the FN state", |st| {
         let f = &st["status"]["fn"];
         f["ofd"]["unsent"] == 1
             && f["warnings"]

@@ -428,3 +428,28 @@ pub fn add_operator(d: &Daemon, name: &str, role: &str, limit: Option<&str>, pas
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `fiscal.status` of the printer named `fiscal`, once `ready` holds for
+/// it (the daemon reads the register every few seconds while idle; 10 s at
+/// most).
+pub async fn status_when(
+    c: &mut posbridge::client::Client,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = c
+            .call("fiscal.status", serde_json::json!({"printer": "fiscal"}))
+            .await
+            .unwrap();
+        if ready(&st) {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
