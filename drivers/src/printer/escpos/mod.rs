@@ -265,6 +265,10 @@ fn longest_word(c: &Cell) -> usize {
         .unwrap_or(0)
 }
 
+/// How far a cell may be narrowed, from its whole text's length and its
+/// longest word's.
+type Floor = fn(usize, usize) -> usize;
+
 /// `widths` moved so that no cell breaks a word (a price, a total) that
 /// the row could hold whole. A cell too narrow for its longest word takes,
 /// in turn: what other cells do not need for their whole text (they stay
@@ -277,7 +281,7 @@ pub fn keep_words_whole(cells: &[Cell], mut widths: Vec<usize>) -> Vec<usize> {
     let whole: Vec<usize> = cells.iter().map(|c| c.text.chars().count()).collect();
     for i in 0..widths.len() {
         let mut short = need[i].saturating_sub(widths[i]);
-        let passes: [(bool, fn(usize, usize) -> usize); 3] = [
+        let passes: [(bool, Floor); 3] = [
             (true, |whole, _| whole.max(1)),
             (false, |_, need| need.max(1)),
             (false, |_, _| 1),
