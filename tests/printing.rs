@@ -117,6 +117,39 @@ async fn a_document_prints_once_with_cyrillic_and_a_repeat_prints_nothing() {
     assert_eq!(error["code"], 1202);
 }
 
+/// Characters the code page lacks: dashes, typographic quotes and € get
+/// the stand-ins a reader expects, on paper; the rest print as `?` and the
+/// job's result names them.
+#[tokio::test]
+async fn characters_the_code_page_lacks_get_stand_ins_or_are_named() {
+    let port = free_port();
+    let sim = start_sim(port);
+    let d = Daemon::start("", &printer_entry(port));
+    let mut c = d.client().await;
+    let document = json!({"blocks": [
+        {"type": "text", "text": "«Ёлка» — 5€ ☃"},
+        {"type": "cut", "partial": true}
+    ]});
+    c.call(
+        "print.document",
+        json!({"printer": "receipt", "job_id": "cp", "document": document}),
+    )
+    .await
+    .unwrap();
+    let receipts = sim.wait_receipts(1, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(receipts[0].lines[0].text, "\"Ёлка\" - 5EUR ?");
+    wait_done(&mut c, "cp").await;
+    let j = c
+        .call("print.status", json!({"job_id": "cp"}))
+        .await
+        .unwrap();
+    assert_eq!(j["unrepresentable"], 1, "{j}");
+    assert!(
+        j["detail"].as_str().unwrap_or("").contains("☃ (U+2603)"),
+        "{j}"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_document_is_refused_before_it_is_queued() {
     let port = free_port();

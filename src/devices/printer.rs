@@ -235,9 +235,22 @@ pub(super) async fn run(ctx: PrinterCtx<'_>, mut t: BoxTransport) -> String {
         match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(())) => {
                 let unrep = i64::try_from(encoded.unrepresentable).unwrap_or(i64::MAX);
+                // The characters that printed as `?`, by name, in the job's
+                // result (print.status, job.status).
+                let detail = (!encoded.missing.is_empty()).then(|| {
+                    let chars: Vec<String> = encoded
+                        .missing
+                        .iter()
+                        .map(|c| format!("{c} (U+{:04X})", u32::from(*c)))
+                        .collect();
+                    format!(
+                        "printed as ? (not in the printer's code page): {}",
+                        chars.join(", ")
+                    )
+                });
                 if let Ok(j) = ctx
                     .queue
-                    .set_state(job.job_id.clone(), "done", None, Some(unrep))
+                    .set_state(job.job_id.clone(), "done", detail, Some(unrep))
                     .await
                 {
                     publish_job(ctx.bus, &j);

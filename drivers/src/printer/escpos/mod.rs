@@ -47,8 +47,34 @@ const LF: u8 = 0x0a;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Encoded {
     pub bytes: Vec<u8>,
-    /// Characters replaced by `?` because the code page lacks them.
+    /// Characters replaced by `?` because the code page lacks them (and
+    /// has no stand-in for them, see [`stand_in`]).
     pub unrepresentable: usize,
+    /// Which characters those were, each once, in order of appearance (at
+    /// most [`MISSING_LISTED`]), so a job's result can name them.
+    pub missing: Vec<char>,
+}
+
+/// The most distinct missing characters an [`Encoded`] lists.
+pub const MISSING_LISTED: usize = 16;
+
+/// What prints for a character the code page lacks, when the reader would
+/// take it for the same thing: dashes as `-`, typographic quotes as `"` or
+/// `'`, `€` as `EUR`, an ellipsis as `...`. `None`: no stand-in (it prints
+/// as `?` and is reported).
+pub fn stand_in(ch: char) -> Option<&'static str> {
+    Some(match ch {
+        '\u{2010}'..='\u{2015}' | '\u{2212}' => "-",
+        '«' | '»' | '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' => "\"",
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' => "'",
+        '€' => "EUR",
+        '…' => "...",
+        '\u{00A0}' | '\u{2007}' | '\u{202F}' => " ",
+        '×' => "x",
+        '•' | '·' => "*",
+        '№' => "N",
+        _ => return None,
+    })
 }
 
 /// Why a document could not be encoded.
@@ -127,6 +153,7 @@ struct Writer {
     out: Vec<u8>,
     code_page: CodePage,
     unrepresentable: usize,
+    missing: Vec<char>,
     bold: bool,
     underline: bool,
     size: u8,
@@ -176,6 +203,9 @@ impl Writer {
                 Some(b) => self.out.push(b),
                 None => {
                     self.unrepresentable += 1;
+                    if !self.missing.contains(&ch) && self.missing.len() < MISSING_LISTED {
+                        self.missing.push(ch);
+                    }
                     self.out.push(b'?');
                 }
             }
@@ -185,20 +215,26 @@ impl Writer {
 }
 
 /// Replace tabs with spaces, drop `\r`, turn other control characters
-/// (except `\n`) into `?` (counted).
-fn sanitize(s: &str, bad: &mut usize) -> String {
-    s.chars()
-        .filter(|&c| c != '\r')
-        .map(|c| match c {
-            '\t' => ' ',
-            '\n' => '\n',
+/// (except `\n`) into `?` (counted), and put a [`stand_in`] for each
+/// character `page` lacks and has one for.
+fn sanitize(s: &str, bad: &mut usize, page: CodePage) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().filter(|&c| c != '\r') {
+        match c {
+            '\t' => out.push(' '),
+            '\n' => out.push('\n'),
             c if c.is_control() => {
                 *bad += 1;
-                '?'
+                out.push('?');
             }
-            c => c,
-        })
-        .collect()
+            // Before layout, so the columns count the stand-in's width.
+            c => match stand_in(c).filter(|_| page.encode_char(c).is_none()) {
+                Some(text) => out.push_str(text),
+                None => out.push(c),
+            },
+        }
+    }
+    out
 }
 
 /// Greedy word wrap to `width` characters (at least 1); words longer than
@@ -389,6 +425,7 @@ pub fn encode(
         out: vec![ESC, b'@'],
         code_page,
         unrepresentable: 0,
+        missing: Vec::new(),
         bold: false,
         underline: false,
         size: 0,
@@ -410,7 +447,7 @@ pub fn encode(
                 double_height,
                 align,
             } => {
-                let text = sanitize(text, &mut w.unrepresentable);
+                let text = sanitize(text, &mut w.unrepresentable, w.code_page);
                 w.align(*align);
                 w.bold(*bold);
                 w.underline(*underline);
@@ -428,7 +465,7 @@ pub fn encode(
                 let cells: Vec<Cell> = cells
                     .iter()
                     .map(|c| Cell {
-                        text: sanitize(&c.text, &mut w.unrepresentable),
+                        text: sanitize(&c.text, &mut w.unrepresentable, w.code_page),
                         ..c.clone()
                     })
                     .collect();
@@ -545,6 +582,7 @@ pub fn encode(
     Ok(Encoded {
         bytes: w.out,
         unrepresentable: w.unrepresentable,
+        missing: w.missing,
     })
 }
 

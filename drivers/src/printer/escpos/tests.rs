@@ -208,9 +208,20 @@ fn cyrillic_code_page_bytes_differ_per_profile() {
 #[test]
 fn unrepresentable_chars_counted() {
     let p = profile("generic-80");
-    // € and 😀 are not in CP866; the ESC control char is never sent raw.
-    let enc = encode(&one_text("Цена 5€ 😀 \u{1b}!"), &p, PaperWidth::Mm80).unwrap();
+    // 😀 is not in CP866 and has no stand-in; € prints as EUR, « » as ",
+    // the dash as -; the ESC control char is never sent raw.
+    let enc = encode(
+        &one_text("Цена 5€ 😀 \u{1b}! «Ёлка» — 😀"),
+        &p,
+        PaperWidth::Mm80,
+    )
+    .unwrap();
     assert_eq!(enc.unrepresentable, 3);
+    assert_eq!(enc.missing, ['😀']);
+    let text: Vec<u8> = enc.bytes[5..].to_vec();
+    let needle = |n: &[u8]| text.windows(n.len()).any(|w| w == n);
+    assert!(needle(b"5EUR ?"), "{text:02x?}");
+    assert!(needle(b"\"") && needle(b" - ?"), "{text:02x?}");
     assert!(!enc.bytes[5..].contains(&0x1b), "{:02x?}", enc.bytes);
     let mut ascii = p.clone();
     ascii.code_pages = CodePages::default();
@@ -221,7 +232,7 @@ fn unrepresentable_chars_counted() {
     let doc = Document {
         width: None,
         blocks: vec![Block::Columns {
-            cells: vec![cell("a€", None), cell("€", None)],
+            cells: vec![cell("a😀", None), cell("😀", None)],
             bold: false,
             double_width: false,
         }],
