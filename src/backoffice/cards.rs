@@ -8,14 +8,13 @@
 //! `lost`: the points stay on the account, which the new card shares.
 //!
 //! The ledger's card calls carry no idempotency key, so each form's random
-//! key is remembered here ([`Seen`]): a repeated form answers with the
+//! key is remembered here (a [`Memory`]): a repeated form answers with the
 //! first outcome and changes nothing. The memory lives as long as the
 //! daemon, which is as long as the session whose CSRF token the form
 //! carries, so no form can outlive it.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, State};
@@ -25,15 +24,13 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::form_keys::{Memory, key_ok, new_key as new_form_key};
 use super::forms::{audit, authorise};
 use super::i18n::{Lang, T, tr};
 use super::operators::Role;
 use super::{Backoffice, Who, lang_of, layout, page, refuse, to_login, who};
 use crate::ledger::accounts::{AccountError, CardRow};
 use crate::redact::{CardNumber, Secret};
-
-/// Form keys remembered at most (oldest forgotten first).
-const SEEN_MAX: usize = 4096;
 
 /// What a form's first submission did.
 #[derive(Debug, Clone)]
@@ -45,55 +42,22 @@ enum Outcome {
     Done(String),
 }
 
-/// Form keys already used, bounded.
-#[derive(Default)]
-struct Seen {
-    order: VecDeque<String>,
-    map: HashMap<String, Outcome>,
-}
-
-static SEEN: LazyLock<Mutex<Seen>> = LazyLock::new(|| Mutex::new(Seen::default()));
+/// The card forms' keys already used.
+static SEEN: Memory<Outcome> = Memory::new();
 
 /// Claims `key`: `None` when it is new (now pending), else its outcome.
 fn claim(key: &str) -> Option<Outcome> {
-    let mut s = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(o) = s.map.get(key) {
-        return Some(o.clone());
-    }
-    if s.order.len() >= SEEN_MAX
-        && let Some(old) = s.order.pop_front()
-    {
-        s.map.remove(&old);
-    }
-    s.order.push_back(key.to_owned());
-    s.map.insert(key.to_owned(), Outcome::Pending);
-    None
+    SEEN.claim(key, Outcome::Pending)
 }
 
 /// Records `key`'s outcome.
 fn finish(key: &str, outcome: String) {
-    let mut s = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(o) = s.map.get_mut(key) {
-        *o = Outcome::Done(outcome);
-    }
+    SEEN.set(key, Outcome::Done(outcome));
 }
 
 /// Forgets `key` (the action failed; the form may be sent again).
 fn release(key: &str) {
-    let mut s = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    s.map.remove(key);
-    s.order.retain(|k| k != key);
-}
-
-/// A random key for one rendering of a form: submitting it twice acts
-/// once (the adjust form's ledger idempotency key is `bo:{key}`).
-pub(super) fn new_form_key() -> String {
-    // Without randomness the form has no key and its submission is refused.
-    crate::random::hex::<16>(crate::random::system).unwrap_or_default()
-}
-
-fn key_ok(k: &str) -> bool {
-    k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit())
+    SEEN.forget(key);
 }
 
 /// The cards table of the customer card, with the actions `w` may take.
@@ -371,11 +335,7 @@ fn replace_form(
         }
         p { a href={"/customers/" (id)} { "← " (tr(lang, T::Account)) " " (id) } }
     };
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = super::form_status(error.is_some());
     page(
         status,
         None,

@@ -5,9 +5,9 @@
 //! update_account, set_groups), so phone and e-mail are checked and
 //! normalised exactly as the till's API does; each change is audited.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -17,6 +17,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::form_keys::{Memory, key_ok, new_key as new_form_key};
 use super::forms::{audit, authorise};
 use super::i18n::{Lang, T, tr};
 use super::operators::Role;
@@ -32,43 +33,10 @@ use crate::redact::{CardNumber, Secret};
 pub(super) const NAME_MAX: usize = 100;
 /// The most customers one bulk change touches (one page of results).
 pub const BULK_MAX: usize = 100;
-/// Form keys remembered for a repeated "create" (a double click, a
-/// reload): bounded, oldest forgotten first. After a restart a repeat is
-/// still refused by the ledger as a duplicate phone or e-mail.
-const KEYS_KEPT: usize = 4096;
-
-/// Form key → the account it created, and the keys oldest first.
-type Remembered = (HashMap<String, i64>, VecDeque<String>);
-
-static CREATED: Mutex<Option<Remembered>> = Mutex::new(None);
-
-fn created_by(key: &str) -> Option<i64> {
-    let g = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    g.as_ref().and_then(|(m, _)| m.get(key).copied())
-}
-
-fn remember(key: String, account: i64) {
-    let mut g = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    let (m, order) = g.get_or_insert_with(Default::default);
-    if m.insert(key.clone(), account).is_none() {
-        order.push_back(key);
-    }
-    while order.len() > KEYS_KEPT {
-        if let Some(old) = order.pop_front() {
-            m.remove(&old);
-        }
-    }
-}
-
-/// A random key for one rendering of a form (32 hex digits).
-pub(super) fn new_form_key() -> String {
-    // Without randomness the form has no key and its submission is refused.
-    crate::random::hex::<16>(crate::random::system).unwrap_or_default()
-}
-
-fn key_ok(k: &str) -> bool {
-    k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit())
-}
+/// Form key → the account its "create" made, for a repeat (a double
+/// click, a reload). After a restart a repeat is still refused by the
+/// ledger as a duplicate phone or e-mail.
+static CREATED: Memory<i64> = Memory::new();
 
 /// A name as stored: trimmed; empty is none.
 pub(super) fn name_of(raw: &str) -> Result<Option<String>, T> {
@@ -300,11 +268,7 @@ async fn new_form(st: &Backoffice, lang: Lang, set: Option<Lang>, w: &Who, t: Ty
             button { (tr(lang, T::Create)) }
         }
     };
-    let status = if t.errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = super::form_status(!t.errors.is_empty());
     page(
         status,
         set,
@@ -331,7 +295,7 @@ pub(super) async fn create(
         t.err("form", lang, T::Failed);
         return new_form(&st, lang, None, &w, t).await;
     }
-    if let Some(id) = created_by(&f.form_key) {
+    if let Some(id) = CREATED.get(&f.form_key) {
         return Redirect::to(&format!("/customers/{id}")).into_response();
     }
     let known = st.ledger.list_groups().await.unwrap_or_default();
@@ -362,7 +326,7 @@ pub(super) async fn create(
     };
     match st.ledger.register(r).await {
         Ok(reg) => {
-            remember(f.form_key.clone(), reg.account);
+            CREATED.set(&f.form_key, reg.account);
             audit(
                 &st,
                 &w.op.name,
@@ -455,11 +419,7 @@ async fn edit_form(
         }
         p { a href={"/customers/" (id)} { "← " (account.name.as_deref().unwrap_or("#")) } }
     };
-    let status = if t.errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = super::form_status(!t.errors.is_empty());
     page(
         status,
         set,
@@ -695,12 +655,12 @@ mod tests {
         assert_eq!(name_of("a\u{7}b"), Err(T::BadName));
         assert!(key_ok(&new_form_key()));
         assert!(!key_ok("x"));
-        remember("k1".into(), 7);
-        assert_eq!(created_by("k1"), Some(7));
-        for i in 0..KEYS_KEPT {
-            remember(format!("f{i}"), 1);
+        CREATED.set("k1", 7);
+        assert_eq!(CREATED.get("k1"), Some(7));
+        for i in 0..super::super::form_keys::KEPT {
+            CREATED.set(&format!("f{i}"), 1);
         }
-        assert_eq!(created_by("k1"), None, "the oldest key is forgotten");
+        assert_eq!(CREATED.get("k1"), None, "the oldest key is forgotten");
     }
 
     #[test]

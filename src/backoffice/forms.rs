@@ -336,8 +336,7 @@ pub(super) async fn adjust(
             }
         }
     }
-    let key_ok = f.form_key.len() == 32 && f.form_key.bytes().all(|b| b.is_ascii_hexdigit());
-    if !key_ok {
+    if !super::form_keys::key_ok(&f.form_key) {
         form.errors.insert("form", tr(lang, T::Failed).into());
     }
     let Some(amount) = amount.filter(|_| form.errors.is_empty()) else {

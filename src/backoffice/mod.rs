@@ -11,6 +11,7 @@
 
 mod cards;
 mod customers;
+mod form_keys;
 mod forms;
 pub mod i18n;
 pub mod import;
@@ -335,6 +336,15 @@ fn page(status: StatusCode, set_lang: Option<Lang>, m: Markup) -> Response {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
+}
+
+/// A form page's status: 422 when it shows errors next to its fields.
+fn form_status(has_errors: bool) -> StatusCode {
+    if has_errors {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    }
 }
 
 /// Where a visitor without a session goes.

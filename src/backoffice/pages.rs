@@ -279,7 +279,7 @@ pub(super) async fn customer_page(
             @if let Some(e) = err("form") { p.err { (e) } }
             form method="post" action={"/customers/" (id) "/adjust"} {
                 input type="hidden" name="csrf" value=(w.session.csrf);
-                input type="hidden" name="form_key" value=(super::cards::new_form_key());
+                input type="hidden" name="form_key" value=(super::form_keys::new_key());
                 label {
                     input type="radio" name="direction" value="accrue"
                         checked[form.direction != "deduct"]; " " (tr(lang, T::Accrue)) " "
@@ -324,11 +324,7 @@ pub(super) async fn customer_page(
             p { a href={"/customers/" (id) "?cursor=" (c)} { (tr(lang, T::Next)) " →" } }
         }
     };
-    let status = if form.errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = super::form_status(!form.errors.is_empty());
     let title = account.name.clone().unwrap_or_else(|| format!("#{id}"));
     page(status, set, layout(lang, Some(w), &title, body))
 }

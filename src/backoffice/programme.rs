@@ -257,11 +257,7 @@ async fn programme_page(
             p { (tr(lang, T::GroupOverridesHelp)) }
         }
     };
-    let status = if form.errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = super::form_status(!form.errors.is_empty());
     page(
         status,
         set,

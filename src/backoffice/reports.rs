@@ -169,12 +169,9 @@ async fn page_handler(st: &Arc<Backoffice>, headers: &HeaderMap, p: Params) -> R
             }
         }
     };
-    let status =
-        if form.from_err.is_some() || form.to_err.is_some() || form.granularity_err.is_some() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        };
+    let status = super::form_status(
+        form.from_err.is_some() || form.to_err.is_some() || form.granularity_err.is_some(),
+    );
     let body = html! {
         (form_html(lang, &form))
         @if let Some(r) = &report { (tables(lang, r)) }

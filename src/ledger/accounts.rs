@@ -48,7 +48,7 @@ use groups::missing_group;
 use guess::{CARD_SECRET, CODE_WORD, Checked, CodeCount, Guess};
 pub use search::{
     CardRow, LOTS_MAX, LotView, SEARCH_MAX_LIMIT, SEARCH_MAX_QUERY, SaleFound, SearchHit,
-    SearchPage, like_escape,
+    SearchPage,
 };
 pub use types::{
     AccountView, Activated, CodeWordCheck, GroupView, Issued, Lookup, PendingCode, Registered,

@@ -93,19 +93,6 @@ pub struct CardRow {
     pub status: String,
 }
 
-/// `s` as a `LIKE` operand matching itself literally: `\`, `%` and `_`
-/// are escaped with `\` (the statements say `ESCAPE '\'`).
-pub fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The most words of a query searched together (each one more lookup).
 const QUERY_WORDS: usize = 3;
 /// A card number this long or longer is looked up whole, by its key.
@@ -375,12 +362,6 @@ fn exists(db: &dyn crate::ledger::db::Db, account: i64) -> Result<bool, DbError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn like_metacharacters_are_escaped() {
-        assert_eq!(like_escape("50%_off\\"), "50\\%\\_off\\\\");
-        assert_eq!(like_escape("Анна"), "Анна");
-    }
 
     #[test]
     fn queries_are_read_as_words_phones_addresses_and_digits() {
