@@ -137,7 +137,8 @@ function receiptDocument(result) {
     blocks.push({ type: "columns", cells: [{ text: l.name || l.sku }, { text: l.qty + " x " + l.price, width: 12 }] });
   }
   blocks.push({ type: "separator", char: "-" });
-  blocks.push({ type: "columns", cells: [{ text: t("total") }, { text: result.money_paid, width: 12 }] });
+  blocks.push({ type: "columns", cells: [{ text: t("total") }, { text: result.total, width: 12 }] });
+  blocks.push({ type: "columns", cells: [{ text: t("money") }, { text: result.money_paid, width: 12 }] });
   for (const text of result.bonus_lines) blocks.push({ type: "text", text });
   blocks.push({ type: "cut", partial: true });
   return { blocks };
