@@ -351,3 +351,58 @@ async fn pages_and_client_are_served() {
     assert!(page.headers().contains_key("content-security-policy"));
     assert!(page.text().await.unwrap().contains("/posbridge.js"));
 }
+
+#[tokio::test]
+async fn websockets_close_with_going_away_on_shutdown() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let (mut d, tcp) = start();
+    let mut ws = ws_connect(&tcp, None).await.unwrap();
+    ws.send(Message::Text(
+        json!({"jsonrpc":"2.0","id":1,"method":"auth.login","params":{"token":CASHIER_TOKEN}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(ws_next(&mut ws).await["result"]["role"], "cashier");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame within 10 s");
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[tokio::test]
+async fn a_websocket_holds_its_client_slot() {
+    let tcp = TcpTokens::new();
+    let _d = Daemon::start(&format!("max_clients = 2\n{}", tcp.daemon_extra), "");
+    let ws1 = ws_connect(&tcp, None).await.unwrap();
+    // The start-up check's connection may still be closing.
+    let _ws2 = common::eventually("a second WebSocket", || async {
+        ws_connect(&tcp, None).await.ok()
+    })
+    .await;
+    // Both slots are the WebSockets' although their HTTP requests are over.
+    let mut c = Client::tcp(&tcp.addr).await.unwrap();
+    let err = c.call("system.ping", Value::Null).await.unwrap_err();
+    assert!(format!("{err}").contains("too many clients"), "{err}");
+    drop(ws1);
+    common::eventually("a slot freed by the closed WebSocket", || async {
+        let mut c = Client::tcp(&tcp.addr).await.ok()?;
+        let r = c.call("system.ping", Value::Null).await;
+        match r {
+            Err(e) if format!("{e}").contains("too many clients") => None,
+            _ => Some(()),
+        }
+    })
+    .await;
+}
