@@ -406,3 +406,46 @@ async fn a_websocket_holds_its_client_slot() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_full_daemon_answers_http_with_503() {
+    let tcp = TcpTokens::new();
+    let _d = Daemon::start(&format!("max_clients = 1\n{}", tcp.daemon_extra), "");
+    let _ws = common::eventually("the one WebSocket", || async {
+        ws_connect(&tcp, None).await.ok()
+    })
+    .await;
+    let r = http()
+        .post(format!("http://{}/rpc", tcp.addr))
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"system.ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body = r.text().await.unwrap();
+    assert_eq!(json(&body)["error"]["code"], 1004, "{body}");
+}
+
+#[tokio::test]
+async fn origins_follow_a_reload() {
+    let tcp = TcpTokens::new();
+    let d = Daemon::start(&tcp.daemon_extra, "");
+    let ping = |origin: &'static str| {
+        http()
+            .post(format!("http://{}/rpc", tcp.addr))
+            .header("origin", origin)
+            .bearer_auth(CASHIER_TOKEN)
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"system.ping"}"#)
+            .send()
+    };
+    assert_eq!(ping(ALLOWED).await.unwrap().status().as_u16(), 403);
+    d.write_config(
+        &tcp.daemon_extra,
+        &format!("[web]\norigins = [\"{ALLOWED}\"]\n"),
+    );
+    let mut c = d.client().await;
+    c.call("system.reload", Value::Null).await.unwrap();
+    let r = ping(ALLOWED).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], ALLOWED);
+}

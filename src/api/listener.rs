@@ -253,9 +253,13 @@ async fn accept(l: &Listener) -> io::Result<(Stream, Peer)> {
 /// Answers 1004 and closes. The client's request, if it sent one, is read
 /// and dropped first (briefly): closing a TCP socket with unread input
 /// resets it, and the reset can destroy the answer before it is read.
+/// An HTTP client (its first byte, if sent within 50 ms, is a method's
+/// uppercase letter) gets the same error as a 503 response instead; the
+/// wait is short because the out-of-descriptors path allows 200 ms in all.
 async fn refuse(stream: Stream) {
     let err = RpcError::new(code::TOO_MANY_CLIENTS, "too many clients; try again later");
-    let line = format!("{}\n", rpc::failure(&serde_json::Value::Null, &err));
+    let reply = rpc::failure(&serde_json::Value::Null, &err);
+    let line = format!("{reply}\n");
     async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, line: &str) {
         if tokio::time::timeout(Duration::from_secs(1), s.write_all(line.as_bytes()))
             .await
@@ -272,6 +276,22 @@ async fn refuse(stream: Stream) {
     }
     match stream {
         Stream::Unix(s) => answer(s, &line).await,
-        Stream::Tcp(s) => answer(s, &line).await,
+        Stream::Tcp(s) => {
+            let mut first = [0u8; 1];
+            let http = matches!(
+                tokio::time::timeout(Duration::from_millis(50), s.peek(&mut first)).await,
+                Ok(Ok(1)) if first[0].is_ascii_uppercase()
+            );
+            if http {
+                let response = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                     retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{reply}",
+                    reply.len()
+                );
+                answer(s, &response).await;
+            } else {
+                answer(s, &line).await;
+            }
+        }
     }
 }

@@ -116,4 +116,29 @@ mod tests {
         assert!(w.allows("http://POS.local:8080"));
         assert!(!w.allows("http://pos.local:8081"));
     }
+
+    #[test]
+    fn a_bad_entry_is_named_with_its_line() {
+        let src =
+            "[web]\norigins = [\n  \"http://127.0.0.1:8080\",\n  \"http://pos.local/app\",\n]\n";
+        match super::super::Config::parse(src, std::path::Path::new("t.toml")) {
+            Err(super::super::ConfigError::Invalid {
+                path,
+                message,
+                line,
+                ..
+            }) => {
+                assert_eq!(path, "web.origins[1]");
+                assert!(message.contains("http://pos.local/app"), "{message}");
+                assert_eq!(line, 2);
+            }
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+        let ok = super::super::Config::parse(
+            "[web]\norigins = [\"https://pos.example.com\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        assert!(ok.web.allows("https://pos.example.com"));
+    }
 }
