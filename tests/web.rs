@@ -449,3 +449,24 @@ async fn origins_follow_a_reload() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["access-control-allow-origin"], ALLOWED);
 }
+
+#[tokio::test]
+async fn wrong_bearer_tokens_meet_the_login_back_off() {
+    let (_d, tcp) = start();
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"system.ping"}"#;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let (status, body) = post(&tcp, ping, Some("wrong-token-wrong-token")).await;
+        statuses.push(status);
+        if status == 429 {
+            let v = json(&body);
+            assert_eq!(v["error"]["code"], 1007, "{body}");
+            assert!(v["error"]["data"]["retry_after_ms"].as_u64().unwrap() > 0);
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // Even the right token waits now: the wait is per address.
+    let (status, _) = post(&tcp, ping, Some(CASHIER_TOKEN)).await;
+    assert_eq!(status, 429);
+}
