@@ -323,6 +323,10 @@ fn statements_per_commit(
     number: &str,
 ) -> usize {
     let log = cluster.data_dir().parent().unwrap().join("server.log");
+    // The steady state of a till: its terminal's row read by an earlier
+    // call and still trusted (`server.terminal_status_ttl_ms`).
+    rt.block_on(till.resolve(number.into()))
+        .expect("warm-up resolve");
     let me: i32 = pg.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     // ALTER SYSTEM refuses to run in the implicit transaction of a batch.
     pg.batch_execute("ALTER SYSTEM SET log_statement = 'all'")

@@ -61,6 +61,11 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Requests served at once; more wait (bounded by the timeout).
     pub max_concurrent_requests: usize,
+    /// How long a terminal's row (store, key hash, status) read for one
+    /// request is trusted for the next ones, in milliseconds: a revoked
+    /// till is refused by every instance at most this long after the
+    /// revocation. 0 reads the row on every request.
+    pub terminal_status_ttl_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +76,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
             max_concurrent_requests: 256,
+            terminal_status_ttl_ms: 5_000,
         }
     }
 }
@@ -79,6 +85,11 @@ impl ServerConfig {
     /// [`ServerConfig::request_timeout_ms`] as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// [`ServerConfig::terminal_status_ttl_ms`] as a duration.
+    pub fn terminal_status_ttl(&self) -> Duration {
+        Duration::from_millis(self.terminal_status_ttl_ms)
     }
 }
 
@@ -231,6 +242,13 @@ impl CentralConfig {
                 "1 to 10000".into(),
             );
         }
+        if s.terminal_status_ttl_ms > 60_000 {
+            return invalid(
+                "terminal_status_ttl_ms",
+                "server.terminal_status_ttl_ms",
+                "0 to 60000 milliseconds".into(),
+            );
+        }
         let d = &self.database;
         if d.url.is_some() == d.url_file.is_some() {
             return invalid(
@@ -324,6 +342,10 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8730");
         assert_eq!(c.server.max_body_bytes, 1024 * 1024);
         assert_eq!(c.database.pool_size, 16);
+        assert_eq!(
+            c.server.terminal_status_ttl(),
+            crate::principals::STATUS_TTL
+        );
         assert_eq!(c.jobs.daily_time(), Some((0, 5)));
         assert_eq!(c.ledger.programme, Programme::default());
     }
@@ -355,6 +377,11 @@ mod tests {
         assert!(e.contains("ledger.redemption.code_length"), "{e}");
         let e = parse("[database]\nurl = \"x\"\n[server]\nmax_body_bytes = 1\n").unwrap_err();
         assert!(e.contains(":4:1: server.max_body_bytes"), "{e}");
+        let e = parse("[database]\nurl = \"x\"\n[server]\nterminal_status_ttl_ms = 60001\n")
+            .unwrap_err();
+        assert!(e.contains(":4:1: server.terminal_status_ttl_ms"), "{e}");
+        let c = parse("[database]\nurl = \"x\"\n[server]\nterminal_status_ttl_ms = 0\n").unwrap();
+        assert!(c.server.terminal_status_ttl().is_zero());
         let e = parse("[database]\nurl = \"x\"\n[jobs]\ndaily_at = \"25:00\"\n").unwrap_err();
         assert!(e.contains("jobs.daily_at"), "{e}");
         let e = parse("[database]\nurl = \"x\"\nurl_file = \"f\"\n").unwrap_err();

@@ -37,9 +37,11 @@ pub struct Service {
 }
 
 impl Service {
-    /// The service over `core`; bodies above `max_body` bytes are refused.
-    pub fn new(core: Arc<Core>, max_body: usize) -> Self {
-        let auth = Authenticator::new(core.books().clone(), 4);
+    /// The service over `core`; bodies above `max_body` bytes are refused;
+    /// a terminal's status is trusted for `status_ttl` (see
+    /// [`Authenticator::with_status_ttl`]).
+    pub fn new(core: Arc<Core>, max_body: usize, status_ttl: std::time::Duration) -> Self {
+        let auth = Authenticator::new(core.books().clone(), 4).with_status_ttl(status_ttl);
         Service {
             core,
             auth,

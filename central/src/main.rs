@@ -269,7 +269,11 @@ async fn serve(config: CentralConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone())?);
     let core = open(&config).await?;
-    let service = Arc::new(Service::new(core.clone(), config.server.max_body_bytes));
+    let service = Arc::new(Service::new(
+        core.clone(),
+        config.server.max_body_bytes,
+        config.server.terminal_status_ttl(),
+    ));
     let app = router(service, &config.server);
 
     let lock = if core.is_postgres() {

@@ -4,8 +4,10 @@
 //! `posbridge-central terminal add` and kept only as an argon2id hash
 //! (`terminals.key_hash`). Argon2 is deliberately slow, so a key that has
 //! verified once is remembered in memory as its SHA-256, compared in
-//! constant time; the terminal's row (and so its status) is still read on
-//! every request, so a revoked till is refused at once by every instance.
+//! constant time. The terminal's row (store, key hash, status) is read at
+//! most once per [`STATUS_TTL`] per instance (`server.terminal_status_ttl_ms`):
+//! a revoked till is refused by every instance within that bound, and a
+//! sale does not pay a read transaction (three round trips) for its auth.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -229,6 +231,17 @@ const MAX_LOCKOUT: Duration = Duration::from_secs(60);
 /// Bounds on the in-memory maps: a flood of made-up terminal ids cannot
 /// grow them without limit.
 const MAX_ENTRIES: usize = 10_000;
+/// How long a terminal's row read from the database answers for it by
+/// default: the bound on how long a revoked till is still served.
+pub const STATUS_TTL: Duration = Duration::from_secs(5);
+
+/// A terminal's row as read, and when.
+struct Known {
+    store: String,
+    key_hash: String,
+    status: String,
+    read_at: Instant,
+}
 
 struct Verified {
     /// The stored hash the key was checked against: a re-issued key (new
@@ -247,6 +260,9 @@ pub struct Authenticator {
     books: Books,
     verified: Mutex<HashMap<String, Verified>>,
     failures: Mutex<HashMap<String, Failures>>,
+    /// Terminal rows read lately (only terminals that exist).
+    rows: Mutex<HashMap<String, Known>>,
+    status_ttl: Duration,
     hashing: Arc<Semaphore>,
     queue_timeout: Duration,
 }
@@ -259,24 +275,38 @@ impl Authenticator {
             books,
             verified: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            rows: Mutex::new(HashMap::new()),
+            status_ttl: STATUS_TTL,
             hashing: Arc::new(Semaphore::new(hash_slots.max(1))),
             queue_timeout: Duration::from_secs(5),
         }
     }
 
-    /// The principal behind an `Authorization` header value.
-    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
-        let (terminal, key) = parse_basic(header).ok_or(AuthError::Missing)?;
-        let key_sha: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        // A key this instance has verified skips the throttle: someone
-        // guessing keys for a till's id cannot lock the till itself out.
-        let known = lock(&self.verified)
-            .get(&terminal)
-            .is_some_and(|v| bool::from(v.key_sha.ct_eq(&key_sha)));
-        if !known {
-            self.throttled(&terminal)?;
+    /// Trusts a terminal's row for `ttl` after reading it (default
+    /// [`STATUS_TTL`]); zero reads it on every request.
+    pub fn with_status_ttl(mut self, ttl: Duration) -> Self {
+        self.status_ttl = ttl;
+        self
+    }
+
+    /// The terminal's (store, key hash, status): from the rows read within
+    /// the TTL, else from the database. Unknown terminals are not
+    /// remembered (made-up ids must not fill the map; a new terminal works
+    /// at once).
+    async fn row(&self, terminal: &str) -> Result<Option<(String, String, String)>, AuthError> {
+        if !self.status_ttl.is_zero()
+            && let Some(k) = lock(&self.rows).get(terminal)
+            && k.read_at.elapsed() < self.status_ttl
+        {
+            return Ok(Some((
+                k.store.clone(),
+                k.key_hash.clone(),
+                k.status.clone(),
+            )));
         }
-        let t = terminal.clone();
+        // Taken before the read: the entry's age bounds the row's age.
+        let read_at = Instant::now();
+        let t = terminal.to_owned();
         let row = self
             .books
             .read(move |db| {
@@ -295,6 +325,42 @@ impl Authenticator {
             })
             .await
             .map_err(|e| AuthError::Db(e.to_string()))?;
+        let mut rows = lock(&self.rows);
+        match &row {
+            Some((store, key_hash, status)) if !self.status_ttl.is_zero() => {
+                if rows.len() >= MAX_ENTRIES && !rows.contains_key(terminal) {
+                    rows.clear();
+                }
+                rows.insert(
+                    terminal.to_owned(),
+                    Known {
+                        store: store.clone(),
+                        key_hash: key_hash.clone(),
+                        status: status.clone(),
+                        read_at,
+                    },
+                );
+            }
+            _ => {
+                rows.remove(terminal);
+            }
+        }
+        Ok(row)
+    }
+
+    /// The principal behind an `Authorization` header value.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let (terminal, key) = parse_basic(header).ok_or(AuthError::Missing)?;
+        let key_sha: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        // A key this instance has verified skips the throttle: someone
+        // guessing keys for a till's id cannot lock the till itself out.
+        let known = lock(&self.verified)
+            .get(&terminal)
+            .is_some_and(|v| bool::from(v.key_sha.ct_eq(&key_sha)));
+        if !known {
+            self.throttled(&terminal)?;
+        }
+        let row = self.row(&terminal).await?;
         let Some((store, key_hash, status)) = row else {
             self.failed(&terminal);
             return Err(AuthError::Invalid);
@@ -441,7 +507,8 @@ mod tests {
         let books = core.books().clone();
         add_store(&books, "s1", "Shop").await.unwrap();
         let key = add_terminal(&books, "t1", "s1").await.unwrap();
-        let auth = Authenticator::new(books.clone(), 2);
+        // Rows read on every request here: this test is about the key cache.
+        let auth = Authenticator::new(books.clone(), 2).with_status_ttl(Duration::ZERO);
         let basic = |t: &str, k: &str| {
             format!(
                 "Basic {}",
@@ -476,7 +543,7 @@ mod tests {
             Err(AuthError::Throttled(_))
         ));
         // An instance that has not seen the key yet throttles it too.
-        let fresh = Authenticator::new(books.clone(), 2);
+        let fresh = Authenticator::new(books.clone(), 2).with_status_ttl(Duration::ZERO);
         for _ in 0..FREE_FAILURES {
             let _ = fresh.authenticate(Some(&basic("t1", "nope"))).await;
         }
@@ -492,5 +559,62 @@ mod tests {
             Err(AuthError::Revoked)
         );
         assert_eq!(list_terminals(&books).await.unwrap()[0].status, "revoked");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_terminal_is_refused_within_the_status_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("db").display());
+        let core = crate::core::Core::open(&url, 1, &Default::default()).unwrap();
+        let books = core.books().clone();
+        add_store(&books, "s1", "Shop").await.unwrap();
+        let key = add_terminal(&books, "t1", "s1").await.unwrap();
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("t1:{key}"))
+        );
+        let me = Ok(Principal {
+            terminal: "t1".into(),
+            store: "s1".into(),
+        });
+        let ttl = Duration::from_millis(300);
+        let short = Authenticator::new(books.clone(), 2).with_status_ttl(ttl);
+        let long = Authenticator::new(books.clone(), 2).with_status_ttl(Duration::from_secs(3600));
+        assert_eq!(short.authenticate(Some(&good)).await, me);
+        assert_eq!(long.authenticate(Some(&good)).await, me);
+        revoke_terminal(&books, "t1").await.unwrap();
+        // The row read before the revocation still answers within its TTL:
+        // the cache is in use (an hour cannot have passed)...
+        assert_eq!(long.authenticate(Some(&good)).await, me);
+        // ...and an instance reading afresh refuses at once.
+        let fresh = Authenticator::new(books.clone(), 2);
+        assert_eq!(
+            fresh.authenticate(Some(&good)).await,
+            Err(AuthError::Revoked)
+        );
+        // Every row `short` holds was read before the revocation ended, so
+        // once its TTL has passed since then the till is refused.
+        tokio::time::sleep(ttl).await;
+        assert_eq!(
+            short.authenticate(Some(&good)).await,
+            Err(AuthError::Revoked)
+        );
+        // Unknown terminals are not remembered: a terminal added later
+        // works at once.
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("t2:nope")
+        );
+        assert_eq!(
+            long.authenticate(Some(&wrong)).await,
+            Err(AuthError::Invalid)
+        );
+        assert!(!lock(&long.rows).contains_key("t2"));
+        let key2 = add_terminal(&books, "t2", "s1").await.unwrap();
+        let good2 = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("t2:{key2}"))
+        );
+        assert!(long.authenticate(Some(&good2)).await.is_ok());
     }
 }

@@ -668,3 +668,98 @@ async fn the_same_report_on_both_stores() {
     let on_sqlite = report_story(Books::sqlite(store)).await;
     assert_eq!(on_pg, on_sqlite);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_sales_book_a_key_once_and_spend_a_balance_once() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_sale_race").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let books = Books::new(Arc::new(pg));
+    // No accrual: a winning spend leaves too little for a second one.
+    let p = Programme {
+        default_accrual_percent: Decimal::ZERO,
+        ..Programme::default()
+    };
+    let l = Embedded::with_books(books.clone(), p, Origin::new("s", "t"));
+    for round in 0..3 {
+        // One key sent by 8 callers at once (a till's retries racing across
+        // instances): one booking, every caller gets its answer.
+        let key = format!("dup{round}");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (l, key) = (l.clone(), key.clone());
+                tokio::spawn(async move {
+                    l.commit(key.clone(), CARD.into(), key, sale(100), Decimal::ZERO)
+                        .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            answers.iter().filter(|r| !r.replayed).count(),
+            1,
+            "{answers:?}"
+        );
+        assert!(
+            answers
+                .iter()
+                .all(|r| r.transaction == answers[0].transaction)
+        );
+        let rows: i64 = books
+            .read(move |db| {
+                db.query_row(
+                    "SELECT COUNT(*) FROM txns WHERE idempotency_key = ?1",
+                    posbridge::args![key],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+        // 50 points: the round's one winner takes 30.
+        let top = if round == 0 { 50 } else { 30 };
+        l.adjust(
+            format!("top{round}"),
+            CARD.into(),
+            Decimal::from(top),
+            "r".into(),
+            "o".into(),
+            None,
+        )
+        .await
+        .unwrap();
+        // 8 sales redeeming 30 of the 50 points at once: exactly one wins.
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let l = l.with_origin(Origin::new("s", format!("t{i}")));
+                tokio::spawn(async move {
+                    let key = format!("spend{round}-{i}");
+                    l.commit(key.clone(), CARD.into(), key, sale(100), Decimal::from(30))
+                        .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(r) => {
+                    assert_eq!(r.redeemed, Decimal::from(30));
+                    won += 1;
+                }
+                // The losers re-ran and saw the winner's spend.
+                Err(e @ LedgerError::Rules(_)) => {
+                    assert!(format!("{e:?}").contains("limit: Balance"), "{e:?}")
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        let problems = books.read(embedded::verify).await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+}

@@ -205,7 +205,8 @@ async fn an_authorised_till_calls_and_bad_credentials_are_refused() {
 
 #[tokio::test]
 async fn a_revoked_till_is_refused_at_once() {
-    let c = Central::new();
+    // Terminal rows read on every request.
+    let c = Central::with(|_| "terminal_status_ttl_ms = 0\n".into());
     let key = c.terminal("t1");
     let c = c.serve();
     // Verified once, so the key is in the cache: revocation must still bite.
@@ -223,6 +224,28 @@ async fn a_revoked_till_is_refused_at_once() {
     let (_, out, _) = admin(&c.config, &["terminal", "list"]);
     assert!(out.starts_with("t1\ts1\trevoked\t"), "{out}");
     assert!(!out.contains(&key));
+}
+
+#[tokio::test]
+async fn a_revoked_till_is_refused_within_the_status_ttl() {
+    let ttl = Duration::from_millis(1500);
+    let c = Central::with(|_| format!("terminal_status_ttl_ms = {}\n", ttl.as_millis()));
+    let key = c.terminal("t1");
+    let c = c.serve();
+    // The row is read (and trusted for the TTL) by this call.
+    let (s, _) = c
+        .post(Some(("t1", &key)), "resolve", json!({"number": "1"}))
+        .await;
+    assert_eq!(s, 200);
+    let (ok, _, err) = admin(&c.config, &["terminal", "revoke", "t1"]);
+    assert!(ok, "{err}");
+    // Whatever the instance holds was read before the revocation ended:
+    // one TTL later it must refuse.
+    tokio::time::sleep(ttl).await;
+    let (s, v) = c
+        .post(Some(("t1", &key)), "resolve", json!({"number": "1"}))
+        .await;
+    assert_eq!((s, &v["error"]["code"]), (403, &json!(1002)), "{v}");
 }
 
 #[tokio::test]

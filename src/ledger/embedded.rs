@@ -33,7 +33,7 @@ mod book;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
-    accrue, balance_units, card_account, enrol, entry, expire_due, finish, overrides_of,
+    accrue, balance_units, card_account, claim_txn, enrol, entry, expire_due, finish, overrides_of,
     priced_overrides, replay, summary, summary_with, take_from_lots,
 };
 pub(crate) use book::{new_txn, store_result};
@@ -879,25 +879,15 @@ pub(crate) fn commit_tx(
 ) -> TxResult<CommitResult> {
     let request = commit_request(number, receipt_id, lines, redeem);
     let request = request.as_str();
-    if let Some(r) = replay(db, key, request)? {
-        return Ok(r);
-    }
     let (account, status) = match card_account(db, number)? {
         Some(a) => a,
         None => (enrol(db, number, now)?, "active".to_owned()),
     };
-    if status != "active" {
-        return Ok(Err(LedgerError::Inactive(status)));
-    }
-    expire_due(db, account, now, origin)?;
-    let before = balance_units(db, account)?;
-    let overrides = priced_overrides(db, p, account)?;
-    let q = match rules::quote(p, &overrides, lines, points(before.max(0)), redeem) {
-        Ok(q) => q,
-        Err(e) => return Ok(Err(e.into())),
-    };
     let stamp = ts(now);
-    let txn = new_txn(
+    // The key is claimed by the txn row's insert, not looked up first (see
+    // `claim_txn`). A repeat answers from the stored result even if the
+    // card is blocked since; a refusal below rolls the claim back.
+    let claimed = claim_txn(
         db,
         key,
         "sale",
@@ -907,6 +897,23 @@ pub(crate) fn commit_tx(
         &stamp,
         origin,
     )?;
+    let Some(txn) = claimed else {
+        return match replay(db, key, request)? {
+            Some(r) => Ok(r),
+            None => Err(DbError::Invariant("a claimed key without its txn row")),
+        };
+    };
+    if status != "active" {
+        return Ok(Err(LedgerError::Inactive(status)));
+    }
+    // After the claim: a repeat must write nothing, not even due burns.
+    expire_due(db, account, now, origin)?;
+    let before = balance_units(db, account)?;
+    let overrides = priced_overrides(db, p, account)?;
+    let q = match rules::quote(p, &overrides, lines, points(before.max(0)), redeem) {
+        Ok(q) => q,
+        Err(e) => return Ok(Err(e.into())),
+    };
 
     // Redeem: soonest-expiring lots first (lots without expiry last).
     let want = units(q.redeem);

@@ -122,6 +122,36 @@ pub(crate) fn new_txn(
     )
 }
 
+/// [`new_txn`] that claims `key`: `None` when a transaction holds it
+/// already (the caller answers with [`replay`]). Claiming by insert
+/// instead of looking the key up first matters on PostgreSQL: under
+/// SERIALIZABLE a lookup of a key not there yet predicate-locks the index
+/// page that every concurrent sale's new key goes into, so concurrent sales
+/// on different cards conflicted and retried; the insert's own uniqueness
+/// check takes no such lock.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn claim_txn(
+    db: &dyn Db,
+    key: &str,
+    kind: &str,
+    account: i64,
+    receipt: Option<&str>,
+    request: &str,
+    stamp: &str,
+    origin: &Origin,
+) -> Result<Option<i64>, DbError> {
+    let store = Some(origin.store.as_str()).filter(|s| !s.is_empty());
+    let terminal = Some(origin.terminal.as_str()).filter(|s| !s.is_empty());
+    db.query_opt(
+        "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result,
+                           created_at, store_id, terminal_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        args![key, kind, account, receipt, request, stamp, store, terminal],
+        |r| r.get(0),
+    )
+}
+
 pub(super) fn entry(
     db: &dyn Db,
     txn: i64,
