@@ -1,12 +1,15 @@
 //! Joining the programme without the till's keyboard: a web shop's server
-//! enrolling an online customer over `POST /rpc` (issue 21, item 9).
+//! enrolling an online customer over `POST /rpc` (issue 21, item 9), and a
+//! physical card registered with the secret its swipe carried (item 6).
 
 mod common;
 
 use std::time::Duration;
 
 use common::{CASHIER_TOKEN, Daemon, TcpTokens};
+use posbridge::client::{Client, ClientError};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 
 /// One JSON-RPC call over `POST /rpc` with the Bearer token, as a web
 /// shop's server makes it.
@@ -83,4 +86,152 @@ async fn a_web_shop_enrols_an_online_customer_over_http() {
         .unwrap();
     assert_eq!(sale["redeemed"], "50", "{sale}");
     assert_eq!(sale["account"], account, "{sale}");
+}
+
+/// The next event of `topic`.
+async fn next_event(c: &mut Client, topic: &str) -> Value {
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), c.next_notification())
+            .await
+            .unwrap_or_else(|_| panic!("no {topic} event within 10 s"))
+            .unwrap();
+        if n["params"]["topic"] == topic {
+            return n["params"].clone();
+        }
+        assert_ne!(n["params"]["topic"], "card.read_error", "{n}");
+    }
+}
+
+fn rpc_error(r: Result<Value, ClientError>) -> Value {
+    match r {
+        Err(ClientError::Rpc { error }) => error,
+        other => panic!("expected an RPC error, got {other:?}"),
+    }
+}
+
+/// Track 2 with the card's 4-character secret after expiry and service
+/// code.
+fn swipe(number: &str, secret: &str) -> Vec<u8> {
+    format!(";{number}=4912101{secret}?\r").into_bytes()
+}
+
+#[tokio::test]
+async fn a_swiped_card_registers_and_is_issued_with_the_secret_on_its_stripe() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("msr");
+    let (mut device, pts) = common::pty_pair();
+    std::os::unix::fs::symlink(&pts, &link).unwrap();
+    let uid = nix::unistd::geteuid().as_raw();
+    let d = Daemon::start(
+        &format!("admin_uids = [{uid}]"),
+        &format!(
+            "[ledger.programme]\nwelcome_bonus = \"100\"\n\
+             [[reader]]\nname = \"msr\"\ntype = \"msr\"\n[reader.serial]\nport = \"{}\"\n\
+             [reader.card]\nsecret = \"track2_discretionary\"\nsecret_offset = 0\nsecret_len = 4\n",
+            link.display()
+        ),
+    );
+    let mut sub = d.client().await;
+    sub.call(
+        "events.subscribe",
+        json!({"topics": ["card.*", "device.status"]}),
+    )
+    .await
+    .unwrap();
+    let mut c = d.client().await;
+    // The reader opens the pseudo-terminal shortly after start.
+    loop {
+        let devs = c.call("devices.list", json!({})).await.unwrap();
+        if devs["devices"][0]["status"] == "connected" {
+            break;
+        }
+        let e = next_event(&mut sub, "device.status").await;
+        if e["device"] == "msr" && e["status"] == "connected" {
+            break;
+        }
+    }
+
+    // A new card swiped at the till: its token registers the customer.
+    const FIRST: &str = "6035000055556666";
+    device.write_all(&swipe(FIRST, "8137")).await.unwrap();
+    let read = next_event(&mut sub, "card.read").await;
+    assert_eq!(read["has_secret"], true, "{read}");
+    assert!(read["account"].is_null(), "{read}");
+    let r = c
+        .call(
+            "account.register",
+            json!({"phone": "+79160000066", "card_token": read["card_token"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["kind"], "physical", "{r}");
+    assert_eq!(r["card_number"], FIRST, "{r}");
+    assert_eq!(r["welcome_bonus"], "100", "{r}");
+    // The secret is the stripe's, so none is generated or sent back.
+    assert!(r["secret"].is_null(), "{r}");
+    assert!(!r.to_string().contains("8137"), "{r}");
+    let account = r["account"].as_i64().unwrap();
+
+    // The next swipe resolves to the account and may spend: the stored
+    // secret is the one on the stripe.
+    device.write_all(&swipe(FIRST, "8137")).await.unwrap();
+    let read = next_event(&mut sub, "card.read").await;
+    assert_eq!(read["account"]["account"], account, "{read}");
+    let sale = json!({"idempotency_key": "s1", "card_token": read["card_token"],
+                      "receipt_id": "s1", "redeem": "40",
+                      "lines": [{"sku": "1", "name": "x", "category": "c", "qty": "1", "price": "100"}]});
+    let s = c.call("sale.commit", sale).await.unwrap();
+    assert_eq!(s["redeemed"], "40", "{s}");
+
+    // A second card for the same customer, issued from its swipe.
+    const SECOND: &str = "6035000077778888";
+    device.write_all(&swipe(SECOND, "5902")).await.unwrap();
+    let read = next_event(&mut sub, "card.read").await;
+    let i = c
+        .call(
+            "card.issue",
+            json!({"account": account, "card_token": read["card_token"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(i["card_number"], SECOND, "{i}");
+    assert!(i["secret"].is_null(), "{i}");
+    device.write_all(&swipe(SECOND, "5902")).await.unwrap();
+    let read = next_event(&mut sub, "card.read").await;
+    assert_eq!(read["account"]["account"], account, "{read}");
+    let sale = json!({"idempotency_key": "s2", "card_token": read["card_token"],
+                      "receipt_id": "s2", "redeem": "10",
+                      "lines": [{"sku": "1", "name": "x", "category": "c", "qty": "1", "price": "100"}]});
+    let s = c.call("sale.commit", sale).await.unwrap();
+    assert_eq!(s["redeemed"], "10", "{s}");
+    // A wrong secret typed for the same card is refused: the secret
+    // checked is the stripe's.
+    let t = c
+        .call("card.enter", json!({"number": SECOND, "secret": "0000"}))
+        .await
+        .unwrap();
+    let sale = json!({"idempotency_key": "s3", "card_token": t["card_token"],
+                      "receipt_id": "s3", "redeem": "10",
+                      "lines": [{"sku": "1", "name": "x", "category": "c", "qty": "1", "price": "100"}]});
+    let e = rpc_error(c.call("sale.commit", sale).await);
+    assert_eq!(e["code"], 2008, "{e}");
+
+    // A token with a number, or an unknown token, is refused.
+    let e = rpc_error(
+        c.call(
+            "account.register",
+            json!({"phone": "+79160000067", "card_token": t["card_token"], "card_number": SECOND}),
+        )
+        .await,
+    );
+    assert_eq!(e["code"], -32602, "{e}");
+    assert_eq!(e["data"]["field"], "card_token", "{e}");
+    let e = rpc_error(
+        c.call(
+            "card.issue",
+            json!({"account": account, "card_token": "ct_00000000000000000000000000000000"}),
+        )
+        .await,
+    );
+    assert_eq!(e["code"], 1301, "{e}");
 }
