@@ -89,10 +89,39 @@ struct RegisterParams {
     /// Must be true (or absent) when no card_number is given.
     #[serde(rename = "virtual")]
     is_virtual: Option<bool>,
+    /// A physical card from a swipe or scan: its number and the secret
+    /// the read carried, taken as they are.
+    card_token: Option<String>,
     /// Groups to join (admin only).
     groups: Option<Vec<String>>,
     /// A word that identifies the customer without the card.
     code_word: Option<Secret>,
+}
+
+/// A `card_token` instead of `card_number` (+ `secret`): the card and the
+/// secret its read carried, so a card registers with the secret printed or
+/// encoded on it. The secret never travels back to the POS.
+fn from_token(
+    app: &App,
+    token: Option<String>,
+    number: &mut Option<String>,
+    secret: &mut Option<Secret>,
+    is_virtual: Option<bool>,
+) -> Result<(), RpcError> {
+    let Some(t) = token else { return Ok(()) };
+    if number.is_some() || secret.is_some() || is_virtual.is_some() {
+        return Err(RpcError::invalid_params(
+            "card_token",
+            "give card_token alone, without card_number, secret or virtual",
+        ));
+    }
+    let entry = app.cards.resolve(&t).ok_or_else(|| {
+        RpcError::new(code::CARD_TOKEN_INVALID, "card token unknown or expired")
+            .with_data(json!({ "field": "card_token" }))
+    })?;
+    *number = Some(entry.number.expose().to_owned());
+    *secret = entry.secret;
+    Ok(())
 }
 
 fn check_name(name: Option<&String>) -> Result<(), RpcError> {
@@ -110,7 +139,14 @@ pub(super) async fn register(
     session: &Arc<Session>,
     params: Option<Value>,
 ) -> Result<Value, RpcError> {
-    let p: RegisterParams = rpc::params(params)?;
+    let mut p: RegisterParams = rpc::params(params)?;
+    from_token(
+        app,
+        p.card_token.take(),
+        &mut p.card_number,
+        &mut p.secret,
+        p.is_virtual,
+    )?;
     if p.card_number.is_none() && p.is_virtual == Some(false) {
         return Err(RpcError::invalid_params(
             "card_number",
@@ -365,10 +401,19 @@ struct IssueParams {
     secret: Option<Secret>,
     #[serde(rename = "virtual")]
     is_virtual: Option<bool>,
+    /// A physical card from a swipe or scan, as in `account.register`.
+    card_token: Option<String>,
 }
 
 pub(super) async fn issue(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
-    let p: IssueParams = rpc::params(params)?;
+    let mut p: IssueParams = rpc::params(params)?;
+    from_token(
+        app,
+        p.card_token.take(),
+        &mut p.card_number,
+        &mut p.secret,
+        p.is_virtual,
+    )?;
     match (&p.card_number, p.is_virtual) {
         (None, Some(false)) => {
             return Err(RpcError::invalid_params(
