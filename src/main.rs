@@ -53,6 +53,7 @@ fn main() -> ExitCode {
             Command::Run => run(flag.as_deref(), cli.log_format).await,
             Command::Call(args) => call::call(args, flag.as_deref()).await,
             Command::Events(args) => call::events(args, flag.as_deref()).await,
+            Command::Reload(args) => posbridge::cli::reload::run(args, flag.as_deref()).await,
             Command::Ledger(LedgerCommand::Verify) => ledger_verify(flag.as_deref()).await,
             Command::Ledger(LedgerCommand::Export { format, out }) => {
                 posbridge::cli::ledger::export(flag.as_deref(), format, out).await
