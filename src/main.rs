@@ -107,8 +107,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 async fn ledger_verify(flag: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let config = locate(flag).load()?;
-    let store = posbridge::store::Store::open(&config.database_path())?;
+    let store = posbridge::cli::ledger::open_existing(flag)?;
     // One read transaction: the invariants of one state of the books.
     let mut problems = posbridge::ledger::db::Books::sqlite(store.clone())
         .read(|db| posbridge::ledger::embedded::verify(db))
