@@ -53,6 +53,7 @@ fn main() -> ExitCode {
             Command::Run => run(flag.as_deref(), cli.log_format).await,
             Command::Call(args) => call::call(args, flag.as_deref()).await,
             Command::Events(args) => call::events(args, flag.as_deref()).await,
+            Command::Reload(args) => posbridge::cli::reload::run(args, flag.as_deref()).await,
             Command::Ledger(LedgerCommand::Verify) => ledger_verify(flag.as_deref()).await,
             Command::Ledger(LedgerCommand::Export { format, out }) => {
                 posbridge::cli::ledger::export(flag.as_deref(), format, out).await
@@ -106,8 +107,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 async fn ledger_verify(flag: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let config = locate(flag).load()?;
-    let store = posbridge::store::Store::open(&config.database_path())?;
+    let store = posbridge::cli::ledger::open_existing(flag)?;
     // One read transaction: the invariants of one state of the books.
     let mut problems = posbridge::ledger::db::Books::sqlite(store.clone())
         .read(|db| posbridge::ledger::embedded::verify(db))

@@ -128,6 +128,81 @@ async fn system_reload_reports_what_changed_and_refuses_bad_files() {
     assert_eq!(devices(&d).await.len(), 2);
 }
 
+/// `posbridge reload ARGS` against `d`'s configuration file, as the
+/// unit's ExecReload= runs it.
+fn reload_command(d: &Daemon, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(&d.config)
+        .arg("reload")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("POSBRIDGE_SOCKET")
+        .env_remove("POSBRIDGE_TOKEN")
+        .output()
+        .expect("run posbridge reload")
+}
+
+#[tokio::test]
+async fn the_reload_command_fails_with_the_reason_on_a_refused_file_and_applies_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = file_printer("p1", dir.path());
+    let d = Daemon::start("", &p1);
+    let before = devices(&d).await;
+
+    // A refused file: exit 1 and the daemon's reason (file:line:col and key)
+    // on stderr, the old configuration still in force. The client cannot
+    // take the socket from the broken file, so it is named here; the unit
+    // relies on the default path the socket unit listens on.
+    d.write_config(
+        "",
+        &format!("{p1}\n[[printer]]\nname = \"p2\"\ncolour = 1\n"),
+    );
+    let socket = d.socket.to_str().unwrap();
+    let out = reload_command(&d, &["--socket", socket]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("reload refused"), "{stderr}");
+    assert!(stderr.contains("colour"), "names the bad key: {stderr}");
+    assert!(
+        stderr.contains(&d.config.display().to_string()),
+        "names the file: {stderr}"
+    );
+    let after = devices(&d).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(instance(&after, "p1"), instance(&before, "p1"));
+
+    // A good file: exit 0, the change applied and reported. The socket comes
+    // from the (now valid) configuration file.
+    d.write_config("", &format!("{p1}{}", file_printer("p2", dir.path())));
+    let out = reload_command(&d, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("started p2; restarted -; stopped -; unchanged p1"),
+        "{stdout}"
+    );
+    let after = devices(&d).await;
+    assert_eq!(after.len(), 2);
+    assert_eq!(instance(&after, "p1"), instance(&before, "p1"));
+
+    // A daemon that is not there is a failure too, not a silent success.
+    let out = reload_command(
+        &d,
+        &["--socket", dir.path().join("nobody.sock").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is the daemon running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn a_stale_socket_is_replaced_and_a_live_one_is_not_stolen() {
     // A stale socket file: bound, then the listener is gone.

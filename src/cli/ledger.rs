@@ -40,8 +40,7 @@ pub async fn export(
     format: ExportFormat,
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let config = locate(config_flag).load()?;
-    let books = Books::sqlite(Store::open(&config.database_path())?);
+    let books = Books::sqlite(open_existing(config_flag)?);
     let dest = out.clone();
     // One read transaction: the export is one state of the books.
     let written = books
@@ -62,6 +61,41 @@ pub async fn export(
         Some(p) => written.with_context(|| format!("writing {}", p.display())),
         None => written.context("writing to stdout"),
     }
+}
+
+/// The till's database for a tool that only reads it (`ledger verify`,
+/// `ledger export`): the file the configuration names must exist, since a
+/// missing one means the wrong (or no) configuration, not an empty ledger
+/// whose invariants all hold; it is opened read-only, never created or
+/// migrated.
+pub fn open_existing(config_flag: Option<&Path>) -> anyhow::Result<Store> {
+    let source = locate(config_flag);
+    let config = source.load()?;
+    let path = config.database_path();
+    let from = match source.path() {
+        Some(p) => format!("the path {} gives", p.display()),
+        None => "the path of the built-in defaults (no configuration file found)".into(),
+    };
+    match std::fs::metadata(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no ledger database at {} ({from}); point at the till's configuration \
+             with --config PATH or $POSBRIDGE_CONFIG (an installed till's is {}), \
+             or set ledger.path in it",
+            path.display(),
+            crate::config::SYSTEM_CONFIG,
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot reach the ledger database {} ({from}); run this as root \
+                     or as the daemon's user (sudo -u posbridge ...)",
+                    path.display()
+                )
+            });
+        }
+    }
+    Ok(Store::open_read_only(&path)?)
 }
 
 /// Writes every transaction with its entries to `sink` in `format` (the

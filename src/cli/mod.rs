@@ -8,6 +8,7 @@ pub mod demo_chain;
 pub mod devices;
 pub mod ledger;
 pub mod print_test;
+pub mod reload;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ pub enum Command {
     Call(call::CallArgs),
     /// Subscribe to events and print them as they arrive.
     Events(call::EventsArgs),
+    /// Ask the running daemon to re-read its configuration; exit 1 with the
+    /// reason when the file is refused (systemd's ExecReload=).
+    Reload(reload::ReloadArgs),
     /// The whole job on simulated devices: a reader, a scanner and a
     /// printer simulator, the real daemon, and a short story played through
     /// its socket. With `--chain`, a store chain instead: a throwaway

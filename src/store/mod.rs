@@ -313,6 +313,17 @@ pub enum StoreError {
         /// Latest version this build knows.
         known: i64,
     },
+    /// A read-only tool met a file an older posbridge wrote: it does not
+    /// migrate (that is a write), the daemon of this version does at start.
+    #[error("database {} has schema version {found}, older than this build's {known}; start the daemon of this version once to migrate it, then run this again", path.display())]
+    TooOld {
+        /// The database file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Latest version this build knows.
+        known: i64,
+    },
 }
 
 /// The open database, shared by the daemon's modules.
@@ -377,6 +388,52 @@ impl Store {
             }
         }
         let terminal_id = terminal_id(&mut conn).map_err(err)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+            terminal_id,
+        })
+    }
+
+    /// Opens an existing database read-only, for tools that only look
+    /// (`posbridge ledger verify|export`): never creates the file, never
+    /// migrates, never writes, so it is safe beside the running daemon.
+    /// A missing file is [`rusqlite::Error`]'s "unable to open" here; the
+    /// caller checks for it first to name the fix.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OptionalExtension as _;
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        let known = MIGRATIONS.len() as i64;
+        if found != known {
+            let path = path.to_path_buf();
+            return Err(if found > known {
+                StoreError::TooNew { path, found, known }
+            } else {
+                StoreError::TooOld { path, found, known }
+            });
+        }
+        let terminal_id = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'terminal_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?
+            .unwrap_or_default();
         Ok(Store {
             path: path.to_path_buf(),
             conn: Arc::new(Mutex::new(conn)),
