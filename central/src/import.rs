@@ -366,6 +366,17 @@ pub fn run(
             return Ok(Err(report));
         }
         apply(db, source, target)?;
+        // The rows came in as the till had them; the imported accounts'
+        // maintained balance and next expiry are summed once here.
+        db.execute(
+            "UPDATE accounts SET
+                balance = (SELECT COALESCE(SUM(amount), 0) FROM entries e
+                           WHERE e.account_id = accounts.id),
+                next_expiry = (SELECT MIN(expires_at) FROM lots l
+                               WHERE l.account_id = accounts.id AND l.remaining > 0)
+             WHERE id IN (SELECT new_id FROM imports WHERE source = ?1 AND kind = 'account')",
+            args![source.terminal],
+        )?;
         Ok(Ok(Report {
             written: true,
             ..report

@@ -196,6 +196,16 @@ pub const MIGRATIONS: &[&str] = &[
     "CREATE INDEX lots_due ON lots(expires_at) WHERE remaining > 0;
     CREATE INDEX entries_created ON entries(created_at);
     CREATE INDEX accounts_created ON accounts(created_at);",
+    // 6: as the till's SQLite migration 17: an account's balance (Σ of its
+    // entries) and next expiry (earliest expiry of its open lots) kept on
+    // the account by the shared book-keeping, so a call's cost does not
+    // grow with the account's history; `verify` checks them. Backfilled.
+    "ALTER TABLE accounts ADD COLUMN balance BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN next_expiry TEXT;
+    UPDATE accounts SET
+        balance = (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.account_id = accounts.id),
+        next_expiry = (SELECT MIN(expires_at) FROM lots l
+                       WHERE l.account_id = accounts.id AND l.remaining > 0);",
 ];
 
 /// The schema version this binary writes.

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
 use super::db::{Books, Db, DbError, Value, args};
-use super::embedded::{ts, units};
+use super::embedded::{entry, new_lot, ts, units};
 use super::origin::Origin;
 use super::rules::{self, Programme};
 use crate::random::{self, RandomError, Source};
@@ -421,16 +421,9 @@ fn credit_welcome(
         ],
     )?;
     let u = units(bonus);
-    let lot = db.insert(
-        "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING id",
-        args![account, txn, u, expires, stamp],
-    )?;
-    db.execute(
-        "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
-         VALUES (?1, ?2, ?3, 'welcome', ?4, ?5)",
-        args![txn, account, lot, u, stamp],
-    )?;
+    // The shared book-keeping keeps the account's balance and next expiry.
+    let lot = new_lot(db, txn, account, u, expires, stamp)?;
+    entry(db, txn, account, Some(lot), "welcome", u, stamp)?;
     Ok((Some(bonus), expires.map(str::to_owned)))
 }
 

@@ -506,9 +506,11 @@ fn run_on<T, E>(
     out.ok_or(DbError::Invariant("the runner never ran the transaction"))
 }
 
-/// The embedded books: the daemon's SQLite [`Store`]. One connection, so
-/// one transaction at a time; writers begin `IMMEDIATE` so they never
-/// deadlock upgrading a read lock.
+/// The embedded books: the daemon's SQLite [`Store`]. Reads run on the
+/// store's read-only WAL connections, so they never queue behind a write;
+/// writes run on its one write connection with group commit (each caller
+/// in its own savepoint of a shared transaction, all answered after its
+/// one durable commit: see `store::group`).
 pub struct SqliteBooks {
     store: Store,
 }
@@ -526,19 +528,21 @@ impl Runner for SqliteBooks {
         mode: Mode,
         f: &mut dyn FnMut(&dyn Db) -> Result<Finish, DbError>,
     ) -> Result<(), DbError> {
-        let conn = self.store.connection();
-        let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let behavior = match mode {
-            Mode::Read => rusqlite::TransactionBehavior::Deferred,
-            Mode::Write => rusqlite::TransactionBehavior::Immediate,
-        };
-        let tx = guard.transaction_with_behavior(behavior)?;
-        let how = f(&SqliteDb(&tx))?;
-        match how {
-            Finish::Commit => tx.commit()?,
-            Finish::Rollback => tx.rollback()?,
+        match mode {
+            Mode::Read => {
+                let mut conn = self.store.reader();
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+                let how = f(&SqliteDb(&tx))?;
+                // A reader has nothing to keep: either way it ends.
+                let _ = how;
+                tx.rollback()?;
+                Ok(())
+            }
+            Mode::Write => self
+                .store
+                .writer()
+                .group(|conn| Ok(f(&SqliteDb(conn))? == Finish::Commit)),
         }
-        Ok(())
     }
 }
 

@@ -33,10 +33,10 @@ mod book;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
-    accrue, balance_units, card_account, claim_txn, enrol, entry, expire_due, finish, overrides_of,
-    priced_overrides, replay, summary, summary_with, take_from_lots,
+    accrue, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
+    priced_overrides, refresh_next_expiry, replay, summary, summary_with, take_from_lots,
 };
-pub(crate) use book::{new_txn, store_result};
+pub(crate) use book::{entry, new_lot, new_txn, store_result};
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.
@@ -120,6 +120,28 @@ impl Embedded {
         let now = OffsetDateTime::now_utc();
         let programme = self.programme.clone();
         let origin = self.origin.clone();
+        // A read first (a reader connection on the embedded store, so a
+        // swipe does not queue behind commits); only an account with lots
+        // due to expire (its maintained next expiry has passed) needs the
+        // write that posts them.
+        let (p, n) = (programme.clone(), number.clone());
+        let read = self
+            .books
+            .read(move |db| {
+                let Some((account, status)) = card_account(db, &n)? else {
+                    return Ok(Some(None));
+                };
+                if book::has_due(db, account, now)? {
+                    return Ok(None);
+                }
+                let mut s = summary(db, account, status, now)?;
+                super::tiers::annotate(db, &p, &mut s, now)?;
+                Ok(Some(Some(s)))
+            })
+            .await?;
+        if let Some(r) = read {
+            return Ok(r);
+        }
         let r = self
             .books
             .write_always(move |db| {
@@ -768,6 +790,8 @@ pub(crate) fn refund_tx(
         }
         left -= give;
     }
+    // Points given back reopen lots, possibly earlier-expiring ones.
+    refresh_next_expiry(db, account)?;
     let after = balance_units(db, account)?;
     let mut result = RefundResult {
         transaction: txn,

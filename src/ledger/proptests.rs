@@ -144,6 +144,26 @@ fn check_invariants(t: &Till, p: &Programme, step: usize, op: &Op) -> Result<(),
         step,
         op
     );
+    // The maintained columns, independently of verify: the balance is the
+    // sum of the entries, the next expiry the earliest open lot's.
+    let stale: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM accounts a
+             WHERE a.balance != (SELECT COALESCE(SUM(amount), 0) FROM entries e
+                                 WHERE e.account_id = a.id)
+                OR a.next_expiry IS NOT (SELECT MIN(expires_at) FROM lots l
+                                         WHERE l.account_id = a.id AND l.remaining > 0)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    prop_assert_eq!(
+        stale,
+        0,
+        "maintained balance or next expiry stale after step {} {:?}",
+        step,
+        op
+    );
     let negative: i64 = c
         .query_row(
             "SELECT COUNT(*) FROM (SELECT account_id, SUM(amount) s FROM entries
@@ -362,9 +382,9 @@ proptest! {
         let store = Store::open(&path).unwrap();
         // Durability is not under test here; speed is.
         store
-            .connection()
-            .lock()
-            .unwrap()
+            .writer()
+            .exclusive()
+            .conn
             .pragma_update(None, "synchronous", "OFF")
             .unwrap();
         let raw = Connection::open(&path).unwrap();

@@ -7,11 +7,18 @@
 //! writers never deadlock upgrading read locks.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, params};
 
+mod group;
 pub mod private;
+
+pub(crate) use group::{Readers, Writer};
+
+/// Read-only connections kept for reads (WAL readers never wait for the
+/// writer): enough for the terminals' swipes and the back office at once.
+const READERS: usize = 4;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many ran. Append only: never edit a migration that has shipped.
@@ -261,6 +268,18 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX lots_due ON lots(expires_at) WHERE remaining > 0;
     CREATE INDEX entries_created ON entries(created_at);
     CREATE INDEX accounts_created ON accounts(created_at);",
+    // 17: an account's balance (Σ of its entries) and next expiry (the
+    // earliest expiry of its open lots) kept on the account, updated in
+    // the same transaction as its entries and lots
+    // ([`crate::ledger::embedded`]'s book-keeping), so a sale costs the
+    // same on an account with 50,000 lots as on a new one; `ledger verify`
+    // checks both against the sums. Backfilled here.
+    "ALTER TABLE accounts ADD COLUMN balance INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN next_expiry TEXT;
+    UPDATE accounts SET
+        balance = (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.account_id = accounts.id),
+        next_expiry = (SELECT MIN(expires_at) FROM lots l
+                       WHERE l.account_id = accounts.id AND l.remaining > 0);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
@@ -331,8 +350,10 @@ pub enum StoreError {
 pub struct Store {
     path: PathBuf,
     // One connection for writes: SQLite allows one writer anyway, and a
-    // mutex makes the queue explicit instead of busy-waiting on locks.
-    conn: Arc<Mutex<Connection>>,
+    // mutex makes the queue explicit instead of busy-waiting on locks; the
+    // queue commits as a group (`group`).
+    writer: Arc<Writer>,
+    readers: Arc<Readers>,
     terminal_id: String,
 }
 
@@ -388,9 +409,21 @@ impl Store {
             }
         }
         let terminal_id = terminal_id(&mut conn).map_err(err)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(err)?;
+            r.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(err)?;
+            readers.push(r);
+        }
         Ok(Store {
             path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Writer::new(conn)),
+            readers: Arc::new(Readers::new(readers)),
             terminal_id,
         })
     }
@@ -458,21 +491,26 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let writer = self.writer.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            let mut guard = writer.exclusive();
+            f(&mut guard.conn)
         })
         .await
         .map_err(|join| StoreError::Worker(join.to_string()))?
         .map_err(|source| StoreError::Sqlite { path, source })
     }
 
-    /// The one connection, for the ledger's [`crate::ledger::db::SqliteBooks`]
-    /// (which runs its own transactions on it).
-    pub(crate) fn connection(&self) -> &Arc<Mutex<Connection>> {
-        &self.conn
+    /// The write connection with group commit, for the ledger's
+    /// [`crate::ledger::db::SqliteBooks`].
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// A read-only connection of the pool, for read transactions.
+    pub(crate) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.readers.get()
     }
 
     /// Moves the WAL into the main file and truncates it: called on
@@ -603,13 +641,15 @@ mod tests {
                 .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                at + 2,
+                at + 3,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
-                "DROP INDEX lots_due;
+                "ALTER TABLE accounts DROP COLUMN balance;
+                 ALTER TABLE accounts DROP COLUMN next_expiry;
+                 DROP INDEX lots_due;
                  DROP INDEX entries_created;
                  DROP INDEX accounts_created;
                  DROP TABLE account_words;

@@ -50,10 +50,16 @@ pub fn load(
         let lot0: i64 = tx
             .query_one("SELECT COALESCE(MAX(id), 0) + 1 FROM lots", &[])?
             .get(0);
+        // The maintained balance and next expiry are what the lots below
+        // add up to (the first sale's lot expires in January).
         tx.execute(
-            "INSERT INTO accounts (id, created_at)
-             SELECT a, '2025-01-01T00:00:00Z' FROM generate_series($1::bigint, $2::bigint) a",
-            &[&lo, &hi],
+            &format!(
+                "INSERT INTO accounts (id, created_at, balance, next_expiry)
+                 SELECT a, '2025-01-01T00:00:00Z', $3::bigint * ({LOT_AMOUNT} - {LOT_SPENT}),
+                        '2099-01-01T00:00:00Z'
+                 FROM generate_series($1::bigint, $2::bigint) a"
+            ),
+            &[&lo, &hi, &sales],
         )?;
         tx.execute(
             "INSERT INTO cards (number, account_id)
@@ -138,10 +144,8 @@ pub fn hot_statements(account: i64, lot: i64, txn: i64) -> Vec<(&'static str, St
             ),
         ),
         (
-            "balance_units (Σ entries)",
-            format!(
-                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM entries WHERE account_id = {account}"
-            ),
+            "balance_units (maintained column)",
+            format!("SELECT balance FROM accounts WHERE id = {account}"),
         ),
         (
             "overrides_of (account)",
@@ -152,13 +156,27 @@ pub fn hot_statements(account: i64, lot: i64, txn: i64) -> Vec<(&'static str, St
         (
             "take_from_lots (open lots in expiry order)",
             format!(
-                "SELECT id, remaining FROM lots WHERE account_id = {account} AND remaining > 0
-                 ORDER BY expires_at IS NULL, expires_at, id"
+                "SELECT id, remaining FROM lots
+                 WHERE account_id = {account} AND remaining > 0 AND expires_at IS NOT NULL
+                 ORDER BY expires_at, id LIMIT 16"
             ),
         ),
         (
             "take_from_lots (UPDATE lot)",
             format!("UPDATE lots SET remaining = remaining - 1 WHERE id = {lot}"),
+        ),
+        (
+            "entry (UPDATE maintained balance)",
+            format!("UPDATE accounts SET balance = balance - 1 WHERE id = {account}"),
+        ),
+        (
+            "refresh_next_expiry (MIN over open lots)",
+            format!(
+                "UPDATE accounts SET next_expiry =
+                    (SELECT MIN(expires_at) FROM lots
+                     WHERE account_id = {account} AND remaining > 0 AND expires_at IS NOT NULL)
+                 WHERE id = {account}"
+            ),
         ),
         (
             "debt_units (account)",

@@ -13,27 +13,62 @@ const PAGE: i64 = if cfg!(test) { 2 } else { 1000 };
 /// Every invariant of every account: balance = Σ entries = Σ lot
 /// remainders − debt, the debt ≥ 0 and equal to what its lot-less entries
 /// (`debt`, `debt_repay`) leave owed, each lot's remainder = Σ its entries,
-/// no lot below zero or above its amount. Returns the violations found,
+/// no lot below zero or above its amount, and the account's maintained
+/// columns equal to what they summarise (`balance` = Σ entries,
+/// `next_expiry` = the earliest expiry of its open lots). Returns the violations found,
 /// empty when all hold. Run it in one (read) transaction so it sees one
 /// state of the books.
 pub fn verify(db: &dyn Db) -> Result<Vec<String>, DbError> {
     let mut problems = Vec::new();
     let mut after = 0_i64;
     loop {
-        let rows: Vec<(i64, i64, i64, i64, i64)> = db.query_map(
-            "SELECT a.id,
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(i64, i64, i64, i64, i64, i64, Option<String>, Option<String>)> = db
+            .query_map(
+                "SELECT a.id,
                     (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT)
                      FROM entries e WHERE e.account_id = a.id),
                     (SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT)
                      FROM lots l WHERE l.account_id = a.id),
                     a.debt,
                     (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM entries e
-                     WHERE e.account_id = a.id AND e.lot_id IS NULL)
+                     WHERE e.account_id = a.id AND e.lot_id IS NULL),
+                    a.balance,
+                    a.next_expiry,
+                    (SELECT MIN(expires_at) FROM lots l
+                     WHERE l.account_id = a.id AND l.remaining > 0)
              FROM accounts a WHERE a.id > ?1 ORDER BY a.id LIMIT ?2",
-            args![after, PAGE],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
-        for &(account, entries, lots, debt, lotless) in &rows {
+                args![after, PAGE],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )?;
+        for (account, entries, lots, debt, lotless, balance, next, earliest) in &rows {
+            let (account, entries, lots, debt, lotless, balance) =
+                (*account, *entries, *lots, *debt, *lotless, *balance);
+            if balance != entries {
+                problems.push(format!(
+                    "account {account}: balance column says {} but entries sum to {}",
+                    points(balance),
+                    points(entries)
+                ));
+            }
+            if next != earliest {
+                problems.push(format!(
+                    "account {account}: next_expiry column says {} but the earliest open lot expires {}",
+                    next.as_deref().unwrap_or("never"),
+                    earliest.as_deref().unwrap_or("never")
+                ));
+            }
             if debt < 0 {
                 problems.push(format!("account {account}: debt {} < 0", points(debt)));
             }

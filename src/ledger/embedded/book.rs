@@ -71,13 +71,50 @@ pub(super) fn accrue(
     if rest <= 0 {
         return Ok((None, repay));
     }
+    let lot = new_lot(db, txn, account, rest, expires, stamp)?;
+    entry(db, txn, account, Some(lot), kind, rest, stamp)?;
+    Ok((Some(lot), repay))
+}
+
+/// Inserts an open lot of `amount` units and keeps the account's next
+/// expiry (the earliest expiry of its open lots) right; the caller posts
+/// its entry. Returns the lot's id.
+pub(crate) fn new_lot(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    amount: i64,
+    expires: Option<&str>,
+    stamp: &str,
+) -> Result<i64, DbError> {
     let lot = db.insert(
         "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING id",
-        args![account, txn, rest, expires, stamp],
+        args![account, txn, amount, expires, stamp],
     )?;
-    entry(db, txn, account, Some(lot), kind, rest, stamp)?;
-    Ok((Some(lot), repay))
+    if let Some(at) = expires {
+        db.execute(
+            "UPDATE accounts SET next_expiry = ?1
+             WHERE id = ?2 AND (next_expiry IS NULL OR next_expiry > ?1)",
+            args![at, account],
+        )?;
+    }
+    Ok(lot)
+}
+
+/// Recomputes the account's next expiry after its lots' remainders
+/// changed (taken, expired, returned): one seek in the open-lots index
+/// `(account_id, expires_at) WHERE remaining > 0`, however many lots the
+/// account has.
+pub(crate) fn refresh_next_expiry(db: &dyn Db, account: i64) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE accounts SET next_expiry =
+            (SELECT MIN(expires_at) FROM lots
+             WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL)
+         WHERE id = ?1",
+        args![account],
+    )?;
+    Ok(())
 }
 
 /// Stores an operation's result with its transaction row (what a repeat of
@@ -152,7 +189,9 @@ pub(crate) fn claim_txn(
     )
 }
 
-pub(super) fn entry(
+/// Posts an entry and adds it to the account's maintained balance (the
+/// one place entries are written, so balance = Σ entries holds).
+pub(crate) fn entry(
     db: &dyn Db,
     txn: i64,
     account: i64,
@@ -165,6 +204,10 @@ pub(super) fn entry(
         "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![txn, account, lot, kind, amount, stamp],
+    )?;
+    db.execute(
+        "UPDATE accounts SET balance = balance + ?1 WHERE id = ?2",
+        args![amount, account],
     )?;
     Ok(())
 }
@@ -184,37 +227,81 @@ pub(super) fn take_from_lots(
     if want <= 0 {
         return Ok(0);
     }
-    let read = |r: &Row| Ok((r.get(0)?, r.get(1)?));
-    // Without a first lot (every sale's redemption) the order needs no
-    // extra sort key, so the open-lots index can give it.
-    let lots: Vec<(i64, i64)> = match first {
-        Some(first) => db.query_map(
-            "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
-             ORDER BY id != ?2, expires_at IS NULL, expires_at, id",
-            args![account, first],
-            read,
-        )?,
-        None => db.query_map(
-            "SELECT id, remaining FROM lots WHERE account_id = ?1 AND remaining > 0
-             ORDER BY expires_at IS NULL, expires_at, id",
-            args![account],
-            read,
-        )?,
-    };
     let mut left = want;
-    for (lot, remaining) in lots {
-        if left == 0 {
-            break;
-        }
-        let take = remaining.min(left);
-        db.execute(
-            "UPDATE lots SET remaining = remaining - ?1 WHERE id = ?2",
-            args![take, lot],
+    // The sale's own lot first (a refund's clawback).
+    if let Some(first) = first {
+        let open: Option<i64> = db.query_opt(
+            "SELECT remaining FROM lots WHERE id = ?1 AND account_id = ?2 AND remaining > 0",
+            args![first, account],
+            |r| r.get(0),
         )?;
-        entry(db, txn, account, Some(lot), kind, -take, stamp)?;
-        left -= take;
+        if let Some(remaining) = open {
+            left -= take_lot(db, txn, account, first, remaining, left, kind, stamp)?;
+        }
+    }
+    // Then soonest-expiring first, a few lots at a time: a lot taken whole
+    // leaves the open-lots index, so each page starts at the front again
+    // and only the lots actually taken are read, however many the account
+    // holds.
+    for dated in [true, false] {
+        let sql = if dated {
+            "SELECT id, remaining FROM lots
+             WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL
+             ORDER BY expires_at, id LIMIT ?2"
+        } else {
+            "SELECT id, remaining FROM lots
+             WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NULL
+             ORDER BY id LIMIT ?2"
+        };
+        while left > 0 {
+            let page: Vec<(i64, i64)> =
+                db.query_map(sql, args![account, TAKE_PAGE], |r: &Row| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let full = page.len() as i64 == TAKE_PAGE;
+            for (lot, remaining) in page {
+                if left == 0 {
+                    break;
+                }
+                left -= take_lot(db, txn, account, lot, remaining, left, kind, stamp)?;
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    if left < want {
+        refresh_next_expiry(db, account)?;
     }
     Ok(want - left)
+}
+
+/// Lots read per page while taking points.
+const TAKE_PAGE: i64 = 16;
+
+/// Takes up to `left` units from one lot holding `remaining`; returns what
+/// it took.
+#[allow(clippy::too_many_arguments)]
+fn take_lot(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    lot: i64,
+    remaining: i64,
+    left: i64,
+    kind: &str,
+    stamp: &str,
+) -> Result<i64, DbError> {
+    let take = remaining.min(left);
+    if take <= 0 {
+        return Ok(0);
+    }
+    db.execute(
+        "UPDATE lots SET remaining = remaining - ?1 WHERE id = ?2",
+        args![take, lot],
+    )?;
+    entry(db, txn, account, Some(lot), kind, -take, stamp)?;
+    Ok(take)
 }
 
 /// The stored result of `key`, if it was used: the same request gets it
@@ -269,12 +356,25 @@ pub(super) fn enrol(db: &dyn Db, number: &str, now: OffsetDateTime) -> Result<i6
     Ok(account)
 }
 
+/// The account's balance: its maintained column (Σ of its entries, which
+/// `verify` checks), not a sum over its history.
 pub(super) fn balance_units(db: &dyn Db, account: i64) -> Result<i64, DbError> {
     db.query_row(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM entries WHERE account_id = ?1",
+        "SELECT balance FROM accounts WHERE id = ?1",
         args![account],
         |r| r.get(0),
     )
+}
+
+/// Whether the account has open lots whose expiry has come (by its
+/// maintained next expiry: one row read).
+pub(super) fn has_due(db: &dyn Db, account: i64, now: OffsetDateTime) -> Result<bool, DbError> {
+    let next: Option<String> = db.query_row(
+        "SELECT next_expiry FROM accounts WHERE id = ?1",
+        args![account],
+        |r| r.get(0),
+    )?;
+    Ok(next.is_some_and(|at| at <= ts(now)))
 }
 
 /// Posts an `expire` entry for every lot whose time has come, in a
@@ -313,6 +413,9 @@ pub(crate) fn expire_due(
             entry(db, txn, account, Some(*lot), "expire", -remaining, burn)?;
         }
     }
+    if !due.is_empty() {
+        refresh_next_expiry(db, account)?;
+    }
     Ok(())
 }
 
@@ -334,14 +437,33 @@ pub(super) fn summary_with(
     balance: i64,
     now: OffsetDateTime,
 ) -> Result<AccountSummary, DbError> {
-    let next: Option<(String, i64)> = db.query_opt(
-        "SELECT expires_at, CAST(SUM(remaining) AS BIGINT) FROM lots
-         WHERE account_id = ?1 AND remaining > 0 AND expires_at > ?2
-         GROUP BY expires_at ORDER BY expires_at LIMIT 1",
-        args![account, ts(now)],
+    let (debt, maintained): (i64, Option<String>) = db.query_row(
+        "SELECT debt, next_expiry FROM accounts WHERE id = ?1",
+        args![account],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let debt = debt_units(db, account)?;
+    let stamp = ts(now);
+    let next: Option<(String, i64)> = match maintained {
+        None => None,
+        // The maintained expiry is still ahead: its lots by equality.
+        Some(at) if at > stamp => db
+            .query_opt(
+                "SELECT CAST(SUM(remaining) AS BIGINT) FROM lots
+             WHERE account_id = ?1 AND remaining > 0 AND expires_at = ?2",
+                args![account, at],
+                |r| Ok(r.get::<Option<i64>>(0)?.map(|sum| (at.clone(), sum))),
+            )?
+            .flatten(),
+        // Lots due but not yet swept (a read sees them before the sweep or
+        // the next write burns them): the first expiry after now.
+        Some(_) => db.query_opt(
+            "SELECT expires_at, CAST(SUM(remaining) AS BIGINT) FROM lots
+             WHERE account_id = ?1 AND remaining > 0 AND expires_at > ?2
+             GROUP BY expires_at ORDER BY expires_at LIMIT 1",
+            args![account, stamp],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+    };
     Ok(AccountSummary {
         account,
         status,

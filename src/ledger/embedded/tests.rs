@@ -335,6 +335,113 @@ fn verify_finds_a_debt_that_entries_do_not_explain() {
 }
 
 #[test]
+fn verify_catches_a_corrupted_maintained_balance_or_next_expiry() {
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    c.commit_tx(&p, "s", CARD, "R", &sale(100), Decimal::ZERO, now)
+        .unwrap()
+        .unwrap();
+    assert!(c.verify().unwrap().is_empty());
+    c.books
+        .write_blocking(|db| {
+            db.execute("UPDATE accounts SET balance = balance + 1", args![])
+                .map(Ok::<_, ()>)
+        })
+        .unwrap()
+        .unwrap();
+    let problems = c.verify().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("balance column"), "{problems:?}");
+    c.books
+        .write_blocking(|db| {
+            db.execute(
+                "UPDATE accounts SET balance = balance - 1, next_expiry = '2099-01-01T00:00:00Z'",
+                args![],
+            )
+            .map(Ok::<_, ()>)
+        })
+        .unwrap()
+        .unwrap();
+    let problems = c.verify().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("next_expiry column"), "{problems:?}");
+}
+
+#[test]
+fn an_account_with_many_lots_spends_and_expires_in_order() {
+    // Lots spent page by page (more than one page of the open-lots index),
+    // soonest expiry first, and the maintained next expiry follows.
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    c.commit_tx(&p, "s0", CARD, "R0", &sale(100), Decimal::ZERO, now)
+        .unwrap()
+        .unwrap();
+    c.books
+        .write_blocking(|db| {
+            let account: i64 = db.query_row("SELECT id FROM accounts", args![], |r| r.get(0))?;
+            let txn: i64 = db.query_row("SELECT id FROM txns", args![], |r| r.get(0))?;
+            for i in 0..40_i64 {
+                let at = format!("2027-01-{:02}T00:00:00Z", 28 - (i % 27));
+                let lot =
+                    super::new_lot(db, txn, account, 10_000, Some(&at), "2026-03-01T00:00:00Z")?;
+                super::entry(
+                    db,
+                    txn,
+                    account,
+                    Some(lot),
+                    "adjust",
+                    10_000,
+                    "2026-03-01T00:00:00Z",
+                )?;
+            }
+            Ok(Ok::<_, ()>(()))
+        })
+        .unwrap()
+        .unwrap();
+    assert!(c.verify().unwrap().is_empty());
+    // The sale's own lot (5 points, six months) expires first.
+    let before = c.resolve_tx(CARD, now).unwrap().unwrap();
+    let next = before.next_expiry.unwrap();
+    assert_eq!(
+        (&next.at[..10], next.amount),
+        ("2026-09-01", Decimal::from(5))
+    );
+    // 35 points: the sale's 5, then the 30 soonest of the 40 one-point lots
+    // (days 2..15 once, 16..28 twice), across pages of the index.
+    c.commit_tx(&p, "s1", CARD, "R1", &sale(100), Decimal::from(35), now)
+        .unwrap()
+        .unwrap();
+    assert!(c.verify().unwrap().is_empty(), "{:?}", c.verify());
+    let (earliest, open): (Option<String>, i64) = c
+        .read(|db| {
+            db.query_row(
+                "SELECT MIN(expires_at), COUNT(*) FROM lots
+                 WHERE remaining > 0 AND expires_at LIKE '2027%'",
+                args![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        (earliest.as_deref(), open),
+        (Some("2027-01-24T00:00:00Z"), 10)
+    );
+    // The new sale's accrual (3 points, six months) is now the next expiry.
+    let after = c.resolve_tx(CARD, now).unwrap().unwrap();
+    let next = after.next_expiry.unwrap();
+    assert_eq!(
+        (&next.at[..10], next.amount),
+        ("2026-09-01", Decimal::from(3))
+    );
+    assert_eq!(
+        after.balance,
+        before.balance - Decimal::from(35) + Decimal::from(3)
+    );
+}
+
+#[test]
 fn overrides_are_stored_per_account_and_replayed_by_key() {
     let c = open();
     let p = Programme::default();
@@ -661,5 +768,53 @@ fn the_sweep_burns_an_untouched_account_on_its_own_date_once() {
         })
         .unwrap();
     assert_eq!(n, 1);
+    assert!(c.verify().unwrap().is_empty());
+}
+
+/// Three terminals' commits in one group commit, two of them a retry of
+/// the same key: the sale is booked once, the retries get it replayed, and
+/// a refused redemption in the same group leaves the others standing.
+#[test]
+fn one_group_commit_books_a_key_once_and_keeps_outcomes_apart() {
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-03-01 12:00:00 UTC);
+    let (a, b, refused) = std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            c.write(|db, o| {
+                let r = commit_tx(db, &p, "k", CARD, "R", &sale(100), Decimal::ZERO, now, o)?;
+                // Hold the group open until the other two queue behind it.
+                while c.store.writer().queued() < 2 {
+                    std::thread::yield_now();
+                }
+                Ok(r)
+            })
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let retry = s.spawn(|| c.commit_tx(&p, "k", CARD, "R", &sale(100), Decimal::ZERO, now));
+        while c.store.writer().queued() < 1 {
+            std::thread::yield_now();
+        }
+        let greedy =
+            s.spawn(|| c.commit_tx(&p, "g", CARD, "G", &sale(100), Decimal::from(1000), now));
+        (
+            first.join().unwrap().unwrap().unwrap(),
+            retry.join().unwrap().unwrap().unwrap(),
+            greedy.join().unwrap().unwrap(),
+        )
+    });
+    assert!(!a.replayed && b.replayed, "{a:?} {b:?}");
+    assert_eq!(a.transaction, b.transaction);
+    assert!(matches!(refused, Err(LedgerError::Rules(_))), "{refused:?}");
+    let (txns, balance): (i64, i64) = c
+        .read(|db| {
+            db.query_row(
+                "SELECT (SELECT COUNT(*) FROM txns), (SELECT balance FROM accounts)",
+                args![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .unwrap();
+    assert_eq!((txns, balance), (1, 50_000));
     assert!(c.verify().unwrap().is_empty());
 }
