@@ -26,3 +26,4 @@ pub mod redact;
 pub mod scans;
 pub mod store;
 pub mod textfile;
+pub mod web;

@@ -25,7 +25,7 @@ use crate::app::App;
 /// Lines waiting to be written to one client.
 pub(crate) const OUT_QUEUE: usize = 256;
 /// Calls one client may have running at once; reading pauses beyond it.
-const IN_FLIGHT: usize = 32;
+pub(crate) const IN_FLIGHT: usize = 32;
 /// A client whose socket accepts no bytes for this long is dropped.
 const WRITE_STALL: Duration = Duration::from_secs(30);
 /// Requests in one batch.
@@ -118,7 +118,7 @@ where
 
 /// Whether a line may hold an `auth.login` call (a cheap, conservative
 /// test: a false positive only runs the line in order).
-fn mentions_login(line: &[u8]) -> bool {
+pub(crate) fn mentions_login(line: &[u8]) -> bool {
     line.windows(b"auth.login".len())
         .any(|w| w == b"auth.login")
 }

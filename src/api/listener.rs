@@ -136,6 +136,12 @@ pub enum Listener {
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// A daemon-wide connection number, for logs (HTTP requests and
+/// WebSockets take theirs from here too).
+pub(crate) fn next_conn_id() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Accepts until `shutdown` fires. Each connection runs on `conns`, and
 /// holds a permit from `slots` so the total stays under `max_clients`.
 pub async fn accept_loop(
@@ -145,6 +151,9 @@ pub async fn accept_loop(
     conns: TaskTracker,
     slots: Arc<Semaphore>,
 ) {
+    // The TCP port also speaks HTTP (crate::web): one router for all its
+    // connections; it reads the configuration per request.
+    let web = matches!(listener, Listener::Tcp(_)).then(|| crate::web::router(app.clone()));
     let mut spare = Spare::new();
     let mut log_gate = LogGate::new(Duration::from_secs(10));
     loop {
@@ -179,7 +188,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        let id = next_conn_id();
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(conn = id, "too many clients; refusing a connection");
             conns.spawn(refuse(stream));
@@ -193,13 +202,27 @@ pub async fn accept_loop(
             Peer::Tcp(_) => None,
         };
         tracing::debug!(conn = id, ?peer, ?role, "connected");
-        let session = Arc::new(Session::new(id, peer, role, OUT_QUEUE));
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (app, shutdown, web) = (app.clone(), shutdown.clone(), web.clone());
         conns.spawn(async move {
-            let _permit = permit;
-            match stream {
-                Stream::Unix(s) => conn::serve(s, app, session, shutdown).await,
-                Stream::Tcp(s) => conn::serve(s, app, session, shutdown).await,
+            let session = Arc::new(Session::new(id, peer.clone(), role, OUT_QUEUE));
+            match (stream, peer, web) {
+                (Stream::Tcp(s), Peer::Tcp(addr), Some(web)) => match crate::web::sniff(&s).await {
+                    crate::web::Proto::Http => {
+                        crate::web::serve_http(s, web, addr, permit, shutdown).await;
+                    }
+                    crate::web::Proto::JsonLines => {
+                        let _permit = permit;
+                        conn::serve(s, app, session, shutdown).await;
+                    }
+                },
+                (Stream::Unix(s), ..) => {
+                    let _permit = permit;
+                    conn::serve(s, app, session, shutdown).await;
+                }
+                (Stream::Tcp(s), ..) => {
+                    let _permit = permit;
+                    conn::serve(s, app, session, shutdown).await;
+                }
             }
             tracing::debug!(conn = id, "disconnected");
         });

@@ -11,6 +11,8 @@ mod locate;
 mod offline;
 pub use offline::OfflineConfig;
 mod reader;
+mod web;
+pub use web::WebConfig;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +62,9 @@ pub struct Config {
     /// The back office web application (off unless `listen` is set).
     #[serde(default)]
     pub backoffice: BackofficeConfig,
+    /// Web pages allowed to use the API over HTTP and WebSocket.
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 /// `[backoffice]`: the operators' web application on the embedded ledger.
@@ -1830,6 +1835,13 @@ impl Config {
                 }
             }
             _ => {}
+        }
+        if let Err((i, message)) = self.web.validate() {
+            return Err(invalid(
+                find_key(src, "origins"),
+                format!("web.origins[{i}]"),
+                message,
+            ));
         }
         if let Err((key, message)) = self.ledger.offline.validate() {
             return Err(invalid(

@@ -1,0 +1,1 @@
+// posbridge.js: placeholder, see step 2
