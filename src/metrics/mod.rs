@@ -9,7 +9,7 @@
 //! only from the method table, device names only from the configuration,
 //! outcomes from fixed lists.
 
-mod refresh;
+pub mod refresh;
 
 use std::sync::LazyLock;
 use std::time::Duration;
