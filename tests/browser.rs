@@ -435,3 +435,192 @@ async fn every_page_fits_a_tablet_held_upright() {
     b.screenshot(&shot("backoffice-tablet.png")).await;
     b.quit().await;
 }
+
+/// A swipe with the secret code 4711 in track 2's discretionary data.
+const WEB_SWIPE: &[u8] =
+    b"%B6035000011112222^IVANOVA/MARIA^4912101?\r;6035000011112222=49121014711?\r";
+
+/// Polls `script` (a function body) until it returns `true`.
+async fn until(b: &Browser, what: &str, script: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while b.script(script).await != serde_json::Value::Bool(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 15 s; the page shows:\n{}",
+            b.text("body").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_pos_shows_a_swiped_customer_and_sells_with_points() {
+    use tokio::io::AsyncWriteExt;
+    let tcp = common::TcpTokens::new();
+    let (mut msr, msr_path) = common::pty_pair();
+    let printer_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (_, paper) = posbridge_drivers::sim::escpos::EscPosSim::new(Default::default())
+        .listen_tcp(format!("127.0.0.1:{printer_port}").parse().unwrap())
+        .unwrap();
+    let d = Daemon::start(
+        &tcp.daemon_extra,
+        &format!(
+            "{PROGRAMME}[[reader]]\nname = \"msr\"\ntype = \"msr\"\n[reader.serial]\nport = \"{msr_path}\"\n\
+             [reader.card]\nsecret = \"track2_discretionary\"\nsecret_len = 4\n\
+             [[printer]]\nname = \"receipt\"\ntype = \"escpos\"\npaper = \"58mm\"\n\
+             [printer.tcp]\nhost = \"127.0.0.1\"\nport = {printer_port}\n"
+        ),
+    );
+    // The customer, with the welcome bonus to spend.
+    let mut c = d.client().await;
+    c.call(
+        "account.register",
+        json!({"phone": "+79161234567", "name": "Мария Иванова",
+               "card_number": "6035000011112222", "secret": "4711"}),
+    )
+    .await
+    .unwrap();
+
+    let b = Browser::start(1366, 900).await;
+    b.open(&format!("http://{}/pos/", tcp.addr)).await;
+    // English labels whatever the browser's language, for the assertions.
+    b.script("sessionStorage.setItem('pb_lang', 'en');").await;
+    b.open(&format!("http://{}/pos/", tcp.addr)).await;
+    b.fill("#token", common::CASHIER_TOKEN).await;
+    b.click("#login-form button").await;
+    until(
+        &b,
+        "connected",
+        "return !document.getElementById('pos').hidden && document.getElementById('status').className === 'open';",
+    )
+    .await;
+    until(
+        &b,
+        "the printer listed",
+        "return document.getElementById('printer').options.length === 1;",
+    )
+    .await;
+
+    msr.write_all(WEB_SWIPE).await.unwrap();
+    body_shows(&b, "****2222").await;
+    let customer = b.text("#customer").await;
+    assert!(customer.contains("100"), "balance shown: {customer}");
+    assert!(customer.contains("secret code read"), "{customer}");
+
+    b.fill("#line-sku", "4600000000017").await;
+    b.fill("#line-name", "Tonometer").await;
+    b.fill("#line-price", "1000.00").await;
+    b.click("#line-form button").await;
+    b.script("document.getElementById('redeem').value = '50';")
+        .await;
+    b.click("#quote").await;
+    body_shows(&b, "Points spendable").await;
+    b.click("#commit").await;
+    body_shows(&b, "Sale committed").await;
+    until(
+        &b,
+        "the receipt preview",
+        "const i = document.getElementById('preview-img'); return !!i && i.complete && i.naturalWidth > 0;",
+    )
+    .await;
+    // The ledger spent the points once: what the page shows is the
+    // ledger's balance, and it fell by the 50 spent less what the sale earned.
+    let acct = c
+        .call("card.resolve", json!({"number": "6035000011112222"}))
+        .await
+        .unwrap();
+    let balance = acct["account"]["balance"].as_str().unwrap().to_owned();
+    assert_ne!(balance, "100", "{acct}");
+    let result = b.text("#result").await;
+    assert!(result.contains(&format!("100 → {balance}")), "{result}");
+    // And the receipt reached the paper.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let text: String = paper
+            .paper()
+            .receipts
+            .iter()
+            .flat_map(|r| r.lines.iter().map(|l| l.text.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if text.contains("Tonometer") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no receipt on the printer simulator: {text:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.screenshot(&shot("web-pos.png")).await;
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_from_a_foreign_origin_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = common::TcpTokens::new();
+    let _d = Daemon::start(
+        &tcp.daemon_extra,
+        "[web]\norigins = [\"http://127.0.0.1:1\"]\n",
+    );
+    // A page on another loopback port that tries the API both ways.
+    let page = format!(
+        r#"<!doctype html><div id="out">running</div>
+<script src="http://{addr}/posbridge.js"></script>
+<script>
+const out = document.getElementById("out");
+const results = [];
+fetch("http://{addr}/rpc", {{method: "POST", headers: {{"Authorization": "Bearer {token}", "Content-Type": "application/json"}},
+  body: '{{"jsonrpc":"2.0","id":1,"method":"system.ping"}}'}})
+  .then(r => r.text()).then(t => results.push("fetch ok " + t), e => results.push("fetch refused"))
+  .then(() => {{
+    const pb = new PosBridge("ws://{addr}/ws", {{token: "{token}", timeoutMs: 3000}});
+    return pb.call("system.ping").then(r => results.push("ws ok " + r), e => results.push("ws refused"))
+      .then(() => pb.close());
+  }})
+  .then(() => {{ out.textContent = results.join("; "); }});
+</script>"#,
+        addr = tcp.addr,
+        token = common::CASHIER_TOKEN
+    );
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let foreign = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = server.accept().await else {
+                return;
+            };
+            let page = page.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let b = Browser::start(800, 600).await;
+    b.open(&format!("http://{foreign}/")).await;
+    until(
+        &b,
+        "both attempts done",
+        "return document.getElementById('out').textContent !== 'running';",
+    )
+    .await;
+    let out = b.text("#out").await;
+    assert_eq!(out, "fetch refused; ws refused", "{out}");
+    b.quit().await;
+}

@@ -203,12 +203,13 @@ pub async fn accept_loop(
         };
         tracing::debug!(conn = id, ?peer, ?role, "connected");
         let (app, shutdown, web) = (app.clone(), shutdown.clone(), web.clone());
+        let tracked = conns.token();
         conns.spawn(async move {
             let session = Arc::new(Session::new(id, peer.clone(), role, OUT_QUEUE));
             match (stream, peer, web) {
                 (Stream::Tcp(s), Peer::Tcp(addr), Some(web)) => match crate::web::sniff(&s).await {
                     crate::web::Proto::Http => {
-                        crate::web::serve_http(s, web, addr, permit, shutdown).await;
+                        crate::web::serve_http(s, web, addr, (permit, tracked), shutdown).await;
                     }
                     crate::web::Proto::JsonLines => {
                         let _permit = permit;

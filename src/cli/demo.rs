@@ -69,6 +69,34 @@ pub(crate) fn print_backoffice(port: u16, password: &str) {
     println!("  login: {DEMO_OPERATOR}  password: {password}");
 }
 
+/// The demo's token file, in its temporary directory.
+const TOKEN_FILE: &str = "tokens";
+
+/// Writes a token file (mode 0600) with one fresh cashier token; the
+/// token. A throwaway token for a throwaway daemon: printed so a newcomer
+/// can paste it into the web POS.
+pub(crate) fn write_demo_token(dir: &Path) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let token = crate::random::hex::<16>(crate::random::system)?;
+    let path = dir.join(TOKEN_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "cashier {token}")?;
+    Ok(token)
+}
+
+/// Prints where the web POS is and the token to paste into it.
+pub(crate) fn print_web_pos(port: u16, token: &str) {
+    println!("\nThe web POS: http://127.0.0.1:{port}/pos/");
+    println!("  token: {token}");
+    println!("  (type the card 6035000011112222 with the secret code 4711 to sell with points)");
+}
+
 /// How the reader's shell reaches this binary: `posbridge` when a
 /// `posbridge` on `PATH` is this very file, else its full path (after
 /// `cargo run` nothing put it on `PATH`).
@@ -139,12 +167,18 @@ fn config(
     printer_port: u16,
     fiscal_port: u16,
     backoffice_port: u16,
+    web_port: u16,
 ) -> String {
     format!(
         r#"[daemon]
 socket = "{socket}"
 state_dir = "{state}"
 log_level = "warn"
+token_file = "{tokens}"
+
+# The web POS and posbridge.js are served on this port (/pos/).
+[daemon.tcp]
+listen = "127.0.0.1:{web_port}"
 
 [backoffice]
 listen = "127.0.0.1:{backoffice_port}"
@@ -186,6 +220,7 @@ port = {fiscal_port}
 "#,
         socket = dir.join("posbridge.sock").display(),
         state = dir.join("state").display(),
+        tokens = dir.join(TOKEN_FILE).display(),
     )
 }
 
@@ -234,6 +269,8 @@ pub async fn run(once: bool) -> Result<()> {
     let (mut qr, qr_path) = pty().await?;
     let cfg = dir.path().join("posbridge.toml");
     let backoffice_port = free_loopback_port()?;
+    let web_port = free_loopback_port()?;
+    let web_token = write_demo_token(dir.path())?;
     std::fs::write(
         &cfg,
         config(
@@ -243,6 +280,7 @@ pub async fn run(once: bool) -> Result<()> {
             printer_addr.port(),
             fiscal_addr.port(),
             backoffice_port,
+            web_port,
         ),
     )?;
     let socket: PathBuf = dir.path().join("posbridge.sock");
@@ -459,6 +497,7 @@ pub async fn run(once: bool) -> Result<()> {
     let password = add_demo_admin(&exe, &cfg, &["backoffice"]).await?;
     println!("\nThe daemon is running on {}.", socket.display());
     print_backoffice(backoffice_port, &password);
+    print_web_pos(web_port, &web_token);
     println!("\nTry, from another terminal:");
     let s = socket.display();
     let me = shell_name(&exe);

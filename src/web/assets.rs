@@ -15,6 +15,9 @@ use crate::app::App;
 pub const POSBRIDGE_JS: &str = include_str!("../../web/posbridge.js");
 /// The example web POS page.
 pub const POS_HTML: &str = include_str!("../../web/pos.html");
+/// The page's script (a file of its own: the page's CSP allows no inline
+/// script).
+pub const POS_JS: &str = include_str!("../../web/pos.js");
 
 /// The routes.
 pub fn routes() -> Router<Arc<App>> {
@@ -22,10 +25,15 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/posbridge.js", get(js))
         .route("/pos", get(|| async { Redirect::permanent("/pos/") }))
         .route("/pos/", get(pos))
+        .route("/pos/app.js", get(pos_js))
 }
 
 async fn js() -> Response {
     file("text/javascript; charset=utf-8", POSBRIDGE_JS)
+}
+
+async fn pos_js() -> Response {
+    file("text/javascript; charset=utf-8", POS_JS)
 }
 
 async fn pos() -> Response {
@@ -34,7 +42,7 @@ async fn pos() -> Response {
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            "default-src 'self'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
         ),
     );
     r.headers_mut()

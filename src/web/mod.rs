@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::app::App;
 
@@ -71,9 +72,17 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Fires on daemon shutdown; WebSockets close then.
     pub shutdown: CancellationToken,
-    /// The connection's `max_clients` permit; a WebSocket keeps a clone
-    /// after the upgrade, so it still counts against the limit.
-    pub slot: Arc<OwnedSemaphorePermit>,
+    /// What the connection holds, and a WebSocket keeps after the
+    /// upgrade: its `max_clients` permit, so it still counts against the
+    /// limit, and its place among the daemon's connections, so shutdown
+    /// waits (within the grace period) for its close frame.
+    pub held: Arc<Held>,
+}
+
+/// See [`ConnInfo::held`]; released on drop.
+pub struct Held {
+    _slot: OwnedSemaphorePermit,
+    _tracked: TaskTrackerToken,
 }
 
 /// The routes of the till's HTTP server, with the origin check and the
@@ -121,18 +130,21 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
 
 /// Serves one HTTP connection (already sniffed) until the client leaves,
 /// [`CONNECTION_MAX`] passes or `shutdown` fires. Upgrades (WebSocket)
-/// continue in their own task, holding `slot`.
+/// continue in their own task, holding `slot` and `tracked`.
 pub async fn serve_http(
     stream: TcpStream,
     router: Router,
     peer: SocketAddr,
-    slot: OwnedSemaphorePermit,
+    (slot, tracked): (OwnedSemaphorePermit, TaskTrackerToken),
     shutdown: CancellationToken,
 ) {
     let info = ConnInfo {
         peer,
         shutdown: shutdown.clone(),
-        slot: Arc::new(slot),
+        held: Arc::new(Held {
+            _slot: slot,
+            _tracked: tracked,
+        }),
     };
     let svc = hyper_util::service::TowerToHyperService::new(
         router

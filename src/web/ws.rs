@@ -56,8 +56,9 @@ async fn upgrade(
 
 async fn serve(socket: WebSocket, app: Arc<App>, conn: ConnInfo) {
     // Held until the socket closes: the WebSocket counts against
-    // max_clients like the connection it came from.
-    let _slot = conn.slot.clone();
+    // max_clients like the connection it came from, and shutdown waits
+    // for it.
+    let _held = conn.held.clone();
     let session = Arc::new(Session::new(
         next_conn_id(),
         Peer::Tcp(conn.peer),
