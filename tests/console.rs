@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{ADMIN_TOKEN, CASHIER_TOKEN, Daemon, TcpTokens, eventually, pty_pair};
 use posbridge_drivers::sim::escpos::{EscPosSim, EscPosSimHandle, SimConfig};
+use posbridge_drivers::sim::shtrih::ShtrihSim;
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::json;
@@ -37,6 +38,13 @@ fn reader_entry(name: &str, port: &Path) -> String {
     format!(
         "[[reader]]\nname = \"{name}\"\ntype = \"msr\"\n[reader.serial]\nport = \"{}\"\n",
         port.display()
+    )
+}
+
+fn fiscal_entry(port: u16) -> String {
+    format!(
+        "[[printer]]\nname = \"fiscal\"\ntype = \"shtrih\"\n\
+         [printer.tcp]\nhost = \"127.0.0.1\"\nport = {port}\nconnect_timeout_ms = 500\n"
     )
 }
 
@@ -158,9 +166,13 @@ async fn console_login_pages_fix_test_print_csrf_and_feed() {
     let (mut device, pts) = pty_pair();
     std::os::unix::fs::symlink(&pts, &link).unwrap();
     let missing = dir.path().join("gone");
+    let (fiscal_addr, _fiscal) = ShtrihSim::new()
+        .spawn_tcp("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let rest = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         printer_entry(port),
+        fiscal_entry(fiscal_addr.port()),
         reader_entry("msr", &link),
         reader_entry("loose", &missing)
     );
@@ -190,9 +202,12 @@ async fn console_login_pages_fix_test_print_csrf_and_feed() {
 
     let p = eventually("the dashboard with the devices connected", || async {
         let p = page(&base, &cookie).await;
-        (p.contains(r#"<td class="connected">connected</td>"#)
-            && p.matches("class=\"connected\"").count() == 2)
-            .then_some(p)
+        // The printer, the register and the pty reader; and the
+        // register's ФН read (its OFD count shown).
+        (p.matches("class=\"connected\"").count() == 3
+            && p.contains("data-register=\"fiscal\"")
+            && p.contains("<td class=\"unsent\">0</td>"))
+        .then_some(p)
     })
     .await;
     for want in [
@@ -306,6 +321,14 @@ async fn console_login_pages_fix_test_print_csrf_and_feed() {
         .unwrap();
     assert!(
         m.contains(r#"posbridge_reader_reads_total{reader="msr"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"posbridge_fiscal_unsent_documents{register="fiscal"} 0"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"posbridge_device_up{device="loose",kind="msr"} 0"#),
         "{m}"
     );
     assert!(

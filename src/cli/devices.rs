@@ -176,6 +176,41 @@ fn busy_fix(node: Option<&std::path::Path>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permission_denied_gets_the_udev_rule_for_its_usb_id() {
+        let f = fix(
+            None,
+            Some((0x0801, 0x0001)),
+            "permission denied: /dev/hidraw3",
+        )
+        .unwrap();
+        assert!(f.contains("/etc/udev/rules.d/60-posbridge.rules"), "{f}");
+        assert!(
+            f.contains(r#"ATTRS{idVendor}=="0801", ATTRS{idProduct}=="0001""#),
+            "{f}"
+        );
+        assert!(f.contains("udevadm control --reload"), "{f}");
+    }
+
+    #[test]
+    fn a_missing_node_and_a_busy_one_get_their_own_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("ttyUSB9");
+        let f = fix(Some(&gone), None, "").unwrap();
+        assert!(
+            f.contains("is not there") && f.contains("posbridge devices"),
+            "{f}"
+        );
+        let f = fix(
+            None,
+            None,
+            "busy: another process holds it open exclusively",
+        )
+        .unwrap();
+        assert!(f.contains("fuser -v"), "{f}");
+        assert_eq!(fix(None, None, "timed out"), None);
+    }
     use crate::config::Config;
 
     #[test]
