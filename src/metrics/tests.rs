@@ -199,3 +199,38 @@ fn every_series_has_help_and_type() {
     let families = t.lines().filter(|l| l.starts_with("# TYPE ")).count();
     assert_eq!(families, SERIES.len(), "SERIES is not the whole list:\n{t}");
 }
+
+#[test]
+fn protocol_md_documents_every_series_and_its_alerts_use_real_ones() {
+    let doc = include_str!("../../docs/protocol.md");
+    let at = doc.find("## 10. Health and metrics").expect("the section");
+    let section = &doc[at..];
+    let mut named = std::collections::BTreeSet::new();
+    for (i, _) in section.match_indices("posbridge_") {
+        let word: String = section[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        named.insert(word);
+    }
+    let rendered = filled().render();
+    for name in &named {
+        if name == "posbridge_console" {
+            continue; // the console's cookie
+        }
+        // Every name in the docs (tables and alert rules alike) is a
+        // sample the endpoint really writes (a histogram by its _count).
+        assert!(
+            rendered.contains(&format!("\n{name}{{"))
+                || rendered.contains(&format!("\n{name} "))
+                || rendered.contains(&format!("\n{name}_count")),
+            "docs/protocol.md names {name}, which /metrics does not write"
+        );
+    }
+    for family in SERIES {
+        assert!(
+            named.iter().any(|n| n.starts_with(family)),
+            "docs/protocol.md does not document {family}"
+        );
+    }
+}
