@@ -110,6 +110,7 @@ impl App {
         let scan_bus = bus.clone();
         tokio::spawn(async move {
             while let Some(out) = reads_rx.recv().await {
+                crate::metrics::count_read(&out);
                 match out {
                     ReaderOutput::Card(read) => {
                         let account = resolver

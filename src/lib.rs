@@ -18,6 +18,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ledger;
+pub mod metrics;
 pub mod notify;
 pub mod random;
 pub mod receipt;

@@ -624,3 +624,122 @@ fetch("http://{addr}/rpc", {{method: "POST", headers: {{"Authorization": "Bearer
     assert_eq!(out, "fetch refused; ws refused", "{out}");
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_opens_the_console_sees_the_devices_and_prints_a_test_page() {
+    use tokio::io::AsyncWriteExt;
+    let tcp = common::TcpTokens::new();
+    let (mut msr, msr_path) = common::pty_pair();
+    let printer_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (_, paper) = posbridge_drivers::sim::escpos::EscPosSim::new(Default::default())
+        .listen_tcp(format!("127.0.0.1:{printer_port}").parse().unwrap())
+        .unwrap();
+    let (fiscal_addr, _fiscal) = posbridge_drivers::sim::shtrih::ShtrihSim::new()
+        .spawn_tcp("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let d = Daemon::start(
+        &tcp.daemon_extra,
+        &format!(
+            "[[reader]]\nname = \"msr\"\ntype = \"msr\"\n[reader.serial]\nport = \"{msr_path}\"\n\
+             [[reader]]\nname = \"scanner\"\ntype = \"scanner\"\n[reader.serial]\nport = \"/dev/ttyUSB7\"\n\
+             [[printer]]\nname = \"receipt\"\ntype = \"escpos\"\npaper = \"58mm\"\n\
+             [printer.tcp]\nhost = \"127.0.0.1\"\nport = {printer_port}\n\
+             [[printer]]\nname = \"fiscal\"\ntype = \"shtrih\"\n\
+             [printer.tcp]\nhost = \"127.0.0.1\"\nport = {}\n",
+            fiscal_addr.port()
+        ),
+    );
+
+    let b = Browser::start(1280, 1100).await;
+    b.open(&format!("http://{}/console?lang=en", tcp.addr))
+        .await;
+    b.fill("input[name=token]", common::ADMIN_TOKEN).await;
+    b.click("#login").await;
+    // The page is rendered by the server: reload until the printer, the
+    // register and the reader are connected and the ФН has been read.
+    let url = format!("http://{}/console?lang=en", tcp.addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let ready = b
+            .script(
+                "return document.querySelectorAll('#devices td.connected').length === 3 \
+                 && document.querySelector('#fiscal td.unsent')?.textContent === '0';",
+            )
+            .await;
+        if ready == serde_json::Value::Bool(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console never showed the devices connected:\n{}",
+            b.text("body").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        b.open(&url).await;
+    }
+    let devices = b.text("#devices").await;
+    assert!(
+        devices.contains("receipt") && devices.contains("msr"),
+        "{devices}"
+    );
+    // The scanner's port does not exist: the page says what to do.
+    assert!(devices.contains("/dev/ttyUSB7 is not there"), "{devices}");
+
+    // A swipe shows in the live feed, masked.
+    until(
+        &b,
+        "the feed list on the page",
+        "return !!document.getElementById('feed-empty');",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    msr.write_all(WEB_SWIPE).await.unwrap();
+    until(
+        &b,
+        "the masked read in the feed",
+        "return document.getElementById('feed').textContent.includes('****2222');",
+    )
+    .await;
+    assert!(!b.text("#feed").await.contains("6035000011112222"));
+
+    b.click("button.preview").await;
+    until(
+        &b,
+        "the test page's preview",
+        "const i = document.getElementById('preview-receipt'); return !i.hidden && i.complete && i.naturalWidth > 0;",
+    )
+    .await;
+    b.screenshot(&shot("console.png")).await;
+
+    b.click("button.test-print").await;
+    body_shows(&b, "Job queued").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !paper
+        .paper()
+        .receipts
+        .iter()
+        .any(|r| r.lines.iter().any(|l| l.text.contains("console-test-")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test page never reached the printer simulator: {:?}\n{}",
+            paper
+                .paper()
+                .receipts
+                .iter()
+                .flat_map(|r| r.lines.iter().map(|l| l.text.clone()))
+                .collect::<Vec<_>>(),
+            d.log()
+                .lines()
+                .filter(|l| l.contains("job") || l.contains("console"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.quit().await;
+    drop(d);
+}

@@ -35,7 +35,8 @@ pub fn check(file: Option<&Path>, flag: Option<&Path>) -> bool {
 
 /// The token file loads (and is private, else a warning), and the state
 /// and database directories exist or can be created. Creates nothing.
-fn files(c: &Config) -> Result<(), String> {
+/// The console's configuration check runs it too.
+pub fn files(c: &Config) -> Result<(), String> {
     if let Some(t) = &c.daemon.token_file {
         crate::auth::Tokens::load(t).map_err(|e| format!("daemon.token_file: {e}"))?;
         if let Some(mode) = crate::auth::readable_by_others(t) {

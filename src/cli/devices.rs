@@ -119,9 +119,98 @@ pub fn snippet(d: &FoundDevice, extra: &Extra, i: usize) -> String {
     }
 }
 
+/// What a technician should do about a configured device that is not
+/// connected, from its node (probed as `posbridge devices` does) or its
+/// USB id and the daemon's last word on it; `None` when there is no
+/// advice beyond the detail itself. Shown by the console.
+pub fn fix(
+    node: Option<&std::path::Path>,
+    usb: Option<(u16, u16)>,
+    detail: &str,
+) -> Option<String> {
+    let reason = match node.map(discover::probe_access) {
+        Some(Access::Denied { reason }) => reason,
+        Some(Access::Missing) => {
+            return Some(format!(
+                "{} is not there: check the cable, then run `posbridge devices` for the node it has now",
+                node.map(|n| n.display().to_string()).unwrap_or_default()
+            ));
+        }
+        _ if detail.contains("ermission denied") => {
+            format!("{detail}; install systemd/60-posbridge.rules")
+        }
+        _ if detail.contains("busy") => return Some(busy_fix(node)),
+        _ => return None,
+    };
+    if reason.starts_with("busy") {
+        return Some(busy_fix(node));
+    }
+    let rule = match usb {
+        Some((vid, pid)) => format!(
+            "SUBSYSTEMS==\"usb\", ATTRS{{idVendor}}==\"{vid:04x}\", ATTRS{{idProduct}}==\"{pid:04x}\", ENV{{POSBRIDGE_DEVICE}}=\"1\""
+        ),
+        None => {
+            let kernel = node
+                .and_then(|n| {
+                    std::fs::canonicalize(n)
+                        .ok()
+                        .or_else(|| Some(n.to_path_buf()))
+                })
+                .and_then(|n| n.file_name().map(|f| f.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "NODE".into());
+            format!("KERNEL==\"{kernel}\", GROUP=\"posbridge\", MODE=\"0660\"")
+        }
+    };
+    Some(format!(
+        "{reason}\nAdd to /etc/udev/rules.d/60-posbridge.rules:\n{rule}\nthen: udevadm control --reload && udevadm trigger"
+    ))
+}
+
+fn busy_fix(node: Option<&std::path::Path>) -> String {
+    let node = node.map_or_else(|| "the device".into(), |n| n.display().to_string());
+    format!(
+        "another process holds {node} open: find it with `fuser -v {node}` and stop it (ModemManager is a usual suspect)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permission_denied_gets_the_udev_rule_for_its_usb_id() {
+        let f = fix(
+            None,
+            Some((0x0801, 0x0001)),
+            "permission denied: /dev/hidraw3",
+        )
+        .unwrap();
+        assert!(f.contains("/etc/udev/rules.d/60-posbridge.rules"), "{f}");
+        assert!(
+            f.contains(r#"ATTRS{idVendor}=="0801", ATTRS{idProduct}=="0001""#),
+            "{f}"
+        );
+        assert!(f.contains("udevadm control --reload"), "{f}");
+    }
+
+    #[test]
+    fn a_missing_node_and_a_busy_one_get_their_own_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("ttyUSB9");
+        let f = fix(Some(&gone), None, "").unwrap();
+        assert!(
+            f.contains("is not there") && f.contains("posbridge devices"),
+            "{f}"
+        );
+        let f = fix(
+            None,
+            None,
+            "busy: another process holds it open exclusively",
+        )
+        .unwrap();
+        assert!(f.contains("fuser -v"), "{f}");
+        assert_eq!(fix(None, None, "timed out"), None);
+    }
     use crate::config::Config;
 
     #[test]

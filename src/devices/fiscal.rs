@@ -215,6 +215,7 @@ async fn shift_number(c: &mut Client) -> Result<u16, ShtrihError> {
 }
 
 async fn publish(ctx: &FiscalCtx<'_>, job: &FiscalJob, state: &str, detail: &Value) {
+    crate::metrics::global().fiscal_job(ctx.name, state == "done");
     ctx.bus.publish(
         "fiscal.job",
         json!({"job_id": job.job_id, "printer": ctx.name, "kind": job.kind, "state": state, "detail": detail}),

@@ -182,6 +182,12 @@ pub(super) async fn fn_state(
         Err(ShtrihError::Device(_)) => None,
         Err(e) => return Err(e),
     };
+    // By the register's own clock, so a till clock in another time zone
+    // does not skew the OFD backlog's age (posbridge_fiscal_oldest_unsent_seconds).
+    let age = match (fn_time(ex.first_unsent_at), fn_time(fs.date_time)) {
+        (Some(oldest), Some(now)) if ex.unsent > 0 => Some((now - oldest).whole_seconds().max(0)),
+        _ => None,
+    };
     let t = ex.first_unsent_at;
     let oldest = (ex.unsent > 0).then(|| {
         format!(
@@ -198,6 +204,7 @@ pub(super) async fn fn_state(
                 "unsent": ex.unsent,
                 "oldest_unsent_number": (ex.unsent > 0).then_some(ex.first_unsent),
                 "oldest_unsent_at": oldest,
+                "oldest_unsent_age_seconds": age,
             },
             "warnings": warnings,
             "marking": marking,

@@ -156,6 +156,21 @@ impl Journal {
             .await?)
     }
 
+    /// Unfinished jobs of a printer (`posbridge_fiscal_queue_depth`).
+    pub async fn depth(&self, printer: String) -> Result<i64, JournalError> {
+        Ok(self
+            .store
+            .with(move |c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM fiscal_jobs
+                     WHERE printer = ?1 AND state IN ('pending', 'sending')",
+                    [&printer],
+                    |r| r.get(0),
+                )
+            })
+            .await?)
+    }
+
     /// Moves a job on.
     pub async fn set(
         &self,

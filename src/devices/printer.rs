@@ -133,6 +133,8 @@ async fn poll(t: &mut BoxTransport) -> std::io::Result<PrinterStatus> {
 }
 
 fn publish_job(bus: &EventBus, job: &Job) {
+    // Counts final states only; every job reaches one through here once.
+    crate::metrics::global().print_job(&job.printer, &job.state);
     bus.publish(
         "job.status",
         json!({

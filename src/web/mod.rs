@@ -11,6 +11,8 @@
 //! `[web] origins` is refused, and CORS headers go only to listed origins.
 
 pub mod assets;
+pub mod console;
+pub mod health;
 pub mod origin;
 pub mod rpc;
 pub mod ws;
@@ -95,6 +97,8 @@ pub fn router(app: Arc<App>) -> Router {
         //   console::routes(), health::routes(),
         // Each is a `Router<Arc<App>>`; the origin check and the timeout
         // below apply to them too.
+        health::routes(),
+        console::routes(),
     ];
     let mut r = Router::new();
     for p in parts {

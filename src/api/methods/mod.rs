@@ -306,8 +306,25 @@ pub const METHODS: &[MethodSpec] = &[
     ),
 ];
 
-/// Runs one call after checking the caller may make it.
+/// Runs one call after checking the caller may make it; every transport
+/// comes through here, so this is where requests are counted and timed.
 pub async fn dispatch(
+    app: &Arc<App>,
+    session: &Arc<Session>,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let start = std::time::Instant::now();
+    let out = dispatch_checked(app, session, method, params).await;
+    let outcome = match &out {
+        Ok(_) => "ok",
+        Err(e) => crate::metrics::outcome_of(e.code),
+    };
+    crate::metrics::global().request(method, outcome, start.elapsed());
+    out
+}
+
+async fn dispatch_checked(
     app: &Arc<App>,
     session: &Arc<Session>,
     method: &str,

@@ -225,6 +225,7 @@ pub(super) async fn cancel(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         .cancel(p.job_id)
         .await
         .map_err(queue_error)?;
+    crate::metrics::global().print_job(&job.printer, &job.state);
     app.bus.publish(
         "job.status",
         json!({"job_id": job.job_id, "printer": job.printer, "state": job.state}),

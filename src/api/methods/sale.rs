@@ -278,17 +278,15 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             return respond(app, &CardNumber::new(number), *r, p.print, &key).await;
         }
     };
-    let r = app
-        .ledger
-        .commit(
-            p.idempotency_key,
-            card.number.expose().to_owned(),
-            p.receipt_id,
-            p.lines,
-            redeem,
-        )
-        .await
-        .map_err(ledger_error)?;
+    let r = crate::metrics::timed_commit(app.ledger.commit(
+        p.idempotency_key,
+        card.number.expose().to_owned(),
+        p.receipt_id,
+        p.lines,
+        redeem,
+    ))
+    .await
+    .map_err(ledger_error)?;
     respond(app, &card.number, r, p.print, &key).await
 }
 
@@ -333,18 +331,16 @@ async fn by_account(
     // code (the first one used it up); otherwise the code is checked,
     // consumed and the sale committed in one transaction, so a sale the
     // rules refuse keeps the code and a code pays for this sale only.
-    let (number, r) = app
-        .ledger
-        .commit_with_code(
-            key.to_owned(),
-            account,
-            code,
-            p.receipt_id.clone(),
-            p.lines.clone(),
-            redeem,
-        )
-        .await
-        .map_err(spend_error)?;
+    let (number, r) = crate::metrics::timed_commit(app.ledger.commit_with_code(
+        key.to_owned(),
+        account,
+        code,
+        p.receipt_id.clone(),
+        p.lines.clone(),
+        redeem,
+    ))
+    .await
+    .map_err(spend_error)?;
     Ok(Ready::Done(number, Box::new(r)))
 }
 
@@ -549,9 +545,7 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             ));
         }
     };
-    let r = app
-        .ledger
-        .refund(p.idempotency_key, sale, p.amount)
+    let r = crate::metrics::timed_commit(app.ledger.refund(p.idempotency_key, sale, p.amount))
         .await
         .map_err(ledger_error)?;
     if r.replayed {
@@ -619,18 +613,16 @@ pub(super) async fn adjust(
         }
         crate::api::session::Peer::Tcp(addr) => format!("tcp {}", addr.ip()),
     };
-    let r = app
-        .ledger
-        .adjust(
-            p.idempotency_key,
-            p.number.expose().to_owned(),
-            p.amount,
-            p.reason,
-            operator,
-            expires_at,
-        )
-        .await
-        .map_err(ledger_error)?;
+    let r = crate::metrics::timed_commit(app.ledger.adjust(
+        p.idempotency_key,
+        p.number.expose().to_owned(),
+        p.amount,
+        p.reason,
+        operator,
+        expires_at,
+    ))
+    .await
+    .map_err(ledger_error)?;
     if r.replayed {
         return Ok(reply(&r));
     }
