@@ -467,9 +467,20 @@ impl Store {
             .optional()
             .map_err(err)?
             .unwrap_or_default();
+        // verify and export read through both paths (the writer for their
+        // whole-ledger transaction, the pool for reads): both read-only.
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
         Ok(Store {
             path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Writer::new(conn)),
+            readers: Arc::new(Readers::new(vec![reader])),
             terminal_id,
         })
     }
