@@ -196,6 +196,9 @@ pub const MIGRATIONS: &[&str] = &[
     "CREATE INDEX lots_due ON lots(expires_at) WHERE remaining > 0;
     CREATE INDEX entries_created ON entries(created_at);
     CREATE INDEX accounts_created ON accounts(created_at);",
+    // 6: as the till's SQLite migration 17: the cashier of each sale and
+    // return (NULL where the POS sent none).
+    "ALTER TABLE txns ADD COLUMN cashier TEXT;",
 ];
 
 /// The schema version this binary writes.

@@ -177,6 +177,7 @@ mod tests {
                     Decimal::ZERO,
                     now,
                     &till,
+                    None,
                 )
             })
             .unwrap()
@@ -192,6 +193,7 @@ mod tests {
                     Some(Decimal::from(500)),
                     now,
                     &till,
+                    None,
                 )
             })
             .unwrap()
@@ -202,7 +204,18 @@ mod tests {
         }];
         books
             .write_blocking(|db| {
-                commit_tx(db, &p, "z", "1234", "Z", &small, Decimal::ZERO, now, &till)
+                commit_tx(
+                    db,
+                    &p,
+                    "z",
+                    "1234",
+                    "Z",
+                    &small,
+                    Decimal::ZERO,
+                    now,
+                    &till,
+                    None,
+                )
             })
             .unwrap()
             .unwrap();

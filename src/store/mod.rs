@@ -261,6 +261,13 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX lots_due ON lots(expires_at) WHERE remaining > 0;
     CREATE INDEX entries_created ON entries(created_at);
     CREATE INDEX accounts_created ON accounts(created_at);",
+    // 17: the cashier (name or id, as the POS sent it) of each sale and
+    // return, for the back office's history; NULL where none was sent.
+    // The offline queue keeps it beside the request (not in it: the
+    // request text is what a repeat of the key is compared with, and a
+    // repeat keeps the first cashier).
+    "ALTER TABLE txns ADD COLUMN cashier TEXT;
+    ALTER TABLE sync_outbox ADD COLUMN cashier TEXT;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
@@ -546,13 +553,15 @@ mod tests {
                 .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                at + 2,
+                at + 3,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
-                "DROP INDEX lots_due;
+                "ALTER TABLE txns DROP COLUMN cashier;
+                 ALTER TABLE sync_outbox DROP COLUMN cashier;
+                 DROP INDEX lots_due;
                  DROP INDEX entries_created;
                  DROP INDEX accounts_created;
                  DROP TABLE account_words;

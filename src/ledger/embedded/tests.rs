@@ -57,7 +57,7 @@ impl Till {
         redeem: Decimal,
         now: OffsetDateTime,
     ) -> TxResult<CommitResult> {
-        self.write(|db, o| commit_tx(db, p, key, number, receipt, lines, redeem, now, o))
+        self.write(|db, o| commit_tx(db, p, key, number, receipt, lines, redeem, now, o, None))
     }
 
     fn refund_tx(
@@ -68,7 +68,7 @@ impl Till {
         amount: Option<Decimal>,
         now: OffsetDateTime,
     ) -> TxResult<RefundResult> {
-        self.write(|db, o| refund_tx(db, p, key, sale, amount, now, o))
+        self.write(|db, o| refund_tx(db, p, key, sale, amount, now, o, None))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -440,6 +440,7 @@ async fn every_transaction_records_where_it_came_from() {
         "R1".into(),
         sale(1000),
         Decimal::ZERO,
+        None,
     )
     .await
     .unwrap();
@@ -499,6 +500,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(1000),
             Decimal::ZERO,
             Some(at),
+            None,
         )
         .await
         .unwrap();
@@ -524,12 +526,19 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
                 sale(10),
                 Decimal::ZERO,
                 Some(bad),
+                None,
             )
             .await
             .unwrap_err();
         assert!(matches!(e, LedgerError::SaleTime { .. }), "{e:?}");
         let e = till
-            .refund_at("f2".into(), SaleRef::Receipt("R1".into()), None, Some(bad))
+            .refund_at(
+                "f2".into(),
+                SaleRef::Receipt("R1".into()),
+                None,
+                Some(bad),
+                None,
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, LedgerError::SaleTime { .. }), "{e:?}");
@@ -543,6 +552,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(10),
             Decimal::ZERO,
             Some(now + time::Duration::minutes(4)),
+            None,
         )
         .await
         .unwrap();
@@ -563,6 +573,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(1000),
             Decimal::ZERO,
             Some(old),
+            None,
         )
         .await
         .unwrap();
@@ -576,6 +587,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(1000),
             Decimal::ZERO,
             Some(old),
+            None,
         )
         .await;
     assert!(matches!(other, Err(LedgerError::KeyReused)), "{other:?}");
@@ -585,6 +597,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(100)),
             Some(at),
+            None,
         )
         .await
         .unwrap();
@@ -594,6 +607,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(100)),
             Some(old),
+            None,
         )
         .await
         .unwrap();
