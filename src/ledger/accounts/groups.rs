@@ -121,7 +121,7 @@ impl Accounts {
                 let sql = format!(
                     "SELECT g.name, g.description, g.created_at,
                             (SELECT COUNT(*) FROM account_groups m WHERE m.group_name = g.name)
-                     FROM groups g WHERE ?1 IS NULL OR {by} > ?1
+                     FROM groups g WHERE CAST(?1 AS TEXT) IS NULL OR {by} > CAST(?1 AS TEXT)
                      ORDER BY {by} LIMIT ?2"
                 );
                 let mut groups = db.query_map(&sql, args![after, i64::from(limit) + 1], |r| {
