@@ -1166,21 +1166,40 @@ async fn operators_create_and_edit_customers_and_assign_groups_in_bulk() {
         ("card", "7700 1234 5678"),
         ("groups", "vip"),
     ];
-    let mut locations = Vec::new();
-    for _ in 0..2 {
-        let r = olga
-            .http
+    let post = || {
+        olga.http
             .post(format!("{}/customers/new", olga.base))
             .header("cookie", &olga.cookie)
             .form(&good)
             .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        locations.push(r.headers()["location"].to_str().unwrap().to_owned());
-    }
-    assert_eq!(locations[0], locations[1], "one customer for one form");
-    let id: i64 = locations[0].rsplit('/').next().unwrap().parse().unwrap();
+    };
+    // The first shows the card's generated secret once, beside the card
+    // masked and a link to the customer.
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let shown = r.text().await.unwrap();
+    let secret = by_id(&shown, "secret");
+    assert!(!secret.is_empty(), "{shown}");
+    assert_eq!(by_id(&shown, "new-card"), "****5678");
+    let link = shown.split("<a href=\"/customers/").nth(1).unwrap();
+    let id: i64 = link[..link.find('"').unwrap()].parse().unwrap();
+    // The second (a double click) goes to that customer, showing no secret.
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/customers/{id}"),
+        "one customer for one form"
+    );
+    let (_, card_page) = olga.get(&format!("/customers/{id}")).await;
+    assert!(!card_page.contains(&secret), "the secret is shown once");
+    // The secret works at the till: the card is entered with it.
+    c.call(
+        "card.enter",
+        json!({"number": "770012345678", "secret": secret}),
+    )
+    .await
+    .unwrap();
     // The till finds them, normalised as its own API does.
     let a = c
         .call("account.get", json!({"phone": "+79165554433"}))
@@ -1625,4 +1644,95 @@ async fn manual_points_can_be_tied_to_a_past_receipt_of_the_customer() {
         )],
         "{h}"
     );
+}
+
+/// The history column "Cashier / operator" names the cashier the POS sent
+/// with a sale and a return, and the operator of a manual posting.
+#[tokio::test]
+async fn the_history_names_the_cashier_of_a_sale_and_a_return() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let reg = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161239999", "name": "Ivan Cash", "virtual": true}),
+        )
+        .await
+        .unwrap();
+    let id = reg["account"].as_i64().unwrap();
+    let number = reg["card_number"].as_str().unwrap().to_owned();
+    let mut s = sale("cash-1", &number);
+    s["cashier"] = json!("Anna K. #17");
+    let sold = c.call("sale.commit", s).await.unwrap();
+    c.call(
+        "sale.refund",
+        json!({"idempotency_key": "cash-r1", "transaction": sold["transaction"],
+               "amount": "10", "cashier": "Олег"}),
+    )
+    .await
+    .unwrap();
+    add_operator(&d, "root", "admin", None, "correct horse battery");
+    let (b, _) = logged_in(port, "root", "correct horse battery").await;
+    let (status, page) = b.get(&format!("/customers/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Cashier / operator"), "{page}");
+    assert!(!page.contains("cashier not recorded"), "{page}");
+    let cells: Vec<&str> = page
+        .split("<td class=\"operator\">")
+        .skip(1)
+        .map(|r| &r[..r.find('<').unwrap()])
+        .collect();
+    // Newest first: the return, then the sale (then the welcome bonus).
+    assert_eq!(cells[..2], ["Олег", "Anna K. #17"], "{page}");
+}
+
+/// The programme page lists the groups 50 a page, by name, with a link to
+/// the next page; the pages together hold each group once.
+#[tokio::test]
+async fn the_programme_page_pages_the_groups() {
+    let port = free_port();
+    let d = Daemon::start(
+        "",
+        &format!("{PROGRAMME}[backoffice]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut c = d.client().await;
+    let mut names: Vec<String> = (0..57).map(|i| format!("g{i:02}")).collect();
+    // Bytewise: capitals before small letters, Cyrillic after both.
+    names.extend(["Zeta".to_owned(), "ёлка".to_owned()]);
+    for n in &names {
+        c.call("group.create", json!({"name": n})).await.unwrap();
+    }
+    names.sort();
+    add_operator(&d, "vera", "viewer", None, "vera's long password");
+    let (b, _) = logged_in(port, "vera", "vera's long password").await;
+    let mut seen = Vec::new();
+    let mut path = "/programme".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = b.get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        pages += 1;
+        let table = &page[page.find("id=\"groups\"").unwrap()..];
+        let table = &table[..table.find("</table>").unwrap()];
+        let rows: Vec<String> = table
+            .split("<tr><td>")
+            .skip(1)
+            .map(|r| r[..r.find('<').unwrap()].to_owned())
+            .collect();
+        assert!(rows.len() <= 50, "{}", rows.len());
+        seen.extend(rows);
+        match page.find("id=\"groups-next\" href=\"") {
+            Some(at) => {
+                let rest = &page[at + 23..];
+                path = rest[..rest.find('"').unwrap()].replace("&amp;", "&");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(seen, names);
 }

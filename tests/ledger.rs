@@ -1037,3 +1037,92 @@ async fn without_redemption_by_code_an_account_only_accrues() {
         2001
     );
 }
+
+/// The cashier a POS names on a sale and a return is recorded on each and
+/// shown in the history; a repeat of the key with another cashier returns
+/// the stored sale and keeps the first cashier; a cashier that is blank,
+/// too long or holds a control character is refused naming the field.
+#[tokio::test]
+async fn sales_and_returns_record_their_cashier_and_a_repeat_keeps_the_first() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    register(&mut c).await;
+    let sale = |key: &str, cashier: Value| {
+        let mut s = json!({"idempotency_key": key, "number": CARD, "receipt_id": key, "lines": lines(1000)});
+        if !cashier.is_null() {
+            s["cashier"] = cashier;
+        }
+        s
+    };
+    let first = c
+        .call("sale.commit", sale("cs1", json!("Анна К. (id 17)")))
+        .await
+        .unwrap();
+    // The same key from another cashier: the stored sale, nothing written.
+    let again = c
+        .call("sale.commit", sale("cs1", json!("Борис")))
+        .await
+        .unwrap();
+    assert_eq!(again["transaction"], first["transaction"]);
+    // No cashier: none recorded.
+    c.call("sale.commit", sale("cs2", Value::Null))
+        .await
+        .unwrap();
+    let refund = json!({"idempotency_key": "cr1", "transaction": first["transaction"],
+                        "amount": "100", "cashier": "Olga"});
+    let r = c.call("sale.refund", refund.clone()).await.unwrap();
+    let mut other = refund.clone();
+    other["cashier"] = json!("Pyotr");
+    let r2 = c.call("sale.refund", other).await.unwrap();
+    assert_eq!(r2["transaction"], r["transaction"]);
+
+    let h = c
+        .call("account.history", json!({"number": CARD}))
+        .await
+        .unwrap();
+    let by_id = |id: &Value| {
+        h["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["transaction"] == *id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_id(&first["transaction"])["cashier"], "Анна К. (id 17)");
+    assert_eq!(by_id(&r["transaction"])["cashier"], "Olga");
+    let sales: Vec<&Value> = h["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "sale" && t["receipt_id"] == "cs2")
+        .collect();
+    assert_eq!(sales.len(), 1);
+    assert!(sales[0].get("cashier").is_none(), "{}", sales[0]);
+
+    for bad in [
+        json!(""),
+        json!("  "),
+        json!("a\u{7}b"),
+        json!("я".repeat(65)),
+        json!(17),
+    ] {
+        let (got, data) = code(c.call("sale.commit", sale("cs3", bad.clone())).await);
+        assert_eq!(got, -32602, "{bad}");
+        if bad.is_string() {
+            assert_eq!(data["field"], "cashier", "{bad}: {data}");
+        }
+        let mut r = json!({"idempotency_key": "cr3", "transaction": first["transaction"]});
+        r["cashier"] = bad.clone();
+        assert_eq!(code(c.call("sale.refund", r).await).0, -32602, "{bad}");
+    }
+    // None of the refused ones was booked.
+    let h2 = c
+        .call("account.history", json!({"number": CARD}))
+        .await
+        .unwrap();
+    assert_eq!(
+        h2["transactions"].as_array().unwrap().len(),
+        h["transactions"].as_array().unwrap().len()
+    );
+}

@@ -609,3 +609,54 @@ fn hid_printer_config_is_checked_naming_the_key() {
         assert!(err.contains(key), "{hid}: {err}");
     }
 }
+
+/// The bonus block writes dates in the receipt's language, one format per
+/// receipt: `DD.MM.YYYY` in Russian, as the fiscal tape does (it printed
+/// the ISO `2027-12-07`), and `7 Dec 2027` in English, as the printer
+/// receives them.
+#[tokio::test]
+async fn the_bonus_block_writes_dates_as_its_language_does() {
+    for (lang, label) in [("ru", "Сгорит"), ("en", "Expiring")] {
+        let port = free_port();
+        let sim = start_sim(port);
+        let d = Daemon::start(
+            "",
+            &format!(
+                "[receipt]\nlanguage = \"{lang}\"\n\n\
+                 [ledger.programme]\nexpiry_months = 12\n\n{}",
+                printer_entry(port)
+            ),
+        );
+        let mut c = d.client().await;
+        let sale = json!({
+            "idempotency_key": "d1", "number": "6035000011112222", "receipt_id": "R1",
+            "lines": [{"sku": "1", "name": "x", "category": "g", "qty": "1", "price": "1000"}],
+            "print": {"printer": "receipt"}
+        });
+        let r = c.call("sale.commit", sale).await.unwrap();
+        let at = r["next_expiry"]["at"].as_str().unwrap();
+        let (y, m, day) = (&at[..4], &at[5..7], &at[8..10]);
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let want = match lang {
+            "ru" => format!("{label} {day}.{m}.{y}"),
+            _ => format!(
+                "{label} {} {} {y}",
+                day.trim_start_matches('0'),
+                MONTHS[m.parse::<usize>().unwrap() - 1]
+            ),
+        };
+        wait_done(&mut c, "bonus-d1").await;
+        let receipts = sim.wait_receipts(1, Duration::from_secs(10)).await.unwrap();
+        let text = receipts[0].render_text(48);
+        assert!(text.contains(&want), "{want} in\n{text}");
+        assert!(!text.contains(&at[..10]), "no ISO date in\n{text}");
+        // The block in the reply is the one printed.
+        let lines = r["bonus_lines"].as_array().unwrap();
+        assert!(
+            lines.iter().any(|l| l.as_str().unwrap().starts_with(&want)),
+            "{lines:?}"
+        );
+    }
+}

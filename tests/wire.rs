@@ -262,6 +262,7 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
             "R1".into(),
             lines(1000),
             Decimal::from(10),
+            None,
         )
         .await
         .unwrap();
@@ -287,6 +288,7 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
             "rf1".into(),
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(100)),
+            None,
         )
         .await
         .unwrap();
@@ -304,12 +306,13 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
             lines(200),
             Decimal::ZERO,
             at,
+            None,
         )
         .await
         .unwrap();
     assert_eq!(late.accrued, Decimal::from(10));
     let late_rf = l
-        .refund_at("rf2".into(), SaleRef::Receipt("R2".into()), None, at)
+        .refund_at("rf2".into(), SaleRef::Receipt("R2".into()), None, at, None)
         .await
         .unwrap();
     assert_eq!(late_rf.sale_transaction, late.transaction);
@@ -419,6 +422,7 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
             "R-code".into(),
             lines(100),
             Decimal::from(1),
+            None,
         )
         .await
         .unwrap();
@@ -449,6 +453,9 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         ["staff"]
     );
     assert_eq!(l.list_groups().await.unwrap()[0].members, 1);
+    let page = l.groups_page(None, 1).await.unwrap();
+    assert_eq!(page.groups.len(), 1);
+    assert_eq!(page.groups[0].members, 1);
     assert_eq!(l.delete_group("staff".into(), true).await.unwrap(), 1);
 
     // Tiers.
@@ -509,7 +516,7 @@ async fn refusals_keep_their_codes_and_pass_through_the_till_unchanged() {
     .unwrap();
     let l: &dyn Ledger = &till;
     let e = l
-        .refund("k".into(), SaleRef::Receipt("nope".into()), None)
+        .refund("k".into(), SaleRef::Receipt("nope".into()), None, None)
         .await
         .unwrap_err();
     // The till's API maps it exactly as the embedded ledger's: no such sale.
@@ -731,6 +738,7 @@ async fn a_timed_out_write_without_a_key_is_sent_once_and_reads_are_retried() {
             "R".into(),
             lines(1),
             Decimal::ZERO,
+            None,
         )
         .await
         .unwrap_err();
@@ -863,6 +871,7 @@ async fn a_code_is_checked_consumed_and_spent_in_the_sale_s_own_transaction() {
             "R0".into(),
             lines(1000),
             Decimal::ZERO,
+            None,
         )
         .await
         .unwrap();
@@ -881,6 +890,7 @@ async fn a_code_is_checked_consumed_and_spent_in_the_sale_s_own_transaction() {
                 "R1".into(),
                 lines(200),
                 Decimal::from(redeem),
+                None,
             )
         };
         let code_of = |e: SpendError| match e {
@@ -938,6 +948,7 @@ async fn a_code_is_checked_consumed_and_spent_in_the_sale_s_own_transaction() {
                 "R2".into(),
                 lines(200),
                 Decimal::from(5),
+                None,
             )
             .await
             .unwrap_err();

@@ -263,7 +263,7 @@ async fn commits(tills: Arc<Vec<Central>>, p: &Params, tag: &str, first: i64, ca
         async move {
             let s = sale(&mut rng, first, cards, redeem_pct);
             tills[c]
-                .commit(key.clone(), s.number, key, s.lines, s.redeem)
+                .commit(key.clone(), s.number, key, s.lines, s.redeem, None)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string())
@@ -348,6 +348,7 @@ fn statements_per_commit(
         "count-1".into(),
         lines,
         Decimal::ONE,
+        None,
     ))
     .expect("counted commit");
     std::thread::sleep(Duration::from_millis(300));
@@ -557,7 +558,7 @@ fn timed_calls(
                 .expect("a loaded card");
             let r = t.elapsed();
             let t = Instant::now();
-            till.commit(key.clone(), s.number, key, s.lines, s.redeem)
+            till.commit(key.clone(), s.number, key, s.lines, s.redeem, None)
                 .await
                 .expect("commit");
             // The first tenth warms the caches and the pool.

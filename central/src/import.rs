@@ -177,6 +177,7 @@ const TABLES: &[Table] = &[
             "request",
             "result",
             "created_at",
+            "cashier",
         ],
         kind: Some("txn"),
     },

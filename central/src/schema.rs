@@ -206,6 +206,9 @@ pub const MIGRATIONS: &[&str] = &[
         balance = (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.account_id = accounts.id),
         next_expiry = (SELECT MIN(expires_at) FROM lots l
                        WHERE l.account_id = accounts.id AND l.remaining > 0);",
+    // 7: as the till's SQLite migration 18: the cashier of each sale and
+    // return (NULL where the POS sent none).
+    "ALTER TABLE txns ADD COLUMN cashier TEXT;",
 ];
 
 /// The schema version this binary writes.

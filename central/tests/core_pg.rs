@@ -68,6 +68,7 @@ async fn story(books: Books) -> Vec<String> {
             "R1".into(),
             sale(1000),
             Decimal::ZERO,
+            None,
         )
         .await
         .unwrap();
@@ -95,6 +96,7 @@ async fn story(books: Books) -> Vec<String> {
             "R2".into(),
             sale(100),
             Decimal::from(20),
+            None,
         )
         .await
         .unwrap();
@@ -109,6 +111,7 @@ async fn story(books: Books) -> Vec<String> {
             "R2".into(),
             sale(100),
             Decimal::from(20),
+            None,
         )
         .await
         .unwrap();
@@ -125,7 +128,8 @@ async fn story(books: Books) -> Vec<String> {
             CARD.into(),
             "R3".into(),
             sale(100),
-            Decimal::ZERO
+            Decimal::ZERO,
+            None
         )
         .await,
         Err(LedgerError::KeyReused)
@@ -179,6 +183,7 @@ async fn story(books: Books) -> Vec<String> {
             "f1".into(),
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(500)),
+            None,
         )
         .await
         .unwrap();
@@ -189,7 +194,12 @@ async fn story(books: Books) -> Vec<String> {
         f1.tier_change.map(|c| c.to)
     ));
     let f2 = l2
-        .refund("f2".into(), SaleRef::Transaction(s2.transaction), None)
+        .refund(
+            "f2".into(),
+            SaleRef::Transaction(s2.transaction),
+            None,
+            None,
+        )
         .await
         .unwrap();
     out.push(format!(
@@ -197,7 +207,8 @@ async fn story(books: Books) -> Vec<String> {
         f2.clawback, f2.returned, f2.balance_after
     ));
     assert!(matches!(
-        l.refund("f3".into(), SaleRef::Transaction(999), None).await,
+        l.refund("f3".into(), SaleRef::Transaction(999), None, None)
+            .await,
         Err(LedgerError::UnknownSale)
     ));
     let o = AccountOverrides {
@@ -313,6 +324,7 @@ async fn concurrent_redemptions_of_one_balance_one_wins() {
         "R0".into(),
         sale(1000),
         Decimal::ZERO,
+        None,
     )
     .await
     .unwrap();
@@ -429,6 +441,7 @@ async fn sweep_story(books: Books) -> Vec<String> {
         "R1".into(),
         sale(100),
         Decimal::ZERO,
+        None,
     )
     .await
     .unwrap();
@@ -503,6 +516,7 @@ async fn sales_racing_the_sweep_never_post_a_lot_twice() {
             format!("R-{c}"),
             sale(100),
             Decimal::ZERO,
+            None,
         )
         .await
         .unwrap();
@@ -536,6 +550,7 @@ async fn sales_racing_the_sweep_never_post_a_lot_twice() {
                     format!("R2-{c}"),
                     sale(100),
                     Decimal::ZERO,
+                    None,
                 )
                 .await
             })
@@ -574,6 +589,7 @@ async fn report_story(books: Books) -> serde_json::Value {
         "R1".into(),
         sale(1000),
         Decimal::ZERO,
+        None,
     )
     .await
     .unwrap();
@@ -584,6 +600,7 @@ async fn report_story(books: Books) -> serde_json::Value {
             "R2".into(),
             sale(100),
             Decimal::from(20),
+            None,
         )
         .await
         .unwrap();

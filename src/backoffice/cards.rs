@@ -269,8 +269,9 @@ pub(super) async fn secret(
     shown_once(lang, &w, id, &masked, Some(&secret), T::RegenerateSecret)
 }
 
-/// The result page that shows a new secret once.
-fn shown_once(
+/// The result page that shows a new secret once (a new card's, a new
+/// customer's generated one).
+pub(super) fn shown_once(
     lang: Lang,
     w: &Who,
     id: i64,

@@ -333,13 +333,26 @@ pub(super) async fn create(
                 "customer.create",
                 Some(format!("account:{}", reg.account)),
                 json!({
-                    "key": f.form_key, "card": CardNumber::new(reg.card_number).masked(),
+                    "key": f.form_key, "card": CardNumber::new(reg.card_number.clone()).masked(),
                     "kind": reg.kind.to_string(), "groups": groups, "status": reg.status.to_string(),
                 }),
                 from,
             )
             .await;
-            Redirect::to(&format!("/customers/{}", reg.account)).into_response()
+            // A generated secret (a virtual card) is shown here once, as
+            // "New secret" does: not in the audit or the log, and a repeat
+            // of the form goes to the customer's page instead.
+            match reg.secret {
+                Some(s) => super::cards::shown_once(
+                    lang,
+                    &w,
+                    reg.account,
+                    &CardNumber::new(reg.card_number).masked(),
+                    Some(&Secret::new(s)),
+                    T::NewCustomer,
+                ),
+                None => Redirect::to(&format!("/customers/{}", reg.account)).into_response(),
+            }
         }
         Err(e) => {
             let (field, text) = field_of(&e);

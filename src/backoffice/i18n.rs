@@ -163,7 +163,7 @@ pub enum T {
     GroupExists,
     GroupInUse,
     Programme,
-    NoCashier,
+    CashierOperator,
     // The login form's CSRF token (bo-central).
     LoginExpired,
     // Reports (bo-reports).
@@ -471,7 +471,7 @@ pub fn tr(lang: Lang, t: T) -> &'static str {
             "The group has members; tick \"with its members\"",
         ),
         T::Programme => ("Программа", "Programme"),
-        T::NoCashier => ("кассир не записывается", "cashier not recorded"),
+        T::CashierOperator => ("Кассир / оператор", "Cashier / operator"),
         // The login form's CSRF token (bo-central).
         T::LoginExpired => (
             "Форма входа устарела; войдите ещё раз",

@@ -306,20 +306,19 @@ pub(super) async fn customer_page(
         table {
             tr { th { "#" } th { (tr(lang, T::Kind)) } th { (tr(lang, T::When)) }
                  th { (tr(lang, T::Where)) } th { (tr(lang, T::Amount)) }
-                 th { (tr(lang, T::Reason)) } th { (tr(lang, T::Operator)) } }
+                 th { (tr(lang, T::Reason)) } th { (tr(lang, T::CashierOperator)) } }
             @for t in &history.transactions {
                 tr.txn {
                     td { (t.transaction) } td { (t.kind) } td { (at(&t.created_at)) }
                     td { (t.store.as_deref().unwrap_or("")) " " (t.terminal.as_deref().unwrap_or("")) }
                     td { (t.entries.iter().map(|e| e.amount).sum::<rust_decimal::Decimal>()) }
                     td.reason { (t.reason.as_deref().unwrap_or("")) }
-                    td.operator { (t.operator.as_deref().unwrap_or("")) }
+                    // A sale's or return's cashier (as the POS named
+                    // it), a manual posting's operator.
+                    td.operator { (t.operator.as_deref().or(t.cashier.as_deref()).unwrap_or("")) }
                 }
             }
         }
-        // The ledger records the operator of a manual posting but not the
-        // cashier of a sale or return (the till sends none).
-        p.note { (tr(lang, T::Operator)) ": " (tr(lang, T::NoCashier)) }
         @if let Some(c) = history.next_cursor {
             p { a href={"/customers/" (id) "?cursor=" (c)} { (tr(lang, T::Next)) " →" } }
         }

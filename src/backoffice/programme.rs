@@ -105,7 +105,12 @@ fn progress_text(lang: Lang, p: &Progress) -> String {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct Params {
     lang: Option<String>,
+    /// The groups' page: those after this name.
+    groups_after: Option<String>,
 }
+
+/// Groups per page of the programme page.
+const GROUPS_PER_PAGE: u32 = 50;
 
 /// A setting's value as written in the configuration file.
 fn word(v: &impl serde::Serialize) -> String {
@@ -131,7 +136,10 @@ pub(super) async fn show(
     let Some(w) = who(&st, &headers).await else {
         return to_login();
     };
-    programme_page(&st, lang, set, &w, GroupForm::default()).await
+    let after = p
+        .groups_after
+        .filter(|a| !a.is_empty() && a.chars().count() <= 64);
+    programme_page(&st, lang, set, &w, GroupForm::default(), after).await
 }
 
 /// What the group form shows again after a refusal.
@@ -148,10 +156,11 @@ async fn programme_page(
     set: Option<Lang>,
     w: &Who,
     form: GroupForm,
+    after: Option<String>,
 ) -> Response {
     let p = st.ledger.programme();
     let s = st.ledger.account_settings();
-    let groups = match st.ledger.list_groups().await {
+    let groups = match st.ledger.groups_page(after, GROUPS_PER_PAGE).await {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "back office: cannot list groups");
@@ -229,7 +238,7 @@ async fn programme_page(
         @if let Some(e) = err("form") { p.err { (e) } }
         table #groups {
             tr { th { (tr(lang, T::Name)) } th { (tr(lang, T::Description)) } th { (tr(lang, T::Members)) } th {} }
-            @for g in &groups {
+            @for g in &groups.groups {
                 tr { td { (g.name) } td { (g.description.as_deref().unwrap_or("")) } td { (g.members) }
                      td { @if admin {
                         form.inline method="post" action="/programme/groups/delete" {
@@ -243,6 +252,9 @@ async fn programme_page(
                         }
                      } } }
             }
+        }
+        @if let Some(next) = &groups.next_after {
+            p { a #groups-next href={"/programme?groups_after=" (super::pages::urlencode(next))} { (tr(lang, T::Next)) " →" } }
         }
         @if admin {
             h3 { (tr(lang, T::CreateGroup)) }
@@ -305,7 +317,7 @@ pub(super) async fn create_group(
             .insert("name", tr(lang, T::BadGroupName).to_owned());
     }
     if !form.errors.is_empty() {
-        return programme_page(&st, lang, None, &w, form).await;
+        return programme_page(&st, lang, None, &w, form, None).await;
     }
     let desc = (!description.is_empty()).then_some(description.clone());
     match st
@@ -336,7 +348,7 @@ pub(super) async fn create_group(
                 }
             };
             form.errors.insert(field, text);
-            programme_page(&st, lang, None, &w, form).await
+            programme_page(&st, lang, None, &w, form, None).await
         }
     }
 }
@@ -426,7 +438,7 @@ pub(super) async fn delete_group(
             };
             let mut form = GroupForm::default();
             form.errors.insert("form", format!("{}: {text}", f.name));
-            programme_page(&st, lang, None, &w, form).await
+            programme_page(&st, lang, None, &w, form, None).await
         }
     }
 }

@@ -211,6 +211,7 @@ mod tests {
                     Decimal::ZERO,
                     now,
                     &till,
+                    None,
                 )
             })
             .unwrap()
@@ -226,6 +227,7 @@ mod tests {
                     Some(Decimal::from(500)),
                     now,
                     &till,
+                    None,
                 )
             })
             .unwrap()
@@ -236,7 +238,18 @@ mod tests {
         }];
         books
             .write_blocking(|db| {
-                commit_tx(db, &p, "z", "1234", "Z", &small, Decimal::ZERO, now, &till)
+                commit_tx(
+                    db,
+                    &p,
+                    "z",
+                    "1234",
+                    "Z",
+                    &small,
+                    Decimal::ZERO,
+                    now,
+                    &till,
+                    None,
+                )
             })
             .unwrap()
             .unwrap();

@@ -45,6 +45,7 @@ pub mod words;
 use gate::{HashGate, KeyLocks};
 pub(crate) use groups::groups_of;
 use groups::missing_group;
+pub use groups::{GROUPS_PAGE_MAX, GroupPage};
 use guess::{CARD_SECRET, CODE_WORD, Checked, CodeCount, Guess};
 pub use search::{
     CardRow, LOTS_MAX, LotView, SEARCH_MAX_LIMIT, SEARCH_MAX_QUERY, SaleFound, SearchHit,

@@ -242,8 +242,9 @@ impl Embedded {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> Result<CommitResult, LedgerError> {
-        self.commit_at(key, number, receipt_id, lines, redeem, None)
+        self.commit_at(key, number, receipt_id, lines, redeem, None, cashier)
             .await
     }
 
@@ -252,7 +253,9 @@ impl Embedded {
     /// window; a time outside [`late_booking`]'s bounds is refused. A
     /// repeat of the key returns the stored result whatever `at` says (the
     /// request compared leaves the time out, so a sale first sent online
-    /// and replayed after its answer was lost is booked once).
+    /// and replayed after its answer was lost is booked once). `cashier`
+    /// is recorded on the sale; a repeat keeps the first one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_at(
         &self,
         key: String,
@@ -261,7 +264,9 @@ impl Embedded {
         lines: Vec<SaleLine>,
         redeem: Decimal,
         at: Option<OffsetDateTime>,
+        cashier: Option<String>,
     ) -> Result<CommitResult, LedgerError> {
+        super::cashier::check_opt(cashier.as_deref())?;
         let now = match late_booking(at, OffsetDateTime::now_utc()) {
             Ok(t) => t,
             Err(e) => {
@@ -290,6 +295,7 @@ impl Embedded {
                     redeem,
                     now,
                     &origin,
+                    cashier.as_deref(),
                 )
             })
             .await?
@@ -304,8 +310,9 @@ impl Embedded {
         key: String,
         sale: SaleRef,
         amount: Option<Decimal>,
+        cashier: Option<String>,
     ) -> Result<RefundResult, LedgerError> {
-        self.refund_at(key, sale, amount, None).await
+        self.refund_at(key, sale, amount, None, cashier).await
     }
 
     /// [`Embedded::refund`] booked at `at` (a till's offline return,
@@ -316,7 +323,9 @@ impl Embedded {
         sale: SaleRef,
         amount: Option<Decimal>,
         at: Option<OffsetDateTime>,
+        cashier: Option<String>,
     ) -> Result<RefundResult, LedgerError> {
+        super::cashier::check_opt(cashier.as_deref())?;
         let now = match late_booking(at, OffsetDateTime::now_utc()) {
             Ok(t) => t,
             Err(e) => {
@@ -332,7 +341,18 @@ impl Embedded {
         let programme = self.programme.clone();
         let origin = self.origin.clone();
         self.books
-            .write(move |db| refund_tx(db, &programme, &key, &sale, amount, now, &origin))
+            .write(move |db| {
+                refund_tx(
+                    db,
+                    &programme,
+                    &key,
+                    &sale,
+                    amount,
+                    now,
+                    &origin,
+                    cashier.as_deref(),
+                )
+            })
             .await?
     }
 
@@ -456,7 +476,7 @@ pub(crate) fn history_tx(
         // Only an adjustment's request is read (its reason and operator); a
         // sale's carries all its lines.
         "SELECT id, kind, created_at, receipt_id, result, store_id, terminal_id,
-                CASE WHEN kind = 'adjust' THEN request END FROM txns
+                CASE WHEN kind = 'adjust' THEN request END, cashier FROM txns
          WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         args![account, cursor.unwrap_or(i64::MAX), i64::from(limit) + 1],
         |r| {
@@ -490,6 +510,7 @@ pub(crate) fn history_tx(
                 terminal: recorded(r.get(6)?),
                 reason,
                 operator,
+                cashier: r.get(8)?,
                 entries: Vec::new(),
                 detail,
             })
@@ -591,6 +612,7 @@ pub(crate) fn set_overrides_tx(
         &request,
         &stamp,
         origin,
+        None,
     )?;
     let result = OverridesResult {
         account,
@@ -653,6 +675,7 @@ pub(crate) fn replay_commit_tx(
 
 /// [`Embedded::refund`] at `now`, in the caller's transaction (tests pick
 /// `now` to move through expiry boundaries).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn refund_tx(
     db: &dyn Db,
     p: &Programme,
@@ -661,6 +684,7 @@ pub(crate) fn refund_tx(
     amount: Option<Decimal>,
     now: OffsetDateTime,
     origin: &Origin,
+    cashier: Option<&str>,
 ) -> TxResult<RefundResult> {
     // The stored request a repeat of the key is compared with: its exact
     // text is part of every existing database, so it must not change.
@@ -728,6 +752,7 @@ pub(crate) fn refund_tx(
         request,
         &stamp,
         origin,
+        cashier,
     )?;
 
     // Claw back the accrual, from the sale's own lot first.
@@ -855,7 +880,9 @@ pub(crate) fn adjust_tx(
             balance: points(before.max(0)),
         }));
     }
-    let txn = new_txn(db, key, "adjust", account, None, request, &stamp, origin)?;
+    let txn = new_txn(
+        db, key, "adjust", account, None, request, &stamp, origin, None,
+    )?;
     let mut expires = None;
     let mut repaid = 0;
     if delta > 0 {
@@ -900,6 +927,7 @@ pub(crate) fn commit_tx(
     redeem: Decimal,
     now: OffsetDateTime,
     origin: &Origin,
+    cashier: Option<&str>,
 ) -> TxResult<CommitResult> {
     let request = commit_request(number, receipt_id, lines, redeem);
     let request = request.as_str();
@@ -920,6 +948,7 @@ pub(crate) fn commit_tx(
         request,
         &stamp,
         origin,
+        cashier,
     )?;
     let Some(txn) = claimed else {
         return match replay(db, key, request)? {

@@ -127,8 +127,12 @@ impl Ledger for Local {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, CommitResult> {
-        Box::pin(self.embedded.commit(key, number, receipt_id, lines, redeem))
+        Box::pin(
+            self.embedded
+                .commit(key, number, receipt_id, lines, redeem, cashier),
+        )
     }
     fn replay_commit(
         &self,
@@ -152,8 +156,9 @@ impl Ledger for Local {
         key: String,
         sale: SaleRef,
         amount: Option<Decimal>,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, RefundResult> {
-        Box::pin(self.embedded.refund(key, sale, amount))
+        Box::pin(self.embedded.refund(key, sale, amount, cashier))
     }
     fn commit_at(
         &self,
@@ -163,10 +168,11 @@ impl Ledger for Local {
         lines: Vec<SaleLine>,
         redeem: Decimal,
         at: OffsetDateTime,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, CommitResult> {
         Box::pin(
             self.embedded
-                .commit_at(key, number, receipt_id, lines, redeem, Some(at)),
+                .commit_at(key, number, receipt_id, lines, redeem, Some(at), cashier),
         )
     }
     fn refund_at(
@@ -175,8 +181,12 @@ impl Ledger for Local {
         sale: SaleRef,
         amount: Option<Decimal>,
         at: OffsetDateTime,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, RefundResult> {
-        Box::pin(self.embedded.refund_at(key, sale, amount, Some(at)))
+        Box::pin(
+            self.embedded
+                .refund_at(key, sale, amount, Some(at), cashier),
+        )
     }
     fn adjust(
         &self,
@@ -291,6 +301,7 @@ impl Ledger for Local {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, (String, CommitResult), SpendError> {
         Box::pin(self.accounts.commit_with_code(
             self.programme.clone(),
@@ -300,6 +311,7 @@ impl Ledger for Local {
             receipt_id,
             lines,
             redeem,
+            cashier,
         ))
     }
     fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError> {
@@ -314,6 +326,13 @@ impl Ledger for Local {
     }
     fn list_groups(&self) -> LedgerFuture<'_, Vec<GroupView>, AccountError> {
         Box::pin(self.accounts.list_groups())
+    }
+    fn groups_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> LedgerFuture<'_, super::accounts::GroupPage, AccountError> {
+        Box::pin(async move { self.accounts.groups_page(after, limit).await })
     }
     fn delete_group(&self, name: String, force: bool) -> LedgerFuture<'_, i64, AccountError> {
         Box::pin(async move { self.accounts.delete_group(&name, force).await })

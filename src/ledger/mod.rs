@@ -7,6 +7,7 @@
 //! [`remote::Central`] (the chain's central service, over [`wire`]).
 
 pub mod accounts;
+pub mod cashier;
 pub mod db;
 pub mod embedded;
 pub mod local;
@@ -109,7 +110,9 @@ pub trait Ledger: Send + Sync {
         lines: Vec<SaleLine>,
         redeem: Decimal,
     ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)>;
-    /// A paid sale: redeem, then accrue.
+    /// A paid sale: redeem, then accrue. `cashier` (checked by
+    /// [`cashier::check`]) is recorded on the sale; a repeat of the key
+    /// keeps the first one.
     fn commit(
         &self,
         key: String,
@@ -117,6 +120,7 @@ pub trait Ledger: Send + Sync {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, CommitResult>;
     /// The stored result of the sale committed under `key`, for a retry
     /// whose card token has expired: the card number it was for, and the
@@ -139,6 +143,7 @@ pub trait Ledger: Send + Sync {
     /// [`Ledger::commit`] booked at the sale's own time `at`: a till's
     /// offline sale, replayed. Refused with [`LedgerError::SaleTime`] when
     /// `at` is out of bounds ([`embedded::late_booking`]).
+    #[allow(clippy::too_many_arguments)]
     fn commit_at(
         &self,
         key: String,
@@ -147,6 +152,7 @@ pub trait Ledger: Send + Sync {
         lines: Vec<SaleLine>,
         redeem: Decimal,
         at: OffsetDateTime,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, CommitResult>;
     /// [`Ledger::refund`] booked at the return's own time `at`.
     fn refund_at(
@@ -155,13 +161,16 @@ pub trait Ledger: Send + Sync {
         sale: SaleRef,
         amount: Option<Decimal>,
         at: OffsetDateTime,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, RefundResult>;
-    /// A whole or partial return.
+    /// A whole or partial return, recording `cashier` as
+    /// [`Ledger::commit`] does.
     fn refund(
         &self,
         key: String,
         sale: SaleRef,
         amount: Option<Decimal>,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, RefundResult>;
     /// A manual accrual or deduction.
     fn adjust(
@@ -248,6 +257,7 @@ pub trait Ledger: Send + Sync {
     /// `code`: checked, consumed and committed in one transaction (one
     /// call to a central ledger). A repeat of `key` returns the stored sale.
     /// Returns the card the sale was booked on, and the result.
+    #[allow(clippy::too_many_arguments)]
     fn commit_with_code(
         &self,
         key: String,
@@ -256,6 +266,7 @@ pub trait Ledger: Send + Sync {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, (String, CommitResult), SpendError>;
     /// The card a sale for `account` is booked on.
     fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError>;
@@ -267,6 +278,13 @@ pub trait Ledger: Send + Sync {
     ) -> LedgerFuture<'_, GroupView, AccountError>;
     /// Every group with its member count.
     fn list_groups(&self) -> LedgerFuture<'_, Vec<GroupView>, AccountError>;
+    /// One page of the groups by name, after the name `after` (at most
+    /// `limit`, 1 to [`accounts::GROUPS_PAGE_MAX`]).
+    fn groups_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> LedgerFuture<'_, accounts::GroupPage, AccountError>;
     /// Deletes a group; returns how many accounts left it.
     fn delete_group(&self, name: String, force: bool) -> LedgerFuture<'_, i64, AccountError>;
     /// Replaces an account's groups; returns them.

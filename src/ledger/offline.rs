@@ -33,9 +33,11 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, broadcast, watch};
 
 use super::accounts::{
-    AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
-    LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings, Update,
+    AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupPage, GroupView, Issued,
+    Lookup, LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings,
+    Update,
 };
+use super::cashier;
 use super::embedded::{
     AccountRef, HistoryPage, OverridesResult, commit_request, refund_request, ts,
 };
@@ -385,6 +387,7 @@ impl Offline {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> Result<CommitResult, LedgerError> {
         // Spending is checked against what this till already spent offline
         // and queued as one step; a sale that spends nothing need not wait.
@@ -439,6 +442,7 @@ impl Offline {
             request: commit_request(&number, &receipt_id, &lines, redeem),
             at: ts(at),
             result: serde_json::to_string(&result).unwrap_or_default(),
+            cashier,
         };
         self.enqueue(item, result).await
     }
@@ -448,6 +452,7 @@ impl Offline {
         key: String,
         sale: SaleRef,
         amount: Option<Decimal>,
+        cashier: Option<String>,
     ) -> Result<RefundResult, LedgerError> {
         let at = self.trust().booking_time(&*self.clock);
         let result = RefundResult {
@@ -480,6 +485,7 @@ impl Offline {
             request: refund_request(&sale, amount),
             at: ts(at),
             result: serde_json::to_string(&result).unwrap_or_default(),
+            cashier,
         };
         self.enqueue(item, result).await
     }
@@ -602,15 +608,19 @@ impl Ledger for Offline {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, CommitResult> {
         Box::pin(async move {
+            // Checked before it is queued: the central ledger would
+            // refuse it only at replay, long after the POS moved on.
+            cashier::check_opt(cashier.as_deref())?;
             let request = commit_request(&number, &receipt_id, &lines, redeem);
             if let Some(r) = self.queued(&key, &request).await? {
                 return Ok(r);
             }
             if self.link_down() {
                 return self
-                    .commit_offline(key, number, receipt_id, lines, redeem)
+                    .commit_offline(key, number, receipt_id, lines, redeem, cashier)
                     .await;
             }
             let online = self
@@ -621,6 +631,7 @@ impl Ledger for Offline {
                     receipt_id.clone(),
                     lines.clone(),
                     redeem,
+                    cashier.clone(),
                 )
                 .await;
             match self.offline(online)? {
@@ -631,7 +642,7 @@ impl Ledger for Offline {
                     Ok(r)
                 }
                 None => {
-                    self.commit_offline(key, number, receipt_id, lines, redeem)
+                    self.commit_offline(key, number, receipt_id, lines, redeem, cashier)
                         .await
                 }
             }
@@ -702,8 +713,10 @@ impl Ledger for Offline {
         key: String,
         sale: SaleRef,
         amount: Option<Decimal>,
+        cashier: Option<String>,
     ) -> LedgerFuture<'_, RefundResult> {
         Box::pin(async move {
+            cashier::check_opt(cashier.as_deref())?;
             let request = refund_request(&sale, amount);
             if let Some(r) = self.queued(&key, &request).await? {
                 return Ok(r);
@@ -711,12 +724,15 @@ impl Ledger for Offline {
             // Behind queued operations, a return waits its turn: the sale
             // it returns may be one of them.
             if self.link_down() || (self.policy.enabled && self.outbox.has_queued().await?) {
-                return self.refund_offline(key, sale, amount).await;
+                return self.refund_offline(key, sale, amount, cashier).await;
             }
-            let online = self.central.refund(key.clone(), sale.clone(), amount).await;
+            let online = self
+                .central
+                .refund(key.clone(), sale.clone(), amount, cashier.clone())
+                .await;
             match self.offline(online)? {
                 Some(r) => Ok(r),
-                None => self.refund_offline(key, sale, amount).await,
+                None => self.refund_offline(key, sale, amount, cashier).await,
             }
         })
     }

@@ -323,7 +323,7 @@ fn exec(t: &Till, p: &Programme, key: &str, call: &Call, now: OffsetDateTime) ->
             lines,
             redeem,
         } => {
-            let r = t.run(|db, o| commit_tx(db, p, key, card, key, lines, *redeem, now, o));
+            let r = t.run(|db, o| commit_tx(db, p, key, card, key, lines, *redeem, now, o, None));
             let effect = match &r {
                 Ok(r) => Effect::Sale(Sale {
                     txn: r.transaction,
@@ -335,8 +335,18 @@ fn exec(t: &Till, p: &Programme, key: &str, call: &Call, now: OffsetDateTime) ->
             (show(&r), effect)
         }
         Call::Refund { sale, amount } => {
-            let r =
-                t.run(|db, o| refund_tx(db, p, key, &SaleRef::Transaction(*sale), *amount, now, o));
+            let r = t.run(|db, o| {
+                refund_tx(
+                    db,
+                    p,
+                    key,
+                    &SaleRef::Transaction(*sale),
+                    *amount,
+                    now,
+                    o,
+                    None,
+                )
+            });
             let effect = match &r {
                 Ok(r) => Effect::Refunded(*sale, r.refunded),
                 Err(e) => panic!("a refund within the sale must pass: {e:?}"),

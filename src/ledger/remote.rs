@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::accounts::{
-    AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
-    LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings, Update,
+    AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupPage, GroupView, Issued,
+    Lookup, LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings,
+    Update,
 };
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, LedgerError,

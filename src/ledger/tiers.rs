@@ -297,6 +297,7 @@ pub fn evaluate_as(
         &detail.to_string(),
         &stamp,
         origin,
+        None,
     )?;
     store_result(db, txn, &detail)?;
     Ok(Some(TierChange {
@@ -603,6 +604,7 @@ mod tests {
                 Decimal::ZERO,
                 t0,
                 &till,
+                None,
             )
         });
         let a = r.account;
@@ -637,6 +639,7 @@ mod tests {
                 Some(Decimal::ONE),
                 t0,
                 &till,
+                None,
             )
         });
         let ch = rf.tier_change.unwrap();
@@ -693,6 +696,7 @@ mod tests {
             sale(600),
             Decimal::ZERO,
             day(20),
+            None,
         )
         .await
         .unwrap();
@@ -704,6 +708,7 @@ mod tests {
                 sale(600),
                 Decimal::ZERO,
                 day(19),
+                None,
             )
             .await
             .unwrap();
@@ -720,6 +725,7 @@ mod tests {
             sale(600),
             Decimal::ZERO,
             day(20),
+            None,
         )
         .await
         .unwrap();
@@ -730,6 +736,7 @@ mod tests {
                 "R4".into(),
                 sale(600),
                 Decimal::ZERO,
+                None,
             )
             .await
             .unwrap();

@@ -259,6 +259,10 @@ pub struct HistoryTxn {
     /// For `adjust`: who made it (from the stored request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// For `sale` and `refund`: the cashier the POS named (`cashier` of
+    /// `sale.commit` / `sale.refund`), if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cashier: Option<String>,
     /// The postings, in order.
     pub entries: Vec<HistoryEntry>,
     /// What changed, for `overrides` (the percentages now) and `tier`
@@ -432,6 +436,7 @@ mod tests {
                 terminal: Some("till-7".into()),
                 reason: None,
                 operator: None,
+                cashier: None,
                 entries: vec![HistoryEntry {
                     kind: "debt".into(),
                     amount: Decimal::new(-4, 0),

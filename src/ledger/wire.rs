@@ -23,7 +23,7 @@ use crate::api::rpc::{RpcError, code};
 
 // The types the table names, for its expansion here.
 use super::accounts::{
-    AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup, LotView,
+    AccountView, Activated, CardRow, CodeWordCheck, GroupPage, GroupView, Issued, Lookup, LotView,
     PendingCode, Registered, Registration, SaleFound, SearchPage, Update,
 };
 use super::embedded::{
@@ -51,21 +51,26 @@ macro_rules! ledger_methods {
                 -> (Option<AccountSummary>, Quote), LedgerError;
             "commit" Keyed commit(
                 key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
-                redeem: Decimal
+                redeem: Decimal,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
             ) -> CommitResult, LedgerError;
             "replay_commit" Read replay_commit(
                 key: String, receipt_id: String, lines: Vec<SaleLine>, redeem: Decimal
             ) -> Option<(String, CommitResult)>, LedgerError;
-            "refund" Keyed refund(key: String, sale: SaleRef, amount: Option<Decimal>)
-                -> RefundResult, LedgerError;
+            "refund" Keyed refund(
+                key: String, sale: SaleRef, amount: Option<Decimal>,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
+            ) -> RefundResult, LedgerError;
             "offline/commit" Keyed commit_at(
                 key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
                 redeem: Decimal,
-                #[serde(with = "time::serde::rfc3339")] at: OffsetDateTime
+                #[serde(with = "time::serde::rfc3339")] at: OffsetDateTime,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
             ) -> CommitResult, LedgerError;
             "offline/refund" Keyed refund_at(
                 key: String, sale: SaleRef, amount: Option<Decimal>,
-                #[serde(with = "time::serde::rfc3339")] at: OffsetDateTime
+                #[serde(with = "time::serde::rfc3339")] at: OffsetDateTime,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
             ) -> RefundResult, LedgerError;
             "adjust" Keyed adjust(
                 key: String, number: String, amount: Decimal, reason: String, operator: String,
@@ -119,12 +124,15 @@ macro_rules! ledger_methods {
             "commit_with_code" Keyed commit_with_code(
                 key: String, account: i64,
                 #[serde(serialize_with = "crate::redact::expose")] code: Secret,
-                receipt_id: String, lines: Vec<SaleLine>, redeem: Decimal
+                receipt_id: String, lines: Vec<SaleLine>, redeem: Decimal,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
             ) -> (String, CommitResult), SpendError;
             "accounts/booking_card" Read booking_card(account: i64) -> String, AccountError;
             "groups/create" Write create_group(name: String, description: Option<String>)
                 -> GroupView, AccountError;
             "groups/list" Read list_groups() -> Vec<GroupView>, AccountError;
+            "groups/page" Read groups_page(after: Option<String>, limit: u32)
+                -> GroupPage, AccountError;
             "groups/delete" Write delete_group(name: String, #[serde(default)] force: bool)
                 -> i64, AccountError;
             "groups/set" Write set_groups(account: i64, groups: Vec<String>)

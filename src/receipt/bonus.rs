@@ -90,6 +90,30 @@ fn amount(d: Decimal, lang: Language) -> String {
     }
 }
 
+/// A date (`YYYY-MM-DD`, the ledger's) as the receipt's language writes
+/// it, one format per receipt: Russian `DD.MM.YYYY`, as the fiscal tape
+/// prints its dates; English `31 Dec 2026` (the month spelled, so neither
+/// a British nor an American reader misreads it). A date that does not
+/// parse prints as it came.
+fn date(iso: &str, lang: Language) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = iso.get(..10).unwrap_or(iso).split('-').collect();
+    let [y, m, d] = parts[..] else {
+        return iso.to_owned();
+    };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let month = m.parse::<usize>().ok().filter(|m| (1..=12).contains(m));
+    let (true, true, true, Some(month)) = (digits(y, 4), digits(m, 2), digits(d, 2), month) else {
+        return iso.to_owned();
+    };
+    match lang {
+        Language::Ru => format!("{d}.{m}.{y}"),
+        Language::En => format!("{} {} {y}", d.trim_start_matches('0'), MONTHS[month - 1]),
+    }
+}
+
 /// The block laid out in parts, for printers that lay out columns
 /// themselves.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +145,7 @@ fn fill(t: &str, f: &BonusFacts<'_>, lang: Language) -> String {
                 "accrued" => amount(f.accrued, lang),
                 "balance_after" => amount(f.after, lang),
                 "next_expiry_amount" => f.next_expiry.map_or(String::new(), |n| amount(n.0, lang)),
-                "next_expiry_date" => f.next_expiry.map_or(String::new(), |n| n.1.to_owned()),
+                "next_expiry_date" => f.next_expiry.map_or(String::new(), |n| date(n.1, lang)),
                 "tier" => f.tier.unwrap_or_default().to_owned(),
                 _ => String::new(),
             }),
@@ -233,7 +257,7 @@ mod tests {
                 "Баланс до покупки          50,00",
                 "Списано бонусов            30,00",
                 "Начисление будет зачислено 48,00",
-                "Сгорит 2027-05-26          20,00",
+                "Сгорит 26.05.2027          20,00",
                 "--------------------------------",
             ]
         );
@@ -272,7 +296,7 @@ mod tests {
                 "Списано бонусов            30,00",
                 "Начислено бонусов          48,00",
                 "Баланс после покупки       68,00",
-                "Сгорит 2027-05-26          20,00",
+                "Сгорит 26.05.2027          20,00",
                 "--------------------------------",
             ]
         );
@@ -286,9 +310,34 @@ mod tests {
         assert!(!lines.iter().any(|l| l.contains("redeemed")));
         assert!(lines.contains(&format!("Points earned{}48.00", " ".repeat(42 - 13 - 5))));
         assert!(lines.contains(&format!(
-            "Expiring 2027-05-26{}20.00",
-            " ".repeat(42 - 19 - 5)
+            "Expiring 26 May 2027{}20.00",
+            " ".repeat(42 - 20 - 5)
         )));
+    }
+
+    /// One date format per receipt language: the Russian block writes
+    /// dates as the fiscal tape does; the English one spells the month.
+    #[test]
+    fn dates_follow_the_receipt_language() {
+        assert_eq!(date("2026-12-31", Language::Ru), "31.12.2026");
+        assert_eq!(date("2026-12-31T21:00:00Z", Language::Ru), "31.12.2026");
+        assert_eq!(date("2027-01-05", Language::En), "5 Jan 2027");
+        assert_eq!(date("2026-12-31", Language::En), "31 Dec 2026");
+        for odd in ["", "2026-13-01", "26-12-31", "soon"] {
+            assert_eq!(date(odd, Language::Ru), odd);
+        }
+        // A template's own date field follows the language too.
+        let mut c = cfg(Language::Ru, 32);
+        c.bonus.footer = vec!["до {next_expiry_date}".into()];
+        let lines = render(&facts(), &c);
+        assert!(
+            lines.contains(&format!("{:^32}", "до 26.05.2027")),
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("2027-05-26")),
+            "{lines:#?}"
+        );
     }
 
     #[test]

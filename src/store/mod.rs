@@ -280,6 +280,13 @@ const MIGRATIONS: &[&str] = &[
         balance = (SELECT COALESCE(SUM(amount), 0) FROM entries e WHERE e.account_id = accounts.id),
         next_expiry = (SELECT MIN(expires_at) FROM lots l
                        WHERE l.account_id = accounts.id AND l.remaining > 0);",
+    // 18: the cashier (name or id, as the POS sent it) of each sale and
+    // return, for the back office's history; NULL where none was sent.
+    // The offline queue keeps it beside the request (not in it: the
+    // request text is what a repeat of the key is compared with, and a
+    // repeat keeps the first cashier).
+    "ALTER TABLE txns ADD COLUMN cashier TEXT;
+    ALTER TABLE sync_outbox ADD COLUMN cashier TEXT;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
@@ -652,7 +659,7 @@ mod tests {
                 .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                at + 3,
+                at + 4,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
@@ -660,6 +667,8 @@ mod tests {
             c.execute_batch(
                 "ALTER TABLE accounts DROP COLUMN balance;
                  ALTER TABLE accounts DROP COLUMN next_expiry;
+                 ALTER TABLE txns DROP COLUMN cashier;
+                 ALTER TABLE sync_outbox DROP COLUMN cashier;
                  DROP INDEX lots_due;
                  DROP INDEX entries_created;
                  DROP INDEX accounts_created;

@@ -238,11 +238,20 @@ struct CommitParams {
     lines: Vec<SaleLine>,
     #[serde(default, deserialize_with = "amount::unsigned_opt")]
     redeem: Option<Decimal>,
+    /// Who sold: a name or an id, recorded on the sale for the history.
+    cashier: Option<String>,
+}
+
+/// Checks the optional `cashier` of a sale or return
+/// ([`crate::ledger::cashier::check`]), naming the field.
+fn check_cashier(cashier: Option<&str>) -> Result<(), RpcError> {
+    crate::ledger::cashier::check_opt(cashier).map_err(|e| ledger_error(e.into()))
 }
 
 pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let mut p: CommitParams = rpc::params(params)?;
     check_key(&p.idempotency_key)?;
+    check_cashier(p.cashier.as_deref())?;
     p.lines = sale_lines(std::mem::take(&mut p.wire_lines))?;
     if p.receipt_id.is_empty() || p.receipt_id.len() > 128 {
         return Err(RpcError::invalid_params(
@@ -284,6 +293,7 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
         p.receipt_id,
         p.lines,
         redeem,
+        p.cashier,
     ))
     .await
     .map_err(ledger_error)?;
@@ -338,6 +348,7 @@ async fn by_account(
         p.receipt_id.clone(),
         p.lines.clone(),
         redeem,
+        p.cashier.clone(),
     ))
     .await
     .map_err(spend_error)?;
@@ -507,6 +518,8 @@ struct RefundParams {
     /// Money refunded; absent: whatever of the sale is not refunded yet.
     #[serde(default, deserialize_with = "amount::unsigned_opt")]
     amount: Option<Decimal>,
+    /// Who took the return back: a name or an id.
+    cashier: Option<String>,
 }
 
 /// Prefixes of the keys the ledger writes itself (the welcome bonus, expiry,
@@ -535,6 +548,7 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     use crate::ledger::embedded::SaleRef;
     let p: RefundParams = rpc::params(params)?;
     check_key(&p.idempotency_key)?;
+    check_cashier(p.cashier.as_deref())?;
     let sale = match (p.transaction, p.receipt_id) {
         (Some(t), None) => SaleRef::Transaction(t),
         (None, Some(r)) => SaleRef::Receipt(r),
@@ -545,7 +559,7 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             ));
         }
     };
-    let r = crate::metrics::timed_commit(app.ledger.refund(p.idempotency_key, sale, p.amount))
+    let r = crate::metrics::timed_commit(app.ledger.refund(p.idempotency_key, sale, p.amount, p.cashier))
         .await
         .map_err(ledger_error)?;
     if r.replayed {

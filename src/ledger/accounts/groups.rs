@@ -1,10 +1,23 @@
 //! Groups of accounts (staff, a partner's customers): named by an admin,
 //! joined at registration or later; the tiers restrict levels to them.
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{AccountError, Accounts, GroupView, account_exists, group_name, ts};
-use crate::ledger::db::{Db, DbError, args};
+use crate::ledger::db::{Db, DbError, Dialect, args};
+
+/// The most groups one page of [`Accounts::groups_page`] holds.
+pub const GROUPS_PAGE_MAX: u32 = 200;
+
+/// One page of groups, by name.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupPage {
+    /// The groups, by name.
+    pub groups: Vec<GroupView>,
+    /// Pass as `after` for the next page; `None` on the last.
+    pub next_after: Option<String>,
+}
 
 /// The groups an account belongs to, by name, sorted. Read inside the
 /// caller's transaction (the tiers restrict levels to groups).
@@ -84,6 +97,52 @@ impl Accounts {
         // By bytes, as groups_of sorts: the stores' collations differ.
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)
+    }
+
+    /// One page of the groups with their member counts, by name (bytewise
+    /// on both stores), after the name `after`: at most `limit` (1 to
+    /// [`GROUPS_PAGE_MAX`]) and whether more follow. The back office's
+    /// programme page reads this rather than every group at once.
+    pub async fn groups_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<GroupPage, AccountError> {
+        let limit = limit.clamp(1, GROUPS_PAGE_MAX);
+        let page = self
+            .books
+            .read(move |db| {
+                // PostgreSQL's default collation follows the cluster's
+                // locale; "C" compares bytes, as SQLite's BINARY does.
+                let by = match db.dialect() {
+                    Dialect::Sqlite => "g.name",
+                    Dialect::Postgres => "g.name COLLATE \"C\"",
+                };
+                let sql = format!(
+                    "SELECT g.name, g.description, g.created_at,
+                            (SELECT COUNT(*) FROM account_groups m WHERE m.group_name = g.name)
+                     FROM groups g WHERE CAST(?1 AS TEXT) IS NULL OR {by} > CAST(?1 AS TEXT)
+                     ORDER BY {by} LIMIT ?2"
+                );
+                let mut groups = db.query_map(&sql, args![after, i64::from(limit) + 1], |r| {
+                    Ok(GroupView {
+                        name: r.get(0)?,
+                        description: r.get(1)?,
+                        created_at: r.get(2)?,
+                        members: r.get(3)?,
+                    })
+                })?;
+                let more = groups.len() > limit as usize;
+                groups.truncate(limit as usize);
+                let next_after = if more {
+                    groups.last().map(|g| g.name.clone())
+                } else {
+                    None
+                };
+                Ok(GroupPage { groups, next_after })
+            })
+            .await?;
+        Ok(page)
     }
 
     /// Deletes a group; with members only when `force` (they leave it).

@@ -106,7 +106,10 @@ impl Accounts {
         receipt_id: String,
         lines: Vec<SaleLine>,
         redeem: Decimal,
+        cashier: Option<String>,
     ) -> Result<(String, CommitResult), SpendError> {
+        crate::ledger::cashier::check_opt(cashier.as_deref())
+            .map_err(|e| SpendError::Ledger(e.into()))?;
         let origin = self.origin.clone();
         let replayed = {
             let (key, receipt_id, lines) = (key.clone(), receipt_id.clone(), lines.clone());
@@ -146,6 +149,7 @@ impl Accounts {
                 redeem,
                 now,
                 &origin,
+                cashier.as_deref(),
             )?
             .map(|r| (number, r))
             .map_err(SpendError::Ledger))

@@ -136,8 +136,9 @@ pub(crate) fn store_result<T: Serialize>(db: &dyn Db, txn: i64, result: &T) -> R
 }
 
 /// Inserts a transaction row (its result is stored later by
-/// [`store_result`]) recording where it came from; returns its id. An
-/// empty store or terminal is stored as NULL (not recorded).
+/// [`store_result`]) recording where it came from and, for sales and
+/// returns, the cashier the POS named; returns its id. An empty store or
+/// terminal is stored as NULL (not recorded).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn new_txn(
     db: &dyn Db,
@@ -148,14 +149,17 @@ pub(crate) fn new_txn(
     request: &str,
     stamp: &str,
     origin: &Origin,
+    cashier: Option<&str>,
 ) -> Result<i64, DbError> {
     let store = Some(origin.store.as_str()).filter(|s| !s.is_empty());
     let terminal = Some(origin.terminal.as_str()).filter(|s| !s.is_empty());
     db.insert(
         "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result,
-                           created_at, store_id, terminal_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8) RETURNING id",
-        args![key, kind, account, receipt, request, stamp, store, terminal],
+                           created_at, store_id, terminal_id, cashier)
+         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, ?9) RETURNING id",
+        args![
+            key, kind, account, receipt, request, stamp, store, terminal, cashier
+        ],
     )
 }
 
@@ -407,7 +411,7 @@ pub(crate) fn expire_due(
         // `expires_at`), and a repeated key would fail the whole operation
         // on the UNIQUE index.
         let key = format!("expire:{account}:{burn}:{}", group[0].0);
-        let txn = new_txn(db, &key, "expire", account, None, "", burn, origin)?;
+        let txn = new_txn(db, &key, "expire", account, None, "", burn, origin, None)?;
         for (lot, remaining, _) in group {
             db.execute("UPDATE lots SET remaining = 0 WHERE id = ?1", args![lot])?;
             entry(db, txn, account, Some(*lot), "expire", -remaining, burn)?;

@@ -57,7 +57,7 @@ impl Till {
         redeem: Decimal,
         now: OffsetDateTime,
     ) -> TxResult<CommitResult> {
-        self.write(|db, o| commit_tx(db, p, key, number, receipt, lines, redeem, now, o))
+        self.write(|db, o| commit_tx(db, p, key, number, receipt, lines, redeem, now, o, None))
     }
 
     fn refund_tx(
@@ -68,7 +68,7 @@ impl Till {
         amount: Option<Decimal>,
         now: OffsetDateTime,
     ) -> TxResult<RefundResult> {
-        self.write(|db, o| refund_tx(db, p, key, sale, amount, now, o))
+        self.write(|db, o| refund_tx(db, p, key, sale, amount, now, o, None))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -547,6 +547,7 @@ async fn every_transaction_records_where_it_came_from() {
         "R1".into(),
         sale(1000),
         Decimal::ZERO,
+        None,
     )
     .await
     .unwrap();
@@ -606,6 +607,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(1000),
             Decimal::ZERO,
             Some(at),
+            None,
         )
         .await
         .unwrap();
@@ -631,12 +633,19 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
                 sale(10),
                 Decimal::ZERO,
                 Some(bad),
+                None,
             )
             .await
             .unwrap_err();
         assert!(matches!(e, LedgerError::SaleTime { .. }), "{e:?}");
         let e = till
-            .refund_at("f2".into(), SaleRef::Receipt("R1".into()), None, Some(bad))
+            .refund_at(
+                "f2".into(),
+                SaleRef::Receipt("R1".into()),
+                None,
+                Some(bad),
+                None,
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, LedgerError::SaleTime { .. }), "{e:?}");
@@ -650,6 +659,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(10),
             Decimal::ZERO,
             Some(now + time::Duration::minutes(4)),
+            None,
         )
         .await
         .unwrap();
@@ -670,6 +680,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(1000),
             Decimal::ZERO,
             Some(old),
+            None,
         )
         .await
         .unwrap();
@@ -683,6 +694,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             sale(1000),
             Decimal::ZERO,
             Some(old),
+            None,
         )
         .await;
     assert!(matches!(other, Err(LedgerError::KeyReused)), "{other:?}");
@@ -692,6 +704,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(100)),
             Some(at),
+            None,
         )
         .await
         .unwrap();
@@ -701,6 +714,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(100)),
             Some(old),
+            None,
         )
         .await
         .unwrap();

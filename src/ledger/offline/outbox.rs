@@ -53,6 +53,8 @@ pub struct NewItem {
     pub at: String,
     /// The pending result the POS was given (JSON), returned on a repeat.
     pub result: String,
+    /// The cashier the POS named, sent with the operation when replayed.
+    pub cashier: Option<String>,
 }
 
 /// A queued or failed operation.
@@ -82,6 +84,9 @@ pub struct Item {
     /// On the dead-letter list: when it was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<String>,
+    /// The cashier the POS named, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cashier: Option<String>,
 }
 
 /// How an enqueue went.
@@ -119,7 +124,8 @@ pub struct Depth {
     pub oldest: Option<String>,
 }
 
-const COLUMNS: &str = "id, key, kind, request, at, queued_at, attempts, code, reason, failed_at";
+const COLUMNS: &str =
+    "id, key, kind, request, at, queued_at, attempts, code, reason, failed_at, cashier";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     Ok(Item {
@@ -133,6 +139,7 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
         code: r.get(7)?,
         reason: r.get(8)?,
         failed_at: r.get(9)?,
+        cashier: r.get(10)?,
     })
 }
 
@@ -179,8 +186,9 @@ impl Outbox {
                     return Ok(Enqueued::Full);
                 }
                 tx.execute(
-                    "INSERT INTO sync_outbox (key, kind, number, redeem, request, at, result, queued_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO sync_outbox (key, kind, number, redeem, request, at, result,
+                                              queued_at, cashier)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         item.key,
                         item.kind.as_str(),
@@ -189,7 +197,8 @@ impl Outbox {
                         item.request,
                         item.at,
                         item.result,
-                        now()
+                        now(),
+                        item.cashier
                     ],
                 )?;
                 tx.commit()?;

@@ -158,6 +158,7 @@ impl Offline {
                         a.lines,
                         a.redeem,
                         at,
+                        item.cashier.clone(),
                     )
                     .await
                     .map(|r| Some((a.number, r.balance_after))),
@@ -171,7 +172,7 @@ impl Offline {
             Kind::Refund => match serde_json::from_str::<RefundArgs>(&item.request) {
                 Ok(a) => self
                     .central
-                    .refund_at(item.key.clone(), a.sale, a.amount, at)
+                    .refund_at(item.key.clone(), a.sale, a.amount, at, item.cashier.clone())
                     .await
                     .map(|_| None),
                 Err(e) => {

@@ -73,6 +73,7 @@ impl Rig {
                 receipt.into(),
                 lines(total),
                 redeem,
+                None,
             )
             .await
     }
@@ -283,7 +284,12 @@ async fn returns_queue_behind_sales_and_the_queue_has_a_limit() {
     assert!(sale.pending.is_some());
     let back = r
         .ledger
-        .refund("f1".into(), SaleRef::Receipt("R1".into()), Some(dec!(40)))
+        .refund(
+            "f1".into(),
+            SaleRef::Receipt("R1".into()),
+            Some(dec!(40)),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(back.refunded, dec!(40));
@@ -298,6 +304,7 @@ async fn returns_queue_behind_sales_and_the_queue_has_a_limit() {
                 format!("X{i}"),
                 lines(dec!(1)),
                 Decimal::ZERO,
+                None,
             )
             .await
             .unwrap();
