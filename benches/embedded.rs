@@ -44,6 +44,7 @@ async fn sale(l: &Embedded, card: &str, price: u32, redeem: u32) -> (Duration, b
             format!("R{k}"),
             line(price),
             Decimal::from(redeem),
+            None,
         )
         .await;
     if let Err(e) = &ok

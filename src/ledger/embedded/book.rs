@@ -180,15 +180,18 @@ pub(crate) fn claim_txn(
     request: &str,
     stamp: &str,
     origin: &Origin,
+    cashier: Option<&str>,
 ) -> Result<Option<i64>, DbError> {
     let store = Some(origin.store.as_str()).filter(|s| !s.is_empty());
     let terminal = Some(origin.terminal.as_str()).filter(|s| !s.is_empty());
     db.query_opt(
         "INSERT INTO txns (idempotency_key, kind, account_id, receipt_id, request, result,
-                           created_at, store_id, terminal_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8)
+                           created_at, store_id, terminal_id, cashier)
+         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, ?9)
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        args![key, kind, account, receipt, request, stamp, store, terminal],
+        args![
+            key, kind, account, receipt, request, stamp, store, terminal, cashier
+        ],
         |r| r.get(0),
     )
 }
