@@ -140,10 +140,14 @@ async fn target(
                 .await
             {
                 Ok(v) => v,
-                Err(AccountError::UnknownCard | AccountError::UnknownAccount) => {
-                    return Err(ledger_error(LedgerError::UnknownCard));
-                }
-                Err(e) => return Err(account_error(e)),
+                // The ledger's own "unknown card", as before, also when
+                // the central ledger already mapped it.
+                Err(e) => match account_error(e) {
+                    e if e.code == code::UNKNOWN_CARD => {
+                        return Err(ledger_error(LedgerError::UnknownCard));
+                    }
+                    e => return Err(e),
+                },
             };
             let cards = app
                 .ledger
@@ -162,33 +166,34 @@ async fn target(
             Ok((view.account, n))
         }
         (None, Some(id)) => {
-            let view = app
-                .ledger
-                .get_account(Lookup::Account(id))
-                .await
-                .map_err(|e| match e {
-                    AccountError::UnknownCard | AccountError::UnknownAccount => {
-                        RpcError::new(code::UNKNOWN_CARD, "no such account")
-                            .with_data(json!({ "field": "account_id" }))
-                    }
-                    e => account_error(e),
-                })?;
+            let view =
+                app.ledger.get_account(Lookup::Account(id)).await.map_err(
+                    |e| match account_error(e) {
+                        // Also as the central ledger answers it, already mapped.
+                        e if e.code == code::UNKNOWN_CARD => {
+                            RpcError::new(code::UNKNOWN_CARD, "no such account")
+                                .with_data(json!({ "field": "account_id" }))
+                        }
+                        e => e,
+                    },
+                )?;
             if !force && view.status != "active" {
                 return Err(inactive(view.status));
             }
             // The back office's path: the account's booking card.
-            match app.ledger.booking_card(id).await {
+            match app.ledger.booking_card(id).await.map_err(account_error) {
                 Ok(n) => Ok((id, CardNumber::new(n))),
                 // Overridden, an account whose cards are all blocked is
                 // still booked on its first card (points are the account's).
-                Err(AccountError::CardInactive(_)) if force => {
+                // By code: the central ledger's answer comes already mapped.
+                Err(e) if force && e.code == code::CARD_INACTIVE => {
                     let cards = app.ledger.account_cards(id).await.map_err(account_error)?;
                     match cards.into_iter().next() {
                         Some(c) => Ok((id, CardNumber::new(c.number))),
                         None => Err(inactive("without a card".into())),
                     }
                 }
-                Err(e) => Err(account_error(e)),
+                Err(e) => Err(e),
             }
         }
         _ => Err(RpcError::invalid_params(
