@@ -180,3 +180,32 @@ async fn adjust_tied_to_a_receipt_shows_reason_and_operator_in_history() {
     assert_eq!(balance(&mut c, OTHER).await, "50");
     d.verify_ledger();
 }
+
+#[tokio::test]
+async fn a_pending_account_is_refused_unless_overridden() {
+    let d = Daemon::start("", "[ledger.registration]\nconfirmation = \"code\"\n");
+    let mut c = d.client().await;
+    let r = c
+        .call(
+            "account.register",
+            json!({"phone": "+79161110004", "card_number": CARD, "secret": "4711"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "pending");
+    let id = r["account"].as_i64().unwrap();
+    let by_id = json!({"idempotency_key": "p1", "account_id": id, "amount": "10", "reason": "x"});
+    let by_number = json!({"idempotency_key": "p1", "number": CARD, "amount": "10", "reason": "x"});
+    for p in [by_id.clone(), by_number] {
+        let (c1, data) = code(c.call("ledger.adjust", p).await);
+        assert_eq!((c1, data["status"].clone()), (2002, json!("pending")));
+    }
+    let mut forced = by_id;
+    forced["override"] = json!(true);
+    let r = c.call("ledger.adjust", forced).await.unwrap();
+    assert_eq!(
+        (r["account"].as_i64(), &r["balance_after"]),
+        (Some(id), &json!("10"))
+    );
+    d.verify_ledger();
+}
