@@ -2,6 +2,7 @@
 //! what.
 
 mod accounts;
+mod adjust;
 mod auth;
 mod cards;
 mod devices;
@@ -380,7 +381,7 @@ async fn dispatch_checked(
         "sale.commit" => sale::commit(app, params).await,
         "sale.refund" => sale::refund(app, params).await,
         "account.history" => history::history(app, params).await,
-        "ledger.adjust" => sale::adjust(app, session, params).await,
+        "ledger.adjust" => adjust::adjust(app, session, params).await,
         "account.overrides.set" => sale::set_overrides(app, params).await,
         "ledger.sync.status" => sync::status(app).await,
         "ledger.sync.failed" => sync::failed(app, params).await,

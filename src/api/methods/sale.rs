@@ -528,7 +528,7 @@ struct RefundParams {
 /// welcome bonus.
 const RESERVED_KEY_PREFIXES: &[&str] = &["welcome:", "expire:", "overrides:", "tier:"];
 
-fn check_key(key: &str) -> Result<(), RpcError> {
+pub(super) fn check_key(key: &str) -> Result<(), RpcError> {
     if key.is_empty() || key.len() > 128 {
         return Err(RpcError::invalid_params(
             "idempotency_key",
@@ -581,75 +581,6 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     if let Some(ch) = &r.tier_change {
         super::tiers::publish_one(app, ch);
     }
-    Ok(reply(&r))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AdjustParams {
-    idempotency_key: String,
-    number: CardNumber,
-    #[serde(deserialize_with = "amount::signed")]
-    amount: Decimal,
-    reason: String,
-    /// RFC 3339; default: the programme's expiry.
-    expires_at: Option<String>,
-}
-
-pub(super) async fn adjust(
-    app: &Arc<App>,
-    session: &Arc<crate::api::session::Session>,
-    params: Option<Value>,
-) -> Result<Value, RpcError> {
-    let p: AdjustParams = rpc::params(params)?;
-    check_key(&p.idempotency_key)?;
-    if p.amount.is_zero() || p.amount.abs() > Decimal::from(1_000_000_000) || p.amount.scale() > 4 {
-        return Err(RpcError::invalid_params(
-            "amount",
-            "a non-zero amount within ±1e9 with at most 4 decimal places",
-        ));
-    }
-    if p.reason.trim().is_empty() || p.reason.len() > 256 {
-        return Err(RpcError::invalid_params("reason", "1 to 256 characters"));
-    }
-    let expires_at = match &p.expires_at {
-        None => None,
-        Some(s) => Some(
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| RpcError::invalid_params("expires_at", e))?,
-        ),
-    };
-    // Who, without the TCP source port: a retry on a new connection must
-    // compare equal under the same idempotency key.
-    let operator = match &session.peer {
-        crate::api::session::Peer::Unix { uid } => {
-            format!("unix uid {}", uid.map_or("?".into(), |u| u.to_string()))
-        }
-        crate::api::session::Peer::Tcp(addr) => format!("tcp {}", addr.ip()),
-    };
-    let r = crate::metrics::timed_commit(app.ledger.adjust(
-        p.idempotency_key,
-        p.number.expose().to_owned(),
-        p.amount,
-        p.reason,
-        operator,
-        expires_at,
-    ))
-    .await
-    .map_err(ledger_error)?;
-    if r.replayed {
-        return Ok(reply(&r));
-    }
-    app.bus.publish(
-        "ledger.transaction",
-        json!({
-            "kind": "adjust",
-            "transaction": r.transaction,
-            "account": r.account,
-            "amount": r.amount.to_string(),
-            "balance_after": r.balance_after.to_string(),
-        }),
-    );
     Ok(reply(&r))
 }
 
@@ -774,7 +705,7 @@ fn params_field(mut e: RpcError) -> RpcError {
 /// A ledger result as the POS gets it: `replayed` (set on a repeat, and
 /// carried over the central ledger's wire) is the till's business; a
 /// repeat answers exactly as the first call did.
-fn reply<T: serde::Serialize>(r: &T) -> Value {
+pub(super) fn reply<T: serde::Serialize>(r: &T) -> Value {
     let mut v = json!(r);
     if let Some(o) = v.as_object_mut() {
         o.remove("replayed");
