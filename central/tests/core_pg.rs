@@ -708,8 +708,15 @@ async fn concurrent_sales_book_a_key_once_and_spend_a_balance_once() {
             .map(|_| {
                 let (l, key) = (l.clone(), key.clone());
                 tokio::spawn(async move {
-                    l.commit(key.clone(), CARD.into(), key, sale(100), Decimal::ZERO, None)
-                        .await
+                    l.commit(
+                        key.clone(),
+                        CARD.into(),
+                        key,
+                        sale(100),
+                        Decimal::ZERO,
+                        None,
+                    )
+                    .await
                 })
             })
             .collect();
@@ -756,8 +763,15 @@ async fn concurrent_sales_book_a_key_once_and_spend_a_balance_once() {
                 let l = l.with_origin(Origin::new("s", format!("t{i}")));
                 tokio::spawn(async move {
                     let key = format!("spend{round}-{i}");
-                    l.commit(key.clone(), CARD.into(), key, sale(100), Decimal::from(30), None)
-                        .await
+                    l.commit(
+                        key.clone(),
+                        CARD.into(),
+                        key,
+                        sale(100),
+                        Decimal::from(30),
+                        None,
+                    )
+                    .await
                 })
             })
             .collect();

@@ -559,9 +559,14 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             ));
         }
     };
-    let r = crate::metrics::timed_commit(app.ledger.refund(p.idempotency_key, sale, p.amount, p.cashier))
-        .await
-        .map_err(ledger_error)?;
+    let r = crate::metrics::timed_commit(app.ledger.refund(
+        p.idempotency_key,
+        sale,
+        p.amount,
+        p.cashier,
+    ))
+    .await
+    .map_err(ledger_error)?;
     if r.replayed {
         return Ok(reply(&r));
     }

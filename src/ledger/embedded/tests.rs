@@ -796,7 +796,18 @@ fn one_group_commit_books_a_key_once_and_keeps_outcomes_apart() {
     let (a, b, refused) = std::thread::scope(|s| {
         let first = s.spawn(|| {
             c.write(|db, o| {
-                let r = commit_tx(db, &p, "k", CARD, "R", &sale(100), Decimal::ZERO, now, o, None)?;
+                let r = commit_tx(
+                    db,
+                    &p,
+                    "k",
+                    CARD,
+                    "R",
+                    &sale(100),
+                    Decimal::ZERO,
+                    now,
+                    o,
+                    None,
+                )?;
                 // Hold the group open until the other two queue behind it.
                 while c.store.writer().queued() < 2 {
                     std::thread::yield_now();
