@@ -345,6 +345,10 @@ async fn an_operator_creates_a_customer_in_a_browser_and_finds_them_by_phone() {
     b.fill("input[name=phone]", "8 (903) 111-22-33").await;
     b.click("input[name=groups][value=cinema-club]").await;
     b.submit("form[action='/customers/new'] button").await;
+    // The generated secret, shown this once; then on to the customer's card.
+    let secret = b.text("#secret").await;
+    assert!(!secret.trim().is_empty(), "{}", b.text("body").await);
+    b.click("#customer-link").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // The customer's card, with the group.
     while b.text("#groups").await != "cinema-club" {

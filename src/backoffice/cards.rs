@@ -285,7 +285,7 @@ pub(super) fn shown_once(
             p { (tr(lang, T::SecretOnce)) }
             p { code #secret { (s.expose()) } }
         }
-        p { a href={"/customers/" (id)} { "← " (tr(lang, T::Account)) " " (id) } }
+        p { a #customer-link href={"/customers/" (id)} { "← " (tr(lang, T::Account)) " " (id) } }
     };
     page(
         StatusCode::OK,
@@ -334,7 +334,7 @@ fn replace_form(
                 @if let Some(e) = &error { " " span.err #number-error { (e) } } }
             button { (tr(lang, T::Replace)) " " (masked) }
         }
-        p { a href={"/customers/" (id)} { "← " (tr(lang, T::Account)) " " (id) } }
+        p { a #customer-link href={"/customers/" (id)} { "← " (tr(lang, T::Account)) " " (id) } }
     };
     let status = super::form_status(error.is_some());
     page(
