@@ -21,7 +21,8 @@ pub enum ExportFormat {
 }
 
 /// CSV header, in the order of [`csv_record`]'s fields.
-const CSV_HEADER: [&str; 8] = [
+/// New columns go at the end, so scripts reading by position keep working.
+const CSV_HEADER: [&str; 12] = [
     "txn_id",
     "kind",
     "created_at",
@@ -30,6 +31,10 @@ const CSV_HEADER: [&str; 8] = [
     "entry_kind",
     "amount",
     "lot_id",
+    "reason",
+    "operator",
+    "cashier",
+    "clawback_shortfall",
 ];
 
 /// Writes every ledger transaction with its entries (one row per entry; a
@@ -119,7 +124,7 @@ pub fn write_rows(db: &dyn Db, format: ExportFormat, sink: Box<dyn Write>) -> st
     w.flush()
 }
 
-fn csv_record(r: &ExportRow) -> [String; 8] {
+fn csv_record(r: &ExportRow) -> [String; 12] {
     [
         r.txn.to_string(),
         r.kind.clone(),
@@ -129,6 +134,12 @@ fn csv_record(r: &ExportRow) -> [String; 8] {
         r.entry_kind.clone().unwrap_or_default(),
         r.amount.map(|a| a.to_string()).unwrap_or_default(),
         r.lot.map(|l| l.to_string()).unwrap_or_default(),
+        r.reason.clone().unwrap_or_default(),
+        r.operator.clone().unwrap_or_default(),
+        r.cashier.clone().unwrap_or_default(),
+        r.clawback_shortfall
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
     ]
 }
 
