@@ -238,7 +238,7 @@ mod tests {
                     Some(Decimal::from(500)),
                     now,
                     &till,
-                    None,
+                    Some("Олег"),
                 )
             })
             .unwrap()
@@ -281,10 +281,11 @@ mod tests {
         assert_eq!(
             rows,
             [
-                "txn_id,kind,created_at,account,receipt_id,entry_kind,amount,lot_id",
-                "1,sale,2026-03-01T12:00:00Z,1,\"R \"\"1\"\", till 2\",accrue,50,1",
-                "2,refund,2026-03-01T12:00:00Z,1,refund-of:1,clawback,-25,1",
-                "3,sale,2026-03-01T12:00:00Z,1,Z,,,",
+                "txn_id,kind,created_at,account,receipt_id,entry_kind,amount,lot_id,\
+                 reason,operator,cashier,clawback_shortfall",
+                "1,sale,2026-03-01T12:00:00Z,1,\"R \"\"1\"\", till 2\",accrue,50,1,,,,",
+                "2,refund,2026-03-01T12:00:00Z,1,refund-of:1,clawback,-25,1,,,Олег,",
+                "3,sale,2026-03-01T12:00:00Z,1,Z,,,,,,,",
                 "",
             ]
         );
@@ -308,6 +309,8 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0]["receipt_id"], receipt);
         assert_eq!(rows[1]["amount"], "-25");
+        assert_eq!(rows[1]["cashier"], "Олег");
+        assert_eq!(rows[1]["clawback_shortfall"], serde_json::Value::Null);
         assert_eq!(rows[2]["entry_kind"], serde_json::Value::Null);
         assert_eq!(rows[2]["amount"], serde_json::Value::Null);
     }
