@@ -209,3 +209,182 @@ async fn a_pending_account_is_refused_unless_overridden() {
     );
     d.verify_ledger();
 }
+
+/// The export's rows as JSON objects (`ledger export --format json`, or
+/// `posbridge-central export` on the central ledger).
+fn export_json(d: &Daemon) -> Vec<Value> {
+    let out = d.ledger_cli(&["export", "--format", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The export's CSV text.
+fn export_csv(d: &Daemon) -> String {
+    let out = d.ledger_cli(&["export", "--format", "csv"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_export_carries_the_reason_operator_and_cashier() {
+    let d = Daemon::start("", "");
+    let mut c = d.client().await;
+    let id = register(&mut c, "+79161110005", CARD).await;
+    let sale = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "s1", "number": CARD, "receipt_id": "R-1",
+                   "lines": lines(1000), "cashier": "Анна, касса 2"}),
+        )
+        .await
+        .unwrap();
+    let adj = c
+        .call(
+            "ledger.adjust",
+            json!({"idempotency_key": "a1", "account_id": id, "amount": "7",
+                   "reason": "goodwill \"sorry\""}),
+        )
+        .await
+        .unwrap();
+    let refund = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "r1", "receipt_id": "R-1", "amount": "100", "cashier": "Олег"}),
+        )
+        .await
+        .unwrap();
+
+    let rows = export_json(&d);
+    let of = |txn: &Value| -> Vec<&Value> { rows.iter().filter(|r| r["txn"] == *txn).collect() };
+    let sale_rows = of(&sale["transaction"]);
+    assert!(!sale_rows.is_empty(), "{rows:#?}");
+    for r in sale_rows {
+        assert_eq!(r["cashier"], "Анна, касса 2");
+        assert_eq!(
+            (r["reason"].clone(), r["operator"].clone()),
+            (Value::Null, Value::Null)
+        );
+    }
+    let adj_rows = of(&adj["transaction"]);
+    assert_eq!(adj_rows.len(), 1, "{rows:#?}");
+    assert_eq!(adj_rows[0]["reason"], "goodwill \"sorry\"");
+    let operator = adj_rows[0]["operator"].as_str().unwrap();
+    assert!(operator.starts_with("unix uid "), "{operator}");
+    assert_eq!(adj_rows[0]["cashier"], Value::Null);
+    let refund_rows = of(&refund["transaction"]);
+    assert!(!refund_rows.is_empty(), "{rows:#?}");
+    for r in refund_rows {
+        assert_eq!(r["cashier"], "Олег");
+        // Nothing was forgiven: the points were all there.
+        assert_eq!(r["clawback_shortfall"], Value::Null);
+    }
+
+    // The CSV: the new columns at the end, quoted where they need it.
+    let csv = export_csv(&d);
+    let mut lines_ = csv.lines();
+    assert_eq!(
+        lines_.next().unwrap(),
+        "txn_id,kind,created_at,account,receipt_id,entry_kind,amount,lot_id,\
+         reason,operator,cashier,clawback_shortfall"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&format!("{},sale,", sale["transaction"]))
+                && l.ends_with(",,,\"Анна, касса 2\",")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(
+            |l| l.starts_with(&format!("{},adjust,", adj["transaction"]))
+                && l.contains(",\"goodwill \"\"sorry\"\"\",unix uid ")
+        ),
+        "{csv}"
+    );
+    d.verify_ledger();
+}
+
+#[tokio::test]
+async fn a_clamped_refund_shows_the_forgiven_points_in_history_and_export() {
+    let d = Daemon::start("", "[ledger.programme]\nrefund_shortfall = \"clamp\"\n");
+    let mut c = d.client().await;
+    let id = register(&mut c, "+79161110006", CARD).await;
+    // Sale "a" earns 50; 40 of them pay for sale "b" (which earns 2).
+    let a = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "a", "number": CARD, "receipt_id": "a", "lines": lines(1000)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a["balance_after"], "50");
+    let t = c
+        .call("card.enter", json!({"number": CARD, "secret": "4711"}))
+        .await
+        .unwrap()["card_token"]
+        .clone();
+    let b = c
+        .call(
+            "sale.commit",
+            json!({"idempotency_key": "b", "card_token": t, "receipt_id": "b",
+                   "lines": lines(80), "redeem": "40"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b["balance_after"], "12");
+    // Refunding "a" claws back 50; only 12 are left, 38 are forgiven.
+    let r = c
+        .call(
+            "sale.refund",
+            json!({"idempotency_key": "r", "receipt_id": "a"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["clawback"].clone(), r["clawback_shortfall"].clone()),
+        (json!("12"), json!("38"))
+    );
+
+    let h = c
+        .call("account.history", json!({"account": id}))
+        .await
+        .unwrap();
+    let txns = h["transactions"].as_array().unwrap();
+    assert_eq!(txns.len(), 3, "{h:#}");
+    assert_eq!(txns[0]["kind"], "refund");
+    assert_eq!(txns[0]["transaction"], r["transaction"]);
+    assert_eq!(txns[0]["clawback_shortfall"], "38");
+    for sale in &txns[1..] {
+        assert_eq!(sale["kind"], "sale");
+        assert!(sale.get("clawback_shortfall").is_none(), "{sale:#}");
+    }
+    // The same page again (the figure is stored, not recomputed).
+    let again = c
+        .call("account.history", json!({"account": id}))
+        .await
+        .unwrap();
+    assert_eq!(again["transactions"][0]["clawback_shortfall"], "38");
+
+    let rows = export_json(&d);
+    let refund_rows: Vec<&Value> = rows
+        .iter()
+        .filter(|row| row["txn"] == r["transaction"])
+        .collect();
+    assert!(!refund_rows.is_empty(), "{rows:#?}");
+    for row in &refund_rows {
+        assert_eq!(row["clawback_shortfall"], "38");
+    }
+    for row in rows.iter().filter(|row| row["txn"] != r["transaction"]) {
+        assert_eq!(row["clawback_shortfall"], Value::Null, "{row}");
+    }
+    let csv = export_csv(&d);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&format!("{},refund,", r["transaction"])) && l.ends_with(",38")),
+        "{csv}"
+    );
+    d.verify_ledger();
+}

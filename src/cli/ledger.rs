@@ -21,7 +21,8 @@ pub enum ExportFormat {
 }
 
 /// CSV header, in the order of [`csv_record`]'s fields.
-const CSV_HEADER: [&str; 8] = [
+/// New columns go at the end, so scripts reading by position keep working.
+const CSV_HEADER: [&str; 12] = [
     "txn_id",
     "kind",
     "created_at",
@@ -30,6 +31,10 @@ const CSV_HEADER: [&str; 8] = [
     "entry_kind",
     "amount",
     "lot_id",
+    "reason",
+    "operator",
+    "cashier",
+    "clawback_shortfall",
 ];
 
 /// Writes every ledger transaction with its entries (one row per entry; a
@@ -119,7 +124,7 @@ pub fn write_rows(db: &dyn Db, format: ExportFormat, sink: Box<dyn Write>) -> st
     w.flush()
 }
 
-fn csv_record(r: &ExportRow) -> [String; 8] {
+fn csv_record(r: &ExportRow) -> [String; 12] {
     [
         r.txn.to_string(),
         r.kind.clone(),
@@ -129,6 +134,12 @@ fn csv_record(r: &ExportRow) -> [String; 8] {
         r.entry_kind.clone().unwrap_or_default(),
         r.amount.map(|a| a.to_string()).unwrap_or_default(),
         r.lot.map(|l| l.to_string()).unwrap_or_default(),
+        r.reason.clone().unwrap_or_default(),
+        r.operator.clone().unwrap_or_default(),
+        r.cashier.clone().unwrap_or_default(),
+        r.clawback_shortfall
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
     ]
 }
 
@@ -227,7 +238,7 @@ mod tests {
                     Some(Decimal::from(500)),
                     now,
                     &till,
-                    None,
+                    Some("Олег"),
                 )
             })
             .unwrap()
@@ -270,10 +281,11 @@ mod tests {
         assert_eq!(
             rows,
             [
-                "txn_id,kind,created_at,account,receipt_id,entry_kind,amount,lot_id",
-                "1,sale,2026-03-01T12:00:00Z,1,\"R \"\"1\"\", till 2\",accrue,50,1",
-                "2,refund,2026-03-01T12:00:00Z,1,refund-of:1,clawback,-25,1",
-                "3,sale,2026-03-01T12:00:00Z,1,Z,,,",
+                "txn_id,kind,created_at,account,receipt_id,entry_kind,amount,lot_id,\
+                 reason,operator,cashier,clawback_shortfall",
+                "1,sale,2026-03-01T12:00:00Z,1,\"R \"\"1\"\", till 2\",accrue,50,1,,,,",
+                "2,refund,2026-03-01T12:00:00Z,1,refund-of:1,clawback,-25,1,,,Олег,",
+                "3,sale,2026-03-01T12:00:00Z,1,Z,,,,,,,",
                 "",
             ]
         );
@@ -297,6 +309,8 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0]["receipt_id"], receipt);
         assert_eq!(rows[1]["amount"], "-25");
+        assert_eq!(rows[1]["cashier"], "Олег");
+        assert_eq!(rows[1]["clawback_shortfall"], serde_json::Value::Null);
         assert_eq!(rows[2]["entry_kind"], serde_json::Value::Null);
         assert_eq!(rows[2]["amount"], serde_json::Value::Null);
     }

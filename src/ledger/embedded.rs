@@ -487,14 +487,13 @@ pub(crate) fn history_tx(
             } else {
                 None
             };
-            // An adjustment's reason and operator live in its request.
-            let (reason, operator) = if let Some(req) = r.get::<Option<String>>(7)? {
-                let req: serde_json::Value = serde_json::from_str(&req).unwrap_or_default();
-                let text = |k: &str| req.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-                (text("reason"), text("operator"))
+            // What the clamp policy forgave lives in the refund's result.
+            let clawback_shortfall = if kind == "refund" {
+                audit::forgiven(r.get::<Option<String>>(4)?.as_deref())
             } else {
-                (None, None)
+                None
             };
+            let (reason, operator) = audit::adjust_note(r.get::<Option<String>>(7)?.as_deref());
             let refund_of = if kind == "refund" {
                 receipt.as_deref().and_then(refund_marker_sale)
             } else {
@@ -511,6 +510,7 @@ pub(crate) fn history_tx(
                 reason,
                 operator,
                 cashier: r.get(8)?,
+                clawback_shortfall,
                 entries: Vec::new(),
                 detail,
             })

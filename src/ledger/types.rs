@@ -263,6 +263,15 @@ pub struct HistoryTxn {
     /// `sale.commit` / `sale.refund`), if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cashier: Option<String>,
+    /// For `refund` under the `clamp` policy: the points of the clawback
+    /// that were forgiven because the customer had already spent them
+    /// (from the refund's stored result); absent when nothing was.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::str_option"
+    )]
+    pub clawback_shortfall: Option<Decimal>,
     /// The postings, in order.
     pub entries: Vec<HistoryEntry>,
     /// What changed, for `overrides` (the percentages now) and `tier`
@@ -409,6 +418,20 @@ pub struct ExportRow {
     pub amount: Option<Decimal>,
     /// The entry's lot.
     pub lot: Option<i64>,
+    /// For `adjust`: the reason given. Like the fields below it is the
+    /// transaction's, repeated on each of its entries' rows.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// For `adjust`: who made it.
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// For `sale` and `refund`: the cashier the POS named.
+    #[serde(default)]
+    pub cashier: Option<String>,
+    /// For `refund` under the `clamp` policy: the clawback points forgiven
+    /// because they were already spent; `None` when nothing was.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub clawback_shortfall: Option<Decimal>,
 }
 
 #[cfg(test)]
@@ -437,6 +460,7 @@ mod tests {
                 reason: None,
                 operator: None,
                 cashier: None,
+                clawback_shortfall: Some(Decimal::new(40, 0)),
                 entries: vec![HistoryEntry {
                     kind: "debt".into(),
                     amount: Decimal::new(-4, 0),
@@ -457,8 +481,16 @@ mod tests {
             entry_kind: None,
             amount: None,
             lot: None,
+            reason: None,
+            operator: None,
+            cashier: Some("Анна".into()),
+            clawback_shortfall: Some(Decimal::new(45, 1)),
         };
         round_trip(&row);
+        assert_eq!(
+            serde_json::to_value(&row).unwrap()["clawback_shortfall"],
+            "4.5"
+        );
         round_trip(&NextExpiry {
             amount: Decimal::new(3333, 2),
             at: "2026-09-01T21:00:00Z".into(),
@@ -467,6 +499,7 @@ mod tests {
         let json = serde_json::to_value(&page).unwrap();
         assert_eq!(json["balance"], "-12.5");
         assert_eq!(json["transactions"][0]["entries"][0]["amount"], "-4");
+        assert_eq!(json["transactions"][0]["clawback_shortfall"], "40");
         for r in [SaleRef::Transaction(7), SaleRef::Receipt("R 1".into())] {
             let back: SaleRef = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
             assert_eq!(format!("{back:?}"), format!("{r:?}"));

@@ -3,8 +3,34 @@
 //! transaction (`ledger export`). Both read in pages of bounded size, so
 //! a ledger of millions of rows never sits in memory at once.
 
+use rust_decimal::Decimal;
+
 use super::{ExportRow, points};
 use crate::ledger::db::{Db, DbError, args};
+
+/// An adjustment's reason and operator, read from its stored request: they
+/// live only there (the request text is compared on a key's repeat, so it
+/// is never rewritten into columns).
+pub(super) fn adjust_note(request: Option<&str>) -> (Option<String>, Option<String>) {
+    let Some(req) = request else {
+        return (None, None);
+    };
+    let req: serde_json::Value = serde_json::from_str(req).unwrap_or_default();
+    let text = |k: &str| req.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    (text("reason"), text("operator"))
+}
+
+/// The clawback a refund forgave (the `clamp` policy: points already
+/// spent), read from its stored result, which has always recorded it;
+/// `None` when nothing was forgiven.
+pub(super) fn forgiven(result: Option<&str>) -> Option<Decimal> {
+    let v: serde_json::Value = serde_json::from_str(result?).ok()?;
+    v.get("clawback_shortfall")?
+        .as_str()?
+        .parse::<Decimal>()
+        .ok()
+        .filter(|d| !d.is_zero())
+}
 
 /// Accounts or transactions read per query. Tests read in pages of two,
 /// so their few rows cross page boundaries.
@@ -143,13 +169,19 @@ pub fn export(
             return Ok(Ok(()));
         };
         let rows = db.query_map(
+            // Only an adjustment's request (reason, operator) and a
+            // refund's result (its forgiven clawback) are read; a sale's
+            // request carries all its lines.
             "SELECT t.id, t.kind, t.created_at, t.account_id, t.receipt_id,
-                    e.kind, e.amount, e.lot_id
+                    e.kind, e.amount, e.lot_id, t.cashier,
+                    CASE WHEN t.kind = 'adjust' THEN t.request END,
+                    CASE WHEN t.kind = 'refund' THEN t.result END
              FROM txns t LEFT JOIN entries e ON e.txn_id = t.id
              WHERE t.id > ?1 AND t.id <= ?2
              ORDER BY t.id, e.id",
             args![after, last],
             |r| {
+                let (reason, operator) = adjust_note(r.get::<Option<String>>(9)?.as_deref());
                 Ok(ExportRow {
                     txn: r.get(0)?,
                     kind: r.get(1)?,
@@ -159,6 +191,10 @@ pub fn export(
                     entry_kind: r.get(5)?,
                     amount: r.get::<Option<i64>>(6)?.map(points),
                     lot: r.get(7)?,
+                    reason,
+                    operator,
+                    cashier: r.get(8)?,
+                    clawback_shortfall: forgiven(r.get::<Option<String>>(10)?.as_deref()),
                 })
             },
         )?;
