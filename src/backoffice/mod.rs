@@ -218,8 +218,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// A cookie's value from the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A cookie's value from the request's `Cookie` headers (the
+/// technician's console reads its session cookie with it too).
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

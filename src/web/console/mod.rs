@@ -34,6 +34,7 @@ use serde_json::json;
 use crate::api::session::{Peer, Session};
 use crate::app::App;
 use crate::auth::Role;
+use crate::backoffice::cookie;
 use crate::backoffice::session::{LoginThrottle, Session as ConsoleSession, Sessions};
 use crate::redact::Secret;
 use i18n::{Lang, T};
@@ -62,17 +63,6 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/console/preview", get(preview))
         .route("/console/feed", get(feed))
         .route(SCRIPT_PATH, get(script))
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 fn session(headers: &HeaderMap) -> Option<(String, ConsoleSession)> {
