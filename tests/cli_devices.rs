@@ -23,12 +23,18 @@ fn a_root_only_node_is_denied_to_the_daemon_user_with_advice() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["devices", "--as", "nobody", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let run = |lang: &str| {
+        Command::new(BIN)
+            .args(["devices", "--as", "nobody", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", lang)
+            .output()
+            .unwrap()
+    };
+    let out = run("C.UTF-8");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -42,4 +48,20 @@ fn a_root_only_node_is_denied_to_the_daemon_user_with_advice() {
         .unwrap_or_else(|| panic!("no line for the configured reader:\n{stdout}"));
     assert!(line.contains("permission denied for user nobody"), "{line}");
     assert!(line.contains("60-posbridge.rules"), "{line}");
+
+    // Under a Russian locale the summary is in Russian.
+    let out = run("ru_RU.UTF-8");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("доступ оценён для пользователя nobody"),
+        "{stdout}"
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("настроено msr:"))
+        .unwrap_or_else(|| panic!("no line for the configured reader:\n{stdout}"));
+    assert!(
+        line.contains("нет доступа (permission denied for user nobody"),
+        "{line}"
+    );
 }

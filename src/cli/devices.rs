@@ -166,10 +166,27 @@ pub fn judge(mode: u32, owner_uid: u32, owner_gid: u32, uid: u32, gids: &[u32]) 
 /// (`args.as_user`) could not open.
 pub fn list(args: &DevicesArgs, config: Option<&crate::config::Config>) {
     let judge = Judge::for_user(&args.as_user);
+    // The summary follows the locale; the udev advice stays as written,
+    // being commands and file names.
+    let ru = crate::api::i18n::locale_is_russian();
     if let Some(note) = &judge.note {
-        println!("note: {note}");
+        if ru {
+            println!(
+                "примечание: пользователя {} нет, доступ оценён для текущего ({})",
+                args.as_user, judge.name
+            );
+        } else {
+            println!("note: {note}");
+        }
     }
-    println!("access judged as user {} (uid {})", judge.name, judge.uid);
+    if ru {
+        println!(
+            "доступ оценён для пользователя {} (uid {})",
+            judge.name, judge.uid
+        );
+    } else {
+        println!("access judged as user {} (uid {})", judge.name, judge.uid);
+    }
     let found = discover::list_system();
     if found.is_empty() {
         println!("no serial, HID, input or USB printer devices found");
@@ -196,7 +213,17 @@ pub fn list(args: &DevicesArgs, config: Option<&crate::config::Config>) {
         let (node, _) = crate::web::console::state::where_is(&entry);
         let Some(node) = node else { continue };
         let access = judge.access(&node);
-        println!("configured {}: {} {access}", entry.name(), node.display());
+        if ru {
+            let verdict = match &access {
+                Access::ReadWrite => "чтение и запись".to_owned(),
+                Access::ReadOnly => "только чтение".to_owned(),
+                Access::Missing => "нет устройства".to_owned(),
+                Access::Denied { reason } => format!("нет доступа ({reason})"),
+            };
+            println!("настроено {}: {} {verdict}", entry.name(), node.display());
+        } else {
+            println!("configured {}: {} {access}", entry.name(), node.display());
+        }
     }
 }
 
