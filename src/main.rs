@@ -22,8 +22,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
-        Command::Devices => {
-            devices::list();
+        Command::Devices(args) => {
+            // The configured nodes are judged too, when a configuration
+            // loads; the listing does not need one.
+            let config = match locate(flag.as_deref()).load() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("note: configured devices not checked: {e}");
+                    None
+                }
+            };
+            devices::list(&args, config.as_ref());
             return ExitCode::SUCCESS;
         }
         Command::Preview(args) => {
@@ -63,13 +72,17 @@ fn main() -> ExitCode {
             Command::Demo { once, chain: true } => posbridge::cli::demo_chain::run(once).await,
             Command::Sim(cmd) => sim::run(cmd).await,
             Command::PrintTest(args) => print_test::run(args, flag.as_deref()).await,
-            Command::Config(_) | Command::Devices | Command::Preview(_) => Ok(()),
+            Command::Config(_) | Command::Devices(_) | Command::Preview(_) => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if posbridge::api::i18n::locale_is_russian() {
+                eprintln!("ошибка: {e:#}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -116,6 +116,15 @@ async fn device_errors_surface_with_their_meaning_and_leave_no_open_check() {
     assert_eq!(error["data"]["device_code"], 0x6B);
     assert_eq!(error["data"]["meaning"], "Нет чековой ленты");
     assert_eq!(error["data"]["english"], "no receipt paper");
+    // Both languages for the cashier (English by default in `message`).
+    assert_eq!(
+        error["message"],
+        "the fiscal printer refused: no receipt paper"
+    );
+    assert_eq!(
+        error["data"]["message_ru"],
+        "фискальный регистратор отказал: Нет чековой ленты"
+    );
     // The status says why in words: submode 1, passive paper out.
     let st = common::status_when(&mut c, "the paper-out submode", |st| {
         st["status"]["submode"] == 1

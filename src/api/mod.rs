@@ -9,6 +9,7 @@ pub mod amount;
 pub mod conn;
 pub mod errors;
 pub mod fdlimit;
+pub mod i18n;
 pub mod listener;
 pub mod login_limit;
 pub mod methods;

@@ -120,11 +120,21 @@ pub async fn call(args: CallArgs, config_flag: Option<&std::path::Path>) -> Resu
         }
         Err(ClientError::Rpc { error }) => {
             eprintln!("{}", serde_json::to_string_pretty(&error)?);
-            bail!(
-                "{} failed: {}",
-                args.method,
-                error["message"].as_str().unwrap_or("error")
-            )
+            // The technician's locale picks the text, whatever the
+            // daemon's configured language put in `message`.
+            let key = if crate::api::i18n::locale_is_russian() {
+                "message_ru"
+            } else {
+                "message_en"
+            };
+            let message = error["data"][key]
+                .as_str()
+                .or(error["message"].as_str())
+                .unwrap_or("error");
+            if key == "message_ru" {
+                bail!("{}: ошибка: {message}", args.method)
+            }
+            bail!("{} failed: {message}", args.method)
         }
         Err(e) => Err(e.into()),
     }

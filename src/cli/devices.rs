@@ -32,20 +32,173 @@ impl Extra {
     }
 }
 
+/// `posbridge devices`.
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {
+    /// The user the daemon runs as, for whom access is judged.
+    #[arg(long = "as", value_name = "USER", default_value = "posbridge")]
+    pub as_user: String,
+}
+
+/// The user access is judged for: the daemon's, not whoever runs the
+/// command (under sudo everything looks openable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judge {
+    /// The user's name, as shown.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary and supplementary gids.
+    pub gids: Vec<u32>,
+    /// Why this is not the user asked for, when it is not.
+    pub note: Option<String>,
+}
+
+impl Judge {
+    /// Looks `name` up; when it does not exist, falls back to the current
+    /// user and says so in [`Judge::note`].
+    pub fn for_user(name: &str) -> Judge {
+        match lookup(name) {
+            Some(j) => j,
+            None => {
+                let uid = nix::unistd::geteuid();
+                let me = nix::unistd::User::from_uid(uid).ok().flatten();
+                let mut j = me.and_then(|u| lookup(&u.name)).unwrap_or_else(|| Judge {
+                    name: uid.to_string(),
+                    uid: uid.as_raw(),
+                    gids: nix::unistd::getgroups()
+                        .map(|g| g.iter().map(|g| g.as_raw()).collect())
+                        .unwrap_or_default(),
+                    note: None,
+                });
+                j.note = Some(format!(
+                    "user {name} does not exist: judging as the current user {} instead",
+                    j.name
+                ));
+                j
+            }
+        }
+    }
+
+    /// Whether this user can open `node`, and why not. The current user's
+    /// own access is probed by opening (which also covers ACLs); another
+    /// user's is judged from the mode bits.
+    pub fn access(&self, node: &std::path::Path) -> Access {
+        use std::os::unix::fs::MetadataExt;
+        if self.uid == nix::unistd::geteuid().as_raw() {
+            return discover::probe_access(node);
+        }
+        let meta = match std::fs::metadata(node) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Access::Missing,
+            Err(e) => {
+                return Access::Denied {
+                    reason: format!("cannot read its owner: {e}"),
+                };
+            }
+        };
+        match judge(meta.mode(), meta.uid(), meta.gid(), self.uid, &self.gids) {
+            (true, true) => Access::ReadWrite,
+            (true, false) => Access::ReadOnly,
+            _ => Access::Denied {
+                reason: self.denied(meta.mode(), meta.uid(), meta.gid()),
+            },
+        }
+    }
+
+    fn denied(&self, mode: u32, uid: u32, gid: u32) -> String {
+        let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("gid {gid}"), |g| format!("group {}", g.name));
+        let mode = mode & 0o7777;
+        let advice = if mode & 0o060 == 0 {
+            // Joining the group would not help: only a rule changing the
+            // node's group or mode will.
+            "which gives the group no access; install systemd/60-posbridge.rules".to_owned()
+        } else {
+            format!(
+                "add {} to that {group} (usermod -aG) or install systemd/60-posbridge.rules",
+                self.name
+            )
+        };
+        format!(
+            "permission denied for user {}: owned by uid {uid} and {group}, mode {mode:04o}, {advice}",
+            self.name
+        )
+    }
+}
+
+fn lookup(name: &str) -> Option<Judge> {
+    let user = nix::unistd::User::from_name(name).ok().flatten()?;
+    let cname = std::ffi::CString::new(name).ok()?;
+    let gids = nix::unistd::getgrouplist(&cname, user.gid)
+        .map(|g| g.iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|_| vec![user.gid.as_raw()]);
+    Some(Judge {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gids,
+        note: None,
+    })
+}
+
+/// Whether a user (`uid`, `gids`) may read and write a node with this
+/// mode and owner, as the kernel's mode-bit check decides: the owner's
+/// bits for the owner, else the group's for a member, else the others'.
+/// Root passes. ACLs are not seen.
+pub fn judge(mode: u32, owner_uid: u32, owner_gid: u32, uid: u32, gids: &[u32]) -> (bool, bool) {
+    if uid == 0 {
+        return (true, true);
+    }
+    let bits = if uid == owner_uid {
+        mode >> 6
+    } else if gids.contains(&owner_gid) {
+        mode >> 3
+    } else {
+        mode
+    };
+    (bits & 0o4 != 0, bits & 0o2 != 0)
+}
+
 /// Prints every serial port, HID node, input device and USB printer found,
-/// flagging those the daemon's user could not open.
-pub fn list() {
+/// then every configured device node, flagging those the daemon's user
+/// (`args.as_user`) could not open.
+pub fn list(args: &DevicesArgs, config: Option<&crate::config::Config>) {
+    let judge = Judge::for_user(&args.as_user);
+    // The summary follows the locale; the udev advice stays as written,
+    // being commands and file names.
+    let ru = crate::api::i18n::locale_is_russian();
+    if let Some(note) = &judge.note {
+        if ru {
+            println!(
+                "примечание: пользователя {} нет, доступ оценён для текущего ({})",
+                args.as_user, judge.name
+            );
+        } else {
+            println!("note: {note}");
+        }
+    }
+    if ru {
+        println!(
+            "доступ оценён для пользователя {} (uid {})",
+            judge.name, judge.uid
+        );
+    } else {
+        println!("access judged as user {} (uid {})", judge.name, judge.uid);
+    }
     let found = discover::list_system();
     if found.is_empty() {
         println!("no serial, HID, input or USB printer devices found");
-        return;
     }
     for (i, d) in found.iter().enumerate() {
+        let mut d = d.clone();
+        d.access = judge.access(&d.node);
         println!("{d}");
         if let Access::Denied { reason } = &d.access {
             println!("  ! {reason}");
         }
-        let extra = Extra::lookup(d);
+        let extra = Extra::lookup(&d);
         if let Some(page) = extra.usage_page {
             let name = discover::usage_page_name(page).unwrap_or("other");
             println!("  usage page {page:#06x}: {name}");
@@ -53,7 +206,24 @@ pub fn list() {
         if let Some(link) = &extra.by_id {
             println!("  by-id: {}", link.display());
         }
-        println!("{}", indent(&snippet(d, &extra, i)));
+        println!("{}", indent(&snippet(&d, &extra, i)));
+    }
+    let Some(config) = config else { return };
+    for entry in crate::devices::DeviceEntry::from_config(config) {
+        let (node, _) = crate::web::console::state::where_is(&entry);
+        let Some(node) = node else { continue };
+        let access = judge.access(&node);
+        if ru {
+            let verdict = match &access {
+                Access::ReadWrite => "чтение и запись".to_owned(),
+                Access::ReadOnly => "только чтение".to_owned(),
+                Access::Missing => "нет устройства".to_owned(),
+                Access::Denied { reason } => format!("нет доступа ({reason})"),
+            };
+            println!("настроено {}: {} {verdict}", entry.name(), node.display());
+        } else {
+            println!("configured {}: {} {access}", entry.name(), node.display());
+        }
     }
 }
 
@@ -296,5 +466,75 @@ mod extra_tests {
             snippet(&wedge, &by_id, 0).contains("device = \"/dev/input/by-id/usb-Acme-event-kbd\"")
         );
         assert!(snippet(&wedge, &Extra::default(), 0).contains("device = \"/dev/input/event3\""));
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_owner_the_group_and_the_others_get_their_own_bits() {
+        // Owner uid 1000, group 20; mode 0640.
+        assert_eq!(judge(0o640, 1000, 20, 1000, &[1000]), (true, true));
+        assert_eq!(judge(0o640, 1000, 20, 1001, &[1001, 20]), (true, false));
+        assert_eq!(judge(0o640, 1000, 20, 1001, &[1001]), (false, false));
+        assert_eq!(judge(0o606, 1000, 20, 1001, &[20]), (false, false));
+        assert_eq!(judge(0o666, 1000, 20, 1001, &[]), (true, true));
+        assert_eq!(judge(0o000, 1000, 20, 0, &[0]), (true, true));
+    }
+
+    #[test]
+    fn a_node_chowned_away_is_judged_for_another_user_not_for_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("ttyFAKE0");
+        std::fs::write(&node, b"").unwrap();
+        // A made-up owner and group no real user has.
+        std::os::unix::fs::chown(&node, Some(4_000_001), Some(4_000_002)).unwrap();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let member = Judge {
+            name: "till".into(),
+            uid: 4_000_003,
+            gids: vec![4_000_003, 4_000_002],
+            note: None,
+        };
+        assert_eq!(member.access(&node), Access::ReadWrite);
+        let stranger = Judge {
+            gids: vec![4_000_003],
+            ..member.clone()
+        };
+        match stranger.access(&node) {
+            Access::Denied { reason } => {
+                assert!(
+                    reason.contains("permission denied for user till"),
+                    "{reason}"
+                );
+                assert!(reason.contains("mode 0660"), "{reason}");
+                assert!(reason.contains("add till to that gid 4000002"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o600)).unwrap();
+        match member.access(&node) {
+            Access::Denied { reason } => {
+                assert!(reason.contains("gives the group no access"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(member.access(&dir.path().join("gone")), Access::Missing);
+    }
+
+    #[test]
+    fn an_unknown_user_falls_back_to_the_current_one_with_a_note() {
+        let j = Judge::for_user("no-such-user-posbridge-test");
+        assert_eq!(j.uid, nix::unistd::geteuid().as_raw());
+        let note = j.note.unwrap();
+        assert!(
+            note.contains("no-such-user-posbridge-test does not exist"),
+            "{note}"
+        );
+        assert!(Judge::for_user("nobody").note.is_none());
     }
 }

@@ -79,8 +79,9 @@ pub enum Command {
     #[command(subcommand)]
     Backoffice(backoffice::BackofficeCommand),
     /// List serial, HID, input and USB printer devices, flag those that
-    /// cannot be opened, and print a configuration snippet for each.
-    Devices,
+    /// cannot be opened by the daemon's user, and print a configuration
+    /// snippet for each; then the configured devices' nodes.
+    Devices(devices::DevicesArgs),
     /// Run a device simulator standalone (no hardware needed), showing what
     /// it prints.
     #[command(subcommand)]

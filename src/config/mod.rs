@@ -106,6 +106,10 @@ pub struct DaemonConfig {
     pub shutdown_grace_ms: u64,
     /// Optional TCP listener for POS software that cannot open Unix sockets.
     pub tcp: Option<TcpConfig>,
+    /// Language of the error messages the POS shows the cashier (`message`;
+    /// the other language goes in `data`). English by default, apart from
+    /// `receipt.language`, so clients matching English text keep working.
+    pub language: Language,
 }
 
 impl Default for DaemonConfig {
@@ -121,6 +125,7 @@ impl Default for DaemonConfig {
             max_clients: 1024,
             shutdown_grace_ms: 10_000,
             tcp: None,
+            language: Language::En,
         }
     }
 }

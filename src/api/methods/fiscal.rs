@@ -71,8 +71,11 @@ async fn run(
                     code::FISCAL_DEVICE_ERROR,
                     format!(
                         "the fiscal printer refused: {}",
-                        err["meaning"]
+                        // English here; the Russian `meaning` goes in
+                        // `message_ru` (api::i18n).
+                        err["english"]
                             .as_str()
+                            .or(err["meaning"].as_str())
                             .or(err["message"].as_str())
                             .unwrap_or("error")
                     ),

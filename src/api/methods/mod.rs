@@ -322,7 +322,8 @@ pub async fn dispatch(
         Err(e) => crate::metrics::outcome_of(e.code),
     };
     crate::metrics::global().request(method, outcome, start.elapsed());
-    out
+    // Every transport's errors reach the cashier in the configured language.
+    out.map_err(|e| crate::api::i18n::localize(e, app.config().daemon.language))
 }
 
 async fn dispatch_checked(

@@ -141,7 +141,7 @@ pub async fn gather(app: &App) -> Dashboard {
 
 /// The node a device opens, when it is a path, and its USB id, when the
 /// configuration names one: what the fix is worked out from.
-fn where_is(entry: &DeviceEntry) -> (Option<std::path::PathBuf>, Option<(u16, u16)>) {
+pub(crate) fn where_is(entry: &DeviceEntry) -> (Option<std::path::PathBuf>, Option<(u16, u16)>) {
     match entry.endpoint() {
         Some(Endpoint::Transport(TransportSpec::Serial(s))) => (Some(s.path), None),
         Some(Endpoint::Transport(TransportSpec::CharDevice { path })) => (Some(path), None),
