@@ -1181,7 +1181,8 @@ async fn operators_create_and_edit_customers_and_assign_groups_in_bulk() {
     let secret = by_id(&shown, "secret");
     assert!(!secret.is_empty(), "{shown}");
     assert_eq!(by_id(&shown, "new-card"), "****5678");
-    let link = shown.split("<a href=\"/customers/").nth(1).unwrap();
+    let link = shown.split("id=\"customer-link\"").nth(1).unwrap();
+    let link = link.split("href=\"/customers/").nth(1).unwrap();
     let id: i64 = link[..link.find('"').unwrap()].parse().unwrap();
     // The second (a double click) goes to that customer, showing no secret.
     let r = post().await.unwrap();

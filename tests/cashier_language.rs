@@ -81,3 +81,29 @@ fn the_call_command_speaks_russian_under_a_russian_locale() {
         "{en}"
     );
 }
+
+#[test]
+fn config_check_gives_its_verdict_in_the_locales_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("posbridge.toml");
+    std::fs::write(
+        &file,
+        format!("[daemon]\nstate_dir = \"{}\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let run = |lang: &str| {
+        let out = Command::new(BIN)
+            .args(["config", "check", file.to_str().unwrap()])
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", lang)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ru = run("ru_RU.UTF-8");
+    assert!(ru.contains(": в порядке") && ru.contains("база:"), "{ru}");
+    let en = run("C.UTF-8");
+    assert!(en.contains(": ok") && en.contains("database:"), "{en}");
+}

@@ -7,6 +7,10 @@ use crate::config::{Config, EXAMPLE, Source, locate};
 /// Validates `file` (or the located configuration); prints a verdict.
 /// Returns false when invalid.
 pub fn check(file: Option<&Path>, flag: Option<&Path>) -> bool {
+    // The verdict and the summary follow the locale; the errors themselves
+    // name TOML keys and values, which read the same in both languages.
+    let ru = crate::api::i18n::locale_is_russian();
+    let error = if ru { "ошибка" } else { "error" };
     let source = match file {
         Some(f) => Source::Flag(f.to_path_buf()),
         None => locate(flag),
@@ -16,18 +20,24 @@ pub fn check(file: Option<&Path>, flag: Option<&Path>) -> bool {
             // What `run` needs from the file system, so check does not pass
             // a configuration that fails at start.
             if let Err(e) = files(&c) {
-                eprintln!("error: {e}");
+                eprintln!("{error}: {e}");
                 return false;
             }
-            match source.path() {
-                Some(p) => println!("{}: ok", p.display()),
-                None => println!("no configuration file found; the built-in defaults are valid"),
+            match (source.path(), ru) {
+                (Some(p), false) => println!("{}: ok", p.display()),
+                (Some(p), true) => println!("{}: в порядке", p.display()),
+                (None, false) => {
+                    println!("no configuration file found; the built-in defaults are valid")
+                }
+                (None, true) => {
+                    println!("файл конфигурации не найден; встроенные значения по умолчанию верны")
+                }
             }
-            summary(&c);
+            summary(&c, ru);
             true
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{error}: {e}");
             false
         }
     }
@@ -65,12 +75,17 @@ pub fn files(c: &Config) -> Result<(), String> {
     Ok(())
 }
 
-fn summary(c: &Config) {
-    println!("  socket:   {}", c.socket_path().display());
-    println!("  state:    {}", c.state_dir().display());
-    println!("  database: {}", c.database_path().display());
+fn summary(c: &Config, ru: bool) {
+    let [socket, state, database, tcp] = if ru {
+        ["сокет:   ", "данные:  ", "база:    ", "tcp:     "]
+    } else {
+        ["socket:  ", "state:   ", "database:", "tcp:     "]
+    };
+    println!("  {socket} {}", c.socket_path().display());
+    println!("  {state} {}", c.state_dir().display());
+    println!("  {database} {}", c.database_path().display());
     if let Some(t) = &c.daemon.tcp {
-        println!("  tcp:      {}", t.listen.get_ref());
+        println!("  {tcp} {}", t.listen.get_ref());
     }
     for d in crate::devices::DeviceEntry::from_config(c) {
         println!(
