@@ -29,6 +29,8 @@ fn programme() -> Programme {
         visits_period_days: None,
         groups: vec![],
         combine: Combine::Any,
+        categories: vec![],
+        expiry_days: None,
     };
     let silver = Tier {
         name: "Silver".into(),

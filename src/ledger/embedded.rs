@@ -888,7 +888,9 @@ pub(crate) fn adjust_tx(
     if delta > 0 {
         let at = match expires_at {
             Some(t) => Some(ts(t)),
-            None => match rules::expiry_of(p, now) {
+            // Dated by the account's level, as a sale's points are.
+            None => match rules::levels::expiry_for(p, super::tiers::tier_of(db, p, account)?, now)
+            {
                 Ok(e) => e.map(ts),
                 Err(e) => return Ok(Err(e.into())),
             },
@@ -977,7 +979,10 @@ pub(crate) fn commit_tx(
 
     // Accrue as a new lot.
     let accrued = units(q.accrual);
-    let expires = match rules::expiry_of(p, now) {
+    // The level that priced the sale dates its points too (one this sale
+    // earns applies from the next sale).
+    let level = super::tiers::tier_of(db, p, account)?;
+    let expires = match rules::levels::expiry_for(p, level, now) {
         Ok(e) => e.map(ts),
         Err(e) => return Ok(Err(e.into())),
     };

@@ -419,7 +419,11 @@ impl Offline {
             accrued: q.accrual,
             debt_repaid: Decimal::ZERO,
             accrued_expires_at: if q.accrual > Decimal::ZERO {
-                rules::expiry_of(self.central.programme(), at)?.map(ts)
+                // The card copy's level dates them, as the central will.
+                let p = self.central.programme();
+                let level = cached.as_ref().and_then(|c| c.tier.as_deref());
+                let level = rules::levels::named(p, level);
+                rules::levels::expiry_for(p, level, at)?.map(ts)
             } else {
                 None
             },

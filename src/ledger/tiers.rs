@@ -198,7 +198,8 @@ pub fn tier_of<'p>(
 }
 
 /// Merges the account's level into its own percentages: a per-customer
-/// setting beats the level, which beats the programme default.
+/// setting beats the level's, flat and per category, which beat the
+/// programme's (see [`super::rules::levels::merge`]).
 pub fn merge_overrides(
     db: &dyn Db,
     p: &Programme,
@@ -206,8 +207,7 @@ pub fn merge_overrides(
     o: &mut AccountOverrides,
 ) -> Result<(), DbError> {
     if let Some(t) = tier_of(db, p, account)? {
-        o.accrual_percent = o.accrual_percent.or(t.accrual_percent);
-        o.cap_percent = o.cap_percent.or(t.cap_percent);
+        super::rules::levels::merge(t, o);
     }
     Ok(())
 }
@@ -540,6 +540,8 @@ mod tests {
             visits_period_days: None,
             groups: vec![],
             combine: Combine::Any,
+            categories: vec![],
+            expiry_days: None,
         };
         let silver = Tier {
             name: "Silver".into(),

@@ -23,13 +23,19 @@
 //! 2. the account's own setting for that category
 //!    ([`AccountOverrides::categories`]), when it names the line's category:
 //!    a deliberate per-customer exception beats the programme's category rule;
-//! 3. the category rule's `accrual_percent` / `cap_percent`, when set (e.g. the
-//!    pharmacy's 1 % on essential medicines, which a customer tier must not
-//!    raise);
-//! 4. the account's override ([`AccountOverrides`]: a per-customer percentage
-//!    or the customer's tier);
-//! 5. the programme default ([`Programme::default_accrual_percent`],
+//! 3. the setting of the account's level for that category
+//!    ([`levels::TierCategory`]: seed 004's separate bar and ticket rates per
+//!    level; `cashback = false` is rate 0): it is merged under step 2;
+//! 4. the category rule's `accrual_percent` / `cap_percent`, when set (e.g. the
+//!    pharmacy's 1 % on essential medicines, which a level's flat rate must
+//!    not raise);
+//! 5. the account's flat override ([`AccountOverrides`]), else its level's
+//!    flat percentage;
+//! 6. the programme default ([`Programme::default_accrual_percent`],
 //!    [`Programme::cap_percent`]).
+//!
+//! With [`Programme::cap_basis`] = `receipt`, the flat cap of steps 5–6 is a
+//! share of the whole receipt instead of each line (see [`basis`]).
 //!
 //! A discounted line (`discount > 0`) accrues nothing when
 //! [`Programme::accrue_on_discounted`] is false; points can still be spent on
@@ -39,8 +45,12 @@ use std::collections::BTreeMap;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
-use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
+use time::UtcOffset;
 
+pub mod basis;
+mod expiry;
+pub mod levels;
+pub use expiry::{expiry_of, welcome_expiry_of};
 #[cfg(test)]
 mod tests;
 pub mod tiers;
@@ -123,6 +133,9 @@ pub struct Programme {
     /// Loyalty levels (`[[ledger.programme.tiers]]`); empty = none. See
     /// [`tiers`].
     pub tiers: Vec<tiers::Tier>,
+    /// What the flat cap is a share of: each line (default) or the whole
+    /// receipt. See [`basis`].
+    pub cap_basis: basis::CapBasis,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -158,6 +171,7 @@ impl Default for Programme {
             utc_offset_minutes: 180,
             refund_shortfall: RefundShortfall::Clamp,
             tiers: Vec::new(),
+            cap_basis: basis::CapBasis::Line,
         }
     }
 }
@@ -315,8 +329,12 @@ pub struct Quote {
     pub total: Decimal,
     /// Sum of the lines' `eligible`.
     pub eligible_total: Decimal,
-    /// `min(sum of line caps, balance)`, floored to the precision.
+    /// `min(sum of line caps, receipt_cap, balance)`, floored to the
+    /// precision.
     pub max_redeemable: Decimal,
+    /// The receipt's cap when [`Programme::cap_basis`] is `receipt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_cap: Option<Decimal>,
     /// The redemption, as requested and validated.
     pub redeem: Decimal,
     /// `total − redeem`.
@@ -430,16 +448,22 @@ impl AccountOverrides {
     /// characters, at most [`MAX_OVERRIDE_CATEGORIES`]); errors name the
     /// field as `overrides.categories.<name>.cap_percent`.
     pub fn validate(&self) -> Result<(), RulesError> {
+        self.validate_up_to(MAX_OVERRIDE_CATEGORIES)
+    }
+
+    /// [`Self::validate`] with room for `max` categories: a level's
+    /// categories merged in ([`levels::merge`]) may add some.
+    fn validate_up_to(&self, max: usize) -> Result<(), RulesError> {
         if let Some(v) = self.accrual_percent {
             check_percent("overrides.accrual_percent", v)?;
         }
         if let Some(v) = self.cap_percent {
             check_percent("overrides.cap_percent", v)?;
         }
-        if self.categories.len() > MAX_OVERRIDE_CATEGORIES {
+        if self.categories.len() > max {
             return Err(invalid(
                 "overrides.categories",
-                format!("more than {MAX_OVERRIDE_CATEGORIES} categories"),
+                format!("more than {max} categories"),
             ));
         }
         for (name, c) in &self.categories {
@@ -552,7 +576,7 @@ pub fn quote(
     redeem: Decimal,
 ) -> Result<Quote, RulesError> {
     p.validate()?;
-    o.validate()?;
+    o.validate_up_to(MAX_OVERRIDE_CATEGORIES + levels::MAX_TIER_CATEGORIES)?;
     if lines.len() > MAX_LINES {
         return Err(invalid(
             "lines",
@@ -578,7 +602,9 @@ pub fn quote(
         total: Decimal,
         rate: Decimal,
         cap: Decimal,
+        excluded: bool,
     }
+    let flat_cap = o.cap_percent.unwrap_or(p.cap_percent);
     let mut pre = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let total = line_total(i, line, prec)?;
@@ -593,11 +619,10 @@ pub fn quote(
                 .or(rule.and_then(|r| r.accrual_percent))
                 .or(o.accrual_percent)
                 .unwrap_or(p.default_accrual_percent);
-            let cap = own
+            let category_cap = own
                 .and_then(|c| c.cap_percent)
-                .or(rule.and_then(|r| r.cap_percent))
-                .or(o.cap_percent)
-                .unwrap_or(p.cap_percent);
+                .or(rule.and_then(|r| r.cap_percent));
+            let cap = basis::line_percent(p.cap_basis, category_cap, flat_cap);
             let rate = if line.discount > Decimal::ZERO && !p.accrue_on_discounted {
                 Decimal::ZERO
             } else {
@@ -606,11 +631,19 @@ pub fn quote(
             (rate, cap)
         };
         let cap = floor_to(total * cap_pct / HUNDRED, prec);
-        pre.push(Pre { total, rate, cap });
+        pre.push(Pre {
+            total,
+            rate,
+            cap,
+            excluded,
+        });
     }
 
     let total: Decimal = pre.iter().map(|l| l.total).sum();
+    let base = pre.iter().filter(|l| !l.excluded).map(|l| l.total).sum();
+    let receipt_cap = basis::receipt_cap(p.cap_basis, flat_cap, base, prec);
     let cap_sum: Decimal = pre.iter().map(|l| l.cap).sum();
+    let cap_sum = receipt_cap.map_or(cap_sum, |r| r.min(cap_sum));
     let balance = floor_to(balance.max(Decimal::ZERO), prec);
     let (max_redeemable, limit) = if balance < cap_sum {
         (balance, RedeemLimit::Balance)
@@ -654,6 +687,7 @@ pub fn quote(
         total,
         eligible_total,
         max_redeemable,
+        receipt_cap,
         redeem,
         money_paid: total - redeem,
         accrual: floor_to(accrual_sum, p.accrual_rounding.scale()),
@@ -726,73 +760,4 @@ pub fn refund_share(
         return_points: f(original.redeemed, done, prec)
             - f(original.redeemed, already_refunded, prec),
     })
-}
-
-/// `date + months` calendar months, the day clamped to the month's end
-/// (Aug 31 + 6 months = Feb 28/29).
-fn add_months(date: Date, months: u32) -> Result<Date, RulesError> {
-    let index =
-        i64::from(date.year()) * 12 + i64::from(u8::from(date.month()) - 1) + i64::from(months);
-    let year = i32::try_from(index.div_euclid(12)).map_err(|_| RulesError::DateOutOfRange)?;
-    let month = u8::try_from(index.rem_euclid(12) + 1).map_err(|_| RulesError::DateOutOfRange)?;
-    let month = Month::try_from(month).map_err(|_| RulesError::DateOutOfRange)?;
-    let day = date.day().min(month.length(year));
-    Date::from_calendar_date(year, month, day).map_err(|_| RulesError::DateOutOfRange)
-}
-
-/// 00:00 at `offset` of the day after `last_valid_day`.
-fn start_of_next_day(
-    last_valid_day: Date,
-    offset: UtcOffset,
-) -> Result<OffsetDateTime, RulesError> {
-    let next = last_valid_day
-        .next_day()
-        .ok_or(RulesError::DateOutOfRange)?;
-    Ok(next.midnight().assume_offset(offset))
-}
-
-/// When a lot accrued at `accrued_at` expires; `None` if the programme's
-/// points do not expire.
-///
-/// The lot's last day of validity is the local date of `accrued_at` (at the
-/// programme's offset) plus [`Programme::expiry_months`] calendar months,
-/// clamped to the month's end; it expires at 00:00 (programme offset) of the
-/// following day. A lot with `expires_at` is spendable strictly before
-/// `expires_at`: at `expires_at` itself it is gone. The result carries the
-/// programme's offset.
-pub fn expiry_of(
-    p: &Programme,
-    accrued_at: OffsetDateTime,
-) -> Result<Option<OffsetDateTime>, RulesError> {
-    // 0 is "never", since a key left out of the table means the default.
-    let Some(months) = p.expiry_months.filter(|m| *m > 0) else {
-        return Ok(None);
-    };
-    let offset = p.offset()?;
-    let local = accrued_at
-        .checked_to_offset(offset)
-        .ok_or(RulesError::DateOutOfRange)?;
-    let last = add_months(local.date(), months)?;
-    start_of_next_day(last, offset).map(Some)
-}
-
-/// When a welcome bonus granted at `granted_at` expires; `None` if it does
-/// not. Same boundary as [`expiry_of`], the last day of validity being the
-/// local date of `granted_at` plus [`Programme::welcome_expiry_days`] days.
-pub fn welcome_expiry_of(
-    p: &Programme,
-    granted_at: OffsetDateTime,
-) -> Result<Option<OffsetDateTime>, RulesError> {
-    let Some(days) = p.welcome_expiry_days else {
-        return Ok(None);
-    };
-    let offset = p.offset()?;
-    let local = granted_at
-        .checked_to_offset(offset)
-        .ok_or(RulesError::DateOutOfRange)?;
-    let last = local
-        .date()
-        .checked_add(Duration::days(i64::from(days)))
-        .ok_or(RulesError::DateOutOfRange)?;
-    start_of_next_day(last, offset).map(Some)
 }

@@ -20,6 +20,7 @@ fn programme() -> Programme {
         utc_offset_minutes: 180,
         refund_shortfall: RefundShortfall::Clamp,
         tiers: vec![],
+        cap_basis: basis::CapBasis::Line,
     }
 }
 
@@ -621,9 +622,15 @@ fn arb_programme() -> impl Strategy<Value = Programme> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(rate, cap, cat_rate, on_disc, on_points, whole)| Programme {
+            |(rate, cap, cat_rate, on_disc, on_points, whole, receipt)| Programme {
+                cap_basis: if receipt {
+                    basis::CapBasis::Receipt
+                } else {
+                    basis::CapBasis::Line
+                },
                 default_accrual_percent: Decimal::from(rate),
                 cap_percent: Decimal::from(cap),
                 accrue_on_discounted: on_disc,
@@ -685,6 +692,11 @@ proptest! {
         }
         prop_assert!(q.redeem <= q.max_redeemable);
         prop_assert!(q.max_redeemable <= balance);
+        // Per receipt, never over the receipt's cap; per line, there is none.
+        prop_assert_eq!(q.receipt_cap.is_some(), p.cap_basis == basis::CapBasis::Receipt);
+        if let Some(r) = q.receipt_cap {
+            prop_assert!(q.max_redeemable <= r);
+        }
         let max_cap = [Some(p.cap_percent), o.cap_percent].into_iter().flatten().max().unwrap();
         prop_assert!(q.max_redeemable <= q.total * max_cap / HUNDRED);
         prop_assert_eq!(q.money_paid, q.total - q.redeem);

@@ -36,6 +36,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
+use super::levels::TierCategory;
 use super::{MAX_AMOUNT, RulesError, check_percent, invalid};
 
 /// The longest period a threshold may look back, in days (10 years).
@@ -91,6 +92,16 @@ pub struct Tier {
     /// How the spend and visit thresholds combine when both are set.
     #[serde(default)]
     pub combine: Combine,
+    /// This level's own rates and caps per category
+    /// (`[[ledger.programme.tiers.categories]]`); empty = none. See
+    /// [`super::levels`].
+    #[serde(default)]
+    pub categories: Vec<TierCategory>,
+    /// Days the points accrued at this level stay spendable (`0` = they do
+    /// not burn); `None` = the programme's `expiry_months`. See
+    /// [`super::levels::expiry_for`].
+    #[serde(default)]
+    pub expiry_days: Option<u32>,
 }
 
 impl Tier {
@@ -203,6 +214,7 @@ pub fn validate(tiers: &[Tier]) -> Result<(), RulesError> {
         if t.groups.iter().any(|g| g.trim().is_empty()) {
             return Err(invalid(at("groups"), "a group name is empty"));
         }
+        super::levels::validate(i, t)?;
         if t.priority == 1 {
             if t.has_spend() || t.has_visits() {
                 return Err(invalid(
@@ -496,6 +508,8 @@ mod tests {
             visits_period_days: None,
             groups: vec![],
             combine: Combine::Any,
+            categories: vec![],
+            expiry_days: None,
         }
     }
 
