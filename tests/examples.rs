@@ -117,8 +117,8 @@ async fn pharmacy_registers_by_phone_with_a_4_digit_code_and_earns_1_and_5_perce
         )
         .await
         .unwrap();
-    assert_eq!(q["quote"]["lines"][0]["cap"], "50", "{q}");
-    assert_eq!(q["quote"]["lines"][1]["cap"], "50", "{q}");
+    // cap_basis = "receipt": the half is of the receipt, not of each line.
+    assert_eq!(q["quote"]["receipt_cap"], "100", "{q}");
 
     // Spending by phone needs the call's 4-digit code.
     let s = c
@@ -186,6 +186,19 @@ async fn cinema_has_levels_a_welcome_bonus_and_a_10_percent_cap() {
     assert_eq!(r["tier"], "Серебряный", "{r}");
     let r = sale(&mut c, "c2", &number, json!([line("B", "bar", "1000")])).await;
     assert_eq!(r["accrued"], "50", "{r}");
+    // Silver's own rate for tickets (3 %), and its own burn period: 120
+    // days instead of the entry level's 90.
+    let r = sale(&mut c, "c3", &number, json!([line("T", "tickets", "1000")])).await;
+    assert_eq!(r["accrued"], "30", "{r}");
+    let at = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let days = (at(&r["accrued_expires_at"]) - time::OffsetDateTime::now_utc()).whole_days();
+    assert!((119..=121).contains(&days), "{r}");
 }
 
 #[tokio::test]
