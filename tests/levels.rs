@@ -198,6 +198,17 @@ async fn a_level_prices_the_bar_and_tickets_separately_and_dates_its_points() {
         "{s}"
     );
     assert_eq!(dec(&s["account"]["balance"]), Decimal::from(73), "{s}");
+    // A manual accrual without its own date is dated by the level too.
+    let a = c
+        .call(
+            "ledger.adjust",
+            json!({"idempotency_key": "a1", "number": CARD, "amount": "5", "reason": "goodwill"}),
+        )
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let at = parse(&a["expires_at"]);
+    assert!(at == burns(before, 30) || at == burns(now, 30), "{a}");
 }
 
 #[tokio::test]

@@ -28,6 +28,10 @@ fn closed_port() -> u16 {
 }
 
 fn rig(redeem_limit: Decimal) -> Rig {
+    rig_with(redeem_limit, Programme::default())
+}
+
+fn rig_with(redeem_limit: Decimal, programme: Programme) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let endpoint = Endpoint {
@@ -37,7 +41,7 @@ fn rig(redeem_limit: Decimal) -> Rig {
         connect_timeout: Duration::from_millis(200),
         request_timeout: Duration::from_millis(500),
     };
-    let central = Central::new(endpoint, Programme::default(), Settings::default()).unwrap();
+    let central = Central::new(endpoint, programme, Settings::default()).unwrap();
     let clock = Arc::new(FakeClock::new(datetime!(2026-12-07 10:00 UTC)));
     let policy = Policy {
         enabled: true,
@@ -350,4 +354,56 @@ async fn the_dead_letter_list_retries_and_drops_by_id() {
         outbox::Depth::default()
     );
     assert!(r.ledger.drop_failed(item.id).await.is_err());
+}
+
+#[tokio::test]
+async fn an_offline_sale_dates_its_points_by_the_card_copy_s_level() {
+    let mut entry: crate::ledger::rules::tiers::Tier =
+        serde_json::from_value(serde_json::json!({"name": "Базовый", "priority": 1})).unwrap();
+    let silver = crate::ledger::rules::tiers::Tier {
+        name: "Серебряный".into(),
+        priority: 2,
+        min_spend: Some(dec!(1000)),
+        spend_period_days: Some(90),
+        expiry_days: Some(30),
+        ..entry.clone()
+    };
+    entry.expiry_days = None;
+    let p = Programme {
+        tiers: vec![entry, silver],
+        ..Programme::default()
+    };
+    let r = rig_with(Decimal::ZERO, p);
+    r.contact();
+    let mut s = AccountSummary {
+        account: 7,
+        status: "active".into(),
+        balance: Decimal::ZERO,
+        debt: Decimal::ZERO,
+        next_expiry: None,
+        tier: Some("Серебряный".into()),
+        tier_progress: None,
+        as_of: None,
+    };
+    r.ledger.outbox.remember(CARD.into(), &s).await.unwrap();
+    let sold = r
+        .sell("k1", CARD, "R1", dec!(1000), Decimal::ZERO)
+        .await
+        .unwrap();
+    // 2026-12-07 13:00 in Moscow + 30 days: gone at 00:00 on 7 January.
+    assert_eq!(
+        sold.accrued_expires_at.as_deref(),
+        Some("2027-01-06T21:00:00Z")
+    );
+    // At the entry level, the programme's 6 months.
+    s.tier = Some("Базовый".into());
+    r.ledger.outbox.remember(CARD.into(), &s).await.unwrap();
+    let sold = r
+        .sell("k2", CARD, "R2", dec!(1000), Decimal::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        sold.accrued_expires_at.as_deref(),
+        Some("2027-06-07T21:00:00Z")
+    );
 }
