@@ -18,7 +18,7 @@ use posbridge::ledger::embedded::{AccountRef, CommitResult, LedgerError, SaleRef
 use posbridge::ledger::local::Local;
 use posbridge::ledger::origin::Origin;
 use posbridge::ledger::remote::{Central, Endpoint};
-use posbridge::ledger::rules::{AccountOverrides, Programme, SaleLine};
+use posbridge::ledger::rules::{AccountOverrides, OrderTerms, Programme, SaleLine};
 use posbridge::ledger::wire::{self, RemoteError};
 use posbridge::ledger::{Ledger, SpendError};
 use posbridge::redact::Secret;
@@ -498,6 +498,33 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         }
         other => panic!("a period the wrong way round: {other:?}"),
     }
+
+    // One order's own terms cross the wire, and come back recorded.
+    let terms = OrderTerms {
+        accrual_percent: Some(Decimal::from(10)),
+        cap_percent: Some(Decimal::from(20)),
+    };
+    let (_, q) = l
+        .quote_terms(card.into(), lines(1000), Decimal::ZERO, terms.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (q.lines[0].rate, q.lines[0].cap),
+        (Decimal::from(10), Decimal::from(200))
+    );
+    let c = l
+        .commit_terms(
+            "s-terms".into(),
+            card.into(),
+            "R-terms".into(),
+            lines(1000),
+            Decimal::ZERO,
+            None,
+            terms.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.accrued, c.terms), (Decimal::from(100), Some(terms)));
 
     let called = central.called.lock().unwrap().clone();
     for m in wire::METHODS {

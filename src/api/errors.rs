@@ -53,6 +53,11 @@ pub fn ledger_error(e: LedgerError) -> RpcError {
             "max": max.to_string(),
             "limit": limit,
         })),
+        LedgerError::Rules(RulesError::ProgrammeInactive { reason }) => RpcError::new(
+            code::PROGRAMME_INACTIVE,
+            format!("the loyalty programme is not active ({reason})"),
+        )
+        .with_data(json!({ "reason": reason })),
         LedgerError::Rules(e) => RpcError::new(code::INVALID_PARAMS, e.to_string()),
         LedgerError::UnknownCard => RpcError::new(code::UNKNOWN_CARD, "unknown card"),
         LedgerError::Inactive(status) => {

@@ -55,6 +55,9 @@ pub fn russian(c: i64) -> Option<&'static str> {
         code::OFFLINE_REDEEM_REFUSED => "без связи с сервером баллы списать нельзя",
         code::SALE_TIME_REFUSED => "время операции {at} не принято",
         code::UNKNOWN_SYNC_ITEM => "операция синхронизации не найдена",
+        code::PROGRAMME_INACTIVE => {
+            "бонусная программа не действует: баллы не начисляются и не списываются"
+        }
         _ => return None,
     })
 }

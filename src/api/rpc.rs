@@ -124,6 +124,10 @@ pub mod code {
     /// `ledger.sync.retry` or `ledger.sync.drop` named no item on the
     /// dead-letter list.
     pub const UNKNOWN_SYNC_ITEM: i64 = 2053;
+    /// The loyalty programme is switched off or outside its active window
+    /// (`ledger.programme.enabled`, `active_from`, `active_until`): no sale
+    /// is quoted or committed; returns, balances and history still work.
+    pub const PROGRAMME_INACTIVE: i64 = 2060;
 }
 
 /// The longest request line accepted, newline excluded.

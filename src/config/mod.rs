@@ -684,7 +684,7 @@ pub const BONUS_LINES: [&str; 7] = [
 
 /// The placeholders (`{name}`) labels, the title, header and footer lines
 /// may use.
-pub const BONUS_PLACEHOLDERS: [&str; 8] = [
+pub const BONUS_PLACEHOLDERS: [&str; 9] = [
     "card",
     "balance_before",
     "redeemed",
@@ -693,6 +693,7 @@ pub const BONUS_PLACEHOLDERS: [&str; 8] = [
     "next_expiry_amount",
     "next_expiry_date",
     "tier",
+    "agreement_url",
 ];
 
 /// `[receipt.bonus]`: what the bonus block shows. Unset keys take the

@@ -19,7 +19,9 @@ use time::format_description::well_known::Rfc3339;
 
 use super::db::{Books, Db, DbError, args};
 use super::origin::Origin;
-use super::rules::{self, AccountOverrides, Programme, Quote, RefundShortfall, SaleLine};
+use super::rules::{
+    self, AccountOverrides, OrderTerms, Programme, Quote, RefundShortfall, SaleLine,
+};
 use super::types::Replayable;
 pub use super::types::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, ExportRow, HISTORY_MAX_LIMIT,
@@ -178,7 +180,22 @@ impl Embedded {
         lines: Vec<SaleLine>,
         redeem: Decimal,
     ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
+        self.quote_terms(number, lines, redeem, OrderTerms::default())
+            .await
+    }
+
+    /// [`Embedded::quote`] with the order's own terms set by the cashier
+    /// (checked against the limits by the caller, who knows the role).
+    pub async fn quote_terms(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        terms: OrderTerms,
+    ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
         let now = OffsetDateTime::now_utc();
+        // A programme off or out of its window quotes nothing.
+        rules::switches::check_active(&self.programme, now)?;
         let programme = self.programme.clone();
         let origin = self.origin.clone();
         // One transaction: the summary and the overrides together.
@@ -194,7 +211,7 @@ impl Embedded {
             })
             .await?;
         let balance = summary.as_ref().map_or(Decimal::ZERO, |s| s.balance);
-        let q = rules::quote(&self.programme, &overrides, &lines, balance, redeem)?;
+        let q = rules::quote_with(&self.programme, &overrides, &terms, &lines, balance, redeem)?;
         Ok((summary, q))
     }
 
@@ -266,6 +283,33 @@ impl Embedded {
         at: Option<OffsetDateTime>,
         cashier: Option<String>,
     ) -> Result<CommitResult, LedgerError> {
+        self.commit_terms(
+            key,
+            number,
+            receipt_id,
+            lines,
+            redeem,
+            at,
+            cashier,
+            OrderTerms::default(),
+        )
+        .await
+    }
+
+    /// [`Embedded::commit_at`] with the order's own terms set by the
+    /// cashier, recorded with the sale.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_terms(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        at: Option<OffsetDateTime>,
+        cashier: Option<String>,
+        terms: OrderTerms,
+    ) -> Result<CommitResult, LedgerError> {
         super::cashier::check_opt(cashier.as_deref())?;
         let now = match late_booking(at, OffsetDateTime::now_utc()) {
             Ok(t) => t,
@@ -275,7 +319,9 @@ impl Embedded {
                 // harmless, never a refusal.
                 let stored = self.replay_commit(key, receipt_id, lines, redeem).await?;
                 return match stored {
-                    Some((n, r)) if n == number => Ok(r),
+                    Some((n, r)) if n == number && r.terms.clone().unwrap_or_default() == terms => {
+                        Ok(r)
+                    }
                     Some(_) => Err(LedgerError::KeyReused),
                     None => Err(e),
                 };
@@ -285,7 +331,7 @@ impl Embedded {
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
-                commit_tx(
+                commit_terms_tx(
                     db,
                     &programme,
                     &key,
@@ -296,6 +342,7 @@ impl Embedded {
                     now,
                     &origin,
                     cashier.as_deref(),
+                    &terms,
                 )
             })
             .await?
@@ -484,6 +531,14 @@ pub(crate) fn history_tx(
             let receipt: Option<String> = r.get(3)?;
             let detail = if kind == "overrides" || kind == "tier" {
                 serde_json::from_str(&r.get::<String>(4)?).ok()
+            } else if kind == "sale" {
+                // The order's own terms set by the cashier, if any: only
+                // such a result is parsed.
+                r.get::<Option<String>>(4)?
+                    .filter(|s| s.contains("\"terms\""))
+                    .and_then(|s| serde_json::from_str::<CommitResult>(&s).ok())
+                    .and_then(|c| c.terms)
+                    .and_then(|t| serde_json::to_value(t).ok())
             } else {
                 None
             };
@@ -633,6 +688,40 @@ pub(crate) fn commit_request(
     json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string()
 }
 
+/// [`commit_request`] with the order's own terms, when the cashier set
+/// any (without, the text stays the old one).
+pub(crate) fn commit_request_terms(
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+    terms: &OrderTerms,
+) -> String {
+    if terms.is_empty() {
+        return commit_request(number, receipt_id, lines, redeem);
+    }
+    json!({"number": number, "receipt_id": receipt_id, "lines": lines,
+           "redeem": redeem.to_string(), "terms": terms})
+    .to_string()
+}
+
+/// Whether a stored sale request is `wanted` (a [`commit_request`]) once
+/// its order terms are set aside: a retry that can no longer name its
+/// card finds its sale whatever terms it had, and the caller compares the
+/// terms the stored result records.
+fn same_sale_request(stored: &str, wanted: &str) -> bool {
+    if stored == wanted {
+        return true;
+    }
+    let Ok(serde_json::Value::Object(mut s)) = serde_json::from_str(stored) else {
+        return false;
+    };
+    if s.remove("terms").is_none() {
+        return false;
+    }
+    serde_json::from_str::<serde_json::Value>(wanted).ok() == Some(serde_json::Value::Object(s))
+}
+
 /// The text a return's request is stored as (its exact text is part of
 /// every existing database, so it must not change).
 pub(crate) fn refund_request(sale: &SaleRef, amount: Option<Decimal>) -> String {
@@ -661,7 +750,10 @@ pub(crate) fn replay_commit_tx(
     let Some(number) = number.filter(|_| kind == "sale") else {
         return Ok(Err(LedgerError::KeyReused));
     };
-    if commit_request(&number, receipt_id, lines, redeem) != request {
+    if !same_sale_request(
+        &request,
+        &commit_request(&number, receipt_id, lines, redeem),
+    ) {
         return Ok(Err(LedgerError::KeyReused));
     }
     match serde_json::from_str::<CommitResult>(&result) {
@@ -737,7 +829,7 @@ pub(crate) fn refund_tx(
         already,
         amount,
     ) {
-        Ok(s) => s,
+        Ok(s) => rules::switches::refund_policy(p, s),
         Err(e) => return Ok(Err(e.into())),
     };
     expire_due(db, account, now, origin)?;
@@ -931,7 +1023,37 @@ pub(crate) fn commit_tx(
     origin: &Origin,
     cashier: Option<&str>,
 ) -> TxResult<CommitResult> {
-    let request = commit_request(number, receipt_id, lines, redeem);
+    commit_terms_tx(
+        db,
+        p,
+        key,
+        number,
+        receipt_id,
+        lines,
+        redeem,
+        now,
+        origin,
+        cashier,
+        &OrderTerms::default(),
+    )
+}
+
+/// [`commit_tx`] with the order's own terms set by the cashier.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn commit_terms_tx(
+    db: &dyn Db,
+    p: &Programme,
+    key: &str,
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+    now: OffsetDateTime,
+    origin: &Origin,
+    cashier: Option<&str>,
+    terms: &OrderTerms,
+) -> TxResult<CommitResult> {
+    let request = commit_request_terms(number, receipt_id, lines, redeem, terms);
     let request = request.as_str();
     let (account, status) = match card_account(db, number)? {
         Some(a) => a,
@@ -961,11 +1083,16 @@ pub(crate) fn commit_tx(
     if status != "active" {
         return Ok(Err(LedgerError::Inactive(status)));
     }
+    // After the claim, so a repeat of a sale booked while the programme
+    // ran still answers; at the sale's own time (a late booking's `now`).
+    if let Err(e) = rules::switches::check_active(p, now) {
+        return Ok(Err(e.into()));
+    }
     // After the claim: a repeat must write nothing, not even due burns.
     expire_due(db, account, now, origin)?;
     let before = balance_units(db, account)?;
     let overrides = priced_overrides(db, p, account)?;
-    let q = match rules::quote(p, &overrides, lines, points(before.max(0)), redeem) {
+    let q = match rules::quote_with(p, &overrides, terms, lines, points(before.max(0)), redeem) {
         Ok(q) => q,
         Err(e) => return Ok(Err(e.into())),
     };
@@ -1031,6 +1158,7 @@ pub(crate) fn commit_tx(
         tier_change,
         replayed: false,
         pending: None,
+        terms: (!terms.is_empty()).then(|| terms.clone()),
     };
     finish(db, txn, result)
 }

@@ -20,7 +20,7 @@ use super::embedded::{
 };
 use super::origin::Origin;
 use super::report::{Report, ReportQuery};
-use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
+use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView, Tiers};
 use super::{Ledger, LedgerFuture, SpendError};
 use crate::redact::Secret;
@@ -142,6 +142,30 @@ impl Ledger for Local {
         redeem: Decimal,
     ) -> LedgerFuture<'_, Option<(String, CommitResult)>> {
         Box::pin(self.embedded.replay_commit(key, receipt_id, lines, redeem))
+    }
+    fn quote_terms(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        terms: OrderTerms,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)> {
+        Box::pin(self.embedded.quote_terms(number, lines, redeem, terms))
+    }
+    fn commit_terms(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        cashier: Option<String>,
+        terms: OrderTerms,
+    ) -> LedgerFuture<'_, CommitResult> {
+        Box::pin(
+            self.embedded
+                .commit_terms(key, number, receipt_id, lines, redeem, None, cashier, terms),
+        )
     }
     fn set_overrides(
         &self,

@@ -37,7 +37,7 @@ pub use embedded::{
     OverridesResult, RefundResult, SaleRef,
 };
 use report::{Report, ReportQuery};
-use rules::{AccountOverrides, Programme, Quote, SaleLine};
+use rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use tiers::{TierChange, TierError, TierView};
 
 use crate::redact::Secret;
@@ -125,7 +125,8 @@ pub trait Ledger: Send + Sync {
     /// The stored result of the sale committed under `key`, for a retry
     /// whose card token has expired: the card number it was for, and the
     /// result. `None` if the key is unused; [`LedgerError::KeyReused`] if it
-    /// was used for another request.
+    /// was used for another request. The order's own terms are not part of
+    /// the comparison: the caller compares them with the result's `terms`.
     fn replay_commit(
         &self,
         key: String,
@@ -310,4 +311,27 @@ pub trait Ledger: Send + Sync {
     /// The back office's report for `q`, its "now" figures (liability,
     /// points burning soon) at `now`.
     fn report(&self, q: ReportQuery, now: OffsetDateTime) -> LedgerFuture<'_, Report>;
+    /// [`Ledger::quote`] with the order's own accrual percentage and cap,
+    /// set by the cashier (the API checks them against the admin's limits).
+    fn quote_terms(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        terms: OrderTerms,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)>;
+    /// [`Ledger::commit`] with the order's own terms, recorded with the
+    /// sale ([`CommitResult::terms`]); a repeat of the key with other terms
+    /// is [`LedgerError::KeyReused`].
+    #[allow(clippy::too_many_arguments)]
+    fn commit_terms(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        cashier: Option<String>,
+        terms: OrderTerms,
+    ) -> LedgerFuture<'_, CommitResult>;
 }

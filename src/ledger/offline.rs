@@ -39,11 +39,12 @@ use super::accounts::{
 };
 use super::cashier;
 use super::embedded::{
-    AccountRef, HistoryPage, OverridesResult, commit_request, refund_request, ts,
+    AccountRef, HistoryPage, OverridesResult, commit_request, commit_request_terms, refund_request,
+    ts,
 };
 use super::remote::Central;
 use super::report::{Report, ReportQuery};
-use super::rules::{self, AccountOverrides, Programme, Quote, SaleLine};
+use super::rules::{self, AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
 use super::types::{
     AccountSummary, AdjustResult, CommitResult, LedgerError, Pending, RefundResult, Replayable,
@@ -298,6 +299,9 @@ impl Offline {
         lines: &[SaleLine],
         redeem: Decimal,
     ) -> Result<Quote, LedgerError> {
+        // The till's copy of the programme decides while the central
+        // ledger is out of reach: off or out of its window, no sale.
+        rules::switches::check_active(self.central.programme(), OffsetDateTime::now_utc())?;
         let balance = card.map_or(Decimal::ZERO, |c| c.balance);
         Ok(rules::quote(
             self.central.programme(),
@@ -437,6 +441,7 @@ impl Offline {
                 at: ts(at),
                 as_of: cached.as_ref().and_then(|c| c.as_of.clone()),
             }),
+            terms: None,
         };
         let item = NewItem {
             key,
@@ -534,6 +539,8 @@ macro_rules! pass_one {
     (quote $($t:tt)*) => {};
     (commit $($t:tt)*) => {};
     (replay_commit $($t:tt)*) => {};
+    (quote_terms $($t:tt)*) => {};
+    (commit_terms $($t:tt)*) => {};
     (refund $($t:tt)*) => {};
     (verify_secret $($t:tt)*) => {};
     ($method:ident ($($arg:ident : $ty:ty),*) -> $ret:ty, $err:ty) => {
@@ -650,6 +657,60 @@ impl Ledger for Offline {
                         .await
                 }
             }
+        })
+    }
+
+    fn quote_terms(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        terms: OrderTerms,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)> {
+        if terms.is_empty() {
+            return self.quote(number, lines, redeem);
+        }
+        // An order's own terms are the central ledger's to apply: without
+        // it such a sale is neither quoted nor queued (2050).
+        self.central.quote_terms(number, lines, redeem, terms)
+    }
+
+    fn commit_terms(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        cashier: Option<String>,
+        terms: OrderTerms,
+    ) -> LedgerFuture<'_, CommitResult> {
+        if terms.is_empty() {
+            return self.commit(key, number, receipt_id, lines, redeem, cashier);
+        }
+        Box::pin(async move {
+            cashier::check_opt(cashier.as_deref())?;
+            // A key queued here for another request is refused as reused.
+            let request = commit_request_terms(&number, &receipt_id, &lines, redeem, &terms);
+            if let Some(r) = self.queued(&key, &request).await? {
+                return Ok(r);
+            }
+            let r = self
+                .central
+                .commit_terms(
+                    key,
+                    number.clone(),
+                    receipt_id,
+                    lines,
+                    redeem,
+                    cashier,
+                    terms,
+                )
+                .await?;
+            if let Err(e) = self.outbox.rebalance(number, r.balance_after).await {
+                tracing::warn!(error = %e, "cannot update the card's offline copy");
+            }
+            Ok(r)
         })
     }
 

@@ -174,6 +174,11 @@ pub struct CommitResult {
     /// expectation, the central ledger's own come with the booking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// The order's own accrual percentage and cap, when the cashier set
+    /// them (`sale.commit`'s `accrual_percent`, `cap_percent`): recorded
+    /// with the sale, shown by `account.history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<super::rules::OrderTerms>,
 }
 
 /// A stored result a repeated key gets back.
@@ -275,8 +280,9 @@ pub struct HistoryTxn {
     /// The postings, in order.
     pub entries: Vec<HistoryEntry>,
     /// What changed, for `overrides` (the percentages now) and `tier`
-    /// (`from`, `to`, `reason`, `trigger`); absent for the others, whose
-    /// entries say it.
+    /// (`from`, `to`, `reason`, `trigger`); for a `sale` the order's own
+    /// `accrual_percent` / `cap_percent` when the cashier set them; absent
+    /// for the others, whose entries say it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
 }

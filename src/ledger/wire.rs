@@ -31,7 +31,7 @@ use super::embedded::{
     RefundResult, SaleRef,
 };
 use super::report::{Report, ReportQuery};
-use super::rules::{AccountOverrides, Quote, SaleLine};
+use super::rules::{AccountOverrides, OrderTerms, Quote, SaleLine};
 use super::tiers::{TierChange, TierView};
 use crate::redact::Secret;
 use rust_decimal::Decimal;
@@ -53,6 +53,15 @@ macro_rules! ledger_methods {
                 key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
                 redeem: Decimal,
                 #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
+            ) -> CommitResult, LedgerError;
+            "quote_terms" Read quote_terms(
+                number: String, lines: Vec<SaleLine>, redeem: Decimal, terms: OrderTerms
+            ) -> (Option<AccountSummary>, Quote), LedgerError;
+            "commit_terms" Keyed commit_terms(
+                key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
+                redeem: Decimal,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>,
+                terms: OrderTerms
             ) -> CommitResult, LedgerError;
             "replay_commit" Read replay_commit(
                 key: String, receipt_id: String, lines: Vec<SaleLine>, redeem: Decimal

@@ -29,6 +29,9 @@ pub struct BonusFacts<'a> {
     /// reach): the `accrued` row says it will be credited, and the balance
     /// after, not known yet, is left out.
     pub pending: bool,
+    /// The programme's customer agreement (`{agreement_url}`); empty when
+    /// none is configured.
+    pub agreement_url: Option<&'a str>,
 }
 
 struct Labels {
@@ -147,6 +150,7 @@ fn fill(t: &str, f: &BonusFacts<'_>, lang: Language) -> String {
                 "next_expiry_amount" => f.next_expiry.map_or(String::new(), |n| amount(n.0, lang)),
                 "next_expiry_date" => f.next_expiry.map_or(String::new(), |n| date(n.1, lang)),
                 "tier" => f.tier.unwrap_or_default().to_owned(),
+                "agreement_url" => f.agreement_url.unwrap_or_default().to_owned(),
                 _ => String::new(),
             }),
         }
@@ -202,8 +206,10 @@ pub fn block(f: &BonusFacts<'_>, cfg: &ReceiptConfig) -> Block {
 }
 
 /// The block as lines fitted to `width` characters: label left, value
-/// right; a label too long for the line is cut, never the value. Header,
-/// title and footer are centred and cut to the width.
+/// right; a label too long for the line is cut, never the value. The
+/// title is centred and cut to the width; a header or footer line longer
+/// than the width goes on over the next lines (an agreement's address must
+/// stay whole).
 pub fn lines(b: &Block, width: usize) -> Vec<String> {
     let width = width.clamp(16, 80);
     let row = |label: &str, value: &str| {
@@ -215,10 +221,20 @@ pub fn lines(b: &Block, width: usize) -> Vec<String> {
     };
     let centred = |s: &str| format!("{:^width$}", s.chars().take(width).collect::<String>());
     let mut out = vec!["-".repeat(width)];
-    out.extend(b.header.iter().map(|h| centred(h)));
+    let wrapped = |s: &String| {
+        let chars: Vec<char> = s.chars().collect();
+        if chars.is_empty() {
+            return vec![centred("")];
+        }
+        chars
+            .chunks(width)
+            .map(|c| centred(&c.iter().collect::<String>()))
+            .collect::<Vec<_>>()
+    };
+    out.extend(b.header.iter().flat_map(wrapped));
     out.extend(b.title.iter().map(|t| centred(t)));
     out.extend(b.rows.iter().map(|(label, value)| row(label, value)));
-    out.extend(b.footer.iter().map(|f| centred(f)));
+    out.extend(b.footer.iter().flat_map(wrapped));
     out.push("-".repeat(width));
     out
 }
@@ -239,7 +255,24 @@ mod tests {
             next_expiry: Some((dec!(20), "2027-05-26")),
             tier: None,
             pending: false,
+            agreement_url: None,
         }
+    }
+
+    #[test]
+    fn the_agreement_link_fills_its_placeholder_and_wraps_whole() {
+        let mut f = facts();
+        f.agreement_url = Some("https://kino.example/loyalty/agreement.pdf");
+        let mut c = cfg(Language::Ru, 32);
+        c.bonus.footer = vec!["Правила программы:".into(), "{agreement_url}".into()];
+        let lines = render(&f, &c);
+        let n = lines.len();
+        assert_eq!(lines[n - 3], "https://kino.example/loyalty/agr");
+        assert_eq!(lines[n - 2], "           eement.pdf           ");
+        // Without a link the placeholder prints nothing.
+        f.agreement_url = None;
+        let lines = render(&f, &c);
+        assert_eq!(lines[lines.len() - 2].trim(), "");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod fiscal;
 mod groups;
 mod history;
 pub(crate) mod print;
+mod programme;
 mod sale;
 pub(crate) mod sync;
 mod system;
@@ -161,6 +162,11 @@ pub const METHODS: &[MethodSpec] = &[
         "card.resolve",
         Role::Cashier,
         "the account behind a card token or number: balance, next expiry, status",
+    ),
+    m(
+        "programme.info",
+        Role::Cashier,
+        "the loyalty programme's switches: active now, its window, the agreement link",
     ),
     m(
         "sale.quote",
@@ -377,9 +383,10 @@ async fn dispatch_checked(
         "card.unblock" => accounts::unblock(app, params).await,
         "card.secret.regenerate" => accounts::regenerate(app, params).await,
         "card.resolve" => sale::resolve(app, params).await,
-        "sale.quote" => sale::quote(app, params).await,
+        "programme.info" => programme::info(app),
+        "sale.quote" => sale::quote(app, session, params).await,
         "sale.redeem_code.send" => accounts::send_redeem_code(app, params).await,
-        "sale.commit" => sale::commit(app, params).await,
+        "sale.commit" => sale::commit(app, session, params).await,
         "sale.refund" => sale::refund(app, params).await,
         "account.history" => history::history(app, params).await,
         "ledger.adjust" => adjust::adjust(app, session, params).await,

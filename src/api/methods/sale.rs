@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 
 use crate::api::amount;
 use crate::api::rpc::{self, RpcError, code};
+use crate::api::session::Session;
 use crate::app::App;
+use crate::auth::Role;
 use crate::ledger::CommitResult;
-use crate::ledger::rules::{AccountOverrides, CategoryOverride, SaleLine};
+use crate::ledger::rules::{AccountOverrides, CategoryOverride, OrderTerms, SaleLine};
 use crate::receipt::bonus;
 use crate::redact::CardNumber;
 
@@ -114,7 +116,14 @@ pub(super) async fn resolve(app: &Arc<App>, params: Option<Value>) -> Result<Val
         .await
         .map_err(ledger_error)?;
     match summary {
-        Some(s) => Ok(json!({ "card_masked": card.number.masked(), "account": s })),
+        Some(s) => {
+            let mut out = json!({ "card_masked": card.number.masked(), "account": s });
+            // The customer agreement, where the POS shows the account.
+            if let Some(url) = &app.ledger.programme().agreement_url {
+                out["agreement_url"] = json!(url);
+            }
+            Ok(out)
+        }
         None => Err(
             RpcError::new(code::UNKNOWN_CARD, "no account holds this card")
                 .with_data(json!({ "card_masked": card.number.masked() })),
@@ -131,6 +140,33 @@ struct QuoteParams {
     lines: Vec<WireLine>,
     #[serde(default, deserialize_with = "amount::unsigned_opt")]
     redeem: Option<Decimal>,
+    /// The order's own accrual percentage, set by the cashier.
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
+    accrual_percent: Option<Decimal>,
+    /// The order's own redemption cap (percent of each line).
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
+    cap_percent: Option<Decimal>,
+}
+
+/// The order's own terms from a quote's or commit's params, checked
+/// against `[ledger.programme.cashier_limits]`: a cashier stays within
+/// them, an admin connection (seed 001's "bonus settings" right) may set
+/// any percentage.
+fn order_terms(
+    app: &App,
+    session: &Session,
+    accrual_percent: Option<Decimal>,
+    cap_percent: Option<Decimal>,
+) -> Result<OrderTerms, RpcError> {
+    let terms = OrderTerms {
+        accrual_percent,
+        cap_percent,
+    };
+    let unlimited = session.role().is_some_and(|r| r >= Role::Admin);
+    terms
+        .check(&app.ledger.programme().cashier_limits, unlimited)
+        .map_err(|e| ledger_error(e.into()))?;
+    Ok(terms)
 }
 
 /// Longest `sku` and `category` of a sale line, in characters.
@@ -181,8 +217,13 @@ fn sale_lines(lines: Vec<WireLine>) -> Result<Vec<SaleLine>, RpcError> {
         .collect()
 }
 
-pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+pub(super) async fn quote(
+    app: &Arc<App>,
+    session: &Session,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
     let p: QuoteParams = rpc::params(params)?;
+    let terms = order_terms(app, session, p.accrual_percent, p.cap_percent)?;
     let lines = sale_lines(p.lines)?;
     let by_account = p.account.is_some();
     let card = sale_card(app, p.card_token, p.number, p.account).await?;
@@ -193,10 +234,11 @@ pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value
     }
     let (summary, q) = app
         .ledger
-        .quote(
+        .quote_terms(
             card.number.expose().to_owned(),
             lines,
             p.redeem.unwrap_or_default(),
+            terms,
         )
         .await
         .map_err(ledger_error)?;
@@ -240,6 +282,15 @@ struct CommitParams {
     redeem: Option<Decimal>,
     /// Who sold: a name or an id, recorded on the sale for the history.
     cashier: Option<String>,
+    /// The order's own accrual percentage, set by the cashier.
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
+    accrual_percent: Option<Decimal>,
+    /// The order's own redemption cap (percent of each line).
+    #[serde(default, deserialize_with = "amount::unsigned_opt")]
+    cap_percent: Option<Decimal>,
+    /// Checked from the two above.
+    #[serde(skip)]
+    terms: OrderTerms,
 }
 
 /// Checks the optional `cashier` of a sale or return
@@ -248,10 +299,15 @@ fn check_cashier(cashier: Option<&str>) -> Result<(), RpcError> {
     crate::ledger::cashier::check_opt(cashier).map_err(|e| ledger_error(e.into()))
 }
 
-pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+pub(super) async fn commit(
+    app: &Arc<App>,
+    session: &Session,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
     let mut p: CommitParams = rpc::params(params)?;
     check_key(&p.idempotency_key)?;
     check_cashier(p.cashier.as_deref())?;
+    p.terms = order_terms(app, session, p.accrual_percent, p.cap_percent)?;
     p.lines = sale_lines(std::mem::take(&mut p.wire_lines))?;
     if p.receipt_id.is_empty() || p.receipt_id.len() > 128 {
         return Err(RpcError::invalid_params(
@@ -277,6 +333,18 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             "a redemption code goes with account, not with a card",
         ));
     }
+    if p.redeem_code.is_some() && !p.terms.is_empty() {
+        // A sale spending with a one-time code is booked in one call that
+        // carries no order terms (yet).
+        return Err(RpcError::invalid_params(
+            if p.accrual_percent.is_some() {
+                "accrual_percent"
+            } else {
+                "cap_percent"
+            },
+            "an order's own terms do not go with a redeem_code sale",
+        ));
+    }
     let ready = match p.account {
         Some(account) => by_account(app, &p, account, p.redeem_code.clone(), redeem, &key).await?,
         None => by_card(app, &p, redeem, &key).await?,
@@ -287,13 +355,14 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             return respond(app, &CardNumber::new(number), *r, p.print, &key).await;
         }
     };
-    let r = crate::metrics::timed_commit(app.ledger.commit(
+    let r = crate::metrics::timed_commit(app.ledger.commit_terms(
         p.idempotency_key,
         card.number.expose().to_owned(),
         p.receipt_id,
         p.lines,
         redeem,
         p.cashier,
+        p.terms,
     ))
     .await
     .map_err(ledger_error)?;
@@ -388,6 +457,10 @@ async fn by_card(
                 .await
                 .map_err(ledger_error)?
             {
+                // The stored sale had these terms, or the key is reused.
+                Some((_, r)) if r.terms.clone().unwrap_or_default() != p.terms => {
+                    Err(ledger_error(crate::ledger::LedgerError::KeyReused))
+                }
                 Some((number, r)) => Ok(Ready::Done(number, Box::new(r))),
                 None => Err(e),
             };
@@ -444,6 +517,7 @@ async fn respond(
             .map(|n| (n.amount, n.at.get(..10).unwrap_or(&n.at))),
         tier: r.tier.as_deref(),
         pending: r.pending.is_some(),
+        agreement_url: app.ledger.programme().agreement_url.as_deref(),
     };
     let block = bonus::block(&facts, &config.receipt);
     result["bonus_lines"] = json!(bonus::lines(&block, config.receipt.width));

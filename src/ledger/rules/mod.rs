@@ -51,9 +51,12 @@ pub mod basis;
 mod expiry;
 pub mod levels;
 pub use expiry::{expiry_of, welcome_expiry_of};
+pub mod switches;
 #[cfg(test)]
 mod tests;
 pub mod tiers;
+
+pub use switches::{CashierLimits, OrderTerms, PointsPart};
 
 /// The largest sale this engine accepts.
 pub const MAX_LINES: usize = 1000;
@@ -113,9 +116,11 @@ pub struct Programme {
     pub cap_percent: Decimal,
     /// Whether lines with a discount accrue points.
     pub accrue_on_discounted: bool,
-    /// Whether accrual is computed on the whole line (true) or only on the
-    /// part paid with money (false: the line's redeemed part is subtracted).
-    pub accrue_on_points_part: bool,
+    /// What a sale partly paid with points earns: accrual on the part of
+    /// each line paid with money, on the whole line, or nothing at all.
+    /// The key still takes the old booleans (false: money part, true:
+    /// whole line).
+    pub accrue_on_points_part: PointsPart,
     /// Lifetime of accrued points in calendar months; `None` = no expiry.
     /// See [`expiry_of`].
     pub expiry_months: Option<u32>,
@@ -136,6 +141,24 @@ pub struct Programme {
     /// What the flat cap is a share of: each line (default) or the whole
     /// receipt. See [`basis`].
     pub cap_basis: basis::CapBasis,
+    // Programme switches (issue 21 item 3, seeds 004 and 001); see
+    // [`switches`].
+    /// Whether the programme runs; off, sales are refused
+    /// ([`RulesError::ProgrammeInactive`]) while balances, history and
+    /// returns still work.
+    pub enabled: bool,
+    /// When the programme starts (`YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`,
+    /// programme time); `None` = it always ran.
+    pub active_from: Option<String>,
+    /// When it ends (a date alone: at the end of that day); `None` = no end.
+    pub active_until: Option<String>,
+    /// The customer agreement's address, shown by `programme.info` and
+    /// `card.resolve` and printable on the bonus block.
+    pub agreement_url: Option<String>,
+    /// Whether a return gives the points spent on the sale back (its share).
+    pub return_spent_points_on_refund: bool,
+    /// How far a cashier may set one order's accrual percentage and cap.
+    pub cashier_limits: CashierLimits,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -164,7 +187,7 @@ impl Default for Programme {
             excluded_skus: Vec::new(),
             cap_percent: Decimal::from(50),
             accrue_on_discounted: true,
-            accrue_on_points_part: false,
+            accrue_on_points_part: PointsPart::MoneyPart,
             expiry_months: Some(6),
             welcome_bonus: None,
             welcome_expiry_days: None,
@@ -172,6 +195,12 @@ impl Default for Programme {
             refund_shortfall: RefundShortfall::Clamp,
             tiers: Vec::new(),
             cap_basis: basis::CapBasis::Line,
+            enabled: true,
+            active_from: None,
+            active_until: None,
+            agreement_url: None,
+            return_spent_points_on_refund: true,
+            cashier_limits: CashierLimits::default(),
         }
     }
 }
@@ -290,6 +319,13 @@ pub enum RulesError {
     /// A date computation left the supported calendar.
     #[error("date out of range")]
     DateOutOfRange,
+    /// The programme is switched off or outside its active window
+    /// (`reason`: `disabled`, `not_started`, `ended`).
+    #[error("the loyalty programme is not active ({reason})")]
+    ProgrammeInactive {
+        /// `disabled`, `not_started` or `ended`.
+        reason: String,
+    },
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RulesError {
@@ -308,7 +344,8 @@ pub struct LineQuote {
     /// lines when the programme does not accrue on them).
     pub rate: Decimal,
     /// The amount accrual is computed on: the line total, minus this line's
-    /// redeemed part unless `accrue_on_points_part`; 0 when `rate` is 0.
+    /// redeemed part unless `accrue_on_points_part` is `whole_line`; 0 when
+    /// `rate` is 0, and on an order with points spent when it is `nothing`.
     pub eligible: Decimal,
     /// The most that may be paid with points on this line (floored).
     pub cap: Decimal,
@@ -426,6 +463,7 @@ impl Programme {
             ));
         }
         tiers::validate(&self.tiers)?;
+        switches::validate(self)?;
         Ok(())
     }
 
@@ -575,6 +613,19 @@ pub fn quote(
     balance: Decimal,
     redeem: Decimal,
 ) -> Result<Quote, RulesError> {
+    quote_with(p, o, &OrderTerms::default(), lines, balance, redeem)
+}
+
+/// [`quote`] with the order's own terms set by the cashier: they replace
+/// the accrual percentage and the cap of every line that takes part.
+pub fn quote_with(
+    p: &Programme,
+    o: &AccountOverrides,
+    terms: &OrderTerms,
+    lines: &[SaleLine],
+    balance: Decimal,
+    redeem: Decimal,
+) -> Result<Quote, RulesError> {
     p.validate()?;
     o.validate_up_to(MAX_OVERRIDE_CATEGORIES + levels::MAX_TIER_CATEGORIES)?;
     if lines.len() > MAX_LINES {
@@ -604,7 +655,11 @@ pub fn quote(
         cap: Decimal,
         excluded: bool,
     }
-    let flat_cap = o.cap_percent.unwrap_or(p.cap_percent);
+    // The cashier's cap for this order is the receipt's share too.
+    let flat_cap = terms
+        .cap_percent
+        .or(o.cap_percent)
+        .unwrap_or(p.cap_percent);
     let mut pre = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let total = line_total(i, line, prec)?;
@@ -623,6 +678,9 @@ pub fn quote(
                 .and_then(|c| c.cap_percent)
                 .or(rule.and_then(|r| r.cap_percent));
             let cap = basis::line_percent(p.cap_basis, category_cap, flat_cap);
+            // The cashier's terms for this order beat every other rate.
+            let rate = terms.accrual_percent.unwrap_or(rate);
+            let cap = terms.cap_percent.unwrap_or(cap);
             let rate = if line.discount > Decimal::ZERO && !p.accrue_on_discounted {
                 Decimal::ZERO
             } else {
@@ -666,10 +724,8 @@ pub fn quote(
         let redeemed = from_units(part, prec);
         let eligible = if l.rate.is_zero() {
             Decimal::ZERO
-        } else if p.accrue_on_points_part {
-            l.total
         } else {
-            l.total - redeemed
+            switches::eligible(p.accrue_on_points_part, l.total, redeemed, redeem)
         };
         out.push(LineQuote {
             total: l.total,

@@ -13,7 +13,7 @@ fn programme() -> Programme {
         excluded_skus: vec![],
         cap_percent: dec!(50),
         accrue_on_discounted: true,
-        accrue_on_points_part: false,
+        accrue_on_points_part: PointsPart::MoneyPart,
         expiry_months: None,
         welcome_bonus: None,
         welcome_expiry_days: None,
@@ -21,6 +21,12 @@ fn programme() -> Programme {
         refund_shortfall: RefundShortfall::Clamp,
         tiers: vec![],
         cap_basis: basis::CapBasis::Line,
+        enabled: true,
+        active_from: None,
+        active_until: None,
+        agreement_url: None,
+        return_spent_points_on_refund: true,
+        cashier_limits: CashierLimits::default(),
     }
 }
 
@@ -172,7 +178,7 @@ fn cinema_order_720_paying_7_points_both_accrual_switches() {
     assert_eq!(parts, dec!(7));
 
     let on_points = Programme {
-        accrue_on_points_part: true,
+        accrue_on_points_part: PointsPart::WholeLine,
         ..p
     };
     let q = quote(&on_points, &none(), &lines, BIG, dec!(7)).unwrap();
@@ -448,7 +454,7 @@ fn programme_deserializes_and_rejects_unknown_fields() {
     assert_eq!(p.precision, 2);
     assert_eq!(p.categories[0].accrual_percent, Some(dec!(1)));
     // Missing keys keep the built-in programme's values.
-    assert!(p.accrue_on_discounted && !p.accrue_on_points_part);
+    assert!(p.accrue_on_discounted && p.accrue_on_points_part == PointsPart::MoneyPart);
     assert_eq!(
         serde_json::from_str::<Programme>("{}").unwrap(),
         Programme::default()
@@ -634,7 +640,7 @@ fn arb_programme() -> impl Strategy<Value = Programme> {
                 default_accrual_percent: Decimal::from(rate),
                 cap_percent: Decimal::from(cap),
                 accrue_on_discounted: on_disc,
-                accrue_on_points_part: on_points,
+                accrue_on_points_part: on_points.into(),
                 accrual_rounding: if whole {
                     AccrualRounding::DownToWhole
                 } else {
