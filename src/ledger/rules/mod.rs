@@ -41,6 +41,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
+pub mod hold;
 #[cfg(test)]
 mod tests;
 pub mod tiers;
@@ -123,6 +124,10 @@ pub struct Programme {
     /// Loyalty levels (`[[ledger.programme.tiers]]`); empty = none. See
     /// [`tiers`].
     pub tiers: Vec<tiers::Tier>,
+    /// The accrual window (seed 004's "number of days during which cashback
+    /// is accrued"): a sale's points are held this many days before they can
+    /// be spent; 0 = spendable at once. See [`hold`].
+    pub hold_days: u32,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -158,6 +163,7 @@ impl Default for Programme {
             utc_offset_minutes: 180,
             refund_shortfall: RefundShortfall::Clamp,
             tiers: Vec::new(),
+            hold_days: 0,
         }
     }
 }
@@ -408,6 +414,7 @@ impl Programme {
             ));
         }
         tiers::validate(&self.tiers)?;
+        hold::validate(self)?;
         Ok(())
     }
 
