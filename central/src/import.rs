@@ -191,6 +191,7 @@ const TABLES: &[Table] = &[
             "remaining",
             "expires_at",
             "created_at",
+            "available_at",
         ],
         kind: Some("lot"),
     },

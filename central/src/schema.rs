@@ -209,6 +209,12 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: as the till's SQLite migration 18: the cashier of each sale and
     // return (NULL where the POS sent none).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;",
+    // 10 (given number; renumbered on merge): as the till's SQLite
+    // migration 21: the accrual window's `available_at` on lots and the
+    // index the held points are summed from.
+    "ALTER TABLE lots ADD COLUMN available_at TEXT;
+    CREATE INDEX lots_held ON lots(account_id, available_at)
+        WHERE remaining > 0 AND available_at IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.

@@ -672,7 +672,7 @@ impl Default for ReceiptConfig {
 
 /// The rows a bonus block can show, by their name in
 /// `receipt.bonus.lines`.
-pub const BONUS_LINES: [&str; 7] = [
+pub const BONUS_LINES: [&str; 8] = [
     "card",
     "balance_before",
     "redeemed",
@@ -680,11 +680,12 @@ pub const BONUS_LINES: [&str; 7] = [
     "balance_after",
     "next_expiry",
     "tier",
+    "held",
 ];
 
 /// The placeholders (`{name}`) labels, the title, header and footer lines
 /// may use.
-pub const BONUS_PLACEHOLDERS: [&str; 9] = [
+pub const BONUS_PLACEHOLDERS: [&str; 11] = [
     "card",
     "balance_before",
     "redeemed",
@@ -694,6 +695,8 @@ pub const BONUS_PLACEHOLDERS: [&str; 9] = [
     "next_expiry_date",
     "tier",
     "agreement_url",
+    "held",
+    "held_date",
 ];
 
 /// `[receipt.bonus]`: what the bonus block shows. Unset keys take the
@@ -734,6 +737,9 @@ pub struct BonusLabels {
     /// In place of `accrued` when the central ledger was out of reach and
     /// the accrual is queued (the `balance_after` row is left out then).
     pub pending: Option<String>,
+    /// Points held by the accrual window (`hold_days`), not in the balance
+    /// after; left out when none are.
+    pub held: Option<String>,
 }
 
 /// A piece of a bonus template: literal text or a placeholder.
@@ -841,6 +847,7 @@ impl BonusTemplate {
             ("pending", &l.pending),
             ("next_expiry", &l.next_expiry),
             ("tier", &l.tier),
+            ("held", &l.held),
         ] {
             if let Some(t) = label {
                 check(format!("labels.{name}"), t)?;

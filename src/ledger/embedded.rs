@@ -35,8 +35,9 @@ mod book;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
-    accrue, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
-    priced_overrides, refresh_next_expiry, replay, summary, summary_with, take_from_lots,
+    Take, accrue, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
+    priced_overrides, refresh_next_expiry, replay, spendable_units, summary, summary_with,
+    take_from_lots,
 };
 pub(crate) use book::{entry, new_lot, new_txn, store_result};
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
@@ -518,6 +519,7 @@ pub(crate) fn history_tx(
     };
     expire_due(db, account, now, origin)?;
     let balance = balance_units(db, account)?;
+    let held = book::held_units(db, account, now)?.0;
     // One row more than asked tells whether there is a next page.
     let mut txns: Vec<HistoryTxn> = db.query_map(
         // Only an adjustment's request is read (its reason and operator); a
@@ -575,7 +577,7 @@ pub(crate) fn history_tx(
     txns.truncate(limit as usize);
     for t in &mut txns {
         t.entries = db.query_map(
-            "SELECT e.kind, e.amount, e.lot_id, l.expires_at
+            "SELECT e.kind, e.amount, e.lot_id, l.expires_at, l.available_at
              FROM entries e LEFT JOIN lots l ON l.id = e.lot_id
              WHERE e.txn_id = ?1 ORDER BY e.id",
             args![t.transaction],
@@ -585,13 +587,15 @@ pub(crate) fn history_tx(
                     amount: points(r.get(1)?),
                     lot: r.get(2)?,
                     lot_expires_at: r.get(3)?,
+                    lot_available_at: r.get(4)?,
                 })
             },
         )?;
     }
     Ok(Ok(HistoryPage {
         account,
-        balance: points(balance),
+        balance: points(balance - held),
+        held: points(held),
         next_cursor: if more {
             txns.last().map(|t| t.transaction)
         } else {
@@ -833,7 +837,7 @@ pub(crate) fn refund_tx(
         Err(e) => return Ok(Err(e.into())),
     };
     expire_due(db, account, now, origin)?;
-    let before = balance_units(db, account)?;
+    let before = spendable_units(db, account, now)?;
     let stamp = ts(now);
     let txn = new_txn(
         db,
@@ -854,7 +858,19 @@ pub(crate) fn refund_tx(
         |r| r.get(0),
     )?;
     let want = units(share.clawback);
-    let took = take_from_lots(db, txn, account, sale_lot, want, "clawback", &stamp)?;
+    // Held points count: inside the window the sale's own lot still holds
+    // its whole accrual (nothing could spend it), so the return takes it
+    // back with no shortfall and no debt.
+    let took = take_from_lots(
+        db,
+        txn,
+        account,
+        sale_lot,
+        want,
+        "clawback",
+        &stamp,
+        Take::Any,
+    )?;
     // What the lots could not give: owed, or forgiven, per the programme.
     let owed = match p.refund_shortfall {
         RefundShortfall::Debt if want > took => {
@@ -909,7 +925,7 @@ pub(crate) fn refund_tx(
     }
     // Points given back reopen lots, possibly earlier-expiring ones.
     refresh_next_expiry(db, account)?;
-    let after = balance_units(db, account)?;
+    let after = spendable_units(db, account, now)?;
     let mut result = RefundResult {
         transaction: txn,
         sale_transaction: sale_txn,
@@ -964,12 +980,15 @@ pub(crate) fn adjust_tx(
         return Ok(Err(LedgerError::UnknownCard));
     };
     expire_due(db, account, now, origin)?;
-    let before = balance_units(db, account)?;
+    // An operator's deduction may take held points too (correcting an
+    // accrual inside its window); the figures shown are spendable ones.
+    let total = balance_units(db, account)?;
+    let before = spendable_units(db, account, now)?;
     let stamp = ts(now);
     let delta = units(amount);
-    if delta < 0 && before < -delta {
+    if delta < 0 && total < -delta {
         return Ok(Err(LedgerError::InsufficientBalance {
-            balance: points(before.max(0)),
+            balance: points(total.max(0)),
         }));
     }
     let txn = new_txn(
@@ -987,15 +1006,24 @@ pub(crate) fn adjust_tx(
                 Err(e) => return Ok(Err(e.into())),
             },
         };
-        let (lot, r) = accrue(db, txn, account, delta, "adjust", at.as_deref(), &stamp)?;
+        let (lot, r) = accrue(
+            db,
+            txn,
+            account,
+            delta,
+            "adjust",
+            at.as_deref(),
+            None,
+            &stamp,
+        )?;
         repaid = r;
         if lot.is_some() {
             expires = at;
         }
     } else if delta < 0 {
-        take_from_lots(db, txn, account, None, -delta, "adjust", &stamp)?;
+        take_from_lots(db, txn, account, None, -delta, "adjust", &stamp, Take::Any)?;
     }
-    let after = balance_units(db, account)?;
+    let after = spendable_units(db, account, now)?;
     let result = AdjustResult {
         transaction: txn,
         account,
@@ -1091,15 +1119,28 @@ pub(crate) fn commit_terms_tx(
     // After the claim: a repeat must write nothing, not even due burns.
     expire_due(db, account, now, origin)?;
     let before = balance_units(db, account)?;
+    // Held points (the accrual window) cannot pay for this sale.
+    let held_before = book::held_units(db, account, now)?.0;
+    let spendable = before - held_before;
     let overrides = priced_overrides(db, p, account)?;
-    let q = match rules::quote_with(p, &overrides, terms, lines, points(before.max(0)), redeem) {
+    let q = match rules::quote_with(p, &overrides, terms, lines, points(spendable.max(0)), redeem) {
         Ok(q) => q,
         Err(e) => return Ok(Err(e.into())),
     };
 
     // Redeem: soonest-expiring lots first (lots without expiry last).
     let want = units(q.redeem);
-    if take_from_lots(db, txn, account, None, want, "redeem", &stamp)? != want {
+    if take_from_lots(
+        db,
+        txn,
+        account,
+        None,
+        want,
+        "redeem",
+        &stamp,
+        Take::Spendable,
+    )? != want
+    {
         // The balance said yes but the lots say no: a broken invariant.
         return Err(DbError::Invariant("the lots hold less than the balance"));
     }
@@ -1109,10 +1150,13 @@ pub(crate) fn commit_terms_tx(
     // The level that priced the sale dates its points too (one this sale
     // earns applies from the next sale).
     let level = super::tiers::tier_of(db, p, account)?;
-    let expires = match rules::levels::expiry_for(p, level, now) {
-        Ok(e) => e.map(ts),
+    // Held until the window ends, and valid from then (`rules::hold`).
+    let dates = match rules::hold::accrual_dates(p, level, now) {
+        Ok(d) => d,
         Err(e) => return Ok(Err(e.into())),
     };
+    let expires = dates.expires_at.map(ts);
+    let available = dates.available_at.map(ts);
     let (lot, repaid) = if accrued > 0 {
         accrue(
             db,
@@ -1121,6 +1165,7 @@ pub(crate) fn commit_terms_tx(
             accrued,
             "accrue",
             expires.as_deref(),
+            available.as_deref(),
             &stamp,
         )?
     } else {
@@ -1151,8 +1196,11 @@ pub(crate) fn commit_terms_tx(
         accrued: q.accrual,
         debt_repaid: points(repaid),
         accrued_expires_at: if lot.is_some() { expires } else { None },
-        balance_before: points(before),
+        accrued_available_at: if lot.is_some() { available } else { None },
+        balance_before: points(spendable),
         balance_after: after.balance,
+        held: after.held,
+        next_available: after.next_available,
         next_expiry: after.next_expiry,
         tier: after.tier,
         tier_change,

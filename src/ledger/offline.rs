@@ -413,6 +413,12 @@ impl Offline {
         let at = trust.booking_time(&*self.clock);
         let balance = cached.as_ref().map_or(Decimal::ZERO, |c| c.balance);
         let q = self.expect(cached.as_ref(), &lines, redeem)?;
+        // The dates the central ledger will give the accrual when it books
+        // the sale at `at` (held by the accrual window, valid from then).
+        // The card copy's level dates them, as the central will.
+        let p = self.central.programme();
+        let level = rules::levels::named(p, cached.as_ref().and_then(|c| c.tier.as_deref()));
+        let dates = rules::hold::accrual_dates(p, level, at)?;
         let result = CommitResult {
             transaction: 0,
             account: cached.as_ref().map_or(0, |c| c.account),
@@ -423,16 +429,21 @@ impl Offline {
             accrued: q.accrual,
             debt_repaid: Decimal::ZERO,
             accrued_expires_at: if q.accrual > Decimal::ZERO {
-                // The card copy's level dates them, as the central will.
-                let p = self.central.programme();
-                let level = cached.as_ref().and_then(|c| c.tier.as_deref());
-                let level = rules::levels::named(p, level);
-                rules::levels::expiry_for(p, level, at)?.map(ts)
+                dates.expires_at.map(ts)
+            } else {
+                None
+            },
+            accrued_available_at: if q.accrual > Decimal::ZERO {
+                dates.available_at.map(ts)
             } else {
                 None
             },
             balance_before: balance,
             balance_after: balance - q.redeem,
+            // The till's copy's held points (this sale's are not counted:
+            // the queued `accrued` row says they come with the booking).
+            held: cached.as_ref().map_or(Decimal::ZERO, |c| c.held),
+            next_available: cached.as_ref().and_then(|c| c.next_available.clone()),
             next_expiry: cached.as_ref().and_then(|c| c.next_expiry.clone()),
             tier: cached.as_ref().and_then(|c| c.tier.clone()),
             tier_change: None,

@@ -72,10 +72,20 @@ pub struct AccountSummary {
     pub account: i64,
     /// Status (`active`, `blocked`).
     pub status: String,
-    /// Points now: what the lots hold minus the debt, so negative while a
-    /// refund's unpaid clawback is owed (nothing can be redeemed then).
+    /// Points that can be spent now: what the lots hold minus the debt and
+    /// the points still `held`, so negative while a refund's unpaid
+    /// clawback is owed (nothing can be redeemed then).
     #[serde(with = "rust_decimal::serde::str")]
     pub balance: Decimal,
+    /// Points accrued but still held by the accrual window
+    /// (`hold_days`): the customer's, not yet spendable. 0 without a
+    /// window.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub held: Decimal,
+    /// The soonest held points to become spendable: amount and when (RFC
+    /// 3339, UTC); absent when nothing is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_available: Option<NextExpiry>,
     /// Points owed from refunds under the `debt` policy; later accruals pay
     /// it first.
     #[serde(default, with = "rust_decimal::serde::str")]
@@ -107,13 +117,14 @@ pub struct Pending {
     pub as_of: Option<String>,
 }
 
-/// The next points to expire.
+/// The next points to expire (or, as `next_available`, to come out of the
+/// accrual window).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NextExpiry {
     /// How many points.
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
-    /// When they are gone.
+    /// When they are gone (or spendable).
     pub at: String,
 }
 
@@ -145,12 +156,24 @@ pub struct CommitResult {
     pub debt_repaid: Decimal,
     /// When the accrued points expire (RFC 3339, UTC), if they do.
     pub accrued_expires_at: Option<String>,
-    /// Balance before.
+    /// When the accrued points can be spent (RFC 3339, UTC) when the
+    /// accrual window holds them; absent when they are spendable at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrued_available_at: Option<String>,
+    /// Spendable balance before.
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_before: Decimal,
-    /// Balance after.
+    /// Spendable balance after.
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_after: Decimal,
+    /// Points held by the accrual window right after the sale (this sale's
+    /// and earlier ones'), as the bonus block prints them; 0 without a
+    /// window.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub held: Decimal,
+    /// The soonest held points to become spendable right after the sale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_available: Option<NextExpiry>,
     /// The soonest-expiring points right after the sale, as the bonus block
     /// prints them. Stored with the result so a repeat prints the same block.
     #[serde(default)]
@@ -229,6 +252,9 @@ pub struct HistoryPage {
     /// Spendable points now (after posting what was due to expire).
     #[serde(with = "rust_decimal::serde::str")]
     pub balance: Decimal,
+    /// Points still held by the accrual window (not in `balance`).
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub held: Decimal,
     /// Newest first.
     pub transactions: Vec<HistoryTxn>,
     /// Pass as `cursor` for the next (older) page; `None` on the last page.
@@ -301,6 +327,10 @@ pub struct HistoryEntry {
     pub lot: Option<i64>,
     /// When that lot expires (RFC 3339, UTC), if it does.
     pub lot_expires_at: Option<String>,
+    /// When that lot's points became (or become) spendable, if the accrual
+    /// window held them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_available_at: Option<String>,
 }
 
 /// Which sale a refund is for.
@@ -455,6 +485,7 @@ mod tests {
         let page = HistoryPage {
             account: 1,
             balance: Decimal::new(-125, 1),
+            held: Decimal::new(5, 0),
             transactions: vec![HistoryTxn {
                 transaction: 3,
                 kind: "refund".into(),
@@ -472,6 +503,7 @@ mod tests {
                     amount: Decimal::new(-4, 0),
                     lot: None,
                     lot_expires_at: None,
+                    lot_available_at: Some("2026-03-14T21:00:00Z".into()),
                 }],
                 detail: None,
             }],

@@ -32,6 +32,10 @@ pub struct BonusFacts<'a> {
     /// The programme's customer agreement (`{agreement_url}`); empty when
     /// none is configured.
     pub agreement_url: Option<&'a str>,
+    /// Points held by the accrual window after the sale and the date
+    /// (`YYYY-MM-DD`) the soonest of them become spendable; its row is
+    /// left out when nothing is held.
+    pub held: Option<(Decimal, &'a str)>,
 }
 
 struct Labels {
@@ -44,6 +48,7 @@ struct Labels {
     expiry: &'static str,
     tier: &'static str,
     pending: &'static str,
+    held: &'static str,
 }
 
 const RU: Labels = Labels {
@@ -56,6 +61,7 @@ const RU: Labels = Labels {
     expiry: "Сгорит {next_expiry_date}",
     tier: "Уровень",
     pending: "Начисление будет зачислено",
+    held: "Бонусы в ожидании",
 };
 
 const EN: Labels = Labels {
@@ -68,15 +74,17 @@ const EN: Labels = Labels {
     expiry: "Expiring {next_expiry_date}",
     tier: "Tier",
     pending: "Points to be credited",
+    held: "Points on hold",
 };
 
 /// The rows without a `receipt.bonus.lines` setting.
-const DEFAULT_LINES: [&str; 6] = [
+const DEFAULT_LINES: [&str; 7] = [
     "card",
     "balance_before",
     "redeemed",
     "accrued",
     "balance_after",
+    "held",
     "next_expiry",
 ];
 
@@ -151,6 +159,8 @@ fn fill(t: &str, f: &BonusFacts<'_>, lang: Language) -> String {
                 "next_expiry_date" => f.next_expiry.map_or(String::new(), |n| date(n.1, lang)),
                 "tier" => f.tier.unwrap_or_default().to_owned(),
                 "agreement_url" => f.agreement_url.unwrap_or_default().to_owned(),
+                "held" => f.held.map_or(String::new(), |h| amount(h.0, lang)),
+                "held_date" => f.held.map_or(String::new(), |h| date(h.1, lang)),
                 _ => String::new(),
             }),
         }
@@ -192,6 +202,10 @@ pub fn block(f: &BonusFacts<'_>, cfg: &ReceiptConfig) -> Block {
                 .tier
                 .filter(|t| !t.is_empty())
                 .map(|tier| (label(&l.tier, d.tier), tier.to_owned())),
+            "held" => f
+                .held
+                .filter(|(amt, _)| !amt.is_zero())
+                .map(|(amt, _)| (label(&l.held, d.held), amount(amt, lang))),
             _ => None,
         };
         rows.extend(row);
@@ -256,6 +270,7 @@ mod tests {
             tier: None,
             pending: false,
             agreement_url: None,
+            held: None,
         }
     }
 

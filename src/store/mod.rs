@@ -287,6 +287,15 @@ const MIGRATIONS: &[&str] = &[
     // repeat keeps the first cashier).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;
     ALTER TABLE sync_outbox ADD COLUMN cashier TEXT;",
+    // 21 (given number; renumbered on merge): the accrual window
+    // (`hold_days`). A lot held until `available_at` (NULL: spendable at
+    // once) cannot be spent before then; the held points of an account are
+    // summed from this index, which a range on `available_at > now` reads
+    // only the lots still held (a sale's accruals of the last `hold_days`),
+    // so nothing has to be written when a window ends.
+    "ALTER TABLE lots ADD COLUMN available_at TEXT;
+    CREATE INDEX lots_held ON lots(account_id, available_at)
+        WHERE remaining > 0 AND available_at IS NOT NULL;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

@@ -518,6 +518,10 @@ async fn respond(
         tier: r.tier.as_deref(),
         pending: r.pending.is_some(),
         agreement_url: app.ledger.programme().agreement_url.as_deref(),
+        held: r
+            .next_available
+            .as_ref()
+            .map(|n| (r.held, n.at.get(..10).unwrap_or(&n.at))),
     };
     let block = bonus::block(&facts, &config.receipt);
     result["bonus_lines"] = json!(bonus::lines(&block, config.receipt.width));

@@ -41,7 +41,8 @@ const PAGE: i64 = if cfg!(test) { 2 } else { 1000 };
 /// (`debt`, `debt_repay`) leave owed, each lot's remainder = Σ its entries,
 /// no lot below zero or above its amount, and the account's maintained
 /// columns equal to what they summarise (`balance` = Σ entries,
-/// `next_expiry` = the earliest expiry of its open lots). Returns the violations found,
+/// `next_expiry` = the earliest expiry of its open lots), no held lot spent
+/// before its window ended nor expiring before it. Returns the violations found,
 /// empty when all hold. Run it in one (read) transaction so it sees one
 /// state of the books.
 pub fn verify(db: &dyn Db) -> Result<Vec<String>, DbError> {
@@ -144,6 +145,35 @@ pub fn verify(db: &dyn Db) -> Result<Vec<String>, DbError> {
             "lot {lot}: entries sum to {} but {} remains",
             points(sum),
             points(remaining)
+        ));
+    }
+    // The accrual window: held points are never spent before their time,
+    // and a held lot's lifetime starts when it becomes spendable. (What is
+    // held is not a maintained column but summed from `lots_held` at the
+    // time asked, so there is no copy to check against the lots.)
+    let rows: Vec<(i64, String, String)> = db.query_map(
+        "SELECT l.id, l.available_at, MIN(e.created_at)
+         FROM lots l JOIN entries e ON e.lot_id = l.id
+         WHERE l.available_at IS NOT NULL AND e.kind = 'redeem'
+         GROUP BY l.id, l.available_at HAVING MIN(e.created_at) < l.available_at
+         ORDER BY l.id LIMIT 100",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    for (lot, available, spent) in rows {
+        problems.push(format!(
+            "lot {lot}: spent at {spent} while held until {available}"
+        ));
+    }
+    let early: i64 = db.query_row(
+        "SELECT COUNT(*) FROM lots
+         WHERE available_at IS NOT NULL AND expires_at IS NOT NULL AND expires_at <= available_at",
+        args![],
+        |r| r.get(0),
+    )?;
+    if early > 0 {
+        problems.push(format!(
+            "{early} lots expire before their accrual window ends"
         ));
     }
     Ok(problems)

@@ -47,7 +47,8 @@ pub(super) fn priced_overrides(
 
 /// Adds `amount` units (> 0) that `txn` gives the account: its debt is paid
 /// first (a `debt_repay` entry without a lot), the rest becomes a new lot
-/// posted as a `kind` entry. Returns the lot, if any, and the units repaid.
+/// posted as a `kind` entry, held until `available` when that is set (the
+/// accrual window). Returns the lot, if any, and the units repaid.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn accrue(
     db: &dyn Db,
@@ -56,6 +57,7 @@ pub(super) fn accrue(
     amount: i64,
     kind: &str,
     expires: Option<&str>,
+    available: Option<&str>,
     stamp: &str,
 ) -> Result<(Option<i64>, i64), DbError> {
     let debt = debt_units(db, account)?;
@@ -71,7 +73,7 @@ pub(super) fn accrue(
     if rest <= 0 {
         return Ok((None, repay));
     }
-    let lot = new_lot(db, txn, account, rest, expires, stamp)?;
+    let lot = insert_lot(db, txn, account, rest, expires, available, stamp)?;
     entry(db, txn, account, Some(lot), kind, rest, stamp)?;
     Ok((Some(lot), repay))
 }
@@ -87,10 +89,24 @@ pub(crate) fn new_lot(
     expires: Option<&str>,
     stamp: &str,
 ) -> Result<i64, DbError> {
+    insert_lot(db, txn, account, amount, expires, None, stamp)
+}
+
+/// [`new_lot`] held until `available` (the accrual window), if set.
+fn insert_lot(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    amount: i64,
+    expires: Option<&str>,
+    available: Option<&str>,
+    stamp: &str,
+) -> Result<i64, DbError> {
     let lot = db.insert(
-        "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING id",
-        args![account, txn, amount, expires, stamp],
+        "INSERT INTO lots (account_id, txn_id, amount, remaining, expires_at, created_at,
+                           available_at)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) RETURNING id",
+        args![account, txn, amount, expires, stamp, available],
     )?;
     if let Some(at) = expires {
         db.execute(
@@ -219,9 +235,22 @@ pub(crate) fn entry(
     Ok(())
 }
 
+/// Which lots a take may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Take {
+    /// Only lots spendable at the take's time (a redemption: held points
+    /// cannot be spent).
+    Spendable,
+    /// Held lots too, after the spendable ones would come by expiry (a
+    /// refund's clawback, an operator's deduction).
+    Any,
+}
+
 /// Takes up to `want` units from the account's lots, `first` (a lot id)
 /// before the rest, then soonest-expiring first (lots without expiry
-/// last). Returns what it took.
+/// last). `which` says whether lots still held (`available_at` after
+/// `stamp`) may be taken. Returns what it took.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn take_from_lots(
     db: &dyn Db,
     txn: i64,
@@ -230,6 +259,7 @@ pub(super) fn take_from_lots(
     want: i64,
     kind: &str,
     stamp: &str,
+    which: Take,
 ) -> Result<i64, DbError> {
     if want <= 0 {
         return Ok(0);
@@ -250,21 +280,44 @@ pub(super) fn take_from_lots(
     // leaves the open-lots index, so each page starts at the front again
     // and only the lots actually taken are read, however many the account
     // holds.
+    // A held lot is skipped by the filter on `available_at`: held lots are
+    // at most the accruals of the window, so the skip stays short.
+    let spendable = which == Take::Spendable;
     for dated in [true, false] {
-        let sql = if dated {
-            "SELECT id, remaining FROM lots
-             WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL
-             ORDER BY expires_at, id LIMIT ?2"
-        } else {
-            "SELECT id, remaining FROM lots
-             WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NULL
-             ORDER BY id LIMIT ?2"
+        let sql = match (dated, spendable) {
+            (true, false) => {
+                "SELECT id, remaining FROM lots
+                 WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL
+                 ORDER BY expires_at, id LIMIT ?2"
+            }
+            (false, false) => {
+                "SELECT id, remaining FROM lots
+                 WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NULL
+                 ORDER BY id LIMIT ?2"
+            }
+            (true, true) => {
+                "SELECT id, remaining FROM lots
+                 WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL
+                   AND (available_at IS NULL OR available_at <= ?3)
+                 ORDER BY expires_at, id LIMIT ?2"
+            }
+            (false, true) => {
+                "SELECT id, remaining FROM lots
+                 WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NULL
+                   AND (available_at IS NULL OR available_at <= ?3)
+                 ORDER BY id LIMIT ?2"
+            }
         };
         while left > 0 {
-            let page: Vec<(i64, i64)> =
+            let page: Vec<(i64, i64)> = if spendable {
+                db.query_map(sql, args![account, TAKE_PAGE, stamp], |r: &Row| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+            } else {
                 db.query_map(sql, args![account, TAKE_PAGE], |r: &Row| {
                     Ok((r.get(0)?, r.get(1)?))
-                })?;
+                })?
+            };
             let full = page.len() as i64 == TAKE_PAGE;
             for (lot, remaining) in page {
                 if left == 0 {
@@ -436,7 +489,52 @@ pub(super) fn summary(
     summary_with(db, account, status, balance, now)
 }
 
-/// [`summary`] with the balance (in units) already known.
+/// The points of the account still held at `now` (the accrual window), in
+/// units, with the soonest release (its time and amount). Not a maintained
+/// column: a window ends by the clock, with no write to update one, so it
+/// is summed from the index `lots_held` `(account_id, available_at)`, whose
+/// range `available_at > now` holds only the lots still held (at most the
+/// account's sales of the last `hold_days`). Without a window the range is
+/// empty: one index seek.
+pub(crate) fn held_units(
+    db: &dyn Db,
+    account: i64,
+    now: OffsetDateTime,
+) -> Result<(i64, Option<(String, i64)>), DbError> {
+    let stamp = ts(now);
+    let total: i64 = db.query_row(
+        "SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM lots
+         WHERE account_id = ?1 AND remaining > 0 AND available_at IS NOT NULL
+           AND available_at > ?2",
+        args![account, stamp],
+        |r| r.get(0),
+    )?;
+    if total == 0 {
+        return Ok((0, None));
+    }
+    let next = db.query_opt(
+        "SELECT available_at, CAST(SUM(remaining) AS BIGINT) FROM lots
+         WHERE account_id = ?1 AND remaining > 0 AND available_at IS NOT NULL
+           AND available_at > ?2
+         GROUP BY available_at ORDER BY available_at LIMIT 1",
+        args![account, stamp],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((total, next))
+}
+
+/// The account's spendable balance at `now` in units: its balance (lots −
+/// debt) less the points still held.
+pub(super) fn spendable_units(
+    db: &dyn Db,
+    account: i64,
+    now: OffsetDateTime,
+) -> Result<i64, DbError> {
+    Ok(balance_units(db, account)? - held_units(db, account, now)?.0)
+}
+
+/// [`summary`] with the balance (in units, held points included) already
+/// known. The summary's `balance` is what can be spent; `held` the rest.
 pub(super) fn summary_with(
     db: &dyn Db,
     account: i64,
@@ -471,10 +569,16 @@ pub(super) fn summary_with(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?,
     };
+    let (held, release) = held_units(db, account, now)?;
     Ok(AccountSummary {
         account,
         status,
-        balance: points(balance),
+        balance: points(balance - held),
+        held: points(held),
+        next_available: release.map(|(at, amount)| NextExpiry {
+            amount: points(amount),
+            at,
+        }),
         debt: points(debt),
         next_expiry: next.map(|(at, amount)| NextExpiry {
             amount: points(amount),

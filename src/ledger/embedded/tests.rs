@@ -843,3 +843,263 @@ fn one_group_commit_books_a_key_once_and_keeps_outcomes_apart() {
     assert_eq!((txns, balance), (1, 50_000));
     assert!(c.verify().unwrap().is_empty());
 }
+
+/// The accrual window (`hold_days`): the default programme with 14 days.
+fn held_programme(policy: RefundShortfall) -> Programme {
+    Programme {
+        hold_days: 14,
+        refund_shortfall: policy,
+        ..Programme::default()
+    }
+}
+
+#[test]
+fn a_held_accrual_is_spendable_from_local_midnight_after_the_window() {
+    let c = open();
+    let p = held_programme(RefundShortfall::Clamp);
+    // 15:00 Moscow on 7 December: held until 21 December 00:00 Moscow
+    // (20 December 21:00 UTC), then valid 6 months from that day.
+    let sold = datetime!(2026-12-07 12:00:00 UTC);
+    let release = datetime!(2026-12-21 00:00:00 +03:00);
+    let r = c
+        .commit_tx(&p, "s1", CARD, "R1", &sale(1000), Decimal::ZERO, sold)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.accrued, Decimal::from(50));
+    assert_eq!(
+        r.accrued_available_at.as_deref(),
+        Some("2026-12-20T21:00:00Z")
+    );
+    assert_eq!(
+        r.accrued_expires_at.as_deref(),
+        Some("2027-06-21T21:00:00Z")
+    );
+    assert_eq!(
+        (r.balance_after, r.held),
+        (Decimal::ZERO, Decimal::from(50))
+    );
+    let s = c.resolve_tx(CARD, sold).unwrap().unwrap();
+    assert_eq!((s.balance, s.held), (Decimal::ZERO, Decimal::from(50)));
+    let next = s.next_available.unwrap();
+    assert_eq!(
+        (next.amount, next.at.as_str()),
+        (Decimal::from(50), "2026-12-20T21:00:00Z")
+    );
+
+    // One second before the window ends: nothing can be spent.
+    let before = release - time::Duration::SECOND;
+    let over = c
+        .commit_tx(&p, "s2", CARD, "R2", &sale(100), Decimal::ONE, before)
+        .unwrap();
+    assert!(
+        matches!(
+            over,
+            Err(LedgerError::Rules(RulesError::RedeemTooHigh {
+                limit: rules::RedeemLimit::Balance,
+                ..
+            }))
+        ),
+        "{over:?}"
+    );
+    let s = c.resolve_tx(CARD, before).unwrap().unwrap();
+    assert_eq!((s.balance, s.held), (Decimal::ZERO, Decimal::from(50)));
+
+    // At the boundary they are the customer's to spend.
+    let s = c.resolve_tx(CARD, release).unwrap().unwrap();
+    assert_eq!((s.balance, s.held), (Decimal::from(50), Decimal::ZERO));
+    assert_eq!(s.next_available, None);
+    let spend = c
+        .commit_tx(&p, "s3", CARD, "R3", &sale(100), Decimal::from(20), release)
+        .unwrap()
+        .unwrap();
+    assert_eq!(spend.redeemed, Decimal::from(20));
+    assert_eq!(spend.balance_before, Decimal::from(50));
+    // 5 % of the 80 paid in money is held in its turn.
+    assert_eq!(
+        (spend.balance_after, spend.held),
+        (Decimal::from(30), Decimal::from(4))
+    );
+    let page = c
+        .history_tx(&AccountRef::Number(CARD.into()), None, 10, release)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (page.balance, page.held),
+        (Decimal::from(30), Decimal::from(4))
+    );
+    let first = page.transactions.last().unwrap();
+    assert_eq!(
+        first.entries[0].lot_available_at.as_deref(),
+        Some("2026-12-20T21:00:00Z")
+    );
+    assert!(c.verify().unwrap().is_empty());
+}
+
+#[test]
+fn without_a_window_points_are_spendable_at_once_as_before() {
+    let c = open();
+    let p = Programme::default();
+    let now = datetime!(2026-12-07 12:00:00 UTC);
+    let r = c
+        .commit_tx(&p, "s1", CARD, "R1", &sale(1000), Decimal::ZERO, now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.accrued_available_at, None);
+    assert_eq!(
+        (r.balance_after, r.held),
+        (Decimal::from(50), Decimal::ZERO)
+    );
+    let s = c.resolve_tx(CARD, now).unwrap().unwrap();
+    assert_eq!(
+        (s.balance, s.held, s.next_available),
+        (Decimal::from(50), Decimal::ZERO, None)
+    );
+}
+
+#[test]
+fn a_return_inside_the_window_takes_the_held_points_back_whole() {
+    let sold = datetime!(2026-12-07 12:00:00 UTC);
+    let inside = datetime!(2026-12-15 12:00:00 UTC);
+    for policy in [RefundShortfall::Clamp, RefundShortfall::Debt] {
+        let c = open();
+        let p = held_programme(policy);
+        // A sale whose 50 are held, then 100 spendable points from an
+        // operator (not held).
+        let s1 = c
+            .commit_tx(&p, "s1", CARD, "R1", &sale(1000), Decimal::ZERO, sold)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s1.balance_after, s1.held),
+            (Decimal::ZERO, Decimal::from(50))
+        );
+        c.adjust_tx(&p, "a1", CARD, Decimal::from(100), "r", "o", None, sold)
+            .unwrap()
+            .unwrap();
+        let s = c.resolve_tx(CARD, sold).unwrap().unwrap();
+        assert_eq!((s.balance, s.held), (Decimal::from(100), Decimal::from(50)));
+        // Half returned inside the window: 25 of the held 50 go, the
+        // spendable 100 are untouched, nothing forgiven or owed.
+        let sale_ref = SaleRef::Transaction(s1.transaction);
+        let half = c
+            .refund_tx(&p, "f1", &sale_ref, Some(Decimal::from(500)), inside)
+            .unwrap()
+            .unwrap();
+        assert_eq!(half.clawback, Decimal::from(25), "{policy:?}");
+        assert_eq!(half.clawback_shortfall, Decimal::ZERO);
+        assert_eq!(half.clawback_debt, Decimal::ZERO);
+        assert_eq!(
+            (half.balance_before, half.balance_after),
+            (Decimal::from(100), Decimal::from(100))
+        );
+        let s = c.resolve_tx(CARD, inside).unwrap().unwrap();
+        assert_eq!(
+            (s.balance, s.held, s.debt),
+            (Decimal::from(100), Decimal::from(25), Decimal::ZERO)
+        );
+        // The rest: the held points are gone, the balance still 100.
+        let rest = c
+            .refund_tx(&p, "f2", &sale_ref, None, inside)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest.clawback, Decimal::from(25));
+        assert_eq!(rest.clawback_shortfall + rest.clawback_debt, Decimal::ZERO);
+        let s = c.resolve_tx(CARD, inside).unwrap().unwrap();
+        assert_eq!(
+            (s.balance, s.held, s.debt),
+            (Decimal::from(100), Decimal::ZERO, Decimal::ZERO)
+        );
+        assert_eq!(s.next_available, None);
+        assert!(c.verify().unwrap().is_empty(), "{policy:?}");
+    }
+}
+
+#[test]
+fn after_the_window_a_return_follows_today_s_clawback_rules() {
+    let sold = datetime!(2026-12-07 12:00:00 UTC);
+    let after = datetime!(2026-12-22 12:00:00 UTC);
+    for policy in [RefundShortfall::Clamp, RefundShortfall::Debt] {
+        let c = open();
+        let p = held_programme(policy);
+        let s1 = c
+            .commit_tx(&p, "s1", CARD, "R1", &sale(1000), Decimal::ZERO, sold)
+            .unwrap()
+            .unwrap();
+        // Released, then 40 of the 50 spent on a 100 sale (whose 3 are
+        // held in their turn).
+        let s2 = c
+            .commit_tx(&p, "s2", CARD, "R2", &sale(100), Decimal::from(40), after)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s2.balance_after, s2.held),
+            (Decimal::from(10), Decimal::from(3))
+        );
+        let r = c
+            .refund_tx(&p, "f1", &SaleRef::Transaction(s1.transaction), None, after)
+            .unwrap()
+            .unwrap();
+        let s = c.resolve_tx(CARD, after).unwrap().unwrap();
+        match policy {
+            // The sale's own lot gives 10, another (held) lot 3; 37 forgiven.
+            RefundShortfall::Clamp => {
+                assert_eq!(r.clawback, Decimal::from(13));
+                assert_eq!(r.clawback_shortfall, Decimal::from(37));
+                assert_eq!(
+                    (s.balance, s.held, s.debt),
+                    (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO)
+                );
+            }
+            RefundShortfall::Debt => {
+                assert_eq!(r.clawback, Decimal::from(50));
+                assert_eq!(r.clawback_debt, Decimal::from(37));
+                assert_eq!(
+                    (s.balance, s.held, s.debt),
+                    (Decimal::from(-37), Decimal::ZERO, Decimal::from(37))
+                );
+            }
+        }
+        assert!(c.verify().unwrap().is_empty(), "{policy:?}");
+    }
+}
+
+#[test]
+fn verify_finds_held_points_that_were_spent() {
+    let c = open();
+    let p = held_programme(RefundShortfall::Clamp);
+    let sold = datetime!(2026-12-07 12:00:00 UTC);
+    let after = datetime!(2026-12-22 12:00:00 UTC);
+    c.commit_tx(&p, "s1", CARD, "R1", &sale(1000), Decimal::ZERO, sold)
+        .unwrap()
+        .unwrap();
+    c.commit_tx(&p, "s2", CARD, "R2", &sale(100), Decimal::from(10), after)
+        .unwrap()
+        .unwrap();
+    assert!(c.verify().unwrap().is_empty());
+    // The first lot claimed to be held beyond the spend (and beyond its
+    // own expiry).
+    c.write(|db, _| {
+        db.execute(
+            "UPDATE lots SET available_at = '2027-12-31T21:00:00Z' WHERE txn_id =
+                (SELECT id FROM txns WHERE idempotency_key = 's1')",
+            args![],
+        )
+        .map(Ok)
+    })
+    .unwrap()
+    .unwrap();
+    let problems = c.verify().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p
+                .contains("spent at 2026-12-22T12:00:00Z while held until 2027-12-31T21:00:00Z")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("1 lots expire before their accrual window ends")),
+        "{problems:?}"
+    );
+}

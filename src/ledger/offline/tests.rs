@@ -97,6 +97,8 @@ impl Rig {
             status: "active".into(),
             balance,
             debt: Decimal::ZERO,
+            held: Decimal::ZERO,
+            next_available: None,
             next_expiry: None,
             tier: None,
             tier_progress: None,
@@ -265,6 +267,8 @@ async fn a_blocked_card_is_refused_offline_as_online() {
         status: "blocked".into(),
         balance: dec!(10),
         debt: Decimal::ZERO,
+        held: Decimal::ZERO,
+        next_available: None,
         next_expiry: None,
         tier: None,
         tier_progress: None,
@@ -384,6 +388,8 @@ async fn an_offline_sale_dates_its_points_by_the_card_copy_s_level() {
         tier: Some("Серебряный".into()),
         tier_progress: None,
         as_of: None,
+        held: Decimal::ZERO,
+        next_available: None,
     };
     r.ledger.outbox.remember(CARD.into(), &s).await.unwrap();
     let sold = r

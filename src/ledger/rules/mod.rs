@@ -52,6 +52,7 @@ mod expiry;
 pub mod levels;
 pub use expiry::{expiry_of, welcome_expiry_of};
 pub mod switches;
+pub mod hold;
 #[cfg(test)]
 mod tests;
 pub mod tiers;
@@ -159,6 +160,10 @@ pub struct Programme {
     pub return_spent_points_on_refund: bool,
     /// How far a cashier may set one order's accrual percentage and cap.
     pub cashier_limits: CashierLimits,
+    /// The accrual window (seed 004's "number of days during which cashback
+    /// is accrued"): a sale's points are held this many days before they can
+    /// be spent; 0 = spendable at once. See [`hold`].
+    pub hold_days: u32,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -201,6 +206,7 @@ impl Default for Programme {
             agreement_url: None,
             return_spent_points_on_refund: true,
             cashier_limits: CashierLimits::default(),
+            hold_days: 0,
         }
     }
 }
@@ -464,6 +470,7 @@ impl Programme {
         }
         tiers::validate(&self.tiers)?;
         switches::validate(self)?;
+        hold::validate(self)?;
         Ok(())
     }
 

@@ -27,6 +27,7 @@ fn programme() -> Programme {
         agreement_url: None,
         return_spent_points_on_refund: true,
         cashier_limits: CashierLimits::default(),
+        hold_days: 0,
     }
 }
 
