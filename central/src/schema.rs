@@ -209,6 +209,19 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: as the till's SQLite migration 18: the cashier of each sale and
     // return (NULL where the POS sent none).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;",
+    // 11 (assigned number; renumbered on merge): as the till's SQLite
+    // migration 22: each sale's lines with their share of the accrual and
+    // of the points spent, for returns by lines.
+    "CREATE TABLE sale_lines (
+        txn_id   BIGINT NOT NULL REFERENCES txns(id),
+        idx      BIGINT NOT NULL,
+        sku      TEXT NOT NULL,
+        qty      TEXT NOT NULL,
+        total    BIGINT NOT NULL,
+        accrued  BIGINT NOT NULL CHECK (accrued >= 0),
+        redeemed BIGINT NOT NULL CHECK (redeemed >= 0),
+        PRIMARY KEY (txn_id, idx)
+    );",
 ];
 
 /// The schema version this binary writes.

@@ -33,6 +33,7 @@ use super::embedded::{
     OverridesResult, RefundResult, SaleRef,
 };
 use super::report::{Report, ReportQuery};
+use super::rules::lines::ReturnLine;
 use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
 use super::wire::{RemoteError, ledger_methods};

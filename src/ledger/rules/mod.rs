@@ -41,6 +41,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
+pub mod lines;
 #[cfg(test)]
 mod tests;
 pub mod tiers;
