@@ -351,6 +351,25 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .await
         .unwrap();
     assert_eq!(adj.amount, Decimal::from(5));
+    // A past receipt's missed accrual: its arguments cross, the sale's
+    // time among them (the expiry counts from it).
+    let sold_at = (OffsetDateTime::now_utc() - time::Duration::days(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let missed = l
+        .accrue_missed(
+            "miss1".into(),
+            card.into(),
+            "R-MISSED".into(),
+            lines(200),
+            sold_at,
+            "the till lost its link".into(),
+            "admin".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(missed.amount > Decimal::ZERO && missed.account == account);
     let o = l
         .set_overrides(
             Some("ov1".into()),

@@ -337,7 +337,7 @@ mod tests {
             return_lines(&sale, &[Decimal::ZERO], &[ret("A", dec!(1), None)], 2, 0).unwrap();
         assert_eq!(
             (first[0].amount, first[0].clawback, first[0].return_points),
-            (dec!(100), dec!(5), dec!(50))
+            (dec!(100), dec!(5), dec!(25))
         );
         let e = return_lines(&sale, &[dec!(1)], &[ret("A", dec!(1.5), None)], 2, 0).unwrap_err();
         assert!(
