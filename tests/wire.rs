@@ -289,6 +289,7 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(100)),
             None,
+            None,
         )
         .await
         .unwrap();
@@ -312,7 +313,14 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .unwrap();
     assert_eq!(late.accrued, Decimal::from(10));
     let late_rf = l
-        .refund_at("rf2".into(), SaleRef::Receipt("R2".into()), None, at, None)
+        .refund_at(
+            "rf2".into(),
+            SaleRef::Receipt("R2".into()),
+            None,
+            at,
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(late_rf.sale_transaction, late.transaction);
@@ -343,6 +351,25 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .await
         .unwrap();
     assert_eq!(adj.amount, Decimal::from(5));
+    // A past receipt's missed accrual: its arguments cross, the sale's
+    // time among them (the expiry counts from it).
+    let sold_at = (OffsetDateTime::now_utc() - time::Duration::days(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let missed = l
+        .accrue_missed(
+            "miss1".into(),
+            card.into(),
+            "R-MISSED".into(),
+            lines(200),
+            sold_at,
+            "the till lost its link".into(),
+            "admin".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(missed.amount > Decimal::ZERO && missed.account == account);
     let o = l
         .set_overrides(
             Some("ov1".into()),
@@ -543,7 +570,13 @@ async fn refusals_keep_their_codes_and_pass_through_the_till_unchanged() {
     .unwrap();
     let l: &dyn Ledger = &till;
     let e = l
-        .refund("k".into(), SaleRef::Receipt("nope".into()), None, None)
+        .refund(
+            "k".into(),
+            SaleRef::Receipt("nope".into()),
+            None,
+            None,
+            None,
+        )
         .await
         .unwrap_err();
     // The till's API maps it exactly as the embedded ledger's: no such sale.

@@ -215,6 +215,19 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE lots ADD COLUMN available_at TEXT;
     CREATE INDEX lots_held ON lots(account_id, available_at)
         WHERE remaining > 0 AND available_at IS NOT NULL;",
+    // 11 (assigned number; renumbered on merge): as the till's SQLite
+    // migration 22: each sale's lines with their share of the accrual and
+    // of the points spent, for returns by lines.
+    "CREATE TABLE sale_lines (
+        txn_id   BIGINT NOT NULL REFERENCES txns(id),
+        idx      BIGINT NOT NULL,
+        sku      TEXT NOT NULL,
+        qty      TEXT NOT NULL,
+        total    BIGINT NOT NULL,
+        accrued  BIGINT NOT NULL CHECK (accrued >= 0),
+        redeemed BIGINT NOT NULL CHECK (redeemed >= 0),
+        PRIMARY KEY (txn_id, idx)
+    );",
 ];
 
 /// The schema version this binary writes.

@@ -186,6 +186,7 @@ async fn story(books: Books) -> Vec<String> {
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(500)),
             None,
+            None,
         )
         .await
         .unwrap();
@@ -201,6 +202,7 @@ async fn story(books: Books) -> Vec<String> {
             SaleRef::Transaction(s2.transaction),
             None,
             None,
+            None,
         )
         .await
         .unwrap();
@@ -209,7 +211,7 @@ async fn story(books: Books) -> Vec<String> {
         f2.clawback, f2.returned, f2.balance_after
     ));
     assert!(matches!(
-        l.refund("f3".into(), SaleRef::Transaction(999), None, None)
+        l.refund("f3".into(), SaleRef::Transaction(999), None, None, None)
             .await,
         Err(LedgerError::UnknownSale)
     ));

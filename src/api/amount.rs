@@ -118,6 +118,11 @@ pub fn signed<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     read(d, true, POINT_DECIMALS)
 }
 
+/// As [`signed`], for an optional field (pair with `#[serde(default)]`).
+pub fn signed_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    signed(d).map(Some)
+}
+
 /// A quantity, ≥ 0, at most [`QTY_DECIMALS`] places.
 pub fn qty<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     read(d, false, QTY_DECIMALS)

@@ -236,6 +236,7 @@ mod tests {
                     "r",
                     &SaleRef::Transaction(sale.transaction),
                     Some(Decimal::from(500)),
+                    None,
                     now,
                     &till,
                     Some("Олег"),

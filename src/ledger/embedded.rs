@@ -19,6 +19,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::db::{Books, Db, DbError, args};
 use super::origin::Origin;
+use super::rules::lines::ReturnLine;
 use super::rules::{
     self, AccountOverrides, OrderTerms, Programme, Quote, RefundShortfall, SaleLine,
 };
@@ -32,6 +33,8 @@ use crate::store::Store;
 
 mod audit;
 mod book;
+pub(crate) mod lines;
+pub(crate) mod missed;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
@@ -359,12 +362,16 @@ impl Embedded {
         sale: SaleRef,
         amount: Option<Decimal>,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> Result<RefundResult, LedgerError> {
-        self.refund_at(key, sale, amount, None, cashier).await
+        self.refund_at(key, sale, amount, None, cashier, lines)
+            .await
     }
 
     /// [`Embedded::refund`] booked at `at` (a till's offline return,
-    /// replayed), with the bounds of [`late_booking`].
+    /// replayed), with the bounds of [`late_booking`]. With `lines`, a
+    /// return by lines (see [`lines::share`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn refund_at(
         &self,
         key: String,
@@ -372,13 +379,14 @@ impl Embedded {
         amount: Option<Decimal>,
         at: Option<OffsetDateTime>,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> Result<RefundResult, LedgerError> {
         super::cashier::check_opt(cashier.as_deref())?;
         let now = match late_booking(at, OffsetDateTime::now_utc()) {
             Ok(t) => t,
             Err(e) => {
                 // As for a sale: a key booked before answers with it.
-                let request = refund_request(&sale, amount);
+                let request = refund_request(&sale, amount, lines.as_deref());
                 let stored = self
                     .books
                     .read(move |db| replay::<RefundResult>(db, &key, &request))
@@ -396,10 +404,43 @@ impl Embedded {
                     &key,
                     &sale,
                     amount,
+                    lines.as_deref(),
                     now,
                     &origin,
                     cashier.as_deref(),
                 )
+            })
+            .await?
+    }
+
+    /// A past receipt's missed accrual (see [`missed::accrue_missed_tx`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn accrue_missed(
+        &self,
+        key: String,
+        number: String,
+        receipt: String,
+        lines: Vec<SaleLine>,
+        sold_at: OffsetDateTime,
+        reason: String,
+        operator: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<AdjustResult, LedgerError> {
+        let programme = self.programme.clone();
+        let now = OffsetDateTime::now_utc();
+        let origin = self.origin.clone();
+        self.books
+            .write(move |db| {
+                let m = missed::Missed {
+                    number: &number,
+                    receipt: &receipt,
+                    lines: &lines,
+                    sold_at,
+                    reason: &reason,
+                    operator: &operator,
+                    expires_at,
+                };
+                missed::accrue_missed_tx(db, &programme, &key, &m, now, &origin)
             })
             .await?
     }
@@ -727,9 +768,19 @@ fn same_sale_request(stored: &str, wanted: &str) -> bool {
 }
 
 /// The text a return's request is stored as (its exact text is part of
-/// every existing database, so it must not change).
-pub(crate) fn refund_request(sale: &SaleRef, amount: Option<Decimal>) -> String {
-    json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string()
+/// every existing database, so it must not change: a return by lines adds
+/// its `lines`, a return by amount is written as it always was).
+pub(crate) fn refund_request(
+    sale: &SaleRef,
+    amount: Option<Decimal>,
+    lines: Option<&[ReturnLine]>,
+) -> String {
+    match lines {
+        None => json!({"sale": sale, "amount": amount.map(|a| a.to_string())}).to_string(),
+        Some(l) => {
+            json!({"sale": sale, "amount": amount.map(|a| a.to_string()), "lines": l}).to_string()
+        }
+    }
 }
 
 /// [`Embedded::replay_commit`] in the caller's transaction (it only reads).
@@ -778,13 +829,14 @@ pub(crate) fn refund_tx(
     key: &str,
     sale: &SaleRef,
     amount: Option<Decimal>,
+    returned: Option<&[ReturnLine]>,
     now: OffsetDateTime,
     origin: &Origin,
     cashier: Option<&str>,
 ) -> TxResult<RefundResult> {
     // The stored request a repeat of the key is compared with: its exact
     // text is part of every existing database, so it must not change.
-    let request = refund_request(sale, amount);
+    let request = refund_request(sale, amount, returned);
     let request = request.as_str();
     if let Some(r) = replay(db, key, request)? {
         return Ok(r);
@@ -811,7 +863,7 @@ pub(crate) fn refund_tx(
     };
     // What earlier refunds of this sale already covered.
     let marker = format!("refund-of:{sale_txn}");
-    let already: Decimal = db
+    let prev: Vec<RefundResult> = db
         .query_map(
             "SELECT result FROM txns WHERE kind = 'refund' AND receipt_id = ?1",
             args![marker],
@@ -819,23 +871,40 @@ pub(crate) fn refund_tx(
         )?
         .iter()
         .filter_map(|r| serde_json::from_str::<RefundResult>(r).ok())
-        .map(|prev| prev.refunded)
-        .sum();
-    let amount = amount.unwrap_or(original.total - already);
-    let share = match rules::refund_share(
-        &rules::CommittedSale {
-            total: original.total,
-            accrued: original.accrued,
-            redeemed: original.redeemed,
-            precision: p.precision,
-            accrual_scale: p.accrual_rounding.scale(),
-        },
-        already,
+        .collect();
+    let already: Decimal = prev.iter().map(|prev| prev.refunded).sum();
+    let by_lines = match lines::share(
+        db,
+        sale_txn,
+        &prev,
+        returned,
         amount,
-    ) {
-        Ok(s) => rules::switches::refund_policy(p, s),
+        p.precision,
+        p.accrual_rounding.scale(),
+    )? {
+        Ok(s) => s,
         Err(e) => return Ok(Err(e.into())),
     };
+    let (amount, share, returned_lines) = match by_lines {
+        Some(s) => (
+            s.amount,
+            rules::RefundShare {
+                clawback: s.clawback,
+                return_points: s.return_points,
+            },
+            s.lines,
+        ),
+        None => {
+            let amount = amount.unwrap_or(original.total - already);
+            let share = refund_share_of(p, &original, already, amount);
+            match share {
+                Ok(s) => (amount, s, Vec::new()),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        }
+    };
+    // The programme may keep the spent points on a return (seed 004's switch).
+    let share = rules::switches::refund_policy(p, share);
     expire_due(db, account, now, origin)?;
     let before = spendable_units(db, account, now)?;
     let stamp = ts(now);
@@ -941,6 +1010,7 @@ pub(crate) fn refund_tx(
         tier_change: None,
         replayed: false,
         pending: None,
+        lines: returned_lines,
     };
     if !p.tiers.is_empty() {
         // Returned goods no longer count towards the account's level. The
@@ -950,6 +1020,27 @@ pub(crate) fn refund_tx(
         result.tier_change = super::tiers::evaluate_as(db, p, account, now, "refund", origin)?;
     }
     finish(db, txn, result)
+}
+
+/// A return by amount's money share of `original`'s points (see
+/// [`rules::refund_share`]).
+fn refund_share_of(
+    p: &Programme,
+    original: &CommitResult,
+    already: Decimal,
+    amount: Decimal,
+) -> Result<rules::RefundShare, rules::RulesError> {
+    rules::refund_share(
+        &rules::CommittedSale {
+            total: original.total,
+            accrued: original.accrued,
+            redeemed: original.redeemed,
+            precision: p.precision,
+            accrual_scale: p.accrual_rounding.scale(),
+        },
+        already,
+        amount,
+    )
 }
 
 /// [`Embedded::adjust`] at `now`, in the caller's transaction.
@@ -1171,6 +1262,8 @@ pub(crate) fn commit_terms_tx(
     } else {
         (None, 0)
     };
+    // Each line's share, for returns by lines.
+    lines::store(db, txn, lines, &q, p.accrual_rounding.scale())?;
     // The sale counts towards the account's level in the same transaction;
     // a new level prices the next sale, not this one.
     let tier_change = super::tiers::evaluate_as(db, p, account, now, "sale", origin)?;

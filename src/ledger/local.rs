@@ -21,6 +21,7 @@ use super::embedded::{
 use super::origin::Origin;
 use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
+use super::rules::lines::ReturnLine;
 use super::tiers::{TierChange, TierError, TierView, Tiers};
 use super::{Ledger, LedgerFuture, SpendError};
 use crate::redact::Secret;
@@ -181,8 +182,9 @@ impl Ledger for Local {
         sale: SaleRef,
         amount: Option<Decimal>,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> LedgerFuture<'_, RefundResult> {
-        Box::pin(self.embedded.refund(key, sale, amount, cashier))
+        Box::pin(self.embedded.refund(key, sale, amount, cashier, lines))
     }
     fn commit_at(
         &self,
@@ -206,11 +208,27 @@ impl Ledger for Local {
         amount: Option<Decimal>,
         at: OffsetDateTime,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> LedgerFuture<'_, RefundResult> {
         Box::pin(
             self.embedded
-                .refund_at(key, sale, amount, Some(at), cashier),
+                .refund_at(key, sale, amount, Some(at), cashier, lines),
         )
+    }
+    fn accrue_missed(
+        &self,
+        key: String,
+        number: String,
+        receipt: String,
+        lines: Vec<SaleLine>,
+        sold_at: OffsetDateTime,
+        reason: String,
+        operator: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> LedgerFuture<'_, AdjustResult> {
+        Box::pin(self.embedded.accrue_missed(
+            key, number, receipt, lines, sold_at, reason, operator, expires_at,
+        ))
     }
     fn adjust(
         &self,

@@ -38,6 +38,7 @@ pub use embedded::{
 };
 use report::{Report, ReportQuery};
 use rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
+use rules::lines::ReturnLine;
 use tiers::{TierChange, TierError, TierView};
 
 use crate::redact::Secret;
@@ -156,6 +157,7 @@ pub trait Ledger: Send + Sync {
         cashier: Option<String>,
     ) -> LedgerFuture<'_, CommitResult>;
     /// [`Ledger::refund`] booked at the return's own time `at`.
+    #[allow(clippy::too_many_arguments)]
     fn refund_at(
         &self,
         key: String,
@@ -163,15 +165,18 @@ pub trait Ledger: Send + Sync {
         amount: Option<Decimal>,
         at: OffsetDateTime,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> LedgerFuture<'_, RefundResult>;
     /// A whole or partial return, recording `cashier` as
-    /// [`Ledger::commit`] does.
+    /// [`Ledger::commit`] does: by `amount` (a money share of the sale) or
+    /// by `lines` (the lines returned, each giving back its own points).
     fn refund(
         &self,
         key: String,
         sale: SaleRef,
         amount: Option<Decimal>,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> LedgerFuture<'_, RefundResult>;
     /// A manual accrual or deduction.
     fn adjust(
@@ -179,6 +184,22 @@ pub trait Ledger: Send + Sync {
         key: String,
         number: String,
         amount: Decimal,
+        reason: String,
+        operator: String,
+        expires_at: Option<OffsetDateTime>,
+    ) -> LedgerFuture<'_, AdjustResult>;
+    /// A past receipt's accrual that the guest did not get (the till lost
+    /// its link): the programme's accrual for `lines`, expiring as if
+    /// accrued at `sold_at`, booked once per receipt and account as an
+    /// adjustment with `reason` and `operator`.
+    #[allow(clippy::too_many_arguments)]
+    fn accrue_missed(
+        &self,
+        key: String,
+        number: String,
+        receipt: String,
+        lines: Vec<SaleLine>,
+        sold_at: OffsetDateTime,
         reason: String,
         operator: String,
         expires_at: Option<OffsetDateTime>,

@@ -44,6 +44,7 @@ use super::embedded::{
 };
 use super::remote::Central;
 use super::report::{Report, ReportQuery};
+use super::rules::lines::ReturnLine;
 use super::rules::{self, AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
 use super::types::{
@@ -473,6 +474,7 @@ impl Offline {
         sale: SaleRef,
         amount: Option<Decimal>,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> Result<RefundResult, LedgerError> {
         let at = self.trust().booking_time(&*self.clock);
         let result = RefundResult {
@@ -496,13 +498,15 @@ impl Offline {
                 at: ts(at),
                 as_of: None,
             }),
+            // The lines' figures come with the central ledger's booking.
+            lines: Vec::new(),
         };
         let item = NewItem {
             key,
             kind: Kind::Refund,
             number: None,
             redeem: Decimal::ZERO,
-            request: refund_request(&sale, amount),
+            request: refund_request(&sale, amount, lines.as_deref()),
             at: ts(at),
             result: serde_json::to_string(&result).unwrap_or_default(),
             cashier,
@@ -790,25 +794,32 @@ impl Ledger for Offline {
         sale: SaleRef,
         amount: Option<Decimal>,
         cashier: Option<String>,
+        lines: Option<Vec<ReturnLine>>,
     ) -> LedgerFuture<'_, RefundResult> {
         Box::pin(async move {
             cashier::check_opt(cashier.as_deref())?;
-            let request = refund_request(&sale, amount);
+            let request = refund_request(&sale, amount, lines.as_deref());
             if let Some(r) = self.queued(&key, &request).await? {
                 return Ok(r);
             }
             // Behind queued operations, a return waits its turn: the sale
             // it returns may be one of them.
             if self.link_down() || (self.policy.enabled && self.outbox.has_queued().await?) {
-                return self.refund_offline(key, sale, amount, cashier).await;
+                return self.refund_offline(key, sale, amount, cashier, lines).await;
             }
             let online = self
                 .central
-                .refund(key.clone(), sale.clone(), amount, cashier.clone())
+                .refund(
+                    key.clone(),
+                    sale.clone(),
+                    amount,
+                    cashier.clone(),
+                    lines.clone(),
+                )
                 .await;
             match self.offline(online)? {
                 Some(r) => Ok(r),
-                None => self.refund_offline(key, sale, amount, cashier).await,
+                None => self.refund_offline(key, sale, amount, cashier, lines).await,
             }
         })
     }

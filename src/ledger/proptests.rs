@@ -342,6 +342,7 @@ fn exec(t: &Till, p: &Programme, key: &str, call: &Call, now: OffsetDateTime) ->
                     key,
                     &SaleRef::Transaction(*sale),
                     *amount,
+                    None,
                     now,
                     o,
                     None,

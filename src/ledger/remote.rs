@@ -34,6 +34,7 @@ use super::embedded::{
 };
 use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
+use super::rules::lines::ReturnLine;
 use super::tiers::{TierChange, TierError, TierView};
 use super::wire::{RemoteError, ledger_methods};
 use super::{Ledger, LedgerFuture, SpendError};

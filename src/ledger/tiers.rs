@@ -639,6 +639,7 @@ mod tests {
                 "rf",
                 &SaleRef::Transaction(r.transaction),
                 Some(Decimal::ONE),
+                None,
                 t0,
                 &till,
                 None,

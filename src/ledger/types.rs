@@ -392,6 +392,11 @@ pub struct RefundResult {
     /// expectation, the central ledger's own come with the booking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// A return by lines: what it gave back for each line it named (their
+    /// sums are `refunded`, `clawback` before the shortfall, and
+    /// `returned` before expiry). Empty for a return by amount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<super::rules::lines::ReturnedLine>,
 }
 
 /// The result of a manual adjustment.

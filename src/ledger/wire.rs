@@ -32,6 +32,7 @@ use super::embedded::{
 };
 use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, OrderTerms, Quote, SaleLine};
+use super::rules::lines::ReturnLine;
 use super::tiers::{TierChange, TierView};
 use crate::redact::Secret;
 use rust_decimal::Decimal;
@@ -68,7 +69,9 @@ macro_rules! ledger_methods {
             ) -> Option<(String, CommitResult)>, LedgerError;
             "refund" Keyed refund(
                 key: String, sale: SaleRef, amount: Option<Decimal>,
-                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>,
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                lines: Option<Vec<ReturnLine>>
             ) -> RefundResult, LedgerError;
             "offline/commit" Keyed commit_at(
                 key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
@@ -79,10 +82,19 @@ macro_rules! ledger_methods {
             "offline/refund" Keyed refund_at(
                 key: String, sale: SaleRef, amount: Option<Decimal>,
                 #[serde(with = "time::serde::rfc3339")] at: OffsetDateTime,
-                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>,
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                lines: Option<Vec<ReturnLine>>
             ) -> RefundResult, LedgerError;
             "adjust" Keyed adjust(
                 key: String, number: String, amount: Decimal, reason: String, operator: String,
+                #[serde(default, with = "time::serde::rfc3339::option")]
+                expires_at: Option<OffsetDateTime>
+            ) -> AdjustResult, LedgerError;
+            "accrue_missed" Keyed accrue_missed(
+                key: String, number: String, receipt: String, lines: Vec<SaleLine>,
+                #[serde(with = "time::serde::rfc3339")] sold_at: OffsetDateTime,
+                reason: String, operator: String,
                 #[serde(default, with = "time::serde::rfc3339::option")]
                 expires_at: Option<OffsetDateTime>
             ) -> AdjustResult, LedgerError;

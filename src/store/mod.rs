@@ -296,6 +296,22 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE lots ADD COLUMN available_at TEXT;
     CREATE INDEX lots_held ON lots(account_id, available_at)
         WHERE remaining > 0 AND available_at IS NOT NULL;",
+    // 22 (assigned number; renumbered on merge): each sale's lines as
+    // committed, with their own share of the accrual and of the points
+    // spent, so a return by lines gives back exactly those (`sale.refund`
+    // with `lines`). `qty` is the decimal text as sold (weighed goods are
+    // fractional); money and points in units of 0.0001. Sales committed
+    // before have no rows and are returned by amount only.
+    "CREATE TABLE sale_lines (
+        txn_id   INTEGER NOT NULL REFERENCES txns(id),
+        idx      INTEGER NOT NULL,
+        sku      TEXT NOT NULL,
+        qty      TEXT NOT NULL,
+        total    INTEGER NOT NULL,
+        accrued  INTEGER NOT NULL CHECK (accrued >= 0),
+        redeemed INTEGER NOT NULL CHECK (redeemed >= 0),
+        PRIMARY KEY (txn_id, idx)
+    ) STRICT;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

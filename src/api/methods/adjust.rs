@@ -26,8 +26,9 @@ struct AdjustParams {
     idempotency_key: String,
     number: Option<CardNumber>,
     account_id: Option<i64>,
-    #[serde(deserialize_with = "amount::signed")]
-    amount: Decimal,
+    /// Absent for a missed accrual (`lines`): the ledger computes it.
+    #[serde(default, deserialize_with = "amount::signed_opt")]
+    amount: Option<Decimal>,
     reason: String,
     /// RFC 3339; default: the programme's expiry.
     expires_at: Option<String>,
@@ -36,6 +37,11 @@ struct AdjustParams {
     /// Books on a blocked or pending account, or a blocked or lost card.
     #[serde(default, rename = "override")]
     force: bool,
+    /// A missed accrual: the lines of the past receipt `receipt`, which the
+    /// ledger never saw (the till lost its link).
+    lines: Option<Vec<super::sale::WireLine>>,
+    /// RFC 3339: when the missed sale was made (with `lines`).
+    sold_at: Option<String>,
 }
 
 /// A manual accrual or deduction, by `number` or `account_id`.
@@ -46,10 +52,33 @@ pub(super) async fn adjust(
 ) -> Result<Value, RpcError> {
     let p: AdjustParams = rpc::params(params)?;
     check_key(&p.idempotency_key)?;
-    if p.amount.is_zero() || p.amount.abs() > Decimal::from(1_000_000_000) || p.amount.scale() > 4 {
+    let missed = match (p.amount, p.lines.is_some()) {
+        (Some(_), true) => {
+            return Err(RpcError::invalid_params(
+                "amount",
+                "give amount or lines (a missed accrual), not both",
+            ));
+        }
+        (None, false) => {
+            return Err(RpcError::invalid_params(
+                "amount",
+                "required (or lines, for a missed accrual)",
+            ));
+        }
+        (Some(a), false)
+            if a.is_zero() || a.abs() > Decimal::from(1_000_000_000) || a.scale() > 4 =>
+        {
+            return Err(RpcError::invalid_params(
+                "amount",
+                "a non-zero amount within ±1e9 with at most 4 decimal places",
+            ));
+        }
+        (_, missed) => missed,
+    };
+    if !missed && p.sold_at.is_some() {
         return Err(RpcError::invalid_params(
-            "amount",
-            "a non-zero amount within ±1e9 with at most 4 decimal places",
+            "sold_at",
+            "only with lines (a missed accrual)",
         ));
     }
     if p.reason.trim().is_empty() || p.reason.len() > 256 {
@@ -73,12 +102,6 @@ pub(super) async fn adjust(
         Some(r) => Some(r.to_owned()),
     };
     let (account, number) = target(app, p.number, p.account_id, p.force).await?;
-    let mut reason = p.reason;
-    if let Some(receipt) = receipt {
-        // The back office's wording: history and export show the tie.
-        let txn = tied_sale(app, &receipt, account).await?;
-        reason.push_str(&format!(" (receipt {receipt}, transaction {txn})"));
-    }
     // Who, without the TCP source port: a retry on a new connection must
     // compare equal under the same idempotency key.
     let operator = match &session.peer {
@@ -87,10 +110,64 @@ pub(super) async fn adjust(
         }
         crate::api::session::Peer::Tcp(addr) => format!("tcp {}", addr.ip()),
     };
+    if missed {
+        let Some(receipt) = receipt else {
+            return Err(RpcError::invalid_params(
+                "receipt",
+                "a missed accrual names its receipt",
+            ));
+        };
+        let sold_at = match p.sold_at.as_deref() {
+            None => {
+                return Err(RpcError::invalid_params(
+                    "sold_at",
+                    "a missed accrual says when the sale was made",
+                ));
+            }
+            Some(s) => {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| RpcError::invalid_params("sold_at", e))?
+            }
+        };
+        let lines = super::sale::sale_lines(p.lines.unwrap_or_default())?;
+        let r = crate::metrics::timed_commit(app.ledger.accrue_missed(
+            p.idempotency_key,
+            number.expose().to_owned(),
+            receipt.clone(),
+            lines,
+            sold_at,
+            p.reason,
+            operator,
+            expires_at,
+        ))
+        .await
+        .map_err(ledger_error)?;
+        if !r.replayed {
+            app.bus.publish(
+                "ledger.transaction",
+                json!({
+                    "kind": "adjust",
+                    "transaction": r.transaction,
+                    "account": r.account,
+                    "amount": r.amount.to_string(),
+                    "receipt": receipt,
+                    "balance_after": r.balance_after.to_string(),
+                }),
+            );
+        }
+        return Ok(reply(&r));
+    }
+    let amount = p.amount.unwrap_or_default();
+    let mut reason = p.reason;
+    if let Some(receipt) = receipt {
+        // The back office's wording: history and export show the tie.
+        let txn = tied_sale(app, &receipt, account).await?;
+        reason.push_str(&format!(" (receipt {receipt}, transaction {txn})"));
+    }
     let r = crate::metrics::timed_commit(app.ledger.adjust(
         p.idempotency_key,
         number.expose().to_owned(),
-        p.amount,
+        amount,
         reason,
         operator,
         expires_at,

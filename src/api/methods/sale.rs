@@ -178,7 +178,7 @@ pub(crate) const MAX_LINE_NAME: usize = 128;
 /// The ledger's [`SaleLine`] is what it becomes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WireLine {
+pub(super) struct WireLine {
     sku: String,
     name: String,
     category: String,
@@ -191,7 +191,7 @@ struct WireLine {
 }
 
 /// At least one line, each within the text caps.
-fn sale_lines(lines: Vec<WireLine>) -> Result<Vec<SaleLine>, RpcError> {
+pub(super) fn sale_lines(lines: Vec<WireLine>) -> Result<Vec<SaleLine>, RpcError> {
     if lines.is_empty() {
         return Err(RpcError::invalid_params(
             "lines",
@@ -598,6 +598,47 @@ struct RefundParams {
     amount: Option<Decimal>,
     /// Who took the return back: a name or an id.
     cashier: Option<String>,
+    /// A return by lines: the lines returned (instead of `amount`).
+    lines: Option<Vec<WireReturnLine>>,
+}
+
+/// A returned line as the client sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireReturnLine {
+    sku: String,
+    #[serde(deserialize_with = "amount::qty")]
+    qty: Decimal,
+    /// The sale line's 0-based index, when its SKU is on several lines.
+    line: Option<usize>,
+}
+
+/// The lines of a return by lines: 1 to [`crate::ledger::rules::MAX_LINES`], SKUs within
+/// the sale lines' cap.
+fn return_lines(
+    lines: Vec<WireReturnLine>,
+) -> Result<Vec<crate::ledger::rules::lines::ReturnLine>, RpcError> {
+    if lines.is_empty() || lines.len() > crate::ledger::rules::MAX_LINES {
+        return Err(RpcError::invalid_params(
+            "lines",
+            format!(
+                "a return by lines names 1 to {} lines",
+                crate::ledger::rules::MAX_LINES
+            ),
+        ));
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            amount::check_text(&format!("lines[{i}].sku"), &l.sku, MAX_SKU)?;
+            Ok(crate::ledger::rules::lines::ReturnLine {
+                sku: l.sku,
+                qty: l.qty,
+                line: l.line,
+            })
+        })
+        .collect()
 }
 
 /// Prefixes of the keys the ledger writes itself (the welcome bonus, expiry,
@@ -637,11 +678,22 @@ pub(super) async fn refund(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             ));
         }
     };
+    let lines = match p.lines {
+        Some(_) if p.amount.is_some() => {
+            return Err(RpcError::invalid_params(
+                "lines",
+                "give either amount or lines, not both",
+            ));
+        }
+        Some(l) => Some(return_lines(l)?),
+        None => None,
+    };
     let r = crate::metrics::timed_commit(app.ledger.refund(
         p.idempotency_key,
         sale,
         p.amount,
         p.cashier,
+        lines,
     ))
     .await
     .map_err(ledger_error)?;

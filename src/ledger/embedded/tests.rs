@@ -68,7 +68,7 @@ impl Till {
         amount: Option<Decimal>,
         now: OffsetDateTime,
     ) -> TxResult<RefundResult> {
-        self.write(|db, o| refund_tx(db, p, key, sale, amount, now, o, None))
+        self.write(|db, o| refund_tx(db, p, key, sale, amount, None, now, o, None))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -645,6 +645,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
                 None,
                 Some(bad),
                 None,
+                None,
             )
             .await
             .unwrap_err();
@@ -705,6 +706,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             Some(Decimal::from(100)),
             Some(at),
             None,
+            None,
         )
         .await
         .unwrap();
@@ -714,6 +716,7 @@ async fn a_late_booking_keeps_the_sale_s_own_time_within_bounds() {
             SaleRef::Receipt("R1".into()),
             Some(Decimal::from(100)),
             Some(old),
+            None,
             None,
         )
         .await

@@ -54,6 +54,9 @@ struct RefundArgs {
     sale: SaleRef,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     amount: Option<Decimal>,
+    /// A return by lines (absent from a return by amount's request).
+    #[serde(default)]
+    lines: Option<Vec<crate::ledger::rules::lines::ReturnLine>>,
 }
 
 impl Offline {
@@ -172,7 +175,14 @@ impl Offline {
             Kind::Refund => match serde_json::from_str::<RefundArgs>(&item.request) {
                 Ok(a) => self
                     .central
-                    .refund_at(item.key.clone(), a.sale, a.amount, at, item.cashier.clone())
+                    .refund_at(
+                        item.key.clone(),
+                        a.sale,
+                        a.amount,
+                        at,
+                        item.cashier.clone(),
+                        a.lines,
+                    )
                     .await
                     .map(|_| None),
                 Err(e) => {

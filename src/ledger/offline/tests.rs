@@ -297,6 +297,7 @@ async fn returns_queue_behind_sales_and_the_queue_has_a_limit() {
             SaleRef::Receipt("R1".into()),
             Some(dec!(40)),
             None,
+            None,
         )
         .await
         .unwrap();

@@ -53,6 +53,7 @@ pub mod levels;
 pub use expiry::{expiry_of, welcome_expiry_of};
 pub mod switches;
 pub mod hold;
+pub mod lines;
 #[cfg(test)]
 mod tests;
 pub mod tiers;

@@ -1,0 +1,4 @@
+//! `missed.rs` again, against the central ledger on PostgreSQL.
+
+#[path = "missed.rs"]
+mod missed;
