@@ -441,6 +441,11 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
     l.redeem_code_delivered(account).await.unwrap();
     l.use_redeem_code(account, code.code).await.unwrap();
     let code = l.new_redeem_code(account).await.unwrap();
+    // With the order's own terms, which cross the wire and are recorded.
+    let own = OrderTerms {
+        accrual_percent: Some(Decimal::from(10)),
+        cap_percent: None,
+    };
     let (number, spent) = l
         .commit_with_code(
             "bycode".into(),
@@ -450,10 +455,12 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
             lines(100),
             Decimal::from(1),
             None,
+            own.clone(),
         )
         .await
         .unwrap();
     assert_eq!((number.as_str(), spent.redeemed), (card, Decimal::from(1)));
+    assert_eq!(spent.terms, Some(own));
     assert_eq!(l.booking_card(account).await.unwrap(), card);
 
     // The back office's look-ups.
@@ -951,6 +958,7 @@ async fn a_code_is_checked_consumed_and_spent_in_the_sale_s_own_transaction() {
                 lines(200),
                 Decimal::from(redeem),
                 None,
+                OrderTerms::default(),
             )
         };
         let code_of = |e: SpendError| match e {
@@ -1009,6 +1017,7 @@ async fn a_code_is_checked_consumed_and_spent_in_the_sale_s_own_transaction() {
                 lines(200),
                 Decimal::from(5),
                 None,
+                OrderTerms::default(),
             )
             .await
             .unwrap_err();

@@ -1128,7 +1128,9 @@ pub(crate) fn adjust_tx(
     finish(db, txn, result)
 }
 
-/// [`Embedded::commit`] at `now`, in the caller's transaction.
+/// [`Embedded::commit`] at `now`, in the caller's transaction, without
+/// order terms: the tests' shorthand for [`commit_terms_tx`].
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn commit_tx(
     db: &dyn Db,

@@ -344,6 +344,7 @@ impl Ledger for Local {
         lines: Vec<SaleLine>,
         redeem: Decimal,
         cashier: Option<String>,
+        terms: OrderTerms,
     ) -> LedgerFuture<'_, (String, CommitResult), SpendError> {
         Box::pin(self.accounts.commit_with_code(
             self.programme.clone(),
@@ -354,6 +355,7 @@ impl Ledger for Local {
             lines,
             redeem,
             cashier,
+            terms,
         ))
     }
     fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError> {

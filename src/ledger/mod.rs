@@ -278,7 +278,8 @@ pub trait Ledger: Send + Sync {
     /// A paid sale for `account` that spends points with its one-time
     /// `code`: checked, consumed and committed in one transaction (one
     /// call to a central ledger). A repeat of `key` returns the stored sale.
-    /// Returns the card the sale was booked on, and the result.
+    /// Returns the card the sale was booked on, and the result. `terms`:
+    /// the order's own, as for [`Ledger::commit_terms`].
     #[allow(clippy::too_many_arguments)]
     fn commit_with_code(
         &self,
@@ -289,6 +290,7 @@ pub trait Ledger: Send + Sync {
         lines: Vec<SaleLine>,
         redeem: Decimal,
         cashier: Option<String>,
+        terms: OrderTerms,
     ) -> LedgerFuture<'_, (String, CommitResult), SpendError>;
     /// The card a sale for `account` is booked on.
     fn booking_card(&self, account: i64) -> LedgerFuture<'_, String, AccountError>;

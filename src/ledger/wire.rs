@@ -146,7 +146,8 @@ macro_rules! ledger_methods {
                 key: String, account: i64,
                 #[serde(serialize_with = "crate::redact::expose")] code: Secret,
                 receipt_id: String, lines: Vec<SaleLine>, redeem: Decimal,
-                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>,
+                #[serde(default, skip_serializing_if = "OrderTerms::is_empty")] terms: OrderTerms
             ) -> (String, CommitResult), SpendError;
             "accounts/booking_card" Read booking_card(account: i64) -> String, AccountError;
             "groups/create" Write create_group(name: String, description: Option<String>)

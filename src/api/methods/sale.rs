@@ -333,18 +333,6 @@ pub(super) async fn commit(
             "a redemption code goes with account, not with a card",
         ));
     }
-    if p.redeem_code.is_some() && !p.terms.is_empty() {
-        // A sale spending with a one-time code is booked in one call that
-        // carries no order terms (yet).
-        return Err(RpcError::invalid_params(
-            if p.accrual_percent.is_some() {
-                "accrual_percent"
-            } else {
-                "cap_percent"
-            },
-            "an order's own terms do not go with a redeem_code sale",
-        ));
-    }
     let ready = match p.account {
         Some(account) => by_account(app, &p, account, p.redeem_code.clone(), redeem, &key).await?,
         None => by_card(app, &p, redeem, &key).await?,
@@ -418,6 +406,7 @@ async fn by_account(
         p.lines.clone(),
         redeem,
         p.cashier.clone(),
+        p.terms.clone(),
     ))
     .await
     .map_err(spend_error)?;

@@ -21,8 +21,8 @@ use time::OffsetDateTime;
 use super::{AccountError, Accounts, CodeTable, PendingCode, ts};
 use crate::ledger::SpendError;
 use crate::ledger::db::{Db, DbError, args};
-use crate::ledger::embedded::{CommitResult, commit_tx, replay_commit_tx};
-use crate::ledger::rules::{Programme, SaleLine};
+use crate::ledger::embedded::{CommitResult, commit_terms_tx, replay_commit_tx};
+use crate::ledger::rules::{OrderTerms, Programme, SaleLine};
 use crate::redact::Secret;
 use rust_decimal::Decimal;
 
@@ -107,13 +107,15 @@ impl Accounts {
         lines: Vec<SaleLine>,
         redeem: Decimal,
         cashier: Option<String>,
+        terms: OrderTerms,
     ) -> Result<(String, CommitResult), SpendError> {
         crate::ledger::cashier::check_opt(cashier.as_deref())
             .map_err(|e| SpendError::Ledger(e.into()))?;
         let origin = self.origin.clone();
         let replayed = {
             let (key, receipt_id, lines) = (key.clone(), receipt_id.clone(), lines.clone());
-            move |db: &dyn Db| replayed_sale(db, &key, account, &receipt_id, &lines, redeem)
+            let terms = terms.clone();
+            move |db: &dyn Db| replayed_sale(db, &key, account, &receipt_id, &lines, redeem, &terms)
         };
         // A retry needs no code: answered before anything is checked; so
         // is an account without a card to book on.
@@ -139,7 +141,7 @@ impl Accounts {
                 ))));
             };
             let now = OffsetDateTime::now_utc();
-            Ok(commit_tx(
+            Ok(commit_terms_tx(
                 db,
                 &programme,
                 &key,
@@ -150,6 +152,7 @@ impl Accounts {
                 now,
                 &origin,
                 cashier.as_deref(),
+                &terms,
             )?
             .map(|r| (number, r))
             .map_err(SpendError::Ledger))
@@ -304,11 +307,18 @@ fn replayed_sale(
     receipt_id: &str,
     lines: &[SaleLine],
     redeem: Decimal,
+    terms: &OrderTerms,
 ) -> Result<Option<Spent>, DbError> {
     Ok(
         match replay_commit_tx(db, key, receipt_id, lines, redeem)? {
             Ok(None) => None,
-            Ok(Some((number, r))) if r.account == account => Some(Ok((number, r))),
+            // The same account and the same order terms, or the key is
+            // reused for another request.
+            Ok(Some((number, r)))
+                if r.account == account && r.terms.clone().unwrap_or_default() == *terms =>
+            {
+                Some(Ok((number, r)))
+            }
             Ok(Some(_)) => Some(Err(SpendError::Ledger(
                 crate::ledger::LedgerError::KeyReused,
             ))),
