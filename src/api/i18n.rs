@@ -55,6 +55,14 @@ pub fn russian(c: i64) -> Option<&'static str> {
         code::OFFLINE_REDEEM_REFUSED => "без связи с сервером баллы списать нельзя",
         code::SALE_TIME_REFUSED => "время операции {at} не принято",
         code::UNKNOWN_SYNC_ITEM => "операция синхронизации не найдена",
+        code::UNKNOWN_CERTIFICATE => "подарочный сертификат не найден",
+        code::CERTIFICATE_EXPIRED => "срок действия сертификата истёк {expires_at}",
+        code::CERTIFICATE_BLOCKED => "сертификат заблокирован",
+        code::CERTIFICATE_USED_UP => "сертификат использован полностью",
+        code::CERTIFICATE_INSUFFICIENT => "на сертификате только {balance}",
+        code::CERTIFICATE_CODE_TAKEN => "сертификат с таким кодом уже есть",
+        code::UNKNOWN_REDEMPTION => "оплата сертификатом не найдена",
+        code::REFUND_TOO_HIGH => "вернуть на сертификат можно не больше {refundable}",
         _ => return None,
     })
 }
