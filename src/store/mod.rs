@@ -321,8 +321,7 @@ const MIGRATIONS: &[&str] = &[
         terminal_id     TEXT
     ) STRICT;
     CREATE INDEX certificate_ops_certificate ON certificate_ops(certificate_id, id);
-    CREATE INDEX certificate_ops_redemption ON certificate_ops(redemption_id)
-        WHERE redemption_id IS NOT NULL;",
+    CREATE INDEX certificate_ops_redemption ON certificate_ops(redemption_id);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
