@@ -694,7 +694,7 @@ mod tests {
                 .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                at + 4,
+                at + 5,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
@@ -708,6 +708,8 @@ mod tests {
                  DROP INDEX entries_created;
                  DROP INDEX accounts_created;
                  DROP TABLE account_words;
+                 DROP TABLE certificate_ops;
+                 DROP TABLE certificates;
                  INSERT INTO accounts (created_at, name, email)
                  VALUES ('2026-01-01T00:00:00Z', 'Иван ИВАНОВ', 'Ivan@Example.ru');",
             )
