@@ -559,6 +559,48 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         .await
         .unwrap();
     assert_eq!((c.accrued, c.terms), (Decimal::from(100), Some(terms)));
+    // Gift certificates: sold, looked up, spent, returned, blocked; the
+    // code crosses in the first answer only, refusals keep their kind.
+    use posbridge::ledger::certs::{CertError, CertRef, Validity};
+    let sold = l
+        .cert_issue(
+            "cert1".into(),
+            Decimal::from(3000),
+            Validity::Days(365),
+            None,
+            Some("R-cert".into()),
+        )
+        .await
+        .unwrap();
+    let code = sold.code.clone().expect("the code in the first answer");
+    let by = || CertRef::Code(code.clone());
+    assert_eq!(l.cert_get(by()).await.unwrap().balance, Decimal::from(3000));
+    let paid = l
+        .cert_redeem("cert2".into(), by(), Decimal::from(1200), None)
+        .await
+        .unwrap();
+    assert_eq!(paid.certificate.balance, Decimal::from(1800));
+    let back = l
+        .cert_refund("cert3".into(), paid.operation, None, None)
+        .await
+        .unwrap();
+    assert_eq!(back.certificate.balance, Decimal::from(3000));
+    let blocked = l
+        .cert_block(
+            "cert4".into(),
+            CertRef::Id(sold.certificate.certificate),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(blocked.state, "blocked");
+    match l
+        .cert_redeem("cert5".into(), by(), Decimal::ONE, None)
+        .await
+    {
+        Err(CertError::Remote(RemoteError::Remote { code, .. })) => assert_eq!(code, 2072),
+        other => panic!("a blocked certificate: {other:?}"),
+    }
 
     let called = central.called.lock().unwrap().clone();
     for m in wire::METHODS {

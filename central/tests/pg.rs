@@ -647,6 +647,9 @@ fn the_schema_mirrors_the_sqlite_ledger_tables() {
         // The back office's (SQLite 14, PostgreSQL 3).
         "bo_operators",
         "bo_audit",
+        // Gift certificates (SQLite 23, PostgreSQL 12).
+        "certificates",
+        "certificate_ops",
     ] {
         let lite = sqlite_columns(&sqlite, table);
         assert!(!lite.is_empty(), "{table} is not a SQLite table");

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::api::rpc::{RpcError, code};
 use crate::ledger::LedgerError;
 use crate::ledger::accounts::AccountError;
+use crate::ledger::certs::{CertError, code::CodeError};
 use crate::ledger::rules::RulesError;
 use crate::ledger::tiers::TierError;
 use crate::ledger::wire::RemoteError;
@@ -91,6 +92,53 @@ pub fn ledger_error(e: LedgerError) -> RpcError {
             format!("points cannot be spent offline: {reason}"),
         )
         .with_data(json!({ "reason": reason })),
+    }
+}
+
+/// Every gift certificate error as its stable code. A malformed or
+/// mistyped code is `-32602` naming `code`: it never reached the books.
+pub fn cert_error(e: CertError) -> RpcError {
+    match e {
+        CertError::Code(c @ (CodeError::Shape | CodeError::Check)) => {
+            RpcError::invalid_params("code", c)
+        }
+        CertError::Unknown => RpcError::new(code::UNKNOWN_CERTIFICATE, "no such certificate"),
+        CertError::Expired { expires_at } => RpcError::new(
+            code::CERTIFICATE_EXPIRED,
+            format!("the certificate expired at {expires_at}"),
+        )
+        .with_data(json!({ "expires_at": expires_at })),
+        CertError::Blocked => {
+            RpcError::new(code::CERTIFICATE_BLOCKED, "the certificate is blocked")
+        }
+        CertError::UsedUp => RpcError::new(code::CERTIFICATE_USED_UP, "the certificate is used up"),
+        CertError::Insufficient { balance } => RpcError::new(
+            code::CERTIFICATE_INSUFFICIENT,
+            format!("the certificate holds only {balance}"),
+        )
+        .with_data(json!({ "balance": balance.to_string() })),
+        CertError::CodeTaken => RpcError::new(
+            code::CERTIFICATE_CODE_TAKEN,
+            "a certificate with this code exists",
+        )
+        .with_data(json!({ "field": "code" })),
+        CertError::UnknownRedemption => {
+            RpcError::new(code::UNKNOWN_REDEMPTION, "no such redemption")
+                .with_data(json!({ "field": "redemption" }))
+        }
+        CertError::RefundTooHigh { refundable } => RpcError::new(
+            code::REFUND_TOO_HIGH,
+            format!("at most {refundable} of this redemption can be returned"),
+        )
+        .with_data(json!({ "refundable": refundable.to_string() })),
+        CertError::Invalid { field, reason } => RpcError::invalid_params(field, reason),
+        CertError::KeyReused => RpcError::new(
+            code::IDEMPOTENCY_CONFLICT,
+            "idempotency key already used for a different request",
+        ),
+        CertError::Random(e) => RpcError::internal("certificate", e),
+        CertError::Db(e) => db_error("certificate", e),
+        CertError::Remote(e) => remote_error(e),
     }
 }
 

@@ -58,6 +58,14 @@ pub fn russian(c: i64) -> Option<&'static str> {
         code::PROGRAMME_INACTIVE => {
             "бонусная программа не действует: баллы не начисляются и не списываются"
         }
+        code::UNKNOWN_CERTIFICATE => "подарочный сертификат не найден",
+        code::CERTIFICATE_EXPIRED => "срок действия сертификата истёк {expires_at}",
+        code::CERTIFICATE_BLOCKED => "сертификат заблокирован",
+        code::CERTIFICATE_USED_UP => "сертификат использован полностью",
+        code::CERTIFICATE_INSUFFICIENT => "на сертификате только {balance}",
+        code::CERTIFICATE_CODE_TAKEN => "сертификат с таким кодом уже есть",
+        code::UNKNOWN_REDEMPTION => "оплата сертификатом не найдена",
+        code::REFUND_TOO_HIGH => "вернуть на сертификат можно не больше {refundable}",
         _ => return None,
     })
 }

@@ -128,6 +128,23 @@ pub mod code {
     /// (`ledger.programme.enabled`, `active_from`, `active_until`): no sale
     /// is quoted or committed; returns, balances and history still work.
     pub const PROGRAMME_INACTIVE: i64 = 2060;
+    /// No gift certificate has this code (or id).
+    pub const UNKNOWN_CERTIFICATE: i64 = 2070;
+    /// The gift certificate has expired; `data.expires_at`.
+    pub const CERTIFICATE_EXPIRED: i64 = 2071;
+    /// The gift certificate is blocked.
+    pub const CERTIFICATE_BLOCKED: i64 = 2072;
+    /// Nothing is left on the gift certificate.
+    pub const CERTIFICATE_USED_UP: i64 = 2073;
+    /// Less is left on the gift certificate than asked; `data.balance`.
+    pub const CERTIFICATE_INSUFFICIENT: i64 = 2074;
+    /// `certificate.issue` with an imported `code` already in the books.
+    pub const CERTIFICATE_CODE_TAKEN: i64 = 2075;
+    /// `certificate.refund` names no redemption.
+    pub const UNKNOWN_REDEMPTION: i64 = 2076;
+    /// `certificate.refund` asks back more than is left of the
+    /// redemption; `data.refundable`.
+    pub const REFUND_TOO_HIGH: i64 = 2077;
 }
 
 /// The longest request line accepted, newline excluded.

@@ -117,7 +117,7 @@ fn default_object() -> u8 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Payment {
-    /// `cash`, `electronically` or `points`.
+    /// `cash`, `electronically`, `points` or `prepayment`.
     #[serde(rename = "type")]
     pub kind: PaymentKind,
     /// Amount.
@@ -135,6 +135,9 @@ pub enum PaymentKind {
     Electronically,
     /// Loyalty points: the printer's configured payment type.
     Points,
+    /// «Предварительная оплата (зачёт аванса)» (tag 1215, FF45h payment
+    /// type 14): what a gift certificate sold as an advance pays with.
+    Prepayment,
 }
 
 /// Kopecks of a money amount; `None` if negative, finer than a kopeck or
@@ -619,6 +622,7 @@ async fn execute(
                     PaymentKind::Cash => 0,
                     PaymentKind::Electronically => 1,
                     PaymentKind::Points => usize::from(ctx.points_type.clamp(1, 16)) - 1,
+                    PaymentKind::Prepayment => 13,
                 };
                 close.payments[idx] += kopecks(p.sum).unwrap_or(0);
             }

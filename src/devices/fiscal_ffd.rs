@@ -353,6 +353,8 @@ pub(super) async fn correction(
             PaymentKind::Cash => 0,
             PaymentKind::Electronically => 1,
             PaymentKind::Points => 4,
+            // FF4Ah's «сумма по чеку предоплатой» (tag 1215).
+            PaymentKind::Prepayment => 2,
         };
         payments[i] += kopecks(p.sum).unwrap_or(0);
     }

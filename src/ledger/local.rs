@@ -13,6 +13,7 @@ use super::accounts::{
     Lookup, LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings,
     Update,
 };
+use super::certs::{CertError, CertIssued, CertMoved, CertRef, CertView, Certs, Validity};
 use super::db::Books;
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, OverridesResult,
@@ -35,6 +36,7 @@ pub struct Local {
     tiers: Tiers,
     programme: Arc<Programme>,
     origin: Origin,
+    certs: Certs,
 }
 
 impl Local {
@@ -45,6 +47,7 @@ impl Local {
         Local {
             embedded: Embedded::new(store.clone(), programme.clone()),
             accounts: Accounts::new(store.clone(), settings),
+            certs: Certs::new(Books::sqlite(store.clone()), origin.clone()),
             tiers: Tiers::new(store),
             programme: Arc::new(programme),
             origin,
@@ -62,6 +65,7 @@ impl Local {
         Local {
             embedded: Embedded::with_books(books.clone(), programme.clone(), origin.clone()),
             accounts: Accounts::with_books(books.clone(), settings, origin.clone()),
+            certs: Certs::new(books.clone(), origin.clone()),
             tiers: Tiers::with_books(books),
             programme: Arc::new(programme),
             origin,
@@ -77,6 +81,7 @@ impl Local {
             accounts: self.accounts.with_origin(origin.clone()),
             tiers: self.tiers.clone(),
             programme: self.programme.clone(),
+            certs: self.certs.with_origin(origin.clone()),
             origin,
         }
     }
@@ -417,5 +422,44 @@ impl Ledger for Local {
                 .read(move |db| super::report::report(db, &p, &q, now))
                 .await?
         })
+    }
+    fn cert_issue(
+        &self,
+        key: String,
+        nominal: Decimal,
+        validity: Validity,
+        code: Option<Secret>,
+        receipt_id: Option<String>,
+    ) -> LedgerFuture<'_, CertIssued, CertError> {
+        Box::pin(self.certs.issue(key, nominal, validity, code, receipt_id))
+    }
+    fn cert_get(&self, by: CertRef) -> LedgerFuture<'_, CertView, CertError> {
+        Box::pin(self.certs.get(by))
+    }
+    fn cert_redeem(
+        &self,
+        key: String,
+        by: CertRef,
+        amount: Decimal,
+        receipt_id: Option<String>,
+    ) -> LedgerFuture<'_, CertMoved, CertError> {
+        Box::pin(self.certs.redeem(key, by, amount, receipt_id))
+    }
+    fn cert_refund(
+        &self,
+        key: String,
+        redemption: i64,
+        amount: Option<Decimal>,
+        receipt_id: Option<String>,
+    ) -> LedgerFuture<'_, CertMoved, CertError> {
+        Box::pin(self.certs.refund(key, redemption, amount, receipt_id))
+    }
+    fn cert_block(
+        &self,
+        key: String,
+        by: CertRef,
+        blocked: bool,
+    ) -> LedgerFuture<'_, CertView, CertError> {
+        Box::pin(self.certs.block(key, by, blocked))
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod cashier;
+pub mod certs;
 pub mod db;
 pub mod embedded;
 pub mod local;
@@ -32,6 +33,7 @@ use accounts::{
     AccountError, AccountView, Activated, CardRow, CodeWordCheck, GroupView, Issued, Lookup,
     LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings, Update,
 };
+use certs::{CertError, CertIssued, CertMoved, CertRef, CertView, Validity};
 pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
@@ -357,4 +359,41 @@ pub trait Ledger: Send + Sync {
         cashier: Option<String>,
         terms: OrderTerms,
     ) -> LedgerFuture<'_, CommitResult>;
+
+    /// Sells a gift certificate ([`certs`]); `code` imports a pre-printed
+    /// one. The code is in the first answer only.
+    fn cert_issue(
+        &self,
+        key: String,
+        nominal: Decimal,
+        validity: Validity,
+        code: Option<Secret>,
+        receipt_id: Option<String>,
+    ) -> LedgerFuture<'_, CertIssued, CertError>;
+    /// A gift certificate's balance and state.
+    fn cert_get(&self, by: CertRef) -> LedgerFuture<'_, CertView, CertError>;
+    /// Pays `amount` with a gift certificate.
+    fn cert_redeem(
+        &self,
+        key: String,
+        by: CertRef,
+        amount: Decimal,
+        receipt_id: Option<String>,
+    ) -> LedgerFuture<'_, CertMoved, CertError>;
+    /// Returns a redemption's money (all that is left of it, or `amount`)
+    /// to its certificate.
+    fn cert_refund(
+        &self,
+        key: String,
+        redemption: i64,
+        amount: Option<Decimal>,
+        receipt_id: Option<String>,
+    ) -> LedgerFuture<'_, CertMoved, CertError>;
+    /// Blocks or unblocks a gift certificate.
+    fn cert_block(
+        &self,
+        key: String,
+        by: CertRef,
+        blocked: bool,
+    ) -> LedgerFuture<'_, CertView, CertError>;
 }

@@ -38,6 +38,7 @@ use super::accounts::{
     Update,
 };
 use super::cashier;
+use super::certs::{CertError, CertIssued, CertMoved, CertRef, CertView, Validity};
 use super::embedded::{
     AccountRef, HistoryPage, OverridesResult, commit_request, commit_request_terms, refund_request,
     ts,

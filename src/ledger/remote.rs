@@ -28,6 +28,7 @@ use super::accounts::{
     Lookup, LotView, PendingCode, Registered, Registration, SaleFound, SearchPage, Settings,
     Update,
 };
+use super::certs::{CertError, CertIssued, CertMoved, CertRef, CertView, Validity};
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,

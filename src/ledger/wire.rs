@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 pub use super::RemoteError;
 use super::accounts::AccountError;
+use super::certs::CertError;
 use super::embedded::LedgerError;
 use super::tiers::TierError;
 use super::{Ledger, SpendError};
@@ -26,6 +27,7 @@ use super::accounts::{
     AccountView, Activated, CardRow, CodeWordCheck, GroupPage, GroupView, Issued, Lookup, LotView,
     PendingCode, Registered, Registration, SaleFound, SearchPage, Update,
 };
+use super::certs::{CertIssued, CertMoved, CertRef, CertView, Validity};
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
     RefundResult, SaleRef,
@@ -171,6 +173,22 @@ macro_rules! ledger_methods {
                 q: ReportQuery,
                 #[serde(with = "time::serde::rfc3339")] now: OffsetDateTime
             ) -> Report, LedgerError;
+            // Never retried by the client: a repeat of the key cannot show
+            // the code again (the books keep its digest only).
+            "certificates/issue" Write cert_issue(
+                key: String, nominal: Decimal, validity: Validity,
+                #[serde(default, serialize_with = "crate::redact::expose")] code: Option<Secret>,
+                receipt_id: Option<String>
+            ) -> CertIssued, CertError;
+            "certificates/get" Read cert_get(by: CertRef) -> CertView, CertError;
+            "certificates/redeem" Keyed cert_redeem(
+                key: String, by: CertRef, amount: Decimal, receipt_id: Option<String>
+            ) -> CertMoved, CertError;
+            "certificates/refund" Keyed cert_refund(
+                key: String, redemption: i64, amount: Option<Decimal>, receipt_id: Option<String>
+            ) -> CertMoved, CertError;
+            "certificates/block" Keyed cert_block(key: String, by: CertRef, blocked: bool)
+                -> CertView, CertError;
         }
     };
 }
@@ -262,6 +280,12 @@ impl ToRpc for SpendError {
             SpendError::Account(e) => e.to_rpc(),
             SpendError::Ledger(e) => e.to_rpc(),
         }
+    }
+}
+
+impl ToRpc for CertError {
+    fn to_rpc(self) -> RpcError {
+        errors::cert_error(self)
     }
 }
 

@@ -312,6 +312,41 @@ const MIGRATIONS: &[&str] = &[
         redeemed INTEGER NOT NULL CHECK (redeemed >= 0),
         PRIMARY KEY (txn_id, idx)
     ) STRICT;",
+    // 23 (issue 21 item 12a; renumbered on merge): gift certificates, a
+    // balance in kopecks (not points). The code is kept only as its
+    // SHA-256 digest and last four symbols; every write is a
+    // `certificate_ops` row under its idempotency key (a refund names the
+    // redemption it returns). PostgreSQL's migration 12 is the same.
+    "CREATE TABLE certificates (
+        id          INTEGER PRIMARY KEY,
+        code_hash   TEXT NOT NULL UNIQUE,
+        code_tail   TEXT NOT NULL,
+        nominal     INTEGER NOT NULL CHECK (nominal > 0),
+        balance     INTEGER NOT NULL CHECK (balance >= 0 AND balance <= nominal),
+        status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'blocked')),
+        expires_at  TEXT NOT NULL,
+        issued_at   TEXT NOT NULL,
+        receipt_id  TEXT,
+        store_id    TEXT,
+        terminal_id TEXT
+    ) STRICT;
+    CREATE TABLE certificate_ops (
+        id              INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        certificate_id  INTEGER NOT NULL REFERENCES certificates(id),
+        kind            TEXT NOT NULL
+                        CHECK (kind IN ('issue', 'redeem', 'refund', 'block', 'unblock')),
+        amount          INTEGER NOT NULL CHECK (amount >= 0),
+        receipt_id      TEXT,
+        redemption_id   INTEGER REFERENCES certificate_ops(id),
+        request         TEXT NOT NULL,
+        result          TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        store_id        TEXT,
+        terminal_id     TEXT
+    ) STRICT;
+    CREATE INDEX certificate_ops_certificate ON certificate_ops(certificate_id, id);
+    CREATE INDEX certificate_ops_redemption ON certificate_ops(redemption_id);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
@@ -684,7 +719,7 @@ mod tests {
                 .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                at + 4,
+                at + 5,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
@@ -698,6 +733,8 @@ mod tests {
                  DROP INDEX entries_created;
                  DROP INDEX accounts_created;
                  DROP TABLE account_words;
+                 DROP TABLE certificate_ops;
+                 DROP TABLE certificates;
                  INSERT INTO accounts (created_at, name, email)
                  VALUES ('2026-01-01T00:00:00Z', 'Иван ИВАНОВ', 'Ivan@Example.ru');",
             )

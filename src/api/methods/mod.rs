@@ -5,6 +5,7 @@ mod accounts;
 mod adjust;
 mod auth;
 mod cards;
+mod certificates;
 mod devices;
 mod events;
 mod fiscal;
@@ -234,6 +235,36 @@ pub const METHODS: &[MethodSpec] = &[
         "an account's loyalty tier and its changes, newest first",
     ),
     m(
+        "certificate.issue",
+        Role::Cashier,
+        "sell a gift certificate (a balance in money): its code, shown once",
+    ),
+    m(
+        "certificate.get",
+        Role::Cashier,
+        "a gift certificate's balance, expiry and state, by code",
+    ),
+    m(
+        "certificate.redeem",
+        Role::Cashier,
+        "pay with a gift certificate, in part or whole, once per idempotency key",
+    ),
+    m(
+        "certificate.refund",
+        Role::Cashier,
+        "a return puts a redemption's money back on its certificate",
+    ),
+    m(
+        "certificate.block",
+        Role::Admin,
+        "block a gift certificate: it can no longer pay",
+    ),
+    m(
+        "certificate.unblock",
+        Role::Admin,
+        "unblock a gift certificate",
+    ),
+    m(
         "print.document",
         Role::Cashier,
         "queue a receipt document on a printer, once per job_id",
@@ -397,6 +428,12 @@ async fn dispatch_checked(
         "ledger.sync.drop" => sync::drop_item(app, params).await,
         "tiers.evaluate" => tiers::evaluate(app, params).await,
         "account.tier_history" => tiers::history(app, params).await,
+        "certificate.issue" => certificates::issue(app, params).await,
+        "certificate.get" => certificates::get(app, params).await,
+        "certificate.redeem" => certificates::redeem(app, params).await,
+        "certificate.refund" => certificates::refund(app, params).await,
+        "certificate.block" => certificates::block(app, params, true).await,
+        "certificate.unblock" => certificates::block(app, params, false).await,
         "print.document" => print::document(app, params).await,
         "print.status" => print::status(app, params).await,
         "print.preview" => print::preview(app, params).await,

@@ -120,6 +120,16 @@ impl Device {
             if let Some(g) = group {
                 self.print(format!("  {}", tax_rate(g).2));
             }
+            // Tags 1214 and 1212 as a register prints them, shown only
+            // when they are not the everyday "full payment" for "goods".
+            let (method, subject) = (data[28], data[29]);
+            if (method, subject) != (4, 1) {
+                self.print(format!(
+                    "  {} / {}",
+                    payment_method_word(method),
+                    payment_subject_word(subject)
+                ));
+            }
         }
         Ok(Vec::new())
     }
@@ -224,5 +234,30 @@ impl Device {
         self.print("ЧЕК АННУЛИРОВАН");
         self.print(TAPE_CUT);
         Ok(vec![op])
+    }
+}
+
+/// Tag 1214 «признак способа расчёта» as printed.
+fn payment_method_word(m: u8) -> String {
+    match m {
+        1 => "ПРЕДОПЛАТА 100%".into(),
+        2 => "ПРЕДОПЛАТА".into(),
+        3 => "АВАНС".into(),
+        4 => "ПОЛНЫЙ РАСЧЕТ".into(),
+        5 => "ЧАСТИЧНЫЙ РАСЧЕТ И КРЕДИТ".into(),
+        6 => "ПЕРЕДАЧА В КРЕДИТ".into(),
+        7 => "ОПЛАТА КРЕДИТА".into(),
+        other => format!("СПОСОБ {other}"),
+    }
+}
+
+/// Tag 1212 «признак предмета расчёта» as printed (the common ones).
+fn payment_subject_word(s: u8) -> String {
+    match s {
+        1 => "ТОВАР".into(),
+        3 => "РАБОТА".into(),
+        4 => "УСЛУГА".into(),
+        10 => "ПЛАТЕЖ".into(),
+        other => format!("ПРЕДМЕТ {other}"),
     }
 }
