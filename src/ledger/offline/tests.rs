@@ -326,6 +326,66 @@ async fn returns_queue_behind_sales_and_the_queue_has_a_limit() {
 }
 
 #[tokio::test]
+async fn a_return_by_lines_queues_with_its_lines_and_repeats_as_queued() {
+    let r = rig(Decimal::ZERO);
+    r.sell("s1", CARD, "R1", dec!(100), Decimal::ZERO)
+        .await
+        .unwrap();
+    let returned = vec![ReturnLine {
+        sku: "A1".into(),
+        qty: dec!(0.5),
+        line: Some(0),
+    }];
+    let back = r
+        .ledger
+        .refund(
+            "f1".into(),
+            SaleRef::Receipt("R1".into()),
+            None,
+            None,
+            Some(returned.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(back.pending.is_some() && back.lines.is_empty());
+    // The same key and lines again: the queued answer; other lines: 2005.
+    let again = r
+        .ledger
+        .refund(
+            "f1".into(),
+            SaleRef::Receipt("R1".into()),
+            None,
+            None,
+            Some(returned.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    let mut other = returned.clone();
+    other[0].qty = dec!(1);
+    let e = r
+        .ledger
+        .refund(
+            "f1".into(),
+            SaleRef::Receipt("R1".into()),
+            None,
+            None,
+            Some(other),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LedgerError::KeyReused), "{e:?}");
+    // The queued request carries the lines the replayer books.
+    let sale = r.ledger.outbox.next().await.unwrap().unwrap();
+    r.ledger.outbox.done(sale.id).await.unwrap();
+    let item = r.ledger.outbox.next().await.unwrap().unwrap();
+    assert_eq!((item.key.as_str(), item.kind), ("f1", Kind::Refund));
+    let req: serde_json::Value = serde_json::from_str(&item.request).unwrap();
+    let lines: Vec<ReturnLine> = serde_json::from_value(req["lines"].clone()).unwrap();
+    assert_eq!(lines, returned);
+}
+
+#[tokio::test]
 async fn the_dead_letter_list_retries_and_drops_by_id() {
     let r = rig(Decimal::ZERO);
     r.sell("s1", CARD, "R1", dec!(100), Decimal::ZERO)
