@@ -124,6 +124,10 @@ pub mod code {
     /// `ledger.sync.retry` or `ledger.sync.drop` named no item on the
     /// dead-letter list.
     pub const UNKNOWN_SYNC_ITEM: i64 = 2053;
+    /// The promo code typed on a sale is refused: `data.field` is
+    /// `promo_code`, `data.reason` one of `unknown`, `disabled`, `not_yet`,
+    /// `expired`, `used_up`, `customer_limit`.
+    pub const PROMO_REFUSED: i64 = 2060;
 }
 
 /// The longest request line accepted, newline excluded.

@@ -30,6 +30,7 @@ use crate::store::Store;
 
 mod audit;
 mod book;
+pub(crate) mod promo;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
@@ -178,23 +179,51 @@ impl Embedded {
         lines: Vec<SaleLine>,
         redeem: Decimal,
     ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
+        self.quote_promo(number, lines, redeem, None).await
+    }
+
+    /// [`Embedded::quote`] with the promo code the cashier typed, checked
+    /// as the commit will check it (its limits as of now).
+    pub async fn quote_promo(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        promo_code: Option<String>,
+    ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
         let now = OffsetDateTime::now_utc();
         let programme = self.programme.clone();
         let origin = self.origin.clone();
-        // One transaction: the summary and the overrides together.
-        let (summary, overrides) = self
+        // One transaction: the summary, the overrides, the groups the
+        // campaigns look at and the promo code's uses together.
+        let (summary, overrides, groups, code) = self
             .books
             .write_always(move |db| {
                 let summary = resolve_tx(db, &number, now, &origin)?;
-                let overrides = match &summary {
-                    Some(s) => priced_overrides(db, &programme, s.account)?,
-                    None => AccountOverrides::default(),
+                let (overrides, groups) = match &summary {
+                    Some(s) => (
+                        priced_overrides(db, &programme, s.account)?,
+                        super::accounts::groups_of(db, s.account)?,
+                    ),
+                    None => (AccountOverrides::default(), Vec::new()),
                 };
-                Ok((summary, overrides))
+                let code = match &promo_code {
+                    Some(c) => Some(promo::check(
+                        db,
+                        &programme,
+                        c,
+                        summary.as_ref().map(|s| s.account),
+                        now,
+                    )?),
+                    None => None,
+                };
+                Ok((summary, overrides, groups, code))
             })
             .await?;
+        let code = code.transpose()?;
         let balance = summary.as_ref().map_or(Decimal::ZERO, |s| s.balance);
-        let q = rules::quote(&self.programme, &overrides, &lines, balance, redeem)?;
+        let mut q = rules::quote(&self.programme, &overrides, &lines, balance, redeem)?;
+        rules::campaigns::apply(&self.programme, &lines, &mut q, now, &groups, code.as_ref())?;
         Ok((summary, q))
     }
 
@@ -266,6 +295,25 @@ impl Embedded {
         at: Option<OffsetDateTime>,
         cashier: Option<String>,
     ) -> Result<CommitResult, LedgerError> {
+        self.commit_promo_at(key, number, receipt_id, lines, redeem, at, cashier, None)
+            .await
+    }
+
+    /// [`Embedded::commit_at`] with the promo code the cashier typed: it
+    /// is checked and its use counted in the sale's transaction, once for
+    /// the key.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_promo_at(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        at: Option<OffsetDateTime>,
+        cashier: Option<String>,
+        promo_code: Option<String>,
+    ) -> Result<CommitResult, LedgerError> {
         super::cashier::check_opt(cashier.as_deref())?;
         let now = match late_booking(at, OffsetDateTime::now_utc()) {
             Ok(t) => t,
@@ -285,7 +333,7 @@ impl Embedded {
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
-                commit_tx(
+                commit_tx_promo(
                     db,
                     &programme,
                     &key,
@@ -296,6 +344,7 @@ impl Embedded {
                     now,
                     &origin,
                     cashier.as_deref(),
+                    promo_code.as_deref(),
                 )
             })
             .await?
@@ -633,6 +682,25 @@ pub(crate) fn commit_request(
     json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string()
 }
 
+/// [`commit_request`] of a sale with a promo code (normalized): the same
+/// text plus the code, so a repeat of the key with another code is refused.
+pub(crate) fn commit_request_promo(
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+    promo_code: Option<&str>,
+) -> String {
+    match promo_code {
+        None => commit_request(number, receipt_id, lines, redeem),
+        Some(c) => json!({
+            "number": number, "receipt_id": receipt_id, "lines": lines,
+            "redeem": redeem.to_string(), "promo_code": rules::campaigns::normalize_code(c),
+        })
+        .to_string(),
+    }
+}
+
 /// The text a return's request is stored as (its exact text is part of
 /// every existing database, so it must not change).
 pub(crate) fn refund_request(sale: &SaleRef, amount: Option<Decimal>) -> String {
@@ -655,13 +723,20 @@ pub(crate) fn replay_commit_tx(
     let Some((kind, request, result)) = row else {
         return Ok(Ok(None));
     };
-    let number = serde_json::from_str::<serde_json::Value>(&request)
-        .ok()
-        .and_then(|v| v.get("number").and_then(|n| n.as_str()).map(str::to_owned));
+    let stored = serde_json::from_str::<serde_json::Value>(&request).ok();
+    let field = |k: &str| {
+        stored
+            .as_ref()
+            .and_then(|v| v.get(k).and_then(|n| n.as_str()).map(str::to_owned))
+    };
+    let number = field("number");
     let Some(number) = number.filter(|_| kind == "sale") else {
         return Ok(Err(LedgerError::KeyReused));
     };
-    if commit_request(&number, receipt_id, lines, redeem) != request {
+    // A retry without its card token cannot name the promo code again
+    // (the POS may not keep it): it is matched on everything else.
+    let promo_code = field("promo_code");
+    if commit_request_promo(&number, receipt_id, lines, redeem, promo_code.as_deref()) != request {
         return Ok(Err(LedgerError::KeyReused));
     }
     match serde_json::from_str::<CommitResult>(&result) {
@@ -929,7 +1004,28 @@ pub(crate) fn commit_tx(
     origin: &Origin,
     cashier: Option<&str>,
 ) -> TxResult<CommitResult> {
-    let request = commit_request(number, receipt_id, lines, redeem);
+    commit_tx_promo(
+        db, p, key, number, receipt_id, lines, redeem, now, origin, cashier, None,
+    )
+}
+
+/// [`commit_tx`] with a promo code: checked against its limits and counted
+/// after the key is claimed, so a repeat of the key counts nothing.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn commit_tx_promo(
+    db: &dyn Db,
+    p: &Programme,
+    key: &str,
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+    now: OffsetDateTime,
+    origin: &Origin,
+    cashier: Option<&str>,
+    promo_code: Option<&str>,
+) -> TxResult<CommitResult> {
+    let request = commit_request_promo(number, receipt_id, lines, redeem, promo_code);
     let request = request.as_str();
     let (account, status) = match card_account(db, number)? {
         Some(a) => a,
@@ -963,10 +1059,29 @@ pub(crate) fn commit_tx(
     expire_due(db, account, now, origin)?;
     let before = balance_units(db, account)?;
     let overrides = priced_overrides(db, p, account)?;
-    let q = match rules::quote(p, &overrides, lines, points(before.max(0)), redeem) {
-        Ok(q) => q,
-        Err(e) => return Ok(Err(e.into())),
+    let code = match promo_code {
+        Some(c) => match promo::check(db, p, c, Some(account), now)? {
+            Ok(code) => Some(code),
+            Err(r) => return Ok(Err(r.into())),
+        },
+        None => None,
     };
+    let groups = if p.campaigns.is_empty() {
+        Vec::new()
+    } else {
+        super::accounts::groups_of(db, account)?
+    };
+    let q =
+        match rules::quote(p, &overrides, lines, points(before.max(0)), redeem).and_then(|mut q| {
+            rules::campaigns::apply(p, lines, &mut q, now, &groups, code.as_ref())?;
+            Ok(q)
+        }) {
+            Ok(q) => q,
+            Err(e) => return Ok(Err(e.into())),
+        };
+    if let Some(code) = &code {
+        promo::record(db, code, account, txn, &stamp)?;
+    }
 
     // Redeem: soonest-expiring lots first (lots without expiry last).
     let want = units(q.redeem);
@@ -1026,6 +1141,8 @@ pub(crate) fn commit_tx(
         tier_change,
         replayed: false,
         pending: None,
+        campaigns: q.campaigns.iter().map(|c| c.name.clone()).collect(),
+        promo_code: q.promo.map(|c| c.code),
     };
     finish(db, txn, result)
 }

@@ -374,4 +374,37 @@ impl Ledger for Local {
                 .await?
         })
     }
+    fn quote_promo(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        promo_code: String,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)> {
+        Box::pin(
+            self.embedded
+                .quote_promo(number, lines, redeem, Some(promo_code)),
+        )
+    }
+    fn commit_promo(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        cashier: Option<String>,
+        promo_code: String,
+    ) -> LedgerFuture<'_, CommitResult> {
+        Box::pin(self.embedded.commit_promo_at(
+            key,
+            number,
+            receipt_id,
+            lines,
+            redeem,
+            None,
+            cashier,
+            Some(promo_code),
+        ))
+    }
 }

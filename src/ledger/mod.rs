@@ -310,4 +310,27 @@ pub trait Ledger: Send + Sync {
     /// The back office's report for `q`, its "now" figures (liability,
     /// points burning soon) at `now`.
     fn report(&self, q: ReportQuery, now: OffsetDateTime) -> LedgerFuture<'_, Report>;
+    /// [`Ledger::quote`] with the promo code the cashier typed: refused
+    /// ([`LedgerError::Promo`]) as the commit would refuse it now.
+    fn quote_promo(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        promo_code: String,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)>;
+    /// [`Ledger::commit`] with a promo code: checked against its limits and
+    /// its use counted in the sale's transaction, once for the key. Needs
+    /// the books (a till whose central ledger is out of reach refuses it).
+    #[allow(clippy::too_many_arguments)]
+    fn commit_promo(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        cashier: Option<String>,
+        promo_code: String,
+    ) -> LedgerFuture<'_, CommitResult>;
 }

@@ -433,6 +433,8 @@ impl Offline {
                 at: ts(at),
                 as_of: cached.as_ref().and_then(|c| c.as_of.clone()),
             }),
+            campaigns: Vec::new(),
+            promo_code: None,
         };
         let item = NewItem {
             key,

@@ -149,6 +149,15 @@ macro_rules! ledger_methods {
                 q: ReportQuery,
                 #[serde(with = "time::serde::rfc3339")] now: OffsetDateTime
             ) -> Report, LedgerError;
+            "promo/quote" Read quote_promo(
+                number: String, lines: Vec<SaleLine>, redeem: Decimal, promo_code: String
+            ) -> (Option<AccountSummary>, Quote), LedgerError;
+            "promo/commit" Keyed commit_promo(
+                key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
+                redeem: Decimal,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>,
+                promo_code: String
+            ) -> CommitResult, LedgerError;
         }
     };
 }

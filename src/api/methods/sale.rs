@@ -131,6 +131,19 @@ struct QuoteParams {
     lines: Vec<WireLine>,
     #[serde(default, deserialize_with = "amount::unsigned_opt")]
     redeem: Option<Decimal>,
+    /// A promo code the cashier typed.
+    promo_code: Option<String>,
+}
+
+/// Checks the optional promo code's length (the programme judges it).
+fn check_promo(code: Option<&str>) -> Result<(), RpcError> {
+    use crate::ledger::rules::campaigns::MAX_PROMO_CODE;
+    match code {
+        Some(c) if c.trim().is_empty() || c.chars().count() > MAX_PROMO_CODE => Err(
+            RpcError::invalid_params("promo_code", format!("1 to {MAX_PROMO_CODE} characters")),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Longest `sku` and `category` of a sale line, in characters.
@@ -184,6 +197,7 @@ fn sale_lines(lines: Vec<WireLine>) -> Result<Vec<SaleLine>, RpcError> {
 pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
     let p: QuoteParams = rpc::params(params)?;
     let lines = sale_lines(p.lines)?;
+    check_promo(p.promo_code.as_deref())?;
     let by_account = p.account.is_some();
     let card = sale_card(app, p.card_token, p.number, p.account).await?;
     // A customer without the card proves presence with a one-time code
@@ -191,15 +205,13 @@ pub(super) async fn quote(app: &Arc<App>, params: Option<Value>) -> Result<Value
     if !by_account {
         may_spend(app, &card, p.redeem.unwrap_or_default()).await?;
     }
-    let (summary, q) = app
-        .ledger
-        .quote(
-            card.number.expose().to_owned(),
-            lines,
-            p.redeem.unwrap_or_default(),
-        )
-        .await
-        .map_err(ledger_error)?;
+    let number = card.number.expose().to_owned();
+    let redeem = p.redeem.unwrap_or_default();
+    let (summary, q) = match p.promo_code {
+        Some(code) => app.ledger.quote_promo(number, lines, redeem, code).await,
+        None => app.ledger.quote(number, lines, redeem).await,
+    }
+    .map_err(ledger_error)?;
     Ok(json!({
         "card_masked": card.number.masked(),
         "account": summary,
@@ -240,6 +252,8 @@ struct CommitParams {
     redeem: Option<Decimal>,
     /// Who sold: a name or an id, recorded on the sale for the history.
     cashier: Option<String>,
+    /// A promo code the cashier typed; its use is counted with the sale.
+    promo_code: Option<String>,
 }
 
 /// Checks the optional `cashier` of a sale or return
@@ -252,6 +266,7 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     let mut p: CommitParams = rpc::params(params)?;
     check_key(&p.idempotency_key)?;
     check_cashier(p.cashier.as_deref())?;
+    check_promo(p.promo_code.as_deref())?;
     p.lines = sale_lines(std::mem::take(&mut p.wire_lines))?;
     if p.receipt_id.is_empty() || p.receipt_id.len() > 128 {
         return Err(RpcError::invalid_params(
@@ -271,6 +286,13 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
     }
     let key = p.idempotency_key.clone();
     let redeem = p.redeem.unwrap_or_default();
+    if p.promo_code.is_some() && p.redeem_code.is_some() {
+        // The code sale is one ledger call of its own; not combined yet.
+        return Err(RpcError::invalid_params(
+            "promo_code",
+            "a promo code cannot go with a redeem_code sale",
+        ));
+    }
     if p.redeem_code.is_some() && p.account.is_none() {
         return Err(RpcError::invalid_params(
             "redeem_code",
@@ -287,15 +309,32 @@ pub(super) async fn commit(app: &Arc<App>, params: Option<Value>) -> Result<Valu
             return respond(app, &CardNumber::new(number), *r, p.print, &key).await;
         }
     };
-    let r = crate::metrics::timed_commit(app.ledger.commit(
-        p.idempotency_key,
-        card.number.expose().to_owned(),
-        p.receipt_id,
-        p.lines,
-        redeem,
-        p.cashier,
-    ))
-    .await
+    let number = card.number.expose().to_owned();
+    let r = match p.promo_code {
+        Some(code) => {
+            crate::metrics::timed_commit(app.ledger.commit_promo(
+                p.idempotency_key,
+                number,
+                p.receipt_id,
+                p.lines,
+                redeem,
+                p.cashier,
+                code,
+            ))
+            .await
+        }
+        None => {
+            crate::metrics::timed_commit(app.ledger.commit(
+                p.idempotency_key,
+                number,
+                p.receipt_id,
+                p.lines,
+                redeem,
+                p.cashier,
+            ))
+            .await
+        }
+    }
     .map_err(ledger_error)?;
     respond(app, &card.number, r, p.print, &key).await
 }

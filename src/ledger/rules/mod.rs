@@ -41,6 +41,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
+pub mod campaigns;
 #[cfg(test)]
 mod tests;
 pub mod tiers;
@@ -123,6 +124,14 @@ pub struct Programme {
     /// Loyalty levels (`[[ledger.programme.tiers]]`); empty = none. See
     /// [`tiers`].
     pub tiers: Vec<tiers::Tier>,
+    /// Campaigns: extra points for a period, weekdays, hours, categories
+    /// or SKUs, customer groups (`[[ledger.programme.campaigns]]`); empty =
+    /// none. See [`campaigns`].
+    pub campaigns: Vec<campaigns::Campaign>,
+    /// Promo codes the cashier may type on a sale
+    /// (`[[ledger.programme.promo_codes]]`); empty = none. See
+    /// [`campaigns`].
+    pub promo_codes: Vec<campaigns::PromoCode>,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -158,6 +167,8 @@ impl Default for Programme {
             utc_offset_minutes: 180,
             refund_shortfall: RefundShortfall::Clamp,
             tiers: Vec::new(),
+            campaigns: Vec::new(),
+            promo_codes: Vec::new(),
         }
     }
 }
@@ -324,6 +335,16 @@ pub struct Quote {
     /// Points this sale accrues with this redemption, rounded once per
     /// [`Programme::accrual_rounding`].
     pub accrual: Decimal,
+    /// The campaigns that raised this sale ([`campaigns::apply`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<campaigns::AppliedCampaign>,
+    /// The promo code this sale uses, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promo: Option<campaigns::AppliedPromo>,
+    /// Points the campaigns and the promo code add, unrounded (already in
+    /// `accrual`, which is rounded once on the sum).
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub extra_accrual: Decimal,
 }
 
 /// What a sale committed, as needed to split its refunds.
@@ -408,6 +429,7 @@ impl Programme {
             ));
         }
         tiers::validate(&self.tiers)?;
+        campaigns::validate(&self.campaigns, &self.promo_codes)?;
         Ok(())
     }
 
@@ -657,6 +679,9 @@ pub fn quote(
         redeem,
         money_paid: total - redeem,
         accrual: floor_to(accrual_sum, p.accrual_rounding.scale()),
+        campaigns: Vec::new(),
+        promo: None,
+        extra_accrual: Decimal::ZERO,
     })
 }
 

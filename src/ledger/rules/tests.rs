@@ -20,6 +20,8 @@ fn programme() -> Programme {
         utc_offset_minutes: 180,
         refund_shortfall: RefundShortfall::Clamp,
         tiers: vec![],
+        campaigns: vec![],
+        promo_codes: vec![],
     }
 }
 
