@@ -442,7 +442,8 @@ pub fn promo_at<'a>(
 /// promo code `promo` (already accepted), to quote `q` of `lines`:
 /// `q.accrual` is recomputed from the unrounded line accruals plus every
 /// extra, rounded once; `q.campaigns`, `q.promo` and `q.extra_accrual` say
-/// what applied. Without campaigns or a code the quote is unchanged.
+/// what applied (campaigns in the configuration's order). Without
+/// campaigns or a code the quote is unchanged.
 pub fn apply(
     p: &Programme,
     lines: &[SaleLine],
@@ -493,6 +494,8 @@ pub fn apply(
         let raised = (lq.accrual * mult + lq.eligible * pct / HUNDRED).min(lq.eligible);
         percent_part += raised.max(lq.accrual);
     }
+    // Shown in the configuration's order, whichever line matched first.
+    applied.sort_by_key(|a| p.campaigns.iter().position(|c| c.name == a.name));
     for a in &applied {
         if let Some(c) = running.iter().find(|c| c.name == a.name)
             && let Some(x) = c.extra_points
