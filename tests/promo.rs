@@ -245,6 +245,27 @@ async fn promo_codes_count_once_per_sale_within_their_limits() {
     let e = refusal(c.call("sale.commit", sale("z", C, 100, Some(""))).await);
     assert_eq!(e["code"], -32602);
     assert_eq!(e["data"]["field"], "promo_code");
+
+    // The admin's list: each code with the uses the ledger counted.
+    let list = c.call("promo.list", json!({})).await.unwrap();
+    let codes = list["codes"].as_array().unwrap();
+    let find = |name: &str| codes.iter().find(|c| c["code"] == name).unwrap().clone();
+    assert_eq!(codes.len(), 5, "{list}");
+    let w = find("WELCOME10");
+    assert_eq!(
+        (w["used"].as_i64(), w["left"].as_i64()),
+        (Some(2), Some(0)),
+        "{w}"
+    );
+    assert_eq!(w["per_customer"], 1);
+    let x = find("X2");
+    assert_eq!(x["used"], 1);
+    assert!(x["left"].is_null(), "{x}");
+    let off = find("OFF");
+    assert_eq!(
+        (off["used"].as_i64(), off["disabled"].as_bool()),
+        (Some(0), Some(true))
+    );
     d.verify_ledger();
 }
 

@@ -544,6 +544,7 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         }
         other => panic!("a used-up code: {other:?}"),
     }
+    assert_eq!(l.promo_uses().await.unwrap(), [("WIRE".to_owned(), 1)]);
 
     let called = central.called.lock().unwrap().clone();
     for m in wire::METHODS {

@@ -407,4 +407,13 @@ impl Ledger for Local {
             Some(promo_code),
         ))
     }
+    fn promo_uses(&self) -> LedgerFuture<'_, Vec<(String, i64)>> {
+        Box::pin(async move {
+            Ok(self
+                .embedded
+                .books()
+                .read(super::embedded::promo::uses)
+                .await?)
+        })
+    }
 }

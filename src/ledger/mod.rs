@@ -333,4 +333,7 @@ pub trait Ledger: Send + Sync {
         cashier: Option<String>,
         promo_code: String,
     ) -> LedgerFuture<'_, CommitResult>;
+    /// How many sales used each promo code, by code (upper case); codes
+    /// never used are left out.
+    fn promo_uses(&self) -> LedgerFuture<'_, Vec<(String, i64)>>;
 }

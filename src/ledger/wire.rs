@@ -158,6 +158,7 @@ macro_rules! ledger_methods {
                 #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>,
                 promo_code: String
             ) -> CommitResult, LedgerError;
+            "promo/uses" Read promo_uses() -> Vec<(String, i64)>, LedgerError;
         }
     };
 }

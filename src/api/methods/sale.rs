@@ -756,3 +756,38 @@ pub(super) fn reply<T: serde::Serialize>(r: &T) -> Value {
     }
     v
 }
+
+/// `promo.list`: every promo code of the programme with its settings, its
+/// uses counted in the ledger and the uses left in all (`null`: no limit).
+/// The codes are configuration; this shows what the books hold of them.
+pub(super) async fn promo_list(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    use crate::ledger::rules::campaigns::normalize_code;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoParams {}
+    let _: NoParams = rpc::params(params)?;
+    let uses: std::collections::BTreeMap<String, i64> = app
+        .ledger
+        .promo_uses()
+        .await
+        .map_err(ledger_error)?
+        .into_iter()
+        .collect();
+    let codes: Vec<Value> = app
+        .ledger
+        .programme()
+        .promo_codes
+        .iter()
+        .map(|c| {
+            let code = normalize_code(&c.code);
+            let used = uses.get(&code).copied().unwrap_or(0);
+            let mut v = json!(c);
+            v["code"] = json!(code);
+            v["used"] = json!(used);
+            v["left"] = json!(c.total.map(|t| (i64::from(t) - used).max(0)));
+            v["disabled"] = json!(c.disabled);
+            v
+        })
+        .collect();
+    Ok(json!({ "codes": codes }))
+}

@@ -64,3 +64,12 @@ pub(crate) fn record(
     )?;
     Ok(())
 }
+
+/// Uses per code (upper case), by code; codes never used are left out.
+pub(crate) fn uses(db: &dyn Db) -> Result<Vec<(String, i64)>, DbError> {
+    db.query_map(
+        "SELECT code, COUNT(*) FROM promo_uses GROUP BY code ORDER BY code",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
