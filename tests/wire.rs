@@ -48,6 +48,11 @@ priority = 2
 accrual_percent = "10"
 min_spend = "1000"
 spend_period_days = 30
+
+[[ledger.programme.promo_codes]]
+code = "Wire"
+bonus = "10"
+total = 1
 "#;
 
 fn programme() -> Programme {
@@ -601,6 +606,47 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         Err(CertError::Remote(RemoteError::Remote { code, .. })) => assert_eq!(code, 2072),
         other => panic!("a blocked certificate: {other:?}"),
     }
+    // A promo code: quoted, used, and its refusal's code and reason
+    // across the wire.
+    let (_, q) = l
+        .quote_promo(card.into(), lines(100), Decimal::ZERO, "wire".into())
+        .await
+        .unwrap();
+    assert_eq!(q.promo.map(|p| p.code).as_deref(), Some("WIRE"));
+    let c = l
+        .commit_promo(
+            "p1".into(),
+            card.into(),
+            "P1".into(),
+            lines(100),
+            Decimal::ZERO,
+            None,
+            " wire ".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.promo_code.as_deref(), Some("WIRE"));
+    let used = l
+        .commit_promo(
+            "p2".into(),
+            card.into(),
+            "P2".into(),
+            lines(100),
+            Decimal::ZERO,
+            None,
+            "WIRE".into(),
+        )
+        .await;
+    match used {
+        Err(LedgerError::Remote(RemoteError::Remote { code, data, .. })) => {
+            assert_eq!(
+                (code, data["field"].as_str(), data["reason"].as_str()),
+                (2060, Some("promo_code"), Some("used_up"))
+            );
+        }
+        other => panic!("a used-up code: {other:?}"),
+    }
+    assert_eq!(l.promo_uses().await.unwrap(), [("WIRE".to_owned(), 1)]);
 
     let called = central.called.lock().unwrap().clone();
     for m in wire::METHODS {

@@ -92,6 +92,8 @@ pub fn ledger_error(e: LedgerError) -> RpcError {
             format!("points cannot be spent offline: {reason}"),
         )
         .with_data(json!({ "reason": reason })),
+        LedgerError::Promo(r) => RpcError::new(code::PROMO_REFUSED, format!("promo_code: {r}"))
+            .with_data(json!({ "field": "promo_code", "reason": r.reason() })),
     }
 }
 

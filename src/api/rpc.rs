@@ -145,6 +145,10 @@ pub mod code {
     /// `certificate.refund` asks back more than is left of the
     /// redemption; `data.refundable`.
     pub const REFUND_TOO_HIGH: i64 = 2077;
+    /// The promo code typed on a sale is refused: `data.field` is
+    /// `promo_code`, `data.reason` one of `unknown`, `disabled`, `not_yet`,
+    /// `expired`, `used_up`, `customer_limit`.
+    pub const PROMO_REFUSED: i64 = 2061;
 }
 
 /// The longest request line accepted, newline excluded.

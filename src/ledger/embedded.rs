@@ -35,6 +35,7 @@ mod audit;
 mod book;
 pub(crate) mod lines;
 pub(crate) mod missed;
+pub(crate) mod promo;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
@@ -184,7 +185,7 @@ impl Embedded {
         lines: Vec<SaleLine>,
         redeem: Decimal,
     ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
-        self.quote_terms(number, lines, redeem, OrderTerms::default())
+        self.quote_full(number, lines, redeem, OrderTerms::default(), None)
             .await
     }
 
@@ -197,25 +198,68 @@ impl Embedded {
         redeem: Decimal,
         terms: OrderTerms,
     ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
+        self.quote_full(number, lines, redeem, terms, None).await
+    }
+
+    /// [`Embedded::quote`] with the promo code the cashier typed, checked
+    /// as the commit will check it (its limits as of now).
+    pub async fn quote_promo(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        promo_code: Option<String>,
+    ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
+        self.quote_full(number, lines, redeem, OrderTerms::default(), promo_code)
+            .await
+    }
+
+    /// The one quote behind the three above: the order's terms and a promo
+    /// code, either or both.
+    async fn quote_full(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        terms: OrderTerms,
+        promo_code: Option<String>,
+    ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
         let now = OffsetDateTime::now_utc();
         // A programme off or out of its window quotes nothing.
         rules::switches::check_active(&self.programme, now)?;
         let programme = self.programme.clone();
         let origin = self.origin.clone();
-        // One transaction: the summary and the overrides together.
-        let (summary, overrides) = self
+        // One transaction: the summary, the overrides, the groups the
+        // campaigns look at and the promo code's uses together.
+        let (summary, overrides, groups, code) = self
             .books
             .write_always(move |db| {
                 let summary = resolve_tx(db, &number, now, &origin)?;
-                let overrides = match &summary {
-                    Some(s) => priced_overrides(db, &programme, s.account)?,
-                    None => AccountOverrides::default(),
+                let (overrides, groups) = match &summary {
+                    Some(s) => (
+                        priced_overrides(db, &programme, s.account)?,
+                        super::accounts::groups_of(db, s.account)?,
+                    ),
+                    None => (AccountOverrides::default(), Vec::new()),
                 };
-                Ok((summary, overrides))
+                let code = match &promo_code {
+                    Some(c) => Some(promo::check(
+                        db,
+                        &programme,
+                        c,
+                        summary.as_ref().map(|s| s.account),
+                        now,
+                    )?),
+                    None => None,
+                };
+                Ok((summary, overrides, groups, code))
             })
             .await?;
+        let code = code.transpose()?;
         let balance = summary.as_ref().map_or(Decimal::ZERO, |s| s.balance);
-        let q = rules::quote_with(&self.programme, &overrides, &terms, &lines, balance, redeem)?;
+        let mut q =
+            rules::quote_with(&self.programme, &overrides, &terms, &lines, balance, redeem)?;
+        rules::campaigns::apply(&self.programme, &lines, &mut q, now, &groups, code.as_ref())?;
         Ok((summary, q))
     }
 
@@ -287,17 +331,9 @@ impl Embedded {
         at: Option<OffsetDateTime>,
         cashier: Option<String>,
     ) -> Result<CommitResult, LedgerError> {
-        self.commit_terms(
-            key,
-            number,
-            receipt_id,
-            lines,
-            redeem,
-            at,
-            cashier,
-            OrderTerms::default(),
-        )
-        .await
+        let extras = SaleExtras::default();
+        self.commit_full(key, number, receipt_id, lines, redeem, at, cashier, extras)
+            .await
     }
 
     /// [`Embedded::commit_at`] with the order's own terms set by the
@@ -314,6 +350,51 @@ impl Embedded {
         cashier: Option<String>,
         terms: OrderTerms,
     ) -> Result<CommitResult, LedgerError> {
+        let extras = SaleExtras {
+            terms,
+            promo_code: None,
+        };
+        self.commit_full(key, number, receipt_id, lines, redeem, at, cashier, extras)
+            .await
+    }
+
+    /// [`Embedded::commit_at`] with the promo code the cashier typed: it
+    /// is checked and its use counted in the sale's transaction, once for
+    /// the key.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_promo_at(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        at: Option<OffsetDateTime>,
+        cashier: Option<String>,
+        promo_code: Option<String>,
+    ) -> Result<CommitResult, LedgerError> {
+        let extras = SaleExtras {
+            terms: OrderTerms::default(),
+            promo_code,
+        };
+        self.commit_full(key, number, receipt_id, lines, redeem, at, cashier, extras)
+            .await
+    }
+
+    /// The one commit behind the three above.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_full(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        at: Option<OffsetDateTime>,
+        cashier: Option<String>,
+        extras: SaleExtras,
+    ) -> Result<CommitResult, LedgerError> {
+        let SaleExtras { terms, promo_code } = extras;
         super::cashier::check_opt(cashier.as_deref())?;
         let now = match late_booking(at, OffsetDateTime::now_utc()) {
             Ok(t) => t,
@@ -335,7 +416,7 @@ impl Embedded {
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
-                commit_terms_tx(
+                commit_full_tx(
                     db,
                     &programme,
                     &key,
@@ -347,6 +428,7 @@ impl Embedded {
                     &origin,
                     cashier.as_deref(),
                     &terms,
+                    promo_code.as_deref(),
                 )
             })
             .await?
@@ -733,21 +815,39 @@ pub(crate) fn commit_request(
     json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string()
 }
 
-/// [`commit_request`] with the order's own terms, when the cashier set
-/// any (without, the text stays the old one).
-pub(crate) fn commit_request_terms(
+/// What a sale may carry beyond its lines: the cashier's terms for the
+/// order and a promo code.
+#[derive(Default)]
+struct SaleExtras {
+    terms: OrderTerms,
+    promo_code: Option<String>,
+}
+
+/// [`commit_request`] with the order's own terms and promo code (the
+/// code normalized), when the cashier gave any: the same text plus them,
+/// so a repeat of the key with other terms or another code is refused
+/// (without either, the text stays the old one).
+pub(crate) fn commit_request_full(
     number: &str,
     receipt_id: &str,
     lines: &[SaleLine],
     redeem: Decimal,
     terms: &OrderTerms,
+    promo_code: Option<&str>,
 ) -> String {
-    if terms.is_empty() {
+    if terms.is_empty() && promo_code.is_none() {
         return commit_request(number, receipt_id, lines, redeem);
     }
-    json!({"number": number, "receipt_id": receipt_id, "lines": lines,
-           "redeem": redeem.to_string(), "terms": terms})
-    .to_string()
+    // `json!` objects sort their keys: the same text as the one-extra forms.
+    let mut v = json!({"number": number, "receipt_id": receipt_id, "lines": lines,
+                       "redeem": redeem.to_string()});
+    if !terms.is_empty() {
+        v["terms"] = json!(terms);
+    }
+    if let Some(c) = promo_code {
+        v["promo_code"] = json!(rules::campaigns::normalize_code(c));
+    }
+    v.to_string()
 }
 
 /// Whether a stored sale request is `wanted` (a [`commit_request`]) once
@@ -799,16 +899,28 @@ pub(crate) fn replay_commit_tx(
     let Some((kind, request, result)) = row else {
         return Ok(Ok(None));
     };
-    let number = serde_json::from_str::<serde_json::Value>(&request)
-        .ok()
-        .and_then(|v| v.get("number").and_then(|n| n.as_str()).map(str::to_owned));
+    let stored = serde_json::from_str::<serde_json::Value>(&request).ok();
+    let field = |k: &str| {
+        stored
+            .as_ref()
+            .and_then(|v| v.get(k).and_then(|n| n.as_str()).map(str::to_owned))
+    };
+    let number = field("number");
     let Some(number) = number.filter(|_| kind == "sale") else {
         return Ok(Err(LedgerError::KeyReused));
     };
-    if !same_sale_request(
-        &request,
-        &commit_request(&number, receipt_id, lines, redeem),
-    ) {
+    // A retry without its card token cannot name the promo code again
+    // (the POS may not keep it): it is matched on everything else.
+    let promo_code = field("promo_code");
+    let wanted = commit_request_full(
+        &number,
+        receipt_id,
+        lines,
+        redeem,
+        &OrderTerms::default(),
+        promo_code.as_deref(),
+    );
+    if !same_sale_request(&request, &wanted) {
         return Ok(Err(LedgerError::KeyReused));
     }
     match serde_json::from_str::<CommitResult>(&result) {
@@ -1174,7 +1286,30 @@ pub(crate) fn commit_terms_tx(
     cashier: Option<&str>,
     terms: &OrderTerms,
 ) -> TxResult<CommitResult> {
-    let request = commit_request_terms(number, receipt_id, lines, redeem, terms);
+    commit_full_tx(
+        db, p, key, number, receipt_id, lines, redeem, now, origin, cashier, terms, None,
+    )
+}
+
+/// The one sale transaction: the order's terms and a promo code (checked
+/// against its limits and counted after the key is claimed, so a repeat of
+/// the key counts nothing), either or both.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn commit_full_tx(
+    db: &dyn Db,
+    p: &Programme,
+    key: &str,
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+    now: OffsetDateTime,
+    origin: &Origin,
+    cashier: Option<&str>,
+    terms: &OrderTerms,
+    promo_code: Option<&str>,
+) -> TxResult<CommitResult> {
+    let request = commit_request_full(number, receipt_id, lines, redeem, terms, promo_code);
     let request = request.as_str();
     let (account, status) = match card_account(db, number)? {
         Some(a) => a,
@@ -1216,10 +1351,36 @@ pub(crate) fn commit_terms_tx(
     let held_before = book::held_units(db, account, now)?.0;
     let spendable = before - held_before;
     let overrides = priced_overrides(db, p, account)?;
-    let q = match rules::quote_with(p, &overrides, terms, lines, points(spendable.max(0)), redeem) {
+    let code = match promo_code {
+        Some(c) => match promo::check(db, p, c, Some(account), now)? {
+            Ok(code) => Some(code),
+            Err(r) => return Ok(Err(r.into())),
+        },
+        None => None,
+    };
+    let groups = if p.campaigns.is_empty() {
+        Vec::new()
+    } else {
+        super::accounts::groups_of(db, account)?
+    };
+    let q = match rules::quote_with(
+        p,
+        &overrides,
+        terms,
+        lines,
+        points(spendable.max(0)),
+        redeem,
+    )
+    .and_then(|mut q| {
+        rules::campaigns::apply(p, lines, &mut q, now, &groups, code.as_ref())?;
+        Ok(q)
+    }) {
         Ok(q) => q,
         Err(e) => return Ok(Err(e.into())),
     };
+    if let Some(code) = &code {
+        promo::record(db, code, account, txn, &stamp)?;
+    }
 
     // Redeem: soonest-expiring lots first (lots without expiry last).
     let want = units(q.redeem);
@@ -1302,6 +1463,8 @@ pub(crate) fn commit_terms_tx(
         replayed: false,
         pending: None,
         terms: (!terms.is_empty()).then(|| terms.clone()),
+        campaigns: q.campaigns.iter().map(|c| c.name.clone()).collect(),
+        promo_code: q.promo.map(|c| c.code),
     };
     finish(db, txn, result)
 }

@@ -21,8 +21,8 @@ use super::embedded::{
 };
 use super::origin::Origin;
 use super::report::{Report, ReportQuery};
-use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use super::rules::lines::ReturnLine;
+use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView, Tiers};
 use super::{Ledger, LedgerFuture, SpendError};
 use crate::redact::Secret;
@@ -461,5 +461,47 @@ impl Ledger for Local {
         blocked: bool,
     ) -> LedgerFuture<'_, CertView, CertError> {
         Box::pin(self.certs.block(key, by, blocked))
+    }
+    fn quote_promo(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        promo_code: String,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)> {
+        Box::pin(
+            self.embedded
+                .quote_promo(number, lines, redeem, Some(promo_code)),
+        )
+    }
+    fn commit_promo(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        cashier: Option<String>,
+        promo_code: String,
+    ) -> LedgerFuture<'_, CommitResult> {
+        Box::pin(self.embedded.commit_promo_at(
+            key,
+            number,
+            receipt_id,
+            lines,
+            redeem,
+            None,
+            cashier,
+            Some(promo_code),
+        ))
+    }
+    fn promo_uses(&self) -> LedgerFuture<'_, Vec<(String, i64)>> {
+        Box::pin(async move {
+            Ok(self
+                .embedded
+                .books()
+                .read(super::embedded::promo::uses)
+                .await?)
+        })
     }
 }

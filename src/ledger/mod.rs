@@ -39,8 +39,8 @@ pub use embedded::{
     OverridesResult, RefundResult, SaleRef,
 };
 use report::{Report, ReportQuery};
-use rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use rules::lines::ReturnLine;
+use rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use tiers::{TierChange, TierError, TierView};
 
 use crate::redact::Secret;
@@ -359,6 +359,32 @@ pub trait Ledger: Send + Sync {
         cashier: Option<String>,
         terms: OrderTerms,
     ) -> LedgerFuture<'_, CommitResult>;
+    /// [`Ledger::quote`] with the promo code the cashier typed: refused
+    /// ([`LedgerError::Promo`]) as the commit would refuse it now.
+    fn quote_promo(
+        &self,
+        number: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        promo_code: String,
+    ) -> LedgerFuture<'_, (Option<AccountSummary>, Quote)>;
+    /// [`Ledger::commit`] with a promo code: checked against its limits and
+    /// its use counted in the sale's transaction, once for the key. Needs
+    /// the books (a till whose central ledger is out of reach refuses it).
+    #[allow(clippy::too_many_arguments)]
+    fn commit_promo(
+        &self,
+        key: String,
+        number: String,
+        receipt_id: String,
+        lines: Vec<SaleLine>,
+        redeem: Decimal,
+        cashier: Option<String>,
+        promo_code: String,
+    ) -> LedgerFuture<'_, CommitResult>;
+    /// How many sales used each promo code, by code (upper case); codes
+    /// never used are left out.
+    fn promo_uses(&self) -> LedgerFuture<'_, Vec<(String, i64)>>;
 
     /// Sells a gift certificate ([`certs`]); `code` imports a pre-printed
     /// one. The code is in the first answer only.

@@ -40,7 +40,7 @@ use super::accounts::{
 use super::cashier;
 use super::certs::{CertError, CertIssued, CertMoved, CertRef, CertView, Validity};
 use super::embedded::{
-    AccountRef, HistoryPage, OverridesResult, commit_request, commit_request_terms, refund_request,
+    AccountRef, HistoryPage, OverridesResult, commit_request, commit_request_full, refund_request,
     ts,
 };
 use super::remote::Central;
@@ -455,6 +455,8 @@ impl Offline {
                 as_of: cached.as_ref().and_then(|c| c.as_of.clone()),
             }),
             terms: None,
+            campaigns: Vec::new(),
+            promo_code: None,
         };
         let item = NewItem {
             key,
@@ -707,7 +709,7 @@ impl Ledger for Offline {
         Box::pin(async move {
             cashier::check_opt(cashier.as_deref())?;
             // A key queued here for another request is refused as reused.
-            let request = commit_request_terms(&number, &receipt_id, &lines, redeem, &terms);
+            let request = commit_request_full(&number, &receipt_id, &lines, redeem, &terms, None);
             if let Some(r) = self.queued(&key, &request).await? {
                 return Ok(r);
             }

@@ -34,8 +34,8 @@ use super::embedded::{
     OverridesResult, RefundResult, SaleRef,
 };
 use super::report::{Report, ReportQuery};
-use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use super::rules::lines::ReturnLine;
+use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};
 use super::wire::{RemoteError, ledger_methods};
 use super::{Ledger, LedgerFuture, SpendError};

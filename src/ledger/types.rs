@@ -63,6 +63,9 @@ pub enum LedgerError {
     /// the till's offline policy.
     #[error("points cannot be spent offline: {0}")]
     OfflineRedeem(String),
+    /// The promo code typed on the sale is refused.
+    #[error("promo_code: {0}")]
+    Promo(#[from] super::rules::campaigns::PromoRefusal),
 }
 
 /// What a card resolves to.
@@ -202,6 +205,13 @@ pub struct CommitResult {
     /// with the sale, shown by `account.history`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms: Option<super::rules::OrderTerms>,
+    /// The campaigns that raised the accrual (names; see
+    /// [`super::rules::campaigns`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<String>,
+    /// The promo code the sale used (upper case), counted once for its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promo_code: Option<String>,
 }
 
 /// A stored result a repeated key gets back.

@@ -33,8 +33,8 @@ use super::embedded::{
     RefundResult, SaleRef,
 };
 use super::report::{Report, ReportQuery};
-use super::rules::{AccountOverrides, OrderTerms, Quote, SaleLine};
 use super::rules::lines::ReturnLine;
+use super::rules::{AccountOverrides, OrderTerms, Quote, SaleLine};
 use super::tiers::{TierChange, TierView};
 use crate::redact::Secret;
 use rust_decimal::Decimal;
@@ -189,6 +189,16 @@ macro_rules! ledger_methods {
             ) -> CertMoved, CertError;
             "certificates/block" Keyed cert_block(key: String, by: CertRef, blocked: bool)
                 -> CertView, CertError;
+            "promo/quote" Read quote_promo(
+                number: String, lines: Vec<SaleLine>, redeem: Decimal, promo_code: String
+            ) -> (Option<AccountSummary>, Quote), LedgerError;
+            "promo/commit" Keyed commit_promo(
+                key: String, number: String, receipt_id: String, lines: Vec<SaleLine>,
+                redeem: Decimal,
+                #[serde(default, skip_serializing_if = "Option::is_none")] cashier: Option<String>,
+                promo_code: String
+            ) -> CommitResult, LedgerError;
+            "promo/uses" Read promo_uses() -> Vec<(String, i64)>, LedgerError;
         }
     };
 }

@@ -347,6 +347,16 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX certificate_ops_certificate ON certificate_ops(certificate_id, id);
     CREATE INDEX certificate_ops_redemption ON certificate_ops(redemption_id);",
+    // 24 (session 9's number for promo codes; the next entry on this
+    // branch): one row per sale that used a promo code, written in the
+    // sale's transaction; a code's limits count these rows.
+    "CREATE TABLE promo_uses (
+        code       TEXT NOT NULL,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        txn_id     INTEGER NOT NULL UNIQUE REFERENCES txns(id),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX promo_uses_code ON promo_uses(code, account_id);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

@@ -342,6 +342,11 @@ pub const METHODS: &[MethodSpec] = &[
         Role::Cashier,
         "a reader's reads are dropped until reader.enable, e.g. goods scans during payment",
     ),
+    m(
+        "promo.list",
+        Role::Admin,
+        "the programme's promo codes with their uses and what is left of them",
+    ),
 ];
 
 /// Runs one call after checking the caller may make it; every transport
@@ -454,6 +459,7 @@ async fn dispatch_checked(
         "reader.disable" => devices::set_enabled(app, params, false),
         "events.subscribe" => events::subscribe(app, session, params),
         "events.unsubscribe" => events::unsubscribe(session, params),
+        "promo.list" => sale::promo_list(app, params).await,
         other => Err(RpcError::internal(
             "method in table without a handler",
             other,

@@ -146,6 +146,8 @@ struct QuoteParams {
     /// The order's own redemption cap (percent of each line).
     #[serde(default, deserialize_with = "amount::unsigned_opt")]
     cap_percent: Option<Decimal>,
+    /// A promo code the cashier typed.
+    promo_code: Option<String>,
 }
 
 /// The order's own terms from a quote's or commit's params, checked
@@ -167,6 +169,25 @@ fn order_terms(
         .check(&app.ledger.programme().cashier_limits, unlimited)
         .map_err(|e| ledger_error(e.into()))?;
     Ok(terms)
+}
+
+/// Checks the optional promo code's length (the programme judges it). A
+/// code does not combine with the order's own terms: the cashier's
+/// percentage and a code's multiplier would each claim the last word.
+fn check_promo(code: Option<&str>, terms: &OrderTerms) -> Result<(), RpcError> {
+    use crate::ledger::rules::campaigns::MAX_PROMO_CODE;
+    if code.is_some() && !terms.is_empty() {
+        return Err(RpcError::invalid_params(
+            "promo_code",
+            "a promo code does not combine with accrual_percent or cap_percent",
+        ));
+    }
+    match code {
+        Some(c) if c.trim().is_empty() || c.chars().count() > MAX_PROMO_CODE => Err(
+            RpcError::invalid_params("promo_code", format!("1 to {MAX_PROMO_CODE} characters")),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Longest `sku` and `category` of a sale line, in characters.
@@ -225,6 +246,7 @@ pub(super) async fn quote(
     let p: QuoteParams = rpc::params(params)?;
     let terms = order_terms(app, session, p.accrual_percent, p.cap_percent)?;
     let lines = sale_lines(p.lines)?;
+    check_promo(p.promo_code.as_deref(), &terms)?;
     let by_account = p.account.is_some();
     let card = sale_card(app, p.card_token, p.number, p.account).await?;
     // A customer without the card proves presence with a one-time code
@@ -232,16 +254,13 @@ pub(super) async fn quote(
     if !by_account {
         may_spend(app, &card, p.redeem.unwrap_or_default()).await?;
     }
-    let (summary, q) = app
-        .ledger
-        .quote_terms(
-            card.number.expose().to_owned(),
-            lines,
-            p.redeem.unwrap_or_default(),
-            terms,
-        )
-        .await
-        .map_err(ledger_error)?;
+    let number = card.number.expose().to_owned();
+    let redeem = p.redeem.unwrap_or_default();
+    let (summary, q) = match p.promo_code {
+        Some(code) => app.ledger.quote_promo(number, lines, redeem, code).await,
+        None => app.ledger.quote_terms(number, lines, redeem, terms).await,
+    }
+    .map_err(ledger_error)?;
     Ok(json!({
         "card_masked": card.number.masked(),
         "account": summary,
@@ -291,6 +310,8 @@ struct CommitParams {
     /// Checked from the two above.
     #[serde(skip)]
     terms: OrderTerms,
+    /// A promo code the cashier typed; its use is counted with the sale.
+    promo_code: Option<String>,
 }
 
 /// Checks the optional `cashier` of a sale or return
@@ -308,6 +329,7 @@ pub(super) async fn commit(
     check_key(&p.idempotency_key)?;
     check_cashier(p.cashier.as_deref())?;
     p.terms = order_terms(app, session, p.accrual_percent, p.cap_percent)?;
+    check_promo(p.promo_code.as_deref(), &p.terms)?;
     p.lines = sale_lines(std::mem::take(&mut p.wire_lines))?;
     if p.receipt_id.is_empty() || p.receipt_id.len() > 128 {
         return Err(RpcError::invalid_params(
@@ -327,6 +349,13 @@ pub(super) async fn commit(
     }
     let key = p.idempotency_key.clone();
     let redeem = p.redeem.unwrap_or_default();
+    if p.promo_code.is_some() && p.redeem_code.is_some() {
+        // The code sale is one ledger call of its own; not combined yet.
+        return Err(RpcError::invalid_params(
+            "promo_code",
+            "a promo code cannot go with a redeem_code sale",
+        ));
+    }
     if p.redeem_code.is_some() && p.account.is_none() {
         return Err(RpcError::invalid_params(
             "redeem_code",
@@ -343,16 +372,33 @@ pub(super) async fn commit(
             return respond(app, &CardNumber::new(number), *r, p.print, &key).await;
         }
     };
-    let r = crate::metrics::timed_commit(app.ledger.commit_terms(
-        p.idempotency_key,
-        card.number.expose().to_owned(),
-        p.receipt_id,
-        p.lines,
-        redeem,
-        p.cashier,
-        p.terms,
-    ))
-    .await
+    let number = card.number.expose().to_owned();
+    let r = match p.promo_code {
+        Some(code) => {
+            crate::metrics::timed_commit(app.ledger.commit_promo(
+                p.idempotency_key,
+                number,
+                p.receipt_id,
+                p.lines,
+                redeem,
+                p.cashier,
+                code,
+            ))
+            .await
+        }
+        None => {
+            crate::metrics::timed_commit(app.ledger.commit_terms(
+                p.idempotency_key,
+                number,
+                p.receipt_id,
+                p.lines,
+                redeem,
+                p.cashier,
+                p.terms,
+            ))
+            .await
+        }
+    }
     .map_err(ledger_error)?;
     respond(app, &card.number, r, p.print, &key).await
 }
@@ -835,4 +881,39 @@ pub(super) fn reply<T: serde::Serialize>(r: &T) -> Value {
         o.remove("replayed");
     }
     v
+}
+
+/// `promo.list`: every promo code of the programme with its settings, its
+/// uses counted in the ledger and the uses left in all (`null`: no limit).
+/// The codes are configuration; this shows what the books hold of them.
+pub(super) async fn promo_list(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    use crate::ledger::rules::campaigns::normalize_code;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoParams {}
+    let _: NoParams = rpc::params(params)?;
+    let uses: std::collections::BTreeMap<String, i64> = app
+        .ledger
+        .promo_uses()
+        .await
+        .map_err(ledger_error)?
+        .into_iter()
+        .collect();
+    let codes: Vec<Value> = app
+        .ledger
+        .programme()
+        .promo_codes
+        .iter()
+        .map(|c| {
+            let code = normalize_code(&c.code);
+            let used = uses.get(&code).copied().unwrap_or(0);
+            let mut v = json!(c);
+            v["code"] = json!(code);
+            v["used"] = json!(used);
+            v["left"] = json!(c.total.map(|t| (i64::from(t) - used).max(0)));
+            v["disabled"] = json!(c.disabled);
+            v
+        })
+        .collect();
+    Ok(json!({ "codes": codes }))
 }

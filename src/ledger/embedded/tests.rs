@@ -1106,3 +1106,70 @@ fn verify_finds_held_points_that_were_spent() {
         "{problems:?}"
     );
 }
+
+/// A late booking (an offline sale replayed) is priced by its own time:
+/// the Saturday campaign and the code's last day are judged at the sale's
+/// time, at the programme's offset, and a repeat of the key counts the
+/// code's use once.
+#[test]
+fn campaigns_and_promo_codes_go_by_the_sale_time() {
+    use crate::ledger::rules::campaigns::{Campaign, PromoCode, PromoRefusal};
+    let till = open();
+    let p = Programme {
+        campaigns: vec![Campaign {
+            name: "saturday".into(),
+            weekdays: vec!["sat".into()],
+            multiplier: Some(Decimal::from(2)),
+            ..Campaign::default()
+        }],
+        promo_codes: vec![PromoCode {
+            code: "Dec".into(),
+            bonus: Some(Decimal::from(10)),
+            until: Some("2026-12-05".into()),
+            ..PromoCode::default()
+        }],
+        ..Programme::default()
+    };
+    let commit = |key: &str, at: OffsetDateTime, code: Option<&str>| {
+        till.write(|db, o| {
+            commit_full_tx(
+                db,
+                &p,
+                key,
+                "6035000011112222",
+                key,
+                &sale(1000),
+                Decimal::ZERO,
+                at,
+                o,
+                None,
+                &OrderTerms::default(),
+                code,
+            )
+        })
+        .unwrap()
+    };
+    // Friday 23:59:59 in Moscow: 50; a second later, Saturday: 100.
+    let r = commit("fri", datetime!(2026-12-04 20:59:59 UTC), None).unwrap();
+    assert_eq!(r.accrued, Decimal::from(50));
+    assert!(r.campaigns.is_empty());
+    let r = commit("sat", datetime!(2026-12-04 21:00:00 UTC), None).unwrap();
+    assert_eq!(r.accrued, Decimal::from(100));
+    assert_eq!(r.campaigns, ["saturday"]);
+    // The code's last day ends at midnight Moscow time.
+    let last = datetime!(2026-12-05 20:59:59 UTC);
+    let r = commit("c1", last, Some("dec")).unwrap();
+    assert_eq!(r.accrued, Decimal::from(110));
+    assert_eq!(r.promo_code.as_deref(), Some("DEC"));
+    let again = commit("c1", last, Some("DEC")).unwrap();
+    assert!(again.replayed);
+    let uses: i64 = till
+        .read(|db| db.query_row("SELECT COUNT(*) FROM promo_uses", args![], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(uses, 1);
+    let e = commit("c2", datetime!(2026-12-05 21:00:00 UTC), Some("dec")).unwrap_err();
+    assert!(
+        matches!(e, LedgerError::Promo(PromoRefusal::Expired(_))),
+        "{e:?}"
+    );
+}

@@ -98,7 +98,10 @@ mod tests {
         let at = datetime!(2026-12-07 12:00 UTC);
         let d = accrual_dates(&p, None, at).unwrap();
         assert_eq!(d.available_at, None);
-        assert_eq!(d.expires_at, crate::ledger::rules::expiry_of(&p, at).unwrap());
+        assert_eq!(
+            d.expires_at,
+            crate::ledger::rules::expiry_of(&p, at).unwrap()
+        );
     }
 
     #[test]

@@ -51,9 +51,10 @@ pub mod basis;
 mod expiry;
 pub mod levels;
 pub use expiry::{expiry_of, welcome_expiry_of};
-pub mod switches;
+pub mod campaigns;
 pub mod hold;
 pub mod lines;
+pub mod switches;
 #[cfg(test)]
 mod tests;
 pub mod tiers;
@@ -165,6 +166,14 @@ pub struct Programme {
     /// is accrued"): a sale's points are held this many days before they can
     /// be spent; 0 = spendable at once. See [`hold`].
     pub hold_days: u32,
+    /// Campaigns: extra points for a period, weekdays, hours, categories
+    /// or SKUs, customer groups (`[[ledger.programme.campaigns]]`); empty =
+    /// none. See [`campaigns`].
+    pub campaigns: Vec<campaigns::Campaign>,
+    /// Promo codes the cashier may type on a sale
+    /// (`[[ledger.programme.promo_codes]]`); empty = none. See
+    /// [`campaigns`].
+    pub promo_codes: Vec<campaigns::PromoCode>,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -208,6 +217,8 @@ impl Default for Programme {
             return_spent_points_on_refund: true,
             cashier_limits: CashierLimits::default(),
             hold_days: 0,
+            campaigns: Vec::new(),
+            promo_codes: Vec::new(),
         }
     }
 }
@@ -386,6 +397,16 @@ pub struct Quote {
     /// Points this sale accrues with this redemption, rounded once per
     /// [`Programme::accrual_rounding`].
     pub accrual: Decimal,
+    /// The campaigns that raised this sale ([`campaigns::apply`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<campaigns::AppliedCampaign>,
+    /// The promo code this sale uses, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promo: Option<campaigns::AppliedPromo>,
+    /// Points the campaigns and the promo code add, unrounded (already in
+    /// `accrual`, which is rounded once on the sum).
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub extra_accrual: Decimal,
 }
 
 /// What a sale committed, as needed to split its refunds.
@@ -472,6 +493,7 @@ impl Programme {
         tiers::validate(&self.tiers)?;
         switches::validate(self)?;
         hold::validate(self)?;
+        campaigns::validate(&self.campaigns, &self.promo_codes)?;
         Ok(())
     }
 
@@ -664,10 +686,7 @@ pub fn quote_with(
         excluded: bool,
     }
     // The cashier's cap for this order is the receipt's share too.
-    let flat_cap = terms
-        .cap_percent
-        .or(o.cap_percent)
-        .unwrap_or(p.cap_percent);
+    let flat_cap = terms.cap_percent.or(o.cap_percent).unwrap_or(p.cap_percent);
     let mut pre = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let total = line_total(i, line, prec)?;
@@ -755,6 +774,9 @@ pub fn quote_with(
         redeem,
         money_paid: total - redeem,
         accrual: floor_to(accrual_sum, p.accrual_rounding.scale()),
+        campaigns: Vec::new(),
+        promo: None,
+        extra_accrual: Decimal::ZERO,
     })
 }
 

@@ -28,6 +28,8 @@ fn programme() -> Programme {
         return_spent_points_on_refund: true,
         cashier_limits: CashierLimits::default(),
         hold_days: 0,
+        campaigns: vec![],
+        promo_codes: vec![],
     }
 }
 
