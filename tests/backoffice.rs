@@ -642,6 +642,8 @@ async fn the_programme_page_shows_the_rules_and_admins_manage_groups() {
     for what in [
         "[ledger.programme] expiry_months",
         "[ledger.programme] utc_offset_minutes",
+        "[ledger.programme] cap_basis",
+        "% (line)",
         "UTC+03:00",
         "Silver",
         "[[ledger.programme.tiers]]",

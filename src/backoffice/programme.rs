@@ -177,7 +177,8 @@ async fn programme_page(
             tr { td { (tr(lang, T::Name)) } td { (p.name) } td { (key("name")) } }
             tr { td { (tr(lang, T::AccrualPercent)) } td { (p.default_accrual_percent) " %" }
                  td { (key("default_accrual_percent")) } }
-            tr { td { (tr(lang, T::CapPercent)) } td { (p.cap_percent) " %" } td { (key("cap_percent")) } }
+            tr { td { (tr(lang, T::CapPercent)) } td #cap { (p.cap_percent) " % (" (word(&p.cap_basis)) ")" }
+                 td { (key("cap_percent")) ", " (key("cap_basis")) } }
             tr { td { (tr(lang, T::Precision)) } td { (p.precision) } td { (key("precision")) } }
             tr { td { (tr(lang, T::Rounding)) } td { (word(&p.accrual_rounding)) }
                  td { (key("accrual_rounding")) } }
@@ -222,15 +223,22 @@ async fn programme_page(
         table #tiers {
             tr { th { "#" } th { (tr(lang, T::Name)) } th { (tr(lang, T::AccrualPercent)) }
                  th { (tr(lang, T::CapPercent)) } th { (tr(lang, T::SpendNeeded)) }
-                 th { (tr(lang, T::VisitsNeeded)) } th { (tr(lang, T::Groups)) } }
+                 th { (tr(lang, T::VisitsNeeded)) } th { (tr(lang, T::Groups)) } th { (tr(lang, T::Expiry)) } }
             @for t in &p.tiers {
                 tr { td { (t.priority) } td { (t.name) }
-                     td { @if let Some(a) = t.accrual_percent { (a) " %" } }
-                     td { @if let Some(a) = t.cap_percent { (a) " %" } }
+                     // The level's own per-category settings under its flat ones.
+                     td { @if let Some(a) = t.accrual_percent { (a) " %" }
+                          @for c in &t.categories {
+                              @if !c.cashback { br; (c.category) ": 0 %" }
+                              @else if let Some(a) = c.accrual_percent { br; (c.category) ": " (a) " %" } } }
+                     td { @if let Some(a) = t.cap_percent { (a) " %" }
+                          @for c in &t.categories {
+                              @if let Some(a) = c.cap_percent { br; (c.category) ": " (a) " %" } } }
                      td { @if let Some(m) = t.min_spend { (m) " / " (t.spend_period_days.unwrap_or(0)) " " (tr(lang, T::Days)) }
                           @for (c, m) in &t.category_min_spend { br; (c) ": " (m) } }
                      td { @if let Some(v) = t.min_visits { (v) " / " (t.visits_period_days.unwrap_or(0)) " " (tr(lang, T::Days)) } }
-                     td { (t.groups.join(", ")) } }
+                     td { (t.groups.join(", ")) }
+                     td { @match t.expiry_days { Some(0) => (none), Some(d) => { (d) " " (tr(lang, T::Days)) }, None => "—" } } }
             }
         }
         p { code { "[[ledger.programme.tiers]]" } }
