@@ -668,7 +668,7 @@ mod tests {
                 .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                at + 4,
+                at + 5,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
@@ -678,6 +678,8 @@ mod tests {
                  ALTER TABLE accounts DROP COLUMN next_expiry;
                  ALTER TABLE txns DROP COLUMN cashier;
                  ALTER TABLE sync_outbox DROP COLUMN cashier;
+                 DROP INDEX lots_held;
+                 ALTER TABLE lots DROP COLUMN available_at;
                  DROP INDEX lots_due;
                  DROP INDEX entries_created;
                  DROP INDEX accounts_created;
