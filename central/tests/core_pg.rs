@@ -798,3 +798,110 @@ async fn concurrent_sales_book_a_key_once_and_spend_a_balance_once() {
         assert!(problems.is_empty(), "{problems:?}");
     }
 }
+
+/// The accrual window (`hold_days`, issue 21 item 2): a sale booked 20
+/// days ago is out of its 14-day window and spendable, today's is held;
+/// a return inside the window takes the held points back whole. Returns
+/// what must agree between the stores.
+async fn hold_story(books: Books) -> Vec<String> {
+    let p = Programme {
+        hold_days: 14,
+        ..Programme::default()
+    };
+    let l = Embedded::with_books(books.clone(), p, Origin::new("s1", "t1"));
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    let old = l
+        .commit_at(
+            "k1".into(),
+            CARD.into(),
+            "R1".into(),
+            sale(1000),
+            Decimal::ZERO,
+            Some(now - time::Duration::days(20)),
+            None,
+        )
+        .await
+        .unwrap();
+    let released = old.accrued_available_at.clone().unwrap();
+    let stamp = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    assert!(released < stamp(now), "{released}");
+    assert!(old.accrued_expires_at.clone().unwrap() > released);
+    let new = l
+        .commit(
+            "k2".into(),
+            CARD.into(),
+            "R2".into(),
+            sale(1000),
+            Decimal::ZERO,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(new.accrued_available_at.clone().unwrap() > stamp(now));
+    out.push(format!(
+        "s2 {} {} {}",
+        new.accrued, new.balance_after, new.held
+    ));
+    let (s, q) = l
+        .quote(CARD.into(), sale(1000), Decimal::ZERO)
+        .await
+        .unwrap();
+    let s = s.unwrap();
+    out.push(format!(
+        "q {} {} {} {}",
+        s.balance,
+        s.held,
+        s.next_available
+            .map(|n| n.amount.to_string())
+            .unwrap_or_default(),
+        q.max_redeemable
+    ));
+    let over = l.quote(CARD.into(), sale(1000), Decimal::from(51)).await;
+    out.push(format!("over {}", over.is_err()));
+    let back = l
+        .refund(
+            "f1".into(),
+            SaleRef::Transaction(new.transaction),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    out.push(format!(
+        "f {} {} {} {}",
+        back.clawback, back.clawback_shortfall, back.clawback_debt, back.balance_after
+    ));
+    let s = l.resolve(CARD.into()).await.unwrap().unwrap();
+    out.push(format!("r {} {} {}", s.balance, s.held, s.debt));
+    let problems = books.read(embedded::verify).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_accrual_window_on_both_stores() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_hold").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let on_pg = hold_story(Books::new(Arc::new(pg))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let on_sqlite = hold_story(Books::sqlite(store)).await;
+    assert_eq!(
+        on_pg,
+        [
+            "s2 50 50 50",
+            "q 50 50 50 50",
+            "over true",
+            "f 50 0 0 50",
+            "r 50 0 0"
+        ]
+    );
+    assert_eq!(on_pg, on_sqlite);
+}

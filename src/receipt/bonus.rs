@@ -319,6 +319,41 @@ mod tests {
         assert!(!en.iter().any(|l| l.contains("Balance after")));
     }
 
+    #[test]
+    fn held_points_get_their_row_after_the_balance_only_when_there_are_some() {
+        let mut f = facts();
+        f.held = Some((dec!(35), "2026-12-20"));
+        let lines = render(&f, &cfg(Language::Ru, 32));
+        assert_eq!(
+            lines[6..9],
+            [
+                "Баланс после покупки       68,00",
+                "Бонусы в ожидании          35,00",
+                "Сгорит 26.05.2027          20,00",
+            ]
+        );
+        let mut c = cfg(Language::En, 42);
+        c.bonus.labels.held = Some("On hold until {held_date}".into());
+        let en = render(&f, &c);
+        assert!(
+            en.iter()
+                .any(|l| l.starts_with("On hold until 20 Dec 2026") && l.ends_with("35.00")),
+            "{en:?}"
+        );
+        f.held = Some((Decimal::ZERO, "2026-12-20"));
+        assert!(
+            !render(&f, &cfg(Language::Ru, 32))
+                .iter()
+                .any(|l| l.contains("ожидании"))
+        );
+        f.held = None;
+        assert!(
+            !render(&f, &cfg(Language::Ru, 32))
+                .iter()
+                .any(|l| l.contains("ожидании"))
+        );
+    }
+
     fn cfg(language: Language, width: usize) -> ReceiptConfig {
         ReceiptConfig {
             language,
