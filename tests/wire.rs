@@ -499,6 +499,33 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         other => panic!("a period the wrong way round: {other:?}"),
     }
 
+    // The person's calls (birthdays, consents, erasure) cross whole.
+    let run = l.birthday_run(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(run.credited, 0);
+    let v = l
+        .set_consent(
+            account,
+            posbridge::ledger::people::ConsentChange {
+                kind: "messages".into(),
+                given: true,
+                how: "sms".into(),
+                operator: "Анна".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(v.consents.messages.is_some());
+    assert_eq!(v.log[0].operator, "Анна");
+    assert_eq!(l.consents(account).await.unwrap(), v);
+    let e = l.erase_account(account, "admin".into()).await.unwrap();
+    assert!(e.newly);
+    assert!(
+        !l.erase_account(account, "admin".into())
+            .await
+            .unwrap()
+            .newly
+    );
+
     let called = central.called.lock().unwrap().clone();
     for m in wire::METHODS {
         assert!(called.iter().any(|c| c == m), "{m} was not called");

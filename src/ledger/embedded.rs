@@ -32,11 +32,11 @@ mod audit;
 mod book;
 mod sweep;
 pub use audit::{export, verify};
+pub(crate) use book::{accrue, entry, new_lot, new_txn, store_result};
 use book::{
-    accrue, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
+    balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
     priced_overrides, refresh_next_expiry, replay, summary, summary_with, take_from_lots,
 };
-pub(crate) use book::{entry, new_lot, new_txn, store_result};
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.

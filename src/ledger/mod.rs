@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod local;
 pub mod offline;
 pub mod origin;
+pub mod people;
 #[cfg(test)]
 mod proptests;
 pub mod remote;
@@ -36,6 +37,7 @@ pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
 };
+use people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use report::{Report, ReportQuery};
 use rules::{AccountOverrides, Programme, Quote, SaleLine};
 use tiers::{TierChange, TierError, TierView};
@@ -310,4 +312,22 @@ pub trait Ledger: Send + Sync {
     /// The back office's report for `q`, its "now" figures (liability,
     /// points burning soon) at `now`.
     fn report(&self, q: ReportQuery, now: OffsetDateTime) -> LedgerFuture<'_, Report>;
+
+    /// Credits the birthday bonuses due at `now` ([`people::People`]): the
+    /// daily job's, or an admin's run. Once per account and year.
+    fn birthday_run(&self, now: OffsetDateTime) -> LedgerFuture<'_, BirthdayRun>;
+    /// Records a consent given or withdrawn (152-FZ).
+    fn set_consent(
+        &self,
+        account: i64,
+        change: ConsentChange,
+    ) -> LedgerFuture<'_, ConsentView, AccountError>;
+    /// An account's consents in force and their log.
+    fn consents(&self, account: i64) -> LedgerFuture<'_, ConsentView, AccountError>;
+    /// Erases an account's personal data on request, keeping its books.
+    fn erase_account(
+        &self,
+        account: i64,
+        operator: String,
+    ) -> LedgerFuture<'_, Erased, AccountError>;
 }

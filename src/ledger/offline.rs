@@ -41,6 +41,7 @@ use super::cashier;
 use super::embedded::{
     AccountRef, HistoryPage, OverridesResult, commit_request, refund_request, ts,
 };
+use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use super::remote::Central;
 use super::report::{Report, ReportQuery};
 use super::rules::{self, AccountOverrides, Programme, Quote, SaleLine};

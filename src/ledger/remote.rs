@@ -32,6 +32,7 @@ use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
 };
+use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, Programme, Quote, SaleLine};
 use super::tiers::{TierChange, TierError, TierView};

@@ -30,6 +30,7 @@ use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
     RefundResult, SaleRef,
 };
+use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use super::report::{Report, ReportQuery};
 use super::rules::{AccountOverrides, Quote, SaleLine};
 use super::tiers::{TierChange, TierView};
@@ -149,6 +150,14 @@ macro_rules! ledger_methods {
                 q: ReportQuery,
                 #[serde(with = "time::serde::rfc3339")] now: OffsetDateTime
             ) -> Report, LedgerError;
+            "people/birthday_run" Write birthday_run(
+                #[serde(with = "time::serde::rfc3339")] now: OffsetDateTime
+            ) -> BirthdayRun, LedgerError;
+            "people/consent" Write set_consent(account: i64, change: ConsentChange)
+                -> ConsentView, AccountError;
+            "people/consents" Read consents(account: i64) -> ConsentView, AccountError;
+            "people/erase" Write erase_account(account: i64, operator: String)
+                -> Erased, AccountError;
         }
     };
 }

@@ -287,6 +287,30 @@ const MIGRATIONS: &[&str] = &[
     // repeat keeps the first cashier).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;
     ALTER TABLE sync_outbox ADD COLUMN cashier TEXT;",
+    // 25 (issue 21 items 12c and 13; renumbered on merge): a customer's
+    // birth date (`YYYY-MM-DD`; the daily birthday run finds the day's
+    // birthdays by month-day through `accounts_birthday`), the consents
+    // in force (152-FZ: processing personal data, messages) and when the
+    // personal data was erased on request; `consents` keeps every
+    // consent given or withdrawn: when, how, by which operator and till.
+    "ALTER TABLE accounts ADD COLUMN birth_date TEXT;
+    ALTER TABLE accounts ADD COLUMN consent_data_at TEXT;
+    ALTER TABLE accounts ADD COLUMN consent_messages_at TEXT;
+    ALTER TABLE accounts ADD COLUMN erased_at TEXT;
+    CREATE INDEX accounts_birthday ON accounts(substr(birth_date, 6))
+        WHERE birth_date IS NOT NULL;
+    CREATE TABLE consents (
+        id          INTEGER PRIMARY KEY,
+        account_id  INTEGER NOT NULL REFERENCES accounts(id),
+        kind        TEXT NOT NULL,
+        given       INTEGER NOT NULL,
+        how         TEXT NOT NULL,
+        operator    TEXT NOT NULL,
+        store_id    TEXT,
+        terminal_id TEXT,
+        created_at  TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX consents_account ON consents(account_id, id);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
@@ -659,13 +683,19 @@ mod tests {
                 .position(|m| m.contains("CREATE TABLE account_words"))
                 .unwrap();
             assert_eq!(
-                at + 4,
+                at + 5,
                 MIGRATIONS.len(),
                 "drop the later migrations' objects here"
             );
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
-                "ALTER TABLE accounts DROP COLUMN balance;
+                "DROP INDEX accounts_birthday;
+                 DROP TABLE consents;
+                 ALTER TABLE accounts DROP COLUMN birth_date;
+                 ALTER TABLE accounts DROP COLUMN consent_data_at;
+                 ALTER TABLE accounts DROP COLUMN consent_messages_at;
+                 ALTER TABLE accounts DROP COLUMN erased_at;
+                 ALTER TABLE accounts DROP COLUMN balance;
                  ALTER TABLE accounts DROP COLUMN next_expiry;
                  ALTER TABLE txns DROP COLUMN cashier;
                  ALTER TABLE sync_outbox DROP COLUMN cashier;

@@ -10,11 +10,13 @@ mod events;
 mod fiscal;
 mod groups;
 mod history;
+mod people;
 pub(crate) mod print;
 mod sale;
 pub(crate) mod sync;
 mod system;
 pub(crate) mod tiers;
+pub(crate) use people::birthday_daily;
 
 use std::sync::Arc;
 
@@ -305,6 +307,26 @@ pub const METHODS: &[MethodSpec] = &[
         Role::Cashier,
         "a reader's reads are dropped until reader.enable, e.g. goods scans during payment",
     ),
+    m(
+        "bonuses.birthday.run",
+        Role::Admin,
+        "credit the birthday bonuses due now (optionally as of a time); the daily job runs it",
+    ),
+    m(
+        "account.consent.set",
+        Role::Cashier,
+        "record a customer's consent (personal data, messages) given or withdrawn, how and by whom",
+    ),
+    m(
+        "account.consents",
+        Role::Cashier,
+        "a customer's consents in force and their log",
+    ),
+    m(
+        "account.erase",
+        Role::Admin,
+        "erase a customer's personal data on request (152-FZ); the books stay, anonymised",
+    ),
 ];
 
 /// Runs one call after checking the caller may make it; every transport
@@ -410,6 +432,10 @@ async fn dispatch_checked(
         "reader.disable" => devices::set_enabled(app, params, false),
         "events.subscribe" => events::subscribe(app, session, params),
         "events.unsubscribe" => events::unsubscribe(session, params),
+        "bonuses.birthday.run" => people::birthday_run(app, params).await,
+        "account.consent.set" => people::consent_set(app, params).await,
+        "account.consents" => people::consents(app, params).await,
+        "account.erase" => people::erase(app, params).await,
         other => Err(RpcError::internal(
             "method in table without a handler",
             other,

@@ -41,6 +41,11 @@ impl Accounts {
             check_secret(s)?;
         }
         let code_word = r.code_word.as_ref().map(code_word_of).transpose()?;
+        let birth_date = r
+            .birth_date
+            .as_deref()
+            .map(crate::ledger::people::checked_birth_date)
+            .transpose()?;
         let mut groups = r
             .groups
             .iter()
@@ -152,6 +157,7 @@ impl Accounts {
                         (account, number, kind, false)
                     }
                 };
+                crate::ledger::people::set_birth_date(db, account, &Some(birth_date.clone()))?;
                 for g in &groups {
                     db.execute(
                         "INSERT INTO account_groups (account_id, group_name) VALUES (?1, ?2)

@@ -49,7 +49,7 @@ pub(super) fn priced_overrides(
 /// first (a `debt_repay` entry without a lot), the rest becomes a new lot
 /// posted as a `kind` entry. Returns the lot, if any, and the units repaid.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn accrue(
+pub(crate) fn accrue(
     db: &dyn Db,
     txn: i64,
     account: i64,

@@ -41,6 +41,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 
+pub mod people;
 #[cfg(test)]
 mod tests;
 pub mod tiers;
@@ -123,6 +124,17 @@ pub struct Programme {
     /// Loyalty levels (`[[ledger.programme.tiers]]`); empty = none. See
     /// [`tiers`].
     pub tiers: Vec<tiers::Tier>,
+    /// Points credited once a year on a customer's birthday (issue 21
+    /// item 12c); `None` = no birthday bonus. See [`people`].
+    pub birthday_bonus: Option<Decimal>,
+    /// Lifetime of the birthday bonus in days; `None` = no expiry.
+    pub birthday_expiry_days: Option<u32>,
+    /// The bonus may be credited this many days before the birthday (at
+    /// most [`people::MAX_BIRTHDAY_WINDOW_DAYS`]); 0 = not before the day.
+    pub birthday_days_before: u32,
+    /// ... and this many days after it, so a day the job did not run is
+    /// caught up; 0 = not after the day.
+    pub birthday_days_after: u32,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -158,6 +170,10 @@ impl Default for Programme {
             utc_offset_minutes: 180,
             refund_shortfall: RefundShortfall::Clamp,
             tiers: Vec::new(),
+            birthday_bonus: None,
+            birthday_expiry_days: None,
+            birthday_days_before: 0,
+            birthday_days_after: 0,
         }
     }
 }
@@ -408,6 +424,7 @@ impl Programme {
             ));
         }
         tiers::validate(&self.tiers)?;
+        people::validate(self)?;
         Ok(())
     }
 

@@ -20,6 +20,7 @@ fn programme() -> Programme {
         utc_offset_minutes: 180,
         refund_shortfall: RefundShortfall::Clamp,
         tiers: vec![],
+        ..Programme::default()
     }
 }
 
