@@ -327,3 +327,107 @@ async fn consents_are_recorded_and_erasure_keeps_the_books_without_the_person() 
     );
     assert_eq!(code_, 2001);
 }
+
+const REFERRAL: &str = r#"
+[ledger.programme]
+default_accrual_percent = "5"
+referral_bonus_inviter = "300"
+referral_bonus_invited = "200"
+referral_expiry_days = 30
+referral_max_per_inviter = 1
+"#;
+
+fn sale(key: &str, card: &str, price: &str) -> Value {
+    json!({
+        "idempotency_key": key, "number": card, "receipt_id": key,
+        "lines": [{"sku": "A1", "name": "Товар", "category": "general", "qty": "1", "price": price}],
+    })
+}
+
+#[tokio::test]
+async fn a_referral_pays_both_on_the_invited_customers_first_purchase_once() {
+    let d = Daemon::start("", REFERRAL);
+    let mut c = d.client().await;
+    let (_ann, ann_card) = register(&mut c, "+79160000101", None).await;
+    // Invited by phone, in any notation.
+    let r = c
+        .call(
+            "account.register",
+            json!({"phone": "+79160000102", "virtual": true, "referrer": "8 (916) 000-01-01"}),
+        )
+        .await
+        .unwrap();
+    let bob_card = r["card_number"].as_str().unwrap().to_owned();
+    // Registering pays nothing yet.
+    assert_eq!(balance(&mut c, &ann_card).await, "0");
+    assert_eq!(balance(&mut c, &bob_card).await, "0");
+    // The first purchase: 5 % of 1000 for the sale, 200 for being invited,
+    // 300 for the inviter.
+    let s = c
+        .call("sale.commit", sale("b1", &bob_card, "1000"))
+        .await
+        .unwrap();
+    assert_eq!(s["accrued"], "50");
+    assert_eq!(balance(&mut c, &bob_card).await, "250");
+    assert_eq!(balance(&mut c, &ann_card).await, "300");
+    // The sale repeated and a second purchase pay no more.
+    c.call("sale.commit", sale("b1", &bob_card, "1000"))
+        .await
+        .unwrap();
+    c.call("sale.commit", sale("b2", &bob_card, "100"))
+        .await
+        .unwrap();
+    assert_eq!(balance(&mut c, &bob_card).await, "255");
+    assert_eq!(balance(&mut c, &ann_card).await, "300");
+
+    // Invited by card: the invited customer is paid, the inviter (at the
+    // limit of one paid invitation) not.
+    let r = c
+        .call(
+            "account.register",
+            json!({"phone": "+79160000103", "virtual": true, "referrer": ann_card}),
+        )
+        .await
+        .unwrap();
+    let cid_card = r["card_number"].as_str().unwrap().to_owned();
+    c.call("sale.commit", sale("c1", &cid_card, "100"))
+        .await
+        .unwrap();
+    assert_eq!(balance(&mut c, &cid_card).await, "205");
+    assert_eq!(balance(&mut c, &ann_card).await, "300");
+
+    // Nobody behind the referrer, or the customer themselves: refused.
+    let (code_, data) = code(
+        c.call(
+            "account.register",
+            json!({"phone": "+79160000104", "virtual": true, "referrer": "+79169999999"}),
+        )
+        .await,
+    );
+    assert_eq!((code_, &data["field"]), (-32602, &json!("referrer")));
+    // A card that joined through a sale, registered naming itself.
+    c.call("sale.commit", sale("z1", "6035000099990000", "100"))
+        .await
+        .unwrap();
+    let (code_, data) = code(
+        c.call(
+            "account.register",
+            json!({"phone": "+79160000105", "card_number": "6035000099990000",
+                   "referrer": "6035000099990000"}),
+        )
+        .await,
+    );
+    assert_eq!((code_, &data["field"]), (-32602, &json!("referrer")));
+    // Referral keys are the ledger's own.
+    let (code_, _) = code(
+        c.call("sale.commit", sale("referral:1:invited", &bob_card, "1"))
+            .await,
+    );
+    assert_eq!(code_, -32602);
+    let h = c
+        .call("account.history", json!({"number": ann_card}))
+        .await
+        .unwrap();
+    assert_eq!(h["transactions"][0]["kind"], "referral", "{h}");
+    d.verify_ledger();
+}

@@ -210,8 +210,8 @@ pub const MIGRATIONS: &[&str] = &[
     // return (NULL where the POS sent none).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;",
     // 14 (issue 21 items 12c and 13; renumbered on merge): as the till's
-    // SQLite migration 25: birth dates, consents in force, erasure, and
-    // the log of consents.
+    // SQLite migration 25: birth dates, consents in force, erasure, the
+    // log of consents, and who invited an account.
     "ALTER TABLE accounts ADD COLUMN birth_date TEXT;
     ALTER TABLE accounts ADD COLUMN consent_data_at TEXT;
     ALTER TABLE accounts ADD COLUMN consent_messages_at TEXT;
@@ -229,7 +229,8 @@ pub const MIGRATIONS: &[&str] = &[
         terminal_id TEXT,
         created_at  TEXT NOT NULL
     );
-    CREATE INDEX consents_account ON consents(account_id, id);",
+    CREATE INDEX consents_account ON consents(account_id, id);
+    ALTER TABLE accounts ADD COLUMN referred_by BIGINT REFERENCES accounts(id);",
 ];
 
 /// The schema version this binary writes.

@@ -324,6 +324,7 @@ pub(super) async fn create(
         code_word: word,
         no_welcome: false,
         birth_date: None,
+        referrer: None,
     };
     match st.ledger.register(r).await {
         Ok(reg) => {

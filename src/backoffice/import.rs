@@ -365,6 +365,7 @@ async fn apply(st: Arc<Backoffice>, operator: String, from: SocketAddr, plan: Pl
             code_word: None,
             no_welcome: true,
             birth_date: None,
+            referrer: None,
         };
         match st.ledger.register(reg).await {
             Ok(done) => {

@@ -1009,6 +1009,9 @@ pub(crate) fn commit_tx(
     if !p.tiers.is_empty() {
         super::tiers::annotate(db, p, &mut after, now)?;
     }
+    // An invited customer's first purchase pays the referral bonuses, as
+    // postings of their own after the sale's (its figures exclude them).
+    crate::ledger::people::referral_after_sale(db, p, account, now, origin)?;
     let result = CommitResult {
         transaction: txn,
         account,

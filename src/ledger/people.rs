@@ -458,7 +458,8 @@ impl People {
     }
 }
 
-fn bad(field: &str, reason: &str) -> AccountError {
+/// A refusal naming `field`.
+pub(crate) fn bad(field: &str, reason: &str) -> AccountError {
     AccountError::Rules(super::rules::RulesError::Invalid {
         field: field.to_owned(),
         reason: reason.to_owned(),
@@ -517,4 +518,123 @@ fn view(db: &dyn Db, account: i64) -> Result<ConsentView, DbError> {
         consents,
         log,
     })
+}
+
+/// The active, not erased account a registration's `referrer` names: a
+/// card number (digits) or a phone in any common notation. `None` when
+/// nobody matches.
+pub(crate) fn referrer_of(db: &dyn Db, raw: &str) -> Result<Option<i64>, DbError> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.len() > 64 {
+        return Ok(None);
+    }
+    let live = "a.status = 'active' AND a.erased_at IS NULL";
+    if raw.bytes().all(|b| b.is_ascii_digit()) {
+        let by_card: Option<i64> = db.query_opt(
+            &format!(
+                "SELECT a.id FROM cards c JOIN accounts a ON a.id = c.account_id
+                 WHERE c.number = ?1 AND {live}"
+            ),
+            args![raw],
+            |r| r.get(0),
+        )?;
+        if by_card.is_some() {
+            return Ok(by_card);
+        }
+    }
+    let Some(phone) = super::accounts::normalise_phone(raw) else {
+        return Ok(None);
+    };
+    db.query_opt(
+        &format!("SELECT a.id FROM accounts a WHERE a.phone = ?1 AND {live}"),
+        args![phone],
+        |r| r.get(0),
+    )
+}
+
+/// Posts one referral bonus to `account` under `key`, unless the key is
+/// taken; whether it posted.
+#[allow(clippy::too_many_arguments)]
+fn referral_credit(
+    db: &dyn Db,
+    key: &str,
+    account: i64,
+    bonus: Decimal,
+    expires: Option<&str>,
+    stamp: &str,
+    origin: &Origin,
+) -> Result<bool, DbError> {
+    let txn: Option<i64> = db.query_opt(
+        "INSERT INTO txns (idempotency_key, kind, account_id, request, result, created_at,
+                           store_id, terminal_id)
+         VALUES (?1, 'referral', ?2, '', '', ?3, ?4, ?5)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        args![key, account, stamp, origin.store, origin.terminal],
+        |r| r.get(0),
+    )?;
+    let Some(txn) = txn else { return Ok(false) };
+    accrue(db, txn, account, units(bonus), "referral", expires, stamp)?;
+    Ok(true)
+}
+
+/// After a sale of `account` (in its transaction): when the account was
+/// invited and this is its first purchase since, the invited customer gets
+/// [`Programme::referral_bonus_invited`] and the inviter
+/// [`Programme::referral_bonus_inviter`] (while the inviter is active and
+/// under [`Programme::referral_max_per_inviter`] paid invitations). Keys
+/// `referral:<invited>:invited` and `referral:<invited>:inviter` make each
+/// once per invited account.
+pub(crate) fn referral_after_sale(
+    db: &dyn Db,
+    p: &Programme,
+    account: i64,
+    now: OffsetDateTime,
+    origin: &Origin,
+) -> Result<(), DbError> {
+    let invited_bonus = p.referral_bonus_invited.filter(|b| *b > Decimal::ZERO);
+    let inviter_bonus = p.referral_bonus_inviter.filter(|b| *b > Decimal::ZERO);
+    if invited_bonus.is_none() && inviter_bonus.is_none() {
+        return Ok(());
+    }
+    let inviter: Option<Option<i64>> = db.query_opt(
+        "SELECT referred_by FROM accounts WHERE id = ?1",
+        args![account],
+        |r| r.get(0),
+    )?;
+    let Some(Some(inviter)) = inviter else {
+        return Ok(());
+    };
+    let stamp = ts(now);
+    let expires = bonus_expiry_of(p, p.referral_expiry_days, now)
+        .map_err(|_| DbError::Invariant("the referral bonus's expiry is out of range"))?
+        .map(ts);
+    if let Some(b) = invited_bonus {
+        referral_credit(
+            db,
+            &format!("referral:{account}:invited"),
+            account,
+            b,
+            expires.as_deref(),
+            &stamp,
+            origin,
+        )?;
+    }
+    if let Some(b) = inviter_bonus {
+        let key = format!("referral:{account}:inviter");
+        let (active, paid): (bool, i64) = db.query_row(
+            "SELECT a.status = 'active' AND a.erased_at IS NULL,
+                    (SELECT COUNT(*) FROM txns t WHERE t.account_id = a.id AND t.kind = 'referral'
+                       AND t.idempotency_key LIKE '%:inviter')
+             FROM accounts a WHERE a.id = ?1",
+            args![inviter],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let under = p
+            .referral_max_per_inviter
+            .is_none_or(|max| paid < i64::from(max));
+        if active && under {
+            referral_credit(db, &key, inviter, b, expires.as_deref(), &stamp, origin)?;
+        }
+    }
+    Ok(())
 }

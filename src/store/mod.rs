@@ -292,7 +292,9 @@ const MIGRATIONS: &[&str] = &[
     // birthdays by month-day through `accounts_birthday`), the consents
     // in force (152-FZ: processing personal data, messages) and when the
     // personal data was erased on request; `consents` keeps every
-    // consent given or withdrawn: when, how, by which operator and till.
+    // consent given or withdrawn: when, how, by which operator and till;
+    // `referred_by` is the account that invited this one (the referral
+    // bonus, paid on the invited customer's first purchase).
     "ALTER TABLE accounts ADD COLUMN birth_date TEXT;
     ALTER TABLE accounts ADD COLUMN consent_data_at TEXT;
     ALTER TABLE accounts ADD COLUMN consent_messages_at TEXT;
@@ -310,7 +312,8 @@ const MIGRATIONS: &[&str] = &[
         terminal_id TEXT,
         created_at  TEXT NOT NULL
     ) STRICT;
-    CREATE INDEX consents_account ON consents(account_id, id);",
+    CREATE INDEX consents_account ON consents(account_id, id);
+    ALTER TABLE accounts ADD COLUMN referred_by INTEGER REFERENCES accounts(id);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its
@@ -691,6 +694,7 @@ mod tests {
             c.execute_batch(
                 "DROP INDEX accounts_birthday;
                  DROP TABLE consents;
+                 ALTER TABLE accounts DROP COLUMN referred_by;
                  ALTER TABLE accounts DROP COLUMN birth_date;
                  ALTER TABLE accounts DROP COLUMN consent_data_at;
                  ALTER TABLE accounts DROP COLUMN consent_messages_at;

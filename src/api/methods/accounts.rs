@@ -98,6 +98,8 @@ struct RegisterParams {
     code_word: Option<Secret>,
     /// `YYYY-MM-DD`, for the birthday bonus.
     birth_date: Option<String>,
+    /// The inviter's card number or phone, for the referral bonus.
+    referrer: Option<String>,
 }
 
 /// A `card_token` instead of `card_number` (+ `secret`): the card and the
@@ -179,6 +181,7 @@ pub(super) async fn register(
             code_word: p.code_word,
             no_welcome: false,
             birth_date: p.birth_date,
+            referrer: p.referrer,
         })
         .await
         .map_err(account_error)?;

@@ -88,6 +88,10 @@ pub struct Registration {
     /// Birth date, `YYYY-MM-DD` (the birthday bonus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<String>,
+    /// Who invited the customer: the inviter's card number or phone (the
+    /// referral bonus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
 }
 
 /// What `account.activate` did.

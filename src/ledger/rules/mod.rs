@@ -135,6 +135,15 @@ pub struct Programme {
     /// ... and this many days after it, so a day the job did not run is
     /// caught up; 0 = not after the day.
     pub birthday_days_after: u32,
+    /// Points for the inviting customer when the customer they invited
+    /// makes a first purchase; `None` = none.
+    pub referral_bonus_inviter: Option<Decimal>,
+    /// Points for the invited customer on that first purchase.
+    pub referral_bonus_invited: Option<Decimal>,
+    /// Lifetime of both referral bonuses in days; `None` = no expiry.
+    pub referral_expiry_days: Option<u32>,
+    /// The most invitations one inviter is paid for; `None` = no limit.
+    pub referral_max_per_inviter: Option<u32>,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -174,6 +183,10 @@ impl Default for Programme {
             birthday_expiry_days: None,
             birthday_days_before: 0,
             birthday_days_after: 0,
+            referral_bonus_inviter: None,
+            referral_bonus_invited: None,
+            referral_expiry_days: None,
+            referral_max_per_inviter: None,
         }
     }
 }

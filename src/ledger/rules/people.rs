@@ -131,8 +131,14 @@ pub fn bonus_expiry_of(
 
 /// Checks the programme's birthday keys.
 pub(super) fn validate(p: &Programme) -> Result<(), RulesError> {
-    if let Some(b) = p.birthday_bonus {
-        super::check_amount("programme.birthday_bonus", b)?;
+    for (field, v) in [
+        ("programme.birthday_bonus", p.birthday_bonus),
+        ("programme.referral_bonus_inviter", p.referral_bonus_inviter),
+        ("programme.referral_bonus_invited", p.referral_bonus_invited),
+    ] {
+        if let Some(b) = v {
+            super::check_amount(field, b)?;
+        }
     }
     for (field, v) in [
         ("programme.birthday_days_before", p.birthday_days_before),
