@@ -156,6 +156,14 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         }
         crate::config::LedgerBackend::Central => tokio::spawn(async {}),
     };
+    // Birthday bonuses: the same daily hour, on the books of this till;
+    // the central service runs them once for a chain.
+    let birthday_job = match app.config().ledger.backend {
+        crate::config::LedgerBackend::Embedded => tokio::spawn(
+            crate::api::methods::birthday_daily(app.clone(), shutdown.clone()),
+        ),
+        crate::config::LedgerBackend::Central => tokio::spawn(async {}),
+    };
     let tier_job = match app.config().ledger.backend {
         crate::config::LedgerBackend::Embedded => tokio::spawn(crate::api::methods::tiers::daily(
             app.clone(),
@@ -241,6 +249,7 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     }
     let _ = tokio::time::timeout_at(deadline, tier_job).await;
     let _ = tokio::time::timeout_at(deadline, expiry_job).await;
+    let _ = tokio::time::timeout_at(deadline, birthday_job).await;
     if let Some(task) = backoffice_task {
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Ok(()))) => {}

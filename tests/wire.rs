@@ -647,6 +647,32 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         other => panic!("a used-up code: {other:?}"),
     }
     assert_eq!(l.promo_uses().await.unwrap(), [("WIRE".to_owned(), 1)]);
+    // The person's calls (birthdays, consents, erasure) cross whole.
+    let run = l.birthday_run(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(run.credited, 0);
+    let v = l
+        .set_consent(
+            account,
+            posbridge::ledger::people::ConsentChange {
+                kind: "messages".into(),
+                given: true,
+                how: "sms".into(),
+                operator: "Анна".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(v.consents.messages.is_some());
+    assert_eq!(v.log[0].operator, "Анна");
+    assert_eq!(l.consents(account).await.unwrap(), v);
+    let e = l.erase_account(account, "admin".into()).await.unwrap();
+    assert!(e.newly);
+    assert!(
+        !l.erase_account(account, "admin".into())
+            .await
+            .unwrap()
+            .newly
+    );
 
     let called = central.called.lock().unwrap().clone();
     for m in wire::METHODS {

@@ -44,6 +44,9 @@ pub enum CoreError {
     /// Tier evaluation failed.
     #[error(transparent)]
     Tiers(#[from] TierError),
+    /// The birthday run failed (the books, or the programme's dates).
+    #[error(transparent)]
+    Ledger(#[from] posbridge::ledger::LedgerError),
 }
 
 /// The principals' tables on the SQLite stand-in, as the PostgreSQL
@@ -167,6 +170,14 @@ impl Core {
             Origin::default(),
         );
         Ok(ledger.expire_all(now).await?)
+    }
+
+    /// Credits the birthday bonuses due at `now` (the daily job's second
+    /// step): how many accounts were credited. Once per account and year,
+    /// also when two instances race (the bonus's key is unique).
+    pub async fn birthday_run(&self, now: OffsetDateTime) -> Result<usize, CoreError> {
+        use posbridge::ledger::Ledger as _;
+        Ok(self.ledger.birthday_run(now).await?.credited)
     }
 
     /// Re-evaluates every account's tier at `now`: (accounts, changes).

@@ -1,5 +1,5 @@
-//! The chain's daily job: due points expired and every account's tier
-//! re-evaluated, once a day.
+//! The chain's daily job: due points expired, birthday bonuses credited
+//! and every account's tier re-evaluated, once a day.
 //!
 //! Several instances serve one database; only the one that takes a
 //! PostgreSQL advisory lock (`pg_try_advisory_lock`) runs the job, the
@@ -117,6 +117,10 @@ pub async fn daily(core: Arc<Core>, lock: JobLock, at: (u8, u8), shutdown: Cance
             match c.expire_all(OffsetDateTime::now_utc()).await {
                 Ok(accounts) => tracing::info!(accounts, "daily expiry sweep"),
                 Err(e) => tracing::error!(error = %e, "daily expiry sweep failed"),
+            }
+            match c.birthday_run(OffsetDateTime::now_utc()).await {
+                Ok(n) => tracing::info!(credited = n, "daily birthday bonuses"),
+                Err(e) => tracing::error!(error = %e, "daily birthday bonuses failed"),
             }
             match c.evaluate_tiers(OffsetDateTime::now_utc()).await {
                 Ok(Some((accounts, changes))) => {

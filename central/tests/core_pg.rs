@@ -868,6 +868,7 @@ async fn hold_story(books: Books) -> Vec<String> {
             SaleRef::Transaction(new.transaction),
             None,
             None,
+            None,
         )
         .await
         .unwrap();

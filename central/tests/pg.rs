@@ -428,6 +428,7 @@ fn migrations_are_idempotent_concurrent_and_refuse_a_newer_database() {
     assert_eq!(
         indexes,
         [
+            "accounts_birthday",
             "accounts_email",
             "accounts_phone",
             "lots_due",

@@ -243,6 +243,9 @@ pub fn account_error(e: AccountError) -> RpcError {
         AccountError::Busy => RpcError::new(code::BUSY, "busy checking secrets; retry in a moment")
             .with_data(json!({ "retry": true })),
         AccountError::Db(e) => db_error("accounts", e),
+        AccountError::Rules(RulesError::Invalid { field, reason }) => {
+            RpcError::invalid_params(&field, reason)
+        }
         e => RpcError::internal("accounts", e),
     }
 }

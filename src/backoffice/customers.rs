@@ -323,6 +323,8 @@ pub(super) async fn create(
         groups: groups.clone(),
         code_word: word,
         no_welcome: false,
+        birth_date: None,
+        referrer: None,
     };
     match st.ledger.register(r).await {
         Ok(reg) => {
@@ -486,6 +488,7 @@ pub(super) async fn edit(
         email: Some(email),
         code_word,
         status: None,
+        birth_date: None,
     };
     let before = st.ledger.get_account(Lookup::Account(id)).await.ok();
     if let Err(e) = st.ledger.update_account(id, u).await {

@@ -585,6 +585,10 @@ impl Accounts {
             Some(_) => return Err(AccountError::BadStatus("active or blocked")),
         };
         let name = u.name.clone();
+        let birth_date = match &u.birth_date {
+            Some(Some(b)) => Some(Some(crate::ledger::people::checked_birth_date(b)?)),
+            other => other.clone(),
+        };
         self.books
             .write(move |db| {
                 let row: Option<(String, Option<String>, Option<String>)> = db.query_opt(
@@ -638,6 +642,7 @@ impl Accounts {
                         args![account, s],
                     )?;
                 }
+                crate::ledger::people::set_birth_date(db, account, &birth_date)?;
                 Ok(Ok(view_of(db, account)?))
             })
             .await?
@@ -792,6 +797,7 @@ fn view_of(db: &dyn Db, id: i64) -> Result<AccountView, DbError> {
         has_code_word,
         groups: groups_of(db, id)?,
         cards,
+        person: crate::ledger::people::person_of(db, id)?,
     })
 }
 

@@ -39,11 +39,11 @@ pub(crate) mod promo;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
-    Take, accrue, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
+    Take, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
     priced_overrides, refresh_next_expiry, replay, spendable_units, summary, summary_with,
     take_from_lots,
 };
-pub(crate) use book::{entry, new_lot, new_txn, store_result};
+pub(crate) use book::{accrue, entry, new_lot, new_txn, store_result};
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.
@@ -1442,6 +1442,9 @@ pub(crate) fn commit_full_tx(
     if !p.tiers.is_empty() {
         super::tiers::annotate(db, p, &mut after, now)?;
     }
+    // An invited customer's first purchase pays the referral bonuses, as
+    // postings of their own after the sale's (its figures exclude them).
+    crate::ledger::people::referral_after_sale(db, p, account, now, origin)?;
     let result = CommitResult {
         transaction: txn,
         account,

@@ -20,6 +20,7 @@ use super::embedded::{
     RefundResult, SaleRef,
 };
 use super::origin::Origin;
+use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased, People};
 use super::report::{Report, ReportQuery};
 use super::rules::lines::ReturnLine;
 use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
@@ -89,6 +90,11 @@ impl Local {
     /// Where this ledger's writes say they come from.
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// Birthdays, consents and erasure on the same books, as this origin.
+    fn people(&self) -> People {
+        People::new(self.embedded.books().clone(), self.origin.clone())
     }
 
     /// The tier evaluator, for the daily job (which announces each batch
@@ -503,5 +509,25 @@ impl Ledger for Local {
                 .read(super::embedded::promo::uses)
                 .await?)
         })
+    }
+    fn birthday_run(&self, now: OffsetDateTime) -> LedgerFuture<'_, BirthdayRun> {
+        Box::pin(async move { self.people().birthday_run(&self.programme, now).await })
+    }
+    fn set_consent(
+        &self,
+        account: i64,
+        change: ConsentChange,
+    ) -> LedgerFuture<'_, ConsentView, AccountError> {
+        Box::pin(async move { self.people().set_consent(account, change).await })
+    }
+    fn consents(&self, account: i64) -> LedgerFuture<'_, ConsentView, AccountError> {
+        Box::pin(async move { self.people().consents(account).await })
+    }
+    fn erase_account(
+        &self,
+        account: i64,
+        operator: String,
+    ) -> LedgerFuture<'_, Erased, AccountError> {
+        Box::pin(async move { self.people().erase(account, operator).await })
     }
 }

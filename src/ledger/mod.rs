@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod local;
 pub mod offline;
 pub mod origin;
+pub mod people;
 #[cfg(test)]
 mod proptests;
 pub mod remote;
@@ -38,6 +39,7 @@ pub use embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
 };
+use people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use report::{Report, ReportQuery};
 use rules::lines::ReturnLine;
 use rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
@@ -422,4 +424,22 @@ pub trait Ledger: Send + Sync {
         by: CertRef,
         blocked: bool,
     ) -> LedgerFuture<'_, CertView, CertError>;
+
+    /// Credits the birthday bonuses due at `now` ([`people::People`]): the
+    /// daily job's, or an admin's run. Once per account and year.
+    fn birthday_run(&self, now: OffsetDateTime) -> LedgerFuture<'_, BirthdayRun>;
+    /// Records a consent given or withdrawn (152-FZ).
+    fn set_consent(
+        &self,
+        account: i64,
+        change: ConsentChange,
+    ) -> LedgerFuture<'_, ConsentView, AccountError>;
+    /// An account's consents in force and their log.
+    fn consents(&self, account: i64) -> LedgerFuture<'_, ConsentView, AccountError>;
+    /// Erases an account's personal data on request, keeping its books.
+    fn erase_account(
+        &self,
+        account: i64,
+        operator: String,
+    ) -> LedgerFuture<'_, Erased, AccountError>;
 }

@@ -43,6 +43,7 @@ use super::embedded::{
     AccountRef, HistoryPage, OverridesResult, commit_request, commit_request_full, refund_request,
     ts,
 };
+use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use super::remote::Central;
 use super::report::{Report, ReportQuery};
 use super::rules::lines::ReturnLine;

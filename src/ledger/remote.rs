@@ -33,6 +33,7 @@ use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, LedgerError,
     OverridesResult, RefundResult, SaleRef,
 };
+use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use super::report::{Report, ReportQuery};
 use super::rules::lines::ReturnLine;
 use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};

@@ -287,7 +287,7 @@ pub fn report(
         let key = (day_text(q.granularity.start_of(d)), s, t);
         let sums = folded.entry(key).or_default();
         match kind.as_str() {
-            "accrue" | "welcome" => sums[0] += amount,
+            "accrue" | "welcome" | "birthday" | "referral" => sums[0] += amount,
             "redeem" => sums[1] -= amount,
             "expire" => sums[2] -= amount,
             "adjust" => sums[3] += amount,

@@ -32,6 +32,7 @@ use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, HistoryPage, OverridesResult,
     RefundResult, SaleRef,
 };
+use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased};
 use super::report::{Report, ReportQuery};
 use super::rules::lines::ReturnLine;
 use super::rules::{AccountOverrides, OrderTerms, Quote, SaleLine};
@@ -199,6 +200,14 @@ macro_rules! ledger_methods {
                 promo_code: String
             ) -> CommitResult, LedgerError;
             "promo/uses" Read promo_uses() -> Vec<(String, i64)>, LedgerError;
+            "people/birthday_run" Write birthday_run(
+                #[serde(with = "time::serde::rfc3339")] now: OffsetDateTime
+            ) -> BirthdayRun, LedgerError;
+            "people/consent" Write set_consent(account: i64, change: ConsentChange)
+                -> ConsentView, AccountError;
+            "people/consents" Read consents(account: i64) -> ConsentView, AccountError;
+            "people/erase" Write erase_account(account: i64, operator: String)
+                -> Erased, AccountError;
         }
     };
 }

@@ -357,6 +357,33 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     CREATE INDEX promo_uses_code ON promo_uses(code, account_id);",
+    // 25 (issue 21 items 12c and 13; renumbered on merge): a customer's
+    // birth date (`YYYY-MM-DD`; the daily birthday run finds the day's
+    // birthdays by month-day through `accounts_birthday`), the consents
+    // in force (152-FZ: processing personal data, messages) and when the
+    // personal data was erased on request; `consents` keeps every
+    // consent given or withdrawn: when, how, by which operator and till;
+    // `referred_by` is the account that invited this one (the referral
+    // bonus, paid on the invited customer's first purchase).
+    "ALTER TABLE accounts ADD COLUMN birth_date TEXT;
+    ALTER TABLE accounts ADD COLUMN consent_data_at TEXT;
+    ALTER TABLE accounts ADD COLUMN consent_messages_at TEXT;
+    ALTER TABLE accounts ADD COLUMN erased_at TEXT;
+    CREATE INDEX accounts_birthday ON accounts(substr(birth_date, 6))
+        WHERE birth_date IS NOT NULL;
+    CREATE TABLE consents (
+        id          INTEGER PRIMARY KEY,
+        account_id  INTEGER NOT NULL REFERENCES accounts(id),
+        kind        TEXT NOT NULL,
+        given       INTEGER NOT NULL,
+        how         TEXT NOT NULL,
+        operator    TEXT NOT NULL,
+        store_id    TEXT,
+        terminal_id TEXT,
+        created_at  TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX consents_account ON consents(account_id, id);
+    ALTER TABLE accounts ADD COLUMN referred_by INTEGER REFERENCES accounts(id);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

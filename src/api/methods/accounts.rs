@@ -96,6 +96,10 @@ struct RegisterParams {
     groups: Option<Vec<String>>,
     /// A word that identifies the customer without the card.
     code_word: Option<Secret>,
+    /// `YYYY-MM-DD`, for the birthday bonus.
+    birth_date: Option<String>,
+    /// The inviter's card number or phone, for the referral bonus.
+    referrer: Option<String>,
 }
 
 /// A `card_token` instead of `card_number` (+ `secret`): the card and the
@@ -176,6 +180,8 @@ pub(super) async fn register(
             groups,
             code_word: p.code_word,
             no_welcome: false,
+            birth_date: p.birth_date,
+            referrer: p.referrer,
         })
         .await
         .map_err(account_error)?;
@@ -337,6 +343,9 @@ struct UpdateParams {
     #[serde(default, deserialize_with = "nullable")]
     code_word: Option<Option<Secret>>,
     status: Option<String>,
+    /// `YYYY-MM-DD`; null clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    birth_date: Option<Option<String>>,
 }
 
 pub(super) async fn update(
@@ -359,6 +368,7 @@ pub(super) async fn update(
                 email: p.email,
                 code_word: p.code_word,
                 status: p.status,
+                birth_date: p.birth_date,
             },
         )
         .await

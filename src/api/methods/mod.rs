@@ -11,12 +11,14 @@ mod events;
 mod fiscal;
 mod groups;
 mod history;
+mod people;
 pub(crate) mod print;
 mod programme;
 mod sale;
 pub(crate) mod sync;
 mod system;
 pub(crate) mod tiers;
+pub(crate) use people::birthday_daily;
 
 use std::sync::Arc;
 
@@ -347,6 +349,26 @@ pub const METHODS: &[MethodSpec] = &[
         Role::Admin,
         "the programme's promo codes with their uses and what is left of them",
     ),
+    m(
+        "bonuses.birthday.run",
+        Role::Admin,
+        "credit the birthday bonuses due now (optionally as of a time); the daily job runs it",
+    ),
+    m(
+        "account.consent.set",
+        Role::Cashier,
+        "record a customer's consent (personal data, messages) given or withdrawn, how and by whom",
+    ),
+    m(
+        "account.consents",
+        Role::Cashier,
+        "a customer's consents in force and their log",
+    ),
+    m(
+        "account.erase",
+        Role::Admin,
+        "erase a customer's personal data on request (152-FZ); the books stay, anonymised",
+    ),
 ];
 
 /// Runs one call after checking the caller may make it; every transport
@@ -460,6 +482,10 @@ async fn dispatch_checked(
         "events.subscribe" => events::subscribe(app, session, params),
         "events.unsubscribe" => events::unsubscribe(session, params),
         "promo.list" => sale::promo_list(app, params).await,
+        "bonuses.birthday.run" => people::birthday_run(app, params).await,
+        "account.consent.set" => people::consent_set(app, params).await,
+        "account.consents" => people::consents(app, params).await,
+        "account.erase" => people::erase(app, params).await,
         other => Err(RpcError::internal(
             "method in table without a handler",
             other,

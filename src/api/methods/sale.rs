@@ -680,7 +680,14 @@ fn return_lines(
 /// overrides set without a key, tier changes). A client key with one of them could take
 /// such a row's place, and then, say, an activation could not credit its
 /// welcome bonus.
-const RESERVED_KEY_PREFIXES: &[&str] = &["welcome:", "expire:", "overrides:", "tier:"];
+const RESERVED_KEY_PREFIXES: &[&str] = &[
+    "welcome:",
+    "expire:",
+    "overrides:",
+    "tier:",
+    "birthday:",
+    "referral:",
+];
 
 pub(super) fn check_key(key: &str) -> Result<(), RpcError> {
     if key.is_empty() || key.len() > 128 {

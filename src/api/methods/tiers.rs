@@ -124,7 +124,7 @@ pub(super) async fn add_tier(
 }
 
 /// The next 00:05 at `offset` strictly after `now`.
-fn next_run(now: OffsetDateTime, offset: UtcOffset) -> OffsetDateTime {
+pub(super) fn next_run(now: OffsetDateTime, offset: UtcOffset) -> OffsetDateTime {
     let local = now.to_offset(offset);
     let today = local.replace_time(Time::from_hms(0, 5, 0).unwrap_or(Time::MIDNIGHT));
     if today > local {

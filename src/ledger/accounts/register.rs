@@ -41,6 +41,11 @@ impl Accounts {
             check_secret(s)?;
         }
         let code_word = r.code_word.as_ref().map(code_word_of).transpose()?;
+        let birth_date = r
+            .birth_date
+            .as_deref()
+            .map(crate::ledger::people::checked_birth_date)
+            .transpose()?;
         let mut groups = r
             .groups
             .iter()
@@ -78,7 +83,7 @@ impl Accounts {
         let card_format = self.settings.card.clone();
         let source = self.random;
         let origin = self.origin.clone();
-        let (name, card_number) = (r.name, r.card_number);
+        let (name, card_number, referrer) = (r.name, r.card_number, r.referrer);
         // The closure may run again on a conflict: it reads what it needs
         // afresh and clones what it hands out.
         let out = self
@@ -152,6 +157,30 @@ impl Accounts {
                         (account, number, kind, false)
                     }
                 };
+                crate::ledger::people::set_birth_date(db, account, &Some(birth_date.clone()))?;
+                if let Some(raw) = &referrer {
+                    match crate::ledger::people::referrer_of(db, raw)? {
+                        Some(inviter) if inviter != account => {
+                            db.execute(
+                                "UPDATE accounts SET referred_by = ?2
+                                 WHERE id = ?1 AND referred_by IS NULL",
+                                args![account, inviter],
+                            )?;
+                        }
+                        Some(_) => {
+                            return Ok(Err(crate::ledger::people::bad(
+                                "referrer",
+                                "a customer cannot invite themselves",
+                            )));
+                        }
+                        None => {
+                            return Ok(Err(crate::ledger::people::bad(
+                                "referrer",
+                                "no active customer has this card or phone",
+                            )));
+                        }
+                    }
+                }
                 for g in &groups {
                     db.execute(
                         "INSERT INTO account_groups (account_id, group_name) VALUES (?1, ?2)

@@ -85,6 +85,13 @@ pub struct Registration {
     /// customer is not new and brings a balance of their own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_welcome: bool,
+    /// Birth date, `YYYY-MM-DD` (the birthday bonus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    /// Who invited the customer: the inviter's card number or phone (the
+    /// referral bonus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
 }
 
 /// What `account.activate` did.
@@ -171,6 +178,13 @@ pub struct Update {
     /// `active` or `blocked`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Birth date, `YYYY-MM-DD`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wire::present"
+    )]
+    pub birth_date: Option<Option<String>>,
 }
 
 /// The answer of [`Accounts::verify_code_word`].
@@ -202,6 +216,9 @@ pub struct AccountView {
     pub groups: Vec<String>,
     /// Cards, masked, with kind, status and whether a secret is set.
     pub cards: Vec<serde_json::Value>,
+    /// Birthday (day and month), consents and erasure.
+    #[serde(flatten)]
+    pub person: crate::ledger::people::PersonView,
 }
 
 /// Who `account.get` is about. On the wire: `{"account": 7}`,

@@ -50,7 +50,7 @@ pub(super) fn priced_overrides(
 /// posted as a `kind` entry, held until `available` when that is set (the
 /// accrual window). Returns the lot, if any, and the units repaid.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn accrue(
+pub(crate) fn accrue(
     db: &dyn Db,
     txn: i64,
     account: i64,

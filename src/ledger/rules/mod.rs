@@ -54,6 +54,7 @@ pub use expiry::{expiry_of, welcome_expiry_of};
 pub mod campaigns;
 pub mod hold;
 pub mod lines;
+pub mod people;
 pub mod switches;
 #[cfg(test)]
 mod tests;
@@ -174,6 +175,26 @@ pub struct Programme {
     /// (`[[ledger.programme.promo_codes]]`); empty = none. See
     /// [`campaigns`].
     pub promo_codes: Vec<campaigns::PromoCode>,
+    /// Points credited once a year on a customer's birthday (issue 21
+    /// item 12c); `None` = no birthday bonus. See [`people`].
+    pub birthday_bonus: Option<Decimal>,
+    /// Lifetime of the birthday bonus in days; `None` = no expiry.
+    pub birthday_expiry_days: Option<u32>,
+    /// The bonus may be credited this many days before the birthday (at
+    /// most [`people::MAX_BIRTHDAY_WINDOW_DAYS`]); 0 = not before the day.
+    pub birthday_days_before: u32,
+    /// ... and this many days after it, so a day the job did not run is
+    /// caught up; 0 = not after the day.
+    pub birthday_days_after: u32,
+    /// Points for the inviting customer when the customer they invited
+    /// makes a first purchase; `None` = none.
+    pub referral_bonus_inviter: Option<Decimal>,
+    /// Points for the invited customer on that first purchase.
+    pub referral_bonus_invited: Option<Decimal>,
+    /// Lifetime of both referral bonuses in days; `None` = no expiry.
+    pub referral_expiry_days: Option<u32>,
+    /// The most invitations one inviter is paid for; `None` = no limit.
+    pub referral_max_per_inviter: Option<u32>,
 }
 
 /// What a refund's clawback does when the balance cannot cover it.
@@ -219,6 +240,14 @@ impl Default for Programme {
             hold_days: 0,
             campaigns: Vec::new(),
             promo_codes: Vec::new(),
+            birthday_bonus: None,
+            birthday_expiry_days: None,
+            birthday_days_before: 0,
+            birthday_days_after: 0,
+            referral_bonus_inviter: None,
+            referral_bonus_invited: None,
+            referral_expiry_days: None,
+            referral_max_per_inviter: None,
         }
     }
 }
@@ -494,6 +523,7 @@ impl Programme {
         switches::validate(self)?;
         hold::validate(self)?;
         campaigns::validate(&self.campaigns, &self.promo_codes)?;
+        people::validate(self)?;
         Ok(())
     }
 

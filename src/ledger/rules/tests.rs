@@ -30,6 +30,7 @@ fn programme() -> Programme {
         hold_days: 0,
         campaigns: vec![],
         promo_codes: vec![],
+        ..Programme::default()
     }
 }
 
