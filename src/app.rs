@@ -247,7 +247,15 @@ fn ledger_of(config: &Config, store: &Store) -> Result<LedgerPair, CentralError>
     let programme = config.ledger.programme.clone();
     match (config.ledger.backend, &config.ledger.central) {
         (LedgerBackend::Embedded, _) => {
-            let local = Local::new(store.clone(), programme, settings);
+            // The config check has resolved every name already.
+            let programmes = crate::ledger::programmes::Programmes::new(
+                programme,
+                config.ledger.programmes.clone(),
+                &config.ledger.serves,
+                &config.ledger.programme_routes(),
+            )
+            .map_err(|e| CentralError::Client(format!("[ledger] programmes: {e}")))?;
+            let local = Local::with_programmes(store.clone(), programmes, settings);
             Ok((Arc::new(local), None))
         }
         (LedgerBackend::Central, None) => Err(CentralError::Client(

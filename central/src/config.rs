@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use posbridge::config::{ConfigError, RedemptionConfig, RegistrationConfig};
+use posbridge::ledger::programmes::{ProgrammeError, Programmes};
 use posbridge::ledger::rules::Programme;
 use serde::Deserialize;
 
@@ -156,6 +157,16 @@ pub struct LedgerSection {
     pub registration: RegistrationConfig,
     /// `[ledger.redemption]`.
     pub redemption: RedemptionConfig,
+    /// `[[ledger.programmes]]`: the chain's other programmes, each named;
+    /// a till uses only those its `[ledger] serves` names.
+    pub programmes: Vec<Programme>,
+}
+
+impl LedgerSection {
+    /// Every programme of the chain, the default one first.
+    pub fn programme_set(&self) -> Result<Programmes, ProgrammeError> {
+        Programmes::new(self.programme.clone(), self.programmes.clone(), &[], &[])
+    }
 }
 
 /// `[jobs]`: the chain's daily work.

@@ -44,6 +44,9 @@ pub enum CoreError {
     /// Tier evaluation failed.
     #[error(transparent)]
     Tiers(#[from] TierError),
+    /// The programmes' tables do not hold together.
+    #[error("[ledger] programmes: {0}")]
+    Programmes(#[from] posbridge::ledger::programmes::ProgrammeError),
 }
 
 /// The principals' tables on the SQLite stand-in, as the PostgreSQL
@@ -97,7 +100,7 @@ impl Core {
         let settings = posbridge::app::account_settings(&ledger.registration, &ledger.redemption);
         let local = Local::with_books(
             books.clone(),
-            ledger.programme.clone(),
+            ledger.programme_set()?,
             settings,
             Origin::default(),
         );

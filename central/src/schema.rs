@@ -209,6 +209,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: as the till's SQLite migration 18: the cashier of each sale and
     // return (NULL where the POS sent none).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;",
+    // 15 (assigned; renumbered on merge): as the till's SQLite migration
+    // 26: each account's programme by name, '' the default one.
+    "ALTER TABLE accounts ADD COLUMN programme TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this binary writes.

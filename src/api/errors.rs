@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::api::rpc::{RpcError, code};
 use crate::ledger::LedgerError;
 use crate::ledger::accounts::AccountError;
+use crate::ledger::programmes::ProgrammeError;
 use crate::ledger::rules::RulesError;
 use crate::ledger::tiers::TierError;
 use crate::ledger::wire::RemoteError;
@@ -86,6 +87,21 @@ pub fn ledger_error(e: LedgerError) -> RpcError {
             format!("points cannot be spent offline: {reason}"),
         )
         .with_data(json!({ "reason": reason })),
+        LedgerError::Programme(e) => programme_error(e),
+    }
+}
+
+/// A programme this till does not serve is the card of another programme
+/// (2029, naming it); a name no programme has is a bad `programme`.
+pub fn programme_error(e: ProgrammeError) -> RpcError {
+    match e {
+        ProgrammeError::NotServed(p) => RpcError::new(
+            code::CARD_OTHER_PROGRAMME,
+            format!("the account belongs to programme \"{p}\", which this till does not serve"),
+        )
+        .with_data(json!({ "programme": p })),
+        e @ ProgrammeError::Unknown(_) => RpcError::invalid_params("programme", e.to_string()),
+        e => RpcError::new(code::INVALID_PARAMS, e.to_string()),
     }
 }
 
@@ -188,6 +204,7 @@ pub fn account_error(e: AccountError) -> RpcError {
         AccountError::Busy => RpcError::new(code::BUSY, "busy checking secrets; retry in a moment")
             .with_data(json!({ "retry": true })),
         AccountError::Db(e) => db_error("accounts", e),
+        AccountError::Programme(e) => programme_error(e),
         e => RpcError::internal("accounts", e),
     }
 }
@@ -204,6 +221,7 @@ pub fn tier_error(e: TierError) -> RpcError {
         TierError::Store(e) => RpcError::internal("tiers", e),
         TierError::Db(e) => db_error("tiers", e),
         TierError::Remote(e) => remote_error(e),
+        TierError::Programme(e) => programme_error(e),
     }
 }
 

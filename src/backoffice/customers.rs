@@ -323,6 +323,7 @@ pub(super) async fn create(
         groups: groups.clone(),
         code_word: word,
         no_welcome: false,
+        programme: None,
     };
     match st.ledger.register(r).await {
         Ok(reg) => {

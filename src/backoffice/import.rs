@@ -364,6 +364,7 @@ async fn apply(st: Arc<Backoffice>, operator: String, from: SocketAddr, plan: Pl
             groups: r.groups.clone(),
             code_word: None,
             no_welcome: true,
+            programme: None,
         };
         match st.ledger.register(reg).await {
             Ok(done) => {

@@ -63,6 +63,10 @@ pub enum LedgerError {
     /// the till's offline policy.
     #[error("points cannot be spent offline: {0}")]
     OfflineRedeem(String),
+    /// The account's programme is not one this till serves (or a name no
+    /// programme has).
+    #[error(transparent)]
+    Programme(#[from] crate::ledger::programmes::ProgrammeError),
 }
 
 /// What a card resolves to.

@@ -287,6 +287,11 @@ const MIGRATIONS: &[&str] = &[
     // repeat keeps the first cashier).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;
     ALTER TABLE sync_outbox ADD COLUMN cashier TEXT;",
+    // 26 (assigned; renumbered on merge): the programme each account
+    // belongs to, by name; '' is the default programme
+    // ([ledger.programme]), which every existing account keeps whatever
+    // that programme is named.
+    "ALTER TABLE accounts ADD COLUMN programme TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

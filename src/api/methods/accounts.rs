@@ -96,6 +96,9 @@ struct RegisterParams {
     groups: Option<Vec<String>>,
     /// A word that identifies the customer without the card.
     code_word: Option<Secret>,
+    /// The programme the account opens under (one this till serves);
+    /// absent: the card range's, else the till's own.
+    programme: Option<String>,
 }
 
 /// A `card_token` instead of `card_number` (+ `secret`): the card and the
@@ -176,6 +179,7 @@ pub(super) async fn register(
             groups,
             code_word: p.code_word,
             no_welcome: false,
+            programme: p.programme,
         })
         .await
         .map_err(account_error)?;

@@ -85,6 +85,10 @@ pub struct Registration {
     /// customer is not new and brings a balance of their own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_welcome: bool,
+    /// The programme the account opens under (its name); absent: the one
+    /// the card's range routes to, else the till's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programme: Option<String>,
 }
 
 /// What `account.activate` did.
