@@ -160,12 +160,26 @@ pub struct LedgerSection {
     /// `[[ledger.programmes]]`: the chain's other programmes, each named;
     /// a till uses only those its `[ledger] serves` names.
     pub programmes: Vec<Programme>,
+    /// `[ledger.programme_cards]`: card ranges that route a card to its
+    /// programme (programme name → leading digits), as on a till.
+    pub programme_cards: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl LedgerSection {
-    /// Every programme of the chain, the default one first.
+    /// Every programme of the chain, the default one first, with the card
+    /// ranges (a request serves the programmes its till names).
     pub fn programme_set(&self) -> Result<Programmes, ProgrammeError> {
-        Programmes::new(self.programme.clone(), self.programmes.clone(), &[], &[])
+        let routes: Vec<(String, Vec<String>)> = self
+            .programme_cards
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Programmes::new(
+            self.programme.clone(),
+            self.programmes.clone(),
+            &[],
+            &routes,
+        )
     }
 }
 
@@ -273,6 +287,18 @@ impl CentralConfig {
         }
         if let Err(e) = self.ledger.programme.validate() {
             return invalid("programme", "ledger.programme", e.to_string());
+        }
+        for (i, p) in self.ledger.programmes.iter().enumerate() {
+            if let Err(e) = p.validate() {
+                return invalid(
+                    "programmes",
+                    &format!("ledger.programmes[{i}]"),
+                    e.to_string(),
+                );
+            }
+        }
+        if let Err(e) = self.ledger.programme_set() {
+            return invalid("programmes", "ledger.programmes", e.to_string());
         }
         if let Some(addr) = self.backoffice.listen
             && !addr.ip().is_loopback()

@@ -255,8 +255,75 @@ impl Programmes {
     }
 }
 
+/// The HTTP header in which a till names the programmes it serves to the
+/// central service.
+pub const SERVES_HEADER: &str = "x-posbridge-programmes";
+
+/// `names` as the [`SERVES_HEADER`] value: each name percent-encoded
+/// (UTF-8; only `A-Z a-z 0-9 - _ . ~` stay as they are), joined by commas.
+pub fn header_value(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            n.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The names a [`SERVES_HEADER`] value carries; `None` when it is not one
+/// [`header_value`] writes (bad escapes, not UTF-8, more than
+/// [`MAX_PROGRAMMES`] names).
+pub fn from_header(v: &str) -> Option<Vec<String>> {
+    if v.is_empty() {
+        return Some(Vec::new());
+    }
+    let parts: Vec<&str> = v.split(',').collect();
+    if parts.len() > MAX_PROGRAMMES {
+        return None;
+    }
+    parts
+        .into_iter()
+        .map(|p| {
+            let b = p.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).ok()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_served_names_travel_in_a_header_and_back() {
+        let names = vec!["Кино".to_owned(), "bar, 2".to_owned(), "x%y".to_owned()];
+        let v = header_value(&names);
+        assert!(v.is_ascii(), "{v}");
+        assert_eq!(from_header(&v).unwrap(), names);
+        assert_eq!(from_header("").unwrap(), Vec::<String>::new());
+        assert_eq!(from_header("%D0"), None, "not UTF-8");
+        assert_eq!(from_header("%Z1"), None);
+        assert_eq!(from_header("%4"), None);
+    }
+
     use super::*;
 
     fn named(n: &str) -> Programme {
