@@ -374,6 +374,25 @@ mod tests {
     }
 
     #[test]
+    fn the_chains_programmes_are_named_uniquely_and_routed_to_existing_ones() {
+        let base = "[database]\nurl = \"x\"\n[ledger.programme]\nname = \"Кино\"\n\
+                    [[ledger.programmes]]\nname = \"Бар\"\n";
+        let c = parse(&format!(
+            "{base}[ledger.programme_cards]\n\"Бар\" = [\"7002\"]\n"
+        ))
+        .unwrap();
+        let set = c.ledger.programme_set().unwrap();
+        assert_eq!(set.all().count(), 2);
+        let e = parse(&format!("{base}[[ledger.programmes]]\nname = \"Кино\"\n")).unwrap_err();
+        assert!(e.contains("\"Кино\" is defined twice"), "{e}");
+        let e = parse(&format!(
+            "{base}[ledger.programme_cards]\n\"Кафе\" = [\"7\"]\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("no programme is named \"Кафе\""), "{e}");
+    }
+
+    #[test]
     fn a_minimal_file_takes_the_defaults() {
         let c = parse("[database]\nurl = \"postgres://u@localhost/chain\"\n").unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8730");
