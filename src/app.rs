@@ -245,9 +245,17 @@ fn ledger_of(config: &Config, store: &Store) -> Result<LedgerPair, CentralError>
     settings.hash_concurrency = config.ledger.hash_concurrency;
     settings.hash_queue_timeout = config.ledger.hash_queue_timeout();
     let programme = config.ledger.programme.clone();
+    // The config check has resolved every name already.
+    let programmes = crate::ledger::programmes::Programmes::new(
+        programme.clone(),
+        config.ledger.programmes.clone(),
+        &config.ledger.serves,
+        &config.ledger.programme_routes(),
+    )
+    .map_err(|e| CentralError::Client(format!("[ledger] programmes: {e}")))?;
     match (config.ledger.backend, &config.ledger.central) {
         (LedgerBackend::Embedded, _) => {
-            let local = Local::new(store.clone(), programme, settings);
+            let local = Local::with_programmes(store.clone(), programmes, settings);
             Ok((Arc::new(local), None))
         }
         (LedgerBackend::Central, None) => Err(CentralError::Client(
@@ -261,7 +269,7 @@ fn ledger_of(config: &Config, store: &Store) -> Result<LedgerPair, CentralError>
                 connect_timeout: std::time::Duration::from_millis(c.connect_timeout_ms),
                 request_timeout: std::time::Duration::from_millis(c.request_timeout_ms),
             };
-            let central = Central::new(endpoint, programme, settings)?;
+            let central = Central::new(endpoint, programme, settings)?.serving(programmes)?;
             let check = central.clone();
             tokio::spawn(async move {
                 // About 20 minutes of backoff: a till may start before the

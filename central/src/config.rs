@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use posbridge::config::{ConfigError, RedemptionConfig, RegistrationConfig};
+use posbridge::ledger::programmes::{ProgrammeError, Programmes};
 use posbridge::ledger::rules::Programme;
 use serde::Deserialize;
 
@@ -156,6 +157,30 @@ pub struct LedgerSection {
     pub registration: RegistrationConfig,
     /// `[ledger.redemption]`.
     pub redemption: RedemptionConfig,
+    /// `[[ledger.programmes]]`: the chain's other programmes, each named;
+    /// a till uses only those its `[ledger] serves` names.
+    pub programmes: Vec<Programme>,
+    /// `[ledger.programme_cards]`: card ranges that route a card to its
+    /// programme (programme name → leading digits), as on a till.
+    pub programme_cards: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl LedgerSection {
+    /// Every programme of the chain, the default one first, with the card
+    /// ranges (a request serves the programmes its till names).
+    pub fn programme_set(&self) -> Result<Programmes, ProgrammeError> {
+        let routes: Vec<(String, Vec<String>)> = self
+            .programme_cards
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Programmes::new(
+            self.programme.clone(),
+            self.programmes.clone(),
+            &[],
+            &routes,
+        )
+    }
 }
 
 /// `[jobs]`: the chain's daily work.
@@ -263,6 +288,18 @@ impl CentralConfig {
         if let Err(e) = self.ledger.programme.validate() {
             return invalid("programme", "ledger.programme", e.to_string());
         }
+        for (i, p) in self.ledger.programmes.iter().enumerate() {
+            if let Err(e) = p.validate() {
+                return invalid(
+                    "programmes",
+                    &format!("ledger.programmes[{i}]"),
+                    e.to_string(),
+                );
+            }
+        }
+        if let Err(e) = self.ledger.programme_set() {
+            return invalid("programmes", "ledger.programmes", e.to_string());
+        }
         if let Some(addr) = self.backoffice.listen
             && !addr.ip().is_loopback()
             && !self.backoffice.allow_remote
@@ -334,6 +371,25 @@ mod tests {
 
     fn parse(src: &str) -> Result<CentralConfig, String> {
         CentralConfig::parse(src, Path::new("central.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_chains_programmes_are_named_uniquely_and_routed_to_existing_ones() {
+        let base = "[database]\nurl = \"x\"\n[ledger.programme]\nname = \"Кино\"\n\
+                    [[ledger.programmes]]\nname = \"Бар\"\n";
+        let c = parse(&format!(
+            "{base}[ledger.programme_cards]\n\"Бар\" = [\"7002\"]\n"
+        ))
+        .unwrap();
+        let set = c.ledger.programme_set().unwrap();
+        assert_eq!(set.all().count(), 2);
+        let e = parse(&format!("{base}[[ledger.programmes]]\nname = \"Кино\"\n")).unwrap_err();
+        assert!(e.contains("\"Кино\" is defined twice"), "{e}");
+        let e = parse(&format!(
+            "{base}[ledger.programme_cards]\n\"Кафе\" = [\"7\"]\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("no programme is named \"Кафе\""), "{e}");
     }
 
     #[test]

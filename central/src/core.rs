@@ -16,6 +16,7 @@ use posbridge::ledger::db::Books;
 use posbridge::ledger::embedded;
 use posbridge::ledger::local::Local;
 use posbridge::ledger::origin::Origin;
+use posbridge::ledger::programmes::ProgrammeError;
 use posbridge::ledger::rules::Programme;
 use posbridge::ledger::tiers::{TierError, Tiers};
 use posbridge::store::Store;
@@ -47,6 +48,9 @@ pub enum CoreError {
     /// The birthday run failed (the books, or the programme's dates).
     #[error(transparent)]
     Ledger(#[from] posbridge::ledger::LedgerError),
+    /// The programmes' tables do not hold together.
+    #[error("[ledger] programmes: {0}")]
+    Programmes(#[from] posbridge::ledger::programmes::ProgrammeError),
 }
 
 /// The principals' tables on the SQLite stand-in, as the PostgreSQL
@@ -98,12 +102,8 @@ impl Core {
             ));
         };
         let settings = posbridge::app::account_settings(&ledger.registration, &ledger.redemption);
-        let local = Local::with_books(
-            books.clone(),
-            ledger.programme.clone(),
-            settings,
-            Origin::default(),
-        );
+        let programmes = ledger.programme_set()?;
+        let local = Local::with_books(books.clone(), programmes, settings, Origin::default());
         Ok(Core {
             books,
             postgres,
@@ -136,6 +136,18 @@ impl Core {
     /// The ledger for one request, recording `origin` on what it writes.
     pub fn with_origin(&self, origin: Origin) -> Local {
         self.ledger.with_origin(origin)
+    }
+
+    /// [`Core::with_origin`] serving only the programmes a till names
+    /// (`served`, its own first; empty: the default one). A name the
+    /// chain does not have is refused.
+    pub fn for_till(&self, origin: Origin, served: &[String]) -> Result<Local, ProgrammeError> {
+        let local = self.ledger.with_origin(origin);
+        if served.is_empty() {
+            return Ok(local);
+        }
+        let programmes = local.programmes().serving(served)?;
+        Ok(local.with_served(programmes))
     }
 
     /// The invariants `posbridge ledger verify` checks; the violations.
@@ -186,8 +198,9 @@ impl Core {
         &self,
         now: OffsetDateTime,
     ) -> Result<Option<(usize, usize)>, CoreError> {
+        // Each programme's accounts by its own levels.
         match Tiers::with_books(self.books.clone())
-            .evaluate(self.programme.clone(), None, now, "daily", |_| {})
+            .evaluate_in(self.ledger.programmes().clone(), None, now, "daily", |_| {})
             .await
         {
             Ok((n, ch)) => Ok(Some((n, ch.len()))),

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::config::ServerConfig;
 use crate::core::{Core, WireError};
 use crate::principals::{AuthError, Authenticator, Principal};
+use posbridge::ledger::programmes;
 use posbridge::ledger::wire::dispatch;
 
 /// What every request shares.
@@ -203,9 +204,30 @@ async fn call(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let ledger = s
-        .core
-        .with_origin(Origin::new(who.store.clone(), who.terminal.clone()));
+    // The programmes the till serves: it books only their accounts.
+    let served = headers
+        .get(programmes::SERVES_HEADER)
+        .map(|v| v.to_str().ok().and_then(programmes::from_header));
+    let served = match served {
+        None => Vec::new(),
+        Some(Some(names)) => names,
+        Some(None) => {
+            return error(
+                400,
+                code::INVALID_REQUEST,
+                format!(
+                    "{}: not a list of programme names",
+                    programmes::SERVES_HEADER
+                ),
+                Value::Null,
+            );
+        }
+    };
+    let origin = Origin::new(who.store.clone(), who.terminal.clone());
+    let ledger = match s.core.for_till(origin, &served) {
+        Ok(l) => l,
+        Err(e) => return wire_error(posbridge::api::errors::programme_error(e).into()),
+    };
     let result = dispatch(&ledger, &method, args).await;
     let status = result.as_ref().map_or_else(|e| e.status, |_| 200);
     tracing::info!(

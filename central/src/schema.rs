@@ -293,6 +293,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX consents_account ON consents(account_id, id);
     ALTER TABLE accounts ADD COLUMN referred_by BIGINT REFERENCES accounts(id);",
+    // 15 (assigned; renumbered on merge): as the till's SQLite migration
+    // 26: each account's programme by name, '' the default one.
+    "ALTER TABLE accounts ADD COLUMN programme TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this binary writes.

@@ -10,6 +10,7 @@ use crate::api::rpc::{RpcError, code};
 use crate::ledger::LedgerError;
 use crate::ledger::accounts::AccountError;
 use crate::ledger::certs::{CertError, code::CodeError};
+use crate::ledger::programmes::ProgrammeError;
 use crate::ledger::rules::RulesError;
 use crate::ledger::tiers::TierError;
 use crate::ledger::wire::RemoteError;
@@ -94,6 +95,7 @@ pub fn ledger_error(e: LedgerError) -> RpcError {
         .with_data(json!({ "reason": reason })),
         LedgerError::Promo(r) => RpcError::new(code::PROMO_REFUSED, format!("promo_code: {r}"))
             .with_data(json!({ "field": "promo_code", "reason": r.reason() })),
+        LedgerError::Programme(e) => programme_error(e),
     }
 }
 
@@ -141,6 +143,20 @@ pub fn cert_error(e: CertError) -> RpcError {
         CertError::Random(e) => RpcError::internal("certificate", e),
         CertError::Db(e) => db_error("certificate", e),
         CertError::Remote(e) => remote_error(e),
+    }
+}
+
+/// A programme this till does not serve is the card of another programme
+/// (2029, naming it); a name no programme has is a bad `programme`.
+pub fn programme_error(e: ProgrammeError) -> RpcError {
+    match e {
+        ProgrammeError::NotServed(p) => RpcError::new(
+            code::CARD_OTHER_PROGRAMME,
+            format!("the account belongs to programme \"{p}\", which this till does not serve"),
+        )
+        .with_data(json!({ "programme": p })),
+        e @ ProgrammeError::Unknown(_) => RpcError::invalid_params("programme", e.to_string()),
+        e => RpcError::new(code::INVALID_PARAMS, e.to_string()),
     }
 }
 
@@ -246,6 +262,7 @@ pub fn account_error(e: AccountError) -> RpcError {
         AccountError::Rules(RulesError::Invalid { field, reason }) => {
             RpcError::invalid_params(&field, reason)
         }
+        AccountError::Programme(e) => programme_error(e),
         e => RpcError::internal("accounts", e),
     }
 }
@@ -262,6 +279,7 @@ pub fn tier_error(e: TierError) -> RpcError {
         TierError::Store(e) => RpcError::internal("tiers", e),
         TierError::Db(e) => db_error("tiers", e),
         TierError::Remote(e) => remote_error(e),
+        TierError::Programme(e) => programme_error(e),
     }
 }
 

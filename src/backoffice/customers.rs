@@ -325,6 +325,7 @@ pub(super) async fn create(
         no_welcome: false,
         birth_date: None,
         referrer: None,
+        programme: None,
     };
     match st.ledger.register(r).await {
         Ok(reg) => {

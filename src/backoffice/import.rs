@@ -366,6 +366,7 @@ async fn apply(st: Arc<Backoffice>, operator: String, from: SocketAddr, plan: Pl
             no_welcome: true,
             birth_date: None,
             referrer: None,
+            programme: None,
         };
         match st.ledger.register(reg).await {
             Ok(done) => {

@@ -10,6 +10,7 @@ mod load;
 mod locate;
 mod offline;
 pub use offline::OfflineConfig;
+mod programmes;
 mod reader;
 mod web;
 pub use web::WebConfig;
@@ -183,6 +184,15 @@ pub struct LedgerConfig {
     /// A till in central mode while the central ledger is out of reach
     /// (`[ledger.offline]`).
     pub offline: OfflineConfig,
+    /// More programmes on the same books (`[[ledger.programmes]]`), each a
+    /// full programme table whose `name` identifies it.
+    pub programmes: Vec<Programme>,
+    /// The programmes this till serves, by name, its own first (new cards
+    /// join it); empty: the default one, `[ledger.programme]`.
+    pub serves: Vec<String>,
+    /// Card ranges that route a card to its programme: programme name →
+    /// leading digits (`[ledger.programme_cards]`).
+    pub programme_cards: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl LedgerConfig {
@@ -204,6 +214,9 @@ impl Default for LedgerConfig {
             offline: OfflineConfig::default(),
             hash_concurrency: 2,
             hash_queue_timeout_ms: 5000,
+            programmes: Vec::new(),
+            serves: Vec::new(),
+            programme_cards: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -1877,6 +1890,14 @@ impl Config {
                     e.to_string(),
                 ),
             });
+        }
+        if let Err((path, message)) = programmes::validate(&self.ledger) {
+            // `ledger.serves[1]` is found by its key, `serves`.
+            let key = path
+                .strip_suffix(']')
+                .and_then(|p| p.rsplit_once('['))
+                .map_or(path.as_str(), |(p, _)| p);
+            return Err(invalid(find_path(src, key), path, message));
         }
 
         // Devices: names unique across readers and printers, exactly one

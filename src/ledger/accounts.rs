@@ -199,6 +199,9 @@ pub enum AccountError {
     /// The number is outside the programme's card ranges.
     #[error("the card belongs to another programme")]
     OtherProgramme,
+    /// A programme this till does not serve, or a name no programme has.
+    #[error(transparent)]
+    Programme(#[from] crate::ledger::programmes::ProgrammeError),
     /// The card number is not 4 to 32 digits.
     #[error("card_number: 4 to 32 digits")]
     BadCardNumber,

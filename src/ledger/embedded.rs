@@ -19,6 +19,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::db::{Books, Db, DbError, args};
 use super::origin::Origin;
+use super::programmes::Programmes;
 use super::rules::lines::ReturnLine;
 use super::rules::{
     self, AccountOverrides, OrderTerms, Programme, Quote, RefundShortfall, SaleLine,
@@ -49,12 +50,13 @@ pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 /// Units per point in the database.
 const SCALE: i64 = 10_000;
 
-/// The embedded ledger: the programme's rules over a set of books, acting
+/// The embedded ledger: the programmes' rules over a set of books, acting
 /// for one origin (the till, or the till a central request came from).
+/// Each account is priced by its own programme's rules.
 #[derive(Clone)]
 pub struct Embedded {
     books: Books,
-    programme: Arc<Programme>,
+    programmes: Arc<Programmes>,
     origin: Origin,
 }
 
@@ -95,10 +97,26 @@ impl Embedded {
     /// A ledger on `books` acting for `origin` (the central service builds
     /// one over PostgreSQL and gives each request its till's origin).
     pub fn with_books(books: Books, programme: Programme, origin: Origin) -> Self {
+        Embedded::with_programmes(books, Programmes::single(programme), origin)
+    }
+
+    /// A ledger on `books` with several programmes, each account priced
+    /// by its own.
+    pub fn with_programmes(books: Books, programmes: Programmes, origin: Origin) -> Self {
         Embedded {
             books,
-            programme: Arc::new(programme),
+            programmes: Arc::new(programmes),
             origin,
+        }
+    }
+
+    /// The same books and origin serving `programmes` instead (the central
+    /// service: the programmes a till names).
+    pub fn with_served(&self, programmes: Arc<Programmes>) -> Self {
+        Embedded {
+            books: self.books.clone(),
+            programmes,
+            origin: self.origin.clone(),
         }
     }
 
@@ -107,7 +125,7 @@ impl Embedded {
     pub fn with_origin(&self, origin: Origin) -> Self {
         Embedded {
             books: self.books.clone(),
-            programme: self.programme.clone(),
+            programmes: self.programmes.clone(),
             origin,
         }
     }
@@ -117,48 +135,63 @@ impl Embedded {
         &self.books
     }
 
-    /// The programme in force.
+    /// The till's own programme (the first it serves).
     pub fn programme(&self) -> &Programme {
-        &self.programme
+        self.programmes.first()
+    }
+
+    /// Every programme and the ones served.
+    pub fn programmes(&self) -> &Arc<Programmes> {
+        &self.programmes
     }
 
     /// The account behind a card, with expired lots posted first.
     pub async fn resolve(&self, number: String) -> Result<Option<AccountSummary>, LedgerError> {
         let now = OffsetDateTime::now_utc();
-        let programme = self.programme.clone();
+        let programmes = self.programmes.clone();
         let origin = self.origin.clone();
         // A read first (a reader connection on the embedded store, so a
         // swipe does not queue behind commits); only an account with lots
         // due to expire (its maintained next expiry has passed) needs the
         // write that posts them.
-        let (p, n) = (programme.clone(), number.clone());
+        let (ps, n) = (programmes.clone(), number.clone());
         let read = self
             .books
             .read(move |db| {
                 let Some((account, status)) = card_account(db, &n)? else {
-                    return Ok(Some(None));
+                    return Ok(Some(Ok(None)));
+                };
+                // A foreign programme's card is refused before anything
+                // else, even its due burns.
+                let p = match ps.of_account(db, account)? {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Some(Err(e))),
                 };
                 if book::has_due(db, account, now)? {
                     return Ok(None);
                 }
                 let mut s = summary(db, account, status, now)?;
                 super::tiers::annotate(db, &p, &mut s, now)?;
-                Ok(Some(Some(s)))
+                Ok(Some(Ok(Some(s))))
             })
             .await?;
         if let Some(r) = read {
-            return Ok(r);
+            return Ok(r?);
         }
         let r = self
             .books
             .write_always(move |db| {
                 let mut s = resolve_tx(db, &number, now, &origin)?;
                 if let Some(s) = s.as_mut() {
-                    super::tiers::annotate(db, &programme, s, now)?;
+                    let p = match programmes.of_account(db, s.account)? {
+                        Ok(p) => p,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    super::tiers::annotate(db, &p, s, now)?;
                 }
-                Ok(s)
+                Ok(Ok(s))
             })
-            .await?;
+            .await??;
         Ok(r)
     }
 
@@ -225,22 +258,31 @@ impl Embedded {
         promo_code: Option<String>,
     ) -> Result<(Option<AccountSummary>, Quote), LedgerError> {
         let now = OffsetDateTime::now_utc();
-        // A programme off or out of its window quotes nothing.
-        rules::switches::check_active(&self.programme, now)?;
-        let programme = self.programme.clone();
+        let programmes = self.programmes.clone();
         let origin = self.origin.clone();
-        // One transaction: the summary, the overrides, the groups the
-        // campaigns look at and the promo code's uses together.
-        let (summary, overrides, groups, code) = self
+        // One transaction: the summary, the account's programme and
+        // overrides, the groups the campaigns look at and the promo code's
+        // uses together.
+        let (summary, programme, overrides, groups, code) = self
             .books
             .write_always(move |db| {
                 let summary = resolve_tx(db, &number, now, &origin)?;
-                let (overrides, groups) = match &summary {
-                    Some(s) => (
-                        priced_overrides(db, &programme, s.account)?,
-                        super::accounts::groups_of(db, s.account)?,
-                    ),
-                    None => (AccountOverrides::default(), Vec::new()),
+                let (programme, overrides, groups) = match &summary {
+                    Some(s) => {
+                        let p = match programmes.of_account(db, s.account)? {
+                            Ok(p) => p,
+                            Err(e) => return Ok(Err(LedgerError::from(e))),
+                        };
+                        let o = priced_overrides(db, &p, s.account)?;
+                        let g = super::accounts::groups_of(db, s.account)?;
+                        (p, o, g)
+                    }
+                    // A card not yet enrolled joins where a sale would
+                    // put it.
+                    None => match programmes.for_new(None, Some(&number)) {
+                        Ok((_, p)) => (p, AccountOverrides::default(), Vec::new()),
+                        Err(e) => return Ok(Err(LedgerError::from(e))),
+                    },
                 };
                 let code = match &promo_code {
                     Some(c) => Some(promo::check(
@@ -252,14 +294,15 @@ impl Embedded {
                     )?),
                     None => None,
                 };
-                Ok((summary, overrides, groups, code))
+                Ok(Ok((summary, programme, overrides, groups, code)))
             })
-            .await?;
+            .await??;
+        // A programme off or out of its window quotes nothing.
+        rules::switches::check_active(&programme, now)?;
         let code = code.transpose()?;
         let balance = summary.as_ref().map_or(Decimal::ZERO, |s| s.balance);
-        let mut q =
-            rules::quote_with(&self.programme, &overrides, &terms, &lines, balance, redeem)?;
-        rules::campaigns::apply(&self.programme, &lines, &mut q, now, &groups, code.as_ref())?;
+        let mut q = rules::quote_with(&programme, &overrides, &terms, &lines, balance, redeem)?;
+        rules::campaigns::apply(&programme, &lines, &mut q, now, &groups, code.as_ref())?;
         Ok((summary, q))
     }
 
@@ -412,13 +455,13 @@ impl Embedded {
                 };
             }
         };
-        let programme = self.programme.clone();
+        let programmes = self.programmes.clone();
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
                 commit_full_tx(
                     db,
-                    &programme,
+                    &programmes,
                     &key,
                     &number,
                     &receipt_id,
@@ -476,13 +519,13 @@ impl Embedded {
                 return stored.unwrap_or(Err(e));
             }
         };
-        let programme = self.programme.clone();
+        let programmes = self.programmes.clone();
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
-                refund_tx(
+                refund_tx_in(
                     db,
-                    &programme,
+                    &programmes,
                     &key,
                     &sale,
                     amount,
@@ -508,7 +551,7 @@ impl Embedded {
         operator: String,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<AdjustResult, LedgerError> {
-        let programme = self.programme.clone();
+        let programmes = self.programmes.clone();
         let now = OffsetDateTime::now_utc();
         let origin = self.origin.clone();
         self.books
@@ -522,7 +565,7 @@ impl Embedded {
                     operator: &operator,
                     expires_at,
                 };
-                missed::accrue_missed_tx(db, &programme, &key, &m, now, &origin)
+                missed::accrue_missed_tx(db, &programmes, &key, &m, now, &origin)
             })
             .await?
     }
@@ -538,13 +581,21 @@ impl Embedded {
         operator: String,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<AdjustResult, LedgerError> {
-        let programme = self.programme.clone();
+        let programmes = self.programmes.clone();
         let now = OffsetDateTime::now_utc();
         let origin = self.origin.clone();
         self.books
             .write(move |db| {
-                adjust_tx(
-                    db, &programme, &key, &number, amount, &reason, &operator, expires_at, now,
+                adjust_tx_in(
+                    db,
+                    &programmes,
+                    &key,
+                    &number,
+                    amount,
+                    &reason,
+                    &operator,
+                    expires_at,
+                    now,
                     &origin,
                 )
             })
@@ -932,12 +983,40 @@ pub(crate) fn replay_commit_tx(
     }
 }
 
-/// [`Embedded::refund`] at `now`, in the caller's transaction (tests pick
-/// `now` to move through expiry boundaries).
+/// [`refund_tx_in`] with one programme (tests).
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn refund_tx(
     db: &dyn Db,
     p: &Programme,
+    key: &str,
+    sale: &SaleRef,
+    amount: Option<Decimal>,
+    returned: Option<&[ReturnLine]>,
+    now: OffsetDateTime,
+    origin: &Origin,
+    cashier: Option<&str>,
+) -> TxResult<RefundResult> {
+    refund_tx_in(
+        db,
+        &Programmes::single(p.clone()),
+        key,
+        sale,
+        amount,
+        returned,
+        now,
+        origin,
+        cashier,
+    )
+}
+
+/// [`Embedded::refund`] at `now`, in the caller's transaction (tests pick
+/// `now` to move through expiry boundaries), by the rules of the sale's
+/// account's programme.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refund_tx_in(
+    db: &dyn Db,
+    ps: &Programmes,
     key: &str,
     sale: &SaleRef,
     amount: Option<Decimal>,
@@ -970,6 +1049,11 @@ pub(crate) fn refund_tx(
     let Some((sale_txn, account, sale_result)) = row else {
         return Ok(Err(LedgerError::UnknownSale));
     };
+    let p = match ps.of_account(db, account)? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let p = p.as_ref();
     let Ok(original) = serde_json::from_str::<CommitResult>(&sale_result) else {
         return Err(DbError::Invariant("a sale's stored result is unreadable"));
     };
@@ -1155,11 +1239,41 @@ fn refund_share_of(
     )
 }
 
-/// [`Embedded::adjust`] at `now`, in the caller's transaction.
+/// [`adjust_tx_in`] with one programme (tests).
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn adjust_tx(
     db: &dyn Db,
     p: &Programme,
+    key: &str,
+    number: &str,
+    amount: Decimal,
+    reason: &str,
+    operator: &str,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    origin: &Origin,
+) -> TxResult<AdjustResult> {
+    adjust_tx_in(
+        db,
+        &Programmes::single(p.clone()),
+        key,
+        number,
+        amount,
+        reason,
+        operator,
+        expires_at,
+        now,
+        origin,
+    )
+}
+
+/// [`Embedded::adjust`] at `now`, in the caller's transaction, by the
+/// rules of the card's account's programme.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn adjust_tx_in(
+    db: &dyn Db,
+    ps: &Programmes,
     key: &str,
     number: &str,
     amount: Decimal,
@@ -1182,6 +1296,11 @@ pub(crate) fn adjust_tx(
     let Some((account, _)) = card_account(db, number)? else {
         return Ok(Err(LedgerError::UnknownCard));
     };
+    let p = match ps.of_account(db, account)? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let p = p.as_ref();
     expire_due(db, account, now, origin)?;
     // An operator's deduction may take held points too (correcting an
     // accrual inside its window); the figures shown are spendable ones.
@@ -1240,8 +1359,7 @@ pub(crate) fn adjust_tx(
     finish(db, txn, result)
 }
 
-/// [`Embedded::commit`] at `now`, in the caller's transaction, without
-/// order terms: the tests' shorthand for [`commit_terms_tx`].
+/// [`commit_tx_in`] with one programme (tests).
 #[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn commit_tx(
@@ -1256,9 +1374,9 @@ pub(crate) fn commit_tx(
     origin: &Origin,
     cashier: Option<&str>,
 ) -> TxResult<CommitResult> {
-    commit_terms_tx(
+    commit_tx_in(
         db,
-        p,
+        &Programmes::single(p.clone()),
         key,
         number,
         receipt_id,
@@ -1267,15 +1385,38 @@ pub(crate) fn commit_tx(
         now,
         origin,
         cashier,
-        &OrderTerms::default(),
     )
 }
 
-/// [`commit_tx`] with the order's own terms set by the cashier.
+/// [`Embedded::commit`] at `now`, in the caller's transaction, by the
+/// rules of the card's account's programme (a card without an account
+/// joins the programme its range routes to, else the till's own). Without
+/// order terms or a promo code: the tests' shorthand for [`commit_full_tx`].
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn commit_tx_in(
+    db: &dyn Db,
+    ps: &Programmes,
+    key: &str,
+    number: &str,
+    receipt_id: &str,
+    lines: &[SaleLine],
+    redeem: Decimal,
+    now: OffsetDateTime,
+    origin: &Origin,
+    cashier: Option<&str>,
+) -> TxResult<CommitResult> {
+    let terms = OrderTerms::default();
+    commit_full_tx(
+        db, ps, key, number, receipt_id, lines, redeem, now, origin, cashier, &terms, None,
+    )
+}
+
+/// [`commit_tx_in`] with the order's own terms set by the cashier.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn commit_terms_tx(
     db: &dyn Db,
-    p: &Programme,
+    ps: &Programmes,
     key: &str,
     number: &str,
     receipt_id: &str,
@@ -1287,7 +1428,7 @@ pub(crate) fn commit_terms_tx(
     terms: &OrderTerms,
 ) -> TxResult<CommitResult> {
     commit_full_tx(
-        db, p, key, number, receipt_id, lines, redeem, now, origin, cashier, terms, None,
+        db, ps, key, number, receipt_id, lines, redeem, now, origin, cashier, terms, None,
     )
 }
 
@@ -1297,7 +1438,7 @@ pub(crate) fn commit_terms_tx(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn commit_full_tx(
     db: &dyn Db,
-    p: &Programme,
+    ps: &Programmes,
     key: &str,
     number: &str,
     receipt_id: &str,
@@ -1311,10 +1452,19 @@ pub(crate) fn commit_full_tx(
 ) -> TxResult<CommitResult> {
     let request = commit_request_full(number, receipt_id, lines, redeem, terms, promo_code);
     let request = request.as_str();
-    let (account, status) = match card_account(db, number)? {
-        Some(a) => a,
-        None => (enrol(db, number, now)?, "active".to_owned()),
+    let (account, status, p) = match card_account(db, number)? {
+        Some((a, status)) => match ps.of_account(db, a)? {
+            Ok(p) => (a, status, p),
+            // A repeat of a key booked before the till stopped serving
+            // the programme is refused too: nothing of it is this till's.
+            Err(e) => return Ok(Err(e.into())),
+        },
+        None => match ps.for_new(None, Some(number)) {
+            Ok((key, p)) => (enrol(db, number, &key, now)?, "active".to_owned(), p),
+            Err(e) => return Ok(Err(e.into())),
+        },
     };
+    let p = p.as_ref();
     let stamp = ts(now);
     // The key is claimed by the txn row's insert, not looked up first (see
     // `claim_txn`). A repeat answers from the stored result even if the

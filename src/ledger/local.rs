@@ -14,13 +14,14 @@ use super::accounts::{
     Update,
 };
 use super::certs::{CertError, CertIssued, CertMoved, CertRef, CertView, Certs, Validity};
-use super::db::Books;
+use super::db::{Books, args};
 use super::embedded::{
     AccountRef, AccountSummary, AdjustResult, CommitResult, Embedded, HistoryPage, OverridesResult,
     RefundResult, SaleRef,
 };
 use super::origin::Origin;
 use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased, People};
+use super::programmes::{ProgrammeError, Programmes};
 use super::report::{Report, ReportQuery};
 use super::rules::lines::ReturnLine;
 use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
@@ -35,7 +36,7 @@ pub struct Local {
     embedded: Embedded,
     accounts: Accounts,
     tiers: Tiers,
-    programme: Arc<Programme>,
+    programmes: Arc<Programmes>,
     origin: Origin,
     certs: Certs,
 }
@@ -44,13 +45,23 @@ impl Local {
     /// The books on `store`, with `programme`'s rules and the registration
     /// `settings`.
     pub fn new(store: Store, programme: Programme, settings: Settings) -> Self {
+        Local::with_programmes(store, Programmes::single(programme), settings)
+    }
+
+    /// The books on `store` with several programmes, each account priced
+    /// by its own, serving those `programmes` names.
+    pub fn with_programmes(store: Store, programmes: Programmes, settings: Settings) -> Self {
         let origin = Origin::new("", store.terminal_id());
         Local {
-            embedded: Embedded::new(store.clone(), programme.clone()),
+            embedded: Embedded::with_programmes(
+                Books::sqlite(store.clone()),
+                programmes.clone(),
+                origin.clone(),
+            ),
             accounts: Accounts::new(store.clone(), settings),
             certs: Certs::new(Books::sqlite(store.clone()), origin.clone()),
             tiers: Tiers::new(store),
-            programme: Arc::new(programme),
+            programmes: Arc::new(programmes),
             origin,
         }
     }
@@ -59,16 +70,16 @@ impl Local {
     /// PostgreSQL), writing as `origin`.
     pub fn with_books(
         books: Books,
-        programme: Programme,
+        programmes: Programmes,
         settings: Settings,
         origin: Origin,
     ) -> Self {
         Local {
-            embedded: Embedded::with_books(books.clone(), programme.clone(), origin.clone()),
+            embedded: Embedded::with_programmes(books.clone(), programmes.clone(), origin.clone()),
             accounts: Accounts::with_books(books.clone(), settings, origin.clone()),
             certs: Certs::new(books.clone(), origin.clone()),
             tiers: Tiers::with_books(books),
-            programme: Arc::new(programme),
+            programmes: Arc::new(programmes),
             origin,
         }
     }
@@ -81,10 +92,48 @@ impl Local {
             embedded: self.embedded.with_origin(origin.clone()),
             accounts: self.accounts.with_origin(origin.clone()),
             tiers: self.tiers.clone(),
-            programme: self.programme.clone(),
+            programmes: self.programmes.clone(),
             certs: self.certs.with_origin(origin.clone()),
             origin,
         }
+    }
+
+    /// The same books serving `programmes` (the central service narrows
+    /// its chain's set to the programmes a till names).
+    pub fn with_served(&self, programmes: Programmes) -> Local {
+        let programmes = Arc::new(programmes);
+        Local {
+            embedded: self.embedded.with_served(programmes.clone()),
+            accounts: self.accounts.clone(),
+            tiers: self.tiers.clone(),
+            programmes,
+            certs: self.certs.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// Every programme, and the ones this ledger serves.
+    pub fn programmes(&self) -> &Arc<Programmes> {
+        &self.programmes
+    }
+
+    /// The rules of `account`'s programme, if this ledger serves it.
+    async fn programme_of(&self, account: i64) -> Result<Arc<Programme>, AccountError> {
+        let ps = self.programmes.clone();
+        self.embedded
+            .books()
+            .read(move |db| {
+                let exists: Option<i64> = db.query_opt(
+                    "SELECT id FROM accounts WHERE id = ?1",
+                    args![account],
+                    |r| r.get(0),
+                )?;
+                if exists.is_none() {
+                    return Ok(Err(AccountError::UnknownAccount));
+                }
+                Ok(ps.of_account(db, account)?.map_err(AccountError::from))
+            })
+            .await?
     }
 
     /// Where this ledger's writes say they come from.
@@ -116,7 +165,10 @@ fn card_status(s: &str) -> Result<&'static str, AccountError> {
 
 impl Ledger for Local {
     fn programme(&self) -> &Programme {
-        &self.programme
+        self.programmes.first()
+    }
+    fn programmes(&self) -> Arc<Programmes> {
+        self.programmes.clone()
     }
     fn account_settings(&self) -> &Settings {
         self.accounts.settings()
@@ -264,7 +316,19 @@ impl Ledger for Local {
         Box::pin(self.embedded.history(who, cursor, limit))
     }
     fn register(&self, r: Registration) -> LedgerFuture<'_, Registered, AccountError> {
-        Box::pin(self.accounts.register(&self.programme, r))
+        Box::pin(async move {
+            let (key, p) = self
+                .programmes
+                .for_new(r.programme.as_deref(), r.card_number.as_deref())?;
+            match self.accounts.register_in(&p, &key, r).await {
+                // The default programme is stored as "": say its name.
+                Err(AccountError::Programme(ProgrammeError::NotServed(k))) if k.is_empty() => Err(
+                    ProgrammeError::NotServed(self.programmes.default_programme().name.clone())
+                        .into(),
+                ),
+                r => r,
+            }
+        })
     }
     fn code_delivered(&self, account: i64) -> LedgerFuture<'_, (), AccountError> {
         Box::pin(self.accounts.code_delivered(account))
@@ -273,7 +337,10 @@ impl Ledger for Local {
         Box::pin(self.accounts.new_code(account))
     }
     fn activate(&self, account: i64, code: Secret) -> LedgerFuture<'_, Activated, AccountError> {
-        Box::pin(self.accounts.activate(&self.programme, account, code))
+        Box::pin(async move {
+            let p = self.programme_of(account).await?;
+            self.accounts.activate(&p, account, code).await
+        })
     }
     fn update_account(
         &self,
@@ -358,7 +425,7 @@ impl Ledger for Local {
         terms: OrderTerms,
     ) -> LedgerFuture<'_, (String, CommitResult), SpendError> {
         Box::pin(self.accounts.commit_with_code(
-            self.programme.clone(),
+            self.programmes.clone(),
             key,
             account,
             code,
@@ -406,7 +473,7 @@ impl Ledger for Local {
     ) -> LedgerFuture<'_, (usize, Vec<TierChange>), TierError> {
         Box::pin(
             self.tiers
-                .evaluate(self.programme.clone(), account, now, "admin", |_| {}),
+                .evaluate_in(self.programmes.clone(), account, now, "admin", |_| {}),
         )
     }
     fn tier_history(
@@ -415,13 +482,14 @@ impl Ledger for Local {
         limit: u32,
         now: OffsetDateTime,
     ) -> LedgerFuture<'_, (TierView, Vec<TierChange>), TierError> {
-        Box::pin(
-            self.tiers
-                .history(self.programme.clone(), account, limit, now),
-        )
+        Box::pin(async move {
+            let p = self.tiers.programme_of(&self.programmes, account).await?;
+            self.tiers.history(p, account, limit, now).await
+        })
     }
     fn report(&self, q: ReportQuery, now: OffsetDateTime) -> LedgerFuture<'_, Report> {
-        let p = self.programme.clone();
+        // The report's clock and figures are the till's own programme's.
+        let p = self.programmes.first().clone();
         Box::pin(async move {
             self.embedded
                 .books()
@@ -511,7 +579,11 @@ impl Ledger for Local {
         })
     }
     fn birthday_run(&self, now: OffsetDateTime) -> LedgerFuture<'_, BirthdayRun> {
-        Box::pin(async move { self.people().birthday_run(&self.programme, now).await })
+        Box::pin(async move {
+            self.people()
+                .birthday_run(self.programmes.first(), now)
+                .await
+        })
     }
     fn set_consent(
         &self,

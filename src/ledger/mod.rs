@@ -15,6 +15,7 @@ pub mod local;
 pub mod offline;
 pub mod origin;
 pub mod people;
+pub mod programmes;
 #[cfg(test)]
 mod proptests;
 pub mod remote;
@@ -102,8 +103,13 @@ pub type LedgerFuture<'a, T, E = LedgerError> =
 /// `history` are [`accounts::Accounts`]' and [`tiers::Tiers`]', with the
 /// same meaning (the programme is the ledger's own).
 pub trait Ledger: Send + Sync {
-    /// The programme's rules.
+    /// The till's own programme's rules (the first it serves).
     fn programme(&self) -> &Programme;
+    /// Every programme this ledger knows and the ones the till serves;
+    /// by default the one programme.
+    fn programmes(&self) -> std::sync::Arc<programmes::Programmes> {
+        std::sync::Arc::new(programmes::Programmes::single(self.programme().clone()))
+    }
     /// The registration and redemption settings the API reads.
     fn account_settings(&self) -> &Settings;
     /// The account behind a card, if any.

@@ -573,6 +573,9 @@ impl Ledger for Offline {
     fn programme(&self) -> &Programme {
         self.central.programme()
     }
+    fn programmes(&self) -> std::sync::Arc<super::programmes::Programmes> {
+        self.central.programmes()
+    }
     fn account_settings(&self) -> &Settings {
         self.central.account_settings()
     }

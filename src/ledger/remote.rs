@@ -34,6 +34,7 @@ use super::embedded::{
     OverridesResult, RefundResult, SaleRef,
 };
 use super::people::{BirthdayRun, ConsentChange, ConsentView, Erased};
+use super::programmes::{Programmes, SERVES_HEADER, header_value};
 use super::report::{Report, ReportQuery};
 use super::rules::lines::ReturnLine;
 use super::rules::{AccountOverrides, OrderTerms, Programme, Quote, SaleLine};
@@ -166,6 +167,10 @@ pub struct Central {
     programme: Programme,
     settings: Settings,
     contact: Arc<Mutex<Option<Contact>>>,
+    /// The programmes the till serves, its own first (the rules of its
+    /// quotes), named to the service on every call.
+    programmes: Arc<Programmes>,
+    serves: HeaderValue,
 }
 
 impl Central {
@@ -195,10 +200,27 @@ impl Central {
             http,
             base: endpoint.url.trim_end_matches('/').to_owned(),
             auth,
+            programmes: Arc::new(Programmes::single(programme.clone())),
+            serves: HeaderValue::from_static(""),
             programme,
             settings,
             contact: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The same client serving `programmes` (the till's `[ledger] serves`):
+    /// the service books only accounts of the programmes named.
+    pub fn serving(mut self, programmes: Programmes) -> Result<Central, CentralError> {
+        let names = if programmes.all().count() == 1 {
+            // One programme: the service's default, as before.
+            Vec::new()
+        } else {
+            programmes.served_names()
+        };
+        self.serves = HeaderValue::from_str(&header_value(&names))
+            .map_err(|_| CentralError::Client("programme names in a header".into()))?;
+        self.programmes = Arc::new(programmes);
+        Ok(self)
     }
 
     /// The last answer of the central service, if any since start.
@@ -312,6 +334,7 @@ impl Central {
                 .post(&url)
                 .header(AUTHORIZATION, self.auth.clone())
                 .header(CONTENT_TYPE, "application/json")
+                .header(SERVES_HEADER, self.serves.clone())
                 .body(body.clone())
                 .send()
                 .await;
@@ -421,7 +444,10 @@ macro_rules! client_methods {
 
 impl Ledger for Central {
     fn programme(&self) -> &Programme {
-        &self.programme
+        self.programmes.first()
+    }
+    fn programmes(&self) -> Arc<Programmes> {
+        self.programmes.clone()
     }
     fn account_settings(&self) -> &Settings {
         &self.settings

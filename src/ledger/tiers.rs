@@ -20,6 +20,7 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use super::db::{Books, Db, DbError, args};
 use super::embedded::{new_txn, store_result, ts};
 use super::origin::Origin;
+use super::programmes::{ProgrammeError, Programmes};
 use super::rules::tiers::{self as rules, Activity, Progress, Purchase, Tier};
 use super::rules::{AccountOverrides, Programme, SaleLine};
 use crate::store::{Store, StoreError};
@@ -360,6 +361,16 @@ pub fn account_batch(db: &dyn Db, after: i64) -> Result<Vec<i64>, DbError> {
     )
 }
 
+/// The next batch of ids of the accounts of one programme (its stored
+/// key), after `after`.
+pub fn account_batch_in(db: &dyn Db, after: i64, programme: &str) -> Result<Vec<i64>, DbError> {
+    db.query_map(
+        "SELECT id FROM accounts WHERE id > ?1 AND programme = ?3 ORDER BY id LIMIT ?2",
+        args![after, BATCH, programme],
+        |r| r.get(0),
+    )
+}
+
 /// Whether an account with this id exists.
 pub fn account_exists(db: &dyn Db, account: i64) -> Result<bool, DbError> {
     Ok(db
@@ -408,6 +419,9 @@ pub enum TierError {
     /// The central ledger refused (its own code) or could not be reached.
     #[error(transparent)]
     Remote(#[from] crate::ledger::RemoteError),
+    /// The account's programme is not one this ledger serves.
+    #[error(transparent)]
+    Programme(#[from] ProgrammeError),
 }
 
 /// Tier evaluation and history on a set of books, for the API and the
@@ -471,6 +485,68 @@ impl Tiers {
             }
         }
         Ok((count, changes))
+    }
+
+    /// [`Tiers::evaluate`] with several programmes: one account by its
+    /// own programme's levels (which this ledger must serve), or every
+    /// programme's accounts by that programme's levels (programmes without
+    /// levels are skipped; none with levels is [`TierError::NotConfigured`]).
+    pub async fn evaluate_in(
+        &self,
+        programmes: Arc<Programmes>,
+        account: Option<i64>,
+        now: OffsetDateTime,
+        trigger: &'static str,
+        mut committed: impl FnMut(&[TierChange]) + Send,
+    ) -> Result<(usize, Vec<TierChange>), TierError> {
+        if let Some(a) = account {
+            let p = self.programme_of(&programmes, a).await?;
+            return self.evaluate(p, Some(a), now, trigger, committed).await;
+        }
+        if !programmes.any_tiers() {
+            return Err(TierError::NotConfigured);
+        }
+        let mut count = 0;
+        let mut changes = Vec::new();
+        for (key, p) in programmes.keyed() {
+            if p.tiers.is_empty() {
+                continue;
+            }
+            let mut after = 0;
+            loop {
+                let k = key.to_owned();
+                let batch = self
+                    .books
+                    .read(move |db| account_batch_in(db, after, &k))
+                    .await?;
+                let ch = self.evaluate_each(p, batch.clone(), now, trigger).await?;
+                count += batch.len();
+                committed(&ch);
+                changes.extend(ch);
+                match batch.last() {
+                    Some(&last) if batch.len() == BATCH => after = last,
+                    _ => break,
+                }
+            }
+        }
+        Ok((count, changes))
+    }
+
+    /// The rules of `account`'s programme, if served.
+    pub async fn programme_of(
+        &self,
+        programmes: &Arc<Programmes>,
+        account: i64,
+    ) -> Result<Arc<Programme>, TierError> {
+        let ps = programmes.clone();
+        self.books
+            .read(move |db| {
+                if !account_exists(db, account)? {
+                    return Ok(Err(TierError::UnknownAccount));
+                }
+                Ok(ps.of_account(db, account)?.map_err(TierError::from))
+            })
+            .await?
     }
 
     /// Evaluates `accounts`, each in its own write transaction (a sale

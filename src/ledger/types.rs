@@ -66,6 +66,10 @@ pub enum LedgerError {
     /// The promo code typed on the sale is refused.
     #[error("promo_code: {0}")]
     Promo(#[from] super::rules::campaigns::PromoRefusal),
+    /// The account's programme is not one this till serves (or a name no
+    /// programme has).
+    #[error(transparent)]
+    Programme(#[from] crate::ledger::programmes::ProgrammeError),
 }
 
 /// What a card resolves to.

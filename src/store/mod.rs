@@ -384,6 +384,11 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX consents_account ON consents(account_id, id);
     ALTER TABLE accounts ADD COLUMN referred_by INTEGER REFERENCES accounts(id);",
+    // 26 (assigned; renumbered on merge): the programme each account
+    // belongs to, by name; '' is the default programme
+    // ([ledger.programme]), which every existing account keeps whatever
+    // that programme is named.
+    "ALTER TABLE accounts ADD COLUMN programme TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after its

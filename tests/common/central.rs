@@ -18,7 +18,13 @@ pub const TERMINAL: &str = "T1";
 /// The tables that configure the ledger's rules: the central service needs
 /// them; the till keeps them too (it compares its programme with the
 /// central one, prices receipts and delivers codes with them).
-const LEDGER_TABLES: [&str; 3] = ["programme", "registration", "redemption"];
+const LEDGER_TABLES: [&str; 5] = [
+    "programme",
+    "registration",
+    "redemption",
+    "programmes",
+    "programme_cards",
+];
 
 /// The central service binary (see [`super::bins::workspace_bin`]).
 pub fn central_bin() -> PathBuf {
@@ -293,8 +299,9 @@ fn kill(state: &mut State) {
     }
 }
 
-/// `[ledger.programme]`, `[ledger.registration]` and `[ledger.redemption]`
-/// of `rest`, as they sit under `[ledger]`.
+/// `[ledger.programme]`, `[ledger.registration]`, `[ledger.redemption]`,
+/// `[[ledger.programmes]]` and `[ledger.programme_cards]` of `rest`, as
+/// they sit under `[ledger]`.
 fn ledger_tables(rest: &str) -> toml::Table {
     let table: toml::Table = rest.parse().expect("rest is TOML");
     let mut out = toml::Table::new();

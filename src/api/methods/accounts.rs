@@ -100,6 +100,9 @@ struct RegisterParams {
     birth_date: Option<String>,
     /// The inviter's card number or phone, for the referral bonus.
     referrer: Option<String>,
+    /// The programme the account opens under (one this till serves);
+    /// absent: the card range's, else the till's own.
+    programme: Option<String>,
 }
 
 /// A `card_token` instead of `card_number` (+ `secret`): the card and the
@@ -182,6 +185,7 @@ pub(super) async fn register(
             no_welcome: false,
             birth_date: p.birth_date,
             referrer: p.referrer,
+            programme: p.programme,
         })
         .await
         .map_err(account_error)?;

@@ -108,14 +108,20 @@ pub(super) async fn add_tier(
     account: i64,
     out: &mut Value,
 ) -> Result<(), RpcError> {
-    if app.ledger.programme().tiers.is_empty() {
+    if !app.ledger.programmes().any_tiers() {
         return Ok(());
     }
-    let (view, _) = app
+    let found = app
         .ledger
         .tier_history(account, 1, OffsetDateTime::now_utc())
-        .await
-        .map_err(tier_error)?;
+        .await;
+    let (view, _) = match found {
+        Ok(v) => v,
+        // The account's programme has no levels, or is not this till's.
+        Err(crate::ledger::tiers::TierError::NotConfigured)
+        | Err(crate::ledger::tiers::TierError::Programme(_)) => return Ok(()),
+        Err(e) => return Err(tier_error(e)),
+    };
     out["tier"] = json!(view.tier);
     if let Some(progress) = view.progress {
         out["tier_progress"] = json!(progress);
@@ -139,10 +145,13 @@ pub(super) fn next_run(now: OffsetDateTime, offset: UtcOffset) -> OffsetDateTime
 /// a till with the embedded ledger (`tiers` on its store), in the central
 /// service for a chain.
 pub(crate) async fn daily(app: Arc<App>, tiers: Tiers, shutdown: CancellationToken) {
-    let p = programme(&app);
-    if p.tiers.is_empty() {
+    // Each programme's accounts by its own levels, on the till's own
+    // programme's clock.
+    let programmes = app.ledger.programmes();
+    if !programmes.any_tiers() {
         return;
     }
+    let p = programme(&app);
     let offset = UtcOffset::from_whole_seconds(p.utc_offset_minutes.saturating_mul(60))
         .unwrap_or(UtcOffset::UTC);
     loop {
@@ -155,8 +164,8 @@ pub(crate) async fn daily(app: Arc<App>, tiers: Tiers, shutdown: CancellationTok
             _ = tokio::time::sleep(wait) => {}
         }
         let app2 = app.clone();
-        let run = tiers.evaluate(
-            p.clone(),
+        let run = tiers.evaluate_in(
+            programmes.clone(),
             None,
             OffsetDateTime::now_utc(),
             "daily",

@@ -22,7 +22,8 @@ use super::{AccountError, Accounts, CodeTable, PendingCode, ts};
 use crate::ledger::SpendError;
 use crate::ledger::db::{Db, DbError, args};
 use crate::ledger::embedded::{CommitResult, commit_terms_tx, replay_commit_tx};
-use crate::ledger::rules::{OrderTerms, Programme, SaleLine};
+use crate::ledger::programmes::Programmes;
+use crate::ledger::rules::{OrderTerms, SaleLine};
 use crate::redact::Secret;
 use rust_decimal::Decimal;
 
@@ -99,7 +100,7 @@ impl Accounts {
     #[allow(clippy::too_many_arguments)]
     pub async fn commit_with_code(
         &self,
-        programme: std::sync::Arc<Programme>,
+        programmes: std::sync::Arc<Programmes>,
         key: String,
         account: i64,
         code: Secret,
@@ -143,7 +144,7 @@ impl Accounts {
             let now = OffsetDateTime::now_utc();
             Ok(commit_terms_tx(
                 db,
-                &programme,
+                &programmes,
                 &key,
                 &number,
                 &receipt_id,

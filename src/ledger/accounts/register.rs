@@ -11,6 +11,7 @@ use super::{
     groups_of, missing_group, phone_of, random_digits, ts, unused_virtual, welcome_now,
 };
 use crate::ledger::db::{DbError, args};
+use crate::ledger::programmes::ProgrammeError;
 use crate::ledger::rules::Programme;
 use crate::redact::Secret;
 
@@ -23,9 +24,23 @@ impl Accounts {
     /// A physical card that joined through a sale (an account with no
     /// contact yet) is adopted: its account, with its points, becomes the
     /// customer's. A card whose account has a customer is refused.
+    ///
+    /// The account opens under the default programme, `p`.
     pub async fn register(
         &self,
         p: &Programme,
+        r: Registration,
+    ) -> Result<Registered, AccountError> {
+        self.register_in(p, "", r).await
+    }
+
+    /// [`Accounts::register`] under `programme` (its stored key, `""` for
+    /// the default one) with `p` its rules; a card that joined another
+    /// programme through a sale is refused.
+    pub async fn register_in(
+        &self,
+        p: &Programme,
+        programme: &str,
         r: Registration,
     ) -> Result<Registered, AccountError> {
         let phone = r.phone.as_deref().map(phone_of).transpose()?;
@@ -84,6 +99,7 @@ impl Accounts {
         let source = self.random;
         let origin = self.origin.clone();
         let (name, card_number, referrer) = (r.name, r.card_number, r.referrer);
+        let programme = programme.to_owned();
         // The closure may run again on a conflict: it reads what it needs
         // afresh and clones what it hands out.
         let out = self
@@ -98,18 +114,30 @@ impl Accounts {
                 let stamp = ts(now);
                 let status = if code.is_some() { "pending" } else { "active" };
                 // An existing card: adopt its account if nobody owns it.
-                let existing: Option<(i64, String, bool)> = match &card_number {
+                let existing: Option<(i64, String, bool, String)> = match &card_number {
                     Some(n) => db.query_opt(
                         "SELECT a.id,
                                 CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
-                                a.phone IS NOT NULL OR a.email IS NOT NULL
+                                a.phone IS NOT NULL OR a.email IS NOT NULL, a.programme
                          FROM cards c JOIN accounts a ON a.id = c.account_id
                          WHERE c.number = ?1",
                         args![n],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )?,
                     None => None,
                 };
+                // A card that joined another programme through a sale
+                // keeps its points there: it cannot be adopted here.
+                if let Some((_, _, false, other)) = &existing
+                    && *other != programme
+                {
+                    // The stored key ("" is the default programme, which
+                    // the caller names).
+                    return Ok(Err(AccountError::Programme(ProgrammeError::NotServed(
+                        other.clone(),
+                    ))));
+                }
+                let existing = existing.map(|(a, s, owned, _)| (a, s, owned));
                 let (account, number, kind, adopted) = match (existing, &card_number) {
                     (Some((_, _, true)), _) => return Ok(Err(AccountError::CardTaken)),
                     (Some((_, card_status, _)), _) if card_status != "active" => {
@@ -144,9 +172,9 @@ impl Accounts {
                             },
                         };
                         let account = db.insert(
-                            "INSERT INTO accounts (created_at, name, phone, email, code_word_hash, status)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-                            args![stamp, name, phone, email, word_hash, status],
+                            "INSERT INTO accounts (created_at, name, phone, email, code_word_hash, status, programme)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                            args![stamp, name, phone, email, word_hash, status, programme],
                         )?;
                         reindex(db, account)?;
                         db.execute(

@@ -92,6 +92,10 @@ pub struct Registration {
     /// referral bonus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referrer: Option<String>,
+    /// The programme the account opens under (its name); absent: the one
+    /// the card's range routes to, else the till's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programme: Option<String>,
 }
 
 /// What `account.activate` did.

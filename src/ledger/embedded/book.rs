@@ -404,10 +404,17 @@ pub(super) fn debt_units(db: &dyn Db, account: i64) -> Result<i64, DbError> {
     )
 }
 
-pub(super) fn enrol(db: &dyn Db, number: &str, now: OffsetDateTime) -> Result<i64, DbError> {
+/// A card's first sale: an account without a customer in `programme`
+/// (its stored key, `""` for the default one).
+pub(super) fn enrol(
+    db: &dyn Db,
+    number: &str,
+    programme: &str,
+    now: OffsetDateTime,
+) -> Result<i64, DbError> {
     let account = db.insert(
-        "INSERT INTO accounts (created_at) VALUES (?1) RETURNING id",
-        args![ts(now)],
+        "INSERT INTO accounts (created_at, programme) VALUES (?1, ?2) RETURNING id",
+        args![ts(now), programme],
     )?;
     db.execute(
         "INSERT INTO cards (number, account_id) VALUES (?1, ?2)",

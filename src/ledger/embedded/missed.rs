@@ -17,6 +17,7 @@ use super::{
 };
 use crate::ledger::db::{Db, args};
 use crate::ledger::origin::Origin;
+use crate::ledger::programmes::Programmes;
 use crate::ledger::rules::{self, Programme, RulesError, SaleLine};
 
 fn refused(field: &str, reason: String) -> LedgerError {
@@ -53,7 +54,7 @@ pub struct Missed<'a> {
 /// have expired and no `expires_at` is given.
 pub(crate) fn accrue_missed_tx(
     db: &dyn Db,
-    p: &Programme,
+    ps: &Programmes,
     key: &str,
     m: &Missed<'_>,
     now: OffsetDateTime,
@@ -77,6 +78,12 @@ pub(crate) fn accrue_missed_tx(
     let Some((account, _)) = card_account(db, m.number)? else {
         return Ok(Err(LedgerError::UnknownCard));
     };
+    // By the rules of the account's own programme.
+    let p = match ps.of_account(db, account)? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let p: &Programme = p.as_ref();
     let before_txn: Option<(i64, String)> = db.query_opt(
         "SELECT id, kind FROM txns WHERE account_id = ?1 AND receipt_id = ?2
            AND kind IN ('sale', 'adjust') ORDER BY id LIMIT 1",

@@ -1134,7 +1134,7 @@ fn campaigns_and_promo_codes_go_by_the_sale_time() {
         till.write(|db, o| {
             commit_full_tx(
                 db,
-                &p,
+                &Programmes::single(p.clone()),
                 key,
                 "6035000011112222",
                 key,
