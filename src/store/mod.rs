@@ -287,7 +287,7 @@ const MIGRATIONS: &[&str] = &[
     // repeat keeps the first cashier).
     "ALTER TABLE txns ADD COLUMN cashier TEXT;
     ALTER TABLE sync_outbox ADD COLUMN cashier TEXT;",
-    // 21 (given number; renumbered on merge): the accrual window
+    // 19: the accrual window
     // (`hold_days`). A lot held until `available_at` (NULL: spendable at
     // once) cannot be spent before then; the held points of an account are
     // summed from this index, which a range on `available_at > now` reads
@@ -296,7 +296,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE lots ADD COLUMN available_at TEXT;
     CREATE INDEX lots_held ON lots(account_id, available_at)
         WHERE remaining > 0 AND available_at IS NOT NULL;",
-    // 22 (assigned number; renumbered on merge): each sale's lines as
+    // 20: each sale's lines as
     // committed, with their own share of the accrual and of the points
     // spent, so a return by lines gives back exactly those (`sale.refund`
     // with `lines`). `qty` is the decimal text as sold (weighed goods are
@@ -312,7 +312,7 @@ const MIGRATIONS: &[&str] = &[
         redeemed INTEGER NOT NULL CHECK (redeemed >= 0),
         PRIMARY KEY (txn_id, idx)
     ) STRICT;",
-    // 23 (issue 21 item 12a; renumbered on merge): gift certificates, a
+    // 21 (issue 21 item 12a): gift certificates, a
     // balance in kopecks (not points). The code is kept only as its
     // SHA-256 digest and last four symbols; every write is a
     // `certificate_ops` row under its idempotency key (a refund names the
@@ -347,8 +347,7 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX certificate_ops_certificate ON certificate_ops(certificate_id, id);
     CREATE INDEX certificate_ops_redemption ON certificate_ops(redemption_id);",
-    // 24 (session 9's number for promo codes; the next entry on this
-    // branch): one row per sale that used a promo code, written in the
+    // 22 (promo codes): one row per sale that used a promo code, written in the
     // sale's transaction; a code's limits count these rows.
     "CREATE TABLE promo_uses (
         code       TEXT NOT NULL,
@@ -357,7 +356,7 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     CREATE INDEX promo_uses_code ON promo_uses(code, account_id);",
-    // 25 (issue 21 items 12c and 13; renumbered on merge): a customer's
+    // 23 (issue 21 items 12c and 13): a customer's
     // birth date (`YYYY-MM-DD`; the daily birthday run finds the day's
     // birthdays by month-day through `accounts_birthday`), the consents
     // in force (152-FZ: processing personal data, messages) and when the
@@ -384,7 +383,7 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX consents_account ON consents(account_id, id);
     ALTER TABLE accounts ADD COLUMN referred_by INTEGER REFERENCES accounts(id);",
-    // 26 (assigned; renumbered on merge): the programme each account
+    // 24: the programme each account
     // belongs to, by name; '' is the default programme
     // ([ledger.programme]), which every existing account keeps whatever
     // that programme is named.
