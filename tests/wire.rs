@@ -641,7 +641,7 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
         Err(LedgerError::Remote(RemoteError::Remote { code, data, .. })) => {
             assert_eq!(
                 (code, data["field"].as_str(), data["reason"].as_str()),
-                (2060, Some("promo_code"), Some("used_up"))
+                (2061, Some("promo_code"), Some("used_up"))
             );
         }
         other => panic!("a used-up code: {other:?}"),
