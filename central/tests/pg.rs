@@ -432,6 +432,7 @@ fn migrations_are_idempotent_concurrent_and_refuse_a_newer_database() {
             "accounts_email",
             "accounts_phone",
             "lots_due",
+            "lots_held",
             "lots_open",
             "txns_receipt"
         ]
