@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{Message, Notifier, NotifyError, expand};
+use super::messages::CustomerMessage;
+use super::{Message, Notifier, NotifyError, expand, expand_message};
 use crate::config::CommandNotifierConfig;
 
 /// Runs `program args…` per code.
@@ -39,10 +40,21 @@ impl Notifier for CommandNotifier {
     }
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(async move {
+        Box::pin(self.run(expand(&self.args, m)))
+    }
+
+    fn deliver<'a>(&'a self, m: &'a CustomerMessage) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(self.run(expand_message(&self.args, m)))
+    }
+}
+
+impl CommandNotifier {
+    /// Runs the program with `args`; only the exit status counts.
+    async fn run(&self, args: Vec<String>) -> Result<(), NotifyError> {
+        {
             let program = self.program.display().to_string();
             let mut child = tokio::process::Command::new(&self.program)
-                .args(expand(&self.args, m))
+                .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -68,6 +80,6 @@ impl Notifier for CommandNotifier {
                     status: status.to_string(),
                 }),
             }
-        })
+        }
     }
 }
