@@ -51,35 +51,33 @@ impl Notifier for CommandNotifier {
 impl CommandNotifier {
     /// Runs the program with `args`; only the exit status counts.
     async fn run(&self, args: Vec<String>) -> Result<(), NotifyError> {
-        {
-            let program = self.program.display().to_string();
-            let mut child = tokio::process::Command::new(&self.program)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                // A program that hangs is killed, not left behind.
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|source| NotifyError::Spawn {
-                    program: program.clone(),
-                    source,
-                })?;
-            let limit = Duration::from_millis(self.timeout_ms);
-            match tokio::time::timeout(limit, child.wait()).await {
-                Err(_) => {
-                    let _ = child.kill().await;
-                    Err(NotifyError::Timeout {
-                        ms: self.timeout_ms,
-                    })
-                }
-                Ok(Err(source)) => Err(NotifyError::Spawn { program, source }),
-                Ok(Ok(status)) if status.success() => Ok(()),
-                Ok(Ok(status)) => Err(NotifyError::Failed {
-                    program,
-                    status: status.to_string(),
-                }),
+        let program = self.program.display().to_string();
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // A program that hangs is killed, not left behind.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| NotifyError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        let limit = Duration::from_millis(self.timeout_ms);
+        match tokio::time::timeout(limit, child.wait()).await {
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(NotifyError::Timeout {
+                    ms: self.timeout_ms,
+                })
             }
+            Ok(Err(source)) => Err(NotifyError::Spawn { program, source }),
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(NotifyError::Failed {
+                program,
+                status: status.to_string(),
+            }),
         }
     }
 }

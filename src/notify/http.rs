@@ -93,35 +93,33 @@ impl Notifier for HttpNotifier {
 impl HttpNotifier {
     /// POSTs `body` with the configured retries and a doubling pause.
     async fn post(&self, account: i64, body: serde_json::Value) -> Result<(), NotifyError> {
-        {
-            let client = match &self.client {
-                Ok(c) => c,
-                Err(e) => {
-                    return Err(NotifyError::Http {
-                        attempts: 0,
-                        last: e.clone(),
-                    });
+        let client = match &self.client {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(NotifyError::Http {
+                    attempts: 0,
+                    last: e.clone(),
+                });
+            }
+        };
+        let mut pause = BACKOFF;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.attempt(client, &body).await {
+                Ok(()) => return Ok(()),
+                Err(last) if attempts > self.retries => {
+                    return Err(NotifyError::Http { attempts, last });
                 }
-            };
-            let mut pause = BACKOFF;
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                match self.attempt(client, &body).await {
-                    Ok(()) => return Ok(()),
-                    Err(last) if attempts > self.retries => {
-                        return Err(NotifyError::Http { attempts, last });
-                    }
-                    Err(last) => {
-                        tracing::warn!(
-                            account,
-                            attempt = attempts,
-                            error = %last,
-                            "http notifier: attempt failed, retrying"
-                        );
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
-                    }
+                Err(last) => {
+                    tracing::warn!(
+                        account,
+                        attempt = attempts,
+                        error = %last,
+                        "http notifier: attempt failed, retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
                 }
             }
         }
