@@ -82,6 +82,8 @@ pub struct App {
     /// Delivers registration confirmation codes (`[ledger.registration]`,
     /// fixed at start like the rest of the ledger).
     pub notifier: Arc<dyn crate::notify::Notifier>,
+    /// Customer messages waiting for the notifier (`[ledger.messages]`).
+    pub messages: Arc<crate::notify::messages::Outbox>,
     /// The embedded database.
     pub store: Store,
     /// The socket actually bound (may come from systemd).
@@ -151,6 +153,7 @@ impl App {
                  set notifier = \"command\" or \"http\" to reach customers"
             );
         }
+        let messages = crate::notify::messages::Outbox::start(ledger.clone(), notifier.clone());
         Ok(Arc::new(App {
             started: Instant::now(),
             started_at: now_rfc3339(),
@@ -164,6 +167,7 @@ impl App {
             ledger,
             sync,
             notifier,
+            messages,
             store,
             socket_path,
             reload_lock: tokio::sync::Mutex::new(()),

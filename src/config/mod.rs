@@ -8,6 +8,8 @@
 mod error;
 mod load;
 mod locate;
+mod messages;
+pub use messages::MessagesConfig;
 mod offline;
 pub use offline::OfflineConfig;
 mod programmes;
@@ -193,6 +195,8 @@ pub struct LedgerConfig {
     /// Card ranges that route a card to its programme: programme name →
     /// leading digits (`[ledger.programme_cards]`).
     pub programme_cards: std::collections::BTreeMap<String, Vec<String>>,
+    /// Messages to consenting customers (`[ledger.messages]`).
+    pub messages: MessagesConfig,
 }
 
 impl LedgerConfig {
@@ -217,6 +221,7 @@ impl Default for LedgerConfig {
             programmes: Vec::new(),
             serves: Vec::new(),
             programme_cards: std::collections::BTreeMap::new(),
+            messages: MessagesConfig::default(),
         }
     }
 }
@@ -1873,6 +1878,13 @@ impl Config {
             return Err(invalid(
                 find_key(src, key),
                 format!("ledger.offline.{key}"),
+                message,
+            ));
+        }
+        if let Err((key, message)) = self.ledger.messages.validate() {
+            return Err(invalid(
+                find_key(src, key),
+                format!("ledger.messages.{key}"),
                 message,
             ));
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::json;
 
+use super::messages::CustomerMessage;
 use super::{Message, Notifier, NotifyError};
 use crate::config::HttpNotifierConfig;
 
@@ -42,15 +43,12 @@ impl HttpNotifier {
         }
     }
 
-    async fn attempt(&self, client: &reqwest::Client, m: &Message) -> Result<(), String> {
-        let body = json!({
-            "account": m.account,
-            "purpose": m.purpose.as_str(),
-            "channel": m.channel.as_str(),
-            "contact": m.contact,
-            "code": m.code.expose(),
-        });
-        let res = client.post(&self.url).json(&body).send().await;
+    async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        body: &serde_json::Value,
+    ) -> Result<(), String> {
+        let res = client.post(&self.url).json(body).send().await;
         match res {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("HTTP {}", r.status())),
@@ -68,37 +66,62 @@ impl Notifier for HttpNotifier {
     }
 
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), NotifyError>> {
-        Box::pin(async move {
-            let client = match &self.client {
-                Ok(c) => c,
-                Err(e) => {
-                    return Err(NotifyError::Http {
-                        attempts: 0,
-                        last: e.clone(),
-                    });
+        let body = json!({
+            "account": m.account,
+            "purpose": m.purpose.as_str(),
+            "channel": m.channel.as_str(),
+            "contact": m.contact,
+            "code": m.code.expose(),
+        });
+        Box::pin(self.post(m.account, body))
+    }
+
+    /// `{account, purpose: "message", kind, channel, contact, text}`.
+    fn deliver<'a>(&'a self, m: &'a CustomerMessage) -> BoxFuture<'a, Result<(), NotifyError>> {
+        let body = json!({
+            "account": m.account,
+            "purpose": "message",
+            "kind": m.kind.as_str(),
+            "channel": m.channel.as_str(),
+            "contact": m.contact,
+            "text": m.text,
+        });
+        Box::pin(self.post(m.account, body))
+    }
+}
+
+impl HttpNotifier {
+    /// POSTs `body` with the configured retries and a doubling pause.
+    async fn post(&self, account: i64, body: serde_json::Value) -> Result<(), NotifyError> {
+        let client = match &self.client {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(NotifyError::Http {
+                    attempts: 0,
+                    last: e.clone(),
+                });
+            }
+        };
+        let mut pause = BACKOFF;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.attempt(client, &body).await {
+                Ok(()) => return Ok(()),
+                Err(last) if attempts > self.retries => {
+                    return Err(NotifyError::Http { attempts, last });
                 }
-            };
-            let mut pause = BACKOFF;
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                match self.attempt(client, m).await {
-                    Ok(()) => return Ok(()),
-                    Err(last) if attempts > self.retries => {
-                        return Err(NotifyError::Http { attempts, last });
-                    }
-                    Err(last) => {
-                        tracing::warn!(
-                            account = m.account,
-                            attempt = attempts,
-                            error = %last,
-                            "http notifier: attempt failed, retrying"
-                        );
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
-                    }
+                Err(last) => {
+                    tracing::warn!(
+                        account,
+                        attempt = attempts,
+                        error = %last,
+                        "http notifier: attempt failed, retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
                 }
             }
-        })
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use futures::future::BoxFuture;
 
+use super::messages::CustomerMessage;
 use super::{Message, Notifier, NotifyError};
 
 /// Writes codes to the log at `info`, marked "demo notifier".
@@ -25,6 +26,19 @@ impl Notifier for LogNotifier {
                 contact = %m.contact,
                 code = %m.code.expose(),
                 "demo notifier (log): code; configure ledger.registration.notifier for real delivery"
+            );
+            Ok(())
+        })
+    }
+
+    fn deliver<'a>(&'a self, m: &'a CustomerMessage) -> BoxFuture<'a, Result<(), NotifyError>> {
+        Box::pin(async move {
+            tracing::info!(
+                account = m.account,
+                kind = m.kind.as_str(),
+                channel = m.channel.as_str(),
+                text = %m.text,
+                "demo notifier (log): customer message"
             );
             Ok(())
         })

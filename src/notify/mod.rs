@@ -10,6 +10,7 @@
 pub mod command;
 pub mod http;
 pub mod log;
+pub mod messages;
 
 use std::sync::Arc;
 
@@ -97,6 +98,12 @@ pub enum NotifyError {
         /// Its exit status.
         status: String,
     },
+    /// This notifier carries codes only, not customer messages.
+    #[error("the {notifier} notifier does not deliver customer messages")]
+    Unsupported {
+        /// The notifier's name.
+        notifier: &'static str,
+    },
     /// Every HTTP attempt failed.
     #[error("{attempts} attempt(s) failed, the last: {last}")]
     Http {
@@ -114,6 +121,17 @@ pub trait Notifier: Send + Sync {
 
     /// Delivers one code; `Ok` means the channel accepted it.
     fn send<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<(), NotifyError>>;
+
+    /// Delivers one customer message (balance, points burning soon);
+    /// a notifier that cannot answers [`NotifyError::Unsupported`].
+    fn deliver<'a>(
+        &'a self,
+        m: &'a messages::CustomerMessage,
+    ) -> BoxFuture<'a, Result<(), NotifyError>> {
+        let _ = m;
+        let notifier = self.name();
+        Box::pin(async move { Err(NotifyError::Unsupported { notifier }) })
+    }
 }
 
 /// The notifier `[ledger.registration]` names.
@@ -130,6 +148,29 @@ pub fn from_config(c: &RegistrationConfig) -> Arc<dyn Notifier> {
 /// `args` with `{code}`, `{contact}`, `{channel}` and `{purpose}` replaced,
 /// each a whole argument or part of one; nothing else is interpreted.
 pub fn expand(args: &[String], m: &Message) -> Vec<String> {
+    expand_with(
+        args,
+        m.code.expose(),
+        &m.contact,
+        m.channel,
+        m.purpose.as_str(),
+    )
+}
+
+/// `args` for a customer message: `{purpose}` is `message` and `{code}`
+/// carries the text, so a gateway configured for codes takes messages as
+/// they are.
+pub fn expand_message(args: &[String], m: &messages::CustomerMessage) -> Vec<String> {
+    expand_with(args, &m.text, &m.contact, m.channel, "message")
+}
+
+fn expand_with(
+    args: &[String],
+    code: &str,
+    contact: &str,
+    channel: Channel,
+    purpose: &str,
+) -> Vec<String> {
     args.iter()
         .map(|a| {
             // One left-to-right pass, so a contact containing "{code}" is
@@ -140,13 +181,13 @@ pub fn expand(args: &[String], m: &Message) -> Vec<String> {
                 out.push_str(&rest[..i]);
                 let tail = &rest[i..];
                 let (rep, len) = if tail.starts_with("{code}") {
-                    (m.code.expose(), 6)
+                    (code, 6)
                 } else if tail.starts_with("{contact}") {
-                    (m.contact.as_str(), 9)
+                    (contact, 9)
                 } else if tail.starts_with("{channel}") {
-                    (m.channel.as_str(), 9)
+                    (channel.as_str(), 9)
                 } else if tail.starts_with("{purpose}") {
-                    (m.purpose.as_str(), 9)
+                    (purpose, 9)
                 } else {
                     ("{", 1)
                 };

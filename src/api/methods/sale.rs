@@ -617,6 +617,15 @@ async fn respond(
         if let Some(ch) = &r.tier_change {
             super::tiers::publish_one(app, ch);
         }
+        if config.ledger.messages.balance_after_sale {
+            app.messages.enqueue(crate::notify::messages::Job {
+                account: r.account,
+                card_masked: masked.clone(),
+                balance: r.balance_after,
+                accrued: r.accrued,
+                language: config.receipt.language,
+            });
+        }
     }
     Ok(result)
 }
