@@ -164,6 +164,16 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
         ),
         crate::config::LedgerBackend::Central => tokio::spawn(async {}),
     };
+    // Burning-soon reminders: a till with its own books; in central mode
+    // every till would remind the whole chain, so one is triggered by hand
+    // (`messages.burning.run`) instead.
+    let burning_job = match app.config().ledger.backend {
+        crate::config::LedgerBackend::Embedded => tokio::spawn(crate::api::methods::burning_daily(
+            app.clone(),
+            shutdown.clone(),
+        )),
+        crate::config::LedgerBackend::Central => tokio::spawn(async {}),
+    };
     let tier_job = match app.config().ledger.backend {
         crate::config::LedgerBackend::Embedded => tokio::spawn(crate::api::methods::tiers::daily(
             app.clone(),
@@ -250,6 +260,7 @@ pub async fn run(config: Config, source: Source) -> Result<(), DaemonError> {
     let _ = tokio::time::timeout_at(deadline, tier_job).await;
     let _ = tokio::time::timeout_at(deadline, expiry_job).await;
     let _ = tokio::time::timeout_at(deadline, birthday_job).await;
+    let _ = tokio::time::timeout_at(deadline, burning_job).await;
     if let Some(task) = backoffice_task {
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Ok(()))) => {}

@@ -144,3 +144,62 @@ async fn the_balance_after_a_sale_reaches_only_consenting_accounts_with_the_card
     );
     assert!(!d.log().contains(&card), "the full card number was logged");
 }
+
+/// The burning-soon reminder: a run covers the day `burning_within_days`
+/// ahead (programme time), so only points expiring that day are named,
+/// only to a consenting customer, with their last day.
+#[tokio::test]
+async fn points_burning_soon_are_reminded_once_for_their_day_to_consenting_accounts() {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let s = Script::new();
+    let d = Daemon::start("", &s.config("burning_within_days = 3"));
+    let mut c = d.client().await;
+    let (_silent, silent_card) = register(&mut c, "+79160000211", false).await;
+    let (_ivan, card) = register(&mut c, "+79160000212", true).await;
+    c.call("sale.commit", sale("b0", &silent_card, "1000"))
+        .await
+        .unwrap();
+    let r = c
+        .call("sale.commit", sale("b1", &card, "1000"))
+        .await
+        .unwrap();
+    let expires =
+        OffsetDateTime::parse(r["accrued_expires_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    let moscow = time::UtcOffset::from_hms(3, 0, 0).unwrap();
+    let last_day = (expires - time::Duration::SECOND).to_offset(moscow).date();
+
+    // Three days before, in Moscow: Ivan's 50 points are named; the
+    // customer without consent is not.
+    let at = (expires - time::Duration::days(3) + time::Duration::hours(1))
+        .format(&Rfc3339)
+        .unwrap();
+    let r = c
+        .call("messages.burning.run", json!({ "at": at }))
+        .await
+        .unwrap();
+    assert_eq!(r["queued"], 1, "{r}");
+    let calls = s.wait_for(1).await;
+    let (y, m, dd) = (last_day.year(), u8::from(last_day.month()), last_day.day());
+    assert_eq!(
+        calls[0],
+        vec![
+            "message".to_string(),
+            "phone".into(),
+            "+79160000212".into(),
+            format!(
+                "50 баллов можно потратить до {dd:02}.{m:02}.{y} включительно, потом они сгорят."
+            ),
+        ]
+    );
+    // A day later the window has moved past them: nothing more.
+    let later = (expires - time::Duration::days(2) + time::Duration::hours(1))
+        .format(&Rfc3339)
+        .unwrap();
+    let r = c
+        .call("messages.burning.run", json!({ "at": later }))
+        .await
+        .unwrap();
+    assert_eq!(r["queued"], 0, "{r}");
+    assert!(!d.log().contains(&card), "the full card number was logged");
+}

@@ -665,6 +665,18 @@ async fn every_method_crosses_the_wire_with_its_arguments_and_result() {
     assert!(v.consents.messages.is_some());
     assert_eq!(v.log[0].operator, "Анна");
     assert_eq!(l.consents(account).await.unwrap(), v);
+    // The burning-soon query crosses with its window and its figures.
+    let now = time::OffsetDateTime::now_utc();
+    let burning = l
+        .burning(now, now + time::Duration::days(3660))
+        .await
+        .unwrap();
+    assert!(
+        burning
+            .iter()
+            .all(|b| b.amount > Decimal::ZERO && !b.expires_at.is_empty()),
+        "{burning:?}"
+    );
     let e = l.erase_account(account, "admin".into()).await.unwrap();
     assert!(e.newly);
     assert!(

@@ -569,6 +569,19 @@ impl Ledger for Local {
             Some(promo_code),
         ))
     }
+    fn burning(
+        &self,
+        from: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> LedgerFuture<'_, Vec<super::people::Burning>> {
+        Box::pin(async move {
+            Ok(self
+                .embedded
+                .books()
+                .read(move |db| super::people::burning_tx(db, from, until))
+                .await?)
+        })
+    }
     fn promo_uses(&self) -> LedgerFuture<'_, Vec<(String, i64)>> {
         Box::pin(async move {
             Ok(self

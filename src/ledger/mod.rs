@@ -434,6 +434,13 @@ pub trait Ledger: Send + Sync {
     /// Credits the birthday bonuses due at `now` ([`people::People`]): the
     /// daily job's, or an admin's run. Once per account and year.
     fn birthday_run(&self, now: OffsetDateTime) -> LedgerFuture<'_, BirthdayRun>;
+    /// Accounts that consented to messages with points expiring in
+    /// `[from, until)` (the burning-soon reminder).
+    fn burning(
+        &self,
+        from: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> LedgerFuture<'_, Vec<people::Burning>>;
     /// Records a consent given or withdrawn (152-FZ).
     fn set_consent(
         &self,

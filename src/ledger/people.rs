@@ -649,3 +649,43 @@ pub(crate) fn referral_after_sale(
     }
     Ok(())
 }
+
+/// An account's points that burn within a window, for the reminder
+/// message (`[ledger.messages] burning_within_days`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Burning {
+    /// The account.
+    pub account: i64,
+    /// Points on its open lots that expire in the window.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    /// The earliest of those lots' expiry (RFC 3339, UTC).
+    pub expires_at: String,
+}
+
+/// The most accounts one reminder run returns.
+pub const MAX_BURNING: i64 = 10_000;
+
+/// Accounts that consented to messages, are not erased and hold open lots
+/// expiring in `[from, until)`, with those lots' points.
+pub(crate) fn burning_tx(
+    db: &dyn Db,
+    from: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<Vec<Burning>, DbError> {
+    db.query_map(
+        "SELECT l.account_id, CAST(SUM(l.remaining) AS BIGINT), MIN(l.expires_at)
+         FROM lots l JOIN accounts a ON a.id = l.account_id
+         WHERE l.remaining > 0 AND l.expires_at >= ?1 AND l.expires_at < ?2
+           AND a.consent_messages_at IS NOT NULL AND a.erased_at IS NULL
+         GROUP BY l.account_id ORDER BY l.account_id LIMIT ?3",
+        args![ts(from), ts(until), MAX_BURNING],
+        |r| {
+            Ok(Burning {
+                account: r.get(0)?,
+                amount: super::embedded::points(r.get(1)?),
+                expires_at: r.get(2)?,
+            })
+        },
+    )
+}

@@ -208,6 +208,10 @@ macro_rules! ledger_methods {
             "people/consents" Read consents(account: i64) -> ConsentView, AccountError;
             "people/erase" Write erase_account(account: i64, operator: String)
                 -> Erased, AccountError;
+            "messages/burning" Read burning(
+                #[serde(with = "time::serde::rfc3339")] from: OffsetDateTime,
+                #[serde(with = "time::serde::rfc3339")] until: OffsetDateTime
+            ) -> Vec<crate::ledger::people::Burning>, LedgerError;
         }
     };
 }

@@ -32,13 +32,16 @@ const BACKOFF: Duration = Duration::from_millis(500);
 pub enum MessageKind {
     /// The balance after a sale.
     Balance,
+    /// Points that burn soon (`burning_within_days`).
+    Burning,
 }
 
 impl MessageKind {
-    /// `balance`.
+    /// `balance` or `burning`.
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::Balance => "balance",
+            MessageKind::Burning => "burning",
         }
     }
 }
@@ -76,6 +79,24 @@ pub fn balance_text(
     }
 }
 
+/// The reminder: `amount` points can be spent up to and including
+/// `last_day` (`YYYY-MM-DD`, programme time), then they burn.
+pub fn burning_text(lang: Language, amount: Decimal, last_day: &str) -> String {
+    let amount = amount.normalize();
+    match lang {
+        Language::Ru => {
+            let d = match (last_day.get(8..10), last_day.get(5..7), last_day.get(..4)) {
+                (Some(d), Some(m), Some(y)) => format!("{d}.{m}.{y}"),
+                _ => last_day.to_owned(),
+            };
+            format!("{amount} баллов можно потратить до {d} включительно, потом они сгорят.")
+        }
+        Language::En => {
+            format!("{amount} points can be spent until {last_day} inclusive; then they expire.")
+        }
+    }
+}
+
 /// A message to word once the account's consent and contact are known.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -89,6 +110,11 @@ pub struct Job {
     pub accrued: Decimal,
     /// The language at the time of the sale.
     pub language: Language,
+    /// What it is about; for [`MessageKind::Burning`], `accrued` is the
+    /// points that burn and `last_day` their last day.
+    pub kind: MessageKind,
+    /// The burning points' last day (`YYYY-MM-DD`); empty for a balance.
+    pub last_day: String,
 }
 
 /// The bounded queue in front of the delivery task.
@@ -146,10 +172,15 @@ async fn deliver(ledger: &dyn Ledger, notifier: &dyn Notifier, job: Job) {
     };
     let m = CustomerMessage {
         account: job.account,
-        kind: MessageKind::Balance,
+        kind: job.kind,
         channel,
         contact,
-        text: balance_text(job.language, &job.card_masked, job.balance, job.accrued),
+        text: match job.kind {
+            MessageKind::Balance => {
+                balance_text(job.language, &job.card_masked, job.balance, job.accrued)
+            }
+            MessageKind::Burning => burning_text(job.language, job.accrued, &job.last_day),
+        },
     };
     let mut pause = BACKOFF;
     for attempt in 0..=RETRIES {

@@ -18,7 +18,7 @@ mod sale;
 pub(crate) mod sync;
 mod system;
 pub(crate) mod tiers;
-pub(crate) use people::birthday_daily;
+pub(crate) use people::{birthday_daily, burning_daily};
 
 use std::sync::Arc;
 
@@ -369,6 +369,11 @@ pub const METHODS: &[MethodSpec] = &[
         Role::Admin,
         "erase a customer's personal data on request (152-FZ); the books stay, anonymised",
     ),
+    m(
+        "messages.burning.run",
+        Role::Admin,
+        "queue the points-burning-soon reminders due now (optionally as of a time); the daily job runs it",
+    ),
 ];
 
 /// Runs one call after checking the caller may make it; every transport
@@ -486,6 +491,7 @@ async fn dispatch_checked(
         "account.consent.set" => people::consent_set(app, params).await,
         "account.consents" => people::consents(app, params).await,
         "account.erase" => people::erase(app, params).await,
+        "messages.burning.run" => people::burning_run(app, params).await,
         other => Err(RpcError::internal(
             "method in table without a handler",
             other,

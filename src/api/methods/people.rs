@@ -151,3 +151,88 @@ pub(crate) async fn birthday_daily(app: Arc<App>, shutdown: CancellationToken) {
         }
     }
 }
+
+/// Queues the burning-soon reminders for the points that burn on the day
+/// `burning_within_days` after `now`'s day (programme time). Each run
+/// covers exactly one day, so a run a day reminds each expiry date once; a
+/// day the till was off is not made up.
+pub(crate) async fn queue_burning(app: &App, now: OffsetDateTime) -> Result<usize, RpcError> {
+    use crate::notify::messages::{Job, MessageKind};
+    let config = app.config();
+    let days = config.ledger.messages.burning_within_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let minutes = app.ledger.programme().utc_offset_minutes;
+    let offset =
+        UtcOffset::from_whole_seconds(minutes.saturating_mul(60)).unwrap_or(UtcOffset::UTC);
+    let Some(day) = now
+        .checked_to_offset(offset)
+        .and_then(|t| t.date().checked_add(time::Duration::days(i64::from(days))))
+    else {
+        return Err(RpcError::invalid_params("at", "out of the calendar"));
+    };
+    let from = day.midnight().assume_offset(offset);
+    let until = from + time::Duration::days(1);
+    let list = app
+        .ledger
+        .burning(from, until)
+        .await
+        .map_err(ledger_error)?;
+    for b in &list {
+        // The last day they can be spent: the day before the expiry moment.
+        let last_day = OffsetDateTime::parse(&b.expires_at, &Rfc3339)
+            .ok()
+            .and_then(|t| (t - time::Duration::SECOND).checked_to_offset(offset))
+            .map(|t| t.date().to_string())
+            .unwrap_or_default();
+        app.messages.enqueue(Job {
+            account: b.account,
+            card_masked: String::new(),
+            balance: rust_decimal::Decimal::ZERO,
+            accrued: b.amount,
+            language: config.receipt.language,
+            kind: MessageKind::Burning,
+            last_day,
+        });
+    }
+    Ok(list.len())
+}
+
+/// `messages.burning.run` (admin): the burning-soon reminders as of `at`
+/// (default now); the daily job runs it on a till with the embedded ledger.
+pub(super) async fn burning_run(app: &Arc<App>, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: RunParams = rpc::params(params.or_else(|| Some(json!({}))))?;
+    let now = match &p.at {
+        None => OffsetDateTime::now_utc(),
+        Some(s) => OffsetDateTime::parse(s, &Rfc3339)
+            .map_err(|e| RpcError::invalid_params("at", format!("not RFC 3339: {e}")))?,
+    };
+    let queued = queue_burning(app, now).await?;
+    Ok(json!({ "queued": queued }))
+}
+
+/// The daily burning-soon reminders at 00:05 programme time, while
+/// `burning_within_days` is set (read at start).
+pub(crate) async fn burning_daily(app: Arc<App>, shutdown: CancellationToken) {
+    if app.config().ledger.messages.burning_within_days == 0 {
+        return;
+    }
+    let minutes = app.ledger.programme().utc_offset_minutes;
+    let offset =
+        UtcOffset::from_whole_seconds(minutes.saturating_mul(60)).unwrap_or(UtcOffset::UTC);
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let wait = (super::tiers::next_run(now, offset) - now)
+            .try_into()
+            .unwrap_or(std::time::Duration::from_secs(60));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match queue_burning(&app, OffsetDateTime::now_utc()).await {
+            Ok(n) => tracing::info!(queued = n, "daily burning-soon reminders"),
+            Err(e) => tracing::error!(error = %e.message, "daily burning-soon reminders failed"),
+        }
+    }
+}

@@ -624,6 +624,8 @@ async fn respond(
                 balance: r.balance_after,
                 accrued: r.accrued,
                 language: config.receipt.language,
+                kind: crate::notify::messages::MessageKind::Balance,
+                last_day: String::new(),
             });
         }
     }
