@@ -268,14 +268,32 @@ impl Browser {
     }
 
     /// The visible text of the element `css` selects ("" when none does).
+    /// A page that navigates or re-renders between the lookup and the
+    /// read leaves the element stale: it is looked up again (a few times).
     pub async fn text(&self, css: &str) -> String {
-        let Some(e) = self.lookup(css).await else {
-            return String::new();
-        };
-        let v = self
-            .call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
-            .await;
-        v.as_str().unwrap_or_default().to_owned()
+        for _ in 0..10 {
+            let Some(e) = self.lookup(css).await else {
+                return String::new();
+            };
+            let url = format!("{}/element/{e}/text", self.base);
+            let r: Value = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .expect("webdriver")
+                .json()
+                .await
+                .unwrap();
+            match r["value"].get("error").and_then(Value::as_str) {
+                Some("stale element reference") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Some(err) => panic!("webdriver text of {css}: {err}: {}", r["value"]["message"]),
+                None => return r["value"].as_str().unwrap_or_default().to_owned(),
+            }
+        }
+        panic!("webdriver text of {css}: the element kept going stale")
     }
 
     /// Runs `script` in the page (a function body) and returns its value.
