@@ -358,10 +358,19 @@ fn statements_per_commit(
     let text = std::fs::read(&log).unwrap();
     let text = String::from_utf8_lossy(&text[from as usize..]);
     let mine = format!("[{me}]");
-    text.lines()
+    let statements: Vec<&str> = text
+        .lines()
         .filter(|l| !l.contains(&mine))
         .filter(|l| l.contains("LOG:  execute") || l.contains("LOG:  statement:"))
-        .count()
+        .collect();
+    // `BENCH_SHOW_STATEMENTS=1`: what the round trips are.
+    if std::env::var_os("BENCH_SHOW_STATEMENTS").is_some() {
+        for s in &statements {
+            let s = s.split_once("LOG:  ").map_or(*s, |(_, s)| s);
+            println!("  {}", s.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    statements.len()
 }
 
 fn main() {

@@ -906,3 +906,164 @@ async fn the_accrual_window_on_both_stores() {
     );
     assert_eq!(on_pg, on_sqlite);
 }
+
+/// A sale runs at READ COMMITTED with its account taken first; every
+/// other write stays SERIALIZABLE (docs/central.md, "Isolation").
+#[tokio::test(flavor = "multi_thread")]
+async fn sales_lock_their_account_and_the_rest_stays_serializable() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_isolation").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let books = Books::new(Arc::new(pg));
+    let level = |locking: bool| {
+        let books = books.clone();
+        async move {
+            let show = |db: &dyn posbridge::ledger::db::Db| {
+                db.query_row("SHOW transaction_isolation", posbridge::args![], |r| {
+                    r.get::<String>(0)
+                })
+                .map(Ok::<String, ()>)
+            };
+            if locking {
+                books.write_locking(show).await.unwrap().unwrap()
+            } else {
+                books.write(show).await.unwrap().unwrap()
+            }
+        }
+    };
+    assert_eq!(level(true).await, "read committed");
+    assert_eq!(level(false).await, "serializable");
+}
+
+/// Eight tills' first sales of one new card at once: one account, every
+/// sale booked on it (the losers of the card's insert run again and find
+/// it), the books consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn first_sales_of_one_new_card_at_once_enrol_it_once() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_enrol_race").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let books = Books::new(Arc::new(pg));
+    let l = Embedded::with_books(books.clone(), Programme::default(), Origin::new("s", "t"));
+    for round in 0..5 {
+        let card = format!("603500009999{round:04}");
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let l = l.with_origin(Origin::new("s", format!("t{i}")));
+                let card = card.clone();
+                tokio::spawn(async move {
+                    let key = format!("first{round}-{i}");
+                    l.commit(key.clone(), card, key, sale(100), Decimal::ZERO, None)
+                        .await
+                })
+            })
+            .collect();
+        let mut accounts = Vec::new();
+        for t in tasks {
+            accounts.push(t.await.unwrap().unwrap().account);
+        }
+        accounts.dedup();
+        assert_eq!(accounts.len(), 1, "round {round}: {accounts:?}");
+        let s = l.resolve(card).await.unwrap().unwrap();
+        // 8 sales of 100 at 5 %.
+        assert_eq!(s.balance, Decimal::from(40), "round {round}");
+    }
+    let problems = books.read(embedded::verify).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// Sales (READ COMMITTED, account taken first) and operator deductions
+/// (SERIALIZABLE) spending one balance at the same moment: exactly one of
+/// all of them wins, whichever kind, and the books stay consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn sales_and_deductions_racing_for_one_balance_one_wins() {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb("core_mixed_race").unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    let books = Books::new(Arc::new(pg));
+    let p = Programme {
+        default_accrual_percent: Decimal::ZERO,
+        ..Programme::default()
+    };
+    let l = Embedded::with_books(books.clone(), p, Origin::new("s", "t"));
+    // The card's first sale enrols it (no accrual in this programme).
+    l.commit(
+        "seed".into(),
+        CARD.into(),
+        "R0".into(),
+        sale(1),
+        Decimal::ZERO,
+        None,
+    )
+    .await
+    .unwrap();
+    let mut winners = [0usize; 2];
+    for round in 0..6 {
+        // 50 points: one spend of 30 fits, a second does not.
+        l.adjust(
+            format!("top{round}"),
+            CARD.into(),
+            Decimal::from(if round == 0 { 50 } else { 30 }),
+            "r".into(),
+            "o".into(),
+            None,
+        )
+        .await
+        .unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let l = l.with_origin(Origin::new("s", format!("t{i}")));
+                tokio::spawn(async move {
+                    let key = format!("m{round}-{i}");
+                    if i % 2 == 0 {
+                        l.commit(
+                            key.clone(),
+                            CARD.into(),
+                            key,
+                            sale(100),
+                            Decimal::from(30),
+                            None,
+                        )
+                        .await
+                        .map(|_| 0)
+                    } else {
+                        l.adjust(
+                            key,
+                            CARD.into(),
+                            Decimal::from(-30),
+                            "spend".into(),
+                            "o".into(),
+                            None,
+                        )
+                        .await
+                        .map(|_| 1)
+                    }
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(kind) => won.push(kind),
+                Err(LedgerError::InsufficientBalance { .. }) => {}
+                Err(e @ LedgerError::Rules(_)) => {
+                    assert!(format!("{e:?}").contains("limit: Balance"), "{e:?}")
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: {won:?}");
+        winners[won[0]] += 1;
+        let s = l.resolve(CARD.into()).await.unwrap().unwrap();
+        assert_eq!(s.balance, Decimal::from(20), "round {round}");
+        let problems = books.read(embedded::verify).await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    println!("winners: sales {}, deductions {}", winners[0], winners[1]);
+}

@@ -341,6 +341,17 @@ pub enum Mode {
     Read,
     /// Reads and writes.
     Write,
+    /// Reads and writes, and the closure locks every account whose books
+    /// it reads before it reads them (`book::card_account_locked`,
+    /// `book::lock_account`), and touches nothing else another
+    /// transaction could change meanwhile. A store may run it at a weaker
+    /// isolation than [`Mode::Write`] (PostgreSQL: READ COMMITTED, each
+    /// statement seeing what committed before it), because the locks
+    /// order it against every other writer of those accounts: each of
+    /// them writes the account's row (`book::entry` keeps its balance),
+    /// so a serializable writer that raced it fails on that row and runs
+    /// again. SQLite has one writer and runs it as [`Mode::Write`].
+    WriteLocking,
 }
 
 /// What the closure tells the runner when it returns `Ok`.
@@ -397,6 +408,22 @@ impl Books {
         F: FnMut(&dyn Db) -> Result<Result<T, E>, DbError> + Send + 'static,
     {
         self.run(Mode::Write, f, |r| match r {
+            Ok(_) => Finish::Commit,
+            Err(_) => Finish::Rollback,
+        })
+        .await
+    }
+
+    /// [`Books::write`] for a closure that locks what it reads
+    /// ([`Mode::WriteLocking`]): the sale's path, so concurrent sales on
+    /// different accounts do not refuse each other on PostgreSQL.
+    pub async fn write_locking<T, E, F>(&self, f: F) -> Result<Result<T, E>, DbError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnMut(&dyn Db) -> Result<Result<T, E>, DbError> + Send + 'static,
+    {
+        self.run(Mode::WriteLocking, f, |r| match r {
             Ok(_) => Finish::Commit,
             Err(_) => Finish::Rollback,
         })
@@ -538,7 +565,8 @@ impl Runner for SqliteBooks {
                 tx.rollback()?;
                 Ok(())
             }
-            Mode::Write => self
+            // One writer: locking adds nothing to it.
+            Mode::Write | Mode::WriteLocking => self
                 .store
                 .writer()
                 .group(|conn| Ok(f(&SqliteDb(conn))? == Finish::Commit)),

@@ -40,11 +40,11 @@ pub(crate) mod promo;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
-    Take, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
-    priced_overrides, refresh_next_expiry, replay, spendable_units, summary, summary_with,
-    take_from_lots,
+    Take, balance_units, card_account, card_account_locked, claim_txn, enrol, expire_due, finish,
+    overrides_of, priced_overrides, refresh_next_expiry, replay, spendable_units, summary,
+    summary_with, take_from_lots,
 };
-pub(crate) use book::{accrue, entry, new_lot, new_txn, store_result};
+pub(crate) use book::{accrue, entry, new_lot, new_txn, store_result, touch_account};
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.
@@ -457,24 +457,31 @@ impl Embedded {
         };
         let programmes = self.programmes.clone();
         let origin = self.origin.clone();
-        self.books
-            .write(move |db| {
-                commit_full_tx(
-                    db,
-                    &programmes,
-                    &key,
-                    &number,
-                    &receipt_id,
-                    &lines,
-                    redeem,
-                    now,
-                    &origin,
-                    cashier.as_deref(),
-                    &terms,
-                    promo_code.as_deref(),
-                )
-            })
-            .await?
+        // A sale locks its account first and reads nothing else another
+        // sale changes (`Mode::WriteLocking`), except a promo code's use
+        // count, shared by every account: such a sale stays serializable.
+        let locking = promo_code.is_none();
+        let sale = move |db: &dyn Db| {
+            commit_full_tx(
+                db,
+                &programmes,
+                &key,
+                &number,
+                &receipt_id,
+                &lines,
+                redeem,
+                now,
+                &origin,
+                cashier.as_deref(),
+                &terms,
+                promo_code.as_deref(),
+            )
+        };
+        if locking {
+            self.books.write_locking(sale).await?
+        } else {
+            self.books.write(sale).await?
+        }
     }
 
     /// Refunds all or part of a sale: the accrual's share is clawed back
@@ -1452,7 +1459,9 @@ pub(crate) fn commit_full_tx(
 ) -> TxResult<CommitResult> {
     let request = commit_request_full(number, receipt_id, lines, redeem, terms, promo_code);
     let request = request.as_str();
-    let (account, status, p) = match card_account(db, number)? {
+    // Locked first: the sale runs at READ COMMITTED on PostgreSQL unless
+    // it carries a promo code (`Embedded::commit_full`).
+    let (account, status, p) = match card_account_locked(db, number)? {
         Some((a, status)) => match ps.of_account(db, a)? {
             Ok(p) => (a, status, p),
             // A repeat of a key booked before the till stopped serving

@@ -632,6 +632,8 @@ pub(crate) fn referral_after_sale(
     }
     if let Some(b) = inviter_bonus {
         let key = format!("referral:{account}:inviter");
+        // The inviter's count and balance are another account's books.
+        crate::ledger::embedded::touch_account(db, inviter)?;
         let (active, paid): (bool, i64) = db.query_row(
             "SELECT a.status = 'active' AND a.erased_at IS NULL,
                     (SELECT COUNT(*) FROM txns t WHERE t.account_id = a.id AND t.kind = 'referral'

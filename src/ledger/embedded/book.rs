@@ -7,7 +7,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{AccountSummary, LedgerError, NextExpiry, TxResult, points, ts};
-use crate::ledger::db::{Db, DbError, Row, args};
+use crate::ledger::db::{Db, DbError, Dialect, Row, args};
 use crate::ledger::origin::Origin;
 use crate::ledger::rules::{AccountOverrides, CategoryOverride, Programme};
 use crate::ledger::types::Replayable;
@@ -167,6 +167,9 @@ pub(crate) fn new_txn(
     origin: &Origin,
     cashier: Option<&str>,
 ) -> Result<i64, DbError> {
+    // A transaction of the account is a write of its row, even one that
+    // moves no points (see `card_account_locked`).
+    touch_account(db, account)?;
     let store = Some(origin.store.as_str()).filter(|s| !s.is_empty());
     let terminal = Some(origin.terminal.as_str()).filter(|s| !s.is_empty());
     db.insert(
@@ -396,6 +399,55 @@ pub(super) fn card_account(db: &dyn Db, number: &str) -> Result<Option<(i64, Str
     )
 }
 
+/// [`card_account`] that also takes the account's row until the
+/// transaction ends, in the same round trip: the first statement of a
+/// [`Mode::WriteLocking`] closure. On PostgreSQL it is an `UPDATE` that
+/// changes nothing but writes a new version of the row: a writer of the
+/// account that comes later waits for it (and, if serializable, is
+/// refused and runs again, seeing this one's writes); one that came first
+/// has committed when this returns, and at READ COMMITTED every later
+/// statement sees its writes. A lock alone (`FOR UPDATE`) would not do:
+/// a serializable transaction that waited on a lock but not on a write
+/// carries on with its older snapshot. SQLite has one writer: the plain
+/// lookup.
+///
+/// The protocol this joins (docs/central.md, "Isolation"): every
+/// transaction that writes an account's books writes its row —
+/// [`entry`] keeps the balance there, [`new_txn`] calls [`touch_account`].
+///
+/// [`Mode::WriteLocking`]: crate::ledger::db::Mode::WriteLocking
+pub(crate) fn card_account_locked(
+    db: &dyn Db,
+    number: &str,
+) -> Result<Option<(i64, String)>, DbError> {
+    if db.dialect() == Dialect::Sqlite {
+        return card_account(db, number);
+    }
+    db.query_opt(
+        "UPDATE accounts a SET balance = a.balance FROM cards c
+         WHERE c.number = ?1 AND a.id = c.account_id
+         RETURNING a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END",
+        args![number],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Takes `account`'s row as [`card_account_locked`] does (PostgreSQL;
+/// nothing on SQLite's one writer): before a transaction reads the books
+/// of an account it did not start with, and wherever it writes an
+/// account's books without moving its balance. Accounts are taken in the
+/// order a path meets them; a cycle between two paths is a deadlock
+/// PostgreSQL breaks by refusing one, which runs again.
+pub(crate) fn touch_account(db: &dyn Db, account: i64) -> Result<(), DbError> {
+    if db.dialect() == Dialect::Postgres {
+        db.execute(
+            "UPDATE accounts SET balance = balance WHERE id = ?1",
+            args![account],
+        )?;
+    }
+    Ok(())
+}
+
 pub(super) fn debt_units(db: &dyn Db, account: i64) -> Result<i64, DbError> {
     db.query_row(
         "SELECT debt FROM accounts WHERE id = ?1",
@@ -416,10 +468,19 @@ pub(super) fn enrol(
         "INSERT INTO accounts (created_at, programme) VALUES (?1, ?2) RETURNING id",
         args![ts(now), programme],
     )?;
-    db.execute(
-        "INSERT INTO cards (number, account_id) VALUES (?1, ?2)",
+    // Two tills' first sales of one new card at once: at READ COMMITTED
+    // the second insert waits for the first and then finds the number
+    // taken. Running again finds the card, so that is a conflict to
+    // retry, not an error for the cashier.
+    let added = db.execute(
+        "INSERT INTO cards (number, account_id) VALUES (?1, ?2) ON CONFLICT (number) DO NOTHING",
         args![number, account],
     )?;
+    if added == 0 {
+        return Err(DbError::Conflict(
+            "a concurrent sale enrolled the same card".into(),
+        ));
+    }
     Ok(account)
 }
 
