@@ -42,7 +42,7 @@ pub use audit::{export, verify};
 use book::{
     Take, balance_units, card_account, card_account_locked, claim_txn, enrol, expire_due, finish,
     overrides_of, priced_overrides, refresh_next_expiry, replay, spendable_units, summary,
-    summary_with, take_from_lots,
+    take_from_lots,
 };
 pub(crate) use book::{accrue, entry, new_lot, new_txn, store_result, touch_account};
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
@@ -1459,20 +1459,26 @@ pub(crate) fn commit_full_tx(
 ) -> TxResult<CommitResult> {
     let request = commit_request_full(number, receipt_id, lines, redeem, terms, promo_code);
     let request = request.as_str();
-    // Locked first: the sale runs at READ COMMITTED on PostgreSQL unless
-    // it carries a promo code (`Embedded::commit_full`).
-    let (account, status, p) = match card_account_locked(db, number)? {
-        Some((a, status)) => match ps.of_account(db, a)? {
-            Ok(p) => (a, status, p),
+    // Taken first, with what the sale reads of it: the sale runs at READ
+    // COMMITTED on PostgreSQL unless it carries a promo code
+    // (`Embedded::commit_full`).
+    let (acct, p) = match card_account_locked(db, number)? {
+        Some(a) => match ps.of_stored_key(&a.programme) {
+            Ok(p) => (a, p),
             // A repeat of a key booked before the till stopped serving
             // the programme is refused too: nothing of it is this till's.
             Err(e) => return Ok(Err(e.into())),
         },
         None => match ps.for_new(None, Some(number)) {
-            Ok((key, p)) => (enrol(db, number, &key, now)?, "active".to_owned(), p),
+            Ok((key, p)) => {
+                let id = enrol(db, number, &key, now)?;
+                (book::LockedAccount::new_enrolled(id, key), p)
+            }
             Err(e) => return Ok(Err(e.into())),
         },
     };
+    let account = acct.id;
+    let status = acct.status.clone();
     let p = p.as_ref();
     let stamp = ts(now);
     // The key is claimed by the txn row's insert, not looked up first (see
@@ -1504,12 +1510,25 @@ pub(crate) fn commit_full_tx(
         return Ok(Err(e.into()));
     }
     // After the claim: a repeat must write nothing, not even due burns.
-    expire_due(db, account, now, origin)?;
-    let before = balance_units(db, account)?;
+    // The maintained next expiry says whether anything is due (the common
+    // case: nothing, and no read of the lots).
+    let mut before = acct.balance;
+    // The account's next expiry as this sale leaves it; `None`: read it.
+    let mut next_expiry = Some(acct.next_expiry.clone());
+    if acct
+        .next_expiry
+        .as_deref()
+        .is_some_and(|at| at <= stamp.as_str())
+    {
+        expire_due(db, account, now, origin)?;
+        before = balance_units(db, account)?;
+        next_expiry = None;
+    }
     // Held points (the accrual window) cannot pay for this sale.
-    let held_before = book::held_units(db, account, now)?.0;
+    let held = book::held_units(db, account, now)?;
+    let held_before = held.0;
     let spendable = before - held_before;
-    let overrides = priced_overrides(db, p, account)?;
+    let overrides = book::priced_overrides_from(db, p, account, acct.own.clone())?;
     let code = match promo_code {
         Some(c) => match promo::check(db, p, c, Some(account), now)? {
             Ok(code) => Some(code),
@@ -1543,7 +1562,7 @@ pub(crate) fn commit_full_tx(
 
     // Redeem: soonest-expiring lots first (lots without expiry last).
     let want = units(q.redeem);
-    if take_from_lots(
+    let (took, next_after_take) = book::take_from_lots_tracked(
         db,
         txn,
         account,
@@ -1552,10 +1571,13 @@ pub(crate) fn commit_full_tx(
         "redeem",
         &stamp,
         Take::Spendable,
-    )? != want
-    {
+    )?;
+    if took != want {
         // The balance said yes but the lots say no: a broken invariant.
         return Err(DbError::Invariant("the lots hold less than the balance"));
+    }
+    if let Some(n) = next_after_take {
+        next_expiry = Some(n);
     }
 
     // Accrue as a new lot.
@@ -1571,11 +1593,12 @@ pub(crate) fn commit_full_tx(
     let expires = dates.expires_at.map(ts);
     let available = dates.available_at.map(ts);
     let (lot, repaid) = if accrued > 0 {
-        accrue(
+        book::accrue_owing(
             db,
             txn,
             account,
             accrued,
+            acct.debt,
             "accrue",
             expires.as_deref(),
             available.as_deref(),
@@ -1583,6 +1606,23 @@ pub(crate) fn commit_full_tx(
         )?
     } else {
         (None, 0)
+    };
+    // What the new lot changes of the summary's figures (`insert_lot`
+    // keeps the stored next expiry the same way).
+    let new_lot = if lot.is_some() { accrued - repaid } else { 0 };
+    if new_lot > 0
+        && let Some(at) = &expires
+        && let Some(known) = &mut next_expiry
+        && known.as_ref().is_none_or(|k| at < k)
+    {
+        *known = Some(at.clone());
+    }
+    let newly_held = available.as_deref().is_some_and(|at| at > stamp.as_str());
+    let held_after = match (held_before, newly_held && new_lot > 0) {
+        (_, false) => held,
+        (0, true) => (new_lot, available.clone().map(|at| (at, new_lot))),
+        // Held lots before and a new one: which is released first is a read.
+        (_, true) => book::held_units(db, account, now)?,
     };
     // Each line's share, for returns by lines.
     lines::store(db, txn, lines, &q, p.accrual_rounding.scale())?;
@@ -1597,7 +1637,31 @@ pub(crate) fn commit_full_tx(
     // arithmetic to the books.
     #[cfg(debug_assertions)]
     debug_assert_eq!(balance_after, balance_units(db, account)?);
-    let mut after = summary_with(db, account, status, balance_after, now)?;
+    let next_expiry = match next_expiry {
+        Some(n) => n,
+        None => book::next_expiry_of(db, account)?,
+    };
+    let debt_after = acct.debt - repaid;
+    #[cfg(debug_assertions)]
+    {
+        let stored: (i64, Option<String>) = db.query_row(
+            "SELECT debt, next_expiry FROM accounts WHERE id = ?1",
+            args![account],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        debug_assert_eq!(stored, (debt_after, next_expiry.clone()));
+        debug_assert_eq!(held_after, book::held_units(db, account, now)?);
+    }
+    let mut after = book::summary_known(
+        db,
+        account,
+        status,
+        balance_after,
+        debt_after,
+        next_expiry,
+        held_after,
+        now,
+    )?;
     if !p.tiers.is_empty() {
         super::tiers::annotate(db, p, &mut after, now)?;
     }

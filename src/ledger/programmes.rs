@@ -253,6 +253,15 @@ impl Programmes {
         let key = Self::account_key(db, account)?;
         Ok(self.served_key(&key).cloned())
     }
+
+    /// [`Programmes::of_account`] for an account whose stored key
+    /// (`accounts.programme`) the caller has read already.
+    pub fn of_stored_key(&self, key: &str) -> Result<Arc<Programme>, ProgrammeError> {
+        if self.all.len() == 1 {
+            return Ok(self.all[0].clone());
+        }
+        self.served_key(key).cloned()
+    }
 }
 
 /// The HTTP header in which a till names the programmes it serves to the

@@ -21,7 +21,17 @@ pub(super) fn overrides_of(db: &dyn Db, account: i64) -> Result<AccountOverrides
         args![account],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    Ok(AccountOverrides {
+    Ok(parse_overrides(a, cp, cats))
+}
+
+/// The account's own percentages from their stored columns
+/// (`accrual_pct`, `cap_pct`, `category_overrides`).
+fn parse_overrides(
+    a: Option<String>,
+    cp: Option<String>,
+    cats: Option<String>,
+) -> AccountOverrides {
+    AccountOverrides {
         accrual_percent: a.and_then(|s| s.parse().ok()),
         cap_percent: cp.and_then(|s| s.parse().ok()),
         categories: cats
@@ -30,7 +40,7 @@ pub(super) fn overrides_of(db: &dyn Db, account: i64) -> Result<AccountOverrides
                     .ok()
             })
             .unwrap_or_default(),
-    })
+    }
 }
 
 /// [`overrides_of`] with the account's tier merged in (per-customer
@@ -43,6 +53,17 @@ pub(super) fn priced_overrides(
     let mut o = overrides_of(db, account)?;
     crate::ledger::tiers::merge_overrides(db, p, account, &mut o)?;
     Ok(o)
+}
+
+/// [`priced_overrides`] from the account's own percentages read already.
+pub(super) fn priced_overrides_from(
+    db: &dyn Db,
+    p: &Programme,
+    account: i64,
+    mut own: AccountOverrides,
+) -> Result<AccountOverrides, DbError> {
+    crate::ledger::tiers::merge_overrides(db, p, account, &mut own)?;
+    Ok(own)
 }
 
 /// Adds `amount` units (> 0) that `txn` gives the account: its debt is paid
@@ -61,6 +82,25 @@ pub(crate) fn accrue(
     stamp: &str,
 ) -> Result<(Option<i64>, i64), DbError> {
     let debt = debt_units(db, account)?;
+    accrue_owing(
+        db, txn, account, amount, debt, kind, expires, available, stamp,
+    )
+}
+
+/// [`accrue`] for a caller that knows the account's `debt` (read in this
+/// transaction, after the account was taken): one read fewer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn accrue_owing(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    amount: i64,
+    debt: i64,
+    kind: &str,
+    expires: Option<&str>,
+    available: Option<&str>,
+    stamp: &str,
+) -> Result<(Option<i64>, i64), DbError> {
     let repay = debt.min(amount).max(0);
     if repay > 0 {
         db.execute(
@@ -122,15 +162,16 @@ fn insert_lot(
 /// changed (taken, expired, returned): one seek in the open-lots index
 /// `(account_id, expires_at) WHERE remaining > 0`, however many lots the
 /// account has.
-pub(crate) fn refresh_next_expiry(db: &dyn Db, account: i64) -> Result<(), DbError> {
-    db.execute(
+/// Returns the new value.
+pub(crate) fn refresh_next_expiry(db: &dyn Db, account: i64) -> Result<Option<String>, DbError> {
+    db.query_row(
         "UPDATE accounts SET next_expiry =
             (SELECT MIN(expires_at) FROM lots
              WHERE account_id = ?1 AND remaining > 0 AND expires_at IS NOT NULL)
-         WHERE id = ?1",
+         WHERE id = ?1 RETURNING next_expiry",
         args![account],
-    )?;
-    Ok(())
+        |r| r.get(0),
+    )
 }
 
 /// Stores an operation's result with its transaction row (what a repeat of
@@ -226,6 +267,17 @@ pub(crate) fn entry(
     amount: i64,
     stamp: &str,
 ) -> Result<(), DbError> {
+    if db.dialect() == Dialect::Postgres {
+        // One round trip: the entry and the balance in one statement (a
+        // data-modifying WITH, which SQLite does not have).
+        db.execute(
+            "WITH e AS (INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6))
+             UPDATE accounts SET balance = balance + ?5 WHERE id = ?2",
+            args![txn, account, lot, kind, amount, stamp],
+        )?;
+        return Ok(());
+    }
     db.execute(
         "INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -264,8 +316,24 @@ pub(super) fn take_from_lots(
     stamp: &str,
     which: Take,
 ) -> Result<i64, DbError> {
+    take_from_lots_tracked(db, txn, account, first, want, kind, stamp, which).map(|(took, _)| took)
+}
+
+/// [`take_from_lots`], also returning the account's next expiry when the
+/// take changed it (`Some`: the new value), `None` when nothing was taken.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn take_from_lots_tracked(
+    db: &dyn Db,
+    txn: i64,
+    account: i64,
+    first: Option<i64>,
+    want: i64,
+    kind: &str,
+    stamp: &str,
+    which: Take,
+) -> Result<(i64, Option<Option<String>>), DbError> {
     if want <= 0 {
-        return Ok(0);
+        return Ok((0, None));
     }
     let mut left = want;
     // The sale's own lot first (a refund's clawback).
@@ -333,10 +401,12 @@ pub(super) fn take_from_lots(
             }
         }
     }
-    if left < want {
-        refresh_next_expiry(db, account)?;
-    }
-    Ok(want - left)
+    let next = if left < want {
+        Some(refresh_next_expiry(db, account)?)
+    } else {
+        None
+    };
+    Ok((want - left, next))
 }
 
 /// Lots read per page while taking points.
@@ -399,17 +469,63 @@ pub(super) fn card_account(db: &dyn Db, number: &str) -> Result<Option<(i64, Str
     )
 }
 
-/// [`card_account`] that also takes the account's row until the
-/// transaction ends, in the same round trip: the first statement of a
+/// What a sale reads of its account, in the statement that takes it
+/// ([`card_account_locked`]).
+#[derive(Debug, Clone)]
+pub(crate) struct LockedAccount {
+    /// The account.
+    pub id: i64,
+    /// The card's status when not `active`, else the account's.
+    pub status: String,
+    /// Its programme's stored key (`''`: the default one).
+    pub programme: String,
+    /// Its maintained balance (units), held points included.
+    pub balance: i64,
+    /// What it owes (units).
+    pub debt: i64,
+    /// The earliest expiry of its open lots.
+    pub next_expiry: Option<String>,
+    /// Its own percentages.
+    pub own: AccountOverrides,
+}
+
+impl LockedAccount {
+    /// An account [`enrol`] has just created (by this transaction, so no
+    /// one else can see it to take it): its columns' defaults.
+    pub(crate) fn new_enrolled(id: i64, programme: String) -> Self {
+        LockedAccount {
+            id,
+            status: "active".to_owned(),
+            programme,
+            balance: 0,
+            debt: 0,
+            next_expiry: None,
+            own: parse_overrides(None, None, None),
+        }
+    }
+}
+
+/// The account's stored next expiry.
+pub(super) fn next_expiry_of(db: &dyn Db, account: i64) -> Result<Option<String>, DbError> {
+    db.query_row(
+        "SELECT next_expiry FROM accounts WHERE id = ?1",
+        args![account],
+        |r| r.get(0),
+    )
+}
+
+/// The card's account, taken until the transaction ends, with what a
+/// sale reads of it, in one round trip: the first statement of a
 /// [`Mode::WriteLocking`] closure. On PostgreSQL it is an `UPDATE` that
 /// changes nothing but writes a new version of the row: a writer of the
 /// account that comes later waits for it (and, if serializable, is
 /// refused and runs again, seeing this one's writes); one that came first
 /// has committed when this returns, and at READ COMMITTED every later
-/// statement sees its writes. A lock alone (`FOR UPDATE`) would not do:
-/// a serializable transaction that waited on a lock but not on a write
-/// carries on with its older snapshot. SQLite has one writer: the plain
-/// lookup.
+/// statement sees its writes (and `RETURNING` gives the row as it is
+/// after the wait). A lock alone (`FOR UPDATE`) would not do: a
+/// serializable transaction that waited on a lock but not on a write
+/// carries on with its older snapshot. SQLite has one writer: a plain
+/// read.
 ///
 /// The protocol this joins (docs/central.md, "Isolation"): every
 /// transaction that writes an account's books writes its row —
@@ -419,17 +535,33 @@ pub(super) fn card_account(db: &dyn Db, number: &str) -> Result<Option<(i64, Str
 pub(crate) fn card_account_locked(
     db: &dyn Db,
     number: &str,
-) -> Result<Option<(i64, String)>, DbError> {
-    if db.dialect() == Dialect::Sqlite {
-        return card_account(db, number);
-    }
-    db.query_opt(
-        "UPDATE accounts a SET balance = a.balance FROM cards c
-         WHERE c.number = ?1 AND a.id = c.account_id
-         RETURNING a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END",
-        args![number],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+) -> Result<Option<LockedAccount>, DbError> {
+    let sql = match db.dialect() {
+        Dialect::Sqlite => {
+            "SELECT a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
+                    a.programme, a.balance, a.debt, a.next_expiry,
+                    a.accrual_pct, a.cap_pct, a.category_overrides
+             FROM cards c JOIN accounts a ON a.id = c.account_id WHERE c.number = ?1"
+        }
+        Dialect::Postgres => {
+            "UPDATE accounts a SET balance = a.balance FROM cards c
+             WHERE c.number = ?1 AND a.id = c.account_id
+             RETURNING a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
+                    a.programme, a.balance, a.debt, a.next_expiry,
+                    a.accrual_pct, a.cap_pct, a.category_overrides"
+        }
+    };
+    db.query_opt(sql, args![number], |r| {
+        Ok(LockedAccount {
+            id: r.get(0)?,
+            status: r.get(1)?,
+            programme: r.get::<Option<String>>(2)?.unwrap_or_default(),
+            balance: r.get(3)?,
+            debt: r.get(4)?,
+            next_expiry: r.get(5)?,
+            own: parse_overrides(r.get(6)?, r.get(7)?, r.get(8)?),
+        })
+    })
 }
 
 /// Takes `account`'s row as [`card_account_locked`] does (PostgreSQL;
@@ -615,6 +747,24 @@ pub(super) fn summary_with(
         args![account],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let held = held_units(db, account, now)?;
+    summary_known(db, account, status, balance, debt, maintained, held, now)
+}
+
+/// [`summary_with`] for a caller that tracked the account's debt, next
+/// expiry and held points through its own writes: only the next expiry's
+/// amount is read.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn summary_known(
+    db: &dyn Db,
+    account: i64,
+    status: String,
+    balance: i64,
+    debt: i64,
+    maintained: Option<String>,
+    (held, release): (i64, Option<(String, i64)>),
+    now: OffsetDateTime,
+) -> Result<AccountSummary, DbError> {
     let stamp = ts(now);
     let next: Option<(String, i64)> = match maintained {
         None => None,
@@ -637,7 +787,6 @@ pub(super) fn summary_with(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?,
     };
-    let (held, release) = held_units(db, account, now)?;
     Ok(AccountSummary {
         account,
         status,
