@@ -134,6 +134,40 @@ pub fn hot_statements(account: i64, lot: i64, txn: i64) -> Vec<(&'static str, St
             ),
         ),
         (
+            "card_account_locked (take the account: UPDATE accounts ⋈ cards RETURNING)",
+            format!(
+                "UPDATE accounts a SET balance = a.balance FROM cards c
+                 WHERE c.number = '{card}' AND a.id = c.account_id
+                 RETURNING a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
+                        a.programme, a.balance, a.debt, a.next_expiry,
+                        a.accrual_pct, a.cap_pct, a.category_overrides"
+            ),
+        ),
+        (
+            "held_units (lots in the accrual window)",
+            format!(
+                "SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM lots
+                 WHERE account_id = {account} AND remaining > 0 AND available_at IS NOT NULL
+                   AND available_at > {now}"
+            ),
+        ),
+        (
+            "entry (INSERT entry and UPDATE balance in one statement)",
+            format!(
+                "WITH e AS (INSERT INTO entries (txn_id, account_id, lot_id, kind, amount, created_at)
+                            VALUES ({txn}, {account}, {lot}, 'redeem', -1, {now}))
+                 UPDATE accounts SET balance = balance - 1 WHERE id = {account}"
+            ),
+        ),
+        (
+            "summary_known (the next expiry's amount)",
+            format!(
+                "SELECT CAST(SUM(remaining) AS BIGINT) FROM lots
+                 WHERE account_id = {account} AND remaining > 0
+                   AND expires_at = (SELECT next_expiry FROM accounts WHERE id = {account})"
+            ),
+        ),
+        (
             "expire_due (lots due)",
             format!(
                 "SELECT id, remaining,
