@@ -1,9 +1,10 @@
 //! The chain's ledger under load, next to `pgbench` on the same PostgreSQL.
 //!
-//! One throwaway cluster (posbridge-pgtest, fsync on) holds three
+//! One throwaway cluster (posbridge-pgtest, fsync on) holds four
 //! databases: `chain` (a `posbridge-central serve` process in front of it,
-//! a seeded card base), `pgbench` (TPC-B) and `growth` (a second service,
-//! measured empty and then with a bulk-loaded history). Simulated tills are
+//! a seeded card base), `pgbench` (TPC-B), and `growth_small` and `growth`
+//! (a service each: a near-empty ledger and one with a bulk-loaded
+//! history, timed call by call in turn). Simulated tills are
 //! the till's own client ([`Central`]), one per terminal, each with the
 //! credential `terminal add` issued to it; a row with real till daemons
 //! (the JSON-RPC socket) shows what the till adds.
@@ -545,60 +546,84 @@ fn daemon_row(rt: &tokio::runtime::Runtime, p: &Params, service: &Service) {
     );
 }
 
-/// One client's commit and resolve latencies to random cards of
-/// `1..=cards`.
-fn timed_calls(
+/// One client's commit and resolve latencies on two ledgers, call by call
+/// in turn (A, B, A, B …), so that whatever else the machine does in the
+/// meantime (a checkpoint, another process) falls on both alike: random
+/// cards of `1..=cards_a` on `a` and of `1..=cards_b` on `b`. Returns
+/// (commits, resolves) for each.
+type Timings = (Vec<Duration>, Vec<Duration>);
+fn timed_calls_side_by_side(
     rt: &tokio::runtime::Runtime,
-    till: &Central,
+    (a, cards_a): (&Central, i64),
+    (b, cards_b): (&Central, i64),
     p: &Params,
-    cards: i64,
-    tag: &str,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> (Timings, Timings) {
     rt.block_on(async {
-        let mut rng = Rng(0x1234_5678 ^ cards as u64);
-        let (mut commit, mut resolve) = (Vec::new(), Vec::new());
+        let mut rng = Rng(0x1234_5678);
+        let mut out: [Timings; 2] = Default::default();
         for i in 0..p.growth_calls + p.growth_calls / 10 {
-            let s = sale(&mut rng, 1, cards, p.redeem_pct);
-            let key = format!("{tag}-{i}");
-            let t = Instant::now();
-            till.resolve(s.number.clone())
-                .await
-                .expect("resolve")
-                .expect("a loaded card");
-            let r = t.elapsed();
-            let t = Instant::now();
-            till.commit(key.clone(), s.number, key, s.lines, s.redeem, None)
-                .await
-                .expect("commit");
-            // The first tenth warms the caches and the pool.
-            if i >= p.growth_calls / 10 {
-                resolve.push(r);
-                commit.push(t.elapsed());
+            for (side, (till, cards)) in [(a, cards_a), (b, cards_b)].into_iter().enumerate() {
+                let s = sale(&mut rng, 1, cards, p.redeem_pct);
+                let key = format!("growth-{side}-{i}");
+                let t = Instant::now();
+                till.resolve(s.number.clone())
+                    .await
+                    .expect("resolve")
+                    .expect("a loaded card");
+                let r = t.elapsed();
+                let t = Instant::now();
+                till.commit(key.clone(), s.number, key, s.lines, s.redeem, None)
+                    .await
+                    .expect("commit");
+                // The first tenth warms the caches and the pool.
+                if i >= p.growth_calls / 10 {
+                    out[side].1.push(r);
+                    out[side].0.push(t.elapsed());
+                }
             }
         }
-        (commit, resolve)
+        let [x, y] = out;
+        (x, y)
     })
 }
 
-/// The same single-till commits and resolves on a near-empty ledger and
-/// after a bulk load; the plans of the hot statements on the loaded one.
+/// The same single-till commits and resolves on a near-empty ledger and on
+/// one with a bulk-loaded history, two databases of one cluster, each
+/// behind its own service, timed call by call in turn after both are
+/// checkpointed and vacuumed (the steady state a ledger that grew by
+/// sales is in: autovacuum has seen its tables); the plans of the hot
+/// statements on the loaded one.
 fn growth(rt: &tokio::runtime::Runtime, p: &Params, cluster: &Cluster, dir: &Path) {
-    let url = cluster.createdb("growth").unwrap();
-    let service = Service::start(dir, "growth", &url, p.pool);
-    let till = service.till("G1");
-    let mut pg = cluster.connect("growth").unwrap();
     let small = p.cards.min(p.growth_accounts);
-    load::load(&mut pg, 1, small, p.growth_sales, 50_000, |_| {}).unwrap();
-    pg.batch_execute("ANALYZE").unwrap();
-    let (mut c0, mut r0) = timed_calls(rt, &till, p, small, "empty");
-
+    let url_small = cluster.createdb("growth_small").unwrap();
+    let url = cluster.createdb("growth").unwrap();
+    let service_small = Service::start(dir, "growth_small", &url_small, p.pool);
+    let service = Service::start(dir, "growth", &url, p.pool);
+    let till_small = service_small.till("G0");
+    let till = service.till("G1");
+    let mut pg_small = cluster.connect("growth_small").unwrap();
+    let mut pg = cluster.connect("growth").unwrap();
+    load::load(&mut pg_small, 1, small, p.growth_sales, 50_000, |_| {}).unwrap();
     let t = Instant::now();
-    let rest = p.growth_accounts - small;
-    load::load(&mut pg, small + 1, rest, p.growth_sales, 100_000, |n| {
-        eprintln!("  loaded {n}/{rest} accounts ({:.0?})", t.elapsed());
-    })
+    load::load(
+        &mut pg,
+        1,
+        p.growth_accounts,
+        p.growth_sales,
+        100_000,
+        |n| {
+            eprintln!(
+                "  loaded {n}/{} accounts ({:.0?})",
+                p.growth_accounts,
+                t.elapsed()
+            );
+        },
+    )
     .unwrap();
-    pg.batch_execute("ANALYZE").unwrap();
+    for c in [&mut pg_small, &mut pg] {
+        c.batch_execute("VACUUM ANALYZE").unwrap();
+        c.batch_execute("CHECKPOINT").unwrap();
+    }
     let counts = pg
         .query_one(
             "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM entries),
@@ -614,7 +639,9 @@ fn growth(rt: &tokio::runtime::Runtime, p: &Params, cluster: &Cluster, dir: &Pat
         "\ngrowth: loaded {a} accounts, {e} entries, {l} lots, {x} txns ({size}) in {:.0?}",
         t.elapsed()
     );
-    let (mut c1, mut r1) = timed_calls(rt, &till, p, p.growth_accounts, "grown");
+    let ((mut c0, mut r0), (mut c1, mut r1)) =
+        timed_calls_side_by_side(rt, (&till_small, small), (&till, p.growth_accounts), p);
+    drop(service_small);
     println!(
         "| call | ledger | p50 ms | p99 ms |\n|---|---|---|---|\n\
          | sale.commit | {small} accounts | {:.2} | {:.2} |\n\
