@@ -15,7 +15,6 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde_json::json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::db::{Books, Db, DbError, args};
 use super::origin::Origin;
@@ -37,8 +36,10 @@ mod book;
 pub(crate) mod lines;
 pub(crate) mod missed;
 pub(crate) mod promo;
+mod stamp;
 mod sweep;
 pub use audit::{export, verify};
+pub(crate) use stamp::ts;
 use book::{
     Take, balance_units, card_account, claim_txn, enrol, expire_due, finish, overrides_of,
     priced_overrides, refresh_next_expiry, replay, spendable_units, summary, summary_with,
@@ -71,15 +72,6 @@ pub(crate) fn units(d: Decimal) -> i64 {
 
 pub(crate) fn points(u: i64) -> Decimal {
     Decimal::new(u, 4).normalize()
-}
-
-pub(crate) fn ts(t: OffsetDateTime) -> String {
-    // UTC with a fixed width so text comparison in SQL is time order.
-    t.to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(t)
-        .format(&Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A database failure (outer: the runner rolls back) or a refusal (inner:
