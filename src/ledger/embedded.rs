@@ -1479,11 +1479,12 @@ pub(crate) fn commit_full_tx(
     }
     // After the claim: a repeat must write nothing, not even due burns.
     expire_due(db, account, now, origin)?;
-    let before = balance_units(db, account)?;
+    // The balance and the account's own percentages in one read.
+    let (before, own) = book::balance_and_overrides(db, account)?;
     // Held points (the accrual window) cannot pay for this sale.
     let held_before = book::held_units(db, account, now)?.0;
     let spendable = before - held_before;
-    let overrides = priced_overrides(db, p, account)?;
+    let overrides = book::tier_priced(db, p, account, own)?;
     let code = match promo_code {
         Some(c) => match promo::check(db, p, c, Some(account), now)? {
             Ok(code) => Some(code),

@@ -16,11 +16,18 @@ use crate::ledger::types::Replayable;
 /// one place an account's overrides are computed (quote and commit both
 /// come here).
 pub(super) fn overrides_of(db: &dyn Db, account: i64) -> Result<AccountOverrides, DbError> {
-    let (a, cp, cats): (Option<String>, Option<String>, Option<String>) = db.query_row(
+    db.query_row(
         "SELECT accrual_pct, cap_pct, category_overrides FROM accounts WHERE id = ?1",
         args![account],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+        |r| overrides_from(r, 0),
+    )
+}
+
+/// The overrides held in `r`'s columns `at`, `at + 1`, `at + 2`
+/// (`accrual_pct, cap_pct, category_overrides`).
+fn overrides_from(r: &Row, at: usize) -> Result<AccountOverrides, DbError> {
+    let (a, cp, cats): (Option<String>, Option<String>, Option<String>) =
+        (r.get(at)?, r.get(at + 1)?, r.get(at + 2)?);
     Ok(AccountOverrides {
         accrual_percent: a.and_then(|s| s.parse().ok()),
         cap_percent: cp.and_then(|s| s.parse().ok()),
@@ -33,6 +40,19 @@ pub(super) fn overrides_of(db: &dyn Db, account: i64) -> Result<AccountOverrides
     })
 }
 
+/// [`balance_units`] and [`overrides_of`] in one read of the account's
+/// row (a sale needs both, one after the other).
+pub(super) fn balance_and_overrides(
+    db: &dyn Db,
+    account: i64,
+) -> Result<(i64, AccountOverrides), DbError> {
+    db.query_row(
+        "SELECT balance, accrual_pct, cap_pct, category_overrides FROM accounts WHERE id = ?1",
+        args![account],
+        |r| Ok((r.get(0)?, overrides_from(r, 1)?)),
+    )
+}
+
 /// [`overrides_of`] with the account's tier merged in (per-customer
 /// setting > tier > programme default): what quote and commit price with.
 pub(super) fn priced_overrides(
@@ -40,7 +60,17 @@ pub(super) fn priced_overrides(
     p: &Programme,
     account: i64,
 ) -> Result<AccountOverrides, DbError> {
-    let mut o = overrides_of(db, account)?;
+    tier_priced(db, p, account, overrides_of(db, account)?)
+}
+
+/// The account's own overrides `o` with its tier merged in, as
+/// [`priced_overrides`].
+pub(super) fn tier_priced(
+    db: &dyn Db,
+    p: &Programme,
+    account: i64,
+    mut o: AccountOverrides,
+) -> Result<AccountOverrides, DbError> {
     crate::ledger::tiers::merge_overrides(db, p, account, &mut o)?;
     Ok(o)
 }
