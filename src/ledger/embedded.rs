@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde_json::json;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::db::{Books, Db, DbError, args};
 use super::origin::Origin;
@@ -37,7 +38,6 @@ pub(crate) mod lines;
 pub(crate) mod missed;
 pub(crate) mod promo;
 mod request;
-mod stamp;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
@@ -47,7 +47,6 @@ use book::{
 };
 pub(crate) use book::{accrue, entry, new_lot, new_txn, store_result};
 pub(crate) use request::commit_request;
-pub(crate) use stamp::ts;
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.
@@ -74,6 +73,15 @@ pub(crate) fn units(d: Decimal) -> i64 {
 
 pub(crate) fn points(u: i64) -> Decimal {
     Decimal::new(u, 4).normalize()
+}
+
+pub(crate) fn ts(t: OffsetDateTime) -> String {
+    // UTC with a fixed width so text comparison in SQL is time order.
+    t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// A database failure (outer: the runner rolls back) or a refusal (inner:
