@@ -37,6 +37,7 @@ mod book;
 pub(crate) mod lines;
 pub(crate) mod missed;
 pub(crate) mod promo;
+mod request;
 mod sweep;
 pub use audit::{export, verify};
 use book::{
@@ -45,6 +46,7 @@ use book::{
     take_from_lots,
 };
 pub(crate) use book::{accrue, entry, new_lot, new_txn, store_result, touch_account};
+pub(crate) use request::commit_request;
 pub use sweep::{DUE_ACCOUNTS_SQL, SWEEP_BATCH};
 
 /// Units per point in the database.
@@ -860,17 +862,6 @@ pub(crate) fn set_overrides_tx(
         replayed: false,
     };
     finish(db, txn, result)
-}
-
-/// The text a sale's request is stored as, compared on a repeat of its
-/// key. Same text as it always was: existing keys must keep replaying.
-pub(crate) fn commit_request(
-    number: &str,
-    receipt_id: &str,
-    lines: &[SaleLine],
-    redeem: Decimal,
-) -> String {
-    json!({"number": number, "receipt_id": receipt_id, "lines": lines, "redeem": redeem.to_string()}).to_string()
 }
 
 /// What a sale may carry beyond its lines: the cashier's terms for the

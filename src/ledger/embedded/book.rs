@@ -50,9 +50,7 @@ pub(super) fn priced_overrides(
     p: &Programme,
     account: i64,
 ) -> Result<AccountOverrides, DbError> {
-    let mut o = overrides_of(db, account)?;
-    crate::ledger::tiers::merge_overrides(db, p, account, &mut o)?;
-    Ok(o)
+    priced_overrides_from(db, p, account, overrides_of(db, account)?)
 }
 
 /// [`priced_overrides`] from the account's own percentages read already.
