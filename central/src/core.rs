@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS terminals (
 pub struct Core {
     books: Books,
     postgres: bool,
+    /// The PostgreSQL books themselves, for their counters (`None` on the
+    /// SQLite stand-in).
+    pg: Option<PgBooks>,
     programme: Arc<Programme>,
     ledger: Local,
 }
@@ -78,7 +81,7 @@ impl Core {
     /// Opens the books at `url` (migrating PostgreSQL's schema) with a pool
     /// of `pool_size` connections. Blocking.
     pub fn open(url: &str, pool_size: usize, ledger: &LedgerSection) -> Result<Core, CoreError> {
-        let (books, postgres) = if let Some(path) = url.strip_prefix("sqlite:") {
+        let (books, pg) = if let Some(path) = url.strip_prefix("sqlite:") {
             let store = Store::open(std::path::Path::new(path))?;
             let books = Books::sqlite(store);
             let Ok(()) = books.write_blocking(|db| {
@@ -90,12 +93,12 @@ impl Core {
                 }
                 Ok(Ok::<_, std::convert::Infallible>(()))
             })?;
-            (books, false)
+            (books, None)
         } else if url.starts_with("postgres") || url.contains("host=") || url.contains("dbname=") {
             let mut config = PgConfig::new(url);
             config.pool_size = pool_size.max(1);
             let pg = PgBooks::connect(&config)?;
-            (Books::new(Arc::new(pg)), true)
+            (Books::new(Arc::new(pg.clone())), Some(pg))
         } else {
             return Err(CoreError::Url(
                 "expected postgres://… (or host=… dbname=…), or sqlite:PATH for a trial".into(),
@@ -106,7 +109,8 @@ impl Core {
         let local = Local::with_books(books.clone(), programmes, settings, Origin::default());
         Ok(Core {
             books,
-            postgres,
+            postgres: pg.is_some(),
+            pg,
             programme: Arc::new(ledger.programme.clone()),
             ledger: local,
         })
@@ -120,6 +124,14 @@ impl Core {
     /// The programme in force.
     pub fn programme(&self) -> &Programme {
         &self.programme
+    }
+
+    /// The PostgreSQL books' retry counters and pool, since this process
+    /// opened them (`None` on the SQLite stand-in).
+    pub fn pg_stats(&self) -> Option<(crate::pg::RetryStats, crate::pg::PoolStats)> {
+        self.pg
+            .as_ref()
+            .map(|pg| (pg.retry_stats(), pg.pool_stats()))
     }
 
     /// Whether the books are on PostgreSQL (the daily job's lock needs it).

@@ -146,7 +146,8 @@ async fn authenticate(s: &Service, headers: &HeaderMap) -> Result<Principal, Res
     })
 }
 
-/// `GET /v1/health`: 200 when the database answers `SELECT 1`.
+/// `GET /v1/health`: 200 when the database answers `SELECT 1`, with this
+/// instance's transaction retries and pool (no secrets: counters only).
 async fn health(State(s): State<Arc<Service>>) -> Response {
     let r = s
         .core
@@ -154,7 +155,18 @@ async fn health(State(s): State<Arc<Service>>) -> Response {
         .read(|db| db.query_row("SELECT 1", args![], |r| r.get::<i64>(0)))
         .await;
     match r {
-        Ok(_) => axum::Json(json!({"status": "ok"})).into_response(),
+        Ok(_) => {
+            let mut body = json!({"status": "ok"});
+            if let Some((retry, pool)) = s.core.pg_stats() {
+                body["transactions"] = json!({
+                    "retried": retry.retried,
+                    "gave_up": retry.gave_up,
+                    "alone": retry.alone,
+                });
+                body["pool"] = json!({"open": pool.open, "idle": pool.idle});
+            }
+            axum::Json(body).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
             error(

@@ -144,6 +144,20 @@ async fn two_tills_redeeming_the_same_points_exactly_one_wins_every_round() {
         assert_eq!(balance(&b, CARD).await, "0", "round {round}");
     }
     chain.verify();
+    // Each instance's health shows its own counters: none gave up, and
+    // its pool has the connections its requests used.
+    for c in &chain.centrals {
+        let health: Value = reqwest::get(format!("{}/v1/health", c.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "ok", "{health}");
+        assert!(health["transactions"]["retried"].is_u64(), "{health}");
+        assert_eq!(health["transactions"]["gave_up"], 0, "{health}");
+        assert!(health["pool"]["open"].as_u64().unwrap() >= 1, "{health}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

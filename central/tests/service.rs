@@ -289,7 +289,11 @@ async fn limits_malformed_bodies_and_health() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+    let health = r.json::<Value>().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    // The SQLite stand-in has no PostgreSQL counters to show (the chain
+    // tests check them on PostgreSQL).
+    assert!(health.get("transactions").is_none(), "{health}");
 
     let big = json!({"number": "1", "pad": "x".repeat(5000)});
     let (s, v) = c.post(Some(("t1", &key)), "resolve", big).await;
