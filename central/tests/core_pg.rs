@@ -59,6 +59,18 @@ fn sale(total: u32) -> Vec<SaleLine> {
 
 const CARD: &str = "6035000011112222";
 
+/// The PostgreSQL books on a fresh database `name` of the shared
+/// throwaway cluster, migrated, with the cluster's handle: the server
+/// stops when the last test drops it.
+async fn pg_books(name: &str) -> (Arc<Cluster>, PgBooks) {
+    let cluster = Cluster::shared().unwrap();
+    let url = cluster.createdb(name).unwrap();
+    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
+        .await
+        .unwrap();
+    (cluster, pg)
+}
+
 /// Runs the story; returns what must agree between the stores.
 async fn story(books: Books) -> Vec<String> {
     let l = Embedded::with_books(books.clone(), programme(), Origin::new("s1", "t1"));
@@ -299,11 +311,7 @@ async fn story(books: Books) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_story_on_both_stores() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_story").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_story").await;
     let on_pg = story(Books::new(Arc::new(pg))).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
@@ -314,11 +322,7 @@ async fn the_same_story_on_both_stores() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_redemptions_of_one_balance_one_wins() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_race").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_race").await;
     let books = Books::new(Arc::new(pg));
     let l = Embedded::with_books(books.clone(), Programme::default(), Origin::new("s", "t"));
     // 50 points.
@@ -414,11 +418,7 @@ async fn cyrillic_search(books: Books) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cyrillic_names_are_found_whatever_their_case_on_both_stores() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("cyrillic_search").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("cyrillic_search").await;
     let on_pg = cyrillic_search(Books::new(Arc::new(pg))).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
@@ -490,11 +490,7 @@ async fn sweep_story(books: Books) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sweep_burns_an_untouched_account_on_its_date_on_both_stores() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_sweep").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_sweep").await;
     let on_pg = sweep_story(Books::new(Arc::new(pg))).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
@@ -504,11 +500,7 @@ async fn the_sweep_burns_an_untouched_account_on_its_date_on_both_stores() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn sales_racing_the_sweep_never_post_a_lot_twice() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_sweep_race").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_sweep_race").await;
     let books = Books::new(Arc::new(pg));
     let l = Embedded::with_books(books.clone(), Programme::default(), Origin::new("s", "t"));
     let cards: Vec<String> = (0..20).map(|i| format!("60350000{i:08}")).collect();
@@ -678,11 +670,7 @@ async fn report_story(books: Books) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_report_on_both_stores() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_report").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_report").await;
     let on_pg = report_story(Books::new(Arc::new(pg))).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
@@ -692,11 +680,7 @@ async fn the_same_report_on_both_stores() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_sales_book_a_key_once_and_spend_a_balance_once() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_sale_race").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_sale_race").await;
     let books = Books::new(Arc::new(pg));
     // No accrual: a winning spend leaves too little for a second one.
     let p = Programme {
@@ -885,11 +869,7 @@ async fn hold_story(books: Books) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_accrual_window_on_both_stores() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_hold").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_hold").await;
     let on_pg = hold_story(Books::new(Arc::new(pg))).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
@@ -911,11 +891,7 @@ async fn the_accrual_window_on_both_stores() {
 /// other write stays SERIALIZABLE (docs/central.md, "Isolation").
 #[tokio::test(flavor = "multi_thread")]
 async fn sales_lock_their_account_and_the_rest_stays_serializable() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_isolation").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_isolation").await;
     let books = Books::new(Arc::new(pg));
     let level = |locking: bool| {
         let books = books.clone();
@@ -942,11 +918,7 @@ async fn sales_lock_their_account_and_the_rest_stays_serializable() {
 /// it), the books consistent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn first_sales_of_one_new_card_at_once_enrol_it_once() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_enrol_race").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_enrol_race").await;
     let books = Books::new(Arc::new(pg));
     let l = Embedded::with_books(books.clone(), Programme::default(), Origin::new("s", "t"));
     for round in 0..5 {
@@ -981,11 +953,7 @@ async fn first_sales_of_one_new_card_at_once_enrol_it_once() {
 /// all of them wins, whichever kind, and the books stay consistent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn sales_and_deductions_racing_for_one_balance_one_wins() {
-    let cluster = Cluster::shared().unwrap();
-    let url = cluster.createdb("core_mixed_race").unwrap();
-    let pg = tokio::task::spawn_blocking(move || PgBooks::connect(&PgConfig::new(url)).unwrap())
-        .await
-        .unwrap();
+    let (_cluster, pg) = pg_books("core_mixed_race").await;
     let books = Books::new(Arc::new(pg));
     let p = Programme {
         default_accrual_percent: Decimal::ZERO,
