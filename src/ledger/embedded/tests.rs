@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::ledger::db::Db;
-use crate::ledger::rules::{CategoryOverride, RulesError};
+use crate::ledger::rules::{CategoryOverride, RefundShortfall, RulesError};
 use time::macros::datetime;
 
 fn sale(total: u32) -> Vec<SaleLine> {
