@@ -627,12 +627,7 @@ pub(super) fn balance_units(db: &dyn Db, account: i64) -> Result<i64, DbError> {
 /// Whether the account has open lots whose expiry has come (by its
 /// maintained next expiry: one row read).
 pub(super) fn has_due(db: &dyn Db, account: i64, now: OffsetDateTime) -> Result<bool, DbError> {
-    let next: Option<String> = db.query_row(
-        "SELECT next_expiry FROM accounts WHERE id = ?1",
-        args![account],
-        |r| r.get(0),
-    )?;
-    Ok(next.is_some_and(|at| at <= ts(now)))
+    Ok(next_expiry_of(db, account)?.is_some_and(|at| at <= ts(now)))
 }
 
 /// Posts an `expire` entry for every lot whose time has come, in a

@@ -262,16 +262,15 @@ pub(crate) fn commit_full_tx(
     // The maintained next expiry says whether anything is due (the common
     // case: nothing, and no read of the lots).
     let mut before = acct.balance;
-    // The account's next expiry as this sale leaves it; `None`: read it.
-    let mut next_expiry = Some(acct.next_expiry.clone());
-    if acct
-        .next_expiry
+    // The account's next expiry, kept as this sale's writes move it.
+    let mut next_expiry = acct.next_expiry.clone();
+    if next_expiry
         .as_deref()
         .is_some_and(|at| at <= stamp.as_str())
     {
         expire_due(db, account, now, origin)?;
         before = balance_units(db, account)?;
-        next_expiry = None;
+        next_expiry = book::next_expiry_of(db, account)?;
     }
     // Held points (the accrual window) cannot pay for this sale.
     let held = book::held_units(db, account, now)?;
@@ -326,7 +325,7 @@ pub(crate) fn commit_full_tx(
         return Err(DbError::Invariant("the lots hold less than the balance"));
     }
     if let Some(n) = next_after_take {
-        next_expiry = Some(n);
+        next_expiry = n;
     }
 
     // Accrue as a new lot.
@@ -361,10 +360,9 @@ pub(crate) fn commit_full_tx(
     let new_lot = if lot.is_some() { accrued - repaid } else { 0 };
     if new_lot > 0
         && let Some(at) = &expires
-        && let Some(known) = &mut next_expiry
-        && known.as_ref().is_none_or(|k| at < k)
+        && next_expiry.as_ref().is_none_or(|k| at < k)
     {
-        *known = Some(at.clone());
+        next_expiry = Some(at.clone());
     }
     let newly_held = available.as_deref().is_some_and(|at| at > stamp.as_str());
     let held_after = match (held_before, newly_held && new_lot > 0) {
@@ -386,10 +384,6 @@ pub(crate) fn commit_full_tx(
     // arithmetic to the books.
     #[cfg(debug_assertions)]
     debug_assert_eq!(balance_after, balance_units(db, account)?);
-    let next_expiry = match next_expiry {
-        Some(n) => n,
-        None => book::next_expiry_of(db, account)?,
-    };
     let debt_after = acct.debt - repaid;
     #[cfg(debug_assertions)]
     {
