@@ -534,20 +534,25 @@ pub(crate) fn card_account_locked(
     db: &dyn Db,
     number: &str,
 ) -> Result<Option<LockedAccount>, DbError> {
+    // One column list for both spellings: the row is read by one closure.
+    macro_rules! columns {
+        () => {
+            "a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
+             a.programme, a.balance, a.debt, a.next_expiry,
+             a.accrual_pct, a.cap_pct, a.category_overrides"
+        };
+    }
     let sql = match db.dialect() {
-        Dialect::Sqlite => {
-            "SELECT a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
-                    a.programme, a.balance, a.debt, a.next_expiry,
-                    a.accrual_pct, a.cap_pct, a.category_overrides
-             FROM cards c JOIN accounts a ON a.id = c.account_id WHERE c.number = ?1"
-        }
-        Dialect::Postgres => {
+        Dialect::Sqlite => concat!(
+            "SELECT ",
+            columns!(),
+            " FROM cards c JOIN accounts a ON a.id = c.account_id WHERE c.number = ?1"
+        ),
+        Dialect::Postgres => concat!(
             "UPDATE accounts a SET balance = a.balance FROM cards c
-             WHERE c.number = ?1 AND a.id = c.account_id
-             RETURNING a.id, CASE WHEN c.status != 'active' THEN c.status ELSE a.status END,
-                    a.programme, a.balance, a.debt, a.next_expiry,
-                    a.accrual_pct, a.cap_pct, a.category_overrides"
-        }
+             WHERE c.number = ?1 AND a.id = c.account_id RETURNING ",
+            columns!()
+        ),
     };
     db.query_opt(sql, args![number], |r| {
         Ok(LockedAccount {
